@@ -1,0 +1,3 @@
+//! Dockerfile parsing and the image builder.
+//!
+//! Empty until its issue lands (see ARCHITECTURE.md).

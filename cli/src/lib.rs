@@ -1,0 +1,3 @@
+//! berth: the docker-style CLI, a client of the Docker Engine API.
+//!
+//! Empty until its issue lands (see ARCHITECTURE.md).

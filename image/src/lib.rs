@@ -1,0 +1,3 @@
+//! Image references, registry client, image configs, save/load.
+//!
+//! Empty until its issue lands (see ARCHITECTURE.md).
