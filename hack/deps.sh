@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs every system package berth's build, demo and tests need.
+# Idempotent and fast when everything is present: `apt-get update` runs only when a
+# package is missing.
+set -euo pipefail
+
+packages=(
+    # build
+    protobuf-compiler pkg-config libseccomp-dev
+    # fixtures: images are built from the host's static busybox
+    busybox-static file zstd openssl apache2-utils
+    # a real registry on loopback, and image tools to cross-check against
+    docker-registry skopeo umoci
+    # networking
+    iproute2 nftables iptables containernetworking-plugins
+    # reference runtimes and engines for differential and compatibility tests
+    runc containerd podman
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "hack/deps.sh: missing packages: ${missing[*]}; run as root to install them" >&2
+        exit 1
+    fi
+    echo "hack/deps.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # Services from these packages (registry, containerd) are started by the tests
+    # themselves, on private sockets and loopback ports; none should start at install.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The Rust toolchain comes with the machine; fmt and clippy are components of it.
+for tool in fmt clippy; do
+    if ! cargo "$tool" --version >/dev/null 2>&1; then
+        echo "hack/deps.sh: cargo $tool is missing; installing the rustup component"
+        rustup component add "$( [ "$tool" = fmt ] && echo rustfmt || echo clippy )"
+    fi
+done
