@@ -1,3 +1,8 @@
 //! berthd: configuration, metadata store, wiring, Docker Engine API, metrics.
 //!
-//! Empty until its issue lands (see ARCHITECTURE.md).
+//! Landed so far: the configuration file, the SQLite metadata store and the
+//! one-daemon-per-root lock. The front doors (CRI, Docker API) come with their issues.
+
+pub mod config;
+pub mod lock;
+pub mod store;

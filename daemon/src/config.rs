@@ -1,0 +1,299 @@
+//! berthd's configuration: `/etc/berth/config.toml`, overridden by flags.
+//!
+//! Every path is configurable so tests can run isolated daemons side by side.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where berthd looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.toml";
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// berthd's whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Persistent state: content, snapshots, volumes, the metadata database.
+    pub root: PathBuf,
+    /// Runtime state: sockets, shim dirs, pinned namespaces, CNI cache.
+    pub state: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// Per-registry settings keyed by host (`host` or `host:port`).
+    pub registries: BTreeMap<String, RegistryConfig>,
+    pub cni: CniConfig,
+    /// Runtime handlers (Kubernetes RuntimeClass) by name.
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+    /// The handler used when a request names none.
+    pub default_runtime: String,
+    pub cgroup_driver: CgroupDriver,
+    pub logs: LogConfig,
+    /// Where Prometheus metrics are served; none when unset.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/var/lib/berth"),
+            state: PathBuf::from("/run/berth"),
+            log_level: "info".to_string(),
+            registries: BTreeMap::new(),
+            cni: CniConfig::default(),
+            runtimes: BTreeMap::new(),
+            default_runtime: "berth".to_string(),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            logs: LogConfig::default(),
+            metrics_address: None,
+        }
+    }
+}
+
+/// How berth talks to one registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Mirrors tried in order before the registry itself (`host[:port]` or a URL).
+    pub mirrors: Vec<String>,
+    /// Go to the registry itself when every mirror failed.
+    pub fallback_to_upstream: Option<bool>,
+    /// Plain HTTP is allowed for this registry.
+    pub insecure: bool,
+    /// Extra CA certificates (PEM) trusted for this registry.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Where CNI configurations and plugins are found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniConfig {
+    pub conf_dir: PathBuf,
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+/// An OCI runtime a pod can ask for by handler name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// Path of an external runtime binary (runc's command line); the built-in
+    /// runtime, called in-process, when unset.
+    pub path: Option<PathBuf>,
+}
+
+/// Who manages container cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+/// Container log rotation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub max_size_bytes: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_size_bytes: 10 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`. A missing file is an error only when `explicit` (the user named it
+    /// with `--config`); the default path may be absent on a fresh node.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.cgroup_driver == CgroupDriver::Systemd {
+            return Err(invalid(
+                "cgroup_driver = \"systemd\" is not supported yet; use \"cgroupfs\"".into(),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            return Err(invalid(format!(
+                "log_level {:?} is not one of error, warn, info, debug, trace",
+                self.log_level
+            )));
+        }
+        for (dir, what) in [(&self.root, "root"), (&self.state, "state")] {
+            if !dir.is_absolute() {
+                return Err(invalid(format!(
+                    "{what} {} must be an absolute path",
+                    dir.display()
+                )));
+            }
+        }
+        if self.default_runtime != "berth" && !self.runtimes.contains_key(&self.default_runtime) {
+            return Err(invalid(format!(
+                "default_runtime {:?} names no [runtimes] entry",
+                self.default_runtime
+            )));
+        }
+        for (host, registry) in &self.registries {
+            if registry.fallback_to_upstream == Some(false) && registry.mirrors.is_empty() {
+                return Err(invalid(format!(
+                    "registry {host}: fallback_to_upstream = false needs at least one mirror"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata database inside the root.
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join("berth.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+            path: PathBuf::from("tempdir"),
+            source,
+        })?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::load(&path, true)
+    }
+
+    #[test]
+    fn missing_default_file_gives_defaults_but_missing_explicit_file_fails() {
+        let path = Path::new("/nonexistent/berth/config.toml");
+        assert_eq!(Config::load(path, false).ok(), Some(Config::default()));
+        let err = Config::load(path, true).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("/nonexistent/berth/config.toml")));
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let config = load_str(
+            r#"
+            root = "/tmp/berth-root"
+            state = "/tmp/berth-state"
+            log_level = "debug"
+            default_runtime = "runc"
+            metrics_address = "127.0.0.1:9323"
+            [registries."docker.io"]
+            mirrors = ["127.0.0.1:5000"]
+            fallback_to_upstream = false
+            [registries."127.0.0.1:5000"]
+            insecure = true
+            [cni]
+            conf_dir = "/tmp/cni/net.d"
+            bin_dirs = ["/usr/lib/cni"]
+            [runtimes.runc]
+            path = "/usr/sbin/runc"
+            [logs]
+            max_size_bytes = 1024
+            max_files = 2
+            "#,
+        );
+        let config = match config {
+            Ok(config) => config,
+            Err(err) => panic!("config should parse: {err}"),
+        };
+        assert_eq!(config.root, PathBuf::from("/tmp/berth-root"));
+        assert_eq!(
+            config.registries["docker.io"].mirrors,
+            vec!["127.0.0.1:5000"]
+        );
+        assert!(config.registries["127.0.0.1:5000"].insecure);
+        assert_eq!(
+            config.runtimes["runc"].path.as_deref(),
+            Some(Path::new("/usr/sbin/runc"))
+        );
+        assert_eq!(config.logs.max_files, 2);
+        assert_eq!(config.metrics_address.map(|a| a.port()), Some(9323));
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let cases = [
+            ("roots = \"/x\"", "unknown field `roots`"),
+            ("cgroup_driver = \"systemd\"", "not supported yet"),
+            ("log_level = \"loud\"", "log_level \"loud\""),
+            ("root = \"relative\"", "must be an absolute path"),
+            ("default_runtime = \"kata\"", "names no [runtimes] entry"),
+            (
+                "[registries.\"x\"]\nfallback_to_upstream = false",
+                "needs at least one mirror",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = load_str(text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(expected),
+                "{text:?}: error {err:?} lacks {expected:?}"
+            );
+        }
+    }
+}
