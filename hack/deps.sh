@@ -13,8 +13,9 @@ packages=(
     docker-registry skopeo umoci
     # networking
     iproute2 nftables iptables containernetworking-plugins
-    # reference runtimes and engines for differential and compatibility tests
-    runc containerd podman
+    # reference runtimes and engines for differential and compatibility tests;
+    # docker.io brings Debian's docker 20.10 CLI, a real Docker Engine API client
+    runc containerd podman docker.io
 )
 
 missing=()
@@ -38,6 +39,12 @@ if ((${#missing[@]})); then
     chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The Python Docker SDK, a real Docker Engine API client for the e2e tests.
+if ! python3 -c 'import docker' >/dev/null 2>&1; then
+    echo "hack/deps.sh: installing the Python docker SDK"
+    python3 -m pip install -q --disable-pip-version-check docker
 fi
 
 # The Rust toolchain comes with the machine; fmt and clippy are components of it.

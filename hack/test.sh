@@ -17,6 +17,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== cargo build (the e2e tests run the built binaries)"
+cargo build --workspace --bins --locked
+
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,10 +1,182 @@
 //! End-to-end tests against real berth binaries, run as root.
 //!
-//! The tests live in `tests/`; this library holds what they share.
+//! The tests live in `tests/`; this library holds what they share: finding the built
+//! binaries and running a private berthd that is stopped and cleaned up on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
 
 /// Fails the calling test with a clear message unless it runs as root.
 ///
 /// Root-only tests must never pass silently on a machine where they cannot run.
 pub fn require_root() {
     berth_fixtures::require_root();
+}
+
+/// Path of a workspace binary (`berthd`, `berth-runtime`, …) built next to the tests.
+///
+/// `hack/test.sh` builds every binary before the tests run.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary has no target/<profile> directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is not built; run `cargo build --workspace --bins` first (hack/test.sh does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A private berthd with its own root and state dirs, stopped and removed on drop.
+pub struct Berthd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Berthd {
+    /// Starts berthd on fresh dirs and waits until its Docker API socket answers.
+    pub fn start() -> Result<Berthd> {
+        let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let mut berthd = Berthd { child: None, dir };
+        berthd.spawn()?;
+        Ok(berthd)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let child = Command::new(binary("berthd")?)
+            .arg("--root")
+            .arg(self.root())
+            .arg("--state")
+            .arg(self.state())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--log-level")
+            .arg("debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("berthd.log"))?)
+            .spawn()
+            .context("starting berthd")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// The config file berthd reads; tests may write it before `restart`.
+    pub fn config_path(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        if !path.exists() {
+            let _ = std::fs::write(&path, "");
+        }
+        path
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The Docker Engine API socket.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.state().join("docker.sock")
+    }
+
+    /// `DOCKER_HOST` for clients.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.docker_socket().display())
+    }
+
+    /// What berthd logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "berthd exited with {status} while starting:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if std::os::unix::net::UnixStream::connect(self.docker_socket()).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "berthd did not open {} within 20s:\n{}",
+            self.docker_socket().display(),
+            self.log()
+        )
+    }
+
+    /// Stops berthd with SIGTERM (containers keep running) and waits for it.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait()?.is_none() {
+                if Instant::now() > deadline {
+                    child.kill()?;
+                    child.wait()?;
+                    bail!("berthd ignored SIGTERM for 10s:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills berthd with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts berthd again on the same dirs.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn()
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            eprintln!("stopping berthd: {err:#}");
+        }
+    }
+}
+
+/// Runs a command, returning stdout; fails with its stderr when it exits non-zero.
+pub fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} exited with {}:\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1,0 +1,104 @@
+//! The Docker Engine HTTP API, served on berthd's `docker.sock`.
+//!
+//! One file per operation; this module routes a request to it and maps every error to
+//! the wire exactly once (`ApiError` → status + `{"message"}`).
+
+mod error;
+pub mod host;
+mod info;
+mod ping;
+mod reply;
+mod version;
+
+use hyper::{Method, Request};
+
+pub use error::ApiError;
+pub use reply::{Body, Reply};
+
+use crate::Daemon;
+
+/// The newest API version berth speaks; clients negotiate down to it.
+pub const API_VERSION: &str = "1.41";
+/// The oldest API version berth accepts.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Answers one request. Never fails: errors become Docker-shaped error replies.
+pub async fn handle<B>(daemon: &Daemon, req: Request<B>) -> hyper::Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("docker_api", %method, %path);
+    let _enter = span.enter();
+    let reply = match route(daemon, &method, &path) {
+        Ok(reply) => reply,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::error!(error = %err, "request failed");
+            } else {
+                tracing::debug!(error = %err, "request refused");
+            }
+            Reply::error(&err)
+        }
+    };
+    reply.into_response()
+}
+
+fn route(daemon: &Daemon, method: &Method, path: &str) -> Result<Reply, ApiError> {
+    let path = strip_version(path)?;
+    match (method, path) {
+        (&Method::GET, "/_ping") => Ok(ping::handle(false)),
+        (&Method::HEAD, "/_ping") => Ok(ping::handle(true)),
+        (&Method::GET, "/version") => Ok(version::handle(&daemon.host)),
+        (&Method::GET, "/info") => info::handle(daemon),
+        _ => Err(ApiError::NotFound("page not found".to_string())),
+    }
+}
+
+/// Strips a `/v1.NN` prefix, refusing versions outside what berth speaks.
+fn strip_version(path: &str) -> Result<&str, ApiError> {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok(path);
+    };
+    let (version, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let Some(asked) = parse_version(version) else {
+        // Not a version prefix (e.g. `/volumes`): route the path as it is.
+        return Ok(path);
+    };
+    let newest = parse_version(API_VERSION).unwrap_or((1, 41));
+    let oldest = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
+    if asked > newest {
+        return Err(ApiError::BadRequest(format!(
+            "client version {version} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if asked < oldest {
+        return Err(ApiError::BadRequest(format!(
+            "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    Ok(tail)
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefixes_are_stripped_and_checked() {
+        assert_eq!(strip_version("/v1.41/info").ok(), Some("/info"));
+        assert_eq!(strip_version("/v1.24/_ping").ok(), Some("/_ping"));
+        assert_eq!(strip_version("/info").ok(), Some("/info"));
+        assert_eq!(strip_version("/volumes/x").ok(), Some("/volumes/x"));
+        let too_new = strip_version("/v1.99/info").err().map(|e| e.to_string());
+        assert!(too_new.is_some_and(|m| m.contains("too new")));
+        let too_old = strip_version("/v1.12/info").err().map(|e| e.to_string());
+        assert!(too_old.is_some_and(|m| m.contains("too old")));
+    }
+}
