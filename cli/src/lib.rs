@@ -1,3 +1,9 @@
 //! berth: the docker-style CLI, a client of the Docker Engine API.
 //!
-//! Empty until its issue lands (see ARCHITECTURE.md).
+//! Landed so far: the API client over the unix socket, docker's `--format` templates,
+//! and the `version` and `info` commands. Container and image commands come with
+//! their issue.
+
+pub mod client;
+pub mod commands;
+pub mod template;
