@@ -6,4 +6,5 @@
 
 pub mod client;
 pub mod commands;
+pub mod run_args;
 pub mod template;

@@ -1,0 +1,431 @@
+//! `berth run` / `berth create` flags, turned into the Docker API's create request
+//! exactly as the docker CLI builds it, so berthd sees the same body from both.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+/// Errors in `run`/`create` flags, each naming the flag and the value.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FlagError {
+    #[error("invalid argument {value:?} for \"{flag}\" flag: {why}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("Conflicting options: {0}")]
+    Conflict(&'static str),
+    #[error("reading --env-file {path}: {why}")]
+    EnvFile { path: PathBuf, why: String },
+}
+
+fn invalid(flag: &'static str, value: &str, why: impl Into<String>) -> FlagError {
+    FlagError::Invalid {
+        flag,
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+/// `HostConfig.PortBindings`: `"80/tcp"` → `[{"HostIp", "HostPort"}]`.
+type PortBindings = BTreeMap<String, Vec<Value>>;
+
+/// The flags `docker create` and `docker run` share.
+#[derive(Args, Debug, Default, Clone)]
+pub struct CreateFlags {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to take it from this shell).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Bind mount a volume (host-path:container-path[:ro], name:path, or path).
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs directory (path[:options]).
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long = "memory")]
+    pub memory: Option<String>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long = "cpus")]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (-1 for unlimited).
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long = "entrypoint")]
+    pub entrypoint: Option<String>,
+    /// Set metadata on a container (KEY=VALUE).
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Restart policy: no, always, unless-stopped, on-failure[:max-retries].
+    #[arg(long = "restart")]
+    pub restart: Option<String>,
+    /// Automatically remove the container when it exits.
+    #[arg(long = "rm")]
+    pub rm: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+    /// Keep STDIN open even if not attached.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+    /// Container host name.
+    #[arg(long = "hostname")]
+    pub hostname: Option<String>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Connect the container to a network.
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    /// Give extended privileges to this container.
+    #[arg(long = "privileged")]
+    pub privileged: bool,
+    /// Add Linux capabilities.
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+}
+
+impl CreateFlags {
+    /// The body of `POST /containers/create` for `image` and `cmd`. `detach` is
+    /// `run -d`: a detached run attaches no stream. `lookup_env` resolves `-e KEY`.
+    pub fn to_create_body(
+        &self,
+        image: &str,
+        cmd: &[String],
+        detach: bool,
+        lookup_env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Value, FlagError> {
+        if self.rm && self.restart.as_deref().is_some_and(|r| r != "no") {
+            return Err(FlagError::Conflict("--restart and --rm"));
+        }
+        let mut env = Vec::new();
+        for path in &self.env_file {
+            env.extend(read_env_file(path, lookup_env)?);
+        }
+        for e in &self.env {
+            env.extend(env_entry(e, lookup_env));
+        }
+        let (binds, volumes) = self.split_volumes()?;
+        let (exposed, bindings) = self.ports()?;
+        let attach = !detach;
+        let mut labels = Map::new();
+        for l in &self.label {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            labels.insert(k.to_string(), json!(v));
+        }
+        let mut tmpfs = Map::new();
+        for t in &self.tmpfs {
+            let (path, opts) = t.split_once(':').unwrap_or((t, ""));
+            if !path.starts_with('/') {
+                return Err(invalid("--tmpfs", t, "the mount path must be absolute"));
+            }
+            tmpfs.insert(path.to_string(), json!(opts));
+        }
+        let entrypoint = self.entrypoint.as_ref().map(|e| json!([e]));
+        let host_config = json!({
+            "Binds": (!binds.is_empty()).then_some(binds),
+            "NetworkMode": self.network.as_deref().unwrap_or("default"),
+            "PortBindings": bindings,
+            "RestartPolicy": restart_policy(self.restart.as_deref())?,
+            "AutoRemove": self.rm,
+            "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),
+            "Memory": self.memory.as_deref().map(|m| parse_bytes("--memory", m)).transpose()?.unwrap_or(0),
+            "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
+            "CpuShares": self.cpu_shares.unwrap_or(0),
+            "PidsLimit": self.pids_limit,
+            "Privileged": self.privileged,
+            "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
+            "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),
+            "ReadonlyRootfs": self.read_only,
+            // -1: the kernel default, as docker sends when --memory-swappiness is unset.
+            "MemorySwappiness": -1,
+        });
+        let mut body = json!({
+            "Hostname": self.hostname.as_deref().unwrap_or(""),
+            "User": self.user.as_deref().unwrap_or(""),
+            "AttachStdin": attach && self.interactive,
+            "AttachStdout": attach,
+            "AttachStderr": attach,
+            "ExposedPorts": (!exposed.is_empty()).then_some(exposed),
+            "Tty": self.tty,
+            "OpenStdin": self.interactive,
+            "StdinOnce": attach && self.interactive,
+            "Env": (!env.is_empty()).then_some(env),
+            "Cmd": (!cmd.is_empty()).then_some(cmd),
+            "Image": image,
+            "Volumes": (!volumes.is_empty()).then_some(volumes),
+            "WorkingDir": self.workdir.as_deref().unwrap_or(""),
+            "Entrypoint": entrypoint,
+            "Labels": labels,
+            "HostConfig": host_config,
+        });
+        strip_nulls(&mut body);
+        Ok(body)
+    }
+
+    /// `-v` entries: host paths and named volumes become binds; a lone path is an
+    /// anonymous volume.
+    fn split_volumes(&self) -> Result<(Vec<String>, Map<String, Value>), FlagError> {
+        let mut binds = Vec::new();
+        let mut volumes = Map::new();
+        for v in &self.volume {
+            let parts: Vec<&str> = v.split(':').collect();
+            match parts.as_slice() {
+                [path] if path.starts_with('/') => {
+                    volumes.insert(path.to_string(), json!({}));
+                }
+                [_, target] | [_, target, _] if target.starts_with('/') => {
+                    if let [_, _, mode] = parts.as_slice() {
+                        for opt in mode.split(',') {
+                            if ![
+                                "ro", "rw", "z", "Z", "shared", "slave", "private", "rshared",
+                                "rslave", "rprivate", "nocopy",
+                            ]
+                            .contains(&opt)
+                            {
+                                return Err(invalid("--volume", v, format!("invalid mode: {opt}")));
+                            }
+                        }
+                    }
+                    binds.push(v.clone());
+                }
+                _ => {
+                    return Err(invalid(
+                        "--volume",
+                        v,
+                        "expected [source:]destination[:mode] with an absolute destination",
+                    ))
+                }
+            }
+        }
+        Ok((binds, volumes))
+    }
+
+    /// `-p` entries as ExposedPorts and PortBindings.
+    fn ports(&self) -> Result<(Map<String, Value>, PortBindings), FlagError> {
+        let mut exposed = Map::new();
+        let mut bindings = PortBindings::new();
+        for p in &self.publish {
+            let (spec, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
+            if !["tcp", "udp", "sctp"].contains(&proto) {
+                return Err(invalid("--publish", p, format!("invalid proto: {proto}")));
+            }
+            let parts: Vec<&str> = spec.split(':').collect();
+            let (ip, host_port, ctr_port) = match parts.as_slice() {
+                [c] => ("", "", *c),
+                [h, c] => ("", *h, *c),
+                [ip, h, c] => (*ip, *h, *c),
+                _ => {
+                    return Err(invalid(
+                        "--publish",
+                        p,
+                        "expected [ip:][hostPort:]containerPort[/proto]",
+                    ))
+                }
+            };
+            for port in [ctr_port, host_port] {
+                if !port.is_empty() && port.parse::<u16>().map_or(true, |n| n == 0) {
+                    return Err(invalid("--publish", p, format!("invalid port: {port}")));
+                }
+            }
+            let key = format!("{ctr_port}/{proto}");
+            exposed.insert(key.clone(), json!({}));
+            bindings
+                .entry(key)
+                .or_default()
+                .push(json!({"HostIp": ip, "HostPort": host_port}));
+        }
+        Ok((exposed, bindings))
+    }
+}
+
+/// Drops unset fields: the daemon reads a missing field as its zero value, as Go does.
+fn strip_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
+}
+
+/// `-e KEY=VALUE` as is; `-e KEY` takes KEY's value from this shell, and is passed
+/// bare when the shell has none, as docker does.
+fn env_entry(e: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if e.contains('=') {
+        return Some(e.to_string());
+    }
+    Some(lookup_env(e).map_or_else(|| e.to_string(), |v| format!("{e}={v}")))
+}
+
+fn read_env_file(
+    path: &PathBuf,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, FlagError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FlagError::EnvFile {
+        path: path.clone(),
+        why: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("");
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(FlagError::EnvFile {
+                path: path.clone(),
+                why: format!("line {}: variable {key:?} contains whitespaces", n + 1),
+            });
+        }
+        out.extend(env_entry(line, lookup_env));
+    }
+    Ok(out)
+}
+
+fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
+    let Some(policy) = policy else {
+        return Ok(json!({"Name": "no", "MaximumRetryCount": 0}));
+    };
+    let (name, count) = policy.split_once(':').unwrap_or((policy, ""));
+    let count: i64 = match (name, count) {
+        (_, "") => 0,
+        ("on-failure", n) => n.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            invalid(
+                "--restart",
+                policy,
+                "maximum retry count must be a non-negative integer",
+            )
+        })?,
+        _ => {
+            return Err(invalid(
+                "--restart",
+                policy,
+                "maximum retry count can only be used with 'on-failure'",
+            ))
+        }
+    };
+    if !["no", "always", "unless-stopped", "on-failure"].contains(&name) {
+        return Err(invalid("--restart", policy, "invalid restart policy"));
+    }
+    Ok(json!({"Name": name, "MaximumRetryCount": count}))
+}
+
+/// Sizes as docker takes them: a number, then optionally a space, one of k, m, g, t, p
+/// (binary units), an `i` and a `b`: `64m`, `64MiB`, `1g`, `512`.
+pub fn parse_bytes(flag: &'static str, value: &str) -> Result<i64, FlagError> {
+    let lower = value.trim().to_ascii_lowercase();
+    let rest = lower.strip_suffix('b').unwrap_or(&lower);
+    let rest = rest.strip_suffix('i').unwrap_or(rest);
+    let (number, multiplier) = match rest.chars().last() {
+        Some(unit @ ('k' | 'm' | 'g' | 't' | 'p')) => {
+            let power = "kmgtp".find(unit).unwrap_or(0) as i32 + 1;
+            (rest[..rest.len() - 1].trim_end(), 1024f64.powi(power))
+        }
+        _ if rest.len() != lower.len() && rest.ends_with(|c: char| !c.is_ascii_digit()) => {
+            return Err(invalid(flag, value, "invalid size unit; use k, m, g or t"));
+        }
+        _ => (rest, 1.0),
+    };
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0 && !number.starts_with('.'))
+        .ok_or_else(|| {
+            invalid(
+                flag,
+                value,
+                "invalid size: expected a number with an optional unit (k, m, g)",
+            )
+        })?;
+    Ok((n * multiplier) as i64)
+}
+
+/// `--cpus 1.5` as nano CPUs.
+fn parse_cpus(value: &str) -> Result<i64, FlagError> {
+    let cpus: f64 = value
+        .parse()
+        .ok()
+        .filter(|c: &f64| c.is_finite() && *c >= 0.0)
+        .ok_or_else(|| invalid("--cpus", value, "expected a non-negative number"))?;
+    Ok((cpus * 1e9).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_cpus() {
+        assert_eq!(parse_bytes("--memory", "64m"), Ok(64 << 20));
+        assert_eq!(parse_bytes("--memory", "1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("--memory", "512"), Ok(512));
+        assert_eq!(parse_bytes("--memory", "2kb"), Ok(2048));
+        assert_eq!(parse_bytes("--memory", "64MiB"), Ok(64 << 20));
+        assert!(parse_bytes("--memory", "12x").is_err());
+        assert!(parse_bytes("--memory", "m").is_err());
+        assert!(parse_bytes("--memory", "-5m").is_err());
+        assert_eq!(parse_cpus("1.5"), Ok(1_500_000_000));
+        assert!(parse_cpus("-1").is_err());
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(
+            restart_policy(Some("on-failure:3")),
+            Ok(json!({"Name": "on-failure", "MaximumRetryCount": 3}))
+        );
+        assert_eq!(
+            restart_policy(Some("always")),
+            Ok(json!({"Name": "always", "MaximumRetryCount": 0}))
+        );
+        assert!(restart_policy(Some("always:3")).is_err());
+        assert!(restart_policy(Some("sometimes")).is_err());
+    }
+
+    #[test]
+    fn bad_volumes_and_ports_name_the_flag() {
+        let flags = CreateFlags {
+            volume: vec!["relative:dir".into()],
+            ..Default::default()
+        };
+        let err = flags
+            .to_create_body("img", &[], false, &|_| None)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("\"--volume\"")));
+        let flags = CreateFlags {
+            publish: vec!["99999:80".into()],
+            ..Default::default()
+        };
+        let err = flags
+            .to_create_body("img", &[], false, &|_| None)
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("invalid port: 99999")));
+    }
+}
