@@ -8,6 +8,7 @@
 #![recursion_limit = "256"]
 
 pub mod config;
+pub mod container_spec;
 pub mod docker_api;
 pub mod lock;
 pub mod server;

@@ -1,0 +1,163 @@
+//! A container's OCI runtime spec from a Docker create request and its image's
+//! config, built the way Docker builds it: process merge, user lookup in the image,
+//! default mounts, capabilities, masked paths, device rules and resource limits.
+
+mod caps;
+mod defaults;
+mod mounts;
+mod process;
+mod request;
+mod resources;
+mod user;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+pub use caps::bounding_set;
+pub use request::{CreateRequest, HostConfig, ImageDefaults};
+pub use user::{resolve as resolve_user, ExecUser};
+
+/// Why a container's spec cannot be built; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("No command specified")]
+    NoCommand,
+    #[error("the working directory {0:?} is invalid: it needs to be an absolute path")]
+    RelativeWorkdir(String),
+    #[error("{0}")]
+    User(String),
+    #[error("{0}")]
+    Mount(String),
+    #[error("{0}")]
+    Caps(String),
+    #[error("{0}")]
+    Resources(String),
+    #[error(
+        "network mode {0:?} is not supported yet (berth gives containers none, host or default)"
+    )]
+    NetworkMode(String),
+}
+
+/// What the daemon knows about the container besides the request.
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub request: &'a CreateRequest,
+    pub image: &'a ImageDefaults,
+    /// The mounted root filesystem (users are looked up in it).
+    pub rootfs: &'a Path,
+    pub cgroups_path: String,
+    /// Capabilities berth holds (`bounding_set()`), the ceiling for every container.
+    pub held_caps: &'a [&'static str],
+}
+
+/// Builds `config.json` for the container.
+pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
+    let req = inputs.request;
+    let hc = &req.host_config;
+    let hostname = if req.hostname.is_empty() {
+        inputs.id.chars().take(12).collect()
+    } else {
+        req.hostname.clone()
+    };
+    let args = process::args(req, inputs.image)?;
+    let cwd = process::cwd(req, inputs.image)?;
+    let user_spec = if req.user.is_empty() {
+        &inputs.image.user
+    } else {
+        &req.user
+    };
+    let user = user::resolve(inputs.rootfs, user_spec)?;
+    let mut env = process::env(req, inputs.image, &hostname);
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let caps = caps::container_caps(
+        hc.privileged,
+        hc.cap_add.as_deref().unwrap_or_default(),
+        hc.cap_drop.as_deref().unwrap_or_default(),
+        inputs.held_caps,
+    )?;
+
+    let shm = if hc.shm_size > 0 {
+        hc.shm_size
+    } else {
+        defaults::DEFAULT_SHM_SIZE
+    };
+    let mut mounts = defaults::mounts(shm, hc.privileged);
+    let user_mounts: Vec<Value> = mounts::binds(hc.binds.as_deref().unwrap_or_default())?
+        .into_iter()
+        .chain(mounts::tmpfs(
+            hc.tmpfs.clone().unwrap_or_default().into_iter(),
+        )?)
+        .collect();
+    // A user mount on a default destination (say, a tmpfs on /dev/shm) replaces it.
+    mounts.retain(|m| {
+        !user_mounts
+            .iter()
+            .any(|u| u["destination"] == m["destination"])
+    });
+    mounts.extend(user_mounts);
+
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    match hc.network_mode.as_str() {
+        "host" => {}
+        // Until user-defined networks land, bridge and default get a private network
+        // namespace with loopback only, like `--network none`.
+        "" | "default" | "bridge" | "none" => namespaces.push(json!({"type": "network"})),
+        other => return Err(SpecError::NetworkMode(other.to_string())),
+    }
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+
+    let (masked, readonly): (Vec<&str>, Vec<&str>) = if hc.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            defaults::MASKED_PATHS.to_vec(),
+            defaults::READONLY_PATHS.to_vec(),
+        )
+    };
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": inputs.cgroups_path,
+        "resources": resources::resources(hc, defaults::device_rules(hc.privileged))?,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly,
+    });
+    if let Some(sysctls) = &hc.sysctls {
+        linux["sysctl"] = json!(sysctls);
+    }
+    let mut process = json!({
+        "terminal": req.tty,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {
+            "bounding": caps, "effective": caps, "permitted": caps,
+        },
+        "noNewPrivileges": false,
+    });
+    if hc.oom_score_adj != 0 {
+        process["oomScoreAdj"] = json!(hc.oom_score_adj);
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": inputs.rootfs, "readonly": hc.readonly_rootfs},
+        "hostname": hostname,
+        "domainname": req.domainname,
+        "mounts": mounts,
+        "linux": linux,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The parts of Docker's `POST /containers/create` body and of an image config that
+//! shape a container's OCI spec. Unknown fields are ignored, as Docker ignores them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// `POST /containers/create`'s body (container config plus `HostConfig`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub image: String,
+    pub working_dir: String,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: Option<String>,
+    pub host_config: HostConfig,
+}
+
+/// `HostConfig`: what the host gives the container.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    pub network_mode: String,
+    pub memory: i64,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: Option<i64>,
+    pub privileged: bool,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub readonly_rootfs: bool,
+    pub shm_size: i64,
+    pub oom_score_adj: i64,
+    pub init: Option<bool>,
+    pub sysctls: Option<BTreeMap<String, String>>,
+}
+
+/// What an image's config contributes (`config` in the OCI image config).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageDefaults {
+    pub user: String,
+    pub env: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub working_dir: String,
+    pub stop_signal: Option<String>,
+}

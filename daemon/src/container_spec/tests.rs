@@ -1,0 +1,183 @@
+use serde_json::json;
+
+use super::*;
+
+fn rootfs() -> tempfile::TempDir {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(err) => panic!("tempdir: {err}"),
+    };
+    let etc = dir.path().join("etc");
+    let result = std::fs::create_dir_all(&etc)
+        .and_then(|()| {
+            std::fs::write(
+                etc.join("passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/sh\n",
+            )
+        })
+        .and_then(|()| std::fs::write(etc.join("group"), "root:x:0:\nusers:x:100:www-data\n"));
+    if let Err(err) = result {
+        panic!("writing the rootfs: {err}");
+    }
+    dir
+}
+
+const HELD: [&str; 15] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+    "CAP_SYS_ADMIN",
+];
+
+fn build_from(
+    body: serde_json::Value,
+    image: serde_json::Value,
+    rootfs: &Path,
+) -> Result<serde_json::Value, SpecError> {
+    let request: CreateRequest =
+        serde_json::from_value(body).map_err(|e| SpecError::User(e.to_string()))?;
+    let image: ImageDefaults =
+        serde_json::from_value(image).map_err(|e| SpecError::User(e.to_string()))?;
+    build(&SpecInputs {
+        id: "0123456789abcdef0123",
+        request: &request,
+        image: &image,
+        rootfs,
+        cgroups_path: "/berth/0123456789abcdef0123".into(),
+        held_caps: &HELD,
+    })
+}
+
+#[test]
+fn a_docker_run_body_becomes_a_valid_oci_spec() -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let bind_src = tempfile::tempdir()?;
+    let body = json!({
+        "User": "www-data", "Tty": true, "Env": ["A=1"], "Cmd": ["echo", "hi"],
+        "Image": "busybox", "WorkingDir": "",
+        "HostConfig": {
+            "Binds": [format!("{}:/data:ro", bind_src.path().display())],
+            "Tmpfs": {"/run": "size=1m,exec"},
+            "Memory": 67108864, "NanoCpus": 1500000000, "PidsLimit": 10, "CpuShares": 512,
+            "CapAdd": ["SYS_ADMIN"], "CapDrop": ["NET_RAW"], "ReadonlyRootfs": true,
+            "NetworkMode": "none",
+        }
+    });
+    let image = json!({"Env": ["PATH=/bin", "A=0", "B=2"], "Entrypoint": ["/bin/entry"], "Cmd": ["ignored"], "WorkingDir": "/srv"});
+    let spec = build_from(body, image, root.path())?;
+    // The oci-spec crate's types accept it: it is a well-formed runtime spec.
+    let typed: oci_spec::runtime::Spec = serde_json::from_value(spec.clone())?;
+    assert_eq!(typed.hostname().as_deref(), Some("0123456789ab"));
+    let process = &spec["process"];
+    assert_eq!(process["args"], json!(["/bin/entry", "echo", "hi"]));
+    assert_eq!(process["cwd"], "/srv");
+    assert_eq!(
+        process["user"],
+        json!({"uid": 33, "gid": 33, "additionalGids": [100]})
+    );
+    assert_eq!(
+        process["env"],
+        json!([
+            "PATH=/bin",
+            "HOSTNAME=0123456789ab",
+            "TERM=xterm",
+            "A=1",
+            "B=2",
+            "HOME=/var/www"
+        ])
+    );
+    let caps = process["capabilities"]["effective"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(caps.contains(&json!("CAP_SYS_ADMIN")) && !caps.contains(&json!("CAP_NET_RAW")));
+    assert_eq!(spec["root"]["readonly"], true);
+    let res = &spec["linux"]["resources"];
+    assert_eq!(res["memory"]["limit"], 67108864);
+    assert_eq!(
+        res["cpu"],
+        json!({"period": 100000, "quota": 150000, "shares": 512})
+    );
+    assert_eq!(res["pids"]["limit"], 10);
+    let mounts = spec["mounts"].as_array().cloned().unwrap_or_default();
+    let find = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).cloned();
+    assert_eq!(
+        find("/data").map(|m| m["options"].clone()),
+        Some(json!(["rbind", "ro", "rprivate"]))
+    );
+    assert_eq!(
+        find("/run").map(|m| m["options"].clone()),
+        Some(json!(["nosuid", "nodev", "size=1m"]))
+    );
+    assert!(find("/proc").is_some() && find("/dev/shm").is_some());
+    let namespaces = spec["linux"]["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(namespaces.contains(&json!({"type": "network"})));
+    assert!(spec["linux"]["maskedPaths"]
+        .as_array()
+        .is_some_and(|m| m.contains(&json!("/proc/kcore"))));
+    Ok(())
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_reason() {
+    let root = rootfs();
+    let cases = [
+        (json!({"Image": "x"}), json!({}), "No command specified"),
+        (
+            json!({"Cmd": ["x"], "User": "ghost"}),
+            json!({}),
+            "unable to find user ghost",
+        ),
+        (
+            json!({"Cmd": ["x"], "WorkingDir": "srv"}),
+            json!({}),
+            "needs to be an absolute path",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["vol:/data"]}}),
+            json!({}),
+            "named volumes are not supported yet",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["/nonexistent/src:/data"]}}),
+            json!({}),
+            "does not exist",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"Memory": 1024}}),
+            json!({}),
+            "Minimum memory limit",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"CapAdd": ["SYS_RESOURCE"]}}),
+            json!({}),
+            "bounding set",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "container:abc"}}),
+            json!({}),
+            "not supported yet",
+        ),
+    ];
+    for (body, image, expected) in cases {
+        let err = build_from(body.clone(), image, root.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(expected), "{body}: {err:?} lacks {expected:?}");
+    }
+}
