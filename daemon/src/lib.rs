@@ -11,6 +11,8 @@ pub mod config;
 pub mod container_spec;
 pub mod docker_api;
 pub mod lock;
+pub mod logs;
+pub mod lookup;
 pub mod server;
 pub mod store;
 
