@@ -13,6 +13,7 @@ pub mod docker_api;
 pub mod lock;
 pub mod logs;
 pub mod lookup;
+pub mod restart_policy;
 pub mod server;
 pub mod store;
 
