@@ -1,3 +1,23 @@
 //! Content store (sha256-addressed blobs) and overlay snapshots.
 //!
-//! Empty until its issue lands (see ARCHITECTURE.md).
+//! - [`content`]: blobs under `<root>/content/blobs/sha256/<hex>`, each written to a temp
+//!   file, verified while written, fsynced and renamed; garbage collection of
+//!   unreferenced blobs.
+//! - [`apply`]: streams a (decompressed) layer tar into a directory, turning whiteouts
+//!   into overlay's form and refusing every entry that would land outside it.
+//! - [`snapshots`]: overlay snapshots keyed by chain ID (`prepare`, `view`, `commit`,
+//!   `remove`, `usage`, `list`) and the mounts that give containers their root
+//!   filesystems, including images with more layers than one page of mount options holds.
+
+pub mod apply;
+pub mod content;
+pub mod digest;
+pub mod mount;
+mod safepath;
+pub mod snapshots;
+
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyStats};
+pub use content::{BlobInfo, ContentError, ContentStore, Ingest};
+pub use digest::{Digest, DigestError};
+pub use mount::{Mount, MountError};
+pub use snapshots::{Kind, SnapshotError, SnapshotInfo, Snapshotter, Usage};
