@@ -1,0 +1,381 @@
+//! Pods attached with Debian's containernetworking-plugins through berth's default network.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_cni::{Bandwidth, CniError, DnsConfig, PortMapping, DEFAULT_CONFLIST};
+use common::{run_in, write_recorder_plugin, TestNet};
+
+#[test]
+fn two_pods_reach_each_other() -> Result<()> {
+    let t = TestNet::new(11)?;
+    let status = t.cni.status();
+    assert!(status.ready, "{status:?}");
+    assert!(
+        t.conf_dir().join(DEFAULT_CONFLIST).exists(),
+        "default network written"
+    );
+    let (ns_a, pod_a) = t.pod("a11")?;
+    let (ns_b, pod_b) = t.pod("b11")?;
+    let a = t.cni.setup(&pod_a)?;
+    let b = t.cni.setup(&pod_b)?;
+    assert_eq!(a.network, t.network);
+    assert_eq!(a.ips.len(), 1);
+    let ip_b = b.ips[0].to_string();
+    assert!(ip_b.starts_with(&t.subnet_prefix()), "{ip_b}");
+    assert_ne!(a.ips, b.ips);
+    // The result names the pod's interface with its netns.
+    assert!(a
+        .result
+        .interfaces
+        .iter()
+        .any(|i| i.name == "eth0" && i.sandbox == pod_a.netns.display().to_string()));
+    // lo is up in the pod, eth0 has the address.
+    let addrs = run_in(&ns_a, "ip", &["-o", "addr"])?;
+    assert!(
+        addrs.contains("lo ") && addrs.contains(&a.ips[0].to_string()),
+        "{addrs}"
+    );
+    run_in(
+        &ns_a,
+        "/bin/busybox",
+        &["ping", "-c", "1", "-W", "3", &ip_b],
+    )?;
+    run_in(
+        &ns_a,
+        "/bin/busybox",
+        &["ping", "-c", "1", "-W", "3", "127.0.0.1"],
+    )?;
+    t.cni.check(&pod_a)?;
+    // CHECK notices a broken pod: remove its eth0.
+    run_in(&ns_b, "ip", &["link", "del", "eth0"])?;
+    let err = t
+        .cni
+        .check(&pod_b)
+        .err()
+        .context("CHECK passed for a pod without eth0")?;
+    assert!(err.to_string().contains(&t.network), "{err}");
+    for (ns, pod) in [(ns_a, pod_a), (ns_b, pod_b)] {
+        t.cni.teardown(&pod)?;
+        ns.remove()?;
+        // Teardown is idempotent.
+        t.cni.teardown(&pod)?;
+    }
+    t.assert_clean()
+}
+
+fn serve_once(listener: TcpListener, reply: &'static [u8]) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || -> Result<()> {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept()?;
+            s.write_all(reply)?;
+        }
+        Ok(())
+    })
+}
+
+fn fetch(addr: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf)
+}
+
+#[test]
+fn host_port_reaches_pod_from_loopback_and_other_namespace() -> Result<()> {
+    let t = TestNet::new(12)?;
+    let host_port: u16 = 29012;
+    let (ns_web, mut web) = t.pod("web12")?;
+    web.port_mappings = vec![PortMapping {
+        host_port,
+        container_port: 8080,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let (ns_cli, cli) = t.pod("cli12")?;
+    t.cni.setup(&web)?;
+    t.cni.setup(&cli)?;
+    // A listener created inside the pod's namespace, served from a host thread.
+    let listener = ns_web.run(|| TcpListener::bind("0.0.0.0:8080"))??;
+    let server = serve_once(listener, b"hello from the pod");
+    // From the host's loopback: portmap's OUTPUT DNAT plus route_localnet and SNAT.
+    assert_eq!(
+        fetch(&format!("127.0.0.1:{host_port}"))?,
+        "hello from the pod"
+    );
+    // From another pod's namespace, to the host's bridge address (hairpin through the host).
+    let gw = t.gateway();
+    let from_other = ns_cli.run(move || fetch(&format!("{gw}:{host_port}")))??;
+    assert_eq!(from_other, "hello from the pod");
+    match server.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("server thread panicked"),
+    }
+    let rules = t.firewall_rules()?;
+    assert!(
+        rules.iter().any(|r| r.contains("--dport 29012")),
+        "{rules:?}"
+    );
+    for (ns, pod) in [(ns_web, web), (ns_cli, cli)] {
+        t.cni.teardown(&pod)?;
+        ns.remove()?;
+    }
+    let left: Vec<String> = t.firewall_rules()?;
+    assert!(left.is_empty(), "{left:?}");
+    assert!(fetch(&format!("127.0.0.1:{host_port}")).is_err());
+    t.assert_clean()
+}
+
+/// Capabilities reach exactly the plugins that declare them; CNI_ARGS carries the pod.
+#[test]
+fn capabilities_and_cni_args() -> Result<()> {
+    let t = TestNet::new(13)?;
+    let record = t.dir.path().join("record");
+    write_recorder_plugin(&t.bin_dir(), "recorder", &record, 0, false)?;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": t.network,
+        "plugins": [
+            {"type": "bridge", "bridge": t.bridge, "isGateway": true, "ipMasq": true,
+             "capabilities": {"ips": true},
+             "ipam": {"type": "host-local", "dataDir": t.dir.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("10.250.{}.0/24", t.n)}]]}},
+            {"type": "bandwidth", "capabilities": {"bandwidth": true}},
+            {"type": "recorder", "capabilities": {"dns": true}},
+        ]
+    });
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-caps.conflist"),
+        serde_json::to_vec(&conf)?,
+    )?;
+    let (ns, mut pod) = t.pod("caps13")?;
+    let want_ip = format!("10.250.{}.77", t.n);
+    pod.ips = vec![format!("{want_ip}/24")];
+    pod.dns = Some(DnsConfig {
+        servers: vec!["10.250.13.53".into()],
+        searches: vec!["svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    pod.bandwidth = Some(Bandwidth {
+        ingress_rate: 8_000_000,
+        ingress_burst: 80_000_000,
+        egress_rate: 0,
+        egress_burst: 0,
+    });
+    pod.port_mappings = vec![PortMapping {
+        host_port: 29013,
+        container_port: 80,
+        protocol: "tcp".into(),
+        host_ip: String::new(),
+    }];
+    let res = t.cni.setup(&pod)?;
+    // ips → host-local gave the requested address.
+    assert_eq!(
+        res.ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        vec![want_ip]
+    );
+    // dns → only the recorder, which declared it; no portMappings anywhere (nobody declared).
+    let add: serde_json::Value = serde_json::from_slice(&std::fs::read(record.join("ADD.json"))?)?;
+    assert_eq!(
+        add["conf"]["runtimeConfig"],
+        serde_json::json!({"dns": {"servers": ["10.250.13.53"], "searches": ["svc.cluster.local"], "options": ["ndots:5"]}})
+    );
+    assert_eq!(add["conf"]["name"], serde_json::json!(t.network));
+    assert!(
+        add["conf"]["prevResult"]["ips"].is_array(),
+        "prevResult chained: {add}"
+    );
+    assert_eq!(
+        add["env"]["CNI_ARGS"],
+        serde_json::json!("IgnoreUnknown=1;K8S_POD_NAMESPACE=testns;K8S_POD_NAME=pod-caps13;K8S_POD_INFRA_CONTAINER_ID=caps13;K8S_POD_UID=uid-caps13")
+    );
+    assert_eq!(add["env"]["CNI_IFNAME"], serde_json::json!("eth0"));
+    assert_eq!(
+        add["env"]["CNI_NETNS"],
+        serde_json::json!(pod.netns.display().to_string())
+    );
+    // bandwidth → a tbf qdisc on the host end of the pod's veth.
+    let host_veth = res
+        .result
+        .interfaces
+        .iter()
+        .find(|i| i.sandbox.is_empty() && i.name != t.bridge)
+        .context("no host veth in the result")?
+        .name
+        .clone();
+    let tc = std::process::Command::new("tc")
+        .args(["qdisc", "show", "dev", &host_veth])
+        .output()?;
+    let tc = String::from_utf8_lossy(&tc.stdout).to_string();
+    assert!(tc.contains("tbf"), "no tbf on {host_veth}: {tc}");
+    // DEL goes in reverse order with the cached prevResult and the same capabilities.
+    t.cni.teardown(&pod)?;
+    let del: serde_json::Value = serde_json::from_slice(&std::fs::read(record.join("DEL.json"))?)?;
+    assert_eq!(del["conf"]["runtimeConfig"], add["conf"]["runtimeConfig"]);
+    assert_eq!(
+        del["conf"]["prevResult"]["ips"][0]["address"],
+        serde_json::json!(format!("10.250.{}.77/24", t.n))
+    );
+    assert_eq!(del["env"]["CNI_COMMAND"], serde_json::json!("DEL"));
+    ns.remove()?;
+    t.assert_clean()
+}
+
+#[test]
+fn status_reports_broken_config_and_missing_plugin() -> Result<()> {
+    let t = TestNet::new(14)?;
+    std::fs::create_dir_all(t.conf_dir())?;
+    let broken = t.conf_dir().join("00-broken.conflist");
+    std::fs::write(&broken, b"{\"cniVersion\": \"1.0.0\", \"name\": ")?;
+    let s = t.cni.status();
+    assert!(!s.ready);
+    assert_eq!(s.reason, "InvalidNetworkConfig");
+    assert!(
+        s.message.contains("00-broken.conflist") && s.message.contains("invalid JSON"),
+        "{}",
+        s.message
+    );
+    assert!(
+        !t.conf_dir().join(DEFAULT_CONFLIST).exists(),
+        "no default over a broken config"
+    );
+    let (ns, pod) = t.pod("st14")?;
+    match t.cni.setup(&pod) {
+        Err(CniError::NotReady { reason, .. }) => assert_eq!(reason, "InvalidNetworkConfig"),
+        other => bail!("setup on a broken config gave {other:?}"),
+    }
+    // Fixed by a valid file that names a plugin nobody has: reloaded, still not ready.
+    std::fs::write(
+        &broken,
+        br#"{"cniVersion":"1.0.0","name":"x14","plugins":[{"type":"no-such-plugin"}]}"#,
+    )?;
+    let s = t.cni.status();
+    assert_eq!(
+        (s.ready, s.reason.as_str()),
+        (false, "PluginNotFound"),
+        "{s:?}"
+    );
+    assert!(s.message.contains("no-such-plugin"), "{}", s.message);
+    // A config version the plugin does not speak.
+    std::fs::write(
+        &broken,
+        br#"{"cniVersion":"1.1.0","name":"x14","plugins":[{"type":"bridge"}]}"#,
+    )?;
+    let s = t.cni.status();
+    assert_eq!(
+        (s.ready, s.reason.as_str()),
+        (false, "PluginIncompatible"),
+        "{s:?}"
+    );
+    // Removing it leaves the dir empty: berth writes its default and is ready.
+    std::fs::remove_file(&broken)?;
+    let s = t.cni.status();
+    assert!(s.ready, "{s:?}");
+    assert_eq!(s.network.as_deref(), Some(t.network.as_str()));
+    ns.remove()?;
+    Ok(())
+}
+
+#[test]
+fn plugin_errors_are_clear_and_failed_add_is_undone() -> Result<()> {
+    let t = TestNet::new(15)?;
+    let record = t.dir.path().join("record");
+    write_recorder_plugin(&t.bin_dir(), "refuser", &record, 0, true)?;
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": t.network,
+        "plugins": [
+            {"type": "bridge", "bridge": t.bridge, "isGateway": true, "ipMasq": true,
+             "ipam": {"type": "host-local", "dataDir": t.dir.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("10.250.{}.0/24", t.n)}]]}},
+            {"type": "refuser"},
+        ]
+    });
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-fail.conflist"),
+        serde_json::to_vec(&conf)?,
+    )?;
+    let (ns, pod) = t.pod("fail15")?;
+    let err = t.cni.setup(&pod).err().context("setup should fail")?;
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&t.network)
+            && msg.contains("refuser")
+            && msg.contains("recorder refuses: asked to fail")
+            && msg.contains("code 11"),
+        "{msg}"
+    );
+    // The bridge's ADD was rolled back: no veth, no address reserved, nothing cached.
+    t.cni.teardown(&pod)?;
+    ns.remove()?;
+    t.assert_clean()?;
+
+    // A plugin's own error result (bad IPAM subnet) names plugin and network.
+    let bad = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "bad15",
+        "plugins": [{"type": "bridge", "bridge": t.bridge,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": "not-a-subnet"}]]}}]
+    });
+    std::fs::write(
+        t.conf_dir().join("00-bad.conflist"),
+        serde_json::to_vec(&bad)?,
+    )?;
+    let (ns, pod) = t.pod("bad15")?;
+    let msg = t
+        .cni
+        .setup(&pod)
+        .err()
+        .context("bad subnet accepted")?
+        .to_string();
+    assert!(
+        msg.contains("bad15") && msg.contains("bridge") && msg.contains("not-a-subnet"),
+        "{msg}"
+    );
+    ns.remove()?;
+    Ok(())
+}
+
+#[test]
+fn slow_plugin_is_killed_at_the_timeout() -> Result<()> {
+    let t = TestNet::new(16)?;
+    let record = t.dir.path().join("record");
+    write_recorder_plugin(&t.bin_dir(), "sleeper", &record, 30, false)?;
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-slow.conflist"),
+        br#"{"cniVersion":"1.0.0","name":"slow16","plugins":[{"type":"sleeper"}]}"#,
+    )?;
+    let mut opts = TestNet::options_in(t.dir.path(), t.n);
+    opts.plugin_timeout = Duration::from_millis(700);
+    let cni = berth_cni::Cni::new(opts);
+    let (ns, pod) = t.pod("slow16")?;
+    let started = std::time::Instant::now();
+    let err = cni
+        .setup(&pod)
+        .err()
+        .context("a 30 s plugin finished in time")?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // The killed plugin is gone (its recorded pid no longer exists).
+    let add: serde_json::Value = serde_json::from_slice(&std::fs::read(record.join("ADD.json"))?)?;
+    let pid = add["pid"].as_i64().context("no pid")?;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "plugin {pid} still runs"
+    );
+    ns.remove()?;
+    let _ = std::fs::remove_file(t.conf_dir().join("50-slow.conflist"));
+    Ok(())
+}
