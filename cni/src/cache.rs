@@ -110,16 +110,6 @@ impl ResultCache {
         Ok(())
     }
 
-    pub fn load(
-        &self,
-        network: &str,
-        container_id: &str,
-        if_name: &str,
-    ) -> Result<Option<CacheEntry>, CacheError> {
-        let path = self.path(network, container_id, if_name);
-        read_entry(&path)
-    }
-
     /// Every entry for `container_id`, whatever network it was attached to.
     pub fn find_container(&self, container_id: &str) -> Result<Vec<CacheEntry>, CacheError> {
         Ok(self

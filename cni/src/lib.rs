@@ -56,6 +56,7 @@
 //! If berth later grows its own bridge driver (docker-style user networks without CNI),
 //! netavark's netlink and nftables modules are the first thing to reconsider.
 
+mod attach;
 mod cache;
 mod config;
 mod default_network;
@@ -66,6 +67,7 @@ mod netns;
 mod pod;
 mod result;
 
+pub use attach::Attachment;
 pub use cache::CacheError;
 pub use config::{ConfigError, NetworkConfig, PluginConf};
 pub use default_network::{DefaultNetwork, DEFAULT_CONFLIST};

@@ -23,6 +23,9 @@ fn two_pods_reach_each_other() -> Result<()> {
     let (ns_b, pod_b) = t.pod("b11")?;
     let a = t.cni.setup(&pod_a)?;
     let b = t.cni.setup(&pod_b)?;
+    // A retried setup reuses the finished ADD instead of allocating again.
+    assert_eq!(t.cni.setup(&pod_a)?.ips, a.ips);
+    assert_eq!(t.ipam_reservations()?.len(), 2);
     assert_eq!(a.network, t.network);
     assert_eq!(a.ips.len(), 1);
     let ip_b = b.ips[0].to_string();
@@ -101,6 +104,13 @@ fn host_port_reaches_pod_from_loopback_and_other_namespace() -> Result<()> {
     let (ns_cli, cli) = t.pod("cli12")?;
     t.cni.setup(&web)?;
     t.cni.setup(&cli)?;
+    // portmap (snat on) lets 127.0.0.1 cross into the bridge: it sets route_localnet on
+    // the bridge and masquerades hairpin and localhost-originated connections.
+    let localnet = std::fs::read_to_string(format!(
+        "/proc/sys/net/ipv4/conf/{}/route_localnet",
+        t.bridge
+    ))?;
+    assert_eq!(localnet.trim(), "1");
     // A listener created inside the pod's namespace, served from a host thread.
     let listener = ns_web.run(|| TcpListener::bind("0.0.0.0:8080"))??;
     let server = serve_once(listener, b"hello from the pod");
@@ -378,4 +388,168 @@ fn slow_plugin_is_killed_at_the_timeout() -> Result<()> {
     ns.remove()?;
     let _ = std::fs::remove_file(t.conf_dir().join("50-slow.conflist"));
     Ok(())
+}
+
+#[test]
+fn failed_del_is_kept_and_retried_until_it_succeeds() -> Result<()> {
+    let t = TestNet::new(17)?;
+    let record = t.dir.path().join("record");
+    write_recorder_plugin(&t.bin_dir(), "flaky", &record, 0, false)?;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": t.network,
+        "plugins": [
+            {"type": "bridge", "bridge": t.bridge, "isGateway": true, "ipMasq": true,
+             "ipam": {"type": "host-local", "dataDir": t.dir.path().join("ipam"),
+                      "ranges": [[{"subnet": format!("10.250.{}.0/24", t.n)}]]}},
+            {"type": "flaky"},
+        ]
+    });
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-flaky.conflist"),
+        serde_json::to_vec(&conf)?,
+    )?;
+    let (ns, pod) = t.pod("retry17")?;
+    t.cni.setup(&pod)?;
+    std::fs::write(record.join("fail-next-del"), b"")?;
+    let err = t
+        .cni
+        .teardown(&pod)
+        .err()
+        .context("DEL failure not reported")?;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("DEL refused once") && msg.contains("retried"),
+        "{msg}"
+    );
+    // The other plugins' DEL still ran (the address is free), but the attachment stays
+    // cached for the retry.
+    assert!(t.ipam_reservations()?.is_empty());
+    let cached = t.cni.cached_attachments()?;
+    assert_eq!(cached.len(), 1);
+    assert_eq!(
+        (cached[0].pod_id.as_str(), cached[0].complete),
+        ("retry17", true)
+    );
+    ns.remove()?;
+    // The retry (after a restart, netns gone) succeeds and clears everything.
+    t.fresh_cni().teardown(&pod)?;
+    assert!(t.cni.cached_attachments()?.is_empty());
+    t.assert_clean()
+}
+
+/// The conf dir is re-read when it changes; DEL of an older pod still uses the config
+/// it was attached with. The new config is a single-plugin `.conf` at cniVersion 0.3.1.
+#[test]
+fn config_reload_and_cached_config_for_del() -> Result<()> {
+    let t = TestNet::new(18)?;
+    let other_bridge = "bcni18b";
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", other_bridge])
+        .output();
+    struct DelLink(&'static str);
+    impl Drop for DelLink {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", self.0])
+                .output();
+        }
+    }
+    let _guard = DelLink(other_bridge);
+    let (ns_old, pod_old) = t.pod("old18")?;
+    let old = t.cni.setup(&pod_old)?;
+    assert_eq!(old.network, t.network);
+
+    let ipam_new = t.dir.path().join("ipam-new");
+    let new_conf = serde_json::json!({
+        "cniVersion": "0.3.1", "name": "net18new", "type": "bridge", "bridge": other_bridge,
+        "isGateway": true,
+        "ipam": {"type": "host-local", "dataDir": ipam_new, "ranges": [[{"subnet": "10.250.19.0/24"}]]}
+    });
+    std::fs::remove_file(t.conf_dir().join(DEFAULT_CONFLIST))?;
+    std::fs::write(
+        t.conf_dir().join("20-new.conf"),
+        serde_json::to_vec(&new_conf)?,
+    )?;
+    let (ns_new, pod_new) = t.pod("new18")?;
+    let new = t.cni.setup(&pod_new)?;
+    assert_eq!(new.network, "net18new");
+    assert!(
+        new.ips[0].to_string().starts_with("10.250.19."),
+        "{:?}",
+        new.ips
+    );
+    assert_eq!(new.result.cni_version, "0.3.1");
+
+    // The old pod detaches from the network it joined, though that config is gone.
+    t.cni.teardown(&pod_old)?;
+    ns_old.remove()?;
+    assert!(t.ipam_reservations()?.is_empty() && t.bridge_ports()?.is_empty());
+    assert!(t.firewall_rules()?.is_empty());
+    t.cni.teardown(&pod_new)?;
+    ns_new.remove()?;
+    t.assert_clean()?;
+    let left: Vec<_> = std::fs::read_dir(ipam_new.join("net18new"))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    Ok(())
+}
+
+#[test]
+fn dual_stack_pods_get_both_addresses() -> Result<()> {
+    let t = TestNet::new(20)?;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": t.network,
+        "plugins": [
+            {"type": "bridge", "bridge": t.bridge, "isGateway": true,
+             "ipam": {"type": "host-local", "dataDir": t.dir.path().join("ipam"),
+                      "ranges": [[{"subnet": "fd00:250:20::/64"}], [{"subnet": "10.250.20.0/24"}]]}},
+        ]
+    });
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-dual.conflist"),
+        serde_json::to_vec(&conf)?,
+    )?;
+    let (ns_a, pod_a) = t.pod("a20")?;
+    let (ns_b, pod_b) = t.pod("b20")?;
+    let a = t.cni.setup(&pod_a)?;
+    let b = t.cni.setup(&pod_b)?;
+    assert_eq!(a.ips.len(), 2, "{:?}", a.ips);
+    assert!(
+        a.ips[0].is_ipv4() && a.ips[1].is_ipv6(),
+        "IPv4 first: {:?}",
+        a.ips
+    );
+    run_in(
+        &ns_a,
+        "/bin/busybox",
+        &["ping", "-c", "1", "-W", "3", &b.ips[0].to_string()],
+    )?;
+    // IPv6 may need a moment for duplicate address detection on the bridge.
+    let v6 = b.ips[1].to_string();
+    let mut ok = false;
+    for _ in 0..30 {
+        if run_in(
+            &ns_a,
+            "/bin/busybox",
+            &["ping", "-6", "-c", "1", "-W", "1", &v6],
+        )
+        .is_ok()
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "no IPv6 reachability to {v6}");
+    for (ns, pod) in [(ns_a, pod_a), (ns_b, pod_b)] {
+        t.cni.teardown(&pod)?;
+        ns.remove()?;
+    }
+    t.assert_clean()
 }

@@ -183,9 +183,9 @@ impl Drop for TestNet {
         // Best effort after a failed test: detach whatever is cached, drop namespaces,
         // then the bridge.
         if let Ok(list) = self.cni.cached_attachments() {
-            for (id, _) in list {
+            for a in list {
                 let pod = PodNetwork {
-                    id,
+                    id: a.pod_id,
                     ..Default::default()
                 };
                 let _ = self.cni.teardown(&pod);
@@ -223,7 +223,7 @@ pub fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Result<String> {
 /// A CNI plugin written for the tests: records its stdin and environment per command
 /// into `<record_dir>/<COMMAND>.json` and passes `prevResult` through, as chained
 /// plugins do. `sleep` seconds delay its ADD (for timeout tests); `fail` makes ADD return a CNI
-/// error result.
+/// error result; a file `fail-next-del` in the record dir makes the next DEL fail once.
 pub fn write_recorder_plugin(
     bin_dir: &Path,
     name: &str,
@@ -247,6 +247,11 @@ with open(os.path.join({record:?}, cmd + ".json"), "w") as f:
     json.dump({{"conf": conf, "env": env, "pid": os.getpid()}}, f)
 if cmd == "ADD":
     time.sleep({sleep})
+marker = os.path.join({record:?}, "fail-next-del")
+if cmd == "DEL" and os.path.exists(marker):
+    os.remove(marker)
+    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": 11, "msg": "DEL refused once", "details": "try again"}}))
+    sys.exit(1)
 if cmd == "ADD" and {fail}:
     print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": 11, "msg": "recorder refuses", "details": "asked to fail"}}))
     sys.exit(1)
