@@ -102,6 +102,10 @@ impl Netns {
     }
 
     /// Unmounts and deletes the pin. Succeeds when there is nothing left to remove.
+    ///
+    /// Copies of the pin in mount namespaces created after it (a shim's, say) go too:
+    /// since Linux 3.18, unlinking a file detaches the mounts on it in every namespace,
+    /// so the pin dir need not be a shared mount as `ip netns` makes `/run/netns`.
     pub fn remove(&self) -> Result<(), NetnsError> {
         // Stacked mounts are possible if someone pinned twice; peel them all.
         for _ in 0..8 {

@@ -12,23 +12,43 @@ use common::{write_recorder_plugin, TestNet};
 #[test]
 fn fifty_pods_leave_nothing_behind() -> Result<()> {
     let t = TestNet::new(30)?;
-    let mut pods = Vec::new();
+    // Five workers attach in parallel, as kubelet starts pods.
     let started = Instant::now();
-    for i in 0..50u16 {
-        let (ns, mut pod) = t.pod(&format!("leak30-{i}"))?;
-        if i % 5 == 0 {
-            pod.port_mappings = vec![PortMapping {
-                host_port: 29100 + i,
-                container_port: 80,
-                protocol: if i % 10 == 0 { "tcp" } else { "udp" }.into(),
-                host_ip: String::new(),
-            }];
+    let mut pods = std::thread::scope(|s| -> Result<Vec<_>> {
+        let workers: Vec<_> = (0..5u16)
+            .map(|w| {
+                let t = &t;
+                s.spawn(move || -> Result<Vec<_>> {
+                    let mut mine = Vec::new();
+                    for i in (0..50u16).filter(|i| i % 5 == w) {
+                        let (ns, mut pod) = t.pod(&format!("leak30-{i}"))?;
+                        if i % 5 == 0 {
+                            pod.port_mappings = vec![PortMapping {
+                                host_port: 29100 + i,
+                                container_port: 80,
+                                protocol: if i % 10 == 0 { "tcp" } else { "udp" }.into(),
+                                host_ip: String::new(),
+                            }];
+                        }
+                        t.cni
+                            .setup(&pod)
+                            .with_context(|| format!("setup of pod {i}"))?;
+                        mine.push((i, ns, pod));
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            match w.join() {
+                Ok(r) => all.extend(r?),
+                Err(_) => bail!("a setup worker panicked"),
+            }
         }
-        t.cni
-            .setup(&pod)
-            .with_context(|| format!("setup of pod {i}"))?;
-        pods.push((i, ns, pod));
-    }
+        Ok(all)
+    })?;
+    pods.sort_by_key(|(i, _, _)| *i);
     let setup_time = started.elapsed();
     assert_eq!(t.bridge_ports()?.len(), 50);
     assert_eq!(t.ipam_reservations()?.len(), 50);

@@ -81,3 +81,40 @@ fn stale_file_without_mount_is_reused_and_removed() -> Result<()> {
     assert!(!dir.path().join("plain").exists());
     Ok(())
 }
+
+/// A mount namespace made after the pin holds a copy of it; removing the pin removes the
+/// copy too (unlink detaches mounts in other namespaces), so the namespace does not
+/// outlive its pod even when the pin dir is a private mount, as it is here.
+#[test]
+fn removal_reaches_copies_in_later_mount_namespaces() -> Result<()> {
+    berth_fixtures::require_root();
+    let dir = tempfile::tempdir()?;
+    let ns = Netns::create(dir.path(), "copied")?;
+    let ino = std::fs::metadata(ns.path())?.ino();
+    let mut child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "unchanged", "sleep", "30"])
+        .spawn()?;
+    let mountinfo = format!("/proc/{}/mountinfo", child.id());
+    let path = ns.path().display().to_string();
+    // Wait for the child to be in its own mount namespace with the copy.
+    let mut seen = false;
+    for _ in 0..100 {
+        let own = std::fs::read_link(format!("/proc/{}/ns/mnt", child.id()))?;
+        if own != std::fs::read_link("/proc/self/ns/mnt")? {
+            seen = std::fs::read_to_string(&mountinfo)?.contains(&path);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let outcome = (|| -> Result<()> {
+        anyhow::ensure!(seen, "the child's mount namespace has no copy of the pin");
+        ns.remove()?;
+        let after = std::fs::read_to_string(&mountinfo)?;
+        anyhow::ensure!(!after.contains(&path), "the copy survived removal");
+        anyhow::ensure!(tasks_in(ino).is_empty());
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
