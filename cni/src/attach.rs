@@ -11,7 +11,7 @@ use crate::exec::Invocation;
 use crate::manager::{Cni, PodNetworkStatus};
 use crate::netns::Netns;
 use crate::pod::PodNetwork;
-use crate::result::CniResult;
+use crate::result::{CniResult, ResultError};
 use crate::{ipmasq, CniError};
 
 /// A pod attachment recorded in the cache.
@@ -81,6 +81,17 @@ impl Cni {
                     network: net.name.clone(),
                     source,
                 });
+            let outcome = outcome.and_then(|v| match v {
+                // The spec requires ADD to print a result; chaining needs it.
+                Value::Null => Err(CniError::BadResult {
+                    network: net.name.clone(),
+                    source: ResultError {
+                        version: net.cni_version.clone(),
+                        msg: format!("plugin {} printed no result for ADD", p.plugin_type),
+                    },
+                }),
+                v => Ok(v),
+            });
             match outcome {
                 Ok(v) => prev = Some(v),
                 Err(add_err) => {

@@ -553,3 +553,75 @@ fn dual_stack_pods_get_both_addresses() -> Result<()> {
     }
     t.assert_clean()
 }
+
+/// The default network masquerades pod traffic leaving the bridge: a peer outside the
+/// pod network (a namespace behind its own veth, with no route back to the pods) sees the
+/// host's address, and answers.
+#[test]
+fn default_network_masquerades_outgoing_traffic() -> Result<()> {
+    let t = TestNet::new(21)?;
+    let (host_if, peer_if) = ("vcni21h", "vcni21p");
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", host_if])
+        .output();
+    let ext = berth_cni::Netns::create(&t.netns_dir(), "ext21")?;
+    struct Cleanup<'a>(&'a berth_cni::Netns, &'static str);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.remove();
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", self.1])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(&ext, host_if);
+    let ip = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("ip").args(args).output()?;
+        if !out.status.success() {
+            bail!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    ip(&[
+        "link", "add", host_if, "type", "veth", "peer", "name", peer_if,
+    ])?;
+    ip(&[
+        "link",
+        "set",
+        peer_if,
+        "netns",
+        &ext.path().display().to_string(),
+    ])?;
+    ip(&["addr", "add", "10.251.21.1/24", "dev", host_if])?;
+    ip(&["link", "set", host_if, "up"])?;
+    run_in(
+        &ext,
+        "ip",
+        &["addr", "add", "10.251.21.2/24", "dev", peer_if],
+    )?;
+    run_in(&ext, "ip", &["link", "set", peer_if, "up"])?;
+    let listener = ext.run(|| TcpListener::bind("10.251.21.2:8021"))??;
+    let server = std::thread::spawn(move || -> Result<String> {
+        let (mut s, peer) = listener.accept()?;
+        s.write_all(peer.ip().to_string().as_bytes())?;
+        Ok(peer.ip().to_string())
+    });
+
+    let (ns, pod) = t.pod("masq21")?;
+    let attached = t.cni.setup(&pod)?;
+    let seen = ns.run(|| fetch("10.251.21.2:8021"))??;
+    let server_saw = match server.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("server thread panicked"),
+    };
+    assert_eq!(seen, server_saw);
+    assert_eq!(
+        seen, "10.251.21.1",
+        "pod {:?} was not masqueraded",
+        attached.ips
+    );
+    t.cni.teardown(&pod)?;
+    ns.remove()?;
+    drop(_cleanup);
+    t.assert_clean()
+}
