@@ -334,7 +334,7 @@ fn plugin_conf(
     Value::Object(conf).to_string().into_bytes()
 }
 
-fn version_at_least(v: &str, min: (u32, u32)) -> bool {
+pub(crate) fn version_at_least(v: &str, min: (u32, u32)) -> bool {
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);

@@ -31,10 +31,24 @@
 //!   ADD used, read from `<cache>/results/<network>-<id>-<ifname>`, so it works after a
 //!   daemon restart and when the netns is already gone; it is safe to repeat until it
 //!   succeeds.
-//! - [`Cni::status`] is NetworkReady with a reason; an empty conf dir gets berth's default
-//!   network ([`DefaultNetwork`]: bridge `berth0`, 10.88.0.0/16, host-local, masquerade,
-//!   firewall, portmap).
+//! - [`Cni::status`] is NetworkReady with a reason (`NoNetworkConfig`,
+//!   `InvalidNetworkConfig`, `PluginNotFound`, `PluginIncompatible` from VERSION,
+//!   `PluginNotReady` from CNI 1.1 STATUS); an empty conf dir gets berth's default network
+//!   ([`DefaultNetwork`]: bridge `berth0`, 10.88.0.0/16, host-local, masquerade, firewall,
+//!   portmap). The pod's `lo` is brought up by berth itself, not by a plugin.
+//! - [`Cni::cached_attachments`] lists attachments whose DEL has not succeeded yet, for
+//!   the daemon's reconciliation after a restart.
 //! - Host-network pods never reach this crate: the runtime skips CNI for them.
+//!
+//! # Firewall backends and host ports
+//!
+//! The `bridge`, `portmap` and `firewall` plugins (Debian's containernetworking-plugins
+//! 1.1.1) run the `iptables` binary, so rules land in whichever backend
+//! `update-alternatives --display iptables` selects (`iptables-nft` on Debian 12, also
+//! after a fresh install); berth's own masquerade cleanup calls the same binary and so
+//! always matches. Host ports on 127.0.0.1 work because `portmap` with `snat: true` (the
+//! default network sets it) sets `net.ipv4.conf.<bridge>.route_localnet=1` and
+//! masquerades connections from localhost and hairpin connections from the pod subnet.
 //!
 //! # netavark: evaluated, not used
 //!

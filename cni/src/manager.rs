@@ -187,12 +187,46 @@ impl Cni {
         if let Some(Err((reason, msg))) = &l.versions_ok {
             return not_ready(reason, msg.clone());
         }
+        drop(l);
+        if let Err((reason, msg)) = self.plugin_status(&net) {
+            return not_ready(&reason, msg);
+        }
         NetworkStatus {
             ready: true,
             reason: String::new(),
             message: String::new(),
             network: Some(net.name.clone()),
         }
+    }
+
+    /// CNI 1.1 STATUS, asked on every call (it reflects e.g. an exhausted IPAM pool);
+    /// older configs have no STATUS.
+    fn plugin_status(&self, net: &NetworkConfig) -> Result<(), (String, String)> {
+        if !crate::attach::version_at_least(&net.cni_version, (1, 1)) {
+            return Ok(());
+        }
+        for p in &net.plugins {
+            let inv = Invocation {
+                command: "STATUS",
+                container_id: "",
+                netns: "",
+                if_name: "",
+                args: "",
+            };
+            let mut conf = p.raw.clone();
+            conf.insert("name".into(), Value::String(net.name.clone()));
+            conf.insert("cniVersion".into(), Value::String(net.cni_version.clone()));
+            let stdin = Value::Object(conf).to_string();
+            self.runner
+                .run(&p.plugin_type, &inv, stdin.as_bytes())
+                .map_err(|e| {
+                    (
+                        "PluginNotReady".to_string(),
+                        format!("network {:?}: {e}", net.name),
+                    )
+                })?;
+        }
+        Ok(())
     }
 
     fn check_versions(&self, net: &NetworkConfig) -> Result<(), (String, String)> {

@@ -625,3 +625,40 @@ fn default_network_masquerades_outgoing_traffic() -> Result<()> {
     drop(_cleanup);
     t.assert_clean()
 }
+
+/// cniVersion 1.1.0 configs get the STATUS command on every status() call.
+#[test]
+fn status_asks_cni_1_1_plugins() -> Result<()> {
+    let t = TestNet::new(22)?;
+    let record = t.dir.path().join("record");
+    write_recorder_plugin(&t.bin_dir(), "st22", &record, 0, false)?;
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-st.conflist"),
+        br#"{"cniVersion":"1.1.0","name":"st22","plugins":[{"type":"st22","x":1}]}"#,
+    )?;
+    let s = t.cni.status();
+    assert!(s.ready, "{s:?}");
+    let asked: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record.join("STATUS.json"))?)?;
+    assert_eq!(asked["env"]["CNI_COMMAND"], serde_json::json!("STATUS"));
+    assert_eq!(
+        asked["conf"],
+        serde_json::json!({"cniVersion": "1.1.0", "name": "st22", "type": "st22", "x": 1})
+    );
+    std::fs::write(record.join("status-fail"), b"")?;
+    let s = t.cni.status();
+    assert_eq!(
+        (s.ready, s.reason.as_str()),
+        (false, "PluginNotReady"),
+        "{s:?}"
+    );
+    assert!(
+        s.message.contains("pool exhausted") && s.message.contains("st22"),
+        "{}",
+        s.message
+    );
+    std::fs::remove_file(record.join("status-fail"))?;
+    assert!(t.cni.status().ready);
+    Ok(())
+}

@@ -223,7 +223,8 @@ pub fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Result<String> {
 /// A CNI plugin written for the tests: records its stdin and environment per command
 /// into `<record_dir>/<COMMAND>.json` and passes `prevResult` through, as chained
 /// plugins do. `sleep` seconds delay its ADD (for timeout tests); `fail` makes ADD return a CNI
-/// error result; a file `fail-next-del` in the record dir makes the next DEL fail once.
+/// error result; a file `fail-next-del` in the record dir makes the next DEL fail once,
+/// `status-fail` makes STATUS report the plugin not available.
 pub fn write_recorder_plugin(
     bin_dir: &Path,
     name: &str,
@@ -239,12 +240,15 @@ pub fn write_recorder_plugin(
 import json, os, sys, time
 cmd = os.environ.get("CNI_COMMAND", "")
 if cmd == "VERSION":
-    print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}}))
+    print(json.dumps({{"cniVersion": "1.0.0", "supportedVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]}}))
     sys.exit(0)
 conf = json.load(sys.stdin)
 env = {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}}
 with open(os.path.join({record:?}, cmd + ".json"), "w") as f:
     json.dump({{"conf": conf, "env": env, "pid": os.getpid()}}, f)
+if cmd == "STATUS" and os.path.exists(os.path.join({record:?}, "status-fail")):
+    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": 50, "msg": "pool exhausted", "details": ""}}))
+    sys.exit(1)
 if cmd == "ADD":
     time.sleep({sleep})
 marker = os.path.join({record:?}, "fail-next-del")
