@@ -100,7 +100,13 @@ impl ResultCache {
             path: path.clone(),
             source,
         })?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = self
+            .dir
+            .join(format!(".{file_name}.tmp{}", std::process::id()));
         let mut f = fs::File::create(&tmp).map_err(ioe("create temp file"))?;
         let written = f.write_all(&bytes).and_then(|()| f.sync_all());
         if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
@@ -112,8 +118,10 @@ impl ResultCache {
 
     /// Every entry for `container_id`, whatever network it was attached to.
     pub fn find_container(&self, container_id: &str) -> Result<Vec<CacheEntry>, CacheError> {
+        // File names hold `-<id>-`; read only those.
+        let needle = format!("-{container_id}-");
         Ok(self
-            .all()?
+            .entries(|name| name.contains(&needle))?
             .into_iter()
             .filter(|e| e.container_id == container_id)
             .collect())
@@ -121,6 +129,10 @@ impl ResultCache {
 
     /// All cached attachments (for reconciliation after a restart).
     pub fn all(&self) -> Result<Vec<CacheEntry>, CacheError> {
+        self.entries(|_| true)
+    }
+
+    fn entries(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<CacheEntry>, CacheError> {
         let rd = match fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -134,12 +146,12 @@ impl ResultCache {
         };
         let mut out = Vec::new();
         for ent in rd.flatten() {
-            let p = ent.path();
-            if p.extension()
-                .is_some_and(|x| x.to_string_lossy().starts_with("tmp"))
-            {
+            let name = ent.file_name().to_string_lossy().to_string();
+            // Temp files of an interrupted store start with a dot.
+            if name.starts_with('.') || !wanted(&name) {
                 continue;
             }
+            let p = ent.path();
             match read_entry(&p) {
                 Ok(Some(e)) => out.push(e),
                 Ok(None) => {}

@@ -201,11 +201,27 @@ impl PluginRunner {
             });
             let out = s.spawn(move || read_capped(child_out.as_mut()));
             let err = s.spawn(move || read_capped(child_err.as_mut()));
+            let deadline = Instant::now() + self.timeout;
             let timed_out = !wait_exit(pidfd.as_ref(), &mut child, self.timeout);
+            // SAFETY: kill(2) of the plugin's own process group (pgid == its pid, which
+            // is not reaped yet, so the id cannot have been reused).
+            let kill_group = || unsafe { libc::kill(-pid, libc::SIGKILL) };
             if timed_out {
-                // SAFETY: kill(2) of the plugin's own process group (pgid == its pid,
-                // not yet reaped, so the id cannot have been reused).
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                kill_group();
+            } else {
+                // Something the plugin started may still hold its stdout; wait for EOF
+                // until the deadline, then end the whole group.
+                while !(out.is_finished() && err.is_finished()) {
+                    if Instant::now() >= deadline {
+                        tracing::warn!(
+                            plugin,
+                            "CNI plugin's children kept its output open; killing them"
+                        );
+                        kill_group();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             let _ = writer.join();
             let o = out.join().unwrap_or_default();
@@ -249,6 +265,7 @@ fn wait_exit(pidfd: Option<&OwnedFd>, child: &mut std::process::Child, timeout: 
             }
             None => {
                 // No pidfd (old kernel): peek with waitid(WNOWAIT) so the pid stays ours.
+                // SAFETY: siginfo_t is plain data; zeroed is a valid value.
                 let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
                 // SAFETY: waitid on our own child with a valid out-pointer; WNOWAIT keeps it unreaped.
                 let rc = unsafe {

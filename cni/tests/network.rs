@@ -662,3 +662,47 @@ fn status_asks_cni_1_1_plugins() -> Result<()> {
     assert!(t.cni.status().ready);
     Ok(())
 }
+
+/// A plugin that leaves a background child holding its stdout does not hang berth: the
+/// output wait ends at the timeout and the plugin's process group is killed.
+#[test]
+fn plugin_child_holding_stdout_is_killed() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestNet::new(23)?;
+    std::fs::create_dir_all(t.bin_dir())?;
+    let pid_file = t.dir.path().join("bg.pid");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  sleep 30 &\n  echo $! > {}\n  echo '{{\"cniVersion\":\"1.0.0\"}}'\nfi\n",
+        pid_file.display()
+    );
+    let plugin = t.bin_dir().join("leaker");
+    std::fs::write(&plugin, script)?;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::create_dir_all(t.conf_dir())?;
+    std::fs::write(
+        t.conf_dir().join("50-leak.conflist"),
+        br#"{"cniVersion":"1.0.0","name":"leak23","plugins":[{"type":"leaker"}]}"#,
+    )?;
+    let mut opts = TestNet::options_in(t.dir.path(), t.n);
+    opts.plugin_timeout = Duration::from_millis(800);
+    let cni = berth_cni::Cni::new(opts);
+    let (ns, pod) = t.pod("leak23")?;
+    let started = std::time::Instant::now();
+    let res = cni.setup(&pod)?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(res.ips.is_empty());
+    let pid = std::fs::read_to_string(&pid_file)?.trim().to_string();
+    // Killed: gone, or a zombie waiting for init to reap it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "background child still runs: {stat}"
+    );
+    cni.teardown(&pod)?;
+    ns.remove()?;
+    Ok(())
+}
