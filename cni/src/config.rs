@@ -255,28 +255,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_conflist_and_single_conf() {
+    fn parses_conflist_and_single_conf() -> anyhow::Result<()> {
         let list = br#"{"cniVersion":"1.0.0","name":"n","plugins":[
             {"type":"bridge","bridge":"b0"},
             {"type":"portmap","capabilities":{"portMappings":true}}]}"#;
-        let c = NetworkConfig::parse(Path::new("x.conflist"), list).map_err(|e| e.to_string());
-        let c = c.as_ref();
-        assert_eq!(c.map(|c| c.plugins.len()), Ok(2));
-        assert_eq!(
-            c.map(|c| c.plugins[1].has_capability("portMappings")),
-            Ok(true)
-        );
-        assert_eq!(
-            c.map(|c| c.plugins[0].has_capability("portMappings")),
-            Ok(false)
-        );
+        let c = NetworkConfig::parse(Path::new("x.conflist"), list)?;
+        assert_eq!((c.name.as_str(), c.cni_version.as_str()), ("n", "1.0.0"));
+        assert_eq!(c.plugins.len(), 2);
+        assert!(c.plugins[1].has_capability("portMappings"));
+        assert!(!c.plugins[0].has_capability("portMappings"));
+        // Round trip through the cache form.
+        let again =
+            NetworkConfig::parse(Path::new("x.conflist"), c.to_json().to_string().as_bytes())?;
+        assert_eq!(again.plugins, c.plugins);
 
         let single = br#"{"cniVersion":"0.3.1","name":"s","type":"bridge"}"#;
-        let c = NetworkConfig::parse(Path::new("x.conf"), single).map_err(|e| e.to_string());
-        assert_eq!(
-            c.as_ref().map(|c| c.plugins[0].plugin_type.as_str()),
-            Ok("bridge")
-        );
+        let c = NetworkConfig::parse(Path::new("x.conf"), single)?;
+        assert_eq!(c.plugins.len(), 1);
+        assert_eq!(c.plugins[0].plugin_type, "bridge");
+        Ok(())
     }
 
     #[test]
@@ -300,11 +297,35 @@ mod tests {
                 "bad plugin type",
             ),
         ] {
-            let err = NetworkConfig::parse(Path::new("f"), json)
-                .err()
-                .map(|e| e.to_string());
-            let err = err.unwrap_or_default();
-            assert!(err.contains(want), "{err} lacks {want}");
+            match NetworkConfig::parse(Path::new("f"), json) {
+                Ok(c) => panic!("accepted {c:?}"),
+                Err(e) => assert!(e.to_string().contains(want), "{e} lacks {want}"),
+            }
         }
+    }
+
+    #[test]
+    fn discovery_picks_the_first_usable_file_in_lexical_order() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        assert!(matches!(discover(dir.path())?, Discovered::Empty));
+        std::fs::write(dir.path().join("00-broken.conflist"), b"{")?;
+        std::fs::write(dir.path().join("README"), b"not a config")?;
+        assert!(matches!(discover(dir.path())?, Discovered::AllInvalid(e) if e.len() == 1));
+        std::fs::write(
+            dir.path().join("20-b.conf"),
+            br#"{"cniVersion":"0.4.0","name":"b","type":"bridge"}"#,
+        )?;
+        std::fs::write(
+            dir.path().join("10-a.json"),
+            br#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"ptp"}]}"#,
+        )?;
+        match discover(dir.path())? {
+            Discovered::Found { config, skipped } => {
+                assert_eq!(config.name, "a");
+                assert_eq!(skipped.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        Ok(())
     }
 }

@@ -344,7 +344,9 @@ mod tests {
     #[test]
     fn formats_error_results() {
         let v = serde_json::json!({"code": 7, "msg": "bad config", "details": "no bridge"});
-        let (code, msg) = error_result(&v).unwrap_or_default();
+        let Some((code, msg)) = error_result(&v) else {
+            panic!("no error result found in {v}");
+        };
         assert_eq!(code, 7);
         assert_eq!(
             msg,

@@ -167,35 +167,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn converts_0_2_and_0_4_and_1_0() {
+    fn converts_0_2_and_0_4_and_1_0() -> anyhow::Result<()> {
         let v02 = serde_json::json!({"cniVersion":"0.2.0",
             "ip4":{"ip":"10.1.0.2/24","gateway":"10.1.0.1","routes":[{"dst":"0.0.0.0/0"}]},
             "ip6":{"ip":"fd00::2/64"},"dns":{"nameservers":["10.1.0.1"]}});
-        let r = CniResult::from_value(&v02).map_err(|e| e.to_string());
-        let r = r.as_ref();
-        assert_eq!(
-            r.map(|r| r.pod_ips()),
-            Ok(vec![
-                "10.1.0.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                "fd00::2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
-            ])
-        );
-        assert_eq!(r.map(|r| r.routes.len()), Ok(1));
-        assert_eq!(
-            r.map(|r| r.dns.nameservers.clone()),
-            Ok(vec!["10.1.0.1".to_string()])
-        );
+        let r = CniResult::from_value(&v02)?;
+        let want: Vec<IpAddr> = vec!["10.1.0.2".parse()?, "fd00::2".parse()?];
+        assert_eq!(r.pod_ips(), want);
+        assert_eq!(r.routes.len(), 1);
+        assert_eq!(r.dns.nameservers, vec!["10.1.0.1".to_string()]);
 
+        // 0.4.0: the host-side bridge address is not a pod IP; IPv6 sorts after IPv4.
         let v04 = serde_json::json!({"cniVersion":"0.4.0",
             "interfaces":[{"name":"cni0","mac":"aa"},{"name":"eth0","sandbox":"/run/x"}],
-            "ips":[{"version":"4","address":"10.2.0.9/16","gateway":"10.2.0.1","interface":1},
+            "ips":[{"version":"6","address":"fd00::9/64","interface":1},
+                   {"version":"4","address":"10.2.0.9/16","gateway":"10.2.0.1","interface":1},
                    {"version":"4","address":"10.2.0.1/16","interface":0}]});
-        let r = CniResult::from_value(&v04).map_err(|e| e.to_string());
-        assert_eq!(r.map(|r| r.pod_ips().len()), Ok(1));
+        let r = CniResult::from_value(&v04)?;
+        let want: Vec<IpAddr> = vec!["10.2.0.9".parse()?, "fd00::9".parse()?];
+        assert_eq!(r.pod_ips(), want);
+        assert_eq!(r.cni_version, "0.4.0");
 
         let bad = serde_json::json!({"cniVersion":"1.0.0","ips":[{"address":"nope"}]});
         assert!(CniResult::from_value(&bad).is_err());
         let bad_if = serde_json::json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/8","interface":3}]});
         assert!(CniResult::from_value(&bad_if).is_err());
+        Ok(())
     }
 }
