@@ -29,6 +29,7 @@ impl Cni {
     /// Attaches the pod (CNI ADD through the whole chain). On failure, everything done is
     /// undone with DEL; if that DEL fails too, the cache keeps the attachment so a later
     /// [`Cni::teardown`] can finish it.
+    #[tracing::instrument(name = "cni_setup", skip_all, fields(pod = %pod.id))]
     pub fn setup(&self, pod: &PodNetwork) -> Result<PodNetworkStatus, CniError> {
         pod.validate().map_err(CniError::InvalidPod)?;
         let net = self.network()?;
@@ -135,6 +136,7 @@ impl Cni {
     /// result cached by its ADD, even after a restart; falls back to the current config
     /// when nothing is cached. Works when the netns is already gone. Succeeds when there
     /// is nothing left to do; on error, call again later (the cache entry stays).
+    #[tracing::instrument(name = "cni_teardown", skip_all, fields(pod = %pod.id))]
     pub fn teardown(&self, pod: &PodNetwork) -> Result<(), CniError> {
         pod.validate().map_err(CniError::InvalidPod)?;
         let mut entries = self.cached_for(&pod.id)?;
@@ -234,6 +236,7 @@ impl Cni {
     }
 
     /// CNI CHECK of an attached pod (cniVersion ≥ 0.4.0 and not `disableCheck`).
+    #[tracing::instrument(name = "cni_check", skip_all, fields(pod = %pod.id))]
     pub fn check(&self, pod: &PodNetwork) -> Result<(), CniError> {
         pod.validate().map_err(CniError::InvalidPod)?;
         let entry = self
@@ -370,6 +373,12 @@ mod tests {
         );
         assert_eq!(pm["prevResult"], prev);
         Ok(())
+    }
+
+    #[test]
+    fn cni_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Cni>();
     }
 
     #[test]
