@@ -39,7 +39,10 @@ pub enum ManifestError {
     #[error("unsupported layer media type {0:?}")]
     LayerType(String),
     #[error("no manifest for platform {want} in the index (available: {available})")]
-    NoPlatform { want: Platform, available: String },
+    NoPlatform {
+        want: Box<Platform>,
+        available: String,
+    },
     #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
     BadPlatform(String),
     #[error("manifest is larger than the {0}-byte limit")]
@@ -259,7 +262,7 @@ pub fn select<'a>(index: &'a Index, want: &Platform) -> Result<&'a Descriptor, M
         .filter(|d| d.media_type != "application/vnd.in-toto+json")
         .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
         .ok_or_else(|| ManifestError::NoPlatform {
-            want: want.clone(),
+            want: Box::new(want.clone()),
             available: index
                 .manifests
                 .iter()
