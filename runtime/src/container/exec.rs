@@ -1,0 +1,146 @@
+//! `exec`: a new process in a running container's namespaces and cgroup.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::Process;
+
+use super::create::write_pid_file;
+use super::init::exec_main;
+use super::ops::wait_exit;
+use super::plan;
+use super::Runtime;
+use crate::error::{Error, Result};
+use crate::namespaces::NsPlan;
+use crate::process::ProcPlan;
+use crate::seccomp;
+use crate::state::{self, Status};
+use crate::sync::{self, Msg};
+
+/// Options of `exec`.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// The process to run (from --process or built from the command line).
+    pub process: Option<Process>,
+    pub console_socket: Option<PathBuf>,
+    pub console_fd: Option<RawFd>,
+    pub pid_file: Option<PathBuf>,
+    pub stdio: Option<[RawFd; 3]>,
+    pub preserve_fds: u32,
+}
+
+/// A started exec'd process.
+#[derive(Debug)]
+pub struct Exec {
+    pub pid: i32,
+}
+
+impl Exec {
+    /// Waits for the process (it is our child) and returns its exit code.
+    pub fn wait(&self) -> Result<i32> {
+        wait_exit(self.pid)
+    }
+}
+
+impl Runtime {
+    /// Starts a process in the container; returns once it has exec'd.
+    pub fn exec(&self, id: &str, o: &ExecOptions) -> Result<Exec> {
+        let saved = state::load(&self.root, id)?;
+        let st = state::status(&self.root, &saved);
+        if st != Status::Running && st != Status::Created {
+            return Err(Error::BadStatus {
+                id: id.into(),
+                status: st.to_string(),
+                wanted: "exec needs a running container",
+            });
+        }
+        let spec = plan::load_spec(&saved.bundle)?;
+        let process = match &o.process {
+            Some(p) => p.clone(),
+            None => spec
+                .process()
+                .clone()
+                .ok_or_else(|| Error::InvalidSpec("process is missing".into()))?,
+        };
+        let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(seccomp::build(s)?),
+            None => None,
+        };
+        let pplan = ProcPlan::from_spec(&process, filter)?;
+        let ns = NsPlan::join_process(saved.pid)?;
+        let console: Option<OwnedFd> = match (&o.console_fd, &o.console_socket) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(p)) => Some(
+                UnixStream::connect(p)
+                    .map_err(|e| Error::io("connecting to the console socket", p, e))?
+                    .into(),
+            ),
+        };
+        let console_fd = o.console_fd.or(console.as_ref().map(|c| c.as_raw_fd()));
+        if pplan.terminal && console_fd.is_none() {
+            return Err(Error::InvalidSpec(
+                "a terminal needs --console-socket".into(),
+            ));
+        }
+        let (ours, theirs) = sync::pair().map_err(|e| Error::sys("socketpair", e))?;
+        // SAFETY: the child only joins the container and ends in execve or _exit.
+        let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))?;
+        let first = match fork {
+            ForkResult::Child => {
+                drop(ours);
+                if let Some(fds) = o.stdio {
+                    for (t, fd) in fds.iter().enumerate() {
+                        let _ = nix::unistd::dup2(*fd, t as RawFd);
+                    }
+                }
+                exec_main(&ns, &pplan, console_fd, o.preserve_fds, &theirs)
+            }
+            ForkResult::Parent { child } => child.as_raw(),
+        };
+        drop(theirs);
+        drop(console);
+        let mut pid = 0;
+        let result = loop {
+            match ours.recv() {
+                Ok(Some(Msg::Pid(p))) => {
+                    pid = p;
+                    if p != first {
+                        let _ = waitpid(Pid::from_raw(first), None);
+                    }
+                    if let Err(e) = saved.cgroup.add_pid(p) {
+                        break Err(e);
+                    }
+                    if let Err(e) = ours.send(&Msg::Ok) {
+                        break Err(Error::sys("sync", e));
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Ok(Some(Msg::Error(m))) => break Err(Error::Init(m)),
+                Ok(Some(m)) => break Err(Error::Init(format!("unexpected sync message {m:?}"))),
+                Err(e) => break Err(Error::sys("sync", e)),
+            }
+        };
+        if let Err(e) = result {
+            for p in [pid, first] {
+                if p > 0 {
+                    let _ =
+                        nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(p), None);
+                }
+            }
+            return Err(e);
+        }
+        if pid == 0 {
+            return Err(Error::Init(
+                "the exec'd process never reported its pid".into(),
+            ));
+        }
+        if let Some(pf) = &o.pid_file {
+            write_pid_file(pf, pid)?;
+        }
+        Ok(Exec { pid })
+    }
+}

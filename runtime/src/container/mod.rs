@@ -1,0 +1,31 @@
+//! Container lifecycle operations (runc's commands), as a library.
+
+mod create;
+mod exec;
+mod init;
+mod ops;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+
+pub use create::{CreateOptions, Created};
+pub use exec::{Exec, ExecOptions};
+
+/// The runtime, rooted at a state directory (runc's `--root`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+/// runc's default root is /run/runc; ours:
+pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
