@@ -7,9 +7,12 @@
 //!   concurrently as they arrive → image record committed last.
 //! - [`store`]: image records (name → manifest, config, chain ID).
 
+pub mod archive;
 pub mod config;
+pub mod import;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod store;

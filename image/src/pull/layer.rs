@@ -324,3 +324,25 @@ fn unpack(
     }
     Ok(())
 }
+
+/// Unpacks a layer already in the content store into `dest`, checking its diff ID.
+pub(crate) fn unpack_stored(
+    content: &ContentStore,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    dest: &std::path::Path,
+) -> Result<(), LayerError> {
+    let compression =
+        layer_compression(&desc.media_type).map_err(|e| LayerError::MediaType(e.to_string()))?;
+    let file = content.read(&desc.digest)?;
+    unpack(
+        Box::new(file),
+        None,
+        compression,
+        desc,
+        diff_id,
+        dest,
+        None,
+        LayerState::Unpacking,
+    )
+}

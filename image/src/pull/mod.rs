@@ -353,6 +353,47 @@ impl Puller {
     }
 }
 
+/// Unpacks layers whose blobs are in the content store into committed snapshots (for
+/// load and import); returns the top chain ID.
+pub(crate) fn unpack_local(
+    content: &ContentStore,
+    snapshots: &Snapshotter,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+) -> Result<Option<Digest>, PullError> {
+    let chain_ids = berth_snapshotter::digest::chain_ids(diff_ids);
+    for (i, desc) in layers.iter().enumerate() {
+        let chain = chain_ids[i].to_string();
+        if snapshots.exists(&chain) {
+            continue;
+        }
+        let key = format!("extract-{}-local-{chain}", std::process::id());
+        snapshots.prepare(&key, None)?;
+        let result = snapshots
+            .fs_path(&key)
+            .map_err(PullError::from)
+            .and_then(|dest| {
+                layer::unpack_stored(content, desc, &diff_ids[i], &dest).map_err(|source| {
+                    PullError::Layer {
+                        digest: desc.digest.clone(),
+                        source,
+                    }
+                })
+            })
+            .and_then(|()| {
+                let parent = i.checked_sub(1).map(|p| chain_ids[p].to_string());
+                snapshots
+                    .commit_layer(&chain, &key, parent.as_deref())
+                    .map_err(PullError::from)
+            });
+        if let Err(e) = result {
+            let _ = snapshots.remove(&key);
+            return Err(e);
+        }
+    }
+    Ok(chain_ids.last().cloned())
+}
+
 fn report(opts: &PullOptions, desc: &Descriptor, done: u64, state: LayerState) {
     if let Some(p) = &opts.progress {
         p(&Progress {
