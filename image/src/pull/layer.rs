@@ -214,7 +214,7 @@ fn take_failure(slot: &Failure) -> Option<LayerError> {
 
 enum Decoder<R: BufRead> {
     Plain(R),
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
@@ -277,7 +277,9 @@ fn unpack(
     let buffered = BufReader::with_capacity(1 << 20, tee);
     let decoder = match compression {
         Compression::None => Decoder::Plain(buffered),
-        Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Gzip => {
+            Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
+        }
         Compression::Zstd => Decoder::Zstd(
             zstd::stream::read::Decoder::with_buffer(buffered).map_err(LayerError::Decompress)?,
         ),
