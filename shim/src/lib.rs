@@ -1,3 +1,17 @@
 //! berth-shim: supervises a pod's containers over containerd's shim v2 Task API.
 //!
-//! Empty until its issue lands (see ARCHITECTURE.md).
+//! The binary's `start` bootstraps a detached shim per pod ([`bootstrap`]); the serving
+//! shim reaps its children ([`reaper`]), runs containers through an OCI runtime
+//! ([`backend`]), owns their stdio and CRI logs ([`stdio`], [`crilog`]), records exits
+//! durably ([`exit_record`]) and answers the Task API ([`task::service`]).
+
+pub mod backend;
+pub mod bootstrap;
+pub mod crilog;
+pub mod events;
+pub mod exit_record;
+pub mod mount;
+pub mod reaper;
+pub mod serve;
+pub mod stdio;
+pub mod task;

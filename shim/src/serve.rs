@@ -1,0 +1,155 @@
+//! The serving shim (after `start` detached it) and the `delete` subcommand.
+
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::ttrpc;
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::backend::external::OciBinary;
+use crate::backend::Runtime;
+use crate::bootstrap::{group_id, socket_path, Flags, LISTEN_FD_ENV, SOCKET_DIR};
+use crate::events::Publisher;
+use crate::exit_record::ExitRecord;
+use crate::reaper::{become_subreaper, Reaper};
+use crate::task::service::{methods, RuntimeChoice, TaskService};
+use crate::task::{timestamp, Supervisor};
+
+/// The environment variable naming the default OCI runtime binary.
+pub const RUNTIME_ENV: &str = "BERTH_SHIM_RUNTIME";
+
+/// The runtime used when Create's options name none: `$BERTH_SHIM_RUNTIME` or `runc`,
+/// with its state under `/run/berth/runtime/<namespace>`.
+pub fn default_runtime(namespace: &str) -> RuntimeChoice {
+    let binary = std::env::var_os(RUNTIME_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("runc"));
+    let ns = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
+    RuntimeChoice {
+        binary,
+        root: Path::new("/run/berth/runtime").join(ns),
+    }
+}
+
+/// Serves the Task API on the listener inherited from `start` until Shutdown.
+pub fn serve(flags: &Flags) -> Result<()> {
+    let fd: RawFd = std::env::var(LISTEN_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .context("no listening socket: run the shim through `start` (containerd does)")?;
+    become_subreaper().context("becoming a child subreaper")?;
+    // SIGUSR1 asks to reopen log files; handled by a thread with sigwait.
+    let mut usr1 = SigSet::empty();
+    usr1.add(Signal::SIGUSR1);
+    usr1.thread_block().context("blocking SIGUSR1")?;
+
+    let (exit_tx, exit_rx) = channel();
+    let reaper = Reaper::start(Box::new(move |pid, code, at| {
+        let _ = exit_tx.send((pid, code, at));
+    }))
+    .context("starting the reaper")?;
+    let publisher = Publisher::start(
+        (!flags.publish_binary.is_empty()).then(|| PathBuf::from(&flags.publish_binary)),
+        flags.address.clone(),
+        flags.namespace.clone(),
+        Arc::clone(&reaper),
+    )
+    .context("starting the event publisher")?;
+    let supervisor = Arc::new(Supervisor::new(publisher, PathBuf::from(SOCKET_DIR)));
+
+    let sup = Arc::clone(&supervisor);
+    std::thread::Builder::new()
+        .name("exits".into())
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            for (pid, code, at) in exit_rx {
+                sup.on_exit(pid, code, at);
+            }
+        })
+        .context("starting the exit thread")?;
+    let sup = Arc::clone(&supervisor);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            if let Ok(Signal::SIGUSR1) = usr1.wait() {
+                sup.reopen_logs();
+            }
+        })
+        .context("starting the signal thread")?;
+
+    let (shutdown_tx, shutdown_rx) = channel();
+    let service = Arc::new(TaskService::new(
+        Arc::clone(&supervisor),
+        Arc::clone(&reaper),
+        default_runtime(&flags.namespace),
+        shutdown_tx,
+    ));
+    let mut server = ttrpc::Server::new()
+        .add_listener(fd)
+        .context("using the inherited listener")?
+        .register_service(methods(service))
+        .set_thread_count_default(2)
+        .set_thread_count_min(1)
+        .set_thread_count_max(3);
+    server.start().context("starting the ttrpc server")?;
+    tracing::info!(id = %flags.id, "shim serving");
+    let _ = shutdown_rx.recv();
+    tracing::info!("shim shutting down");
+    if let Ok(bundle) = std::env::current_dir() {
+        let group = group_id(&bundle, &flags.id);
+        let _ = std::fs::remove_file(socket_path(&flags.address, &flags.namespace, &group));
+    }
+    // Give the Shutdown reply a moment to leave, then go.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::process::exit(0)
+}
+
+/// `delete`: cleans up after a shim that died: force-deletes the container in its
+/// runtime, unmounts its rootfs, prints a DeleteResponse with the recorded exit.
+pub fn delete(flags: &Flags) -> Result<()> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir().context("reading the bundle directory")?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let choice = RuntimeChoice::load(&bundle).unwrap_or_else(|| default_runtime(&flags.namespace));
+    let reaper = Reaper::start(Box::new(|_, _, _| {})).context("starting the reaper")?;
+    let runtime = OciBinary::new(&choice.binary, &choice.root, reaper);
+    if let Err(e) = runtime.delete(&flags.id, true) {
+        tracing::warn!("{e}");
+    }
+    crate::mount::unmount_all(&bundle.join("rootfs")).context("unmounting the rootfs")?;
+    let record = ExitRecord::read(&bundle).ok().flatten();
+    let mut resp = DeleteResponse::new();
+    match record {
+        Some(r) => {
+            resp.pid = r.pid;
+            resp.exit_status = r.exit_status;
+            resp.exited_at = MessageField::some(timestamp(r.exited_at()));
+        }
+        None => {
+            resp.exit_status = 128 + libc::SIGKILL as u32;
+            resp.exited_at = MessageField::some(timestamp(SystemTime::now()));
+        }
+    }
+    let bytes = resp
+        .write_to_bytes()
+        .context("encoding the DeleteResponse")?;
+    let mut out = std::io::stdout();
+    out.write_all(&bytes)
+        .context("writing the DeleteResponse")?;
+    out.flush().context("writing the DeleteResponse")?;
+    Ok(())
+}

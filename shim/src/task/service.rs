@@ -1,0 +1,388 @@
+//! The containerd shim v2 Task service over ttrpc: decodes requests, calls the
+//! [`Supervisor`], maps errors to ttrpc codes once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use containerd_shim_protos::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
+    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
+    WaitRequest, WaitResponse,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
+use containerd_shim_protos::shim::oci::Options as RuncOptions;
+use containerd_shim_protos::ttrpc::{self, Code, TtrpcContext};
+use containerd_shim_protos::types::task::{ProcessInfo, Status};
+use containerd_shim_protos::Task;
+use serde::{Deserialize, Serialize};
+
+use super::process::{IoPaths, ProcStatus};
+use super::{timestamp, CreateRequest, Supervisor, TaskError};
+use crate::backend::external::OciBinary;
+use crate::backend::Runtime;
+use crate::mount::MountSpec;
+use crate::reaper::Reaper;
+
+/// The runtime a container was created with, saved in its bundle so the `delete`
+/// subcommand can clean up after a dead shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeChoice {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+/// The file in the bundle holding the [`RuntimeChoice`].
+pub const RUNTIME_FILE: &str = "berth-runtime.json";
+
+impl RuntimeChoice {
+    /// The runtime from the Create options (runc's `BinaryName`, `Root`), else defaults.
+    pub fn from_options(options: Option<&Any>, default: &RuntimeChoice) -> RuntimeChoice {
+        let mut choice = default.clone();
+        if let Some(any) = options.filter(|a| a.type_url.ends_with("containerd.runc.v1.Options")) {
+            if let Ok(opts) = RuncOptions::parse_from_bytes(&any.value) {
+                if !opts.binary_name.is_empty() {
+                    choice.binary = PathBuf::from(opts.binary_name);
+                }
+                if !opts.root.is_empty() {
+                    choice.root = PathBuf::from(opts.root);
+                }
+            }
+        }
+        choice
+    }
+
+    pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
+        let tmp = bundle.join(format!(".{RUNTIME_FILE}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, bundle.join(RUNTIME_FILE))
+    }
+
+    pub fn load(bundle: &Path) -> Option<RuntimeChoice> {
+        let text = std::fs::read(bundle.join(RUNTIME_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// The Task service.
+pub struct TaskService {
+    pub supervisor: Arc<Supervisor>,
+    pub reaper: Arc<Reaper>,
+    pub default_runtime: RuntimeChoice,
+    /// Told when the shim should exit.
+    pub shutdown: Mutex<Sender<()>>,
+    runtimes: Mutex<HashMap<RuntimeChoice, Arc<dyn Runtime>>>,
+}
+
+impl std::hash::Hash for RuntimeChoice {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.binary.hash(state);
+        self.root.hash(state);
+    }
+}
+
+fn status(e: TaskError) -> ttrpc::Error {
+    let code = match &e {
+        TaskError::NotFound(_) => Code::NOT_FOUND,
+        TaskError::AlreadyExists(_) => Code::ALREADY_EXISTS,
+        TaskError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+        TaskError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+        _ => Code::UNKNOWN,
+    };
+    tracing::warn!("{e}");
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
+}
+
+fn proc_status(s: ProcStatus) -> Status {
+    match s {
+        ProcStatus::Created => Status::CREATED,
+        ProcStatus::Running => Status::RUNNING,
+        ProcStatus::Paused => Status::PAUSED,
+        ProcStatus::Stopped => Status::STOPPED,
+    }
+}
+
+impl TaskService {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        reaper: Arc<Reaper>,
+        default_runtime: RuntimeChoice,
+        shutdown: Sender<()>,
+    ) -> TaskService {
+        TaskService {
+            supervisor,
+            reaper,
+            default_runtime,
+            shutdown: Mutex::new(shutdown),
+            runtimes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn runtime_for(&self, choice: &RuntimeChoice) -> Arc<dyn Runtime> {
+        let mut map = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(choice.clone()).or_insert_with(|| {
+            Arc::new(OciBinary::new(
+                &choice.binary,
+                &choice.root,
+                Arc::clone(&self.reaper),
+            ))
+        }))
+    }
+}
+
+impl Task for TaskService {
+    fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        let _span = tracing::info_span!("create", container = %req.id).entered();
+        if !req.checkpoint.is_empty() {
+            return Err(status(TaskError::InvalidArgument(
+                "checkpoint/restore is not supported".into(),
+            )));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let choice = RuntimeChoice::from_options(req.options.as_ref(), &self.default_runtime);
+        choice.save(&bundle).map_err(|e| {
+            status(TaskError::Internal(format!(
+                "saving the runtime choice in {}: {e}",
+                bundle.display()
+            )))
+        })?;
+        let runtime = self.runtime_for(&choice);
+        let rootfs = req
+            .rootfs
+            .iter()
+            .map(|m| MountSpec {
+                kind: m.type_.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let pid = self
+            .supervisor
+            .create(CreateRequest {
+                id: req.id.clone(),
+                bundle,
+                rootfs,
+                io: IoPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+                runtime,
+            })
+            .map_err(status)?;
+        let mut resp = CreateTaskResponse::new();
+        resp.pid = pid as u32;
+        Ok(resp)
+    }
+
+    fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let pid = self
+            .supervisor
+            .start(&req.id, &req.exec_id)
+            .map_err(status)?;
+        let mut resp = StartResponse::new();
+        resp.pid = pid as u32;
+        Ok(resp)
+    }
+
+    fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let v = self
+            .supervisor
+            .state(&req.id, &req.exec_id)
+            .map_err(status)?;
+        let mut resp = StateResponse::new();
+        resp.id = if req.exec_id.is_empty() {
+            &req.id
+        } else {
+            &req.exec_id
+        }
+        .clone();
+        resp.exec_id = req.exec_id.clone();
+        resp.bundle = v.bundle.display().to_string();
+        resp.pid = v.pid as u32;
+        resp.status = EnumOrUnknown::new(proc_status(v.status));
+        resp.stdin = v.io.stdin;
+        resp.stdout = v.io.stdout;
+        resp.stderr = v.io.stderr;
+        resp.terminal = v.io.terminal;
+        if let Some((code, at)) = v.exit {
+            resp.exit_status = code;
+            resp.exited_at = MessageField::some(timestamp(at));
+        }
+        Ok(resp)
+    }
+
+    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        self.supervisor
+            .kill(&req.id, &req.exec_id, req.signal, req.all)
+            .map_err(status)?;
+        Ok(Empty::new())
+    }
+
+    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let (pid, code, at) = self
+            .supervisor
+            .delete(&req.id, &req.exec_id)
+            .map_err(status)?;
+        let mut resp = DeleteResponse::new();
+        resp.pid = pid as u32;
+        resp.exit_status = code;
+        resp.exited_at = MessageField::some(timestamp(at));
+        Ok(resp)
+    }
+
+    fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let spec = req.spec.as_ref().map(|a| a.value.clone()).ok_or_else(|| {
+            status(TaskError::InvalidArgument(
+                "exec without a process spec".into(),
+            ))
+        })?;
+        serde_json::from_slice::<serde_json::Value>(&spec).map_err(|e| {
+            status(TaskError::InvalidArgument(format!(
+                "exec process spec is not JSON: {e}"
+            )))
+        })?;
+        let io = IoPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        self.supervisor
+            .exec(&req.id, &req.exec_id, io, spec)
+            .map_err(status)?;
+        Ok(Empty::new())
+    }
+
+    fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        self.supervisor
+            .resize(&req.id, &req.exec_id, req.width, req.height)
+            .map_err(status)?;
+        Ok(Empty::new())
+    }
+
+    fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        if req.stdin {
+            self.supervisor
+                .close_stdin(&req.id, &req.exec_id)
+                .map_err(status)?;
+        }
+        Ok(Empty::new())
+    }
+
+    fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
+        let pids = runtime.pids(&req.id).map_err(|e| status(e.into()))?;
+        let execs = self.supervisor.exec_pids(&req.id);
+        let mut resp = PidsResponse::new();
+        for pid in pids {
+            let mut info = ProcessInfo::new();
+            info.pid = pid as u32;
+            if let Some(exec_id) = execs.get(&pid) {
+                // containerd's ProcessDetails carries the exec id (field 1).
+                let mut value = vec![0x0a, exec_id.len() as u8];
+                value.extend_from_slice(exec_id.as_bytes());
+                let mut any = Any::new();
+                any.type_url = "containerd.runc.v1.ProcessDetails".into();
+                any.value = value;
+                info.info = MessageField::some(any);
+            }
+            resp.processes.push(info);
+        }
+        Ok(resp)
+    }
+
+    fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        self.supervisor.set_paused(&req.id, true).map_err(status)?;
+        Ok(Empty::new())
+    }
+
+    fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        self.supervisor.set_paused(&req.id, false).map_err(status)?;
+        Ok(Empty::new())
+    }
+
+    fn stats(&self, _: &TtrpcContext, _req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
+            Code::UNIMPLEMENTED,
+            "berth-shim does not report task stats yet",
+        )))
+    }
+
+    fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
+        let resources = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .ok_or_else(|| {
+                status(TaskError::InvalidArgument(
+                    "update without resources".into(),
+                ))
+            })?;
+        runtime
+            .update(&req.id, &resources)
+            .map_err(|e| status(e.into()))?;
+        Ok(Empty::new())
+    }
+
+    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let (code, at) = self
+            .supervisor
+            .wait(&req.id, &req.exec_id)
+            .map_err(status)?;
+        let mut resp = WaitResponse::new();
+        resp.exit_status = code;
+        resp.exited_at = MessageField::some(timestamp(at));
+        Ok(resp)
+    }
+
+    fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let mut resp = ConnectResponse::new();
+        resp.shim_pid = std::process::id();
+        if let Ok((_, pid)) = self.supervisor.runtime(&req.id) {
+            resp.task_pid = pid as u32;
+        }
+        resp.version = env!("CARGO_PKG_VERSION").to_string();
+        Ok(resp)
+    }
+
+    fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        if req.now || self.supervisor.is_empty() {
+            let _ = self
+                .shutdown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(());
+        }
+        Ok(Empty::new())
+    }
+}
+
+/// The ttrpc method table: served under containerd 1.6's `containerd.task.v2.Task` and
+/// under `containerd.task.v3.Task` (same messages, renamed package).
+pub fn methods(
+    service: Arc<TaskService>,
+) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
+    let mut out = HashMap::new();
+    for (path, handler) in containerd_shim_protos::create_task(service.clone()) {
+        out.insert(
+            path.replace("containerd.task.v3.Task", "containerd.task.v2.Task"),
+            handler,
+        );
+    }
+    out.extend(containerd_shim_protos::create_task(service));
+    out
+}
