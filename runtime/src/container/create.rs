@@ -148,6 +148,7 @@ impl Runtime {
             ),
         };
         let console_fd = o.console_fd.or(console.as_ref().map(|c| c.as_raw_fd()));
+        let cgroup_files = cg.open_self_join()?;
         let init_plan = plan::build(PlanInput {
             spec: &spec,
             rootfs: rootfs.clone(),
@@ -157,6 +158,7 @@ impl Runtime {
             stdio: o.stdio,
             no_pivot: o.no_pivot,
             preserve_fds: o.preserve_fds,
+            cgroup_fds: cgroup_files.iter().map(|f| f.as_raw_fd()).collect(),
         })?;
         let needs_state = !init_plan.create_container_hooks.is_empty()
             || !init_plan.start_container_hooks.is_empty();
@@ -174,6 +176,7 @@ impl Runtime {
         };
         drop(theirs);
         drop(console);
+        drop(cgroup_files);
         cleanup.pids.push(first);
 
         let mut saved = Saved {
@@ -204,7 +207,9 @@ impl Runtime {
                     }
                     saved.pid = p;
                     saved.pid_start = state::proc_start_time(p).unwrap_or(0);
-                    saved.cgroup.add_pid(p)?;
+                    if saved.cgroup.unified.is_some() {
+                        saved.cgroup.add_pid(p)?;
+                    }
                     ours.send(&Msg::Ok).map_err(|e| Error::sys("sync", e))?;
                     if needs_state {
                         let body = self.state_json(&saved, state::Status::Creating);

@@ -85,6 +85,8 @@ impl Runtime {
                 "a terminal needs --console-socket".into(),
             ));
         }
+        let cgroup_files = saved.cgroup.open_self_join()?;
+        let cgroup_fds: Vec<RawFd> = cgroup_files.iter().map(|f| f.as_raw_fd()).collect();
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("socketpair", e))?;
         // SAFETY: the child only joins the container and ends in execve or _exit.
         let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))?;
@@ -96,12 +98,20 @@ impl Runtime {
                         let _ = nix::unistd::dup2(*fd, t as RawFd);
                     }
                 }
-                exec_main(&ns, &pplan, console_fd, o.preserve_fds, &theirs)
+                exec_main(
+                    &ns,
+                    &cgroup_fds,
+                    &pplan,
+                    console_fd,
+                    o.preserve_fds,
+                    &theirs,
+                )
             }
             ForkResult::Parent { child } => child.as_raw(),
         };
         drop(theirs);
         drop(console);
+        drop(cgroup_files);
         let mut pid = 0;
         let result = loop {
             match ours.recv() {
@@ -110,8 +120,10 @@ impl Runtime {
                     if p != first {
                         let _ = waitpid(Pid::from_raw(first), None);
                     }
-                    if let Err(e) = saved.cgroup.add_pid(p) {
-                        break Err(e);
+                    if saved.cgroup.unified.is_some() {
+                        if let Err(e) = saved.cgroup.add_pid(p) {
+                            break Err(e);
+                        }
                     }
                     if let Err(e) = ours.send(&Msg::Ok) {
                         break Err(Error::sys("sync", e));

@@ -43,7 +43,7 @@ fn clone_sibling() -> Result<i32> {
 
 /// Namespaces, the extra fork into a pid namespace, and the cgroup handshake.
 /// Returns in the process that will become the container process.
-fn enter_namespaces(ns: &NsPlan, chan: &Channel) -> Result<()> {
+fn enter_namespaces(ns: &NsPlan, chan: &Channel, cgroup_fds: &[RawFd]) -> Result<()> {
     let ask = || -> Result<()> {
         chan.send(&Msg::WriteMaps)
             .map_err(|e| Error::sys("sync (maps)", e))?;
@@ -64,6 +64,11 @@ fn enter_namespaces(ns: &NsPlan, chan: &Channel) -> Result<()> {
     }
     chan.expect_ok()
         .map_err(|e| Error::sys("waiting for the cgroup", e))?;
+    for &fd in cgroup_fds {
+        // SAFETY: fds opened by the runtime before fork and kept open for us.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        nix::unistd::write(fd, b"0").map_err(|e| Error::sys("joining the cgroup (tasks)", e))?;
+    }
     ns.enter_cgroup()
 }
 
@@ -101,7 +106,7 @@ pub(crate) fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
 fn init_steps(plan: &InitPlan, chan: &Channel) -> Result<Error> {
     reset_signals();
     set_stdio(plan.stdio)?;
-    enter_namespaces(&plan.ns, chan)?;
+    enter_namespaces(&plan.ns, chan, &plan.cgroup_fds)?;
     let state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         Vec::new()
     } else {
@@ -178,6 +183,7 @@ fn prepare_process(p: &ProcPlan, preserve_fds: u32) -> Result<CString> {
 /// The exec'd process: joins the container and execs. Never returns.
 pub(crate) fn exec_main(
     ns: &NsPlan,
+    cgroup_fds: &[RawFd],
     p: &ProcPlan,
     console: Option<RawFd>,
     preserve_fds: u32,
@@ -185,7 +191,7 @@ pub(crate) fn exec_main(
 ) -> ! {
     let run = || -> Result<Error> {
         reset_signals();
-        enter_namespaces(ns, chan)?;
+        enter_namespaces(ns, chan, cgroup_fds)?;
         if p.terminal {
             if let Some(c) = console {
                 tty::setup(c, p.console_size, false)?;

@@ -24,6 +24,8 @@ pub struct InitPlan {
     pub console: Option<std::os::fd::RawFd>,
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
     pub preserve_fds: u32,
+    /// v1 `tasks` files the init writes "0" into (see CgroupPaths::open_self_join).
+    pub cgroup_fds: Vec<std::os::fd::RawFd>,
     pub runtime_hooks: bool,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
@@ -79,6 +81,7 @@ pub struct PlanInput<'a> {
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub cgroup_fds: Vec<std::os::fd::RawFd>,
 }
 
 pub fn build(input: PlanInput<'_>) -> Result<InitPlan> {
@@ -193,5 +196,6 @@ pub fn build(input: PlanInput<'_>) -> Result<InitPlan> {
         console: input.console,
         stdio: input.stdio,
         preserve_fds: input.preserve_fds,
+        cgroup_fds: input.cgroup_fds,
     })
 }
