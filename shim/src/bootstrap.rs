@@ -142,6 +142,10 @@ pub fn start(flags: &Flags) -> Result<(), BootstrapError> {
     let listener = UnixListener::bind(&path).map_err(io(format!("binding {}", path.display())))?;
     let exe = std::env::current_exe().map_err(io("locating the shim binary"))?;
     let mut cmd = Command::new(exe);
+    // Keep the name containerd ran us by (`containerd-shim-berth-v1`) for ps.
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
     cmd.args(["-namespace", &flags.namespace, "-address", &flags.address]);
     cmd.args(["-publish-binary", &flags.publish_binary, "-id", &flags.id]);
     if flags.debug {

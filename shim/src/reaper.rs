@@ -12,8 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 
 /// Called with (pid, exit status, time) for each exited child nobody waits on.
 pub type ExitHandler = Box<dyn Fn(i32, u32, SystemTime) + Send + Sync>;
@@ -27,6 +26,9 @@ struct Inner {
 pub struct Reaper {
     inner: Mutex<Inner>,
     spawned: Condvar,
+    /// Held by in-process runtime operations, which wait for their own helper
+    /// children: the reaper only peeks while it is held, and reaps after.
+    gate: Mutex<()>,
 }
 
 /// Errors of running a command.
@@ -67,6 +69,7 @@ impl Reaper {
         let reaper = Arc::new(Reaper {
             inner: Mutex::new(Inner::default()),
             spawned: Condvar::new(),
+            gate: Mutex::new(()),
         });
         let r = Arc::clone(&reaper);
         std::thread::Builder::new()
@@ -78,7 +81,25 @@ impl Reaper {
 
     fn run(&self, on_exit: ExitHandler) {
         loop {
-            match waitpid(Pid::from_raw(-1), None) {
+            // Peek first (WNOWAIT), then reap that pid once no in-process operation
+            // runs: such an operation may be waiting for that very child itself.
+            let peeked = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
+            let status = match peeked {
+                Ok(s) => match s.pid() {
+                    Some(pid) => {
+                        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+                        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                            Ok(s) => Ok(s),
+                            // Reaped by the in-process operation meanwhile.
+                            Err(Errno::ECHILD) => continue,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => continue,
+                },
+                Err(e) => Err(e),
+            };
+            match status {
                 Ok(status) => {
                     let Some((pid, code)) = status_code(status) else {
                         continue;
@@ -104,6 +125,12 @@ impl Reaper {
                 }
             }
         }
+    }
+
+    /// Holds off reaping while an in-process runtime operation waits for its own
+    /// children.
+    pub fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Spawns `cmd`; its exit status arrives on the returned receiver. Never call

@@ -13,24 +13,23 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::ttrpc;
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::backend::external::OciBinary;
-use crate::backend::Runtime;
 use crate::bootstrap::{group_id, socket_path, Flags, LISTEN_FD_ENV, SOCKET_DIR};
 use crate::events::Publisher;
 use crate::exit_record::ExitRecord;
 use crate::reaper::{become_subreaper, Reaper};
-use crate::task::service::{methods, RuntimeChoice, TaskService};
+use crate::task::service::{make_runtime, methods, RuntimeChoice, TaskService};
 use crate::task::{timestamp, Supervisor};
 
 /// The environment variable naming the default OCI runtime binary.
 pub const RUNTIME_ENV: &str = "BERTH_SHIM_RUNTIME";
 
-/// The runtime used when Create's options name none: `$BERTH_SHIM_RUNTIME` or `runc`,
+/// The runtime used when Create's options name none: `$BERTH_SHIM_RUNTIME` or the
+/// built-in one (`berth`),
 /// with its state under `/run/berth/runtime/<namespace>`.
 pub fn default_runtime(namespace: &str) -> RuntimeChoice {
     let binary = std::env::var_os(RUNTIME_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("runc"));
+        .unwrap_or_else(|| PathBuf::from(crate::backend::inprocess::NAME));
     let ns = if namespace.is_empty() {
         "default"
     } else {
@@ -126,7 +125,7 @@ pub fn delete(flags: &Flags) -> Result<()> {
     };
     let choice = RuntimeChoice::load(&bundle).unwrap_or_else(|| default_runtime(&flags.namespace));
     let reaper = Reaper::start(Box::new(|_, _, _| {})).context("starting the reaper")?;
-    let runtime = OciBinary::new(&choice.binary, &choice.root, reaper);
+    let runtime = make_runtime(&choice, &reaper);
     if let Err(e) = runtime.delete(&flags.id, true) {
         tracing::warn!("{e}");
     }

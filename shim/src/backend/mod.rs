@@ -1,9 +1,11 @@
 //! Container runtimes behind one trait.
 //!
-//! [`external::OciBinary`] drives any OCI runtime with runc's command line (runc, crun,
-//! the `berth-runtime` binary).
+//! [`inprocess::BuiltIn`] calls the `berth-runtime` library in the shim's process (the
+//! default); [`external::OciBinary`] drives any OCI runtime with runc's command line
+//! (runc, crun, the `berth-runtime` binary) when Create's options name one.
 
 pub mod external;
+pub mod inprocess;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::process::{IoPaths, ProcStatus};
 use super::{timestamp, CreateRequest, Supervisor, TaskError};
 use crate::backend::external::OciBinary;
+use crate::backend::inprocess::BuiltIn;
 use crate::backend::Runtime;
 use crate::mount::MountSpec;
 use crate::reaper::Reaper;
@@ -127,13 +128,26 @@ impl TaskService {
 
     fn runtime_for(&self, choice: &RuntimeChoice) -> Arc<dyn Runtime> {
         let mut map = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(map.entry(choice.clone()).or_insert_with(|| {
-            Arc::new(OciBinary::new(
-                &choice.binary,
-                &choice.root,
-                Arc::clone(&self.reaper),
-            ))
-        }))
+        Arc::clone(
+            map.entry(choice.clone())
+                .or_insert_with(|| make_runtime(choice, &self.reaper)),
+        )
+    }
+}
+
+/// The runtime `choice` names: the built-in one for [`inprocess::NAME`], else an OCI
+/// runtime binary with runc's command line.
+///
+/// [`inprocess::NAME`]: crate::backend::inprocess::NAME
+pub fn make_runtime(choice: &RuntimeChoice, reaper: &Arc<Reaper>) -> Arc<dyn Runtime> {
+    if choice.binary.as_os_str() == crate::backend::inprocess::NAME {
+        Arc::new(BuiltIn::new(&choice.root, Arc::clone(reaper)))
+    } else {
+        Arc::new(OciBinary::new(
+            &choice.binary,
+            &choice.root,
+            Arc::clone(reaper),
+        ))
     }
 }
 
