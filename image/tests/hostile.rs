@@ -241,3 +241,56 @@ async fn interrupted_pull_resumes_only_what_is_missing() -> Result<()> {
     assert_eq!(std::fs::metadata(view.target.join("two"))?.len(), 200_000);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_clear_status_errors() -> Result<()> {
+    berth_fixtures::require_root();
+    let fake = FakeRegistry::start()?;
+    let status = |code: u16, body: &str| Canned {
+        status: code,
+        content_type: "application/json".into(),
+        body: body.as_bytes().to_vec(),
+        declared_len: None,
+    };
+    fake.route("/v2/x/manifests/busy", status(503, "{}"));
+    fake.route("/v2/x/manifests/limited", status(429, "{}"));
+    fake.route(
+        "/v2/x/manifests/denied",
+        status(
+            403,
+            r#"{"errors":[{"code":"DENIED","message":"no pull for you"}]}"#,
+        ),
+    );
+    let store = Store::new()?;
+    let puller = store.puller(plain(&fake.host()))?;
+    let err = puller
+        .pull(&format!("{}/x:busy", fake.host()), &opts())
+        .await
+        .expect_err("503");
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(
+        fake.hits("/v2/x/manifests/busy"),
+        4,
+        "retried with backoff, then gave up"
+    );
+    let err = puller
+        .pull(&format!("{}/x:limited", fake.host()), &opts())
+        .await
+        .expect_err("429");
+    assert!(
+        matches!(
+            err,
+            PullError::Registry(berth_image::RegistryError::TooManyRequests { .. })
+        ),
+        "{err}"
+    );
+    let err = puller
+        .pull(&format!("{}/x:denied", fake.host()), &opts())
+        .await
+        .expect_err("403");
+    assert!(
+        err.to_string().contains("403") && err.to_string().contains("no pull for you"),
+        "{err}"
+    );
+    Ok(())
+}

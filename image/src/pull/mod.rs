@@ -321,10 +321,12 @@ impl Puller {
         let mut first_err = None;
         while let Some(res) = tasks.join_next().await {
             let res = res.unwrap_or_else(|e| Err(PullError::Task(e.to_string())));
+            // Other layers keep going: their verified blobs stay in the content store,
+            // so the next pull does not download them again, and no unpack thread is
+            // still writing when the extraction snapshots are removed below.
             if let Err(e) = res {
                 if first_err.is_none() {
                     first_err = Some(e);
-                    tasks.abort_all();
                 }
             }
         }
