@@ -15,7 +15,7 @@ fi
 hack/deps.sh
 echo "== building berth-runtime"
 cargo build --release --locked -p berth-runtime --bin berth-runtime
-runtime="$PWD/target/release/berth-runtime"
+runtime="${CARGO_TARGET_DIR:-$PWD/target}/release/berth-runtime"
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 id="berth-demo-$$"
@@ -49,5 +49,7 @@ json.dump(spec, open(path, "w"), indent=2)
 PY
 
 echo "== running the container"
-"$runtime" --root "$work/state" run --bundle "$work/bundle" "$id"
-echo "== container exited with status $?"
+status=0
+"$runtime" --root "$work/state" run --bundle "$work/bundle" "$id" || status=$?
+echo "== container exited with status $status"
+exit "$status"
