@@ -10,6 +10,7 @@
 pub mod config;
 pub mod container_spec;
 pub mod docker_api;
+pub mod images;
 pub mod lock;
 pub mod logs;
 pub mod lookup;
@@ -35,12 +36,16 @@ pub enum StartError {
     Lock(#[from] lock::LockError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Images(#[from] images::ImagesError),
 }
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Daemon {
     pub config: Config,
     pub store: Store,
+    /// Content store, snapshots and image records.
+    pub images: images::Images,
     pub host: HostFacts,
     /// A stable identity for this engine, kept in the root.
     pub id: String,
@@ -59,8 +64,10 @@ impl Daemon {
             lock::RootLock::acquire(&config.state)?,
         ];
         let store = Store::open(&config.database_path())?;
+        let images = images::Images::open(&config.root)?;
         let id = engine_id(&config.root)?;
         Ok(Daemon {
+            images,
             host: HostFacts::read(&config.root),
             config,
             store,

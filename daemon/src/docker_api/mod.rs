@@ -3,17 +3,24 @@
 //! One file per operation; this module routes a request to it and maps every error to
 //! the wire exactly once (`ApiError` → status + `{"message"}`).
 
+mod containers;
 mod error;
 pub mod host;
+mod images;
 mod info;
 mod ping;
 mod reply;
+mod request;
 mod version;
 
+use std::sync::Arc;
+
+use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 pub use error::ApiError;
 pub use reply::{Body, Reply};
+pub use request::ApiRequest;
 
 use crate::Daemon;
 
@@ -23,12 +30,19 @@ pub const API_VERSION: &str = "1.41";
 pub const MIN_API_VERSION: &str = "1.24";
 
 /// Answers one request. Never fails: errors become Docker-shaped error replies.
-pub async fn handle<B>(daemon: &Daemon, req: Request<B>) -> hyper::Response<Body> {
+pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("docker_api", %method, %path);
+    let result = match strip_version(&path) {
+        Ok(tail) => {
+            let req = ApiRequest::new(req, tail.to_string());
+            tracing::Instrument::instrument(route(daemon, req), span.clone()).await
+        }
+        Err(err) => Err(err),
+    };
     let _enter = span.enter();
-    let reply = match route(daemon, &method, &path) {
+    let reply = match result {
         Ok(reply) => reply,
         Err(err) => {
             if err.status().is_server_error() {
@@ -42,15 +56,31 @@ pub async fn handle<B>(daemon: &Daemon, req: Request<B>) -> hyper::Response<Body
     reply.into_response()
 }
 
-fn route(daemon: &Daemon, method: &Method, path: &str) -> Result<Reply, ApiError> {
-    let path = strip_version(path)?;
-    match (method, path) {
-        (&Method::GET, "/_ping") => Ok(ping::handle(false)),
-        (&Method::HEAD, "/_ping") => Ok(ping::handle(true)),
-        (&Method::GET, "/version") => Ok(version::handle(&daemon.host)),
-        (&Method::GET, "/info") => info::handle(daemon),
-        _ => Err(ApiError::NotFound("page not found".to_string())),
+async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError> {
+    match (&req.method, req.path.as_str()) {
+        (&Method::GET, "/_ping") => return Ok(ping::handle(false)),
+        (&Method::HEAD, "/_ping") => return Ok(ping::handle(true)),
+        (&Method::GET, "/version") => return Ok(version::handle(&daemon.host)),
+        (&Method::GET, "/info") => return info::handle(daemon),
+        _ => {}
     }
+    // Each area answers the paths it owns and hands the others back.
+    let req = match containers::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    let req = match images::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    tracing::debug!(method = %req.method, path = %req.path, "no such endpoint");
+    Err(ApiError::NotFound("page not found".to_string()))
+}
+
+/// What an area's router did with a request.
+pub enum Routed {
+    Done(Reply),
+    NotMine(ApiRequest),
 }
 
 /// Strips a `/v1.NN` prefix, refusing versions outside what berth speaks.

@@ -8,14 +8,19 @@ use hyper::{Response, StatusCode};
 
 use super::ApiError;
 
-/// Response bodies: whole for now, streamed later (logs, events, pulls).
+/// Response bodies: whole, or streamed (logs, events, pulls).
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Status, headers and a body.
 pub struct Reply {
     status: StatusCode,
     headers: Vec<(HeaderName, HeaderValue)>,
-    body: Bytes,
+    body: ReplyBody,
+}
+
+enum ReplyBody {
+    Whole(Bytes),
+    Stream(Body),
 }
 
 impl Reply {
@@ -26,7 +31,7 @@ impl Reply {
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             )],
-            body: Bytes::copy_from_slice(body.as_bytes()),
+            body: ReplyBody::Whole(Bytes::copy_from_slice(body.as_bytes())),
         }
     }
 
@@ -34,15 +39,40 @@ impl Reply {
         Reply {
             status: StatusCode::OK,
             headers: vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body: Bytes::from(value.to_string()),
+            body: ReplyBody::Whole(Bytes::from(value.to_string())),
         }
+    }
+
+    /// A reply with no body (`204 No Content`, `304 Not Modified`, …).
+    pub fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: ReplyBody::Whole(Bytes::new()),
+        }
+    }
+
+    /// A streamed body of `content_type` (chunked on the wire). Send chunks through a
+    /// channel wrapped in `http_body_util::StreamBody`; the stream ends the reply.
+    pub fn stream(content_type: &'static str, body: Body) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            headers: vec![(CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body: ReplyBody::Stream(body),
+        }
+    }
+
+    /// Replaces the status (e.g. `201 Created`).
+    pub fn with_status(mut self, status: StatusCode) -> Reply {
+        self.status = status;
+        self
     }
 
     pub fn error(err: &ApiError) -> Reply {
         Reply {
             status: err.status(),
             headers: vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body: Bytes::from(err.body()),
+            body: ReplyBody::Whole(Bytes::from(err.body())),
         }
     }
 
@@ -55,9 +85,20 @@ impl Reply {
         self
     }
 
+    /// Adds a header with a computed value; `name` must be lowercase.
+    pub fn header_value(mut self, name: &'static str, value: &str) -> Result<Reply, ApiError> {
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| ApiError::Internal(format!("header {name}: {e}")))?;
+        self.headers.push((HeaderName::from_static(name), value));
+        Ok(self)
+    }
+
     pub fn into_response(self) -> Response<Body> {
-        let mut response =
-            Response::new(Full::new(self.body).map_err(|never| match never {}).boxed());
+        let body = match self.body {
+            ReplyBody::Whole(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
+            ReplyBody::Stream(body) => body,
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(
