@@ -186,6 +186,9 @@ impl NsPlan {
                 .map_err(|e| Error::sys("creating the user namespace", e))?;
             ask_maps()?;
         }
+        if self.user_new || self.user_join.is_some() {
+            become_ns_root()?;
+        }
         for (f, fd) in &self.joins {
             setns(fd.as_fd(), *f).map_err(|e| Error::sys(format!("joining namespace {f:?}"), e))?;
         }
@@ -208,6 +211,19 @@ impl NsPlan {
         }
         Ok(())
     }
+}
+
+/// Takes uid and gid 0 of the user namespace just entered, so that the files and
+/// mount points the init creates belong to a mapped id (the host's root is not mapped
+/// there: creating anything as it fails with EOVERFLOW).
+fn become_ns_root() -> Result<()> {
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    let g = Gid::from_raw(0);
+    setresgid(g, g, g)
+        .map_err(|e| Error::sys("taking gid 0 in the user namespace (is gid 0 mapped?)", e))?;
+    let u = Uid::from_raw(0);
+    setresuid(u, u, u)
+        .map_err(|e| Error::sys("taking uid 0 in the user namespace (is uid 0 mapped?)", e))
 }
 
 /// Writes the maps of a child that created a user namespace (from the parent).

@@ -106,6 +106,14 @@ pub(crate) fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
 fn init_steps(plan: &InitPlan, chan: &Channel) -> Result<Error> {
     reset_signals();
     set_stdio(plan.stdio)?;
+    // Opened before the namespaces: in a new user namespace the init becomes its root,
+    // which has no rights over the host root's state dir.
+    let fifo = nix::fcntl::open(
+        &plan.fifo,
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("opening {}", plan.fifo.display()), e))?;
     enter_namespaces(&plan.ns, chan, &plan.cgroup_fds)?;
     let state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         Vec::new()
@@ -115,12 +123,6 @@ fn init_steps(plan: &InitPlan, chan: &Channel) -> Result<Error> {
             _ => return Err(Error::Init("sync: expected the state for hooks".into())),
         }
     };
-    let fifo = nix::fcntl::open(
-        &plan.fifo,
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::sys(format!("opening {}", plan.fifo.display()), e))?;
     let cwd_in_root = rootfs::paths::secure_join(&plan.rootfs.rootfs, &plan.process.cwd);
     rootfs::prepare(&plan.rootfs)?;
     if !cwd_in_root.exists() {
