@@ -90,6 +90,70 @@ impl Client {
         Ok((status, bytes))
     }
 
+    /// Sends one request with a raw body and returns the response to read as a
+    /// stream (logs that follow, image loads); an error status becomes
+    /// `ClientError::Daemon`.
+    pub async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("/v{API_VERSION}{path}"))
+            .header("host", "berth")
+            .header("content-type", content_type)
+            .body(Full::new(body))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.into_body().collect().await?.to_bytes();
+            check(status, &bytes)?;
+            return Err(ClientError::Daemon {
+                status,
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        Ok(response.into_body())
+    }
+
+    /// Sends `body` as JSON; the answer's bytes, or the daemon's error. `304 Not
+    /// Modified` (already started, already stopped) is success, as docker treats it.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Bytes, ClientError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if status != StatusCode::NOT_MODIFIED {
+            check(status, &bytes)?;
+        }
+        Ok(bytes)
+    }
+
+    /// POSTs `body` and parses the JSON answer.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let bytes = self.call(Method::POST, path, body).await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
     /// GETs `path` and parses the JSON answer; an error status becomes `ClientError::Daemon`.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let (status, body) = self.request(Method::GET, path, None).await?;

@@ -4,8 +4,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use berth_cli::client::{Client, DEFAULT_HOST};
-use berth_cli::commands::{self, Output};
-use clap::{Parser, Subcommand};
+use berth_cli::commands::ps::PsFlags;
+use berth_cli::commands::{self, container, Output};
+use berth_cli::run_args::CreateFlags;
+use clap::{Args, Parser, Subcommand};
 
 /// A docker-style client for the berth container engine.
 #[derive(Parser)]
@@ -18,8 +20,244 @@ struct Cli {
     command: Command,
 }
 
+/// Commands on containers, at the top level and under `berth container`.
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Create and run a new container from an image.
+    Run {
+        /// Run the container in the background and print its ID.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[command(flatten)]
+        flags: CreateFlags,
+        /// IMAGE [COMMAND] [ARG...]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Create a new container.
+    Create {
+        #[command(flatten)]
+        flags: CreateFlags,
+        /// IMAGE [COMMAND] [ARG...]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start one or more stopped containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers.
+    Stop {
+        /// Seconds to wait before killing the container.
+        #[arg(short = 't', long = "time", alias = "timeout")]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers.
+    Restart {
+        /// Seconds to wait before killing the container.
+        #[arg(short = 't', long = "time", alias = "timeout")]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers.
+    Kill {
+        /// Signal to send to the container.
+        #[arg(short = 's', long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers.
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL).
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container.
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    #[command(alias = "ls", alias = "list")]
+    Ps(PsArgs),
+    /// Fetch the logs of a container.
+    Logs {
+        /// Follow log output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs ("all").
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        /// Show logs since a timestamp or relative time (e.g. 42m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Show timestamps.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display detailed information on one or more containers.
+    Inspect {
+        /// Format the output using the given Go template.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display the running processes of a container.
+    Top { container: String },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Pause all processes within one or more containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct PsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Only display container IDs.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Filter output based on conditions provided.
+    #[arg(long = "filter")]
+    filter: Vec<String>,
+    /// Pretty-print containers using a Go template.
+    #[arg(long)]
+    format: Option<String>,
+    /// Show n last created containers (includes all states).
+    #[arg(short = 'n', long = "last")]
+    last: Option<i64>,
+    /// Show the latest created container.
+    #[arg(short = 'l', long)]
+    latest: bool,
+}
+
+/// `berth container …`.
+#[derive(Subcommand)]
+enum ContainerGroup {
+    #[command(flatten)]
+    Each(ContainerCommand),
+    /// Remove all stopped containers.
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+/// Commands on images, at the top level and under `berth image`.
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Load an image from a tar archive or STDIN.
+    Load {
+        /// Read from tar archive file, instead of STDIN.
+        #[arg(short = 'i', long)]
+        input: Option<String>,
+        /// Suppress the load output.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Import the contents from a tarball to create a filesystem image.
+    Import {
+        /// file or - for STDIN.
+        file: String,
+        /// REPOSITORY[:TAG]
+        reference: Option<String>,
+    },
+    /// List images.
+    Images {
+        /// Only show image IDs.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Don't truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Pretty-print images using a Go template.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag { source: String, target: String },
+    /// Remove one or more images.
+    Rmi {
+        /// Force removal of the image.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+/// `berth image …`.
+#[derive(Subcommand)]
+enum ImageGroup {
+    #[command(flatten)]
+    Each(ImageCommand),
+    /// List images.
+    #[command(name = "ls", alias = "list")]
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Remove one or more images.
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Display detailed information on one or more images.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Containers(ContainerCommand),
+    #[command(flatten)]
+    Images(ImageCommand),
+    /// Manage images.
+    Image {
+        #[command(subcommand)]
+        command: ImageGroup,
+    },
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        command: ContainerGroup,
+    },
     /// Show the berth version information.
     Version {
         /// Format the output using the given Go template.
@@ -51,26 +289,133 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
+            Command::Containers(c) => container_command(&client, c).await,
+            Command::Images(c) => image_command(&client, c).await,
+            Command::Image { command } => match command {
+                ImageGroup::Each(c) => image_command(&client, c).await,
+                ImageGroup::Ls {
+                    quiet,
+                    no_trunc,
+                    format,
+                } => commands::image::images(&client, *quiet, format.as_deref(), *no_trunc).await,
+                ImageGroup::Rm { force, images } => {
+                    commands::image::rmi(&client, images, *force).await
+                }
+                ImageGroup::Inspect { format, images } => {
+                    commands::image::inspect(&client, images, format.as_deref()).await
+                }
+            },
+            Command::Container { command } => match command {
+                ContainerGroup::Each(c) => container_command(&client, c).await,
+                ContainerGroup::Prune { force } => container::prune(&client, *force).await,
+            },
         }
     });
     match result {
-        Ok(Output { stdout, error }) => {
+        Ok(Output {
+            stdout,
+            error,
+            code,
+        }) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(stdout.as_bytes());
             if !stdout.is_empty() && !stdout.ends_with('\n') {
                 let _ = out.write_all(b"\n");
             }
-            match error {
-                None => ExitCode::SUCCESS,
-                Some(err) => {
-                    eprintln!("{err:#}");
-                    ExitCode::FAILURE
-                }
+            let _ = out.flush();
+            if let Some(err) = &error {
+                eprintln!("{err:#}");
+            }
+            match (code, error) {
+                (Some(code), _) => ExitCode::from(code),
+                (None, None) => ExitCode::SUCCESS,
+                (None, Some(_)) => ExitCode::FAILURE,
             }
         }
         Err(err) => {
             eprintln!("{err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn container_command(client: &Client, c: &ContainerCommand) -> anyhow::Result<Output> {
+    use ContainerCommand as C;
+    match c {
+        C::Run {
+            detach,
+            flags,
+            args,
+        } => commands::run::run(client, flags, *detach, &args[0], &args[1..]).await,
+        C::Create { flags, args } => {
+            commands::run::create(client, flags, &args[0], &args[1..]).await
+        }
+        C::Start { containers } => container::start(client, containers).await,
+        C::Stop { time, containers } => container::stop(client, containers, *time).await,
+        C::Restart { time, containers } => container::restart(client, containers, *time).await,
+        C::Kill { signal, containers } => {
+            container::kill(client, containers, signal.as_deref()).await
+        }
+        C::Rm {
+            force,
+            volumes,
+            containers,
+        } => container::rm(client, containers, *force, *volumes).await,
+        C::Ps(a) => {
+            let flags = PsFlags {
+                all: a.all,
+                quiet: a.quiet,
+                no_trunc: a.no_trunc,
+                filters: a.filter.clone(),
+                format: a.format.clone(),
+                last: if a.latest { Some(1) } else { a.last },
+            };
+            commands::ps::run(client, &flags).await
+        }
+        C::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            container,
+        } => {
+            container::logs(
+                client,
+                container,
+                *follow,
+                tail.as_deref(),
+                since.as_deref(),
+                *timestamps,
+            )
+            .await
+        }
+        C::Wait { containers } => container::wait(client, containers).await,
+        C::Inspect { format, containers } => {
+            container::inspect(client, containers, format.as_deref()).await
+        }
+        C::Top { container } => container::top(client, container).await,
+        C::Rename {
+            container,
+            new_name,
+        } => container::rename(client, container, new_name).await,
+        C::Pause { containers } => container::pause(client, containers, true).await,
+        C::Unpause { containers } => container::pause(client, containers, false).await,
+    }
+}
+
+async fn image_command(client: &Client, c: &ImageCommand) -> anyhow::Result<Output> {
+    use commands::image;
+    match c {
+        ImageCommand::Load { input, quiet } => image::load(client, input.as_deref(), *quiet).await,
+        ImageCommand::Import { file, reference } => {
+            image::import(client, file, reference.as_deref()).await
+        }
+        ImageCommand::Images {
+            quiet,
+            no_trunc,
+            format,
+        } => image::images(client, *quiet, format.as_deref(), *no_trunc).await,
+        ImageCommand::Tag { source, target } => image::tag(client, source, target).await,
+        ImageCommand::Rmi { force, images } => image::rmi(client, images, *force).await,
     }
 }

@@ -1,8 +1,9 @@
 //! berthd: configuration, metadata store, wiring, Docker Engine API, metrics.
 //!
 //! Landed so far: the configuration file, the SQLite metadata store, the
-//! one-daemon-per-root lock, and the Docker Engine API's system endpoints (`_ping`,
-//! `version`, `info`). Containers and images arrive with their issues.
+//! one-daemon-per-root lock, the container engine (records, snapshots, one berth-shim
+//! per container, restart policies, reconcile on start) and the Docker Engine API's
+//! system and container endpoints.
 
 // `/info` builds one large JSON document with `json!`.
 #![recursion_limit = "256"]
@@ -10,6 +11,7 @@
 pub mod config;
 pub mod container_spec;
 pub mod docker_api;
+pub mod engine;
 pub mod images;
 pub mod lock;
 pub mod logs;
@@ -46,6 +48,8 @@ pub struct Daemon {
     pub store: Store,
     /// Content store, snapshots and image records.
     pub images: images::Images,
+    /// Containers: their shims, lifecycle and state changes.
+    pub engine: engine::Engine,
     pub host: HostFacts,
     /// A stable identity for this engine, kept in the root.
     pub id: String,
@@ -66,8 +70,14 @@ impl Daemon {
         let store = Store::open(&config.database_path())?;
         let images = images::Images::open(&config.root)?;
         let id = engine_id(&config.root)?;
+        let engine =
+            engine::Engine::new(&config.root, &config.state).map_err(|source| StartError::Dir {
+                path: config.root.join("containers"),
+                source,
+            })?;
         Ok(Daemon {
             images,
+            engine,
             host: HostFacts::read(&config.root),
             config,
             store,

@@ -1,12 +1,19 @@
 //! One module per command; each returns what to print and whether it failed.
 
+pub mod container;
+pub mod image;
 pub mod info;
+pub mod ps;
+pub mod run;
+pub mod stream;
 pub mod version;
 
 /// What a command prints, and the error that makes it exit non-zero after printing.
 pub struct Output {
     pub stdout: String,
     pub error: Option<anyhow::Error>,
+    /// The exit code, when not 0 / 1 (`run` exits with the container's code).
+    pub code: Option<u8>,
 }
 
 impl Output {
@@ -14,11 +21,18 @@ impl Output {
         Output {
             stdout,
             error: None,
+            code: None,
         }
     }
 
     pub fn failing(mut self, error: anyhow::Error) -> Output {
         self.error = Some(error);
+        self
+    }
+
+    /// Exits with `code` after printing.
+    pub fn with_code(mut self, code: u8) -> Output {
+        self.code = Some(code);
         self
     }
 }

@@ -75,6 +75,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let daemon = Arc::new(Daemon::start(config)?);
+        if let Err(e) = berth_daemon::engine::reconcile(&daemon).await {
+            tracing::error!("reconciling containers with their shims: {e}");
+        }
         let socket = server::bind(&docker_socket)?;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

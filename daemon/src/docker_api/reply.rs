@@ -62,6 +62,12 @@ impl Reply {
         }
     }
 
+    /// A streamed reply fed through the returned sender; dropping it ends the reply.
+    pub fn channel(content_type: &'static str) -> (tokio::sync::mpsc::Sender<Bytes>, Reply) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (tx, Reply::stream(content_type, ChannelBody(rx).boxed()))
+    }
+
     /// Replaces the status (e.g. `201 Created`).
     pub fn with_status(mut self, status: StatusCode) -> Reply {
         self.status = status;
@@ -109,5 +115,22 @@ impl Reply {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+/// A body whose chunks arrive through a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }

@@ -1,11 +1,196 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
-use std::sync::Arc;
+mod json;
+mod logs;
+mod top;
 
-use super::{ApiError, ApiRequest, Routed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{ApiError, ApiRequest, Reply, Routed};
+use crate::engine::{self, EngineError, StartOutcome, Status};
 use crate::Daemon;
 
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::NotFound(m),
+            EngineError::Conflict(m) => ApiError::Conflict(m),
+            EngineError::Invalid(m) => ApiError::BadRequest(m),
+            EngineError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 /// Answers the container endpoints; hands every other path back.
-pub async fn route(_daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiError> {
-    Ok(Routed::NotMine(req))
+pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, ApiError> {
+    let Some(rest) = req.path.strip_prefix("/containers/") else {
+        return Ok(Routed::NotMine(req));
+    };
+    let rest = rest.to_string();
+    let method = req.method.clone();
+    let reply = match (&method, rest.as_str()) {
+        (&Method::POST, "create") => create(daemon, &mut req).await?,
+        (&Method::GET, "json") => json::list(daemon, &req)?,
+        (&Method::POST, "prune") => prune(daemon).await?,
+        _ => {
+            let (id, action) = match rest.split_once('/') {
+                Some((id, action)) => (id.to_string(), action.to_string()),
+                None => (rest.clone(), String::new()),
+            };
+            match (&method, action.as_str()) {
+                (&Method::GET, "json") => json::inspect(daemon, &id)?,
+                (&Method::POST, "start") => {
+                    let record = engine::find(daemon, &id)?;
+                    match engine::start(daemon, &record.id).await? {
+                        StartOutcome::Started => Reply::empty(StatusCode::NO_CONTENT),
+                        StartOutcome::AlreadyRunning => Reply::empty(StatusCode::NOT_MODIFIED),
+                    }
+                }
+                (&Method::POST, "stop") => {
+                    let t = req.query_int("t")?.or(req.query_int("timeout")?);
+                    if engine::stop(daemon, &id, t).await? {
+                        Reply::empty(StatusCode::NO_CONTENT)
+                    } else {
+                        Reply::empty(StatusCode::NOT_MODIFIED)
+                    }
+                }
+                (&Method::POST, "restart") => {
+                    let t = req.query_int("t")?.or(req.query_int("timeout")?);
+                    engine::restart(daemon, &id, t).await?;
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (&Method::POST, "kill") => {
+                    engine::kill(daemon, &id, req.query("signal").unwrap_or("")).await?;
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (&Method::POST, "wait") => wait(daemon, &id, req.query("condition")).await?,
+                (&Method::DELETE, "") => {
+                    engine::remove(daemon, &id, req.query_bool("force")?).await?;
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
+                (&Method::GET, "top") => top::handle(daemon, &id).await?,
+                (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
+                (&Method::POST, "pause") => {
+                    engine::pause(daemon, &id).await?;
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (&Method::POST, "unpause") => {
+                    engine::unpause(daemon, &id).await?;
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (&Method::POST, "attach") => {
+                    return Err(ApiError::NotImplemented(
+                        "attach is not supported yet: start the container and follow its logs (berth run does)".into(),
+                    ))
+                }
+                _ => return Ok(Routed::NotMine(req)),
+            }
+        }
+    };
+    Ok(Routed::Done(reply))
+}
+
+async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiError> {
+    let name = req
+        .query("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let body: Value = req.json().await?;
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "config cannot be empty in order to create a container".into(),
+        ));
+    }
+    let id = engine::create(daemon, name, body).await?;
+    Ok(Reply::json(&json!({"Id": id, "Warnings": []})).with_status(StatusCode::CREATED))
+}
+
+/// `wait`: `not-running` (default), `next-exit` or `removed`.
+async fn wait(
+    daemon: &Arc<Daemon>,
+    reference: &str,
+    condition: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let record = engine::find(daemon, reference)?;
+    let id = record.id.clone();
+    let condition = condition.unwrap_or("not-running");
+    if !matches!(condition, "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::BadRequest(format!(
+            "invalid condition: {condition:?}"
+        )));
+    }
+    let first_finish = record.state.finished_at.clone();
+    let mut last_code = record.state.exit_code;
+    loop {
+        let current = match engine::get(daemon, &id) {
+            Ok(r) => Some(r),
+            Err(EngineError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let done = match (&current, condition) {
+            (None, _) => true,
+            (Some(_), "removed") => false,
+            (Some(r), "next-exit") => {
+                !r.state.status.has_task()
+                    && r.state.status != Status::Restarting
+                    && r.state.finished_at != first_finish
+                    && !r.state.finished_at.is_empty()
+            }
+            (Some(r), _) => !r.state.status.has_task() && r.state.status != Status::Restarting,
+        };
+        if let Some(r) = &current {
+            last_code = r.state.exit_code;
+        }
+        if done {
+            return Ok(Reply::json(
+                &json!({"StatusCode": last_code, "Error": null}),
+            ));
+        }
+        engine::wait_exit(daemon, &id, Some(Duration::from_millis(200))).await?;
+        if condition == "next-exit" || condition == "removed" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<Reply, ApiError> {
+    let name = name.unwrap_or("").trim_start_matches('/');
+    if !crate::lookup::valid_name(name) {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let mut record = engine::find(daemon, reference)?;
+    record.name = name.to_string();
+    daemon
+        .store
+        .put(
+            crate::store::Kind::Container,
+            &record.id,
+            Some(name),
+            &record,
+        )
+        .map_err(EngineError::from)?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+async fn prune(daemon: &Arc<Daemon>) -> Result<Reply, ApiError> {
+    let mut deleted = Vec::new();
+    for r in engine::list(daemon)? {
+        if matches!(
+            r.state.status,
+            Status::Exited | Status::Created | Status::Dead
+        ) {
+            engine::remove(daemon, &r.id, false).await?;
+            deleted.push(r.id);
+        }
+    }
+    Ok(Reply::json(
+        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
 }

@@ -1,0 +1,197 @@
+//! `ps`: the container table, `-q` ids, `--filter`, `--format` Go templates with the
+//! fields docker offers (`.ID .Image .Command .CreatedAt .RunningFor .Ports .Status
+//! .State .Names .Labels`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::container::enc;
+use super::Output;
+use crate::client::Client;
+use crate::template::{align, Template};
+
+/// docker's default `ps` table.
+pub const DEFAULT_FORMAT: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/// The flags of `ps`.
+#[derive(Debug, Default, Clone)]
+pub struct PsFlags {
+    pub all: bool,
+    pub quiet: bool,
+    pub no_trunc: bool,
+    pub filters: Vec<String>,
+    pub format: Option<String>,
+    pub last: Option<i64>,
+}
+
+/// `--filter k=v` flags as the API's `filters` JSON.
+pub fn filters_json(filters: &[String]) -> anyhow::Result<String> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+        map.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    Ok(serde_json::to_string(&map)?)
+}
+
+/// docker's `units.HumanDuration`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86_400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+/// The fields a template sees for one container of `GET /containers/json`.
+pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
+    let id = c["Id"].as_str().unwrap_or("");
+    let id = if no_trunc {
+        id.to_string()
+    } else {
+        id.chars().take(12).collect()
+    };
+    let command = c["Command"].as_str().unwrap_or("");
+    let command = if no_trunc || command.chars().count() <= 20 {
+        format!("\"{command}\"")
+    } else {
+        format!("\"{}…\"", command.chars().take(19).collect::<String>())
+    };
+    let created = c["Created"].as_i64().unwrap_or(0).max(0) as u64;
+    let created_at = UNIX_EPOCH + Duration::from_secs(created);
+    let running_for = format!(
+        "{} ago",
+        human_duration(now.duration_since(created_at).unwrap_or_default())
+    );
+    let names: Vec<String> = c["Names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let labels: Vec<String> = c["Labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "ID": id,
+        "Image": c["Image"],
+        "Command": command,
+        "CreatedAt": humantime::format_rfc3339_seconds(created_at).to_string().replace('T', " ").replace('Z', " +0000 UTC"),
+        "RunningFor": running_for,
+        "Ports": "",
+        "Status": c["Status"],
+        "State": c["State"],
+        "Names": names.join(","),
+        "Labels": labels.join(","),
+        "Mounts": "",
+        "Networks": "",
+    })
+}
+
+fn header_name(field: &str) -> Option<String> {
+    Some(
+        match field {
+            "ID" => "CONTAINER ID",
+            "RunningFor" => "CREATED",
+            "CreatedAt" => "CREATED AT",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+pub async fn run(client: &Client, flags: &PsFlags) -> anyhow::Result<Output> {
+    let mut path = format!(
+        "/containers/json?all={}",
+        (flags.all || flags.last.is_some()) as u8
+    );
+    if !flags.filters.is_empty() {
+        path.push_str(&format!("&filters={}", enc(&filters_json(&flags.filters)?)));
+    }
+    if let Some(n) = flags.last {
+        path.push_str(&format!("&limit={n}"));
+    }
+    let list = client.get_json(&path).await?;
+    let containers = list.as_array().cloned().unwrap_or_default();
+    let now = SystemTime::now();
+    if flags.quiet {
+        let mut out = String::new();
+        for c in &containers {
+            out.push_str(row(c, flags.no_trunc, now)["ID"].as_str().unwrap_or(""));
+            out.push('\n');
+        }
+        return Ok(Output::text(out));
+    }
+    let template = Template::parse(flags.format.as_deref().unwrap_or(DEFAULT_FORMAT))?;
+    let mut rows = Vec::new();
+    if template.table {
+        rows.push(template.header(&header_name));
+    }
+    for c in &containers {
+        rows.push(template.render(&row(c, flags.no_trunc, now))?);
+    }
+    let out = if template.table {
+        align(&rows)
+    } else {
+        rows.iter().map(|r| format!("{r}\n")).collect()
+    };
+    Ok(Output::text(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_look_like_dockers() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+        let c = json!({
+            "Id": "0123456789abcdef0123", "Image": "busybox", "Command": "sh -c 'sleep 1000; echo done'",
+            "Created": 1_700_000_000, "Status": "Up 2 minutes", "State": "running",
+            "Names": ["/web"], "Labels": {"a": "b"},
+        });
+        let r = row(&c, false, now);
+        assert_eq!(r["ID"], "0123456789ab");
+        assert_eq!(r["Command"], "\"sh -c 'sleep 1000; e…\"");
+        assert_eq!(r["RunningFor"], "About a minute ago");
+        assert_eq!(r["Names"], "web");
+        assert_eq!(r["Labels"], "a=b");
+        assert_eq!(r["CreatedAt"], "2023-11-14 22:13:20 +0000 UTC");
+        let t = Template::parse(DEFAULT_FORMAT).unwrap();
+        assert_eq!(
+            t.header(&header_name),
+            "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"
+        );
+    }
+
+    #[test]
+    fn filters_become_the_api_json() {
+        assert_eq!(
+            filters_json(&["name=web".into(), "status=exited".into(), "name=db".into()]).unwrap(),
+            r#"{"name":["web","db"],"status":["exited"]}"#
+        );
+        assert!(filters_json(&["bogus".into()]).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! `run` and `create`. A foreground `run` creates, starts, follows the logs (stdout
+//! and stderr kept apart), waits, and exits with the container's code; with `--rm` it
+//! removes the container itself once the exit is known, so no output is lost to an
+//! early removal. Daemon errors exit 125, as docker's do.
+
+use anyhow::anyhow;
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::Value;
+
+use super::container::enc;
+use super::stream::copy_logs;
+use super::Output;
+use crate::client::Client;
+use crate::run_args::CreateFlags;
+
+/// docker's exit code for an error of the daemon or of the flags.
+pub const EXIT_DAEMON_ERROR: u8 = 125;
+
+async fn create_container(
+    client: &Client,
+    flags: &CreateFlags,
+    image: &str,
+    cmd: &[String],
+    detach: bool,
+) -> anyhow::Result<String> {
+    let mut body = flags.to_create_body(image, cmd, detach, &|k| std::env::var(k).ok())?;
+    if !detach && flags.rm {
+        // The client removes the container after reading its logs and exit code.
+        body["HostConfig"]["AutoRemove"] = Value::Bool(false);
+    }
+    let path = match &flags.name {
+        Some(n) => format!("/containers/create?name={}", enc(n)),
+        None => "/containers/create".to_string(),
+    };
+    let created = client.post_json(&path, Some(body)).await?;
+    created["Id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the daemon's create answer has no Id: {created}"))
+}
+
+fn daemon_error(e: anyhow::Error) -> anyhow::Result<Output> {
+    Ok(Output::text(String::new())
+        .failing(e)
+        .with_code(EXIT_DAEMON_ERROR))
+}
+
+/// `create`: prints the new container's id.
+pub async fn create(
+    client: &Client,
+    flags: &CreateFlags,
+    image: &str,
+    cmd: &[String],
+) -> anyhow::Result<Output> {
+    match create_container(client, flags, image, cmd, true).await {
+        Ok(id) => Ok(Output::text(format!("{id}\n"))),
+        Err(e) => daemon_error(e),
+    }
+}
+
+/// `run`.
+pub async fn run(
+    client: &Client,
+    flags: &CreateFlags,
+    detach: bool,
+    image: &str,
+    cmd: &[String],
+) -> anyhow::Result<Output> {
+    let id = match create_container(client, flags, image, cmd, detach).await {
+        Ok(id) => id,
+        Err(e) => return daemon_error(e),
+    };
+    if let Err(e) = client
+        .call(Method::POST, &format!("/containers/{id}/start"), None)
+        .await
+    {
+        if flags.rm {
+            let _ = client
+                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+                .await;
+        }
+        return daemon_error(e.into());
+    }
+    if detach {
+        return Ok(Output::text(format!("{id}\n")));
+    }
+    let logs = client
+        .stream(
+            Method::GET,
+            &format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"),
+            Bytes::new(),
+            "text/plain",
+        )
+        .await;
+    match logs {
+        Ok(body) => {
+            if let Err(e) = copy_logs(body, flags.tty).await {
+                eprintln!("berth: reading the container's output: {e:#}");
+            }
+        }
+        Err(e) => eprintln!("berth: following the container's output: {e:#}"),
+    }
+    let waited = client
+        .post_json(&format!("/containers/{id}/wait"), None)
+        .await;
+    if flags.rm {
+        if let Err(e) = client
+            .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+            .await
+        {
+            eprintln!("berth: removing the container: {e}");
+        }
+    }
+    match waited {
+        Ok(v) => {
+            let code = v["StatusCode"].as_i64().unwrap_or(EXIT_DAEMON_ERROR as i64);
+            Ok(Output::text(String::new()).with_code(code.clamp(0, 255) as u8))
+        }
+        Err(e) => daemon_error(e.into()),
+    }
+}

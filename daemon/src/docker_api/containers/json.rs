@@ -1,0 +1,276 @@
+//! `GET /containers/json` (list, with filters) and `GET /containers/{id}/json`
+//! (inspect), in Docker's shapes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::{ApiError, ApiRequest, Reply};
+use crate::engine::{self, ContainerRecord, Status};
+use crate::Daemon;
+
+/// Docker's `Status` column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.
+pub fn status_text(r: &ContainerRecord, now: SystemTime) -> String {
+    let since = |t: &str| {
+        humantime::parse_rfc3339_weak(t)
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default()
+    };
+    match r.state.status {
+        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            human_duration(since(&r.state.finished_at))
+        ),
+        Status::Created => "Created".into(),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86_400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+fn command(r: &ContainerRecord) -> String {
+    std::iter::once(r.path.as_str())
+        .chain(r.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn unix_seconds(t: &str) -> i64 {
+    humantime::parse_rfc3339_weak(t)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn network_mode(r: &ContainerRecord) -> String {
+    match r.request["HostConfig"]["NetworkMode"].as_str() {
+        Some("") | None => "default".into(),
+        Some(m) => m.to_string(),
+    }
+}
+
+fn summary(r: &ContainerRecord, now: SystemTime) -> Value {
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": command(r),
+        "Created": unix_seconds(&r.created),
+        "Ports": [],
+        "Labels": r.labels,
+        "State": r.state.status.as_str(),
+        "Status": status_text(r, now),
+        "HostConfig": {"NetworkMode": network_mode(r)},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+/// The `filters` query: `{"name":["x"],"status":["running"],"label":["a=b"],…}`.
+fn parse_filters(req: &ApiRequest) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    let Some(raw) = req.query("filters").filter(|f| !f.is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    let v: Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::BadRequest(format!("invalid filters {raw:?}: {e}")))?;
+    let mut out = BTreeMap::new();
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::BadRequest(format!("invalid filters {raw:?}")));
+    };
+    for (k, vals) in obj {
+        // Both `{"k":["v"]}` and the older `{"k":{"v":true}}` shapes.
+        let list: Vec<String> = match vals {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        out.insert(k.clone(), list);
+    }
+    for k in out.keys() {
+        if !matches!(
+            k.as_str(),
+            "id" | "name" | "status" | "label" | "ancestor" | "exited"
+        ) {
+            return Err(ApiError::BadRequest(format!("invalid filter '{k}'")));
+        }
+    }
+    Ok(out)
+}
+
+fn matches(r: &ContainerRecord, filters: &BTreeMap<String, Vec<String>>) -> bool {
+    filters.iter().all(|(k, vals)| {
+        vals.is_empty()
+            || vals.iter().any(|v| match k.as_str() {
+                "id" => r.id.starts_with(v.as_str()),
+                "name" => r.name.contains(v.trim_start_matches('/')),
+                "status" => r.state.status.as_str() == v,
+                "exited" => {
+                    r.state.status == Status::Exited
+                        && v.parse::<i64>().ok() == Some(r.state.exit_code)
+                }
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
+                    None => r.labels.contains_key(v.as_str()),
+                },
+                "ancestor" => {
+                    r.image == *v
+                        || engine_image_name(&r.image) == engine_image_name(v)
+                        || r.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
+                }
+                _ => false,
+            })
+    })
+}
+
+fn engine_image_name(s: &str) -> String {
+    crate::engine::normalise_image(s).unwrap_or_else(|| s.to_string())
+}
+
+/// `GET /containers/json`.
+pub fn list(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let all = req.query_bool("all")?;
+    let limit = req.query_int("limit")?.filter(|l| *l > 0);
+    let filters = parse_filters(req)?;
+    let mut records = engine::list(daemon)?;
+    records.retain(|r| {
+        (all || filters.contains_key("status") || r.state.status.has_task()) && matches(r, &filters)
+    });
+    records.sort_by(|a, b| b.created.cmp(&a.created));
+    if let Some(l) = limit {
+        records.truncate(l as usize);
+    }
+    let now = SystemTime::now();
+    let out: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
+    Ok(Reply::json(&Value::Array(out)))
+}
+
+/// `GET /containers/{id}/json`.
+pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError> {
+    let r = engine::find(daemon, reference)?;
+    let req = &r.request;
+    let mut host_config = req["HostConfig"].clone();
+    if !host_config.is_object() {
+        host_config = json!({});
+    }
+    let hc = host_config.as_object_mut().expect("an object");
+    hc.insert("NetworkMode".into(), json!(network_mode(&r)));
+    hc.insert("RestartPolicy".into(), json!({"Name": r.restart_policy.name, "MaximumRetryCount": r.restart_policy.maximum_retry_count}));
+    hc.insert("AutoRemove".into(), json!(r.auto_remove));
+    for key in [
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "NanoCpus",
+        "CpuShares",
+        "CpuPeriod",
+        "CpuQuota",
+    ] {
+        hc.entry(key).or_insert(json!(0));
+    }
+    hc.entry("PidsLimit").or_insert(Value::Null);
+    hc.entry("Binds").or_insert(Value::Null);
+    hc.entry("Privileged").or_insert(json!(false));
+    hc.entry("ReadonlyRootfs").or_insert(json!(false));
+    let dir = daemon.engine.dir(&r.id);
+    let s = &r.state;
+    let cmd: Value = if req["Cmd"].is_null() {
+        Value::Null
+    } else {
+        req["Cmd"].clone()
+    };
+    let value = json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": s.status.as_str(),
+            "Running": s.status.has_task(),
+            "Paused": s.status == Status::Paused,
+            "Restarting": s.status == Status::Restarting,
+            "OOMKilled": false,
+            "Dead": s.status == Status::Dead,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": if s.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { s.started_at.as_str() },
+            "FinishedAt": if s.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { s.finished_at.as_str() },
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": daemon.engine.log_path(&r.id),
+        "Name": format!("/{}", r.name),
+        "RestartCount": s.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": host_config,
+        "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
+        "Mounts": [],
+        "Config": {
+            "Hostname": req["Hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_string).unwrap_or_else(|| r.id.chars().take(12).collect()),
+            "Domainname": req["Domainname"].as_str().unwrap_or(""),
+            "User": r.user,
+            "AttachStdin": req["AttachStdin"].as_bool().unwrap_or(false),
+            "AttachStdout": req["AttachStdout"].as_bool().unwrap_or(false),
+            "AttachStderr": req["AttachStderr"].as_bool().unwrap_or(false),
+            "Tty": r.tty,
+            "OpenStdin": req["OpenStdin"].as_bool().unwrap_or(false),
+            "StdinOnce": req["StdinOnce"].as_bool().unwrap_or(false),
+            "Env": r.env,
+            "Cmd": cmd,
+            "Image": r.image,
+            "Volumes": null,
+            "WorkingDir": req["WorkingDir"].as_str().unwrap_or(""),
+            "Entrypoint": req["Entrypoint"].clone(),
+            "OnBuild": null,
+            "Labels": r.labels,
+            "StopSignal": r.stop_signal,
+        },
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": {},
+            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
+        },
+    });
+    Ok(Reply::json(&value))
+}

@@ -1,0 +1,250 @@
+//! `create`: a record, a writable snapshot on the image, and a bundle whose
+//! `config.json` comes from the request and the image. Nothing is left behind when a
+//! step fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::record::{ContainerRecord, RunState};
+use super::{blocking, image, now_rfc3339, put, EngineError};
+use crate::container_spec::CreateRequest;
+use crate::container_spec::{self, SpecInputs};
+use crate::restart_policy::RestartPolicy;
+use crate::store::Kind;
+use crate::Daemon;
+
+/// Creates a container from a Docker create body; returns its id.
+pub async fn create(
+    daemon: &Arc<Daemon>,
+    name: Option<String>,
+    body: Value,
+) -> Result<String, EngineError> {
+    let request: CreateRequest = serde_json::from_value(body.clone())
+        .map_err(|e| EngineError::Invalid(format!("invalid create request: {e}")))?;
+    if request.image.is_empty() {
+        return Err(EngineError::Invalid("config.Image is required".into()));
+    }
+    let hc = &body["HostConfig"];
+    let policy: RestartPolicy =
+        serde_json::from_value(hc["RestartPolicy"].clone()).unwrap_or_default();
+    policy
+        .validate()
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let auto_remove = hc["AutoRemove"].as_bool().unwrap_or(false);
+    if auto_remove && !matches!(policy.name.as_str(), "" | "no") {
+        return Err(EngineError::Invalid(
+            "conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    if let Some(n) = &name {
+        let n = n.strip_prefix('/').unwrap_or(n);
+        if !crate::lookup::valid_name(n) {
+            return Err(EngineError::Invalid(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+    }
+    let name = match name {
+        Some(n) => n.trim_start_matches('/').to_string(),
+        None => {
+            let store = &daemon.store;
+            crate::lookup::generate_name(random_u64(), &|n| {
+                store
+                    .id_by_name(Kind::Container, n)
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+        }
+    };
+    if let Some(other) = daemon.store.id_by_name(Kind::Container, &name)? {
+        return Err(EngineError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+        )));
+    }
+
+    let img = image::find(&daemon.images, &request.image)?;
+    let config = image::config(&daemon.images, &img)?;
+    let defaults = image::defaults(&config);
+    let id = random_id();
+    let dir = daemon.engine.dir(&id);
+    let snapshot = format!("container-{id}");
+    let parent = img.chain_id.as_ref().map(|c| c.to_string());
+
+    let d = Arc::clone(daemon);
+    let (spec, dir) = {
+        let (id, snapshot, parent) = (id.clone(), snapshot.clone(), parent.clone());
+        let (request, defaults) = (request.clone(), defaults.clone());
+        blocking(move || {
+            let mut undo = Undo {
+                dir: Some(dir.clone()),
+                snapshot: None,
+                daemon: &d,
+            };
+            std::fs::create_dir(&dir)
+                .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+            let mounts = d
+                .images
+                .snapshots
+                .prepare(&snapshot, parent.as_deref())
+                .map_err(|e| {
+                    EngineError::Internal(format!("preparing the root filesystem: {e}"))
+                })?;
+            undo.snapshot = Some(snapshot.clone());
+            let rootfs = dir.join("rootfs");
+            std::fs::create_dir(&rootfs).map_err(|e| {
+                EngineError::Internal(format!("creating {}: {e}", rootfs.display()))
+            })?;
+            let spec = build_spec(&d, &id, &request, &defaults, &mounts, &rootfs)?;
+            let bytes = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| EngineError::Internal(format!("encoding config.json: {e}")))?;
+            std::fs::write(dir.join("config.json"), bytes)
+                .map_err(|e| EngineError::Internal(format!("writing config.json: {e}")))?;
+            undo.disarm();
+            Ok((spec, dir))
+        })
+        .await?
+    };
+
+    let process = &spec["process"];
+    let args: Vec<String> = process["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut labels = config
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    labels.extend(request.labels.clone().unwrap_or_default());
+    let record = ContainerRecord {
+        id: id.clone(),
+        name,
+        created: now_rfc3339(),
+        image: request.image.clone(),
+        image_id: img.config_digest.to_string(),
+        snapshot: snapshot.clone(),
+        parent_snapshot: parent,
+        request: body,
+        path: args.first().cloned().unwrap_or_default(),
+        args: args.iter().skip(1).cloned().collect(),
+        env: process["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        working_dir: process["cwd"].as_str().unwrap_or("/").to_string(),
+        user: request.user.clone(),
+        labels,
+        tty: request.tty,
+        stop_signal: request
+            .stop_signal
+            .clone()
+            .or(defaults.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into()),
+        auto_remove,
+        restart_policy: policy,
+        state: RunState::default(),
+    };
+    if let Err(e) = put(daemon, &record) {
+        let _ = daemon.images.snapshots.remove(&snapshot);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    tracing::info!(id = %id, name = %record.name, image = %record.image, "container created");
+    Ok(id)
+}
+
+/// Mounts the snapshot for the time it takes to read users from it, builds the spec.
+fn build_spec(
+    daemon: &Daemon,
+    id: &str,
+    request: &CreateRequest,
+    defaults: &container_spec::ImageDefaults,
+    mounts: &[berth_snapshotter::Mount],
+    rootfs: &Path,
+) -> Result<Value, EngineError> {
+    let mut mounted = Vec::new();
+    let result = (|| {
+        for m in mounts {
+            m.mount(rootfs)
+                .map_err(|e| EngineError::Internal(format!("mounting the root filesystem: {e}")))?;
+            mounted.push(());
+        }
+        let caps =
+            container_spec::bounding_set().map_err(|e| EngineError::Internal(e.to_string()))?;
+        container_spec::build(&SpecInputs {
+            id,
+            request,
+            image: defaults,
+            rootfs,
+            cgroups_path: format!("/berth/{id}"),
+            held_caps: &caps,
+        })
+        .map_err(|e| EngineError::Invalid(e.to_string()))
+    })();
+    for _ in mounted {
+        if let Err(e) = berth_snapshotter::mount::unmount(rootfs) {
+            tracing::warn!(id, "unmounting {}: {e}", rootfs.display());
+        }
+    }
+    let _ = daemon;
+    result
+}
+
+/// Removes what a failed create made.
+struct Undo<'a> {
+    dir: Option<PathBuf>,
+    snapshot: Option<String>,
+    daemon: &'a Daemon,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.snapshot = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.snapshot.take() {
+            if let Err(e) = self.daemon.images.snapshots.remove(&s) {
+                tracing::warn!("removing snapshot {s} after a failed create: {e}");
+            }
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b
+}
+
+fn random_u64() -> u64 {
+    u64::from_le_bytes(random_bytes::<8>())
+}
+
+/// A 64-hex-digit container id, as Docker's.
+fn random_id() -> String {
+    random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,373 @@
+//! start, stop, kill, restart, remove, pause, top: each serialised per container and
+//! recorded in the store before it returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::record::{ContainerRecord, Status};
+use super::shim::{self, Shim};
+use super::{blocking, get, now_rfc3339, put, watch, EngineError};
+use crate::store::Kind;
+use crate::Daemon;
+
+/// What `start` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    AlreadyRunning,
+}
+
+/// Starts a created or exited container: a new shim, a task created from the bundle
+/// with the snapshot as its root, stdout/stderr into the container's log.
+pub async fn start(daemon: &Arc<Daemon>, id: &str) -> Result<StartOutcome, EngineError> {
+    let _guard = daemon.engine.lock(id).await;
+    start_locked(daemon, id).await
+}
+
+pub(super) async fn start_locked(
+    daemon: &Arc<Daemon>,
+    id: &str,
+) -> Result<StartOutcome, EngineError> {
+    let mut record = get(daemon, id)?;
+    match record.state.status {
+        Status::Running | Status::Restarting => return Ok(StartOutcome::AlreadyRunning),
+        Status::Paused => {
+            return Err(EngineError::Conflict(format!(
+                "cannot start a paused container, try unpause instead"
+            )))
+        }
+        Status::Removing | Status::Dead => {
+            return Err(EngineError::Conflict(format!(
+                "container {id} is marked for removal and cannot be started"
+            )))
+        }
+        Status::Created | Status::Exited => {}
+    }
+    let d = Arc::clone(daemon);
+    let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
+    let started = blocking(move || {
+        let engine = &d.engine;
+        let dir = engine.dir(&cid);
+        let mounts =
+            d.images.snapshots.mounts(&snapshot).map_err(|e| {
+                EngineError::Internal(format!("the container's root filesystem: {e}"))
+            })?;
+        let _ = std::fs::remove_file(dir.join(berth_shim::exit_record::FILE_NAME));
+        let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
+        let client = Shim::connect(&address)?;
+        let run = || -> Result<u32, EngineError> {
+            client.create(&cid, &dir, &mounts, &engine.log_path(&cid), tty)?;
+            Ok(client.start(&cid)?)
+        };
+        match run() {
+            Ok(pid) => Ok((address, pid)),
+            Err(e) => {
+                let _ = client.delete(&cid);
+                client.shutdown(&cid);
+                Err(e)
+            }
+        }
+    })
+    .await;
+    let (address, pid) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            record.state.error = e.to_string();
+            if record.state.status == Status::Exited || !record.state.started_at.is_empty() {
+                record.state.exit_code = 128;
+            }
+            let _ = put(daemon, &record);
+            return Err(e);
+        }
+    };
+    record.state.status = Status::Running;
+    record.state.pid = pid;
+    record.state.started_at = now_rfc3339();
+    record.state.finished_at = String::new();
+    record.state.exit_code = 0;
+    record.state.error = String::new();
+    record.state.stopped_by_user = false;
+    put(daemon, &record)?;
+    tracing::info!(id, pid, "container started");
+    watch::spawn(Arc::clone(daemon), id.to_string(), address);
+    Ok(StartOutcome::Started)
+}
+
+/// Parses a signal as Docker accepts it: `SIGKILL`, `KILL`, `9`.
+pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
+    let bad = || EngineError::Invalid(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+fn shim_of(daemon: &Daemon, id: &str) -> Result<Shim, EngineError> {
+    let address = std::fs::read_to_string(daemon.engine.dir(id).join("address"))
+        .map_err(|e| EngineError::Internal(format!("the shim address of {id}: {e}")))?;
+    Ok(Shim::connect(address.trim())?)
+}
+
+/// Sends a signal to the container's init (`all`: to every process).
+async fn signal(daemon: &Arc<Daemon>, id: &str, sig: Signal, all: bool) -> Result<(), EngineError> {
+    let d = Arc::clone(daemon);
+    let id = id.to_string();
+    blocking(move || Ok(shim_of(&d, &id)?.kill(&id, sig as u32, all)?)).await
+}
+
+/// `kill`: the container must be running.
+pub async fn kill(daemon: &Arc<Daemon>, reference: &str, sig: &str) -> Result<(), EngineError> {
+    let record = super::find(daemon, reference)?;
+    let sig = parse_signal(if sig.is_empty() { "SIGKILL" } else { sig })?;
+    let _guard = daemon.engine.lock(&record.id).await;
+    let mut record = get(daemon, &record.id)?;
+    if !record.state.status.has_task() {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is not running",
+            record.id
+        )));
+    }
+    if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
+        record.state.stopped_by_user = true;
+        put(daemon, &record)?;
+    }
+    signal(daemon, &record.id, sig, false).await
+}
+
+/// Waits until the container has no task, up to `limit`; true when it has none.
+pub async fn wait_exit(
+    daemon: &Daemon,
+    id: &str,
+    limit: Option<Duration>,
+) -> Result<bool, EngineError> {
+    let deadline = limit.map(|l| Instant::now() + l);
+    loop {
+        let notified = daemon.engine.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match daemon.store.get::<ContainerRecord>(Kind::Container, id)? {
+            None => return Ok(true),
+            Some(r) if !r.state.status.has_task() && r.state.status != Status::Restarting => {
+                return Ok(true)
+            }
+            Some(_) => {}
+        }
+        // Poll as well: a waiter woken by nothing still checks twice a second.
+        let tick = Duration::from_millis(500);
+        let wait = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Ok(false);
+                }
+                (d - now).min(tick)
+            }
+            None => tick,
+        };
+        let _ = tokio::time::timeout(wait, notified).await;
+    }
+}
+
+/// `stop`: the stop signal, then SIGKILL after `timeout` seconds. Returns false when
+/// the container was not running (Docker answers 304).
+pub async fn stop(
+    daemon: &Arc<Daemon>,
+    reference: &str,
+    timeout: Option<i64>,
+) -> Result<bool, EngineError> {
+    let record = super::find(daemon, reference)?;
+    let _guard = daemon.engine.lock(&record.id).await;
+    stop_locked(daemon, &record.id, timeout).await
+}
+
+async fn stop_locked(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    timeout: Option<i64>,
+) -> Result<bool, EngineError> {
+    let mut record = get(daemon, id)?;
+    if !record.state.status.has_task() {
+        return Ok(false);
+    }
+    record.state.stopped_by_user = true;
+    put(daemon, &record)?;
+    if record.state.status == Status::Paused {
+        let d = Arc::clone(daemon);
+        let cid = id.to_string();
+        let _ = blocking(move || Ok(shim_of(&d, &cid)?.resume(&cid)?)).await;
+    }
+    let timeout = timeout.unwrap_or(10);
+    if timeout != 0 {
+        let sig = parse_signal(&record.stop_signal).unwrap_or(Signal::SIGTERM);
+        if let Err(e) = signal(daemon, id, sig, false).await {
+            tracing::debug!(id, "stop signal: {e}");
+        }
+        let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
+        if wait_exit(daemon, id, limit).await? {
+            return Ok(true);
+        }
+    }
+    if let Err(e) = signal(daemon, id, Signal::SIGKILL, true).await {
+        tracing::debug!(id, "SIGKILL: {e}");
+    }
+    if !wait_exit(daemon, id, Some(Duration::from_secs(30))).await? {
+        return Err(EngineError::Internal(format!(
+            "container {id} did not exit after SIGKILL"
+        )));
+    }
+    Ok(true)
+}
+
+/// `restart`: stop (if running), then start.
+pub async fn restart(
+    daemon: &Arc<Daemon>,
+    reference: &str,
+    timeout: Option<i64>,
+) -> Result<(), EngineError> {
+    let record = super::find(daemon, reference)?;
+    let _guard = daemon.engine.lock(&record.id).await;
+    stop_locked(daemon, &record.id, timeout).await?;
+    start_locked(daemon, &record.id).await.map(|_| ())
+}
+
+/// `rm`: refuses a running container unless forced; removes the task, the snapshot,
+/// the bundle and the record.
+pub async fn remove(daemon: &Arc<Daemon>, reference: &str, force: bool) -> Result<(), EngineError> {
+    let record = super::find(daemon, reference)?;
+    let _guard = daemon.engine.lock(&record.id).await;
+    remove_locked(daemon, &record.id, force).await
+}
+
+pub(super) async fn remove_locked(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    force: bool,
+) -> Result<(), EngineError> {
+    let record = get(daemon, id)?;
+    if record.state.status.has_task() {
+        if !force {
+            let what = if record.state.status == Status::Paused {
+                "paused"
+            } else {
+                "running"
+            };
+            return Err(EngineError::Conflict(format!(
+                "You cannot remove a {what} container {id}. Stop the container before attempting removal or force remove"
+            )));
+        }
+        stop_locked(daemon, id, Some(0)).await?;
+    }
+    let d = Arc::clone(daemon);
+    let (cid, snapshot) = (id.to_string(), record.snapshot.clone());
+    blocking(move || {
+        let dir = d.engine.dir(&cid);
+        // A rootfs still mounted (a shim that died before deleting) goes first.
+        let rootfs = dir.join("rootfs");
+        while berth_snapshotter::mount::unmount(&rootfs).is_ok() {}
+        match d.images.snapshots.remove(&snapshot) {
+            Ok(()) => {}
+            Err(e) if !d.images.snapshots.exists(&snapshot) => {
+                tracing::debug!("snapshot {snapshot} already gone: {e}")
+            }
+            Err(e) => {
+                return Err(EngineError::Internal(format!(
+                    "removing the container's snapshot: {e}"
+                )))
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(EngineError::Internal(format!(
+                    "removing {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+        d.store.delete(Kind::Container, &cid)?;
+        Ok(())
+    })
+    .await?;
+    daemon.engine.forget_lock(id);
+    daemon.engine.notify();
+    tracing::info!(id, "container removed");
+    Ok(())
+}
+
+/// `pause` (freezer) / `unpause`.
+pub async fn pause(daemon: &Arc<Daemon>, reference: &str) -> Result<(), EngineError> {
+    set_paused(daemon, reference, true).await
+}
+
+pub async fn unpause(daemon: &Arc<Daemon>, reference: &str) -> Result<(), EngineError> {
+    set_paused(daemon, reference, false).await
+}
+
+async fn set_paused(
+    daemon: &Arc<Daemon>,
+    reference: &str,
+    paused: bool,
+) -> Result<(), EngineError> {
+    let record = super::find(daemon, reference)?;
+    let _guard = daemon.engine.lock(&record.id).await;
+    let mut record = get(daemon, &record.id)?;
+    match (record.state.status, paused) {
+        (Status::Running, true) | (Status::Paused, false) => {}
+        (Status::Paused, true) => {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is already paused",
+                record.id
+            )))
+        }
+        (Status::Running, false) => {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not paused",
+                record.id
+            )))
+        }
+        _ => {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                record.id
+            )))
+        }
+    }
+    let d = Arc::clone(daemon);
+    let id = record.id.clone();
+    blocking(move || {
+        let shim = shim_of(&d, &id)?;
+        if paused {
+            Ok(shim.pause(&id)?)
+        } else {
+            Ok(shim.resume(&id)?)
+        }
+    })
+    .await?;
+    record.state.status = if paused {
+        Status::Paused
+    } else {
+        Status::Running
+    };
+    put(daemon, &record)
+}
+
+/// `top`: the container's processes, as `ps -ef` columns from /proc.
+pub async fn top(daemon: &Arc<Daemon>, reference: &str) -> Result<Vec<u32>, EngineError> {
+    let record = super::find(daemon, reference)?;
+    if !record.state.status.has_task() {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is not running",
+            record.id
+        )));
+    }
+    let d = Arc::clone(daemon);
+    let id = record.id.clone();
+    blocking(move || Ok(shim_of(&d, &id)?.pids(&id)?)).await
+}

@@ -1,0 +1,182 @@
+//! The container engine: containers as records in the store, an overlay snapshot as
+//! their root filesystem, a bundle directory, and one berth-shim each that outlives
+//! berthd. Every change of state lands in the store before it is reported.
+//!
+//! Layout: `<root>/containers/<id>/` is the bundle (`config.json`, `rootfs/`), and
+//! holds the CRI-format log (`container.log`), the shim's `address` and its durable
+//! exit record.
+
+mod create;
+mod image;
+mod lifecycle;
+mod reconcile;
+pub mod record;
+pub mod shim;
+mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use create::create;
+pub use image::{config as image_config, find as find_image, normalise as normalise_image};
+pub use lifecycle::{
+    kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
+};
+pub use reconcile::reconcile;
+pub use record::{ContainerRecord, RunState, Status};
+
+use crate::store::{Kind, StoreError};
+use crate::Daemon;
+
+/// Errors of container operations, each kind answered as Docker does.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NameInUse { name, other_id, .. } => EngineError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
+            )),
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<shim::ShimError> for EngineError {
+    fn from(e: shim::ShimError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::lookup::LookupError> for EngineError {
+    fn from(e: crate::lookup::LookupError) -> Self {
+        match e {
+            crate::lookup::LookupError::NotFound { reference, .. } => {
+                EngineError::NotFound(format!("No such container: {reference}"))
+            }
+            crate::lookup::LookupError::Store(e) => e.into(),
+            other => EngineError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// The engine's own state: paths, the shim binary, and a signal for state changes.
+pub struct Engine {
+    containers: PathBuf,
+    shim_binary: PathBuf,
+    /// The identity passed to shims as `-address` (names their sockets).
+    shim_address: PathBuf,
+    changed: tokio::sync::Notify,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Engine {
+    pub fn new(root: &Path, state: &Path) -> Result<Engine, std::io::Error> {
+        let containers = root.join("containers");
+        std::fs::create_dir_all(&containers)?;
+        Ok(Engine {
+            containers,
+            shim_binary: shim_binary(),
+            shim_address: state.join("shim"),
+            changed: tokio::sync::Notify::new(),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The bundle directory of container `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.containers.join(id)
+    }
+
+    /// The container's CRI-format log file.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("container.log")
+    }
+
+    /// Serialises lifecycle operations on one container.
+    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(map.entry(id.to_string()).or_default())
+        };
+        m.lock_owned().await
+    }
+
+    fn forget_lock(&self, id: &str) {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+
+    /// Wakes everyone waiting for a state change.
+    fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+}
+
+/// berth-shim next to berthd's own executable, else from `PATH`.
+fn shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_SHIM_BINARY") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("berth-shim")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("berth-shim"))
+}
+
+/// Reads a container record by exact id.
+pub fn get(daemon: &Daemon, id: &str) -> Result<ContainerRecord, EngineError> {
+    daemon
+        .store
+        .get::<ContainerRecord>(Kind::Container, id)?
+        .ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))
+}
+
+/// Resolves an id, name or unique id prefix to a record.
+pub fn find(daemon: &Daemon, reference: &str) -> Result<ContainerRecord, EngineError> {
+    let id = crate::lookup::resolve(&daemon.store, Kind::Container, reference)?;
+    get(daemon, &id)
+}
+
+/// Every container record.
+pub fn list(daemon: &Daemon) -> Result<Vec<ContainerRecord>, EngineError> {
+    Ok(daemon
+        .store
+        .list::<ContainerRecord>(Kind::Container)?
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect())
+}
+
+fn put(daemon: &Daemon, record: &ContainerRecord) -> Result<(), EngineError> {
+    daemon
+        .store
+        .put(Kind::Container, &record.id, Some(&record.name), record)?;
+    daemon.engine.notify();
+    Ok(())
+}
+
+/// Now, as Docker writes times (RFC 3339 with nanoseconds, UTC).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("a blocking task failed: {e}")))?
+}

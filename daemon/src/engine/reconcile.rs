@@ -1,0 +1,78 @@
+//! On berthd's start: reconnect to every live shim, learn the exits that happened
+//! while berthd was down, remove leftovers of half-done creates, and start the
+//! containers whose restart policy says so.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::record::Status;
+use super::shim::Shim;
+use super::{blocking, lifecycle, list, watch, EngineError};
+use crate::Daemon;
+
+/// Brings the engine in line with the records. Errors about one container are logged;
+/// the others go on.
+pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
+    let records = list(daemon)?;
+    let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    let d = Arc::clone(daemon);
+    blocking(move || {
+        remove_leftovers(&d, &known);
+        Ok(())
+    })
+    .await?;
+    for record in records {
+        let id = record.id.clone();
+        if record.state.status.has_task() || record.state.status == Status::Restarting {
+            let address = std::fs::read_to_string(daemon.engine.dir(&id).join("address"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let alive = {
+                let (a, i) = (address.clone(), id.clone());
+                blocking(move || Ok(Shim::connect(&a).and_then(|s| s.state(&i)).is_ok())).await?
+            };
+            if alive {
+                tracing::info!(id = %id, "reconnected to the container's shim");
+            } else {
+                tracing::info!(id = %id, "the container's shim is gone; reading its exit record");
+            }
+            // The watcher learns the exit either way: Wait on a live shim, or the exit
+            // record a dead one left.
+            watch::spawn(Arc::clone(daemon), id, address);
+        } else if record.state.status == Status::Exited
+            && record
+                .restart_policy
+                .restarts_on_daemon_start(record.state.stopped_by_user)
+        {
+            if let Err(e) = lifecycle::start(daemon, &id).await {
+                tracing::warn!(id = %id, "restarting on daemon start: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Container directories and snapshots no record owns: a create cut short by a crash.
+fn remove_leftovers(daemon: &Daemon, known: &HashSet<String>) {
+    let dir = &daemon.engine.containers;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                let path = e.path();
+                while berth_snapshotter::mount::unmount(&path.join("rootfs")).is_ok() {}
+                tracing::info!(path = %path.display(), "removing a half-created container");
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+    for snap in daemon.images.snapshots.list() {
+        if let Some(id) = snap.key.strip_prefix("container-") {
+            if !known.contains(id) {
+                tracing::info!(snapshot = %snap.key, "removing a leftover container snapshot");
+                let _ = daemon.images.snapshots.remove(&snap.key);
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What berthd keeps about one container in the metadata store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::restart_policy::RestartPolicy;
+
+/// A container's lifecycle state, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Whether a task (a process under a shim) exists for the container.
+    pub fn has_task(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// The state part of a record: changes at each start and exit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    pub pid: u32,
+    pub exit_code: i64,
+    /// RFC 3339; empty until the first start / exit.
+    pub started_at: String,
+    pub finished_at: String,
+    pub error: String,
+    /// `docker stop`/`kill` was asked: restart policies (but `always`) hold off.
+    pub stopped_by_user: bool,
+    pub restart_count: u32,
+}
+
+/// One container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// `sha256:<config digest>`.
+    pub image_id: String,
+    /// The snapshot holding the container's writable layer.
+    pub snapshot: String,
+    /// The image's top layer snapshot (the writable layer's parent).
+    pub parent_snapshot: Option<String>,
+    /// The create request as the client sent it (Config + HostConfig).
+    pub request: serde_json::Value,
+    /// The process that runs (path and args), from the OCI spec.
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub stop_signal: String,
+    pub auto_remove: bool,
+    pub restart_policy: RestartPolicy,
+    pub state: RunState,
+}

@@ -1,0 +1,263 @@
+//! Talking to a container's berth-shim: launching it (containerd's `start` bootstrap,
+//! without containerd: no event publisher) and calling its Task service over ttrpc.
+//!
+//! Every call is blocking (the shim's ttrpc is synchronous); callers run them on
+//! tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::ttrpc::context::Context;
+use containerd_shim_protos::{Client, TaskClient};
+
+/// The shim namespace berthd uses (names the runtime state dir and the socket hash).
+pub const NAMESPACE: &str = "berth";
+
+/// Errors talking to a shim.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("starting berth-shim ({binary}): {source}")]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("berth-shim start failed: {0}")]
+    Start(String),
+    #[error("connecting to the shim at {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("shim {call}: {message}")]
+    Call { call: &'static str, message: String },
+}
+
+/// A connected shim.
+pub struct Shim {
+    client: TaskClient,
+    pub address: String,
+}
+
+/// Runs `berth-shim start` for container `id` in `bundle`; returns the shim's address.
+pub fn launch(
+    binary: &Path,
+    daemon_socket: &Path,
+    id: &str,
+    bundle: &Path,
+) -> Result<String, ShimError> {
+    let out = Command::new(binary)
+        .args(["-namespace", NAMESPACE, "-address"])
+        .arg(daemon_socket)
+        .args(["-id", id, "start"])
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .map_err(|source| ShimError::Spawn {
+            binary: binary.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ShimError::Start(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !address.starts_with("unix://") {
+        return Err(ShimError::Start(format!("unexpected address {address:?}")));
+    }
+    Ok(address)
+}
+
+fn call_err(call: &'static str) -> impl Fn(containerd_shim_protos::ttrpc::Error) -> ShimError {
+    move |e| ShimError::Call {
+        call,
+        message: e.to_string(),
+    }
+}
+
+impl Shim {
+    pub fn connect(address: &str) -> Result<Shim, ShimError> {
+        let client = Client::connect(address).map_err(|e| ShimError::Connect {
+            address: address.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Shim {
+            client: TaskClient::new(client),
+            address: address.to_string(),
+        })
+    }
+
+    /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` in
+    /// the CRI format, runs the runtime's create. Returns the pid.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        rootfs: &[berth_snapshotter::Mount],
+        log: &Path,
+        terminal: bool,
+    ) -> Result<u32, ShimError> {
+        let target = format!("crilog://{}", log.display());
+        let req = api::CreateTaskRequest {
+            id: id.to_string(),
+            bundle: bundle.display().to_string(),
+            rootfs: rootfs
+                .iter()
+                .map(|m| api::Mount {
+                    type_: m.kind.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            terminal,
+            stdout: target.clone(),
+            stderr: if terminal { String::new() } else { target },
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .create(Context::default(), &req)
+            .map_err(call_err("create"))?;
+        Ok(resp.pid)
+    }
+
+    pub fn start(&self, id: &str) -> Result<u32, ShimError> {
+        let req = api::StartRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .start(Context::default(), &req)
+            .map_err(call_err("start"))?;
+        Ok(resp.pid)
+    }
+
+    /// Blocks until the task exits: (exit status, exited at as Unix nanoseconds).
+    pub fn wait(&self, id: &str) -> Result<(u32, i128), ShimError> {
+        let req = api::WaitRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .wait(Context::default(), &req)
+            .map_err(call_err("wait"))?;
+        let at = resp
+            .exited_at
+            .as_ref()
+            .map(|t| t.seconds as i128 * 1_000_000_000 + t.nanos as i128)
+            .unwrap_or(0);
+        Ok((resp.exit_status, at))
+    }
+
+    pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+        let req = api::KillRequest {
+            id: id.to_string(),
+            signal,
+            all,
+            ..Default::default()
+        };
+        self.client
+            .kill(Context::default(), &req)
+            .map_err(call_err("kill"))?;
+        Ok(())
+    }
+
+    /// The task's status (`running`, `stopped`, …) and pid.
+    pub fn state(&self, id: &str) -> Result<(String, u32), ShimError> {
+        let req = api::StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .state(Context::default(), &req)
+            .map_err(call_err("state"))?;
+        let status = format!("{:?}", resp.status.enum_value_or_default()).to_lowercase();
+        Ok((status, resp.pid))
+    }
+
+    pub fn pids(&self, id: &str) -> Result<Vec<u32>, ShimError> {
+        let req = api::PidsRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .pids(Context::default(), &req)
+            .map_err(call_err("pids"))?;
+        Ok(resp.processes.iter().map(|p| p.pid).collect())
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), ShimError> {
+        let req = api::PauseRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .pause(Context::default(), &req)
+            .map_err(call_err("pause"))?;
+        Ok(())
+    }
+
+    pub fn resume(&self, id: &str) -> Result<(), ShimError> {
+        let req = api::ResumeRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .resume(Context::default(), &req)
+            .map_err(call_err("resume"))?;
+        Ok(())
+    }
+
+    /// Deletes the exited task (the shim unmounts the rootfs and forgets it).
+    pub fn delete(&self, id: &str) -> Result<(), ShimError> {
+        let req = api::DeleteRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .delete(Context::default(), &req)
+            .map_err(call_err("delete"))?;
+        Ok(())
+    }
+
+    /// Asks the shim to exit (it holds no task any more).
+    pub fn shutdown(&self, id: &str) {
+        let req = api::ShutdownRequest {
+            id: id.to_string(),
+            now: true,
+            ..Default::default()
+        };
+        // The shim exits while answering: a broken connection is success here.
+        let _ = self.client.shutdown(Context::default(), &req);
+    }
+}
+
+/// Cleans up after a shim that died: `berth-shim -id ID -bundle B delete` force-deletes
+/// the container in its runtime and unmounts its rootfs.
+pub fn delete_dead(binary: &Path, daemon_socket: &Path, id: &str, bundle: &Path) {
+    let out = Command::new(binary)
+        .args(["-namespace", NAMESPACE, "-address"])
+        .arg(daemon_socket)
+        .args(["-id", id, "-bundle"])
+        .arg(bundle)
+        .arg("delete")
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => tracing::warn!(
+            id,
+            "berth-shim delete: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(id, "berth-shim delete: {e}"),
+    }
+}

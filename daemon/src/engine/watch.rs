@@ -1,0 +1,122 @@
+//! One watcher per running container: waits for its exit through the shim, records
+//! the exit code and time, releases the task and the shim, then applies `--rm` and
+//! the restart policy.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_shim::exit_record::ExitRecord;
+
+use super::record::Status;
+use super::shim::{self, Shim};
+use super::{blocking, get, lifecycle, put, EngineError};
+use crate::restart_policy::ExitFacts;
+use crate::Daemon;
+
+/// Starts watching container `id` served by the shim at `address`.
+pub fn spawn(daemon: Arc<Daemon>, id: String, address: String) {
+    tokio::spawn(async move {
+        if let Err(e) = watch(&daemon, &id, address).await {
+            tracing::warn!(id = %id, "watching the container: {e}");
+        }
+    });
+}
+
+fn rfc3339(nanos: i128) -> String {
+    let at = if nanos > 0 {
+        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+    } else {
+        SystemTime::now()
+    };
+    humantime::format_rfc3339_nanos(at).to_string()
+}
+
+async fn watch(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
+    let d = Arc::clone(daemon);
+    let cid = id.to_string();
+    let (code, at) = blocking(move || {
+        let dir = d.engine.dir(&cid);
+        let waited = Shim::connect(&address).and_then(|s| {
+            let r = s.wait(&cid)?;
+            Ok((s, r))
+        });
+        match waited {
+            Ok((s, (code, at))) => {
+                if let Err(e) = s.delete(&cid) {
+                    tracing::warn!(id = %cid, "deleting the exited task: {e}");
+                }
+                s.shutdown(&cid);
+                Ok((code as i64, at))
+            }
+            Err(e) => {
+                // The shim is gone: its durable exit record says how the container ended.
+                tracing::warn!(id = %cid, "lost the shim: {e}");
+                shim::delete_dead(&d.engine.shim_binary, &d.engine.shim_address, &cid, &dir);
+                match ExitRecord::read(&dir).ok().flatten() {
+                    Some(r) => {
+                        let at = r
+                            .exited_at()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|t| t.as_nanos() as i128)
+                            .unwrap_or(0);
+                        Ok((r.exit_status as i64, at))
+                    }
+                    None => Ok((255, 0)),
+                }
+            }
+        }
+    })
+    .await?;
+
+    let mut record = get(daemon, id)?;
+    record.state.status = Status::Exited;
+    record.state.exit_code = code;
+    record.state.pid = 0;
+    record.state.finished_at = rfc3339(at);
+    put(daemon, &record)?;
+    tracing::info!(id, code, "container exited");
+    after_exit(daemon, id).await
+}
+
+/// `--rm` and restart policies, once the exit is recorded.
+async fn after_exit(daemon: &Arc<Daemon>, id: &str) -> Result<(), EngineError> {
+    let record = get(daemon, id)?;
+    if record.auto_remove {
+        let _guard = daemon.engine.lock(id).await;
+        return lifecycle::remove_locked(daemon, id, true).await;
+    }
+    let ran_for = match (
+        humantime::parse_rfc3339_weak(&record.state.started_at),
+        humantime::parse_rfc3339_weak(&record.state.finished_at),
+    ) {
+        (Ok(s), Ok(f)) => f.duration_since(s).unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    let facts = ExitFacts {
+        exit_code: record.state.exit_code as i32,
+        stopped_by_user: record.state.stopped_by_user,
+        restart_count: record.state.restart_count,
+        ran_for,
+    };
+    let Some(delay) = record.restart_policy.next_start(facts) else {
+        return Ok(());
+    };
+    tokio::time::sleep(delay).await;
+    let _guard = daemon.engine.lock(id).await;
+    let mut record = match get(daemon, id) {
+        Ok(r) => r,
+        Err(EngineError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if record.state.status != Status::Exited || record.state.stopped_by_user {
+        return Ok(());
+    }
+    record.state.restart_count += 1;
+    put(daemon, &record)?;
+    tracing::info!(
+        id,
+        count = record.state.restart_count,
+        "restarting (restart policy)"
+    );
+    lifecycle::start_locked(daemon, id).await.map(|_| ())
+}
