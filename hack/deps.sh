@@ -16,6 +16,8 @@ packages=(
     # reference runtimes and engines for differential and compatibility tests;
     # docker.io brings Debian's docker 20.10 CLI, a real Docker Engine API client
     runc containerd podman docker.io
+    # a real grpc-go CRI client, built offline in GOPATH mode by test/e2e/go/build.sh
+    golang-1.19-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-1-3 protoc-gen-go-grpc
 )
 
 missing=()

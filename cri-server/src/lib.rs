@@ -1,3 +1,110 @@
-//! CRI v1 RuntimeService and ImageService.
+//! CRI v1 `RuntimeService` and `ImageService` for kubelet and crictl, served by berthd on
+//! its unix socket.
 //!
-//! Empty until its issue lands (see ARCHITECTURE.md).
+//! - [`Cri`] holds the CRI state (pod sandbox records, image machinery, CNI) and answers
+//!   both services; [`Cri::serve`] serves them on a [`tokio::net::UnixListener`].
+//! - Go gRPC clients (kubelet, crictl) send the socket path as HTTP/2 `:authority`, which
+//!   the `h2` server rejects; every accepted connection goes through [`authority`]'s
+//!   rewriter first (see [`conn::CriConnection`]).
+//! - Pods have no pause image: their network, IPC and UTS namespaces are created and pinned
+//!   under the state dir ([`sandbox`]); CNI attaches the network.
+//! - Containers are run by berthd's engine, reached through the [`ContainerEngine`] trait;
+//!   without one, container RPCs answer `Unimplemented` saying so.
+//!
+//! One file per RPC (or per small group of read-only RPCs) under [`runtime`], [`images`]
+//! and [`sandbox`]; errors are mapped to gRPC codes once, in [`error`].
+
+pub mod authority;
+pub mod conn;
+pub mod engine;
+pub mod error;
+pub mod images;
+pub mod runtime;
+pub mod sandbox;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_cni::{Cni, CniOptions};
+use berth_image::{ImageStore, RegistryConfig};
+use berth_snapshotter::{ContentStore, Snapshotter};
+
+pub use engine::ContainerEngine;
+pub use error::CriError;
+
+/// The runtime name reported by `Version`.
+pub const RUNTIME_NAME: &str = "berth";
+/// The CRI API version served.
+pub const CRI_API_VERSION: &str = "v1";
+
+/// Where the CRI keeps its state and how it reaches registries and networks.
+#[derive(Debug, Clone)]
+pub struct CriConfig {
+    /// Persistent root (berthd's `--root`): the sandbox database lives in `<root>/cri`.
+    pub root: PathBuf,
+    /// Runtime state (berthd's `--state`): pinned namespaces and pod files under `<state>/cri`.
+    pub state: PathBuf,
+    pub cni: CniOptions,
+    pub registry: RegistryConfig,
+}
+
+/// The image machinery the daemon opened once under its root.
+#[derive(Clone)]
+pub struct ImageParts {
+    /// The root the parts live under (image filesystem usage is measured there).
+    pub root: PathBuf,
+    pub content: ContentStore,
+    pub snapshots: Arc<Snapshotter>,
+    pub store: ImageStore,
+}
+
+/// The CRI server's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Cri {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CriConfig,
+    images: ImageParts,
+    cni: Arc<Cni>,
+    sandboxes: sandbox::store::SandboxStore,
+    /// The pod CIDR kubelet last gave through UpdateRuntimeConfig.
+    pod_cidr: Mutex<String>,
+    engine: Option<Arc<dyn ContainerEngine>>,
+    /// Serialises sandbox creation and removal (name reservation, namespace pins).
+    sandbox_lock: tokio::sync::Mutex<()>,
+}
+
+impl Cri {
+    /// Opens the CRI state under the configured root and state dirs.
+    pub fn open(
+        config: CriConfig,
+        images: ImageParts,
+        engine: Option<Arc<dyn ContainerEngine>>,
+    ) -> Result<Cri, CriError> {
+        let sandboxes = sandbox::store::SandboxStore::open(&config.root.join("cri"))?;
+        let cni = Arc::new(Cni::new(config.cni.clone()));
+        Ok(Cri {
+            inner: Arc::new(Inner {
+                config,
+                images,
+                cni,
+                sandboxes,
+                pod_cidr: Mutex::new(String::new()),
+                engine,
+                sandbox_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &CriConfig {
+        &self.inner.config
+    }
+
+    /// The directory holding pinned namespaces and per-pod files.
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.inner.config.state.join("cri")
+    }
+}

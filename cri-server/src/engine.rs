@@ -1,0 +1,67 @@
+//! The boundary to berthd's container engine.
+//!
+//! The CRI server owns pod sandboxes (namespaces, network, pod files) and images; the
+//! containers inside a pod are created and supervised by the daemon's engine (snapshots,
+//! OCI spec, the pod's shim). berthd passes its engine to [`crate::Cri::open`]; the CRI
+//! server calls it with the request and the sandbox the container joins.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_cri::v1 as cri;
+
+use crate::CriError;
+
+/// What a container needs from its pod sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxContext {
+    pub id: String,
+    pub config: cri::PodSandboxConfig,
+    /// Pinned network namespace; `None` for host network.
+    pub netns: Option<PathBuf>,
+    /// Pinned IPC namespace; `None` for host IPC.
+    pub ipc_ns: Option<PathBuf>,
+    /// Pinned UTS namespace; `None` for host network (the host's hostname).
+    pub uts_ns: Option<PathBuf>,
+    /// Files to bind into containers at /etc/hostname, /etc/resolv.conf, /etc/hosts.
+    pub hostname_file: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub hosts_file: PathBuf,
+}
+
+/// Container lifecycle as berthd's engine implements it. Every method is keyed by
+/// container id; `stop` and `remove` of an unknown id succeed (kubelet retries them).
+#[tonic::async_trait]
+pub trait ContainerEngine: Send + Sync + 'static {
+    async fn create(
+        &self,
+        sandbox: &SandboxContext,
+        request: cri::CreateContainerRequest,
+    ) -> Result<String, CriError>;
+    async fn start(&self, id: &str) -> Result<(), CriError>;
+    /// SIGTERM (or the image's stop signal), then SIGKILL after `timeout`.
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), CriError>;
+    async fn remove(&self, id: &str) -> Result<(), CriError>;
+    async fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::ContainerStatusResponse, CriError>;
+    async fn list(
+        &self,
+        filter: Option<cri::ContainerFilter>,
+    ) -> Result<Vec<cri::Container>, CriError>;
+    async fn exec_sync(
+        &self,
+        request: cri::ExecSyncRequest,
+    ) -> Result<cri::ExecSyncResponse, CriError>;
+    /// Ids of the containers of one sandbox, for StopPodSandbox/RemovePodSandbox.
+    async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError>;
+}
+
+/// The answer when no engine is wired in.
+pub(crate) fn missing(rpc: &str) -> CriError {
+    CriError::Unimplemented(format!(
+        "{rpc}: containers are run by berthd's container engine, which this CRI server was started without"
+    ))
+}

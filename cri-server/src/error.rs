@@ -1,0 +1,91 @@
+//! CRI errors and their one mapping to gRPC status codes.
+
+use std::path::PathBuf;
+
+/// Everything a CRI call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("sandbox database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pod network: {0}")]
+    Network(#[from] berth_cni::CniError),
+    #[error("pod namespace: {0}")]
+    Netns(#[from] berth_cni::NetnsError),
+    #[error("pulling image: {0}")]
+    Pull(#[from] berth_image::PullError),
+    #[error("registry: {0}")]
+    Registry(#[from] berth_image::RegistryError),
+    #[error("image store: {0}")]
+    ImageStore(#[from] berth_image::store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CriError {
+    pub(crate) fn io(
+        step: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> CriError {
+        let path = path.into();
+        move |source| CriError::Io { step, path, source }
+    }
+}
+
+impl From<CriError> for tonic::Status {
+    fn from(e: CriError) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            CriError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            CriError::NotFound { .. } => tonic::Status::not_found(msg),
+            CriError::AlreadyExists(_) => tonic::Status::already_exists(msg),
+            CriError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            CriError::Unimplemented(_) => tonic::Status::unimplemented(msg),
+            CriError::Pull(berth_image::PullError::Reference(_)) => {
+                tonic::Status::invalid_argument(msg)
+            }
+            _ => tonic::Status::internal(msg),
+        }
+    }
+}
+
+/// Runs one CRI call: a span naming the RPC, the error logged and mapped once.
+pub(crate) async fn instrument<T, F>(
+    rpc: &'static str,
+    fut: F,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    F: std::future::Future<Output = Result<T, CriError>>,
+{
+    use tracing::Instrument;
+    let span = tracing::debug_span!("cri", rpc);
+    let start = std::time::Instant::now();
+    match fut.instrument(span).await {
+        Ok(v) => {
+            tracing::debug!(rpc, elapsed_us = start.elapsed().as_micros() as u64, "ok");
+            Ok(tonic::Response::new(v))
+        }
+        Err(e) => {
+            tracing::warn!(rpc, error = %e, "failed");
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! `RuntimeService`: each RPC forwards to the module that implements it.
+
+mod containers;
+mod runtime_config;
+mod status;
+mod version;
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use tonic::{Request, Response, Status};
+
+use crate::error::instrument;
+use crate::{sandbox, Cri, CriError};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl RuntimeService for Cri {
+    async fn version(&self, r: Request<cri::VersionRequest>) -> Reply<cri::VersionResponse> {
+        instrument("Version", async { Ok(version::version(r.get_ref())) }).await
+    }
+
+    async fn status(&self, r: Request<cri::StatusRequest>) -> Reply<cri::StatusResponse> {
+        instrument("Status", status::status(self, r.into_inner())).await
+    }
+
+    async fn runtime_config(
+        &self,
+        r: Request<cri::RuntimeConfigRequest>,
+    ) -> Reply<cri::RuntimeConfigResponse> {
+        instrument("RuntimeConfig", async {
+            Ok(runtime_config::runtime_config(r.get_ref()))
+        })
+        .await
+    }
+
+    async fn update_runtime_config(
+        &self,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Reply<cri::UpdateRuntimeConfigResponse> {
+        instrument("UpdateRuntimeConfig", async {
+            runtime_config::update(self, r.into_inner())
+        })
+        .await
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<cri::RunPodSandboxRequest>,
+    ) -> Reply<cri::RunPodSandboxResponse> {
+        instrument(
+            "RunPodSandbox",
+            sandbox::run::run_pod_sandbox(self, r.into_inner()),
+        )
+        .await
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<cri::StopPodSandboxRequest>,
+    ) -> Reply<cri::StopPodSandboxResponse> {
+        instrument(
+            "StopPodSandbox",
+            sandbox::stop::stop_pod_sandbox(self, r.into_inner()),
+        )
+        .await
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<cri::RemovePodSandboxRequest>,
+    ) -> Reply<cri::RemovePodSandboxResponse> {
+        instrument(
+            "RemovePodSandbox",
+            sandbox::remove::remove_pod_sandbox(self, r.into_inner()),
+        )
+        .await
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<cri::PodSandboxStatusRequest>,
+    ) -> Reply<cri::PodSandboxStatusResponse> {
+        instrument(
+            "PodSandboxStatus",
+            sandbox::status::pod_sandbox_status(self, r.into_inner()),
+        )
+        .await
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<cri::ListPodSandboxRequest>,
+    ) -> Reply<cri::ListPodSandboxResponse> {
+        instrument(
+            "ListPodSandbox",
+            sandbox::list::list_pod_sandbox(self, r.into_inner()),
+        )
+        .await
+    }
+
+    async fn create_container(
+        &self,
+        r: Request<cri::CreateContainerRequest>,
+    ) -> Reply<cri::CreateContainerResponse> {
+        instrument("CreateContainer", containers::create(self, r.into_inner())).await
+    }
+
+    async fn start_container(
+        &self,
+        r: Request<cri::StartContainerRequest>,
+    ) -> Reply<cri::StartContainerResponse> {
+        instrument("StartContainer", containers::start(self, r.into_inner())).await
+    }
+
+    async fn stop_container(
+        &self,
+        r: Request<cri::StopContainerRequest>,
+    ) -> Reply<cri::StopContainerResponse> {
+        instrument("StopContainer", containers::stop(self, r.into_inner())).await
+    }
+
+    async fn remove_container(
+        &self,
+        r: Request<cri::RemoveContainerRequest>,
+    ) -> Reply<cri::RemoveContainerResponse> {
+        instrument("RemoveContainer", containers::remove(self, r.into_inner())).await
+    }
+
+    async fn list_containers(
+        &self,
+        r: Request<cri::ListContainersRequest>,
+    ) -> Reply<cri::ListContainersResponse> {
+        instrument("ListContainers", containers::list(self, r.into_inner())).await
+    }
+
+    async fn container_status(
+        &self,
+        r: Request<cri::ContainerStatusRequest>,
+    ) -> Reply<cri::ContainerStatusResponse> {
+        instrument("ContainerStatus", containers::status(self, r.into_inner())).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        _r: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Reply<cri::UpdateContainerResourcesResponse> {
+        instrument("UpdateContainerResources", async {
+            Err(not_yet("UpdateContainerResources"))
+        })
+        .await
+    }
+
+    async fn reopen_container_log(
+        &self,
+        _r: Request<cri::ReopenContainerLogRequest>,
+    ) -> Reply<cri::ReopenContainerLogResponse> {
+        instrument("ReopenContainerLog", async {
+            Err(not_yet("ReopenContainerLog"))
+        })
+        .await
+    }
+
+    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Reply<cri::ExecSyncResponse> {
+        instrument("ExecSync", containers::exec_sync(self, r.into_inner())).await
+    }
+
+    async fn exec(&self, _r: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        instrument("Exec", async { Err(not_yet("Exec (streaming server)")) }).await
+    }
+
+    async fn attach(&self, _r: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
+        instrument("Attach", async {
+            Err(not_yet("Attach (streaming server)"))
+        })
+        .await
+    }
+
+    async fn port_forward(
+        &self,
+        _r: Request<cri::PortForwardRequest>,
+    ) -> Reply<cri::PortForwardResponse> {
+        instrument("PortForward", async {
+            Err(not_yet("PortForward (streaming server)"))
+        })
+        .await
+    }
+
+    async fn container_stats(
+        &self,
+        _r: Request<cri::ContainerStatsRequest>,
+    ) -> Reply<cri::ContainerStatsResponse> {
+        instrument("ContainerStats", async { Err(not_yet("ContainerStats")) }).await
+    }
+
+    async fn list_container_stats(
+        &self,
+        _r: Request<cri::ListContainerStatsRequest>,
+    ) -> Reply<cri::ListContainerStatsResponse> {
+        instrument("ListContainerStats", async {
+            Err(not_yet("ListContainerStats"))
+        })
+        .await
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        _r: Request<cri::PodSandboxStatsRequest>,
+    ) -> Reply<cri::PodSandboxStatsResponse> {
+        instrument("PodSandboxStats", async { Err(not_yet("PodSandboxStats")) }).await
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _r: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Reply<cri::ListPodSandboxStatsResponse> {
+        instrument("ListPodSandboxStats", async {
+            Err(not_yet("ListPodSandboxStats"))
+        })
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        _r: Request<cri::CheckpointContainerRequest>,
+    ) -> Reply<cri::CheckpointContainerResponse> {
+        instrument("CheckpointContainer", async {
+            Err(CriError::Unimplemented(
+                "CheckpointContainer: berth does not checkpoint containers (no CRIU support)"
+                    .into(),
+            ))
+        })
+        .await
+    }
+
+    type GetContainerEventsStream =
+        Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
+
+    async fn get_container_events(
+        &self,
+        _r: Request<cri::GetEventsRequest>,
+    ) -> Reply<Self::GetContainerEventsStream> {
+        instrument("GetContainerEvents", async {
+            Err(not_yet("GetContainerEvents"))
+        })
+        .await
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _r: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Reply<cri::ListMetricDescriptorsResponse> {
+        instrument("ListMetricDescriptors", async {
+            Err(not_yet("ListMetricDescriptors"))
+        })
+        .await
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _r: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Reply<cri::ListPodSandboxMetricsResponse> {
+        instrument("ListPodSandboxMetrics", async {
+            Err(not_yet("ListPodSandboxMetrics"))
+        })
+        .await
+    }
+}
+
+/// RPCs of the CRI issue that are not built yet say so plainly.
+fn not_yet(rpc: &str) -> CriError {
+    CriError::Unimplemented(format!("{rpc} is not implemented by berth yet"))
+}

@@ -1,0 +1,104 @@
+//! Pod sandboxes: namespaces pinned by berth, the pod network through CNI, pod files,
+//! durable records. One file per RPC.
+
+pub(crate) mod files;
+pub mod list;
+pub(crate) mod namespaces;
+pub mod remove;
+pub mod run;
+pub mod status;
+pub mod stop;
+pub mod store;
+
+use std::path::PathBuf;
+
+use berth_cni::PodNetwork;
+use k8s_cri::v1 as cri;
+
+use crate::engine::SandboxContext;
+use crate::{Cri, CriError};
+use store::SandboxRecord;
+
+impl Cri {
+    /// The sandbox whose id is (or starts with) `id`.
+    pub(crate) fn sandbox(&self, id: &str) -> Result<SandboxRecord, CriError> {
+        self.inner
+            .sandboxes
+            .find(id)?
+            .ok_or_else(|| CriError::NotFound {
+                what: "pod sandbox",
+                id: id.to_string(),
+            })
+    }
+
+    pub(crate) fn sandbox_context(&self, r: &SandboxRecord) -> SandboxContext {
+        SandboxContext {
+            id: r.id.clone(),
+            config: r.config.clone(),
+            netns: r.netns.clone(),
+            ipc_ns: r.ipc_ns.clone(),
+            uts_ns: r.uts_ns.clone(),
+            hostname_file: r.dir.join(files::HOSTNAME),
+            resolv_conf: r.dir.join(files::RESOLV_CONF),
+            hosts_file: r.dir.join(files::HOSTS),
+        }
+    }
+
+    fn netns_dir(&self) -> PathBuf {
+        self.state_dir().join("netns")
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.state_dir().join("pods")
+    }
+}
+
+/// Namespace options of a pod (NODE means the host's namespace).
+pub(crate) fn namespace_options(config: &cri::PodSandboxConfig) -> cri::NamespaceOption {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
+}
+
+pub(crate) fn is_node(mode: i32) -> bool {
+    mode == cri::NamespaceMode::Node as i32
+}
+
+/// What CNI needs to know about the pod.
+pub(crate) fn pod_network(id: &str, config: &cri::PodSandboxConfig, netns: PathBuf) -> PodNetwork {
+    let meta = config.metadata.clone().unwrap_or_default();
+    let port_mappings = config
+        .port_mappings
+        .iter()
+        .filter(|p| p.host_port > 0)
+        .map(|p| berth_cni::PortMapping {
+            host_port: p.host_port as u16,
+            container_port: p.container_port as u16,
+            protocol: match cri::Protocol::try_from(p.protocol) {
+                Ok(cri::Protocol::Udp) => "udp",
+                Ok(cri::Protocol::Sctp) => "sctp",
+                _ => "tcp",
+            }
+            .into(),
+            host_ip: p.host_ip.clone(),
+        })
+        .collect();
+    let dns = config.dns_config.as_ref().map(|d| berth_cni::DnsConfig {
+        servers: d.servers.clone(),
+        searches: d.searches.clone(),
+        options: d.options.clone(),
+    });
+    PodNetwork {
+        id: id.to_string(),
+        namespace: meta.namespace,
+        name: meta.name,
+        uid: meta.uid,
+        netns,
+        port_mappings,
+        dns,
+        ..Default::default()
+    }
+}
