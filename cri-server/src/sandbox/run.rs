@@ -132,7 +132,9 @@ pub async fn run_pod_sandbox(
         rollback.netns = Some(ns);
         let cni = cri.inner.cni.clone();
         let setup_pod = pod.clone();
-        let attached = tokio::task::block_in_place(|| cni.setup(&setup_pod))?;
+        let attached = tokio::task::spawn_blocking(move || cni.setup(&setup_pod))
+            .await
+            .map_err(|e| CriError::Internal(format!("CNI setup task: {e}")))??;
         rollback.network = Some(pod);
         ips = attached.ips.iter().map(|ip| ip.to_string()).collect();
     }

@@ -32,7 +32,9 @@ pub(crate) async fn stop(cri: &Cri, record: &SandboxRecord) -> Result<(), CriErr
     if let Some(netns) = &record.netns {
         let pod = pod_network(&record.id, &record.config, netns.clone());
         let cni = cri.inner.cni.clone();
-        tokio::task::block_in_place(|| cni.teardown(&pod))?;
+        tokio::task::spawn_blocking(move || cni.teardown(&pod))
+            .await
+            .map_err(|e| CriError::Internal(format!("CNI teardown task: {e}")))??;
         Netns::at(netns.clone()).remove()?;
         cri.inner.sandboxes.clear_network(&record.id)?;
     }
