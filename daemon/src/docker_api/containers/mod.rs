@@ -110,27 +110,46 @@ async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, Api
     Ok(Reply::json(&json!({"Id": id, "Warnings": []})).with_status(StatusCode::CREATED))
 }
 
-/// `wait`: `not-running` (default), `next-exit` or `removed`.
+/// `wait`: `not-running` (default), `next-exit` or `removed`. The status line and
+/// headers go out at once, the body when the condition is met: docker's CLI waits for
+/// the headers before it starts the container.
 async fn wait(
     daemon: &Arc<Daemon>,
     reference: &str,
     condition: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let record = engine::find(daemon, reference)?;
-    let id = record.id.clone();
-    let condition = condition.unwrap_or("not-running");
-    if !matches!(condition, "" | "not-running" | "next-exit" | "removed") {
+    let condition = condition.unwrap_or("not-running").to_string();
+    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
         return Err(ApiError::BadRequest(format!(
             "invalid condition: {condition:?}"
         )));
     }
+    let (tx, reply) = Reply::channel("application/json");
+    let daemon = Arc::clone(daemon);
+    tokio::spawn(async move {
+        let body = match wait_for(&daemon, record, &condition).await {
+            Ok(code) => json!({"StatusCode": code, "Error": null}),
+            Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
+        };
+        let _ = tx.send(bytes::Bytes::from(body.to_string() + "\n")).await;
+    });
+    Ok(reply)
+}
+
+async fn wait_for(
+    daemon: &Arc<Daemon>,
+    record: engine::ContainerRecord,
+    condition: &str,
+) -> Result<i64, EngineError> {
+    let id = record.id.clone();
     let first_finish = record.state.finished_at.clone();
     let mut last_code = record.state.exit_code;
     loop {
         let current = match engine::get(daemon, &id) {
             Ok(r) => Some(r),
             Err(EngineError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let done = match (&current, condition) {
             (None, _) => true,
@@ -147,9 +166,7 @@ async fn wait(
             last_code = r.state.exit_code;
         }
         if done {
-            return Ok(Reply::json(
-                &json!({"StatusCode": last_code, "Error": null}),
-            ));
+            return Ok(last_code);
         }
         engine::wait_exit(daemon, &id, Some(Duration::from_millis(200))).await?;
         if condition == "next-exit" || condition == "removed" {
