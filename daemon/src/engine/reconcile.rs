@@ -28,18 +28,26 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            let alive = {
+            let state = {
                 let (a, i) = (address.clone(), id.clone());
-                blocking(move || Ok(Shim::connect(&a).and_then(|s| s.state(&i)).is_ok())).await?
+                blocking(move || Ok(Shim::connect(&a).and_then(|s| s.state(&i)).ok())).await?
             };
-            if alive {
-                tracing::info!(id = %id, "reconnected to the container's shim");
-            } else {
-                tracing::info!(id = %id, "the container's shim is gone; reading its exit record");
+            match state {
+                Some((status, _)) if status != "stopped" => {
+                    tracing::info!(id = %id, "reconnected to the container's shim");
+                    watch::spawn(Arc::clone(daemon), id, address);
+                }
+                other => {
+                    // Exited while berthd was down: Wait answers at once on a live shim;
+                    // a dead shim left its exit record. Recorded before berthd serves.
+                    if other.is_none() {
+                        tracing::info!(id = %id, "the container's shim is gone; reading its exit record");
+                    }
+                    if let Err(e) = watch::collect_now(daemon, &id, address).await {
+                        tracing::warn!(id = %id, "learning the container's exit: {e}");
+                    }
+                }
             }
-            // The watcher learns the exit either way: Wait on a live shim, or the exit
-            // record a dead one left.
-            watch::spawn(Arc::clone(daemon), id, address);
         } else if record.state.status == Status::Exited
             && record
                 .restart_policy

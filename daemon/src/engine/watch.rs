@@ -32,6 +32,30 @@ fn rfc3339(nanos: i128) -> String {
 }
 
 async fn watch(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
+    collect(daemon, id, address).await?;
+    after_exit(daemon, id).await
+}
+
+/// After the exit is known (already exited, or a dead shim): records it now and
+/// applies `--rm` and the restart policy in the background.
+pub async fn collect_now(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    address: String,
+) -> Result<(), EngineError> {
+    collect(daemon, id, address).await?;
+    let (daemon, id) = (Arc::clone(daemon), id.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = after_exit(&daemon, &id).await {
+            tracing::warn!(id = %id, "after the container's exit: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// Waits for the exit through the shim (or reads the dead shim's exit record),
+/// releases the task and the shim, and records the exit.
+async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
     let d = Arc::clone(daemon);
     let cid = id.to_string();
     let (code, at) = blocking(move || {
@@ -75,7 +99,7 @@ async fn watch(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), En
     record.state.finished_at = rfc3339(at);
     put(daemon, &record)?;
     tracing::info!(id, code, "container exited");
-    after_exit(daemon, id).await
+    Ok(())
 }
 
 /// `--rm` and restart policies, once the exit is recorded.

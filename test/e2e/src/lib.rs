@@ -159,8 +159,62 @@ impl Berthd {
     }
 }
 
+impl Berthd {
+    /// A `berth` command talking to this daemon.
+    pub fn berth(&self) -> Result<Command> {
+        let mut cmd = Command::new(binary("berth")?);
+        cmd.env("DOCKER_HOST", self.docker_host());
+        Ok(cmd)
+    }
+
+    /// Debian's docker 20.10 client talking to this daemon.
+    pub fn docker(&self) -> Command {
+        let mut cmd = Command::new("/usr/bin/docker");
+        cmd.env("DOCKER_HOST", self.docker_host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        cmd
+    }
+
+    /// Imports the host's busybox (with its applet links and /etc/passwd) as image
+    /// `name`, through `berth import`.
+    pub fn import_busybox(&self, name: &str) -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let rootfs = dir.path().join("rootfs");
+        berth_fixtures::busybox_rootfs(&rootfs)?;
+        let tar = dir.path().join("rootfs.tar");
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        )?;
+        run_ok(self.berth()?.arg("import").arg(&tar).arg(name))?;
+        Ok(())
+    }
+
+    /// Removes every container (their shims, mounts and processes go with them).
+    fn remove_containers(&self) {
+        let Ok(mut ps) = self.berth() else { return };
+        let Ok(ids) = run_ok(ps.args(["ps", "-aq", "--no-trunc"])) else {
+            return;
+        };
+        for id in ids.split_whitespace() {
+            if let Ok(mut rm) = self.berth() {
+                if let Err(e) = run_ok(rm.args(["rm", "-f", id])) {
+                    eprintln!("removing container {id}: {e:#}");
+                }
+            }
+        }
+    }
+}
+
 impl Drop for Berthd {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_containers();
+        }
         if let Err(err) = self.stop() {
             eprintln!("stopping berthd: {err:#}");
         }

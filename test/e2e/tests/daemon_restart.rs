@@ -1,0 +1,105 @@
+//! Issue 5's promise: containers outlive berthd. Five containers run, berthd is
+//! killed with SIGKILL, one container exits while it is down; the restarted berthd
+//! finds four running (and stops them) and the fifth's real exit code, with every
+//! log intact.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use berth_e2e::{require_root, run_ok, Berthd};
+
+#[test]
+fn containers_survive_a_daemon_kill9_and_exits_are_learned() -> Result<()> {
+    require_root();
+    let mut berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    for i in 1..=4 {
+        run_ok(berthd.berth()?.args([
+            "run",
+            "-d",
+            "--name",
+            &format!("c{i}"),
+            "busybox",
+            "sh",
+            "-c",
+            &format!(
+                "echo start-{i}; trap 'echo term-{i}; exit 0' TERM; while true; do sleep 0.1; done"
+            ),
+        ]))?;
+    }
+    run_ok(berthd.berth()?.args([
+        "run",
+        "-d",
+        "--name",
+        "c5",
+        "busybox",
+        "sh",
+        "-c",
+        "echo start-5; sleep 2; echo end-5; exit 42",
+    ]))?;
+    // Every container has written its first line before the crash.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 1..=5 {
+        loop {
+            let logs = run_ok(berthd.berth()?.args(["logs", &format!("c{i}")]))?;
+            if logs.starts_with(&format!("start-{i}\n")) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("c{i} wrote no output: {logs:?}\n{}", berthd.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    berthd.kill9()?;
+    // c5 exits while no daemon watches it.
+    std::thread::sleep(Duration::from_secs(4));
+    berthd.restart()?;
+
+    let ps = run_ok(
+        berthd
+            .berth()?
+            .args(["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+    )?;
+    let mut states: Vec<&str> = ps.lines().collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            "c1 running",
+            "c2 running",
+            "c3 running",
+            "c4 running",
+            "c5 exited"
+        ],
+        "{}",
+        berthd.log()
+    );
+    let c5 = run_ok(
+        berthd
+            .berth()?
+            .args(["inspect", "-f", "{{.State.ExitCode}}", "c5"]),
+    )?;
+    assert_eq!(c5.trim(), "42");
+    assert_eq!(
+        run_ok(berthd.berth()?.args(["logs", "c5"]))?,
+        "start-5\nend-5\n"
+    );
+
+    // The four are still under control: stop delivers SIGTERM to their traps.
+    for i in 1..=4 {
+        let name = format!("c{i}");
+        run_ok(berthd.berth()?.args(["stop", "-t", "5", &name]))?;
+        let st = run_ok(berthd.berth()?.args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &name,
+        ]))?;
+        assert_eq!(st.trim(), "exited 0", "{name}");
+        let logs = run_ok(berthd.berth()?.args(["logs", &name]))?;
+        assert_eq!(logs, format!("start-{i}\nterm-{i}\n"), "{name}");
+    }
+    Ok(())
+}
