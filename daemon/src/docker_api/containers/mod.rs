@@ -120,7 +120,10 @@ async fn wait(
 ) -> Result<Reply, ApiError> {
     let record = engine::find(daemon, reference)?;
     let condition = condition.unwrap_or("not-running").to_string();
-    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+    if !matches!(
+        condition.as_str(),
+        "" | "not-running" | "next-exit" | "removed"
+    ) {
         return Err(ApiError::BadRequest(format!(
             "invalid condition: {condition:?}"
         )));

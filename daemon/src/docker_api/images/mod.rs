@@ -129,9 +129,11 @@ async fn load(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiEr
 async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiError> {
     match req.query("fromSrc") {
         Some("-") => {}
-        Some(other) => return Err(ApiError::BadRequest(format!(
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
             "importing from {other:?} is not supported: send the tarball in the body (fromSrc=-)"
-        ))),
+        )))
+        }
         None => {
             return Err(ApiError::NotImplemented(
                 "pulling through the Docker API is not supported by berth yet".into(),
