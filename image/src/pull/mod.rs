@@ -152,10 +152,14 @@ impl Puller {
         opts: &PullOptions,
     ) -> Result<ImageRecord, PullError> {
         let r = Reference::parse(reference)?;
-        let name = r.to_string();
-        let span = tracing::info_span!("pull", image = %name);
-        let _enter = span.enter();
+        let span = tracing::info_span!("pull", image = %r);
+        // Instrumenting (rather than holding an entered guard across awaits) keeps the
+        // future `Send`, so daemons can spawn pulls.
+        tracing::Instrument::instrument(self.pull_ref(r, opts), span).await
+    }
 
+    async fn pull_ref(&self, r: Reference, opts: &PullOptions) -> Result<ImageRecord, PullError> {
+        let name = r.to_string();
         let top = self.client.get_manifest(&r, &r.object()).await?;
         let what = format!("{}/{}:{}", r.registry, r.repository, r.object());
         let parsed = manifest::parse(&top.bytes, top.media_type.as_deref()).map_err(|source| {

@@ -1,11 +1,86 @@
-//! `/images/…`: image endpoints (pull, list, inspect, tag, push, save, load, …).
+//! `/images/…` and `/auth`: image endpoints (pull, import, list, inspect, history, tag,
+//! remove, prune, push, save, load, search) and registry login.
+//!
+//! One file per operation; names may contain slashes (`host:5000/ns/app:1`), so
+//! `/images/{name}/{op}` is split at the last slash.
+
+mod archive;
+mod auth;
+mod filters;
+mod import;
+mod inspect;
+mod list;
+mod pull;
+mod push;
+mod registry_auth;
+mod remove;
+mod resolve;
+mod shape;
+mod stream;
+mod tag;
 
 use std::sync::Arc;
+
+use hyper::Method;
 
 use super::{ApiError, ApiRequest, Routed};
 use crate::Daemon;
 
 /// Answers the image endpoints; hands every other path back.
-pub async fn route(_daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiError> {
-    Ok(Routed::NotMine(req))
+pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiError> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    let reply = match (&method, path.as_str()) {
+        (&Method::POST, "/auth") => auth::login(daemon, req).await?,
+        (&Method::POST, "/images/create") => {
+            if let Some(src) = req.query("fromSrc").map(str::to_string) {
+                import::handle(daemon, req, &src).await?
+            } else if let Some(from) = req.query("fromImage").map(str::to_string) {
+                pull::handle(daemon, req, &from).await?
+            } else {
+                return Err(ApiError::BadRequest(
+                    "images/create needs fromImage (pull) or fromSrc (import)".into(),
+                ));
+            }
+        }
+        (&Method::GET, "/images/json") => list::handle(daemon, &req)?,
+        (&Method::GET, "/images/search") => return Err(auth::search()),
+        (&Method::POST, "/images/load") => archive::load(daemon, req).await?,
+        (&Method::POST, "/images/prune") => remove::prune(daemon, &req).await?,
+        (&Method::GET, "/images/get") => {
+            let names: Vec<String> = req
+                .query
+                .iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v.clone())
+                .collect();
+            archive::save(daemon, &names)?
+        }
+        (_, p) if p.starts_with("/images/") => {
+            let rest = &p["/images/".len()..];
+            if method == Method::DELETE {
+                remove::handle(daemon, &req, rest).await?
+            } else {
+                let Some((name, op)) = rest.rsplit_once('/') else {
+                    return Ok(Routed::NotMine(req));
+                };
+                match (&method, op) {
+                    (&Method::GET, "json") => inspect::inspect(daemon, name)?,
+                    (&Method::GET, "history") => inspect::history(daemon, name)?,
+                    (&Method::GET, "get") => archive::save(daemon, &[name.to_string()])?,
+                    (&Method::POST, "tag") => tag::handle(daemon, &req, name)?,
+                    (&Method::POST, "push") => push::handle(daemon, &req, name).await?,
+                    _ => return Ok(Routed::NotMine(req)),
+                }
+            }
+        }
+        _ => return Ok(Routed::NotMine(req)),
+    };
+    Ok(Routed::Done(reply))
+}
+
+/// How many images (IDs) there are, for `/info`.
+pub fn count(daemon: &Daemon) -> Result<usize, ApiError> {
+    let records = daemon.images.store.list().map_err(resolve::store_err)?;
+    Ok(resolve::group(records).len())
 }
