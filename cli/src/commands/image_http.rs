@@ -79,7 +79,7 @@ pub async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>> {
 pub async fn json(resp: Response<Incoming>) -> Result<Value> {
     let resp = check(resp).await?;
     let body = resp.into_body().collect().await?.to_bytes();
-    Ok(serde_json::from_slice(&body).context("the daemon's answer is not valid JSON")?)
+    serde_json::from_slice(&body).context("the daemon's answer is not valid JSON")
 }
 
 /// Calls `each` for every JSON message of a streamed answer; a message carrying an

@@ -133,8 +133,8 @@ mod tests {
         apply_change(&mut c, "ENV A=b").unwrap();
         apply_change(&mut c, "WORKDIR /srv").unwrap();
         assert_eq!(c.cmd.as_deref().map(|v| v.len()), Some(3));
-        assert_eq!(c.entrypoint.unwrap()[2], "echo");
-        assert_eq!(c.env.unwrap(), vec!["A=b".to_string()]);
+        assert_eq!(c.entrypoint.as_ref().map(|e| e[2].as_str()), Some("echo"));
+        assert_eq!(c.env.as_deref(), Some(&["A=b".to_string()][..]));
         assert_eq!(c.working_dir.as_deref(), Some("/srv"));
         assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
     }

@@ -84,3 +84,22 @@ pub fn count(daemon: &Daemon) -> Result<usize, ApiError> {
     let records = daemon.images.store.list().map_err(resolve::store_err)?;
     Ok(resolve::group(records).len())
 }
+
+/// The image a client names (reference, ID or unique ID prefix), for container
+/// creation: its ID and the record to run (the named one, else any of its names).
+/// Errors are Docker's (`No such image: x`, ambiguous prefixes).
+pub fn find_image(
+    daemon: &Daemon,
+    name: &str,
+) -> Result<(berth_snapshotter::Digest, berth_image::ImageRecord), ApiError> {
+    let found = resolve::find(&daemon.images, name)?;
+    let rec = match found.by_name {
+        Some(rec) => rec,
+        None => found
+            .records
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::NotFound(format!("No such image: {name}")))?,
+    };
+    Ok((found.id, rec))
+}

@@ -52,7 +52,8 @@ struct Reporter {
     msgs: Messages,
     started: Arc<Notify>,
     sent: Arc<AtomicBool>,
-    header: String,
+    /// Docker's first line: `{"status":"Pulling from library/busybox","id":"latest"}`.
+    header: serde_json::Value,
     seen: Mutex<HashMap<String, (LayerState, u64)>>,
 }
 
@@ -63,15 +64,11 @@ impl Reporter {
             return;
         };
         if seen.is_empty() {
-            self.msgs.try_send(json!({ "status": self.header }));
+            self.msgs.try_send(self.header.clone());
             self.sent.store(true, Ordering::SeqCst);
             self.started.notify_one();
         }
-        let bucket = if p.total > 0 {
-            p.done.saturating_mul(50) / p.total
-        } else {
-            0
-        };
+        let bucket = p.done.saturating_mul(50).checked_div(p.total).unwrap_or(0);
         let prev = seen.insert(id.clone(), (p.state, bucket));
         if prev == Some((p.state, bucket)) {
             return;
@@ -110,11 +107,7 @@ impl Reporter {
 /// Docker's progress bar text: `[=====>     ]  1.2MB/3.4MB`.
 pub fn bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 50;
-    let filled = if total > 0 {
-        (done.min(total) * WIDTH / total) as usize
-    } else {
-        0
-    };
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(0) as usize;
     let mut s = String::from("[");
     s.push_str(&"=".repeat(filled.saturating_sub(1)));
     if filled > 0 {
@@ -151,13 +144,13 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
     let name = r.to_string();
     let (msgs, reply) = Messages::new();
     let started = Arc::new(Notify::new());
-    let repo = familiar(&r.name());
+    let object = r.tag.clone().or(r.digest.as_ref().map(|d| d.to_string()));
     let sent = Arc::new(AtomicBool::new(false));
     let reporter = Arc::new(Reporter {
         msgs: msgs.clone(),
         started: started.clone(),
         sent: sent.clone(),
-        header: format!("Pulling from {repo}"),
+        header: json!({ "status": format!("Pulling from {}", r.repository), "id": object }),
         seen: Mutex::new(HashMap::new()),
     });
     opts.progress = Some(Arc::new(move |p: &Progress| reporter.report(p)));

@@ -131,7 +131,7 @@ pub fn history(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
         };
         rows.push(json!({
             "Id": "<missing>",
-            "Created": unix(h["created"].as_str()).unwrap_or(0),
+            "Created": unix(h["created"].as_str()).unwrap_or_else(|| created(cfg, rec)),
             "CreatedBy": h["created_by"].as_str().unwrap_or(""),
             "Tags": Value::Null,
             "Size": size,

@@ -22,10 +22,7 @@ pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Repl
     }
     let images = &daemon.images;
     let found = find(images, name)?;
-    let mut rec = found
-        .by_name
-        .clone()
-        .unwrap_or_else(|| found.records[0].clone());
+    let (_, mut rec) = super::find_image(daemon, name)?;
     let target = target.to_string();
     let old = images.store.get(&target).map_err(store_err)?;
     rec.name = target;
