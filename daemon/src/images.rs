@@ -22,6 +22,11 @@ pub enum ImagesError {
         root: std::path::PathBuf,
         source: berth_snapshotter::SnapshotError,
     },
+    #[error("creating the upload directory {path}: {source}")]
+    Uploads {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the image store under {root}: {source}")]
     Images {
         root: std::path::PathBuf,
@@ -38,6 +43,8 @@ pub struct Images {
     /// load, import), and exclusively by garbage collection, so a collection never
     /// frees the blobs of an image being written.
     pub gc_lock: RwLock<()>,
+    /// Request bodies (load, import) are spooled here; emptied at start.
+    pub uploads: std::path::PathBuf,
 }
 
 /// The record name that keeps an image whose last tag moved elsewhere (Docker's
@@ -67,7 +74,15 @@ impl Images {
             root: root.to_path_buf(),
             source,
         })?;
+        let uploads = root.join("uploads");
+        // What a crash left of earlier uploads is garbage: start empty.
+        let _ = std::fs::remove_dir_all(&uploads);
+        std::fs::create_dir_all(&uploads).map_err(|source| ImagesError::Uploads {
+            path: uploads.clone(),
+            source,
+        })?;
         Ok(Images {
+            uploads,
             content,
             snapshots: Arc::new(snapshots),
             store,

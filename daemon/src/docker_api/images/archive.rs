@@ -34,6 +34,15 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
             }
         }
     }
+    // Every blob is checked before the reply starts: a missing one is an error
+    // status, not a truncated archive.
+    for rec in &records {
+        for digest in rec.blobs() {
+            daemon.images.content.info(&digest).map_err(|e| {
+                ApiError::Internal(format!("cannot save {}: blob {digest}: {e}", rec.name))
+            })?;
+        }
+    }
     let (tx, body) = channel_body(8);
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || {
@@ -49,7 +58,7 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
 pub async fn load(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
     // `quiet` only hides progress bars, which berth does not send for a load.
     req.query_bool("quiet")?;
-    let tmp = spool_body(&mut req, &daemon.config.root).await?;
+    let tmp = spool_body(&mut req, &daemon.images.uploads).await?;
     let d = daemon.clone();
     let records = tokio::spawn(async move {
         let _writing = d.images.gc_lock.read().await;

@@ -41,7 +41,7 @@ pub async fn handle(
             .map_err(|e| ApiError::BadRequest(format!("invalid platform {p:?}: {e}")))?,
         None => Platform::default(),
     };
-    let tmp = spool_body(&mut req, &daemon.config.root).await?;
+    let tmp = spool_body(&mut req, &daemon.images.uploads).await?;
     let d = daemon.clone();
     let rec = tokio::spawn(async move {
         let _writing = d.images.gc_lock.read().await;
