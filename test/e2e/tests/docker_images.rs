@@ -113,6 +113,20 @@ fn berth_cli_pull_tag_push_save_load_rmi_import_prune() -> Result<()> {
         &id[7..19],
     ]))?;
     assert_eq!(cmd.trim(), r#"["/bin/sh"]"#);
+    // By digest: the same image, named `repo@sha256:…`, which is not dangling.
+    let by_digest = format!(
+        "{}/base@{}",
+        registry.host(),
+        registry_digest(&registry, "base:1")?
+    );
+    run_ok(berth(&berthd, &cfg)?.args(["pull", &by_digest]))?;
+    let same =
+        run_ok(berth(&berthd, &cfg)?.args(["image", "inspect", "-f", "{{.Id}}", &by_digest]))?;
+    assert_eq!(same.trim(), id);
+    let dangling = run_ok(berth(&berthd, &cfg)?.args(["images", "-q", "-f", "dangling=true"]))?;
+    assert_eq!(dangling.trim(), "");
+    let untag = run_ok(berth(&berthd, &cfg)?.args(["rmi", &by_digest]))?;
+    assert_eq!(untag.trim(), format!("Untagged: {by_digest}"));
     let history = run_ok(berth(&berthd, &cfg)?.args(["history", &source]))?;
     assert!(history.starts_with("IMAGE"), "{history}");
     assert!(history.contains(&id[7..19]), "{history}");

@@ -35,7 +35,9 @@ pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError>
     for (id, records) in group(images.store.list().map_err(store_err)?) {
         let cfg = shape::config(&images.content, &id)?;
         let entry = shape::list_entry(&id, &records, &cfg);
-        let untagged = entry["RepoTags"].as_array().is_none_or(Vec::is_empty);
+        // Dangling: no name at all (an image pulled by digest has one).
+        let untagged = entry["RepoTags"].as_array().is_none_or(Vec::is_empty)
+            && entry["RepoDigests"].as_array().is_none_or(Vec::is_empty);
         if dangling.is_some_and(|d| d != untagged) {
             continue;
         }

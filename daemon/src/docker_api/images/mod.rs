@@ -57,7 +57,8 @@ pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiE
             archive::save(daemon, &names)?
         }
         (_, p) if p.starts_with("/images/") => {
-            let rest = &p["/images/".len()..];
+            let rest = percent_decode(&p["/images/".len()..])?;
+            let rest = rest.as_str();
             if method == Method::DELETE {
                 remove::handle(daemon, &req, rest).await?
             } else {
@@ -102,4 +103,40 @@ pub fn find_image(
             .ok_or_else(|| ApiError::NotFound(format!("No such image: {name}")))?,
     };
     Ok((found.id, rec))
+}
+
+/// Decodes `%XX` escapes in a path (clients escape `@`, `:` or `/` in image names).
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("bad escape in path {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::BadRequest(format!("path {s:?} is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("a%40sha256%3Aab/json").ok().as_deref(),
+            Some("a@sha256:ab/json")
+        );
+        assert_eq!(percent_decode("plain").ok().as_deref(), Some("plain"));
+        assert!(percent_decode("bad%zz").is_err());
+    }
 }
