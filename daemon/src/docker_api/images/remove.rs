@@ -145,3 +145,32 @@ fn until_secs(v: &str) -> Result<i64, ApiError> {
         .map(|d| d.as_secs() as i64)
         .ok_or_else(|| ApiError::BadRequest(format!("invalid filter 'until={v}'")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn containers_using_an_image_are_found() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let daemon = Daemon::start(Config {
+            root: dir.path().join("root"),
+            state: dir.path().join("state"),
+            ..Config::default()
+        })?;
+        let id = Digest::of(b"an image config");
+        let other = Digest::of(b"another image config");
+        assert_eq!(user_of(&daemon, &id)?, None);
+        let cid = "c0ffee".repeat(10);
+        daemon.store.put(
+            Kind::Container,
+            &cid,
+            Some("web"),
+            &json!({ "Image": id.to_string(), "State": { "Running": false } }),
+        )?;
+        assert_eq!(user_of(&daemon, &id)?, Some((cid[..12].to_string(), false)));
+        assert_eq!(user_of(&daemon, &other)?, None);
+        Ok(())
+    }
+}
