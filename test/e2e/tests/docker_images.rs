@@ -473,3 +473,59 @@ fn python_sdk_pull_tag_push_save_load_remove() -> Result<()> {
     assert_eq!(digest, registry_digest(&registry, "sdk:1")?);
     Ok(())
 }
+
+#[test]
+fn concurrent_pulls_and_loads_of_one_image_all_succeed() -> Result<()> {
+    require_root();
+    let tmp = tempfile::tempdir()?;
+    let cfg = tmp.path().join("config");
+    let registry = Registry::start()?;
+    let built = images::base(&tmp.path().join("base"))?;
+    let source = registry.push(&built, "together:1")?;
+    let berthd = Berthd::start()?;
+    let run_all = |cmds: Vec<Command>| -> Result<()> {
+        let children = cmds
+            .into_iter()
+            .map(|mut c| {
+                c.stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        for child in children {
+            let out = child.wait_with_output()?;
+            ensure!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let mut pulls = Vec::new();
+    for _ in 0..4 {
+        let mut c = berth(&berthd, &cfg)?;
+        c.args(["pull", "-q", &source]);
+        pulls.push(c);
+    }
+    run_all(pulls)?;
+    let archive = tmp.path().join("together.tar");
+    run_ok(
+        berth(&berthd, &cfg)?
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg(&source),
+    )?;
+    run_ok(berth(&berthd, &cfg)?.args(["rmi", &source]))?;
+    let mut loads = Vec::new();
+    for _ in 0..4 {
+        let mut c = berth(&berthd, &cfg)?;
+        c.args(["load", "-q", "-i"]).arg(&archive);
+        loads.push(c);
+    }
+    run_all(loads)?;
+    let listed =
+        run_ok(berth(&berthd, &cfg)?.args(["images", "--format", "{{.Repository}}:{{.Tag}}"]))?;
+    assert_eq!(listed.trim(), source);
+    Ok(())
+}
