@@ -8,6 +8,7 @@ use berth_cli::commands::ps::PsFlags;
 use berth_cli::commands::{self, container, Output};
 use berth_cli::run_args::CreateFlags;
 use clap::{Args, Parser, Subcommand};
+use commands::{archive, image_inspect, images, login, pull, tag};
 
 /// A docker-style client for the berth container engine.
 #[derive(Parser)]
@@ -168,90 +169,36 @@ enum ContainerGroup {
     },
 }
 
-/// Commands on images, at the top level and under `berth image`.
-#[derive(Subcommand)]
-enum ImageCommand {
-    /// Load an image from a tar archive or STDIN.
-    Load {
-        /// Read from tar archive file, instead of STDIN.
-        #[arg(short = 'i', long)]
-        input: Option<String>,
-        /// Suppress the load output.
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
-    /// Import the contents from a tarball to create a filesystem image.
-    Import {
-        /// file or - for STDIN.
-        file: String,
-        /// REPOSITORY[:TAG]
-        reference: Option<String>,
-    },
-    /// List images.
-    Images {
-        /// Only show image IDs.
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        /// Don't truncate output.
-        #[arg(long)]
-        no_trunc: bool,
-        /// Pretty-print images using a Go template.
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
-    Tag { source: String, target: String },
-    /// Remove one or more images.
-    Rmi {
-        /// Force removal of the image.
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-}
-
-/// `berth image …`.
-#[derive(Subcommand)]
-enum ImageGroup {
-    #[command(flatten)]
-    Each(ImageCommand),
-    /// List images.
-    #[command(name = "ls", alias = "list")]
-    Ls {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        #[arg(long)]
-        no_trunc: bool,
-        #[arg(long)]
-        format: Option<String>,
-    },
-    /// Remove one or more images.
-    Rm {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-    /// Display detailed information on one or more images.
-    Inspect {
-        #[arg(short = 'f', long)]
-        format: Option<String>,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-}
-
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
     Containers(ContainerCommand),
-    #[command(flatten)]
-    Images(ImageCommand),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(pull::PushArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(tag::TagArgs),
+    /// Remove one or more images.
+    Rmi(tag::RmiArgs),
+    /// Save one or more images to a tar archive.
+    Save(archive::SaveArgs),
+    /// Load an image from a tar archive.
+    Load(archive::LoadArgs),
+    /// Import a root filesystem tarball as an image.
+    Import(archive::ImportArgs),
+    /// Show the history of an image.
+    History(image_inspect::HistoryArgs),
+    /// Log in to a registry.
+    Login(login::LoginArgs),
+    /// Log out from a registry.
+    Logout(login::LogoutArgs),
     /// Manage images.
     Image {
         #[command(subcommand)]
-        command: ImageGroup,
+        command: ImageCommand,
     },
     /// Manage containers.
     Container {
@@ -272,6 +219,54 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images.
+    #[command(alias = "list")]
+    Ls(images::ImagesArgs),
+    /// Display detailed information on one or more images.
+    Inspect(image_inspect::InspectArgs),
+    /// Show the history of an image.
+    History(image_inspect::HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(tag::TagArgs),
+    /// Remove one or more images.
+    #[command(alias = "remove")]
+    Rm(tag::RmiArgs),
+    /// Download an image from a registry.
+    Pull(pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(pull::PushArgs),
+    /// Save one or more images to a tar archive.
+    Save(archive::SaveArgs),
+    /// Load an image from a tar archive.
+    Load(archive::LoadArgs),
+    /// Import a root filesystem tarball as an image.
+    Import(archive::ImportArgs),
+    /// Remove unused images.
+    Prune(tag::PruneArgs),
+}
+
+async fn image_command(
+    client: &Client,
+    host: &str,
+    command: &ImageCommand,
+) -> anyhow::Result<Output> {
+    match command {
+        ImageCommand::Ls(a) => images::run(client, a).await,
+        ImageCommand::Inspect(a) => image_inspect::inspect(client, a).await,
+        ImageCommand::History(a) => image_inspect::history(client, a).await,
+        ImageCommand::Tag(a) => tag::tag(host, a).await,
+        ImageCommand::Rm(a) => tag::rmi(host, a).await,
+        ImageCommand::Pull(a) => pull::pull(host, a).await,
+        ImageCommand::Push(a) => pull::push(host, a).await,
+        ImageCommand::Save(a) => archive::save(host, a).await,
+        ImageCommand::Load(a) => archive::load(host, a).await,
+        ImageCommand::Import(a) => archive::import(host, a).await,
+        ImageCommand::Prune(a) => tag::prune(host, a).await,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -290,21 +285,18 @@ fn main() -> ExitCode {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
             Command::Containers(c) => container_command(&client, c).await,
-            Command::Images(c) => image_command(&client, c).await,
-            Command::Image { command } => match command {
-                ImageGroup::Each(c) => image_command(&client, c).await,
-                ImageGroup::Ls {
-                    quiet,
-                    no_trunc,
-                    format,
-                } => commands::image::images(&client, *quiet, format.as_deref(), *no_trunc).await,
-                ImageGroup::Rm { force, images } => {
-                    commands::image::rmi(&client, images, *force).await
-                }
-                ImageGroup::Inspect { format, images } => {
-                    commands::image::inspect(&client, images, format.as_deref()).await
-                }
-            },
+            Command::Pull(a) => pull::pull(&cli.host, a).await,
+            Command::Push(a) => pull::push(&cli.host, a).await,
+            Command::Images(a) => images::run(&client, a).await,
+            Command::Tag(a) => tag::tag(&cli.host, a).await,
+            Command::Rmi(a) => tag::rmi(&cli.host, a).await,
+            Command::Save(a) => archive::save(&cli.host, a).await,
+            Command::Load(a) => archive::load(&cli.host, a).await,
+            Command::Import(a) => archive::import(&cli.host, a).await,
+            Command::History(a) => image_inspect::history(&client, a).await,
+            Command::Login(a) => login::login(&cli.host, a).await,
+            Command::Logout(a) => login::logout(a).await,
+            Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
@@ -400,22 +392,5 @@ async fn container_command(client: &Client, c: &ContainerCommand) -> anyhow::Res
         } => container::rename(client, container, new_name).await,
         C::Pause { containers } => container::pause(client, containers, true).await,
         C::Unpause { containers } => container::pause(client, containers, false).await,
-    }
-}
-
-async fn image_command(client: &Client, c: &ImageCommand) -> anyhow::Result<Output> {
-    use commands::image;
-    match c {
-        ImageCommand::Load { input, quiet } => image::load(client, input.as_deref(), *quiet).await,
-        ImageCommand::Import { file, reference } => {
-            image::import(client, file, reference.as_deref()).await
-        }
-        ImageCommand::Images {
-            quiet,
-            no_trunc,
-            format,
-        } => image::images(client, *quiet, format.as_deref(), *no_trunc).await,
-        ImageCommand::Tag { source, target } => image::tag(client, source, target).await,
-        ImageCommand::Rmi { force, images } => image::rmi(client, images, *force).await,
     }
 }

@@ -4,8 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_image::ImageStore;
+use berth_image::{ImageRecord, ImageStore};
 use berth_snapshotter::{ContentStore, Snapshotter};
+use tokio::sync::RwLock;
+
+use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
@@ -19,6 +22,11 @@ pub enum ImagesError {
         root: std::path::PathBuf,
         source: berth_snapshotter::SnapshotError,
     },
+    #[error("creating the upload directory {path}: {source}")]
+    Uploads {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the image store under {root}: {source}")]
     Images {
         root: std::path::PathBuf,
@@ -31,6 +39,23 @@ pub struct Images {
     pub content: ContentStore,
     pub snapshots: Arc<Snapshotter>,
     pub store: ImageStore,
+    /// Held shared by everything that writes content not yet named by a record (pull,
+    /// load, import), and exclusively by garbage collection, so a collection never
+    /// frees the blobs of an image being written.
+    pub gc_lock: RwLock<()>,
+    /// Request bodies (load, import) are spooled here; emptied at start.
+    pub uploads: std::path::PathBuf,
+}
+
+/// The record name that keeps an image whose last tag moved elsewhere (Docker's
+/// `<none>:<none>`): its ID, which no normalised reference can look like.
+pub fn dangling_name(record: &ImageRecord) -> String {
+    record.config_digest.to_string()
+}
+
+/// Whether a record is a dangling image (no tag left).
+pub fn is_dangling(name: &str) -> bool {
+    name.starts_with("sha256:")
 }
 
 impl Images {
@@ -49,10 +74,102 @@ impl Images {
             root: root.to_path_buf(),
             source,
         })?;
+        let uploads = root.join("uploads");
+        // What a crash left of earlier uploads is garbage: start empty.
+        let _ = std::fs::remove_dir_all(&uploads);
+        std::fs::create_dir_all(&uploads).map_err(|source| ImagesError::Uploads {
+            path: uploads.clone(),
+            source,
+        })?;
         Ok(Images {
+            uploads,
             content,
             snapshots: Arc::new(snapshots),
             store,
+            gc_lock: RwLock::new(()),
         })
     }
+
+    /// Keeps the image `old` as a dangling record when its name now points at another
+    /// image and no other name refers to it (as Docker leaves `<none>:<none>`).
+    pub fn keep_dangling(
+        &self,
+        old: Option<ImageRecord>,
+    ) -> Result<(), berth_image::store::StoreError> {
+        let Some(old) = old else { return Ok(()) };
+        let records = self.store.list()?;
+        if records.iter().any(|r| r.config_digest == old.config_digest) {
+            return Ok(());
+        }
+        let mut rec = old;
+        rec.name = dangling_name(&rec);
+        self.store.put(&rec)
+    }
+
+    /// Frees blobs and snapshots that no image refers to; waits for writers to finish.
+    pub async fn gc(&self) -> Result<(usize, usize), berth_image::store::StoreError> {
+        let _guard = self.gc_lock.write().await;
+        self.store.gc(&self.content, &self.snapshots)
+    }
+}
+
+/// The registry client settings from berthd's `[registries]`, plus `extra` credentials
+/// for one host (from a request's `X-Registry-Auth`).
+///
+/// Loopback registries without an entry are plain HTTP, as Docker treats
+/// `127.0.0.0/8` as insecure; configure `ca_file` for a TLS registry on loopback.
+pub fn registry_config(
+    config: &Config,
+    extra: Option<(&str, berth_image::registry::Credentials)>,
+) -> berth_image::RegistryConfig {
+    let mut out = berth_image::RegistryConfig::default();
+    for (host, reg) in &config.registries {
+        let entry = out.host_mut(host);
+        let scheme = if reg.insecure { "http" } else { "https" };
+        entry.mirrors = reg
+            .mirrors
+            .iter()
+            .map(|m| {
+                if m.contains("://") {
+                    m.clone()
+                } else {
+                    format!("{scheme}://{m}")
+                }
+            })
+            .collect();
+        entry.mirror_fallback = reg.fallback_to_upstream.unwrap_or(true);
+        entry.insecure = reg.insecure;
+        entry.ca_certs = reg.ca_file.iter().cloned().collect();
+        entry.username = reg.username.clone();
+        entry.password = reg.password.clone();
+    }
+    if let Some((host, creds)) = extra {
+        let entry = out.host_mut(host);
+        entry.username = Some(creds.username);
+        entry.password = Some(creds.password);
+    }
+    out
+}
+
+/// Whether `registry` gets plain HTTP without being configured: loopback hosts.
+pub fn is_loopback_registry(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// [`registry_config`] for talking to `registry`, which is made plain HTTP when it is
+/// a loopback host without its own entry.
+pub fn registry_config_for(
+    config: &Config,
+    registry: &str,
+    creds: Option<berth_image::registry::Credentials>,
+) -> berth_image::RegistryConfig {
+    let mut out = registry_config(config, creds.map(|c| (registry, c)));
+    if !config.registries.contains_key(registry) && is_loopback_registry(registry) {
+        out.host_mut(registry).insecure = true;
+    }
+    out
 }

@@ -70,8 +70,10 @@ pub fn import(
         source,
     })?;
     let layer = ingest.commit()?;
+    // As Docker does, an import records when it happened (so each import is a new image).
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let cfg = ImageConfig {
-        created: None,
+        created: Some(created.clone()),
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
@@ -81,7 +83,9 @@ pub fn import(
             diff_ids: vec![diff_id],
         },
         history: vec![History {
-            created_by: Some(format!("berth import {}", tarball.display())),
+            created: Some(created.clone()),
+            // Not the tarball's path: the daemon imports from a spooled temp file.
+            comment: Some("Imported from a root filesystem tarball".into()),
             ..History::default()
         }],
     };

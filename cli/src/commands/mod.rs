@@ -1,11 +1,18 @@
 //! One module per command; each returns what to print and whether it failed.
 
+pub mod archive;
 pub mod container;
-pub mod image;
+pub mod credentials;
+pub mod image_http;
+pub mod image_inspect;
+pub mod images;
 pub mod info;
+pub mod login;
 pub mod ps;
+pub mod pull;
 pub mod run;
 pub mod stream;
+pub mod tag;
 pub mod version;
 
 /// What a command prints, and the error that makes it exit non-zero after printing.

@@ -12,11 +12,11 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
     let in_state = |state: &str| {
         containers
             .iter()
-            .filter(|(_, _, c)| c["State"]["Status"].as_str() == Some(state))
+            .filter(|(_, _, c)| c["state"]["status"].as_str() == Some(state))
             .count()
     };
     let (running, paused) = (in_state("running"), in_state("paused"));
-    let images = daemon.store.list::<serde_json::Value>(Kind::Image)?.len();
+    let images = super::images::count(daemon)?;
     let cgroup_version = if host.cgroup_v2_only { "2" } else { "1" };
     Ok(Reply::json(&json!({
         "ID": daemon.id,

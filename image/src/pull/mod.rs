@@ -152,10 +152,14 @@ impl Puller {
         opts: &PullOptions,
     ) -> Result<ImageRecord, PullError> {
         let r = Reference::parse(reference)?;
-        let name = r.to_string();
-        let span = tracing::info_span!("pull", image = %name);
-        let _enter = span.enter();
+        let span = tracing::info_span!("pull", image = %r);
+        // Instrumenting (rather than holding an entered guard across awaits) keeps the
+        // future `Send`, so daemons can spawn pulls.
+        tracing::Instrument::instrument(self.pull_ref(r, opts), span).await
+    }
 
+    async fn pull_ref(&self, r: Reference, opts: &PullOptions) -> Result<ImageRecord, PullError> {
+        let name = r.to_string();
         let top = self.client.get_manifest(&r, &r.object()).await?;
         let what = format!("{}/{}:{}", r.registry, r.repository, r.object());
         let parsed = manifest::parse(&top.bytes, top.media_type.as_deref()).map_err(|source| {
@@ -369,7 +373,10 @@ pub(crate) fn unpack_local(
         if snapshots.exists(&chain) {
             continue;
         }
-        let key = format!("extract-{}-local-{chain}", std::process::id());
+        // Unique per call: a daemon may load or import the same layer twice at once.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!("extract-{}-local-{n}-{chain}", std::process::id());
         snapshots.prepare(&key, None)?;
         let result = snapshots
             .fs_path(&key)
@@ -384,9 +391,14 @@ pub(crate) fn unpack_local(
             })
             .and_then(|()| {
                 let parent = i.checked_sub(1).map(|p| chain_ids[p].to_string());
-                snapshots
-                    .commit_layer(&chain, &key, parent.as_deref())
-                    .map_err(PullError::from)
+                match snapshots.commit_layer(&chain, &key, parent.as_deref()) {
+                    // A concurrent load committed the same layer first: use it.
+                    Err(SnapshotError::Exists(_)) => {
+                        let _ = snapshots.remove(&key);
+                        Ok(())
+                    }
+                    other => other.map_err(PullError::from),
+                }
             });
         if let Err(e) = result {
             let _ = snapshots.remove(&key);

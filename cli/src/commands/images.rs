@@ -1,0 +1,239 @@
+//! `berth images` / `berth image ls`: docker's table, `-q`, `-a`, `--filter`,
+//! `--format`, `--digests`, `--no-trunc`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::Output;
+use crate::client::Client;
+use crate::template::{align, Template};
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Only images matching `REPOSITORY[:TAG]`.
+    pub reference: Option<String>,
+    /// Show all images (berth keeps no intermediate images: same as without).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided (`dangling=true`, `label=k=v`,
+    /// `reference=…`, `before=…`, `since=…`).
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Pretty-print images using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// Docker's `filters` JSON from `key=value` flags.
+pub fn filters_json(flags: &[String]) -> Result<Option<String>> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let mut map: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    for f in flags {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("bad format of filter (expected name=value): {f}");
+        };
+        map.entry(k.to_string())
+            .or_default()
+            .insert(v.to_string(), true);
+    }
+    Ok(Some(serde_json::to_string(&map)?))
+}
+
+/// `1.23MB`, as docker's units.HumanSize prints sizes (decimal, 3 significant digits).
+pub fn human_size(n: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut n = n;
+    let mut i = 0;
+    while n >= 1000.0 && i + 1 < units.len() {
+        n /= 1000.0;
+        i += 1;
+    }
+    let text = format!(
+        "{:.*}",
+        if n >= 100.0 {
+            0
+        } else if n >= 10.0 {
+            1
+        } else {
+            2
+        },
+        n
+    );
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{}", units[i])
+}
+
+/// `5 minutes ago`, as docker's units.HumanDuration prints ages.
+pub fn ago(created: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let s = (now - created).max(0);
+    let text = match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_string(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".to_string(),
+        s if s < 48 * 3600 => format!("{} hours", s / 3600),
+        s if s < 14 * 86400 => format!("{} days", s / 86400),
+        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    };
+    format!("{text} ago")
+}
+
+fn short_id(id: &str, no_trunc: bool) -> String {
+    if no_trunc {
+        id.to_string()
+    } else {
+        id.trim_start_matches("sha256:").chars().take(12).collect()
+    }
+}
+
+/// One row per tag (`<none>` for untagged images), as docker lists them.
+fn rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for img in images {
+        let id = short_id(img["Id"].as_str().unwrap_or(""), no_trunc);
+        let created = img["Created"].as_i64().unwrap_or(0);
+        let digest_of = |repo: &str| {
+            img["RepoDigests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .find_map(|d| {
+                    d.split_once('@')
+                        .filter(|(r, _)| *r == repo)
+                        .map(|(_, d)| d.to_string())
+                })
+                .unwrap_or_else(|| "<none>".into())
+        };
+        let row = |repo: &str, tag: &str, digest: String| {
+            json!({
+                "ID": id,
+                "Repository": repo,
+                "Tag": tag,
+                "Digest": digest,
+                "CreatedSince": ago(created),
+                "CreatedAt": created.to_string(),
+                "Size": human_size(img["Size"].as_f64().unwrap_or(0.0)),
+            })
+        };
+        let tags: Vec<&str> = img["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if tags.is_empty() {
+            out.push(row("<none>", "<none>", "<none>".into()));
+        }
+        for t in tags {
+            let (repo, tag) = t
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .unwrap_or((t, "<none>"));
+            out.push(row(repo, tag, digest_of(repo)));
+        }
+    }
+    out
+}
+
+pub async fn run(client: &Client, args: &ImagesArgs) -> Result<Output> {
+    let mut filters = args.filter.clone();
+    if let Some(r) = &args.reference {
+        filters.push(format!("reference={r}"));
+    }
+    let mut path = String::from("/images/json");
+    if let Some(f) = filters_json(&filters)? {
+        path.push_str(&format!("?filters={}", super::image_http::q(&f)));
+    }
+    let list = client.get_json(&path).await?;
+    let images = list.as_array().cloned().unwrap_or_default();
+    if args.quiet {
+        let mut seen = Vec::new();
+        for img in &images {
+            let id = short_id(img["Id"].as_str().unwrap_or(""), args.no_trunc);
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+        return Ok(Output::text(
+            seen.iter().map(|i| format!("{i}\n")).collect(),
+        ));
+    }
+    let rows = rows(&images, args.no_trunc);
+    let format = match &args.format {
+        Some(f) => f.clone(),
+        None if args.digests => {
+            "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+                .into()
+        }
+        None => "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into(),
+    };
+    let template = Template::parse(&format)?;
+    let mut lines = Vec::new();
+    if template.table {
+        lines.push(template.header(&|f| match f {
+            "ID" => Some("IMAGE ID".into()),
+            "CreatedSince" => Some("CREATED".into()),
+            "CreatedAt" => Some("CREATED AT".into()),
+            _ => None,
+        }));
+    }
+    for row in &rows {
+        lines.push(template.render(row)?);
+    }
+    let text = if template.table {
+        align(&lines)
+    } else {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    };
+    Ok(Output::text(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_like_docker() {
+        assert_eq!(human_size(1_234_567.0), "1.23MB");
+        assert_eq!(human_size(999.0), "999B");
+        assert_eq!(human_size(4_400_000.0), "4.4MB");
+        assert_eq!(human_size(123_456_789.0), "123MB");
+    }
+
+    #[test]
+    fn untagged_images_are_none_rows() {
+        let imgs = vec![
+            json!({"Id": format!("sha256:{}", "a".repeat(64)), "RepoTags": [], "Created": 0, "Size": 10}),
+        ];
+        let r = rows(&imgs, false);
+        assert_eq!(r[0]["Repository"], "<none>");
+        assert_eq!(r[0]["ID"], "aaaaaaaaaaaa");
+    }
+}

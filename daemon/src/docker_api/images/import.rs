@@ -1,0 +1,141 @@
+//! `POST /images/create?fromSrc=-&repo=…&tag=…`: a root filesystem tarball in the
+//! request body becomes a one-layer image; `changes` (`CMD`, `ENTRYPOINT`, `ENV`,
+//! `WORKDIR`, `USER`, `LABEL`) set its runtime defaults.
+
+use std::sync::Arc;
+
+use berth_image::config::ContainerConfig;
+use berth_image::Platform;
+use serde_json::json;
+
+use super::super::{ApiError, ApiRequest, Reply};
+use super::stream::{spool_body, Messages};
+use crate::Daemon;
+
+pub async fn handle(
+    daemon: &Arc<Daemon>,
+    mut req: ApiRequest,
+    src: &str,
+) -> Result<Reply, ApiError> {
+    if src != "-" {
+        return Err(ApiError::BadRequest(format!(
+            "importing from {src:?} is not supported: berth is offline-first; send the tarball in the request body (fromSrc=-)"
+        )));
+    }
+    let repo = req.query("repo").unwrap_or("").to_string();
+    if repo.is_empty() {
+        return Err(ApiError::BadRequest(
+            "import needs a repository name (repo=…) for the new image".into(),
+        ));
+    }
+    let name = super::pull::reference(&repo, req.query("tag"))?.to_string();
+    let mut config = ContainerConfig::default();
+    for (k, v) in &req.query {
+        if k == "changes" {
+            apply_change(&mut config, v)?;
+        }
+    }
+    let platform = match req.query("platform").filter(|p| !p.is_empty()) {
+        Some(p) => p
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("invalid platform {p:?}: {e}")))?,
+        None => Platform::default(),
+    };
+    let tmp = spool_body(&mut req, &daemon.images.uploads).await?;
+    let d = daemon.clone();
+    let rec = tokio::spawn(async move {
+        let _writing = d.images.gc_lock.read().await;
+        let old = d.images.store.get(&name).ok().flatten();
+        let d2 = d.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            let i = &d2.images;
+            berth_image::import::import(
+                &i.content,
+                &i.snapshots,
+                &i.store,
+                tmp.path(),
+                &name,
+                &platform,
+                Some(config),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("import task: {e}")))?
+        .map_err(|e| ApiError::BadRequest(format!("import: {e}")))?;
+        if old
+            .as_ref()
+            .is_some_and(|o| o.config_digest != rec.config_digest)
+        {
+            if let Err(e) = d.images.keep_dangling(old) {
+                tracing::warn!(error = %e, "cannot keep the replaced image as dangling");
+            }
+        }
+        Ok::<_, ApiError>(rec)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("import task: {e}")))??;
+    let (msgs, reply) = Messages::new();
+    tokio::spawn(async move {
+        msgs.send(json!({ "status": rec.config_digest.to_string() }))
+            .await;
+    });
+    Ok(reply)
+}
+
+/// Applies one Dockerfile-like change line.
+fn apply_change(c: &mut ContainerConfig, line: &str) -> Result<(), ApiError> {
+    let line = line.trim();
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let words = || -> Vec<String> {
+        match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) => v,
+            Err(_) => vec!["/bin/sh".into(), "-c".into(), rest.to_string()],
+        }
+    };
+    let pair = || -> Result<(String, String), ApiError> {
+        rest.split_once('=')
+            .or_else(|| rest.split_once(' '))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .ok_or_else(|| ApiError::BadRequest(format!("{word} needs key=value: {line:?}")))
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "CMD" => c.cmd = Some(words()),
+        "ENTRYPOINT" => c.entrypoint = Some(words()),
+        "WORKDIR" => c.working_dir = Some(rest.to_string()),
+        "USER" => c.user = Some(rest.to_string()),
+        "ENV" => {
+            let (k, v) = pair()?;
+            c.env.get_or_insert_with(Vec::new).push(format!("{k}={v}"));
+        }
+        "LABEL" => {
+            let (k, v) = pair()?;
+            c.labels.get_or_insert_with(Default::default).insert(k, v);
+        }
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "unsupported change {line:?}: berth import takes CMD, ENTRYPOINT, ENV, WORKDIR, USER and LABEL"
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_set_the_runtime_defaults() {
+        let mut c = ContainerConfig::default();
+        apply_change(&mut c, r#"CMD ["/bin/sh","-c","echo hi"]"#).unwrap();
+        apply_change(&mut c, "ENTRYPOINT echo").unwrap();
+        apply_change(&mut c, "ENV A=b").unwrap();
+        apply_change(&mut c, "WORKDIR /srv").unwrap();
+        assert_eq!(c.cmd.as_deref().map(|v| v.len()), Some(3));
+        assert_eq!(c.entrypoint.as_ref().map(|e| e[2].as_str()), Some("echo"));
+        assert_eq!(c.env.as_deref(), Some(&["A=b".to_string()][..]));
+        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
+    }
+}
