@@ -174,7 +174,7 @@ mod tests {
         });
         let r = row(&c, false, now);
         assert_eq!(r["ID"], "0123456789ab");
-        assert_eq!(r["Command"], "\"sh -c 'sleep 1000; e…\"");
+        assert_eq!(r["Command"], "\"sh -c 'sleep 1000; …\"");
         assert_eq!(r["RunningFor"], "About a minute ago");
         assert_eq!(r["Names"], "web");
         assert_eq!(r["Labels"], "a=b");
