@@ -69,10 +69,14 @@ fn v1_hierarchies() -> Result<Vec<(String, PathBuf, String)>> {
                 !matches!(*o, "rw" | "ro") && !o.contains('=') && *o != "xattr" && *o != "noprefix"
             })
             .collect();
-        if ctrls.is_empty() {
-            continue; // name=systemd and other named hierarchies
-        }
-        let joined = ctrls.join(",");
+        // A named hierarchy without controllers (name=systemd): like runc, the
+        // container gets a cgroup there too, seen as /sys/fs/cgroup/<name>.
+        let named = super_opts.split(',').find_map(|o| o.strip_prefix("name="));
+        let (joined, key) = match (ctrls.is_empty(), named) {
+            (false, _) => (ctrls.join(","), ctrls.join(",")),
+            (true, Some(n)) => (n.to_string(), format!("name={n}")),
+            (true, None) => continue,
+        };
         let current = own
             .lines()
             .find_map(|l| {
@@ -80,7 +84,8 @@ fn v1_hierarchies() -> Result<Vec<(String, PathBuf, String)>> {
                 let _ = f.next();
                 let c = f.next()?;
                 let p = f.next()?;
-                (c == joined || c.split(',').any(|x| ctrls.contains(&x))).then(|| p.to_string())
+                (c == key || (!ctrls.is_empty() && c.split(',').any(|x| ctrls.contains(&x))))
+                    .then(|| p.to_string())
             })
             .unwrap_or_else(|| "/".into());
         if out

@@ -134,12 +134,16 @@ impl ProcPlan {
 
     /// umask, user, capabilities, no_new_privs, seccomp, then execve. Returns only on error.
     pub fn finalize_and_exec(&self, exe: &CString) -> Error {
+        let mut env = self.env.clone();
+        if !self.env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+            env.push(cs(&format!("HOME={}", home_of(self.uid))));
+        }
         match self.finalize() {
             Ok(()) => {}
             Err(e) => return e,
         }
         let argv: Vec<CString> = self.args.iter().map(|a| cs(a)).collect();
-        let e = nix::unistd::execve(exe, &argv, &self.env)
+        let e = nix::unistd::execve(exe, &argv, &env)
             .err()
             .unwrap_or(Errno::EINVAL);
         Error::sys(format!("exec {:?}", self.args[0]), e)
@@ -207,4 +211,19 @@ pub fn cloexec_from(first: u32) {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, "/" when it has none
+/// (runc sets HOME this way when the spec's env lacks it).
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 7 && f[2].parse() == Ok(uid) && !f[5].is_empty())
+                    .then(|| f[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".into())
 }

@@ -127,16 +127,8 @@ fn mount_cgroup(p: &RootfsPlan, dest: &Path, m: &MountPlan) -> Result<()> {
             }
         }
     }
-    if !ro.is_empty() {
-        mount(
-            None::<&str>,
-            dest,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | ro | keep,
-            Some("mode=755"),
-        )
-        .map_err(|e| sys("remounting read-only", dest, e))?;
-    }
+    // As runc does, the tmpfs itself stays writable; the hierarchies in it are
+    // read-only when the mount asks for it.
     Ok(())
 }
 
