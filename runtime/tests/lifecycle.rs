@@ -93,8 +93,17 @@ fn create_start_exec_pause_kill_delete() {
     assert_ne!(code, 0);
     assert!(err.contains("running"), "{err}");
 
-    let (code, _, err) = b.cmd(&["kill", &b.id, "KILL"]);
-    assert_eq!(code, 0, "kill: {err}");
+    let (code, _, err) = b.cmd(&["kill", &b.id, "NOSUCHSIG"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("NOSUCHSIG"),
+        "the error names the signal: {err}"
+    );
+    // Signal names with or without SIG, and numbers; --all reaches every process.
+    let (code, _, err) = b.cmd(&["kill", &b.id, "SIGCONT"]);
+    assert_eq!(code, 0, "kill SIGCONT: {err}");
+    let (code, _, err) = b.cmd(&["kill", "--all", &b.id, "9"]);
+    assert_eq!(code, 0, "kill --all 9: {err}");
     wait_status(&b, "stopped");
     let (code, _, err) = b.cmd(&["delete", &b.id]);
     assert_eq!(code, 0, "delete: {err}");
