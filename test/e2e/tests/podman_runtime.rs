@@ -145,6 +145,9 @@ fn podman_runs_containers_with_berth_runtime() -> Result<()> {
             .trim(),
         format!("in-{short}")
     );
+    // exec -t: the exec'd process gets its own pty (exec --tty --console-socket).
+    let tty = p.ok(&["exec", "-t", "bg", "tty"])?;
+    assert!(tty.trim().starts_with("/dev/pts/"), "exec -t: {tty:?}");
     let ps = p.ok(&["exec", "bg", "ps", "-o", "comm"])?;
     assert!(ps.contains("sh"), "{ps}");
     p.ok(&["stop", "--time", "5", "bg"])?;
