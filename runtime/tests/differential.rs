@@ -144,6 +144,23 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "dev",
+            script: "ls -l /dev /dev/pts | awk '{print $1, $3, $4, $5, $6, $NF}'; \
+                     head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+                     head -c 1 /dev/fuse 2>&1 | head -1",
+            tweak: |s| {
+                s["linux"]["devices"] = json!([
+                    {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                     "fileMode": 438, "uid": 0, "gid": 0}
+                ]);
+                s["linux"]["resources"]["devices"] = json!([
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}
+                ]);
+            },
+        },
+        Case {
             name: "exit-code",
             script: "exit 42",
             tweak: |_| {},

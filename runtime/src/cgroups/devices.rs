@@ -1,9 +1,10 @@
 //! Device cgroup rules: the spec's rules followed by the devices every container
-//! needs (as runc adds them), and the spec's own devices.
+//! needs (as runc adds them). As with runc, the spec's `linux.devices` are only
+//! created, not allowed: the engine adds a rule for each device it wants usable.
 
 use std::fmt;
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{LinuxDeviceType, LinuxResources};
 
 pub(super) struct Rule {
     pub allow: bool,
@@ -54,7 +55,7 @@ const DEFAULT_ALLOWED: &[(char, Option<i64>, Option<i64>, &str)] = &[
     ('c', Some(136), None, "rwm"),  // pts
 ];
 
-pub(super) fn rules(res: &LinuxResources, devs: &[LinuxDevice]) -> Vec<Rule> {
+pub(super) fn rules(res: &LinuxResources) -> Vec<Rule> {
     let mut out = Vec::new();
     for d in res.devices().iter().flatten() {
         out.push(Rule {
@@ -75,15 +76,6 @@ pub(super) fn rules(res: &LinuxResources, devs: &[LinuxDevice]) -> Vec<Rule> {
             major,
             minor,
             access: access.into(),
-        });
-    }
-    for d in devs {
-        out.push(Rule {
-            allow: true,
-            typ: type_char(d.typ()),
-            major: Some(d.major()),
-            minor: Some(d.minor()),
-            access: "rwm".into(),
         });
     }
     out

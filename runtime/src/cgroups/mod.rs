@@ -16,7 +16,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use stats::Stats;
@@ -169,8 +169,8 @@ impl CgroupPaths {
         })
     }
 
-    /// Writes the limits of `res`; `devices` are the spec's devices (allowed in the device cgroup).
-    pub fn apply(&self, res: &LinuxResources, devices: &[LinuxDevice]) -> Result<()> {
+    /// Writes the limits of `res`.
+    pub fn apply(&self, res: &LinuxResources) -> Result<()> {
         if let Some(dir) = &self.unified {
             return v2::apply(dir, res);
         }
@@ -181,7 +181,7 @@ impl CgroupPaths {
         }
         for (ctrls, dir) in &self.v1 {
             for c in ctrls.split(',') {
-                v1::apply(c, dir, res, devices)?;
+                v1::apply(c, dir, res)?;
             }
         }
         Ok(())

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 
 use super::{devices, write};
 use crate::error::{Error, Result};
@@ -41,12 +41,7 @@ fn exists(dir: &Path, file: &str) -> bool {
 }
 
 /// Writes the limits of controller `ctrl` in `dir`.
-pub(super) fn apply(
-    ctrl: &str,
-    dir: &Path,
-    res: &LinuxResources,
-    devs: &[LinuxDevice],
-) -> Result<()> {
+pub(super) fn apply(ctrl: &str, dir: &Path, res: &LinuxResources) -> Result<()> {
     match ctrl {
         "cpu" => {
             if let Some(cpu) = res.cpu() {
@@ -150,7 +145,7 @@ pub(super) fn apply(
             }
         }
         "devices" => {
-            for rule in devices::rules(res, devs) {
+            for rule in devices::rules(res) {
                 let file = if rule.allow {
                     "devices.allow"
                 } else {

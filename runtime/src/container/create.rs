@@ -136,7 +136,7 @@ impl Runtime {
         let cg = CgroupPaths::create(&cg_path)?;
         cleanup.cgroup = Some(cg.clone());
         if let Some(res) = linux.resources() {
-            cg.apply(res, linux.devices().as_deref().unwrap_or(&[]))?;
+            cg.apply(res)?;
         }
 
         let console: Option<OwnedFd> = match (&o.console_fd, &o.console_socket) {
