@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# berth's main job on a fresh machine, offline: build berth, lay out a busybox image
-# from the host's static busybox, and run a container from it that prints a greeting.
+# berth's main job on a fresh machine, offline: build berth, start a private berthd,
+# import a busybox image made from the host's static busybox, run a container from it
+# with `berth run` that prints a greeting, and stop everything again.
 #
-# Until berthd and `berth run` land, the demo drives berth-runtime (the OCI runtime)
-# directly on an OCI bundle: real namespaces, pivot_root, cgroups and capabilities.
+# The daemon, its root and state live in a temp dir; nothing is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,43 +13,52 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 hack/deps.sh
-echo "== building berth-runtime"
-cargo build --release --locked -p berth-runtime --bin berth-runtime
-runtime="${CARGO_TARGET_DIR:-$PWD/target}/release/berth-runtime"
+echo "== building berthd, berth-shim and berth (release)"
+cargo build --release --locked -p berth-daemon -p berth-shim -p berth-cli
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-id="berth-demo-$$"
+export DOCKER_HOST="unix://$work/state/docker.sock"
+berthd_pid=""
 cleanup() {
-    "$runtime" --root "$work/state" delete --force "$id" >/dev/null 2>&1 || true
+    set +e
+    if [ -n "$berthd_pid" ]; then
+        for c in $("$bin/berth" ps -aq 2>/dev/null); do "$bin/berth" rm -f "$c" >/dev/null 2>&1; done
+        kill "$berthd_pid" 2>/dev/null
+        wait "$berthd_pid" 2>/dev/null
+    fi
+    grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "== laying out a busybox image in $work/bundle"
-mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/etc"
-cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-"$work/bundle/rootfs/bin/busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -s busybox "$work/bundle/rootfs/bin/$applet"
+echo "== starting berthd (root $work/root)"
+"$bin/berthd" --root "$work/root" --state "$work/state" --config "$work/config.toml" \
+    >"$work/berthd.log" 2>&1 &
+berthd_pid=$!
+for _ in $(seq 100); do
+    [ -S "$work/state/docker.sock" ] && break
+    sleep 0.05
+done
+"$bin/berth" version
+
+echo "== importing a busybox image built from the host's /bin/busybox"
+rootfs="$work/rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+cp /bin/busybox "$rootfs/bin/busybox"
+"$rootfs/bin/busybox" --list | while read -r applet; do
+    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' \
-    > "$work/bundle/rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$work/bundle/rootfs/etc/group"
+    > "$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
+tar -C "$rootfs" -cf - . | "$bin/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest
+"$bin/berth" images
 
-(cd "$work/bundle" && "$runtime" spec)
-# The default spec runs `sh` with a terminal; run the greeting instead.
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["/bin/sh", "-c",
-    'echo "Hello from berth: $(hostname), pid $$, uid $(id -u), $(uname -s) $(uname -r)"']
-spec["hostname"] = "berth-demo"
-json.dump(spec, open(path, "w"), indent=2)
-PY
-
-echo "== running the container"
+echo "== berth run --rm --hostname berth-demo busybox …"
 status=0
-"$runtime" --root "$work/state" run --bundle "$work/bundle" "$id" || status=$?
+"$bin/berth" run --rm --hostname berth-demo busybox \
+    sh -c 'echo "Hello from berth: $(hostname), pid $$, uid $(id -u), $(uname -s) $(uname -r)"' \
+    || status=$?
 echo "== container exited with status $status"
 exit "$status"

@@ -34,9 +34,9 @@ pub(super) async fn start_locked(
     match record.state.status {
         Status::Running | Status::Restarting => return Ok(StartOutcome::AlreadyRunning),
         Status::Paused => {
-            return Err(EngineError::Conflict(format!(
-                "cannot start a paused container, try unpause instead"
-            )))
+            return Err(EngineError::Conflict(
+                "cannot start a paused container, try unpause instead".to_string(),
+            ))
         }
         Status::Removing | Status::Dead => {
             return Err(EngineError::Conflict(format!(
