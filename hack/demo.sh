@@ -33,11 +33,15 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting berthd (root $work/root)"
-"$bin/berthd" --root "$work/root" --state "$work/state" --config "$work/config.toml" \
-    >"$work/berthd.log" 2>&1 &
+"$bin/berthd" --root "$work/root" --state "$work/state" >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 200); do
     [ -S "$work/state/docker.sock" ] && break
+    if ! kill -0 "$berthd_pid" 2>/dev/null; then
+        echo "hack/demo.sh: berthd exited:" >&2
+        cat "$work/berthd.log" >&2
+        exit 1
+    fi
     sleep 0.05
 done
 "$bin/berth" version
