@@ -37,6 +37,10 @@ pub enum SpecError {
         "network mode {0:?} is not supported yet (berth gives containers none, host or default)"
     )]
     NetworkMode(String),
+    #[error(
+        "publishing ports ({0}) is not supported yet: until container networks land, berth gives containers loopback only (--network none) or the host's network (--network host)"
+    )]
+    Ports(String),
 }
 
 /// What the daemon knows about the container besides the request.
@@ -111,6 +115,21 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
         // namespace with loopback only, like `--network none`.
         "" | "default" | "bridge" | "none" => namespaces.push(json!({"type": "network"})),
         other => return Err(SpecError::NetworkMode(other.to_string())),
+    }
+    if hc.network_mode != "host" {
+        let published: Vec<&str> = hc
+            .port_bindings
+            .iter()
+            .flatten()
+            .filter(|(_, bindings)| bindings.as_ref().is_some_and(|b| !b.is_empty()))
+            .map(|(port, _)| port.as_str())
+            .collect();
+        if !published.is_empty() {
+            return Err(SpecError::Ports(published.join(", ")));
+        }
+        if hc.publish_all_ports {
+            return Err(SpecError::Ports("-P".into()));
+        }
     }
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         namespaces.push(json!({"type": "cgroup"}));

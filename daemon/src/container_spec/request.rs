@@ -31,6 +31,10 @@ pub struct HostConfig {
     pub binds: Option<Vec<String>>,
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub network_mode: String,
+    /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
+    #[serde(rename = "PublishAllPorts")]
+    pub publish_all_ports: bool,
     pub memory: i64,
     pub memory_reservation: i64,
     pub memory_swap: i64,

@@ -172,6 +172,17 @@ fn bad_requests_are_refused_with_the_reason() {
             json!({}),
             "not supported yet",
         ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {
+                "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}}),
+            json!({}),
+            "publishing ports (80/tcp) is not supported yet",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"PublishAllPorts": true}}),
+            json!({}),
+            "publishing ports (-P)",
+        ),
     ];
     for (body, image, expected) in cases {
         let err = build_from(body.clone(), image, root.path())
