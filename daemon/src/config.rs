@@ -14,15 +14,17 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.toml";
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}: {source}")]
+    // The cause is part of the message (not `#[source]`): berthd prints error chains, and
+    // a source would say it twice.
+    #[error("reading config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {cause}")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        cause: Box<toml::de::Error>,
     },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -147,13 +149,13 @@ impl Config {
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    cause: source,
                 })
             }
         };
         let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -212,12 +214,12 @@ mod tests {
     fn load_str(text: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
             path: PathBuf::from("tempdir"),
-            source,
+            cause: source,
         })?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, text).map_err(|source| ConfigError::Read {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         Config::load(&path, true)
     }

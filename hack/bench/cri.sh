@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-30}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-cri}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build -q --release -p berth-cri-server --example cri_bench
 exec "$CARGO_TARGET_DIR/release/examples/cri_bench" bench "$N"

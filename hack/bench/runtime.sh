@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-30}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-runtime}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build -q --release -p berth-runtime
 BERTH="$CARGO_TARGET_DIR/release/berth-runtime"
 RUNC=${RUNC:-$(command -v runc)}
