@@ -434,12 +434,21 @@ impl Supervisor {
             std::mem::take(&mut p.io.copiers)
         };
         drain(copiers);
-        let bundle = {
+        // The durable record comes first: whoever sees the task stopped (State, Wait,
+        // the exit event) may read it at once.
+        if exec_id.is_empty() {
+            let bundle = self.lock().containers.get(id).map(|c| c.paths.bundle.clone());
+            if let Some(bundle) = bundle {
+                if let Err(e) = ExitRecord::new(id, pid as u32, code, at).write(&bundle) {
+                    tracing::error!(container = id, "recording the exit: {e}");
+                }
+            }
+        }
+        {
             let mut t = self.lock();
             let Some(c) = t.containers.get_mut(id) else {
                 return;
             };
-            let bundle = c.paths.bundle.clone();
             let Ok(p) = c.proc_mut(id, exec_id) else {
                 return;
             };
@@ -447,12 +456,6 @@ impl Supervisor {
             p.exit = Some((code, at));
             p.io.stdin.take();
             p.io.master.take();
-            bundle
-        };
-        if exec_id.is_empty() {
-            if let Err(e) = ExitRecord::new(id, pid as u32, code, at).write(&bundle) {
-                tracing::error!(container = id, "recording the exit: {e}");
-            }
         }
         self.changed.notify_all();
         let mut ev = TaskExit::new();
