@@ -437,7 +437,11 @@ impl Supervisor {
         // The durable record comes first: whoever sees the task stopped (State, Wait,
         // the exit event) may read it at once.
         if exec_id.is_empty() {
-            let bundle = self.lock().containers.get(id).map(|c| c.paths.bundle.clone());
+            let bundle = self
+                .lock()
+                .containers
+                .get(id)
+                .map(|c| c.paths.bundle.clone());
             if let Some(bundle) = bundle {
                 if let Err(e) = ExitRecord::new(id, pid as u32, code, at).write(&bundle) {
                     tracing::error!(container = id, "recording the exit: {e}");
