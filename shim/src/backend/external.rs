@@ -237,6 +237,28 @@ impl Runtime for OciBinary {
             })
     }
 
+    fn stats(&self, id: &str) -> Result<berth_runtime::Stats, RuntimeError> {
+        let out = self.simple("events", id, &["events", "--stats", id])?;
+        let event: RuncEvent = serde_json::from_slice(&out).map_err(|e| RuntimeError::Output {
+            runtime: self.name.clone(),
+            op: "events",
+            id: id.to_string(),
+            message: e.to_string(),
+        })?;
+        let d = event.data;
+        Ok(berth_runtime::Stats {
+            cpu_usage_ns: d.cpu.usage.total,
+            cpu_user_ns: d.cpu.usage.user,
+            cpu_system_ns: d.cpu.usage.kernel,
+            memory_usage: d.memory.usage.usage,
+            memory_limit: d.memory.usage.limit,
+            memory_max_usage: d.memory.usage.max,
+            pids_current: d.pids.current,
+            pids_limit: d.pids.limit,
+            ..berth_runtime::Stats::default()
+        })
+    }
+
     fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), RuntimeError> {
         let io_err = |e: std::io::Error| RuntimeError::Output {
             runtime: self.name.clone(),
@@ -251,6 +273,56 @@ impl Runtime for OciBinary {
         let _ = std::fs::remove_file(&file.0);
         res.map(drop)
     }
+}
+
+/// The parts of `runc events --stats` output berth reports (runc's `types.Event`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncEvent {
+    data: RuncStats,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncStats {
+    cpu: RuncCpu,
+    memory: RuncMemory,
+    pids: RuncPids,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncCpu {
+    usage: RuncCpuUsage,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncCpuUsage {
+    total: u64,
+    kernel: u64,
+    user: u64,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncMemory {
+    usage: RuncMemoryEntry,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncMemoryEntry {
+    usage: u64,
+    limit: u64,
+    max: u64,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RuncPids {
+    current: u64,
+    limit: u64,
 }
 
 fn tempfile_in_root(root: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {

@@ -174,6 +174,10 @@ impl Runtime for BuiltIn {
         self.runtime.ps(id).map_err(|e| self.err("ps", id, e))
     }
 
+    fn stats(&self, id: &str) -> Result<berth_runtime::Stats, RuntimeError> {
+        self.runtime.stats(id).map_err(|e| self.err("stats", id, e))
+    }
+
     fn update(&self, id: &str, _resources_json: &[u8]) -> Result<(), RuntimeError> {
         Err(self.err(
             "update",

@@ -86,4 +86,6 @@ pub trait Runtime: Send + Sync {
     fn pids(&self, id: &str) -> Result<Vec<i32>, RuntimeError>;
     /// Applies the OCI `LinuxResources` JSON to the running container.
     fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), RuntimeError>;
+    /// Resource usage of the container's cgroup.
+    fn stats(&self, id: &str) -> Result<berth_runtime::Stats, RuntimeError>;
 }

@@ -13,6 +13,9 @@ use containerd_shim_protos::api::{
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
     WaitRequest, WaitResponse,
 };
+use containerd_shim_protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim_protos::shim::oci::Options as RuncOptions;
@@ -328,11 +331,22 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn stats(&self, _: &TtrpcContext, _req: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        Err(ttrpc::Error::RpcStatus(ttrpc::get_status(
-            Code::UNIMPLEMENTED,
-            "berth-shim does not report task stats yet",
-        )))
+    fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
+        let stats = runtime.stats(&req.id).map_err(|e| status(e.into()))?;
+        let metrics = cgroup_metrics(&stats).write_to_bytes().map_err(|e| {
+            status(TaskError::FailedPrecondition(format!(
+                "encoding stats: {e}"
+            )))
+        })?;
+        let mut any = Any::new();
+        // containerd (`ctr task metrics`, CRI stats) decodes this type for cgroup v1 and
+        // reads the same fields of it on a v2 host through its v1 view.
+        any.type_url = "io.containerd.cgroups.v1.Metrics".into();
+        any.value = metrics;
+        let mut resp = StatsResponse::new();
+        resp.stats = MessageField::some(any);
+        Ok(resp)
     }
 
     fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
@@ -387,6 +401,30 @@ impl Task for TaskService {
 
 /// The ttrpc method table: served under containerd 1.6's `containerd.task.v2.Task` and
 /// under `containerd.task.v3.Task` (same messages, renamed package).
+/// containerd's cgroup metrics message for the container's usage.
+fn cgroup_metrics(s: &berth_runtime::Stats) -> Metrics {
+    let mut m = Metrics::new();
+    let mut pids = PidsStat::new();
+    pids.current = s.pids_current;
+    pids.limit = s.pids_limit;
+    m.pids = MessageField::some(pids);
+    let mut usage = CPUUsage::new();
+    usage.total = s.cpu_usage_ns;
+    usage.user = s.cpu_user_ns;
+    usage.kernel = s.cpu_system_ns;
+    let mut cpu = CPUStat::new();
+    cpu.usage = MessageField::some(usage);
+    m.cpu = MessageField::some(cpu);
+    let mut entry = MemoryEntry::new();
+    entry.usage = s.memory_usage;
+    entry.limit = s.memory_limit;
+    entry.max = s.memory_max_usage;
+    let mut memory = MemoryStat::new();
+    memory.usage = MessageField::some(entry);
+    m.memory = MessageField::some(memory);
+    m
+}
+
 pub fn methods(
     service: Arc<TaskService>,
 ) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {

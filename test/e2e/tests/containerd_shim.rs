@@ -338,6 +338,20 @@ fn containerd_runs_containers_through_berth_shim() -> Result<()> {
     let comm = std::fs::read_to_string(format!("/proc/{init_pid}/comm"))?;
     assert_eq!(comm.trim(), "sleep");
 
+    // Stats: containerd decodes the shim's cgroup metrics.
+    let metrics = ctd.ctr_ok(&["task", "metrics", "sleeper"])?;
+    let metric = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    assert_eq!(metric("pids.current"), Some(1), "{metrics}");
+    assert!(
+        metric("memory.usage_in_bytes").is_some_and(|m| m > 0),
+        "{metrics}"
+    );
+    assert!(metric("cpuacct.usage").is_some(), "{metrics}");
+
     ctd.ctr_ok(&["task", "kill", "--signal", "SIGKILL", "sleeper"])?;
     ctd.wait_status("sleeper", "STOPPED")?;
     // The exit is recorded durably next to the container: SIGKILL → 137.
