@@ -83,6 +83,25 @@ fn create_start_exec_pause_kill_delete() {
     assert_eq!(code, 0, "resume: {err}");
     assert_eq!(state(&b)["status"], "running");
 
+    // update --resources: new limits land in the container's cgroup; bad JSON is an
+    // error that says so.
+    let res_json = b.path().join("resources.json");
+    std::fs::write(
+        &res_json,
+        r#"{"memory": {"limit": 67108864}, "pids": {"limit": 77}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = b.cmd(&["update", "--resources", res_json.to_str().unwrap(), &b.id]);
+    assert_eq!(code, 0, "update: {err}");
+    let limit = std::fs::read_to_string(b.cgroup_dir("memory").join("memory.limit_in_bytes"));
+    assert_eq!(limit.unwrap().trim(), "67108864");
+    let pids_max = std::fs::read_to_string(b.cgroup_dir("pids").join("pids.max"));
+    assert_eq!(pids_max.unwrap().trim(), "77");
+    std::fs::write(&res_json, "{not json").unwrap();
+    let (code, _, err) = b.cmd(&["update", "--resources", res_json.to_str().unwrap(), &b.id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("LinuxResources"), "{err}");
+
     let (code, out, err) = b.cmd(&["ps", "--format", "json", &b.id]);
     assert_eq!(code, 0, "ps: {err}");
     let pids: Vec<i64> = serde_json::from_str(&out).expect("ps json");

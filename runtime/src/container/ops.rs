@@ -164,6 +164,13 @@ impl Runtime {
         saved.cgroup.pids()
     }
 
+    /// Writes new cgroup limits for a created or running container (`runc update
+    /// --resources`).
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let saved = state::load(&self.root, id)?;
+        saved.cgroup.apply(resources)
+    }
+
     /// cgroup usage of the container.
     pub fn stats(&self, id: &str) -> Result<Stats> {
         let saved = state::load(&self.root, id)?;

@@ -178,11 +178,11 @@ impl Runtime for BuiltIn {
         self.runtime.stats(id).map_err(|e| self.err("stats", id, e))
     }
 
-    fn update(&self, id: &str, _resources_json: &[u8]) -> Result<(), RuntimeError> {
-        Err(self.err(
-            "update",
-            id,
-            "the built-in runtime cannot update resources yet; use runc (BinaryName)",
-        ))
+    fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), RuntimeError> {
+        let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(resources_json)
+            .map_err(|e| self.err("update", id, format!("resources are not OCI JSON: {e}")))?;
+        self.runtime
+            .update(id, &res)
+            .map_err(|e| self.err("update", id, e))
     }
 }

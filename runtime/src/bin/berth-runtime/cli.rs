@@ -128,6 +128,13 @@ pub enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Update a container's cgroup limits from an OCI LinuxResources JSON file
+    /// (`-` reads standard input).
+    Update {
+        #[arg(short, long)]
+        resources: PathBuf,
+        id: String,
+    },
     /// Print cgroup usage (JSON).
     Events {
         #[arg(long)]
@@ -206,6 +213,20 @@ pub fn dispatch(args: Args) -> Result<i32> {
             std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
         }
         Cmd::List { format, quiet } => list(&rt, &format, quiet)?,
+        Cmd::Update { resources, id } => {
+            let text = if resources.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .context("reading the resources from standard input")?;
+                text
+            } else {
+                std::fs::read_to_string(&resources)
+                    .with_context(|| format!("reading {}", resources.display()))?
+            };
+            let res: oci_spec::runtime::LinuxResources = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not OCI LinuxResources", resources.display()))?;
+            rt.update(&id, &res)?;
+        }
         Cmd::Events { stats, id } => {
             if !stats {
                 bail!("events: only --stats is supported");
