@@ -56,11 +56,19 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// The `Command` of the list: the path and the arguments, an argument with a space in
+/// single quotes, as docker lists it (`sh -c 'sleep 1000'`).
 fn command(r: &ContainerRecord) -> String {
-    std::iter::once(r.path.as_str())
-        .chain(r.args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = r.path.clone();
+    for arg in &r.args {
+        out.push(' ');
+        if arg.contains(' ') {
+            out.push_str(&format!("'{arg}'"));
+        } else {
+            out.push_str(arg);
+        }
+    }
+    out
 }
 
 fn unix_seconds(t: &str) -> i64 {
