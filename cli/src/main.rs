@@ -32,7 +32,9 @@ enum ContainerCommand {
         #[command(flatten)]
         flags: CreateFlags,
         /// IMAGE [COMMAND] [ARG...]
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        // Hyphens are the command's from the image on (`run busybox ls -l`); before
+        // it, an unknown `--flag` is an error, not an image name.
+        #[arg(required = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// Create a new container.
@@ -40,7 +42,9 @@ enum ContainerCommand {
         #[command(flatten)]
         flags: CreateFlags,
         /// IMAGE [COMMAND] [ARG...]
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        // Hyphens are the command's from the image on (`run busybox ls -l`); before
+        // it, an unknown `--flag` is an error, not an image name.
+        #[arg(required = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// Start one or more stopped containers.
@@ -269,8 +273,29 @@ async fn image_command(
     }
 }
 
+/// Parses the command line; usage errors exit as docker's do: 125 for a bad flag or
+/// value, 1 for a missing argument or an unknown command, 0 after help.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+            ErrorKind::MissingRequiredArgument
+            | ErrorKind::MissingSubcommand
+            | ErrorKind::InvalidSubcommand => ExitCode::FAILURE,
+            _ => ExitCode::from(commands::run::EXIT_DAEMON_ERROR),
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
