@@ -214,6 +214,19 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
     hc.entry("Binds").or_insert(Value::Null);
     hc.entry("Privileged").or_insert(json!(false));
     hc.entry("ReadonlyRootfs").or_insert(json!(false));
+    // Logs are kept per container and read back through the API, as docker's default
+    // json-file driver does; clients (the Python SDK's `run`) read logs only for
+    // drivers they know to keep them.
+    if hc
+        .get("LogConfig")
+        .and_then(|l| l["Type"].as_str())
+        .is_none_or(str::is_empty)
+    {
+        hc.insert(
+            "LogConfig".into(),
+            json!({"Type": "json-file", "Config": {}}),
+        );
+    }
     let dir = daemon.engine.dir(&r.id);
     let s = &r.state;
     let cmd: Value = if req["Cmd"].is_null() {
