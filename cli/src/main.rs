@@ -311,7 +311,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
-            Command::Containers(c) => container_command(&client, c).await,
+            Command::Containers(c) => container_command(&client, &cli.host, c).await,
             Command::Pull(a) => pull::pull(&cli.host, a).await,
             Command::Push(a) => pull::push(&cli.host, a).await,
             Command::Images(a) => images::run(&client, a).await,
@@ -325,7 +325,7 @@ fn main() -> ExitCode {
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Container { command } => match command {
-                ContainerGroup::Each(c) => container_command(&client, c).await,
+                ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
             },
         }
@@ -358,16 +358,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn container_command(client: &Client, c: &ContainerCommand) -> anyhow::Result<Output> {
+async fn container_command(
+    client: &Client,
+    host: &str,
+    c: &ContainerCommand,
+) -> anyhow::Result<Output> {
     use ContainerCommand as C;
     match c {
         C::Run {
             detach,
             flags,
             args,
-        } => commands::run::run(client, flags, *detach, &args[0], &args[1..]).await,
+        } => commands::run::run(client, host, flags, *detach, &args[0], &args[1..]).await,
         C::Create { flags, args } => {
-            commands::run::create(client, flags, &args[0], &args[1..]).await
+            commands::run::create(client, host, flags, &args[0], &args[1..]).await
         }
         C::Start { containers } => container::start(client, containers).await,
         C::Stop { time, containers } => container::stop(client, containers, *time).await,

@@ -6,19 +6,51 @@
 
 use anyhow::anyhow;
 use bytes::Bytes;
-use hyper::Method;
+use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use super::container::enc;
+use super::pull::{pull_image, with_tag, Progress};
 use super::stream::copy_logs;
 use super::Output;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::run_args::CreateFlags;
 
 /// docker's exit code for an error of the daemon or of the flags.
 pub const EXIT_DAEMON_ERROR: u8 = 125;
 
+/// Creates the container, pulling its image first as `--pull` says: `missing` pulls
+/// when the daemon has no such image (telling so on stderr, as docker does).
 async fn create_container(
+    client: &Client,
+    host: &str,
+    flags: &CreateFlags,
+    image: &str,
+    cmd: &[String],
+    detach: bool,
+) -> anyhow::Result<String> {
+    if flags.pull == "always" {
+        pull_image(host, image, None, &mut Progress::on_stderr()).await?;
+    }
+    match create_once(client, flags, image, cmd, detach).await {
+        Err(e) if matches!(flags.pull.as_str(), "missing" | "") && is_missing_image(&e) => {
+            eprintln!("Unable to find image '{}' locally", with_tag(image));
+            pull_image(host, image, None, &mut Progress::on_stderr()).await?;
+            create_once(client, flags, image, cmd, detach).await
+        }
+        created => created,
+    }
+}
+
+fn is_missing_image(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ClientError>(),
+        Some(ClientError::Daemon { status, message })
+            if *status == StatusCode::NOT_FOUND && message.starts_with("No such image")
+    )
+}
+
+async fn create_once(
     client: &Client,
     flags: &CreateFlags,
     image: &str,
@@ -73,11 +105,12 @@ pub fn start_failure_code(message: &str) -> u8 {
 /// `create`: prints the new container's id.
 pub async fn create(
     client: &Client,
+    host: &str,
     flags: &CreateFlags,
     image: &str,
     cmd: &[String],
 ) -> anyhow::Result<Output> {
-    match create_container(client, flags, image, cmd, true).await {
+    match create_container(client, host, flags, image, cmd, true).await {
         Ok(id) => Ok(Output::text(format!("{id}\n"))),
         Err(e) => daemon_error(e),
     }
@@ -86,12 +119,13 @@ pub async fn create(
 /// `run`.
 pub async fn run(
     client: &Client,
+    host: &str,
     flags: &CreateFlags,
     detach: bool,
     image: &str,
     cmd: &[String],
 ) -> anyhow::Result<Output> {
-    let id = match create_container(client, flags, image, cmd, detach).await {
+    let id = match create_container(client, host, flags, image, cmd, detach).await {
         Ok(id) => id,
         Err(e) => return daemon_error(e),
     };

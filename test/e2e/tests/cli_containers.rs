@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use berth_e2e::{require_root, run_ok, Berthd};
+use berth_fixtures::{images, Registry};
 
 /// Runs a command; (exit code, stdout, stderr).
 fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
@@ -62,9 +63,18 @@ fn run_exits_with_dockers_codes() -> Result<()> {
     assert!(err.contains("--no-such-flag"), "{err}");
     let (code, err) = berth_run(&["--memory", "lots", "busybox", "true"])?;
     assert_eq!(code, 125, "{err}");
+    // A missing image is pulled first; a pull that fails is berth's failure.
     let (code, err) = berth_run(&["--rm", "127.0.0.1:1/no-such-image:1", "true"])?;
     assert_eq!(code, 125, "{err}");
-    assert!(err.contains("No such image"), "{err}");
+    assert!(
+        err.contains("Unable to find image '127.0.0.1:1/no-such-image:1' locally"),
+        "{err}"
+    );
+    let (code, err) = berth_run(&["--rm", "--pull", "never", "no-such-image", "true"])?;
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("No such image: no-such-image"), "{err}");
+    let (code, err) = berth_run(&["--rm", "--pull", "sometimes", "busybox", "true"])?;
+    assert_eq!(code, 125, "{err}");
     run_ok(
         berthd
             .berth()?
@@ -127,6 +137,59 @@ fn run_exits_with_dockers_codes() -> Result<()> {
             .args(["run", "-d", "busybox", "sh", "-c", "exit 7"]),
     )?;
     assert_eq!(code, 0, "berth: a detached run does not wait: {err}");
+    Ok(())
+}
+
+#[test]
+fn run_pulls_a_missing_image_like_docker() -> Result<()> {
+    require_root();
+    let tmp = tempfile::tempdir()?;
+    let registry = Registry::start()?;
+    let built = images::base(&tmp.path().join("base"))?;
+    let for_berth = registry.push(&built, "for-berth:1")?;
+    let for_docker = registry.push(&built, "for-docker:1")?;
+    let berthd = Berthd::start()?;
+
+    let (code, out, err) = run(berthd
+        .berth()?
+        .args(["run", "--rm", &for_berth, "echo", "hi"]))?;
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    assert!(
+        err.contains(&format!("Unable to find image '{for_berth}' locally")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("Status: Downloaded newer image for {for_berth}")),
+        "{err}"
+    );
+    // Present now: no second pull.
+    let (code, out, err) = run(berthd
+        .berth()?
+        .args(["run", "--rm", &for_berth, "echo", "again"]))?;
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "again\n", ""));
+    // --pull always asks the registry even so.
+    let (code, _, err) = run(berthd
+        .berth()?
+        .args(["run", "--rm", "--pull", "always", &for_berth, "true"]))?;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Image is up to date"), "{err}");
+
+    // The docker CLI pulls through berthd the same way.
+    let (code, out, err) =
+        run(berthd
+            .docker()
+            .args(["run", "-d", "--name", "pulled", &for_docker, "echo", "hi"]))?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().len(), 64, "{out}");
+    assert!(
+        err.contains(&format!("Unable to find image '{for_docker}' locally")),
+        "{err}"
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["wait", "pulled"]))?.trim(),
+        "0"
+    );
+    assert_eq!(run_ok(berthd.berth()?.args(["logs", "pulled"]))?, "hi\n");
     Ok(())
 }
 
