@@ -7,4 +7,6 @@
 pub mod client;
 pub mod commands;
 pub mod run_args;
+pub mod tabwriter;
 pub mod template;
+pub mod units;

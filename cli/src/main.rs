@@ -32,7 +32,9 @@ enum ContainerCommand {
         #[command(flatten)]
         flags: CreateFlags,
         /// IMAGE [COMMAND] [ARG...]
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        // Hyphens are the command's from the image on (`run busybox ls -l`); before
+        // it, an unknown `--flag` is an error, not an image name.
+        #[arg(required = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// Create a new container.
@@ -40,7 +42,9 @@ enum ContainerCommand {
         #[command(flatten)]
         flags: CreateFlags,
         /// IMAGE [COMMAND] [ARG...]
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        // Hyphens are the command's from the image on (`run busybox ls -l`); before
+        // it, an unknown `--flag` is an error, not an image name.
+        #[arg(required = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
     /// Start one or more stopped containers.
@@ -269,8 +273,29 @@ async fn image_command(
     }
 }
 
+/// Parses the command line; usage errors exit as docker's do: 125 for a bad flag or
+/// value, 1 for a missing argument or an unknown command, 0 after help.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+            ErrorKind::MissingRequiredArgument
+            | ErrorKind::MissingSubcommand
+            | ErrorKind::InvalidSubcommand => ExitCode::FAILURE,
+            _ => ExitCode::from(commands::run::EXIT_DAEMON_ERROR),
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,7 +311,7 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
-            Command::Containers(c) => container_command(&client, c).await,
+            Command::Containers(c) => container_command(&client, &cli.host, c).await,
             Command::Pull(a) => pull::pull(&cli.host, a).await,
             Command::Push(a) => pull::push(&cli.host, a).await,
             Command::Images(a) => images::run(&client, a).await,
@@ -300,7 +325,7 @@ fn main() -> ExitCode {
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Container { command } => match command {
-                ContainerGroup::Each(c) => container_command(&client, c).await,
+                ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
             },
         }
@@ -333,16 +358,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn container_command(client: &Client, c: &ContainerCommand) -> anyhow::Result<Output> {
+async fn container_command(
+    client: &Client,
+    host: &str,
+    c: &ContainerCommand,
+) -> anyhow::Result<Output> {
     use ContainerCommand as C;
     match c {
         C::Run {
             detach,
             flags,
             args,
-        } => commands::run::run(client, flags, *detach, &args[0], &args[1..]).await,
+        } => commands::run::run(client, host, flags, *detach, &args[0], &args[1..]).await,
         C::Create { flags, args } => {
-            commands::run::create(client, flags, &args[0], &args[1..]).await
+            commands::run::create(client, host, flags, &args[0], &args[1..]).await
         }
         C::Start { containers } => container::start(client, containers).await,
         C::Stop { time, containers } => container::stop(client, containers, *time).await,

@@ -81,6 +81,10 @@ pub struct CreateFlags {
     /// Automatically remove the container when it exits.
     #[arg(long = "rm")]
     pub rm: bool,
+    /// Pull the image before creating: "missing" (when it is not here), "always",
+    /// "never".
+    #[arg(long = "pull", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Allocate a pseudo-TTY.
     #[arg(short = 't', long = "tty")]
     pub tty: bool,

@@ -183,32 +183,20 @@ fn upper_snake(field: &str) -> String {
     out
 }
 
-/// Aligns tab-separated rows into columns padded by three spaces, as docker's
-/// tabwriter does.
+/// Aligns tab-separated rows (each may hold several lines) into columns exactly as
+/// docker's table writer does (see [`crate::tabwriter`]).
 pub fn align(rows: &[String]) -> String {
-    let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split('\t').collect()).collect();
-    let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; columns];
-    for row in &cells {
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 < row.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
-        }
+    align_with(rows, crate::tabwriter::DOCKER_TABLE)
+}
+
+/// [`align`] with other writer settings (`top` uses a wider minimum).
+pub fn align_with(rows: &[String], settings: crate::tabwriter::Settings) -> String {
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
     }
-    let mut out = String::new();
-    for row in &cells {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < row.len() {
-                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::tabwriter::format(&text, settings)
 }
 
 #[cfg(test)]

@@ -145,4 +145,19 @@ fn missing_executable_is_reported() {
     let (code, _, err) = b.run();
     assert_ne!(code, 0);
     assert!(err.contains("/no/such/binary"), "{err}");
+    // runc's words, which engines read to pick exit code 127 or 126.
+    assert!(err.contains("no such file or directory"), "{err}");
+    let mut b = Bundle::new("notexec", "true");
+    b.spec["process"]["args"] = json!(["/etc/passwd"]);
+    let (code, _, err) = b.run();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(r#"exec: "/etc/passwd": permission denied"#),
+        "{err}"
+    );
+    let mut b = Bundle::new("notfound", "true");
+    b.spec["process"]["args"] = json!(["no-such-command"]);
+    let (code, _, err) = b.run();
+    assert_ne!(code, 0);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
 }

@@ -373,7 +373,10 @@ pub async fn top(client: &Client, name: &str) -> anyhow::Result<Output> {
             .unwrap_or_default();
         rows.push(cells.join("\t"));
     }
-    Ok(Output::text(crate::template::align(&rows)))
+    Ok(Output::text(crate::template::align_with(
+        &rows,
+        crate::tabwriter::DOCKER_TOP,
+    )))
 }
 
 /// `container prune`.
@@ -398,8 +401,8 @@ pub async fn prune(client: &Client, force: bool) -> anyhow::Result<Output> {
         out.push('\n');
     }
     out.push_str(&format!(
-        "Total reclaimed space: {}B\n",
-        v["SpaceReclaimed"].as_u64().unwrap_or(0)
+        "Total reclaimed space: {}\n",
+        crate::units::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0), 4)
     ));
     Ok(Output::text(out))
 }

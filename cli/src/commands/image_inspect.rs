@@ -5,10 +5,10 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::image_http::path_name;
-use super::images::{ago, human_size};
 use super::Output;
 use crate::client::Client;
 use crate::template::{align, Template};
+use crate::units::{ago, human_size};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -116,10 +116,10 @@ pub async fn history(client: &Client, args: &HistoryArgs) -> Result<Output> {
         let size = r["Size"].as_f64().unwrap_or(0.0);
         let row = json!({
             "ID": id,
-            "CreatedSince": if args.human { ago(created) } else { created.to_string() },
+            "CreatedSince": if args.human { ago(created, std::time::SystemTime::now()) } else { created.to_string() },
             "CreatedAt": created.to_string(),
             "CreatedBy": by,
-            "Size": if args.human { human_size(size) } else { (size as u64).to_string() },
+            "Size": if args.human { human_size(size, 3) } else { (size as u64).to_string() },
             "Comment": r["Comment"].as_str().unwrap_or(""),
         });
         lines.push(template.render(&row)?);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::Output;
 use crate::client::Client;
 use crate::template::{align, Template};
+use crate::units::{ago, human_size};
 
 #[derive(Args)]
 pub struct ImagesArgs {
@@ -53,57 +54,6 @@ pub fn filters_json(flags: &[String]) -> Result<Option<String>> {
     Ok(Some(serde_json::to_string(&map)?))
 }
 
-/// `1.23MB`, as docker's units.HumanSize prints sizes (decimal, 3 significant digits).
-pub fn human_size(n: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut n = n;
-    let mut i = 0;
-    while n >= 1000.0 && i + 1 < units.len() {
-        n /= 1000.0;
-        i += 1;
-    }
-    let text = format!(
-        "{:.*}",
-        if n >= 100.0 {
-            0
-        } else if n >= 10.0 {
-            1
-        } else {
-            2
-        },
-        n
-    );
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{}", units[i])
-}
-
-/// `5 minutes ago`, as docker's units.HumanDuration prints ages.
-pub fn ago(created: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let s = (now - created).max(0);
-    let text = match s {
-        0 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".to_string(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".to_string(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86400 => format!("{} days", s / 86400),
-        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
-    };
-    format!("{text} ago")
-}
-
 fn short_id(id: &str, no_trunc: bool) -> String {
     if no_trunc {
         id.to_string()
@@ -114,6 +64,7 @@ fn short_id(id: &str, no_trunc: bool) -> String {
 
 /// One row per tag (`<none>` for untagged images), as docker lists them.
 fn rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
+    let now = std::time::SystemTime::now();
     let mut out = Vec::new();
     for img in images {
         let id = short_id(img["Id"].as_str().unwrap_or(""), no_trunc);
@@ -137,9 +88,9 @@ fn rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
                 "Repository": repo,
                 "Tag": tag,
                 "Digest": digest,
-                "CreatedSince": ago(created),
+                "CreatedSince": ago(created, now),
                 "CreatedAt": created.to_string(),
-                "Size": human_size(img["Size"].as_f64().unwrap_or(0.0)),
+                "Size": human_size(img["Size"].as_f64().unwrap_or(0.0), 3),
             })
         };
         let tags: Vec<&str> = img["RepoTags"]
@@ -218,14 +169,6 @@ pub async fn run(client: &Client, args: &ImagesArgs) -> Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_print_like_docker() {
-        assert_eq!(human_size(1_234_567.0), "1.23MB");
-        assert_eq!(human_size(999.0), "999B");
-        assert_eq!(human_size(4_400_000.0), "4.4MB");
-        assert_eq!(human_size(123_456_789.0), "123MB");
-    }
 
     #[test]
     fn untagged_images_are_none_rows() {

@@ -11,6 +11,7 @@ use super::container::enc;
 use super::Output;
 use crate::client::Client;
 use crate::template::{align, Template};
+use crate::units::{ago, ellipsis, go_quote};
 
 /// docker's default `ps` table.
 pub const DEFAULT_FORMAT: &str =
@@ -39,24 +40,6 @@ pub fn filters_json(filters: &[String]) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&map)?)
 }
 
-/// docker's `units.HumanDuration`.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        172_800..=1_209_599 => format!("{} days", s / 86_400),
-        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
-        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
-    }
-}
-
 /// The fields a template sees for one container of `GET /containers/json`.
 pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
     let id = c["Id"].as_str().unwrap_or("");
@@ -66,17 +49,13 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
         id.chars().take(12).collect()
     };
     let command = c["Command"].as_str().unwrap_or("");
-    let command = if no_trunc || command.chars().count() <= 20 {
-        format!("\"{command}\"")
+    let command = if no_trunc {
+        go_quote(command)
     } else {
-        format!("\"{}…\"", command.chars().take(19).collect::<String>())
+        go_quote(&ellipsis(command, 20))
     };
-    let created = c["Created"].as_i64().unwrap_or(0).max(0) as u64;
-    let created_at = UNIX_EPOCH + Duration::from_secs(created);
-    let running_for = format!(
-        "{} ago",
-        human_duration(now.duration_since(created_at).unwrap_or_default())
-    );
+    let created = c["Created"].as_i64().unwrap_or(0);
+    let created_at = UNIX_EPOCH + Duration::from_secs(created.max(0) as u64);
     let names: Vec<String> = c["Names"]
         .as_array()
         .map(|a| {
@@ -86,6 +65,11 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // Like docker, the table shows a container's own name, not the names links gave it.
+    let names = match names.iter().find(|n| !n.contains('/')) {
+        Some(own) if !no_trunc => vec![own.clone()],
+        _ => names,
+    };
     let labels: Vec<String> = c["Labels"]
         .as_object()
         .map(|o| {
@@ -96,10 +80,10 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
         .unwrap_or_default();
     json!({
         "ID": id,
-        "Image": c["Image"],
+        "Image": image(c, no_trunc),
         "Command": command,
         "CreatedAt": humantime::format_rfc3339_seconds(created_at).to_string().replace('T', " ").replace('Z', " +0000 UTC"),
-        "RunningFor": running_for,
+        "RunningFor": ago(created, now),
         "Ports": "",
         "Status": c["Status"],
         "State": c["State"],
@@ -108,6 +92,32 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
         "Mounts": "",
         "Networks": "",
     })
+}
+
+/// The `IMAGE` column: docker shows a short id for a container made from an image id,
+/// and a reference without its digest.
+fn image(c: &Value, no_trunc: bool) -> String {
+    let image = c["Image"].as_str().unwrap_or("");
+    if image.is_empty() {
+        return "<no image>".into();
+    }
+    if no_trunc {
+        return image.to_string();
+    }
+    let short = |id: &str| -> String {
+        let id = id.split_once(':').map_or(id, |(_, hex)| hex);
+        id.chars().take(12).collect()
+    };
+    let image_id = c["ImageID"].as_str().unwrap_or("");
+    if !image_id.is_empty() && short(image_id) == short(image) {
+        return short(image);
+    }
+    let named = image.split_once('@').map_or(image, |(name, _)| name);
+    named
+        .strip_prefix("docker.io/library/")
+        .or_else(|| named.strip_prefix("docker.io/"))
+        .unwrap_or(named)
+        .to_string()
 }
 
 fn header_name(field: &str) -> Option<String> {

@@ -37,6 +37,8 @@ pub struct PushArgs {
 pub struct Progress {
     tty: bool,
     quiet: bool,
+    /// `run` and `create` print a pull's progress on stderr, stdout being the id's.
+    stderr: bool,
     /// Layer ids in first-seen order and their current line (terminal mode).
     lines: Vec<(String, String)>,
     drawn: usize,
@@ -47,8 +49,18 @@ impl Progress {
         Progress {
             tty: std::io::stdout().is_terminal(),
             quiet,
+            stderr: false,
             lines: Vec::new(),
             drawn: 0,
+        }
+    }
+
+    /// Progress on stderr.
+    pub fn on_stderr() -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            stderr: true,
+            ..Progress::new(false)
         }
     }
 
@@ -57,7 +69,11 @@ impl Progress {
             return;
         }
         let status = m["status"].as_str().unwrap_or("");
-        let mut out = std::io::stdout().lock();
+        let mut out: Box<dyn Write> = if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        };
         let Some(id) = m["id"].as_str() else {
             if !status.is_empty() {
                 let _ = writeln!(out, "{status}");
@@ -100,36 +116,53 @@ fn split_tag(image: &str) -> (&str, Option<&str>) {
     }
 }
 
-pub async fn pull(host: &str, args: &PullArgs) -> Result<Output> {
-    let (name, tag) = split_tag(&args.image);
+/// `name:tag` (`:latest` when no tag is given) or `name@digest`.
+pub fn with_tag(image: &str) -> String {
+    let (name, tag) = split_tag(image);
+    match tag {
+        Some(t) if t.starts_with("sha256:") => format!("{name}@{t}"),
+        Some(t) => format!("{name}:{t}"),
+        None => format!("{name}:latest"),
+    }
+}
+
+/// Pulls `image` through the daemon, showing its progress on `progress`.
+pub async fn pull_image(
+    host: &str,
+    image: &str,
+    platform: Option<&str>,
+    progress: &mut Progress,
+) -> Result<()> {
+    let (name, tag) = split_tag(image);
     let mut path = format!(
         "/images/create?fromImage={}&tag={}",
         q(name),
         q(tag.unwrap_or("latest"))
     );
-    if let Some(p) = &args.platform {
+    if let Some(p) = platform {
         path.push_str(&format!("&platform={}", q(p)));
-    }
-    if tag.is_none() && !args.quiet {
-        println!("Using default tag: latest");
     }
     let resp = send(
         host,
         Call {
             method: Method::POST,
             path,
-            headers: credentials::header_for(&args.image)?,
+            headers: credentials::header_for(image)?,
             body: None,
         },
     )
     .await?;
-    let mut progress = Progress::new(args.quiet);
     messages(resp, |m| progress.show(m)).await?;
-    let full = match tag {
-        Some(t) if t.starts_with("sha256:") => format!("{name}@{t}"),
-        Some(t) => format!("{name}:{t}"),
-        None => format!("{name}:latest"),
-    };
+    Ok(())
+}
+
+pub async fn pull(host: &str, args: &PullArgs) -> Result<Output> {
+    if split_tag(&args.image).1.is_none() && !args.quiet {
+        println!("Using default tag: latest");
+    }
+    let mut progress = Progress::new(args.quiet);
+    pull_image(host, &args.image, args.platform.as_deref(), &mut progress).await?;
+    let full = with_tag(&args.image);
     Ok(Output::text(if args.quiet {
         full
     } else {

@@ -1,23 +1,56 @@
 //! `run` and `create`. A foreground `run` creates, starts, follows the logs (stdout
 //! and stderr kept apart), waits, and exits with the container's code; with `--rm` it
 //! removes the container itself once the exit is known, so no output is lost to an
-//! early removal. Daemon errors exit 125, as docker's do.
+//! early removal. Exit codes are docker's: 125 when berth or berthd fails, 126 when
+//! the command cannot be invoked, 127 when it is not found, else the container's.
 
 use anyhow::anyhow;
 use bytes::Bytes;
-use hyper::Method;
+use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use super::container::enc;
+use super::pull::{pull_image, with_tag, Progress};
 use super::stream::copy_logs;
 use super::Output;
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::run_args::CreateFlags;
 
 /// docker's exit code for an error of the daemon or of the flags.
 pub const EXIT_DAEMON_ERROR: u8 = 125;
 
+/// Creates the container, pulling its image first as `--pull` says: `missing` pulls
+/// when the daemon has no such image (telling so on stderr, as docker does).
 async fn create_container(
+    client: &Client,
+    host: &str,
+    flags: &CreateFlags,
+    image: &str,
+    cmd: &[String],
+    detach: bool,
+) -> anyhow::Result<String> {
+    if flags.pull == "always" {
+        pull_image(host, image, None, &mut Progress::on_stderr()).await?;
+    }
+    match create_once(client, flags, image, cmd, detach).await {
+        Err(e) if matches!(flags.pull.as_str(), "missing" | "") && is_missing_image(&e) => {
+            eprintln!("Unable to find image '{}' locally", with_tag(image));
+            pull_image(host, image, None, &mut Progress::on_stderr()).await?;
+            create_once(client, flags, image, cmd, detach).await
+        }
+        created => created,
+    }
+}
+
+fn is_missing_image(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ClientError>(),
+        Some(ClientError::Daemon { status, message })
+            if *status == StatusCode::NOT_FOUND && message.starts_with("No such image")
+    )
+}
+
+async fn create_once(
     client: &Client,
     flags: &CreateFlags,
     image: &str,
@@ -40,20 +73,44 @@ async fn create_container(
         .ok_or_else(|| anyhow!("the daemon's create answer has no Id: {created}"))
 }
 
+/// docker's exit code when the command exists but cannot be invoked.
+pub const EXIT_CANNOT_INVOKE: u8 = 126;
+/// docker's exit code when the command is not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
 fn daemon_error(e: anyhow::Error) -> anyhow::Result<Output> {
     Ok(Output::text(String::new())
         .failing(e)
         .with_code(EXIT_DAEMON_ERROR))
 }
 
+/// The exit code for a failed start, told from the daemon's message as docker's CLI
+/// tells it (so it works the same against dockerd): 127 when the command is not
+/// found, 126 when it cannot be invoked, else 125.
+pub fn start_failure_code(message: &str) -> u8 {
+    let missing = [
+        "executable file not found",
+        "no such file or directory",
+        "system cannot find the file specified",
+    ];
+    if missing.iter().any(|m| message.contains(m)) {
+        EXIT_NOT_FOUND
+    } else if message.contains("permission denied") {
+        EXIT_CANNOT_INVOKE
+    } else {
+        EXIT_DAEMON_ERROR
+    }
+}
+
 /// `create`: prints the new container's id.
 pub async fn create(
     client: &Client,
+    host: &str,
     flags: &CreateFlags,
     image: &str,
     cmd: &[String],
 ) -> anyhow::Result<Output> {
-    match create_container(client, flags, image, cmd, true).await {
+    match create_container(client, host, flags, image, cmd, true).await {
         Ok(id) => Ok(Output::text(format!("{id}\n"))),
         Err(e) => daemon_error(e),
     }
@@ -62,12 +119,13 @@ pub async fn create(
 /// `run`.
 pub async fn run(
     client: &Client,
+    host: &str,
     flags: &CreateFlags,
     detach: bool,
     image: &str,
     cmd: &[String],
 ) -> anyhow::Result<Output> {
-    let id = match create_container(client, flags, image, cmd, detach).await {
+    let id = match create_container(client, host, flags, image, cmd, detach).await {
         Ok(id) => id,
         Err(e) => return daemon_error(e),
     };
@@ -80,7 +138,9 @@ pub async fn run(
                 .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
                 .await;
         }
-        return daemon_error(e.into());
+        let e = anyhow::Error::from(e);
+        let code = start_failure_code(&format!("{e:#}"));
+        return Ok(Output::text(String::new()).failing(e).with_code(code));
     }
     if detach {
         return Ok(Output::text(format!("{id}\n")));
@@ -118,5 +178,21 @@ pub async fn run(
             Ok(Output::text(String::new()).with_code(code.clamp(0, 255) as u8))
         }
         Err(e) => daemon_error(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_map_to_dockers_exit_codes() {
+        let not_found = r#"Error response from daemon: shim create: container init failed: exec: "nope": executable file not found in $PATH"#;
+        assert_eq!(start_failure_code(not_found), 127);
+        let stat = r#"exec: "/nope": stat /nope: no such file or directory"#;
+        assert_eq!(start_failure_code(stat), 127);
+        let denied = r#"exec: "/etc/passwd": permission denied"#;
+        assert_eq!(start_failure_code(denied), 126);
+        assert_eq!(start_failure_code("cgroup: device busy"), 125);
     }
 }

@@ -5,8 +5,9 @@ use clap::Args;
 use hyper::Method;
 
 use super::image_http::{check, json, path_name, q, send, Call};
-use super::images::{filters_json, human_size};
+use super::images::filters_json;
 use super::Output;
+use crate::units::human_size;
 
 #[derive(Args)]
 pub struct TagArgs {
@@ -149,7 +150,7 @@ pub async fn prune(host: &str, args: &PruneArgs) -> Result<Output> {
     let reclaimed = v["SpaceReclaimed"].as_f64().unwrap_or(0.0);
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(reclaimed)
+        human_size(reclaimed, 4)
     ));
     Ok(Output::text(out))
 }

@@ -78,8 +78,16 @@ pub(super) async fn start_locked(
             if record.state.status == Status::Exited || !record.state.started_at.is_empty() {
                 record.state.exit_code = 128;
             }
+            let invoke = exec_failure_code(&record.state.error, &record.path);
+            if let Some(code) = invoke {
+                record.state.exit_code = code;
+            }
             let _ = put(daemon, &record);
-            return Err(e);
+            return Err(match invoke {
+                // The command is wrong, not berthd: the client's request is invalid.
+                Some(_) => EngineError::Invalid(record.state.error),
+                None => e,
+            });
         }
     };
     record.state.status = Status::Running;
@@ -93,6 +101,20 @@ pub(super) async fn start_locked(
     tracing::info!(id, pid, "container started");
     watch::spawn(Arc::clone(daemon), id.to_string(), address);
     Ok(StartOutcome::Started)
+}
+
+/// docker's exit code for a command that could not be run: 127 when it does not exist,
+/// 126 when it cannot be invoked; read from the runtime's error as dockerd does.
+fn exec_failure_code(error: &str, command: &str) -> Option<i64> {
+    let error = error.to_lowercase();
+    let missing = ["executable file not found", "no such file or directory"];
+    if error.contains(&command.to_lowercase()) && missing.iter().any(|m| error.contains(m)) {
+        Some(127)
+    } else if error.contains("permission denied") {
+        Some(126)
+    } else {
+        None
+    }
 }
 
 /// Parses a signal as Docker accepts it: `SIGKILL`, `KILL`, `9`.
@@ -370,4 +392,23 @@ pub async fn top(daemon: &Arc<Daemon>, reference: &str) -> Result<Vec<u32>, Engi
     let d = Arc::clone(daemon);
     let id = record.id.clone();
     blocking(move || Ok(shim_of(&d, &id)?.pids(&id)?)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_failure_code;
+
+    #[test]
+    fn commands_that_cannot_run_get_dockers_exit_codes() {
+        let missing = r#"container init failed: exec: "nope": executable file not found in $PATH"#;
+        assert_eq!(exec_failure_code(missing, "nope"), Some(127));
+        let stat = r#"exec: "/nope": stat /nope: no such file or directory"#;
+        assert_eq!(exec_failure_code(stat, "/nope"), Some(127));
+        let denied = r#"exec: "/etc/passwd": permission denied"#;
+        assert_eq!(exec_failure_code(denied, "/etc/passwd"), Some(126));
+        // A missing file that is not the command (a bind mount source) is berthd's
+        // error, as for dockerd.
+        let mount = "mounting /data: no such file or directory";
+        assert_eq!(exec_failure_code(mount, "sh"), None);
+    }
 }

@@ -71,7 +71,12 @@ pub fn launch(
 fn call_err(call: &'static str) -> impl Fn(containerd_shim_protos::ttrpc::Error) -> ShimError {
     move |e| ShimError::Call {
         call,
-        message: e.to_string(),
+        // The shim's own words, not the Debug dump of the ttrpc status around them:
+        // clients read them (docker's CLI picks exit codes 126/127 from them).
+        message: match e {
+            containerd_shim_protos::ttrpc::Error::RpcStatus(status) => status.message,
+            other => other.to_string(),
+        },
     }
 }
 

@@ -16,7 +16,13 @@ use crate::sync::{Channel, Msg};
 
 /// Reports `e` to the runtime and exits. Never returns.
 pub(crate) fn die(chan: &Channel, e: &Error) -> ! {
-    let _ = chan.send(&Msg::Error(e.to_string()));
+    // The runtime wraps what it receives in `Error::Init`: send an init error's own
+    // words, so the message says "container init failed" once.
+    let message = match e {
+        Error::Init(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let _ = chan.send(&Msg::Error(message));
     // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
     unsafe { libc::_exit(1) }
 }

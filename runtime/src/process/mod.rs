@@ -99,12 +99,18 @@ impl ProcPlan {
                 .map(|d| Path::new(d).join(a0))
                 .find(|p| is_executable(p))
         };
+        // The messages are runc's (Go's exec.LookPath): engines read them to tell a
+        // missing command (exit 127) from one that cannot be invoked (126).
         match found {
             Some(p) if is_executable(&p) => Ok(cstr(&p)),
-            Some(p) => Err(Error::Init(format!(
-                "exec: {}: no such executable file",
-                p.display()
-            ))),
+            Some(p) => match std::fs::metadata(&p) {
+                Err(e) => Err(Error::Init(format!(
+                    "exec: {a0:?}: stat {}: {}",
+                    p.display(),
+                    io_text(&e)
+                ))),
+                Ok(_) => Err(Error::Init(format!("exec: {a0:?}: permission denied"))),
+            },
             None => Err(Error::Init(format!(
                 "exec: {a0:?}: executable file not found in $PATH"
             ))),
@@ -190,6 +196,15 @@ impl ProcPlan {
             }
         }
         Ok(())
+    }
+}
+
+/// An I/O error as Go prints it: the lower-case strerror text, without Rust's
+/// " (os error N)".
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
     }
 }
 

@@ -40,27 +40,39 @@ pub fn status_text(r: &ContainerRecord, now: SystemTime) -> String {
 
 /// Docker's `units.HumanDuration`.
 pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        172_800..=1_209_599 => format!("{} days", s / 86_400),
-        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
-        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
+    // go-units' HumanDuration, which docker's Status uses: hours are rounded to the
+    // nearest (90 minutes are "2 hours"), the other units truncated.
+    let seconds = d.as_secs();
+    let minutes = seconds / 60;
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", seconds / 3600 / 24 / 365),
     }
 }
 
+/// The `Command` of the list: the path and the arguments, an argument with a space in
+/// single quotes, as docker lists it (`sh -c 'sleep 1000'`).
 fn command(r: &ContainerRecord) -> String {
-    std::iter::once(r.path.as_str())
-        .chain(r.args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = r.path.clone();
+    for arg in &r.args {
+        out.push(' ');
+        if arg.contains(' ') {
+            out.push_str(&format!("'{arg}'"));
+        } else {
+            out.push_str(arg);
+        }
+    }
+    out
 }
 
 fn unix_seconds(t: &str) -> i64 {
@@ -206,6 +218,19 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
     hc.entry("Binds").or_insert(Value::Null);
     hc.entry("Privileged").or_insert(json!(false));
     hc.entry("ReadonlyRootfs").or_insert(json!(false));
+    // Logs are kept per container and read back through the API, as docker's default
+    // json-file driver does; clients (the Python SDK's `run`) read logs only for
+    // drivers they know to keep them.
+    if hc
+        .get("LogConfig")
+        .and_then(|l| l["Type"].as_str())
+        .is_none_or(str::is_empty)
+    {
+        hc.insert(
+            "LogConfig".into(),
+            json!({"Type": "json-file", "Config": {}}),
+        );
+    }
     let dir = daemon.engine.dir(&r.id);
     let s = &r.state;
     let cmd: Value = if req["Cmd"].is_null() {
@@ -273,4 +298,23 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         },
     });
     Ok(Reply::json(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_like_dockers_status() {
+        let d = Duration::from_secs;
+        assert_eq!(human_duration(d(0)), "Less than a second");
+        assert_eq!(human_duration(d(45)), "45 seconds");
+        assert_eq!(human_duration(d(61)), "About a minute");
+        assert_eq!(human_duration(d(89 * 60)), "About an hour");
+        assert_eq!(human_duration(d(90 * 60)), "2 hours");
+        assert_eq!(human_duration(d(47 * 3600 + 1800)), "2 days");
+        assert_eq!(human_duration(d(15 * 86_400)), "2 weeks");
+    }
 }
