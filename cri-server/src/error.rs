@@ -15,6 +15,9 @@ pub enum CriError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// A deadline the request set passed (ExecSync's timeout): kubelet reads the code.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("sandbox database {path}: {source}")]
     Database {
         path: PathBuf,
@@ -59,6 +62,7 @@ impl From<CriError> for tonic::Status {
             CriError::AlreadyExists(_) => tonic::Status::already_exists(msg),
             CriError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             CriError::Unimplemented(_) => tonic::Status::unimplemented(msg),
+            CriError::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(msg),
             CriError::Pull(berth_image::PullError::Reference(_)) => {
                 tonic::Status::invalid_argument(msg)
             }

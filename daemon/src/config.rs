@@ -51,6 +51,8 @@ pub struct Config {
     pub logs: LogConfig,
     /// Where Prometheus metrics are served; none when unset.
     pub metrics_address: Option<SocketAddr>,
+    /// The CRI socket kubelet and crictl use; `<state>/berth.sock` when unset.
+    pub cri_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             cgroup_driver: CgroupDriver::Cgroupfs,
             logs: LogConfig::default(),
             metrics_address: None,
+            cri_socket: None,
         }
     }
 }

@@ -2,14 +2,15 @@
 //!
 //! Landed so far: the configuration file, the SQLite metadata store, the
 //! one-daemon-per-root lock, the container engine (records, snapshots, one berth-shim
-//! per container, restart policies, reconcile on start) and the Docker Engine API's
-//! system and container endpoints.
+//! per container, restart policies, reconcile on start), the Docker Engine API's
+//! system and container endpoints, and the CRI server's container engine ([`cri`]).
 
 // `/info` builds one large JSON document with `json!`.
 #![recursion_limit = "256"]
 
 pub mod config;
 pub mod container_spec;
+pub mod cri;
 pub mod docker_api;
 pub mod engine;
 pub mod images;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_daemon::config::{Config, DEFAULT_CONFIG_PATH};
-use berth_daemon::{server, Daemon};
+use berth_cri_server::Cri;
+use berth_daemon::{cri, server, Daemon};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -30,6 +31,10 @@ struct Args {
     /// Docker Engine API socket (default <state>/docker.sock).
     #[arg(long)]
     docker_socket: Option<PathBuf>,
+    /// CRI socket for kubelet and crictl (default: config `cri_socket`, else
+    /// <state>/berth.sock).
+    #[arg(long)]
+    cri_socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let docker_socket = args
         .docker_socket
         .unwrap_or_else(|| config.state.join("docker.sock"));
+    let cri_socket = args
+        .cri_socket
+        .or_else(|| config.cri_socket.clone())
+        .unwrap_or_else(|| config.state.join("berth.sock"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,18 +87,38 @@ fn run(args: Args) -> anyhow::Result<()> {
         if let Err(e) = berth_daemon::engine::reconcile(&daemon).await {
             tracing::error!("reconciling containers with their shims: {e}");
         }
+        let cri = Cri::open(
+            cri::cri_config(&daemon),
+            cri::image_parts(&daemon),
+            Some(cri::CriEngine::new(Arc::clone(&daemon))),
+        )
+        .context("opening the CRI state")?;
+        let cri_listener = Cri::bind(&cri_socket).context("binding the CRI socket")?;
         let socket = server::bind(&docker_socket)?;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        tracing::info!(socket = %docker_socket.display(), root = %daemon.config.root.display(), "berthd serving the Docker Engine API");
+        tracing::info!(socket = %docker_socket.display(), cri_socket = %cri_socket.display(), root = %daemon.config.root.display(), "berthd serving the Docker Engine API and CRI");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
             tracing::info!("shutting down; containers keep running");
+            let _ = stop_tx.send(true);
         };
+        let mut cri_stop = stop_rx;
+        let cri_task = tokio::spawn(cri.serve(cri_listener, async move {
+            let _ = cri_stop.wait_for(|stop| *stop).await;
+        }));
         server::serve_docker_api(daemon, socket, shutdown).await;
+        // Clients holding connections open must not keep berthd from exiting.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), cri_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("CRI server: {e}"),
+            Ok(Err(e)) => tracing::error!("CRI server task: {e}"),
+            Err(_) => tracing::info!("CRI connections still open at shutdown; closing them"),
+        }
         Ok(())
     })
 }

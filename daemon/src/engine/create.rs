@@ -65,6 +65,57 @@ pub async fn create(
         )));
     }
 
+    create_parsed(
+        daemon,
+        NewContainer {
+            name,
+            request,
+            body,
+            restart_policy: policy,
+            auto_remove,
+            log_path: None,
+            cri: None,
+            patch_spec: None,
+        },
+    )
+    .await
+}
+
+/// Changes a built spec before it is written (the CRI front door joins the pod's
+/// namespaces and binds its files this way).
+/// Called with the container's id and spec.
+pub(crate) type SpecPatch = Box<dyn FnOnce(&str, &mut Value) -> Result<(), EngineError> + Send>;
+
+/// A validated container to create, from either front door.
+pub(crate) struct NewContainer {
+    /// Unique among containers (checked by the store too).
+    pub name: String,
+    pub request: CreateRequest,
+    /// What the record keeps as the request the client sent.
+    pub body: Value,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    /// Where the shim writes the CRI-format log; the bundle's `container.log` when unset.
+    pub log_path: Option<PathBuf>,
+    pub cri: Option<super::record::CriMeta>,
+    pub patch_spec: Option<SpecPatch>,
+}
+
+/// Creates the container: snapshot, bundle, spec, record. Returns its id.
+pub(crate) async fn create_parsed(
+    daemon: &Arc<Daemon>,
+    new: NewContainer,
+) -> Result<String, EngineError> {
+    let NewContainer {
+        name,
+        request,
+        body,
+        restart_policy: policy,
+        auto_remove,
+        log_path,
+        cri,
+        patch_spec,
+    } = new;
     let img = image::find(&daemon.images, &request.image)?;
     let config = image::config(&daemon.images, &img)?;
     let defaults = image::defaults(&config);
@@ -97,7 +148,10 @@ pub async fn create(
             std::fs::create_dir(&rootfs).map_err(|e| {
                 EngineError::Internal(format!("creating {}: {e}", rootfs.display()))
             })?;
-            let spec = build_spec(&d, &id, &request, &defaults, &mounts, &rootfs)?;
+            let mut spec = build_spec(&d, &id, &request, &defaults, &mounts, &rootfs)?;
+            if let Some(patch) = patch_spec {
+                patch(&id, &mut spec)?;
+            }
             let bytes = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| EngineError::Internal(format!("encoding config.json: {e}")))?;
             std::fs::write(dir.join("config.json"), bytes)
@@ -154,6 +208,8 @@ pub async fn create(
         auto_remove,
         restart_policy: policy,
         state: RunState::default(),
+        log_path,
+        cri,
     };
     if let Err(e) = put(daemon, &record) {
         let _ = daemon.images.snapshots.remove(&snapshot);

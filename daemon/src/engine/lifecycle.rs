@@ -26,7 +26,7 @@ pub async fn start(daemon: &Arc<Daemon>, id: &str) -> Result<StartOutcome, Engin
     start_locked(daemon, id).await
 }
 
-pub(super) async fn start_locked(
+pub(crate) async fn start_locked(
     daemon: &Arc<Daemon>,
     id: &str,
 ) -> Result<StartOutcome, EngineError> {
@@ -47,6 +47,7 @@ pub(super) async fn start_locked(
     }
     let d = Arc::clone(daemon);
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
+    let log = daemon.engine.log_of(&record);
     let started = blocking(move || {
         let engine = &d.engine;
         let dir = engine.dir(&cid);
@@ -58,7 +59,7 @@ pub(super) async fn start_locked(
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;
         let run = || -> Result<u32, EngineError> {
-            client.create(&cid, &dir, &mounts, &engine.log_path(&cid), tty)?;
+            client.create(&cid, &dir, &mounts, &log, tty)?;
             Ok(client.start(&cid)?)
         };
         match run() {
@@ -132,7 +133,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
-fn shim_of(daemon: &Daemon, id: &str) -> Result<Shim, EngineError> {
+pub(crate) fn shim_of(daemon: &Daemon, id: &str) -> Result<Shim, EngineError> {
     let address = std::fs::read_to_string(daemon.engine.dir(id).join("address"))
         .map_err(|e| EngineError::Internal(format!("the shim address of {id}: {e}")))?;
     Ok(Shim::connect(address.trim())?)
@@ -210,7 +211,7 @@ pub async fn stop(
     stop_locked(daemon, &record.id, timeout).await
 }
 
-async fn stop_locked(
+pub(crate) async fn stop_locked(
     daemon: &Arc<Daemon>,
     id: &str,
     timeout: Option<i64>,
@@ -268,7 +269,7 @@ pub async fn remove(daemon: &Arc<Daemon>, reference: &str, force: bool) -> Resul
     remove_locked(daemon, &record.id, force).await
 }
 
-pub(super) async fn remove_locked(
+pub(crate) async fn remove_locked(
     daemon: &Arc<Daemon>,
     id: &str,
     force: bool,

@@ -19,12 +19,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use create::create;
+pub(crate) use create::{create_parsed, NewContainer};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
+pub(crate) use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
 pub use reconcile::reconcile;
-pub use record::{ContainerRecord, RunState, Status};
+pub use record::{ContainerRecord, CriMeta, RunState, Status};
 
 use crate::store::{Kind, StoreError};
 use crate::Daemon;
@@ -104,8 +106,17 @@ impl Engine {
         self.dir(id).join("container.log")
     }
 
+    /// Where the shim writes the container's log: the CRI log path when the record
+    /// names one, else the bundle's `container.log`.
+    pub fn log_of(&self, record: &ContainerRecord) -> PathBuf {
+        record
+            .log_path
+            .clone()
+            .unwrap_or_else(|| self.log_path(&record.id))
+    }
+
     /// Serialises lifecycle operations on one container.
-    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(map.entry(id.to_string()).or_default())
@@ -173,7 +184,7 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)

@@ -1,6 +1,7 @@
 //! What berthd keeps about one container in the metadata store.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,4 +84,27 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,
     pub state: RunState,
+    /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+    /// Set for containers created through CRI.
+    #[serde(default)]
+    pub cri: Option<CriMeta>,
+}
+
+/// What CRI keeps about a container besides the engine's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriMeta {
+    pub sandbox_id: String,
+    /// `metadata.name` and `metadata.attempt` of the container config.
+    pub name: String,
+    pub attempt: u32,
+    /// The image as the request named it (`config.image.image`).
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// The cgroup (relative to the hierarchy root) the container runs in.
+    pub cgroup: String,
 }

@@ -230,6 +230,87 @@ impl Shim {
         Ok(())
     }
 
+    /// Registers an exec process in the container: `spec` is its OCI process (JSON),
+    /// stdout and stderr go to plain files (appended).
+    pub fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        spec: &[u8],
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<(), ShimError> {
+        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".to_string();
+        any.value = spec.to_vec();
+        let req = api::ExecProcessRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdout: stdout.display().to_string(),
+            stderr: stderr.display().to_string(),
+            spec: containerd_shim_protos::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        self.client
+            .exec(Context::default(), &req)
+            .map_err(call_err("exec"))?;
+        Ok(())
+    }
+
+    /// Starts a registered exec process; returns its pid.
+    pub fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {
+        let req = api::StartRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .start(Context::default(), &req)
+            .map_err(call_err("start exec"))?;
+        Ok(resp.pid)
+    }
+
+    /// Blocks until the exec process exits; returns its exit status.
+    pub fn wait_exec(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {
+        let req = api::WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .wait(Context::default(), &req)
+            .map_err(call_err("wait exec"))?;
+        Ok(resp.exit_status)
+    }
+
+    pub fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ShimError> {
+        let req = api::KillRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            signal,
+            ..Default::default()
+        };
+        self.client
+            .kill(Context::default(), &req)
+            .map_err(call_err("kill exec"))?;
+        Ok(())
+    }
+
+    /// Forgets an exited exec process.
+    pub fn delete_exec(&self, id: &str, exec_id: &str) -> Result<(), ShimError> {
+        let req = api::DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .delete(Context::default(), &req)
+            .map_err(call_err("delete exec"))?;
+        Ok(())
+    }
+
     /// Asks the shim to exit (it holds no task any more).
     pub fn shutdown(&self, id: &str) {
         let req = api::ShutdownRequest {

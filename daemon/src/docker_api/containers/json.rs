@@ -260,7 +260,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         "ResolvConfPath": "",
         "HostnamePath": "",
         "HostsPath": "",
-        "LogPath": daemon.engine.log_path(&r.id),
+        "LogPath": daemon.engine.log_of(&r),
         "Name": format!("/{}", r.name),
         "RestartCount": s.restart_count,
         "Driver": "overlay",

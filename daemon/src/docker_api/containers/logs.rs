@@ -87,7 +87,7 @@ pub async fn handle(
     let record = engine::find(daemon, reference)?;
     let q = query(req)?;
     let follow = req.query_bool("follow")?;
-    let path = daemon.engine.log_path(&record.id);
+    let path = daemon.engine.log_of(&record);
     let (entries, offset) = read_from(&path, 0)?;
     let mut out = Vec::new();
     for e in select(&entries, &q) {

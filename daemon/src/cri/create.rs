@@ -1,0 +1,486 @@
+//! `CreateContainer`: the CRI config as an engine create request (process merge with
+//! the image, user lookup, capabilities, resources come from the Docker path's spec
+//! builder), then the pod's part patched into the spec: the pod's namespaces joined by
+//! path, its hostname/resolv.conf/hosts files bound, CRI mounts, security context
+//! extras, the pod's cgroup parent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_cri_server::engine::SandboxContext;
+use berth_cri_server::CriError;
+use k8s_cri::v1 as cri;
+use serde_json::{json, Value};
+
+use super::to_cri;
+use crate::container_spec::{CreateRequest, HostConfig};
+use crate::engine::{self, CriMeta, EngineError, NewContainer};
+use crate::restart_policy::RestartPolicy;
+use crate::store::Kind;
+use crate::Daemon;
+
+/// Linux capability number of CAP_SYS_RESOURCE (needed to lower oom_score_adj).
+const CAP_SYS_RESOURCE: u32 = 24;
+
+pub(super) async fn create(
+    daemon: &Arc<Daemon>,
+    sandbox: &SandboxContext,
+    req: cri::CreateContainerRequest,
+) -> Result<String, CriError> {
+    let config = req
+        .config
+        .ok_or_else(|| CriError::InvalidArgument("CreateContainer without a config".into()))?;
+    let meta = config.metadata.clone().unwrap_or_default();
+    if meta.name.is_empty() {
+        return Err(CriError::InvalidArgument(
+            "container metadata.name is empty".into(),
+        ));
+    }
+    let image = config
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .unwrap_or_default();
+    if image.is_empty() {
+        return Err(CriError::InvalidArgument(
+            "container config.image.image is empty".into(),
+        ));
+    }
+    let pod = sandbox.config.metadata.clone().unwrap_or_default();
+    // dockershim's naming: unique per (container, pod, attempt), so the store's name
+    // index answers "already exists".
+    let name = format!(
+        "k8s_{}_{}_{}_{}_{}",
+        meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
+    );
+    if let Some(other) = daemon
+        .store
+        .id_by_name(Kind::Container, &name)
+        .map_err(|e| CriError::Internal(e.to_string()))?
+    {
+        return Err(CriError::AlreadyExists(format!(
+            "container {name} already exists as {other}; remove it before creating it again"
+        )));
+    }
+
+    let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
+    if let Some(dir) = log_path.as_deref().and_then(Path::parent) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CriError::Internal(format!("creating the log directory {}: {e}", dir.display()))
+        })?;
+    }
+    let mut request = engine_request(&config, &image);
+    // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
+    request.hostname = if sandbox.config.hostname.is_empty() {
+        pod.name.clone()
+    } else {
+        sandbox.config.hostname.clone()
+    };
+    let patch = PodPatch::new(sandbox, &config)?;
+    let labels: BTreeMap<String, String> = config.labels.clone().into_iter().collect();
+    let annotations: BTreeMap<String, String> =
+        config.annotations.clone().into_iter().collect();
+    let cgroup_parent = sandbox
+        .config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    let cri_meta = CriMeta {
+        sandbox_id: sandbox.id.clone(),
+        name: meta.name.clone(),
+        attempt: meta.attempt,
+        image: image.clone(),
+        labels,
+        annotations,
+        created_at: now_nanos(),
+        cgroup: cgroup_parent,
+    };
+    let body = serde_json::to_value(&config)
+        .map_err(|e| CriError::Internal(format!("encoding the container config: {e}")))?;
+    let id = engine::create_parsed(
+        daemon,
+        NewContainer {
+            name,
+            request,
+            body,
+            restart_policy: RestartPolicy::default(),
+            auto_remove: false,
+            log_path,
+            cri: Some(cri_meta),
+            patch_spec: Some(Box::new(move |id, spec| patch.apply(id, spec))),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        // The only lookup create makes is the image's.
+        EngineError::NotFound(_) => CriError::NotFound {
+            what: "image",
+            id: image.clone(),
+        },
+        other => to_cri(&meta.name)(other),
+    })?;
+    tracing::info!(id = %id, sandbox = %sandbox.id, name = %meta.name, "CRI container created");
+    Ok(id)
+}
+
+/// `<log_directory>/<log_path>`; none when either is empty (kubelet always sets both).
+fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>, CriError> {
+    if dir.is_empty() || rel.is_empty() {
+        return Ok(None);
+    }
+    let rel = Path::new(rel);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(CriError::InvalidArgument(format!(
+            "log_path {} must be relative to the pod's log directory, without ..",
+            rel.display()
+        )));
+    }
+    Ok(Some(Path::new(dir).join(rel)))
+}
+
+/// The parts of the CRI config the engine's spec builder understands, in its terms.
+fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
+    let linux = config.linux.clone().unwrap_or_default();
+    let sc = linux.security_context.unwrap_or_default();
+    let res = linux.resources.unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let group = sc.run_as_group.as_ref().map(|g| g.value);
+    let user = match (&sc.run_as_user, sc.run_as_username.as_str()) {
+        (Some(uid), _) => with_group(uid.value.to_string(), group),
+        (None, name) if !name.is_empty() => with_group(name.to_string(), group),
+        _ => String::new(),
+    };
+    CreateRequest {
+        user,
+        tty: config.tty,
+        open_stdin: config.stdin,
+        env: Some(
+            config
+                .envs
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect(),
+        ),
+        // CRI's command replaces the image's entrypoint (and then its cmd), args its cmd.
+        cmd: (!config.args.is_empty()).then(|| config.args.clone()),
+        entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
+        image: image.to_string(),
+        working_dir: config.working_dir.clone(),
+        labels: Some(config.labels.clone().into_iter().collect()),
+        host_config: HostConfig {
+            // The namespaces are replaced by the pod's in the patch.
+            network_mode: "none".into(),
+            memory: res.memory_limit_in_bytes.max(0),
+            memory_swap: if res.memory_swap_limit_in_bytes > 0 {
+                res.memory_swap_limit_in_bytes
+            } else {
+                0
+            },
+            cpu_shares: res.cpu_shares.max(0),
+            cpu_period: res.cpu_period.max(0),
+            cpu_quota: res.cpu_quota.max(0),
+            cpuset_cpus: res.cpuset_cpus.clone(),
+            cpuset_mems: res.cpuset_mems.clone(),
+            privileged: sc.privileged,
+            cap_add: Some(caps.add_capabilities.clone()),
+            cap_drop: Some(caps.drop_capabilities.clone()),
+            readonly_rootfs: sc.readonly_rootfs,
+            oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn with_group(user: String, group: Option<i64>) -> String {
+    match group {
+        Some(g) => format!("{user}:{g}"),
+        None => user,
+    }
+}
+
+/// Without CAP_SYS_RESOURCE a process may not go below berthd's own oom_score_adj
+/// (containerd's `restrict_oom_score_adj`): ask for no less than berthd has.
+fn clamp_oom_score_adj(wanted: i64) -> i64 {
+    let current = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    if wanted < current && !has_effective_cap(CAP_SYS_RESOURCE) {
+        current
+    } else {
+        wanted
+    }
+}
+
+fn has_effective_cap(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & (1 << cap) != 0)
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// What the pod and the CRI config change in the engine's spec.
+struct PodPatch {
+    netns: Option<PathBuf>,
+    ipc_ns: Option<PathBuf>,
+    uts_ns: Option<PathBuf>,
+    host_pid: bool,
+    /// (file, destination) binds of the pod's files.
+    pod_files: Vec<(PathBuf, &'static str)>,
+    mounts: Vec<Value>,
+    cgroup_parent: String,
+    no_new_privs: bool,
+    supplemental_groups: Vec<i64>,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
+    privileged: bool,
+    annotations: BTreeMap<String, String>,
+}
+
+impl PodPatch {
+    fn new(sandbox: &SandboxContext, config: &cri::ContainerConfig) -> Result<PodPatch, CriError> {
+        let sc = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
+        let pod_ns = sandbox
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let ns = sc.namespace_options.clone().unwrap_or(pod_ns);
+        let mut mounts = Vec::new();
+        for m in &config.mounts {
+            mounts.push(cri_mount(m)?);
+        }
+        let user_dests: Vec<&str> = config
+            .mounts
+            .iter()
+            .map(|m| m.container_path.as_str())
+            .collect();
+        let pod_files = [
+            (&sandbox.hostname_file, "/etc/hostname"),
+            (&sandbox.resolv_conf, "/etc/resolv.conf"),
+            (&sandbox.hosts_file, "/etc/hosts"),
+        ]
+        .into_iter()
+        .filter(|(file, dest)| file.exists() && !user_dests.contains(dest))
+        .map(|(file, dest)| (file.clone(), dest))
+        .collect();
+        let mut annotations: BTreeMap<String, String> =
+            config.annotations.clone().into_iter().collect();
+        annotations.insert(
+            "io.kubernetes.cri.container-type".into(),
+            "container".into(),
+        );
+        annotations.insert("io.kubernetes.cri.sandbox-id".into(), sandbox.id.clone());
+        Ok(PodPatch {
+            netns: sandbox.netns.clone(),
+            ipc_ns: sandbox.ipc_ns.clone(),
+            uts_ns: sandbox.uts_ns.clone(),
+            host_pid: ns.pid == cri::NamespaceMode::Node as i32,
+            pod_files,
+            mounts,
+            cgroup_parent: sandbox
+                .config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.clone())
+                .unwrap_or_default(),
+            no_new_privs: sc.no_new_privs,
+            supplemental_groups: sc.supplemental_groups.clone(),
+            masked_paths: sc.masked_paths.clone(),
+            readonly_paths: sc.readonly_paths.clone(),
+            privileged: sc.privileged,
+            annotations,
+        })
+    }
+
+    fn apply(self, id: &str, spec: &mut Value) -> Result<(), EngineError> {
+        let mut namespaces = vec![json!({"type": "mount"})];
+        if !self.host_pid {
+            // A pod-shared PID namespace needs a pod init; until then each container
+            // has its own.
+            namespaces.push(json!({"type": "pid"}));
+        }
+        for (kind, pin) in [
+            ("network", &self.netns),
+            ("ipc", &self.ipc_ns),
+            ("uts", &self.uts_ns),
+        ] {
+            // No pin: the host's namespace (host network / host IPC).
+            if let Some(path) = pin {
+                namespaces.push(json!({"type": kind, "path": path}));
+            }
+        }
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            namespaces.push(json!({"type": "cgroup"}));
+        }
+        spec["linux"]["namespaces"] = json!(namespaces);
+        // The pod's UTS namespace already carries its hostname.
+        if let Some(obj) = spec.as_object_mut() {
+            obj.remove("hostname");
+            obj.remove("domainname");
+        }
+        if !self.cgroup_parent.is_empty() {
+            spec["linux"]["cgroupsPath"] = json!(format!(
+                "{}/{id}",
+                self.cgroup_parent.trim_end_matches('/')
+            ));
+        }
+        if !self.privileged {
+            if !self.masked_paths.is_empty() {
+                spec["linux"]["maskedPaths"] = json!(self.masked_paths);
+            }
+            if !self.readonly_paths.is_empty() {
+                spec["linux"]["readonlyPaths"] = json!(self.readonly_paths);
+            }
+        }
+        let process = &mut spec["process"];
+        if self.no_new_privs {
+            process["noNewPrivileges"] = json!(true);
+        }
+        if !self.supplemental_groups.is_empty() {
+            let mut gids: Vec<i64> = process["user"]["additionalGids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            for g in &self.supplemental_groups {
+                if !gids.contains(g) {
+                    gids.push(*g);
+                }
+            }
+            process["user"]["additionalGids"] = json!(gids);
+        }
+        let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+        let mut extra: Vec<Value> = self
+            .pod_files
+            .iter()
+            .map(|(file, dest)| {
+                json!({"destination": dest, "type": "bind", "source": file,
+                       "options": ["rbind", "rprivate", "rw"]})
+            })
+            .collect();
+        extra.extend(self.mounts);
+        mounts.retain(|m| !extra.iter().any(|u| u["destination"] == m["destination"]));
+        mounts.extend(extra);
+        spec["mounts"] = json!(mounts);
+        spec["annotations"] = json!(self.annotations);
+        Ok(())
+    }
+}
+
+/// A CRI mount as an OCI bind mount; a missing host path is created as a directory
+/// (as containerd does).
+fn cri_mount(m: &cri::Mount) -> Result<Value, CriError> {
+    if !m.container_path.starts_with('/') {
+        return Err(CriError::InvalidArgument(format!(
+            "mount container_path {:?} must be absolute",
+            m.container_path
+        )));
+    }
+    if !m.host_path.starts_with('/') {
+        return Err(CriError::InvalidArgument(format!(
+            "mount host_path {:?} must be absolute",
+            m.host_path
+        )));
+    }
+    let host = Path::new(&m.host_path);
+    if std::fs::symlink_metadata(host).is_err() {
+        std::fs::create_dir_all(host).map_err(|e| {
+            CriError::Internal(format!("creating the mount source {}: {e}", host.display()))
+        })?;
+    }
+    let propagation = match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    };
+    let mode = if m.readonly { "ro" } else { "rw" };
+    Ok(json!({
+        "destination": m.container_path,
+        "type": "bind",
+        "source": m.host_path,
+        "options": ["rbind", propagation, mode],
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_path_is_relative_to_the_pod_dir() {
+        assert_eq!(
+            log_path("/var/log/pods/p", "c/0.log").ok().flatten(),
+            Some(PathBuf::from("/var/log/pods/p/c/0.log"))
+        );
+        assert!(matches!(log_path("", "c/0.log"), Ok(None)));
+        assert!(log_path("/d", "../escape.log").is_err());
+        assert!(log_path("/d", "/abs.log").is_err());
+    }
+
+    #[test]
+    fn command_and_args_map_to_entrypoint_and_cmd() {
+        let config = cri::ContainerConfig {
+            command: vec!["sh".into(), "-c".into()],
+            args: vec!["echo hi".into()],
+            envs: vec![cri::KeyValue {
+                key: "A".into(),
+                value: "b=c".into(),
+            }],
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    run_as_user: Some(cri::Int64Value { value: 33 }),
+                    run_as_group: Some(cri::Int64Value { value: 100 }),
+                    ..Default::default()
+                }),
+                resources: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 << 20,
+                    cpu_shares: 512,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        };
+        let r = engine_request(&config, "busybox");
+        assert_eq!(r.entrypoint, Some(vec!["sh".into(), "-c".into()]));
+        assert_eq!(r.cmd, Some(vec!["echo hi".into()]));
+        assert_eq!(r.env, Some(vec!["A=b=c".into()]));
+        assert_eq!(r.user, "33:100");
+        assert_eq!(r.host_config.memory, 64 << 20);
+        assert_eq!(r.host_config.cpu_shares, 512);
+    }
+
+    #[test]
+    fn oom_score_adj_never_goes_below_what_berthd_may_set() {
+        let current: i64 = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .map(|s| s.trim().parse().unwrap_or(0))
+            .unwrap_or(0);
+        assert!(clamp_oom_score_adj(1000) == 1000);
+        if !has_effective_cap(CAP_SYS_RESOURCE) {
+            assert_eq!(clamp_oom_score_adj(-1000), current);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The CRI front door: berthd's container engine behind the CRI server's
+//! [`ContainerEngine`] trait, and the CRI server's configuration from berthd's.
+//!
+//! A CRI container is an engine container like any other (a record, a snapshot, a
+//! bundle, a berth-shim), with [`CriMeta`] in its record: the pod it belongs to, its
+//! CRI metadata, labels and annotations. Its spec joins the pod's pinned namespaces
+//! and binds the pod's hostname, resolv.conf and hosts files ([`create`]); its log is
+//! the CRI log path kubelet asked for, written by the shim.
+//!
+//! [`CriMeta`]: crate::engine::CriMeta
+
+mod create;
+mod exec;
+mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_cri_server::engine::SandboxContext;
+use berth_cri_server::{ContainerEngine, CriConfig, CriError, ImageParts};
+use k8s_cri::v1 as cri;
+
+use crate::engine::{self, EngineError, Status};
+use crate::Daemon;
+
+/// berthd's engine as the CRI server sees it.
+pub struct CriEngine {
+    daemon: Arc<Daemon>,
+}
+
+impl CriEngine {
+    pub fn new(daemon: Arc<Daemon>) -> Arc<CriEngine> {
+        Arc::new(CriEngine { daemon })
+    }
+}
+
+/// The CRI server's settings from berthd's: same root and state dirs, CNI from
+/// `[cni]`, registries from `[registries]`.
+pub fn cri_config(daemon: &Daemon) -> CriConfig {
+    let config = &daemon.config;
+    CriConfig {
+        root: config.root.clone(),
+        state: config.state.clone(),
+        cni: berth_cni::CniOptions {
+            conf_dir: config.cni.conf_dir.clone(),
+            bin_dirs: config.cni.bin_dirs.clone(),
+            cache_dir: config.state.join("cni"),
+            ..Default::default()
+        },
+        registry: crate::images::registry_config(config, None),
+    }
+}
+
+/// The daemon's image machinery, shared with the CRI server: an image pulled through
+/// CRI is one `berth images` lists, and the other way round.
+pub fn image_parts(daemon: &Daemon) -> ImageParts {
+    ImageParts {
+        root: daemon.config.root.clone(),
+        content: daemon.images.content.clone(),
+        snapshots: Arc::clone(&daemon.images.snapshots),
+        store: daemon.images.store.clone(),
+    }
+}
+
+/// Engine errors as CRI answers them.
+pub(crate) fn to_cri(id: &str) -> impl Fn(EngineError) -> CriError + '_ {
+    move |e| match e {
+        EngineError::NotFound(_) => CriError::NotFound {
+            what: "container",
+            id: id.to_string(),
+        },
+        EngineError::Conflict(m) => CriError::FailedPrecondition(m),
+        EngineError::Invalid(m) => CriError::InvalidArgument(m),
+        EngineError::Internal(m) => CriError::Internal(m),
+    }
+}
+
+/// The record of CRI container `id`; a container made through the Docker API is not
+/// one CRI knows.
+pub(crate) fn cri_record(daemon: &Daemon, id: &str) -> Result<engine::ContainerRecord, CriError> {
+    let record = engine::get(daemon, id).map_err(to_cri(id))?;
+    if record.cri.is_none() {
+        return Err(CriError::NotFound {
+            what: "container",
+            id: id.to_string(),
+        });
+    }
+    Ok(record)
+}
+
+/// Whether a lookup failed because the container is not there.
+fn is_missing(e: &CriError) -> bool {
+    matches!(e, CriError::NotFound { .. })
+}
+
+#[tonic::async_trait]
+impl ContainerEngine for CriEngine {
+    async fn create(
+        &self,
+        sandbox: &SandboxContext,
+        request: cri::CreateContainerRequest,
+    ) -> Result<String, CriError> {
+        create::create(&self.daemon, sandbox, request).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), CriError> {
+        let _guard = self.daemon.engine.lock(id).await;
+        let record = cri_record(&self.daemon, id)?;
+        if record.state.status != Status::Created {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {id} is {}; only a created container can be started",
+                record.state.status.as_str()
+            )));
+        }
+        engine::start_locked(&self.daemon, id)
+            .await
+            .map_err(to_cri(id))?;
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), CriError> {
+        let _guard = self.daemon.engine.lock(id).await;
+        match cri_record(&self.daemon, id) {
+            Ok(_) => {}
+            Err(e) if is_missing(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        engine::stop_locked(&self.daemon, id, Some(secs))
+            .await
+            .map_err(to_cri(id))?;
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), CriError> {
+        let _guard = self.daemon.engine.lock(id).await;
+        match cri_record(&self.daemon, id) {
+            Ok(_) => {}
+            Err(e) if is_missing(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        engine::remove_locked(&self.daemon, id, true)
+            .await
+            .map_err(to_cri(id))
+    }
+
+    async fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::ContainerStatusResponse, CriError> {
+        status::status(&self.daemon, id, verbose)
+    }
+
+    async fn list(
+        &self,
+        filter: Option<cri::ContainerFilter>,
+    ) -> Result<Vec<cri::Container>, CriError> {
+        status::list(&self.daemon, filter)
+    }
+
+    async fn exec_sync(
+        &self,
+        request: cri::ExecSyncRequest,
+    ) -> Result<cri::ExecSyncResponse, CriError> {
+        exec::exec_sync(&self.daemon, request).await
+    }
+
+    async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError> {
+        Ok(status::cri_records(&self.daemon)?
+            .into_iter()
+            .filter(|r| r.cri.as_ref().is_some_and(|c| c.sandbox_id == sandbox_id))
+            .map(|r| r.id)
+            .collect())
+    }
+}
+
+/// Reads at most `limit` bytes of `path`; a missing file is empty.
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CriError> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CriError::Internal(format!("reading {}: {e}", path.display()))),
+    };
+    let mut out = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| CriError::Internal(format!("reading {}: {e}", path.display())))?;
+    Ok(out)
+}
