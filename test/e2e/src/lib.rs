@@ -51,6 +51,20 @@ impl Berthd {
         Ok(berthd)
     }
 
+    /// Starts berthd on fresh dirs with `config` as its config file (TOML).
+    pub fn start_with_config(config: &str) -> Result<Berthd> {
+        let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        std::fs::write(dir.path().join("config.toml"), config)?;
+        let mut berthd = Berthd { child: None, dir };
+        berthd.spawn()?;
+        Ok(berthd)
+    }
+
+    /// The test's own directory (root, state, config and log live under it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) -> Result<()> {
         let child = Command::new(binary("berthd")?)
             .arg("--root")
@@ -90,6 +104,11 @@ impl Berthd {
     /// The Docker Engine API socket.
     pub fn docker_socket(&self) -> PathBuf {
         self.state().join("docker.sock")
+    }
+
+    /// The CRI socket (berthd's default, `<state>/berth.sock`).
+    pub fn cri_socket(&self) -> PathBuf {
+        self.state().join("berth.sock")
     }
 
     /// `DOCKER_HOST` for clients.
