@@ -344,9 +344,10 @@ impl PodPatch {
             obj.remove("domainname");
         }
         if !self.cgroup_parent.is_empty() {
+            // Absolute: a relative path would land under the shim's own cgroup.
             spec["linux"]["cgroupsPath"] = json!(format!(
-                "{}/{id}",
-                self.cgroup_parent.trim_end_matches('/')
+                "/{}/{id}",
+                self.cgroup_parent.trim_matches('/')
             ));
         }
         if !self.privileged {

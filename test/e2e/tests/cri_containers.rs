@@ -206,6 +206,36 @@ fn processes_with(needle: &str) -> Vec<String> {
     out
 }
 
+/// `<hierarchy>/<rel>` for every mounted cgroup hierarchy (v1 controllers or v2) that
+/// has it.
+fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    roots.extend(
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    roots
+        .into_iter()
+        .map(|r| r.join(rel))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// The value of a cgroup file for `rel` under the v1 `controller` or v2.
+fn cgroup_file(controller: &str, rel: &str, v1: &str, v2: &str) -> Result<String> {
+    let v1_path = Path::new("/sys/fs/cgroup").join(controller).join(rel).join(v1);
+    let v2_path = Path::new("/sys/fs/cgroup").join(rel).join(v2);
+    for p in [v1_path, v2_path] {
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            return Ok(s.trim().to_string());
+        }
+    }
+    bail!("no {v1}/{v2} for cgroup {rel}")
+}
+
 fn write_cni_conf(dir: &Path) -> Result<PathBuf> {
     let conf_dir = dir.join("net.d");
     std::fs::create_dir_all(&conf_dir)?;
@@ -527,12 +557,8 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     }
     assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
     for id in [&echo, &sleeper, &late] {
-        for cg in [
-            PathBuf::from(format!("/sys/fs/cgroup/berth/{id}")),
-            PathBuf::from(format!("/sys/fs/cgroup/memory/berth/{id}")),
-        ] {
-            assert!(!cg.exists(), "{} left behind", cg.display());
-        }
+        let cgroups = cgroup_dirs(&format!("berth/{id}"));
+        assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
         assert!(
             !berthd.root().join("containers").join(id).exists(),
             "bundle of {id} left behind"
@@ -540,5 +566,166 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     }
     let ps = run_ok(berthd.berth()?.args(["ps", "-aq"]))?;
     assert_eq!(ps.trim(), "", "containers left in the engine");
+    Ok(())
+}
+
+/// A host-network pod (no CNI) whose container has limits, a security context and a
+/// read-only bind mount, each checked from inside the container or its cgroup.
+#[test]
+fn cri_container_resources_security_and_mounts() -> Result<()> {
+    require_root();
+    let img_dir = tempfile::tempdir()?;
+    let img = berth_fixtures::images::base(img_dir.path())?;
+    let registry = berth_fixtures::Registry::start()?;
+    let image = registry.push(&img, "crie2e/busybox:sec")?;
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    std::fs::write(data.join("f"), "from the host\n")?;
+    // An empty CNI dir: this pod needs none.
+    let conf_dir = work.path().join("net.d");
+    std::fs::create_dir_all(&conf_dir)?;
+    let config = format!(
+        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
+        conf_dir.display().to_string(),
+        registry.host()
+    );
+    let berthd = Berthd::start_with_config(&config)?;
+    let client = Client::new(&berthd.cri_socket())?;
+    let mut rt = client.runtime()?;
+    let mut images = client.images()?;
+    client.block_on(images.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))?;
+    let cgroup_parent = "crie2e-pod";
+    let pod = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "crisec".into(),
+            namespace: "default".into(),
+            uid: "uid-crisec".into(),
+            attempt: 0,
+        }),
+        log_directory: work.path().join("logs").display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.into(),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Node as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = client
+        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        }))?
+        .into_inner()
+        .pod_sandbox_id;
+
+    let mut limited = container(
+        "limited",
+        &image,
+        "while true; do sleep 1; done",
+        "limited/0.log",
+    );
+    limited.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: data.display().to_string(),
+        readonly: true,
+        ..Default::default()
+    }];
+    limited.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 512,
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            oom_score_adj: 500,
+            ..Default::default()
+        }),
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            run_as_user: Some(cri::Int64Value { value: 33 }),
+            run_as_group: Some(cri::Int64Value { value: 33 }),
+            readonly_rootfs: true,
+            ..Default::default()
+        }),
+    });
+    let id = client.create_and_start(&sandbox, &pod, limited)?;
+    client.wait_state(&id, cri::ContainerState::ContainerRunning)?;
+    let sh = |script: &str| -> Result<(i32, String)> {
+        let r = client.exec(&id, &["sh", "-c", script], 10)?;
+        Ok((
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).trim().to_string(),
+        ))
+    };
+    assert_eq!(sh("id -u; id -g")?, (0, "33\n33".to_string()));
+    assert_eq!(sh("cat /proc/1/oom_score_adj")?, (0, "500".to_string()));
+    assert_eq!(sh("cat /data/f")?, (0, "from the host".to_string()));
+    assert_ne!(sh("touch /data/g 2>/dev/null")?.0, 0, "/data is read-only");
+    assert_ne!(sh("touch /probe 2>/dev/null")?.0, 0, "the root is read-only");
+    // Host network: the host's interfaces and hostname.
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    assert_eq!(sh("hostname")?, (0, host_name.trim().to_string()));
+    let rel = format!("{cgroup_parent}/{id}");
+    assert_eq!(
+        cgroup_file("memory", &rel, "memory.limit_in_bytes", "memory.max")?,
+        (64u64 << 20).to_string()
+    );
+    let shares = cgroup_file("cpu", &rel, "cpu.shares", "cpu.weight")?;
+    let quota = cgroup_file("cpu", &rel, "cpu.cfs_quota_us", "cpu.max")?;
+    if Path::new("/sys/fs/cgroup/cpu").is_dir() {
+        assert_eq!(shares, "512");
+    }
+    assert!(quota.starts_with("50000"), "cpu quota {quota}");
+
+    // Lowering oom_score_adj below berthd's needs CAP_SYS_RESOURCE: without it the
+    // value is clamped rather than failing the start.
+    let mut low = container("low-oom", &image, "sleep 1000", "low/0.log");
+    low.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            oom_score_adj: -998,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let low_id = client.create_and_start(&sandbox, &pod, low)?;
+    client.wait_state(&low_id, cri::ContainerState::ContainerRunning)?;
+    let r = client.exec(&low_id, &["cat", "/proc/1/oom_score_adj"], 10)?;
+    let adj: i64 = String::from_utf8_lossy(&r.stdout).trim().parse()?;
+    // berthd inherits this test's value; CapEff bit 24 is CAP_SYS_RESOURCE.
+    let own: i64 = std::fs::read_to_string("/proc/self/oom_score_adj")?
+        .trim()
+        .parse()?;
+    let cap_eff = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let expected = if cap_eff & (1 << 24) != 0 { -998 } else { own.max(-998) };
+    assert_eq!(adj, expected, "oom_score_adj");
+
+    client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    }))?;
+    assert!(client.list(cri::ContainerFilter::default())?.is_empty());
+    for cid in [&id, &low_id] {
+        let left = cgroup_dirs(&format!("{cgroup_parent}/{cid}"));
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
+    // The pod's cgroup parent is kubelet's to remove; the test made it, the test removes it.
+    for dir in cgroup_dirs(cgroup_parent) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
     Ok(())
 }
