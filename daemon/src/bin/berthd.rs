@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_daemon::config::{Config, DEFAULT_CONFIG_PATH};
 use berth_cri_server::Cri;
+use berth_daemon::config::{Config, DEFAULT_CONFIG_PATH};
 use berth_daemon::{cri, server, Daemon};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};

@@ -79,8 +79,7 @@ pub(super) async fn create(
     };
     let patch = PodPatch::new(sandbox, &config)?;
     let labels: BTreeMap<String, String> = config.labels.clone().into_iter().collect();
-    let annotations: BTreeMap<String, String> =
-        config.annotations.clone().into_iter().collect();
+    let annotations: BTreeMap<String, String> = config.annotations.clone().into_iter().collect();
     let cgroup_parent = sandbox
         .config
         .linux
@@ -345,10 +344,8 @@ impl PodPatch {
         }
         if !self.cgroup_parent.is_empty() {
             // Absolute: a relative path would land under the shim's own cgroup.
-            spec["linux"]["cgroupsPath"] = json!(format!(
-                "/{}/{id}",
-                self.cgroup_parent.trim_matches('/')
-            ));
+            spec["linux"]["cgroupsPath"] =
+                json!(format!("/{}/{id}", self.cgroup_parent.trim_matches('/')));
         }
         if !self.privileged {
             if !self.masked_paths.is_empty() {

@@ -49,7 +49,9 @@ pub(super) async fn exec_sync(
 ) -> Result<cri::ExecSyncResponse, CriError> {
     let id = req.container_id.clone();
     if req.cmd.is_empty() {
-        return Err(CriError::InvalidArgument("ExecSync without a command".into()));
+        return Err(CriError::InvalidArgument(
+            "ExecSync without a command".into(),
+        ));
     }
     let record = cri_record(daemon, &id)?;
     if !record.state.status.has_task() {

@@ -182,7 +182,12 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CriError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(CriError::Internal(format!("reading {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(CriError::Internal(format!(
+                "reading {}: {e}",
+                path.display()
+            )))
+        }
     };
     let mut out = Vec::new();
     file.take(limit)

@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 pub use create::create;
 pub(crate) use create::{create_parsed, NewContainer};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
-pub(crate) use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
+pub(crate) use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 

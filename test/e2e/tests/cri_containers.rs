@@ -126,7 +126,12 @@ impl Client {
         let resp = self.block_on(rt.list_containers(cri::ListContainersRequest {
             filter: Some(filter),
         }))?;
-        let mut ids: Vec<String> = resp.into_inner().containers.into_iter().map(|c| c.id).collect();
+        let mut ids: Vec<String> = resp
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         ids.sort();
         Ok(ids)
     }
@@ -161,8 +166,7 @@ fn cri_log(path: &Path) -> Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut parts = line.splitn(4, ' ');
-        let (Some(ts), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(ts), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
             bail!("not a CRI log line: {line:?}");
         };
         if !ts.contains('T') || !(ts.ends_with('Z') || ts.contains('+')) {
@@ -226,7 +230,10 @@ fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
 
 /// The value of a cgroup file for `rel` under the v1 `controller` or v2.
 fn cgroup_file(controller: &str, rel: &str, v1: &str, v2: &str) -> Result<String> {
-    let v1_path = Path::new("/sys/fs/cgroup").join(controller).join(rel).join(v1);
+    let v1_path = Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(rel)
+        .join(v1);
     let v2_path = Path::new("/sys/fs/cgroup").join(rel).join(v2);
     for p in [v1_path, v2_path] {
         if let Ok(s) = std::fs::read_to_string(&p) {
@@ -357,11 +364,20 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     eprintln!("create+start+exit of a container: {:?}", t0.elapsed());
     assert_eq!(st.exit_code, 3);
     assert_eq!(st.reason, "Error");
-    assert!(st.started_at > 0 && st.finished_at >= st.started_at, "{st:?}");
-    assert!(st.created_at > 0 && st.created_at <= st.started_at, "{st:?}");
+    assert!(
+        st.started_at > 0 && st.finished_at >= st.started_at,
+        "{st:?}"
+    );
+    assert!(
+        st.created_at > 0 && st.created_at <= st.started_at,
+        "{st:?}"
+    );
     assert_eq!(st.image_ref, img.config_digest);
     assert_eq!(st.metadata.as_ref().map(|m| m.name.as_str()), Some("echo"));
-    assert_eq!(st.annotations.get("note").map(String::as_str), Some("echo-kept"));
+    assert_eq!(
+        st.annotations.get("note").map(String::as_str),
+        Some("echo-kept")
+    );
     let log_path = log_dir.join("echo/0.log");
     assert_eq!(st.log_path, log_path.display().to_string());
     let mut lines = cri_log(&log_path)?;
@@ -397,12 +413,18 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     let r = client.exec(&sleeper, &["cat", "/etc/hostname", "/etc/hosts"], 10)?;
     let files = String::from_utf8_lossy(&r.stdout);
     assert!(files.starts_with("crie2e-host\n"), "{files}");
-    assert!(files.contains(&pod_ip), "/etc/hosts lacks the pod ip: {files}");
+    assert!(
+        files.contains(&pod_ip),
+        "/etc/hosts lacks the pod ip: {files}"
+    );
     let r = client.exec(&sleeper, &["ip", "-o", "-4", "addr", "show", "eth0"], 10)?;
     let addr = String::from_utf8_lossy(&r.stdout);
     assert!(addr.contains(&pod_ip), "eth0 in the container: {addr}");
     let r = client.exec(&sleeper, &["sh", "-c", "echo $$; echo $GREETING"], 10)?;
-    assert_eq!(String::from_utf8_lossy(&r.stdout).lines().nth(1), Some("hello from cri"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout).lines().nth(1),
+        Some("hello from cri")
+    );
     // A timed-out exec is killed and answered DeadlineExceeded.
     let t = Instant::now();
     let err = client
@@ -477,7 +499,12 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     let client = Client::new(&berthd.cri_socket())?;
     let mut rt = client.runtime()?;
     let st = client.status(&sleeper)?;
-    assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32, "{}", berthd.log());
+    assert_eq!(
+        st.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "{}",
+        berthd.log()
+    );
     let r = client.exec(&sleeper, &["echo", "after-restart"], 10)?;
     assert_eq!(String::from_utf8_lossy(&r.stdout), "after-restart\n");
     assert_eq!(client.status(&echo)?.exit_code, 3);
@@ -513,7 +540,10 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
             .and_then(|e| e.downcast_ref::<tonic::Status>().map(|s| s.code())),
         Some(tonic::Code::NotFound)
     );
-    assert_eq!(client.list(cri::ContainerFilter::default())?, vec![sleeper.clone()]);
+    assert_eq!(
+        client.list(cri::ContainerFilter::default())?,
+        vec![sleeper.clone()]
+    );
 
     // A running container when the pod is stopped and removed: everything goes.
     let late = client.create_and_start(
@@ -672,7 +702,11 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     assert_eq!(sh("cat /proc/1/oom_score_adj")?, (0, "500".to_string()));
     assert_eq!(sh("cat /data/f")?, (0, "from the host".to_string()));
     assert_ne!(sh("touch /data/g 2>/dev/null")?.0, 0, "/data is read-only");
-    assert_ne!(sh("touch /probe 2>/dev/null")?.0, 0, "the root is read-only");
+    assert_ne!(
+        sh("touch /probe 2>/dev/null")?.0,
+        0,
+        "the root is read-only"
+    );
     // Host network: the host's interfaces and hostname.
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
     assert_eq!(sh("hostname")?, (0, host_name.trim().to_string()));
@@ -711,7 +745,11 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
-    let expected = if cap_eff & (1 << 24) != 0 { -998 } else { own.max(-998) };
+    let expected = if cap_eff & (1 << 24) != 0 {
+        -998
+    } else {
+        own.max(-998)
+    };
     assert_eq!(adj, expected, "oom_score_adj");
 
     client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
