@@ -5,8 +5,8 @@
 //! tonic server resets every such stream with PROTOCOL_ERROR. The control case proves the
 //! trap is real with this client; the rest shows berth's server answering it.
 //!
-//! Until berthd mounts the CRI server on its socket, the test serves the CRI library
-//! in-process on a private socket (no container engine wired in yet).
+//! The control case serves the CRI library in-process on a plain tonic server; the rest
+//! talks to a real berthd on its CRI socket, containers included.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use berth_cri_server::{Cri, CriConfig, ImageParts};
+use berth_e2e::Berthd;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::sync::oneshot;
@@ -110,20 +111,25 @@ fn write_conflist(conf_dir: &Path, bridge: &str, subnet: &str, ipam_dir: &Path) 
     Ok(())
 }
 
+/// Removes a CNI bridge when the test ends, however it ends.
+struct BridgeGuard(&'static str);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+    }
+}
+
 struct Server {
     /// The runtime serving the socket; dropped (and the server with it) last.
     _rt: tokio::runtime::Runtime,
     stop: Option<oneshot::Sender<()>>,
-    bridge: Option<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-        if let Some(bridge) = &self.bridge {
-            let _ = Command::new("ip").args(["link", "del", bridge]).status();
         }
     }
 }
@@ -154,28 +160,6 @@ fn open_cri(dir: &Path, registry_host: &str, bridge: &str, subnet: &str) -> Resu
     Ok(Cri::open(config, images, None)?)
 }
 
-/// berth's CRI server (with the `:authority` rewriter) on `socket`.
-fn start_berth(cri: Cri, socket: &Path, bridge: &str) -> Result<Server> {
-    let rt = tokio::runtime::Runtime::new()?;
-    let listener = {
-        let _g = rt.enter();
-        Cri::bind(socket)?
-    };
-    let (tx, rx) = oneshot::channel();
-    rt.spawn(async move {
-        let _ = cri
-            .serve(listener, async {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Ok(Server {
-        _rt: rt,
-        stop: Some(tx),
-        bridge: Some(bridge.to_string()),
-    })
-}
-
 /// The same services on a plain tonic server: no rewriter.
 fn start_plain(cri: Cri, socket: &Path) -> Result<Server> {
     let rt = tokio::runtime::Runtime::new()?;
@@ -197,7 +181,6 @@ fn start_plain(cri: Cri, socket: &Path) -> Result<Server> {
     Ok(Server {
         _rt: rt,
         stop: Some(tx),
-        bridge: None,
     })
 }
 
@@ -258,14 +241,21 @@ fn grpc_go_client_is_served() -> Result<()> {
     );
     drop(plain);
 
-    let sock = dir.path().join("berth.sock");
-    let cri = open_cri(
-        &dir.path().join("berth"),
-        &registry.host(),
+    // berthd itself, serving CRI on its socket with its container engine.
+    let conf_dir = dir.path().join("berthd-net.d");
+    write_conflist(
+        &conf_dir,
         "bcrigo0",
         "10.251.0.0/24",
+        &dir.path().join("ipam"),
     )?;
-    let _server = start_berth(cri, &sock, "bcrigo0")?;
+    let _bridge = BridgeGuard("bcrigo0");
+    let berthd = Berthd::start_with_config(&format!(
+        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
+        conf_dir.display().to_string(),
+        registry.host()
+    ))?;
+    let sock = berthd.cri_socket();
 
     let v = go_ok(&client, &sock, &["version"])?;
     assert_eq!(v["runtime_name"], "berth", "{v}");
@@ -300,13 +290,33 @@ fn grpc_go_client_is_served() -> Result<()> {
         again.stderr
     );
 
-    // No container engine is wired into the library yet: the answer says so.
-    let c = go(&client, &sock, &["create", &pod, "c1", image_ref])?;
-    assert!(
-        !c.ok && c.stderr.contains("Unimplemented") && c.stderr.contains("engine"),
-        "{}",
-        c.stderr
-    );
+    // A container through berthd's engine: create, start, ExecSync.
+    let c = go_ok(
+        &client,
+        &sock,
+        &[
+            "create",
+            &pod,
+            "c1",
+            image_ref,
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ],
+    )?;
+    let container = c["container_id"]
+        .as_str()
+        .context("container id")?
+        .to_string();
+    go_ok(&client, &sock, &["start", &container])?;
+    let e = go_ok(
+        &client,
+        &sock,
+        &["exec", &container, "sh", "-c", "echo hi; exit 5"],
+    )?;
+    // grpc-go's JSON: bytes as base64, zero values left out.
+    assert_eq!(e["stdout"], "aGkK", "{e}");
+    assert_eq!(e["exit_code"], 5, "{e}");
 
     go_ok(&client, &sock, &["stopp", &pod])?;
     go_ok(&client, &sock, &["rmp", &pod])?;

@@ -9,7 +9,8 @@
 //	cri-client SOCKET runp NAME NAMESPACE UID
 //	cri-client SOCKET stopp ID
 //	cri-client SOCKET rmp ID
-//	cri-client SOCKET create POD_ID NAME IMAGE
+//	cri-client SOCKET create POD_ID NAME IMAGE [COMMAND...]
+//	cri-client SOCKET start CONTAINER_ID
 //	cri-client SOCKET exec CONTAINER_ID CMD...
 package main
 
@@ -62,12 +63,14 @@ func main() {
 		resp, err = rt.StopPodSandbox(ctx, &pb.StopPodSandboxRequest{PodSandboxId: args[0]})
 	case cmd == "rmp" && len(args) == 1:
 		resp, err = rt.RemovePodSandbox(ctx, &pb.RemovePodSandboxRequest{PodSandboxId: args[0]})
-	case cmd == "create" && len(args) == 3:
+	case cmd == "create" && len(args) >= 3:
 		resp, err = rt.CreateContainer(ctx, &pb.CreateContainerRequest{
 			PodSandboxId:  args[0],
-			Config:        &pb.ContainerConfig{Metadata: &pb.ContainerMetadata{Name: args[1]}, Image: &pb.ImageSpec{Image: args[2]}},
+			Config:        &pb.ContainerConfig{Metadata: &pb.ContainerMetadata{Name: args[1]}, Image: &pb.ImageSpec{Image: args[2]}, Command: args[3:]},
 			SandboxConfig: &pb.PodSandboxConfig{},
 		})
+	case cmd == "start" && len(args) == 1:
+		resp, err = rt.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: args[0]})
 	case cmd == "exec" && len(args) >= 2:
 		resp, err = rt.ExecSync(ctx, &pb.ExecSyncRequest{ContainerId: args[0], Cmd: args[1:], Timeout: 10})
 	default:
