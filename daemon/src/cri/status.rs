@@ -76,6 +76,8 @@ pub(super) fn status(
         // A start that failed leaves its error in the record.
         if !s.error.is_empty() {
             ("StartError".to_string(), s.error.clone())
+        } else if s.oom_killed {
+            ("OOMKilled".to_string(), String::new())
         } else if s.exit_code == 0 {
             ("Completed".to_string(), String::new())
         } else {

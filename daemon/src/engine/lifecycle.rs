@@ -97,6 +97,7 @@ pub(crate) async fn start_locked(
     record.state.finished_at = String::new();
     record.state.exit_code = 0;
     record.state.error = String::new();
+    record.state.oom_killed = false;
     record.state.stopped_by_user = false;
     put(daemon, &record)?;
     tracing::info!(id, pid, "container started");

@@ -9,6 +9,7 @@
 mod create;
 mod image;
 mod lifecycle;
+mod oom;
 mod reconcile;
 pub mod record;
 pub mod shim;

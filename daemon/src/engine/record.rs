@@ -53,6 +53,9 @@ pub struct RunState {
     /// `docker stop`/`kill` was asked: restart policies (but `always`) hold off.
     pub stopped_by_user: bool,
     pub restart_count: u32,
+    /// The kernel's OOM killer struck in the container's cgroup during its last run.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// One container.

@@ -9,7 +9,7 @@ use berth_shim::exit_record::ExitRecord;
 
 use super::record::Status;
 use super::shim::{self, Shim};
-use super::{blocking, get, lifecycle, put, EngineError};
+use super::{blocking, get, lifecycle, oom, put, EngineError};
 use crate::restart_policy::ExitFacts;
 use crate::Daemon;
 
@@ -58,7 +58,7 @@ pub async fn collect_now(
 async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
     let d = Arc::clone(daemon);
     let cid = id.to_string();
-    let (code, at) = blocking(move || {
+    let (code, at, oom_killed) = blocking(move || {
         let dir = d.engine.dir(&cid);
         let waited = Shim::connect(&address).and_then(|s| {
             let r = s.wait(&cid)?;
@@ -66,11 +66,13 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
         });
         match waited {
             Ok((s, (code, at))) => {
+                // Before the delete, which removes the cgroup.
+                let oom_killed = oom::oom_killed(&dir);
                 if let Err(e) = s.delete(&cid) {
                     tracing::warn!(id = %cid, "deleting the exited task: {e}");
                 }
                 s.shutdown(&cid);
-                Ok((code as i64, at))
+                Ok((code as i64, at, oom_killed))
             }
             Err(e) => {
                 // The shim is gone: its durable exit record says how the container ended.
@@ -83,9 +85,9 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
                             .duration_since(UNIX_EPOCH)
                             .map(|t| t.as_nanos() as i128)
                             .unwrap_or(0);
-                        Ok((r.exit_status as i64, at))
+                        Ok((r.exit_status as i64, at, false))
                     }
-                    None => Ok((255, 0)),
+                    None => Ok((255, 0, false)),
                 }
             }
         }
@@ -95,6 +97,7 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
     let mut record = get(daemon, id)?;
     record.state.status = Status::Exited;
     record.state.exit_code = code;
+    record.state.oom_killed = oom_killed;
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
     put(daemon, &record)?;

@@ -752,11 +752,39 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     };
     assert_eq!(adj, expected, "oom_score_adj");
 
+    // A container over its memory limit: killed by the kernel, reason OOMKilled.
+    let mut hog = container(
+        "hog",
+        &image,
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        "hog/0.log",
+    );
+    hog.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hog_id = client.create_and_start(&sandbox, &pod, hog)?;
+    let st = client.wait_state(&hog_id, cri::ContainerState::ContainerExited)?;
+    assert_eq!(
+        (st.reason.as_str(), st.exit_code),
+        ("OOMKilled", 137),
+        "{st:?}"
+    );
+    let oom = run_ok(
+        berthd
+            .berth()?
+            .args(["inspect", "-f", "{{.State.OOMKilled}}", &hog_id]),
+    )?;
+    assert_eq!(oom.trim(), "true");
+
     client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
         pod_sandbox_id: sandbox.clone(),
     }))?;
     assert!(client.list(cri::ContainerFilter::default())?.is_empty());
-    for cid in [&id, &low_id] {
+    for cid in [&id, &low_id, &hog_id] {
         let left = cgroup_dirs(&format!("{cgroup_parent}/{cid}"));
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }

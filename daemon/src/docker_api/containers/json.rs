@@ -248,7 +248,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "Running": s.status.has_task(),
             "Paused": s.status == Status::Paused,
             "Restarting": s.status == Status::Restarting,
-            "OOMKilled": false,
+            "OOMKilled": s.oom_killed,
             "Dead": s.status == Status::Dead,
             "Pid": s.pid,
             "ExitCode": s.exit_code,
