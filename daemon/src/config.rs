@@ -244,6 +244,7 @@ mod tests {
             log_level = "debug"
             default_runtime = "runc"
             metrics_address = "127.0.0.1:9323"
+            cri_socket = "/tmp/berth-state/cri.sock"
             [registries."docker.io"]
             mirrors = ["127.0.0.1:5000"]
             fallback_to_upstream = false
@@ -275,6 +276,10 @@ mod tests {
         );
         assert_eq!(config.logs.max_files, 2);
         assert_eq!(config.metrics_address.map(|a| a.port()), Some(9323));
+        assert_eq!(
+            config.cri_socket.as_deref(),
+            Some(Path::new("/tmp/berth-state/cri.sock"))
+        );
     }
 
     #[test]

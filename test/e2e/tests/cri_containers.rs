@@ -97,6 +97,7 @@ impl Client {
         config: cri::ContainerConfig,
     ) -> Result<String> {
         let mut rt = self.runtime()?;
+        let t = Instant::now();
         let id = self
             .block_on(rt.create_container(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.into(),
@@ -105,9 +106,16 @@ impl Client {
             }))?
             .into_inner()
             .container_id;
+        let created = t.elapsed();
+        let t = Instant::now();
         self.block_on(rt.start_container(cri::StartContainerRequest {
             container_id: id.clone(),
         }))?;
+        eprintln!(
+            "CreateContainer {:?}, StartContainer {:?}",
+            created,
+            t.elapsed()
+        );
         Ok(id)
     }
 
@@ -329,6 +337,7 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
         log_directory: log_dir.display().to_string(),
         ..Default::default()
     };
+    let t = Instant::now();
     let sandbox = client
         .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(pod.clone()),
@@ -336,6 +345,7 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
         }))?
         .into_inner()
         .pod_sandbox_id;
+    eprintln!("RunPodSandbox (CNI bridge) {:?}", t.elapsed());
     let pod_ip = client
         .block_on(rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: sandbox.clone(),
