@@ -271,6 +271,26 @@ fn write_cni_conf(dir: &Path) -> Result<PathBuf> {
     Ok(conf_dir)
 }
 
+/// Removes a pod (its containers, namespaces, network) when a test ends early, so a
+/// failed run leaves no pinned namespace mounted in the test's directory.
+struct PodGuard {
+    socket: PathBuf,
+    id: String,
+}
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        let Ok(client) = Client::new(&self.socket) else {
+            return;
+        };
+        if let Ok(mut rt) = client.runtime() {
+            let _ = client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: self.id.clone(),
+            }));
+        }
+    }
+}
+
 /// Removes the test's bridge whatever happens.
 struct BridgeGuard;
 
@@ -346,6 +366,10 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
         .into_inner()
         .pod_sandbox_id;
     eprintln!("RunPodSandbox (CNI bridge) {:?}", t.elapsed());
+    let _pod_guard = PodGuard {
+        socket: berthd.cri_socket(),
+        id: sandbox.clone(),
+    };
     let pod_ip = client
         .block_on(rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: sandbox.clone(),
@@ -388,6 +412,28 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
         st.annotations.get("note").map(String::as_str),
         Some("echo-kept")
     );
+    // An exited container is neither started again nor exec'd into.
+    let again = client.block_on(rt.start_container(cri::StartContainerRequest {
+        container_id: echo.clone(),
+    }));
+    assert_eq!(
+        again.err().map(|s| s.code()),
+        Some(tonic::Code::FailedPrecondition)
+    );
+    let exec_exited = client.exec(&echo, &["true"], 5).err();
+    assert_eq!(
+        exec_exited.and_then(|e| e.downcast_ref::<tonic::Status>().map(|s| s.code())),
+        Some(tonic::Code::FailedPrecondition)
+    );
+    let verbose = client
+        .block_on(rt.container_status(cri::ContainerStatusRequest {
+            container_id: echo.clone(),
+            verbose: true,
+        }))?
+        .into_inner();
+    let info: serde_json::Value =
+        serde_json::from_str(verbose.info.get("info").context("no verbose info")?)?;
+    assert_eq!(info["sandboxID"], sandbox.as_str(), "{info}");
     let log_path = log_dir.join("echo/0.log");
     assert_eq!(st.log_path, log_path.display().to_string());
     let mut lines = cri_log(&log_path)?;
@@ -670,6 +716,10 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         }))?
         .into_inner()
         .pod_sandbox_id;
+    let _pod_guard = PodGuard {
+        socket: berthd.cri_socket(),
+        id: sandbox.clone(),
+    };
 
     let mut limited = container(
         "limited",
