@@ -27,6 +27,8 @@ pub struct SandboxContext {
     pub hostname_file: PathBuf,
     pub resolv_conf: PathBuf,
     pub hosts_file: PathBuf,
+    /// The pod's shared /dev/shm (a tmpfs); `None` for host IPC.
+    pub shm: Option<PathBuf>,
 }
 
 /// Container lifecycle as berthd's engine implements it. Every method is keyed by

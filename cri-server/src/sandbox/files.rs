@@ -10,6 +10,44 @@ use crate::CriError;
 pub(crate) const HOSTNAME: &str = "hostname";
 pub(crate) const RESOLV_CONF: &str = "resolv.conf";
 pub(crate) const HOSTS: &str = "hosts";
+/// The pod's /dev/shm: one tmpfs its containers share, as they share its IPC namespace.
+pub(crate) const SHM: &str = "shm";
+/// Docker's and containerd's /dev/shm size.
+const SHM_SIZE: &str = "size=65536k";
+
+/// Mounts the pod's shared /dev/shm tmpfs at `<dir>/shm`.
+pub(crate) fn mount_shm(dir: &Path) -> Result<(), CriError> {
+    use nix::mount::{mount, MsFlags};
+    let target = dir.join(SHM);
+    std::fs::create_dir_all(&target).map_err(CriError::io("create", &target))?;
+    mount(
+        Some("shm"),
+        &target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+    )
+    .map_err(|e| {
+        CriError::Internal(format!(
+            "mounting the pod's /dev/shm at {}: {e}",
+            target.display()
+        ))
+    })
+}
+
+/// Unmounts the pod's /dev/shm (lazily: a container still holding it keeps its view).
+/// Not mounted is fine.
+pub(crate) fn unmount_shm(dir: &Path) -> Result<(), CriError> {
+    use nix::mount::{umount2, MntFlags};
+    let target = dir.join(SHM);
+    match umount2(&target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(CriError::Internal(format!(
+            "unmounting the pod's /dev/shm at {}: {e}",
+            target.display()
+        ))),
+    }
+}
 
 /// resolv.conf from the pod's DNS config, or the host's when the pod gives none.
 pub(crate) fn resolv_conf(dns: Option<&cri::DnsConfig>) -> Result<String, CriError> {

@@ -41,6 +41,11 @@ impl Cri {
             hostname_file: r.dir.join(files::HOSTNAME),
             resolv_conf: r.dir.join(files::RESOLV_CONF),
             hosts_file: r.dir.join(files::HOSTS),
+            shm: r
+                .ipc_ns
+                .as_ref()
+                .map(|_| r.dir.join(files::SHM))
+                .filter(|p| p.is_dir()),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use k8s_cri::v1 as cri;
 
-use super::namespaces;
+use super::{files, namespaces};
 use crate::{Cri, CriError};
 
 pub async fn remove_pod_sandbox(
@@ -26,6 +26,9 @@ pub async fn remove_pod_sandbox(
         if let Err(e) = namespaces::remove_pin(pin) {
             errors.push(e.to_string());
         }
+    }
+    if let Err(e) = files::unmount_shm(&record.dir) {
+        errors.push(e.to_string());
     }
     match std::fs::remove_dir_all(&record.dir) {
         Ok(()) => {}

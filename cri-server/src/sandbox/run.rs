@@ -37,6 +37,9 @@ impl Drop for Rollback {
             }
         }
         if let Some(dir) = self.dir.take() {
+            if let Err(e) = files::unmount_shm(&dir) {
+                tracing::warn!(sandbox = %self.id, error = %e, "rollback: /dev/shm unmount failed");
+            }
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -147,6 +150,9 @@ pub async fn run_pod_sandbox(
     files::write(&dir, files::HOSTNAME, &format!("{hostname}\n"))?;
     files::write(&dir, files::RESOLV_CONF, &resolv)?;
     files::write(&dir, files::HOSTS, &hosts)?;
+    if !host_ipc {
+        files::mount_shm(&dir)?;
+    }
 
     let record = SandboxRecord {
         id: id.clone(),

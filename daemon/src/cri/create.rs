@@ -244,6 +244,8 @@ struct PodPatch {
     host_pid: bool,
     /// (file, destination) binds of the pod's files.
     pod_files: Vec<(PathBuf, &'static str)>,
+    /// The pod's shared /dev/shm, bound over the container's own.
+    shm: Option<PathBuf>,
     mounts: Vec<Value>,
     cgroup_parent: String,
     no_new_privs: bool,
@@ -287,6 +289,10 @@ impl PodPatch {
         .filter(|(file, dest)| file.exists() && !user_dests.contains(dest))
         .map(|(file, dest)| (file.clone(), dest))
         .collect();
+        let shm = sandbox
+            .shm
+            .clone()
+            .filter(|_| !user_dests.contains(&"/dev/shm"));
         let mut annotations: BTreeMap<String, String> =
             config.annotations.clone().into_iter().collect();
         annotations.insert(
@@ -300,6 +306,7 @@ impl PodPatch {
             uts_ns: sandbox.uts_ns.clone(),
             host_pid: ns.pid == cri::NamespaceMode::Node as i32,
             pod_files,
+            shm,
             mounts,
             cgroup_parent: sandbox
                 .config
@@ -380,6 +387,12 @@ impl PodPatch {
                        "options": ["rbind", "rprivate", "rw"]})
             })
             .collect();
+        if let Some(shm) = &self.shm {
+            extra.push(
+                json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+                              "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"]}),
+            );
+        }
         extra.extend(self.mounts);
         mounts.retain(|m| !extra.iter().any(|u| u["destination"] == m["destination"]));
         mounts.extend(extra);

@@ -58,12 +58,15 @@ pub(crate) async fn start_locked(
         let _ = std::fs::remove_file(dir.join(berth_shim::exit_record::FILE_NAME));
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;
-        let run = || -> Result<u32, EngineError> {
+        let run = || -> Result<(u32, String), EngineError> {
             client.create(&cid, &dir, &mounts, &log, tty)?;
-            Ok(client.start(&cid)?)
+            // Taken before the start: a process that exits at once must not look
+            // as if it finished before it started.
+            let started_at = now_rfc3339();
+            Ok((client.start(&cid)?, started_at))
         };
         match run() {
-            Ok(pid) => Ok((address, pid)),
+            Ok((pid, started_at)) => Ok((address, pid, started_at)),
             Err(e) => {
                 let _ = client.delete(&cid);
                 client.shutdown(&cid);
@@ -72,7 +75,7 @@ pub(crate) async fn start_locked(
         }
     })
     .await;
-    let (address, pid) = match started {
+    let (address, pid, started_at) = match started {
         Ok(s) => s,
         Err(e) => {
             record.state.error = e.to_string();
@@ -93,7 +96,7 @@ pub(crate) async fn start_locked(
     };
     record.state.status = Status::Running;
     record.state.pid = pid;
-    record.state.started_at = now_rfc3339();
+    record.state.started_at = started_at;
     record.state.finished_at = String::new();
     record.state.exit_code = 0;
     record.state.error = String::new();

@@ -476,6 +476,9 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
     let r = client.exec(&sleeper, &["ip", "-o", "-4", "addr", "show", "eth0"], 10)?;
     let addr = String::from_utf8_lossy(&r.stdout);
     assert!(addr.contains(&pod_ip), "eth0 in the container: {addr}");
+    // The pod's /dev/shm is one tmpfs for all its containers.
+    let r = client.exec(&sleeper, &["sh", "-c", "echo pod-shared > /dev/shm/f"], 10)?;
+    assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
     let r = client.exec(&sleeper, &["sh", "-c", "echo $$; echo $GREETING"], 10)?;
     assert_eq!(
         String::from_utf8_lossy(&r.stdout).lines().nth(1),
@@ -608,6 +611,8 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
         container("late", &image, "while true; do sleep 1; done", "late/0.log"),
     )?;
     client.wait_state(&late, cri::ContainerState::ContainerRunning)?;
+    let r = client.exec(&late, &["cat", "/dev/shm/f"], 10)?;
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "pod-shared\n");
     assert!(!processes_with(MARKER).is_empty());
     client.block_on(rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
         pod_sandbox_id: sandbox.clone(),
