@@ -57,6 +57,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
         &self,
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError>;
+    /// Makes the shim reopen the container's log at its path (kubelet renamed it away
+    /// to rotate it); returns once the new file exists.
+    async fn reopen_log(&self, id: &str) -> Result<(), CriError>;
     /// Ids of the containers of one sandbox, for StopPodSandbox/RemovePodSandbox.
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError>;
 }

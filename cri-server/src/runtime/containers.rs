@@ -106,3 +106,16 @@ pub(super) async fn exec_sync(
         .ok_or_else(|| missing("ExecSync"))?;
     engine.exec_sync(req).await
 }
+
+pub(super) async fn reopen_log(
+    cri: &Cri,
+    req: cri::ReopenContainerLogRequest,
+) -> Result<cri::ReopenContainerLogResponse, CriError> {
+    let engine = cri
+        .inner
+        .engine
+        .clone()
+        .ok_or_else(|| missing("ReopenContainerLog"))?;
+    engine.reopen_log(&req.container_id).await?;
+    Ok(cri::ReopenContainerLogResponse {})
+}

@@ -156,11 +156,12 @@ impl RuntimeService for Cri {
 
     async fn reopen_container_log(
         &self,
-        _r: Request<cri::ReopenContainerLogRequest>,
+        r: Request<cri::ReopenContainerLogRequest>,
     ) -> Reply<cri::ReopenContainerLogResponse> {
-        instrument("ReopenContainerLog", async {
-            Err(not_yet("ReopenContainerLog"))
-        })
+        instrument(
+            "ReopenContainerLog",
+            containers::reopen_log(self, r.into_inner()),
+        )
         .await
     }
 

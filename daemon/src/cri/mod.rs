@@ -11,6 +11,7 @@
 
 mod create;
 mod exec;
+mod logs;
 mod status;
 
 use std::path::Path;
@@ -165,6 +166,10 @@ impl ContainerEngine for CriEngine {
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError> {
         exec::exec_sync(&self.daemon, request).await
+    }
+
+    async fn reopen_log(&self, id: &str) -> Result<(), CriError> {
+        logs::reopen(&self.daemon, id).await
     }
 
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError> {

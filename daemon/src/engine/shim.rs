@@ -311,6 +311,19 @@ impl Shim {
         Ok(())
     }
 
+    /// The shim's own process id (Connect).
+    pub fn shim_pid(&self, id: &str) -> Result<u32, ShimError> {
+        let req = api::ConnectRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .client
+            .connect(Context::default(), &req)
+            .map_err(call_err("connect"))?;
+        Ok(resp.shim_pid)
+    }
+
     /// Asks the shim to exit (it holds no task any more).
     pub fn shutdown(&self, id: &str) {
         let req = api::ShutdownRequest {

@@ -817,6 +817,46 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     };
     assert_eq!(adj, expected, "oom_score_adj");
 
+    // Log rotation as kubelet does it: rename the log away, ReopenContainerLog, and
+    // the shim goes on in a new file at the same path; no line is split or lost.
+    let talker = client.create_and_start(
+        &sandbox,
+        &pod,
+        container(
+            "talker",
+            &image,
+            "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.02; done",
+            "talker/0.log",
+        ),
+    )?;
+    let talker_log = work.path().join("logs/talker/0.log");
+    let rotated = work.path().join("logs/talker/0.log.1");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(&talker_log, &rotated)?;
+    client.block_on(rt.reopen_container_log(cri::ReopenContainerLogRequest {
+        container_id: talker.clone(),
+    }))?;
+    assert!(talker_log.exists(), "no new log after ReopenContainerLog");
+    std::thread::sleep(Duration::from_millis(300));
+    client.block_on(rt.stop_container(cri::StopContainerRequest {
+        container_id: talker.clone(),
+        timeout: 0,
+    }))?;
+    let lines: Vec<String> = cri_log(&rotated)?
+        .into_iter()
+        .chain(cri_log(&talker_log)?)
+        .map(|(_, tag, content)| {
+            assert_eq!(tag, "F", "{content}");
+            content
+        })
+        .collect();
+    let expected: Vec<String> = (0..lines.len()).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected);
+    assert!(
+        !cri_log(&talker_log)?.is_empty(),
+        "nothing written after the reopen"
+    );
+
     // A container over its memory limit: killed by the kernel, reason OOMKilled.
     let mut hog = container(
         "hog",
@@ -849,7 +889,7 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         pod_sandbox_id: sandbox.clone(),
     }))?;
     assert!(client.list(cri::ContainerFilter::default())?.is_empty());
-    for cid in [&id, &low_id, &hog_id] {
+    for cid in [&id, &low_id, &hog_id, &talker] {
         let left = cgroup_dirs(&format!("{cgroup_parent}/{cid}"));
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
