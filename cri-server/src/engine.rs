@@ -57,6 +57,12 @@ pub trait ContainerEngine: Send + Sync + 'static {
         &self,
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError>;
+    /// CPU, memory and writable-layer usage of one container.
+    async fn stats(&self, id: &str) -> Result<cri::ContainerStats, CriError>;
+    async fn list_stats(
+        &self,
+        filter: Option<cri::ContainerStatsFilter>,
+    ) -> Result<Vec<cri::ContainerStats>, CriError>;
     /// Makes the shim reopen the container's log at its path (kubelet renamed it away
     /// to rotate it); returns once the new file exists.
     async fn reopen_log(&self, id: &str) -> Result<(), CriError>;

@@ -119,3 +119,30 @@ pub(super) async fn reopen_log(
     engine.reopen_log(&req.container_id).await?;
     Ok(cri::ReopenContainerLogResponse {})
 }
+
+pub(super) async fn stats(
+    cri: &Cri,
+    req: cri::ContainerStatsRequest,
+) -> Result<cri::ContainerStatsResponse, CriError> {
+    match cri.inner.engine.clone() {
+        Some(engine) => Ok(cri::ContainerStatsResponse {
+            stats: Some(engine.stats(&req.container_id).await?),
+        }),
+        None => Err(CriError::NotFound {
+            what: "container",
+            id: req.container_id,
+        }),
+    }
+}
+
+pub(super) async fn list_stats(
+    cri: &Cri,
+    req: cri::ListContainerStatsRequest,
+) -> Result<cri::ListContainerStatsResponse, CriError> {
+    // Without an engine there are no containers, so no stats.
+    let stats = match cri.inner.engine.clone() {
+        Some(engine) => engine.list_stats(req.filter).await?,
+        None => Vec::new(),
+    };
+    Ok(cri::ListContainerStatsResponse { stats })
+}

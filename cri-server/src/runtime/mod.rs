@@ -192,18 +192,19 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _r: Request<cri::ContainerStatsRequest>,
+        r: Request<cri::ContainerStatsRequest>,
     ) -> Reply<cri::ContainerStatsResponse> {
-        instrument("ContainerStats", async { Err(not_yet("ContainerStats")) }).await
+        instrument("ContainerStats", containers::stats(self, r.into_inner())).await
     }
 
     async fn list_container_stats(
         &self,
-        _r: Request<cri::ListContainerStatsRequest>,
+        r: Request<cri::ListContainerStatsRequest>,
     ) -> Reply<cri::ListContainerStatsResponse> {
-        instrument("ListContainerStats", async {
-            Err(not_yet("ListContainerStats"))
-        })
+        instrument(
+            "ListContainerStats",
+            containers::list_stats(self, r.into_inner()),
+        )
         .await
     }
 

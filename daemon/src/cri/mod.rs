@@ -12,6 +12,7 @@
 mod create;
 mod exec;
 mod logs;
+mod stats;
 mod status;
 
 use std::path::Path;
@@ -166,6 +167,23 @@ impl ContainerEngine for CriEngine {
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError> {
         exec::exec_sync(&self.daemon, request).await
+    }
+
+    async fn stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {
+        let (d, id) = (Arc::clone(&self.daemon), id.to_string());
+        tokio::task::spawn_blocking(move || stats::stats(&d, &id))
+            .await
+            .map_err(|e| CriError::Internal(format!("stats task: {e}")))?
+    }
+
+    async fn list_stats(
+        &self,
+        filter: Option<cri::ContainerStatsFilter>,
+    ) -> Result<Vec<cri::ContainerStats>, CriError> {
+        let d = Arc::clone(&self.daemon);
+        tokio::task::spawn_blocking(move || stats::list(&d, filter))
+            .await
+            .map_err(|e| CriError::Internal(format!("stats task: {e}")))?
     }
 
     async fn reopen_log(&self, id: &str) -> Result<(), CriError> {

@@ -817,6 +817,56 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     };
     assert_eq!(adj, expected, "oom_score_adj");
 
+    // Stats: the cgroup's CPU and memory, the writable layer's bytes.
+    let r = client.exec(
+        &low_id,
+        &["dd", "if=/dev/zero", "of=/big", "bs=1024", "count=512"],
+        10,
+    )?;
+    assert_eq!(r.exit_code, 0, "{}", String::from_utf8_lossy(&r.stderr));
+    let stats = client
+        .block_on(rt.container_stats(cri::ContainerStatsRequest {
+            container_id: low_id.clone(),
+        }))?
+        .into_inner()
+        .stats
+        .context("no stats")?;
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value);
+    assert!(cpu.is_some_and(|v| v > 0), "cpu {cpu:?}");
+    let mem = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value);
+    assert!(mem.is_some_and(|v| v > 0), "memory {mem:?}");
+    let layer = stats
+        .writable_layer
+        .and_then(|w| w.used_bytes)
+        .map(|v| v.value);
+    assert!(
+        layer.is_some_and(|v| v >= 512 * 1024),
+        "writable layer {layer:?}"
+    );
+    let listed = client
+        .block_on(rt.list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(cri::ContainerStatsFilter {
+                pod_sandbox_id: sandbox.clone(),
+                ..Default::default()
+            }),
+        }))?
+        .into_inner()
+        .stats;
+    let mut ids: Vec<String> = listed
+        .into_iter()
+        .filter_map(|s| s.attributes.map(|a| a.id))
+        .collect();
+    ids.sort();
+    let mut want = vec![id.clone(), low_id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+
     // Log rotation as kubelet does it: rename the log away, ReopenContainerLog, and
     // the shim goes on in a new file at the same path; no line is split or lost.
     let talker = client.create_and_start(
