@@ -57,6 +57,12 @@ pub trait ContainerEngine: Send + Sync + 'static {
         &self,
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError>;
+    /// New cgroup limits for a container, running or not.
+    async fn update_resources(
+        &self,
+        id: &str,
+        resources: cri::LinuxContainerResources,
+    ) -> Result<(), CriError>;
     /// CPU, memory and writable-layer usage of one container.
     async fn stats(&self, id: &str) -> Result<cri::ContainerStats, CriError>;
     async fn list_stats(

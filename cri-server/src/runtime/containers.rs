@@ -146,3 +146,19 @@ pub(super) async fn list_stats(
     };
     Ok(cri::ListContainerStatsResponse { stats })
 }
+
+pub(super) async fn update_resources(
+    cri: &Cri,
+    req: cri::UpdateContainerResourcesRequest,
+) -> Result<cri::UpdateContainerResourcesResponse, CriError> {
+    let engine = cri
+        .inner
+        .engine
+        .clone()
+        .ok_or_else(|| missing("UpdateContainerResources"))?;
+    let linux = req.linux.ok_or_else(|| {
+        CriError::InvalidArgument("UpdateContainerResources without linux resources".into())
+    })?;
+    engine.update_resources(&req.container_id, linux).await?;
+    Ok(cri::UpdateContainerResourcesResponse {})
+}

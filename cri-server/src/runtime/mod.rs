@@ -146,11 +146,12 @@ impl RuntimeService for Cri {
 
     async fn update_container_resources(
         &self,
-        _r: Request<cri::UpdateContainerResourcesRequest>,
+        r: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Reply<cri::UpdateContainerResourcesResponse> {
-        instrument("UpdateContainerResources", async {
-            Err(not_yet("UpdateContainerResources"))
-        })
+        instrument(
+            "UpdateContainerResources",
+            containers::update_resources(self, r.into_inner()),
+        )
         .await
     }
 

@@ -14,6 +14,7 @@ mod exec;
 mod logs;
 mod stats;
 mod status;
+mod update;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -167,6 +168,14 @@ impl ContainerEngine for CriEngine {
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError> {
         exec::exec_sync(&self.daemon, request).await
+    }
+
+    async fn update_resources(
+        &self,
+        id: &str,
+        resources: cri::LinuxContainerResources,
+    ) -> Result<(), CriError> {
+        update::update_resources(&self.daemon, id, resources).await
     }
 
     async fn stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {

@@ -172,7 +172,7 @@ pub fn list(daemon: &Daemon) -> Result<Vec<ContainerRecord>, EngineError> {
         .collect())
 }
 
-fn put(daemon: &Daemon, record: &ContainerRecord) -> Result<(), EngineError> {
+pub(crate) fn put(daemon: &Daemon, record: &ContainerRecord) -> Result<(), EngineError> {
     daemon
         .store
         .put(Kind::Container, &record.id, Some(&record.name), record)?;

@@ -780,6 +780,30 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         cgroup_file("memory", &rel, "memory.limit_in_bytes", "memory.max")?,
         (64u64 << 20).to_string()
     );
+    // UpdateContainerResources reaches the running container's cgroup and its status.
+    client.block_on(
+        rt.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 128 << 20,
+                cpu_shares: 512,
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    )?;
+    assert_eq!(
+        cgroup_file("memory", &rel, "memory.limit_in_bytes", "memory.max")?,
+        (128u64 << 20).to_string()
+    );
+    let reported = client
+        .status(&id)?
+        .resources
+        .and_then(|r| r.linux)
+        .map(|l| l.memory_limit_in_bytes);
+    assert_eq!(reported, Some(128 << 20));
     let shares = cgroup_file("cpu", &rel, "cpu.shares", "cpu.weight")?;
     let quota = cgroup_file("cpu", &rel, "cpu.cfs_quota_us", "cpu.max")?;
     if Path::new("/sys/fs/cgroup/cpu").is_dir() {
