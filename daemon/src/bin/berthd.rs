@@ -119,6 +119,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(Err(e)) => tracing::error!("CRI server task: {e}"),
             Err(_) => tracing::info!("CRI connections still open at shutdown; closing them"),
         }
+        // Like the Docker API socket, the CRI socket goes with berthd.
+        if let Err(e) = std::fs::remove_file(&cri_socket) {
+            tracing::warn!(socket = %cri_socket.display(), "removing the CRI socket: {e}");
+        }
         Ok(())
     })
 }

@@ -540,6 +540,18 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
             ..Default::default()
         })?
         .is_empty());
+    // An image berth does not have is NotFound (kubelet pulls first).
+    let missing = client.block_on(rt.create_container(cri::CreateContainerRequest {
+        pod_sandbox_id: sandbox.clone(),
+        config: Some(container(
+            "ghost",
+            "nonexistent/image:v1",
+            "true",
+            "ghost/0.log",
+        )),
+        sandbox_config: Some(pod.clone()),
+    }));
+    assert_eq!(missing.err().map(|s| s.code()), Some(tonic::Code::NotFound));
     // The same container name in the same pod and attempt is AlreadyExists.
     let dup = client.block_on(rt.create_container(cri::CreateContainerRequest {
         pod_sandbox_id: sandbox.clone(),

@@ -138,8 +138,13 @@ fn one_daemon_per_root_and_sigterm_removes_the_socket() -> Result<()> {
         berthd.docker_socket().exists(),
         "the refused daemon must not touch the socket"
     );
+    assert!(
+        berthd.cri_socket().exists(),
+        "the refused daemon must not touch the CRI socket"
+    );
     berthd.stop()?;
     assert!(!berthd.docker_socket().exists());
+    assert!(!berthd.cri_socket().exists());
     // A kill -9 leaves a stale socket; the next daemon replaces it.
     berthd.restart()?;
     berthd.kill9()?;
