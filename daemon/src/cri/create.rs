@@ -247,6 +247,8 @@ struct PodPatch {
     /// The pod's shared /dev/shm, bound over the container's own.
     shm: Option<PathBuf>,
     mounts: Vec<Value>,
+    /// (OCI `linux.devices` entry, device cgroup rule) per CRI device.
+    devices: Vec<(Value, Value)>,
     cgroup_parent: String,
     no_new_privs: bool,
     supplemental_groups: Vec<i64>,
@@ -275,6 +277,11 @@ impl PodPatch {
         for m in &config.mounts {
             mounts.push(cri_mount(m)?);
         }
+        let devices = config
+            .devices
+            .iter()
+            .map(cri_device)
+            .collect::<Result<Vec<_>, _>>()?;
         let user_dests: Vec<&str> = config
             .mounts
             .iter()
@@ -308,6 +315,7 @@ impl PodPatch {
             pod_files,
             shm,
             mounts,
+            devices,
             cgroup_parent: sandbox
                 .config
                 .linux
@@ -362,6 +370,23 @@ impl PodPatch {
                 spec["linux"]["readonlyPaths"] = json!(self.readonly_paths);
             }
         }
+        if !self.devices.is_empty() {
+            let mut devs: Vec<Value> = spec["linux"]["devices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut rules: Vec<Value> = spec["linux"]["resources"]["devices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for (dev, rule) in self.devices {
+                devs.retain(|d| d["path"] != dev["path"]);
+                devs.push(dev);
+                rules.push(rule);
+            }
+            spec["linux"]["devices"] = json!(devs);
+            spec["linux"]["resources"]["devices"] = json!(rules);
+        }
         let process = &mut spec["process"];
         if self.no_new_privs {
             process["noNewPrivileges"] = json!(true);
@@ -400,6 +425,49 @@ impl PodPatch {
         spec["annotations"] = json!(self.annotations);
         Ok(())
     }
+}
+
+/// A host device node made in the container at `container_path`, and allowed in its
+/// device cgroup with the CRI permissions (`rwm` letters).
+fn cri_device(d: &cri::Device) -> Result<(Value, Value), CriError> {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    if !d.container_path.starts_with('/') || d.container_path.contains("/../") {
+        return Err(CriError::InvalidArgument(format!(
+            "device container_path {:?} must be absolute",
+            d.container_path
+        )));
+    }
+    let access = if d.permissions.is_empty() {
+        "rwm"
+    } else {
+        d.permissions.as_str()
+    };
+    if !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(CriError::InvalidArgument(format!(
+            "device permissions {:?}: only r, w and m",
+            d.permissions
+        )));
+    }
+    let st = stat(d.host_path.as_str()).map_err(|e| {
+        CriError::InvalidArgument(format!("device host_path {:?}: {e}", d.host_path))
+    })?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let kind = if kind == SFlag::S_IFCHR {
+        "c"
+    } else if kind == SFlag::S_IFBLK {
+        "b"
+    } else {
+        return Err(CriError::InvalidArgument(format!(
+            "device host_path {:?} is not a character or block device",
+            d.host_path
+        )));
+    };
+    let (maj, min) = (major(st.st_rdev), minor(st.st_rdev));
+    Ok((
+        json!({"path": d.container_path, "type": kind, "major": maj, "minor": min,
+               "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}),
+        json!({"allow": true, "type": kind, "major": maj, "minor": min, "access": access}),
+    ))
 }
 
 /// A CRI mount as an OCI bind mount; a missing host path is created as a directory

@@ -750,6 +750,11 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         readonly: true,
         ..Default::default()
     }];
+    limited.devices = vec![cri::Device {
+        container_path: "/dev/cri-zero".into(),
+        host_path: "/dev/zero".into(),
+        permissions: "rw".into(),
+    }];
     limited.linux = Some(cri::LinuxContainerConfig {
         resources: Some(cri::LinuxContainerResources {
             memory_limit_in_bytes: 64 << 20,
@@ -778,6 +783,11 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     assert_eq!(sh("id -u; id -g")?, (0, "33\n33".to_string()));
     assert_eq!(sh("cat /proc/1/oom_score_adj")?, (0, "500".to_string()));
     assert_eq!(sh("cat /data/f")?, (0, "from the host".to_string()));
+    assert_eq!(
+        sh("head -c 4 /dev/cri-zero | wc -c")?,
+        (0, "4".to_string()),
+        "the CRI device"
+    );
     assert_ne!(sh("touch /data/g 2>/dev/null")?.0, 0, "/data is read-only");
     assert_ne!(
         sh("touch /probe 2>/dev/null")?.0,
