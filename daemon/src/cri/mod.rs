@@ -12,6 +12,7 @@
 mod create;
 mod exec;
 mod logs;
+mod pod_spec;
 mod stats;
 mod status;
 mod update;

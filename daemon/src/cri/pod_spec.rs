@@ -1,0 +1,286 @@
+//! The pod's part of a CRI container's spec, patched into what the engine's spec
+//! builder made: the pod's namespaces joined by path, its hostname/resolv.conf/hosts
+//! files and shared /dev/shm bound, CRI mounts and devices, security context extras,
+//! the pod's cgroup parent, annotations.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_cri_server::engine::SandboxContext;
+use berth_cri_server::CriError;
+use k8s_cri::v1 as cri;
+use serde_json::{json, Value};
+
+use crate::engine::EngineError;
+
+/// What the pod and the CRI config change in the engine's spec.
+pub(super) struct PodPatch {
+    netns: Option<PathBuf>,
+    ipc_ns: Option<PathBuf>,
+    uts_ns: Option<PathBuf>,
+    host_pid: bool,
+    /// (file, destination) binds of the pod's files.
+    pod_files: Vec<(PathBuf, &'static str)>,
+    /// The pod's shared /dev/shm, bound over the container's own.
+    shm: Option<PathBuf>,
+    mounts: Vec<Value>,
+    /// (OCI `linux.devices` entry, device cgroup rule) per CRI device.
+    devices: Vec<(Value, Value)>,
+    cgroup_parent: String,
+    no_new_privs: bool,
+    supplemental_groups: Vec<i64>,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
+    privileged: bool,
+    annotations: BTreeMap<String, String>,
+}
+
+impl PodPatch {
+    pub(super) fn new(
+        sandbox: &SandboxContext,
+        config: &cri::ContainerConfig,
+    ) -> Result<PodPatch, CriError> {
+        let sc = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
+        let pod_ns = sandbox
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let ns = sc.namespace_options.clone().unwrap_or(pod_ns);
+        let mut mounts = Vec::new();
+        for m in &config.mounts {
+            mounts.push(cri_mount(m)?);
+        }
+        let devices = config
+            .devices
+            .iter()
+            .map(cri_device)
+            .collect::<Result<Vec<_>, _>>()?;
+        let user_dests: Vec<&str> = config
+            .mounts
+            .iter()
+            .map(|m| m.container_path.as_str())
+            .collect();
+        let pod_files = [
+            (&sandbox.hostname_file, "/etc/hostname"),
+            (&sandbox.resolv_conf, "/etc/resolv.conf"),
+            (&sandbox.hosts_file, "/etc/hosts"),
+        ]
+        .into_iter()
+        .filter(|(file, dest)| file.exists() && !user_dests.contains(dest))
+        .map(|(file, dest)| (file.clone(), dest))
+        .collect();
+        let shm = sandbox
+            .shm
+            .clone()
+            .filter(|_| !user_dests.contains(&"/dev/shm"));
+        let mut annotations: BTreeMap<String, String> =
+            config.annotations.clone().into_iter().collect();
+        annotations.insert(
+            "io.kubernetes.cri.container-type".into(),
+            "container".into(),
+        );
+        annotations.insert("io.kubernetes.cri.sandbox-id".into(), sandbox.id.clone());
+        Ok(PodPatch {
+            netns: sandbox.netns.clone(),
+            ipc_ns: sandbox.ipc_ns.clone(),
+            uts_ns: sandbox.uts_ns.clone(),
+            host_pid: ns.pid == cri::NamespaceMode::Node as i32,
+            pod_files,
+            shm,
+            mounts,
+            devices,
+            cgroup_parent: sandbox
+                .config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.clone())
+                .unwrap_or_default(),
+            no_new_privs: sc.no_new_privs,
+            supplemental_groups: sc.supplemental_groups.clone(),
+            masked_paths: sc.masked_paths.clone(),
+            readonly_paths: sc.readonly_paths.clone(),
+            privileged: sc.privileged,
+            annotations,
+        })
+    }
+
+    pub(super) fn apply(self, id: &str, spec: &mut Value) -> Result<(), EngineError> {
+        let mut namespaces = vec![json!({"type": "mount"})];
+        if !self.host_pid {
+            // A pod-shared PID namespace needs a pod init; until then each container
+            // has its own.
+            namespaces.push(json!({"type": "pid"}));
+        }
+        for (kind, pin) in [
+            ("network", &self.netns),
+            ("ipc", &self.ipc_ns),
+            ("uts", &self.uts_ns),
+        ] {
+            // No pin: the host's namespace (host network / host IPC).
+            if let Some(path) = pin {
+                namespaces.push(json!({"type": kind, "path": path}));
+            }
+        }
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            namespaces.push(json!({"type": "cgroup"}));
+        }
+        spec["linux"]["namespaces"] = json!(namespaces);
+        // The pod's UTS namespace already carries its hostname.
+        if let Some(obj) = spec.as_object_mut() {
+            obj.remove("hostname");
+            obj.remove("domainname");
+        }
+        if !self.cgroup_parent.is_empty() {
+            // Absolute: a relative path would land under the shim's own cgroup.
+            spec["linux"]["cgroupsPath"] =
+                json!(format!("/{}/{id}", self.cgroup_parent.trim_matches('/')));
+        }
+        if !self.privileged {
+            if !self.masked_paths.is_empty() {
+                spec["linux"]["maskedPaths"] = json!(self.masked_paths);
+            }
+            if !self.readonly_paths.is_empty() {
+                spec["linux"]["readonlyPaths"] = json!(self.readonly_paths);
+            }
+        }
+        if !self.devices.is_empty() {
+            let mut devs: Vec<Value> = spec["linux"]["devices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut rules: Vec<Value> = spec["linux"]["resources"]["devices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for (dev, rule) in self.devices {
+                devs.retain(|d| d["path"] != dev["path"]);
+                devs.push(dev);
+                rules.push(rule);
+            }
+            spec["linux"]["devices"] = json!(devs);
+            spec["linux"]["resources"]["devices"] = json!(rules);
+        }
+        let process = &mut spec["process"];
+        if self.no_new_privs {
+            process["noNewPrivileges"] = json!(true);
+        }
+        if !self.supplemental_groups.is_empty() {
+            let mut gids: Vec<i64> = process["user"]["additionalGids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            for g in &self.supplemental_groups {
+                if !gids.contains(g) {
+                    gids.push(*g);
+                }
+            }
+            process["user"]["additionalGids"] = json!(gids);
+        }
+        let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
+        let mut extra: Vec<Value> = self
+            .pod_files
+            .iter()
+            .map(|(file, dest)| {
+                json!({"destination": dest, "type": "bind", "source": file,
+                       "options": ["rbind", "rprivate", "rw"]})
+            })
+            .collect();
+        if let Some(shm) = &self.shm {
+            extra.push(
+                json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+                              "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"]}),
+            );
+        }
+        extra.extend(self.mounts);
+        mounts.retain(|m| !extra.iter().any(|u| u["destination"] == m["destination"]));
+        mounts.extend(extra);
+        spec["mounts"] = json!(mounts);
+        spec["annotations"] = json!(self.annotations);
+        Ok(())
+    }
+}
+
+/// A host device node made in the container at `container_path`, and allowed in its
+/// device cgroup with the CRI permissions (`rwm` letters).
+fn cri_device(d: &cri::Device) -> Result<(Value, Value), CriError> {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    if !d.container_path.starts_with('/') || d.container_path.contains("/../") {
+        return Err(CriError::InvalidArgument(format!(
+            "device container_path {:?} must be absolute",
+            d.container_path
+        )));
+    }
+    let access = if d.permissions.is_empty() {
+        "rwm"
+    } else {
+        d.permissions.as_str()
+    };
+    if !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(CriError::InvalidArgument(format!(
+            "device permissions {:?}: only r, w and m",
+            d.permissions
+        )));
+    }
+    let st = stat(d.host_path.as_str()).map_err(|e| {
+        CriError::InvalidArgument(format!("device host_path {:?}: {e}", d.host_path))
+    })?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let kind = if kind == SFlag::S_IFCHR {
+        "c"
+    } else if kind == SFlag::S_IFBLK {
+        "b"
+    } else {
+        return Err(CriError::InvalidArgument(format!(
+            "device host_path {:?} is not a character or block device",
+            d.host_path
+        )));
+    };
+    let (maj, min) = (major(st.st_rdev), minor(st.st_rdev));
+    Ok((
+        json!({"path": d.container_path, "type": kind, "major": maj, "minor": min,
+               "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}),
+        json!({"allow": true, "type": kind, "major": maj, "minor": min, "access": access}),
+    ))
+}
+
+/// A CRI mount as an OCI bind mount; a missing host path is created as a directory
+/// (as containerd does).
+fn cri_mount(m: &cri::Mount) -> Result<Value, CriError> {
+    if !m.container_path.starts_with('/') {
+        return Err(CriError::InvalidArgument(format!(
+            "mount container_path {:?} must be absolute",
+            m.container_path
+        )));
+    }
+    if !m.host_path.starts_with('/') {
+        return Err(CriError::InvalidArgument(format!(
+            "mount host_path {:?} must be absolute",
+            m.host_path
+        )));
+    }
+    let host = Path::new(&m.host_path);
+    if std::fs::symlink_metadata(host).is_err() {
+        std::fs::create_dir_all(host).map_err(|e| {
+            CriError::Internal(format!("creating the mount source {}: {e}", host.display()))
+        })?;
+    }
+    let propagation = match cri::MountPropagation::try_from(m.propagation) {
+        Ok(cri::MountPropagation::PropagationHostToContainer) => "rslave",
+        Ok(cri::MountPropagation::PropagationBidirectional) => "rshared",
+        _ => "rprivate",
+    };
+    let mode = if m.readonly { "ro" } else { "rw" };
+    Ok(json!({
+        "destination": m.container_path,
+        "type": "bind",
+        "source": m.host_path,
+        "options": ["rbind", propagation, mode],
+    }))
+}
