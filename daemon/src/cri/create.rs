@@ -118,6 +118,8 @@ pub(super) async fn create(
             what: "image",
             id: image.clone(),
         },
+        // A concurrent create of the same name won the store's name index.
+        EngineError::Conflict(m) => CriError::AlreadyExists(m),
         other => to_cri(&meta.name)(other),
     })?;
     tracing::info!(id = %id, sandbox = %sandbox.id, name = %meta.name, "CRI container created");
