@@ -67,6 +67,7 @@ fn serve(dir: &Path, socket: &Path) -> Result<()> {
         state: dir.join("state"),
         cni,
         registry: Default::default(),
+        pod_init: None,
     };
     let cri = Cri::open(config, images, None)?;
     let rt = tokio::runtime::Runtime::new()?;

@@ -23,6 +23,8 @@ pub struct SandboxContext {
     pub ipc_ns: Option<PathBuf>,
     /// Pinned UTS namespace; `None` for host network (the host's hostname).
     pub uts_ns: Option<PathBuf>,
+    /// The pod's shared PID namespace (its init's), when the pod asked for one.
+    pub pid_ns: Option<PathBuf>,
     /// Files to bind into containers at /etc/hostname, /etc/resolv.conf, /etc/hosts.
     pub hostname_file: PathBuf,
     pub resolv_conf: PathBuf,

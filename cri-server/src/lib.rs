@@ -47,6 +47,9 @@ pub struct CriConfig {
     pub state: PathBuf,
     pub cni: CniOptions,
     pub registry: RegistryConfig,
+    /// The executable run as `<it> pod-init` to be PID 1 of pods that share one PID
+    /// namespace (berthd's own, see [`sandbox::pod_init`]); `None` refuses such pods.
+    pub pod_init: Option<PathBuf>,
 }
 
 /// The image machinery the daemon opened once under its root.

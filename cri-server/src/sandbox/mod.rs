@@ -4,6 +4,7 @@
 pub(crate) mod files;
 pub mod list;
 pub(crate) mod namespaces;
+pub mod pod_init;
 pub mod remove;
 pub mod run;
 pub mod status;
@@ -41,12 +42,18 @@ impl Cri {
             hostname_file: r.dir.join(files::HOSTNAME),
             resolv_conf: r.dir.join(files::RESOLV_CONF),
             hosts_file: r.dir.join(files::HOSTS),
+            pid_ns: Some(self.pid_pin(&r.id)).filter(|p| p.exists()),
             shm: r
                 .ipc_ns
                 .as_ref()
                 .map(|_| r.dir.join(files::SHM))
                 .filter(|p| p.is_dir()),
         }
+    }
+
+    /// Where a PID-sharing pod's PID namespace is pinned.
+    pub(crate) fn pid_pin(&self, id: &str) -> PathBuf {
+        self.state_dir().join("pid").join(id)
     }
 
     fn netns_dir(&self) -> PathBuf {

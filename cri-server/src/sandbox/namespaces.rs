@@ -16,6 +16,30 @@ pub(crate) fn remove_pin(path: &Path) -> Result<(), CriError> {
     Netns::at(path).remove().map_err(CriError::from)
 }
 
+/// Pins the namespace file `src` (`/proc/<pid>/ns/<kind>`) at `pin` (a bind mount on a
+/// new file). On failure nothing stays behind.
+pub(crate) fn pin_path(src: &Path, pin: &Path) -> Result<(), CriError> {
+    if let Some(parent) = pin.parent() {
+        std::fs::create_dir_all(parent).map_err(CriError::io("create namespace dir", parent))?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o444)
+        .open(pin)
+        .map_err(CriError::io("create namespace pin", pin))?;
+    if let Err(e) = mount(Some(src), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        let _ = std::fs::remove_file(pin);
+        return Err(CriError::Internal(format!(
+            "pin {} at {}: {e}",
+            src.display(),
+            pin.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Creates the namespaces `flags` (IPC and/or UTS) on a short-lived thread, sets the
 /// hostname in a new UTS namespace, and pins each at `<dir>/<kind>/<id>`.
 /// Returns the pins (ipc, uts). On failure nothing stays behind.

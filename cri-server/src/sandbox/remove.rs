@@ -22,7 +22,13 @@ pub async fn remove_pod_sandbox(
     }
     // Keep going after an error so one stuck piece does not strand the rest; report all.
     let mut errors = Vec::new();
-    for pin in record.ipc_ns.iter().chain(&record.uts_ns) {
+    let pid_pin = cri.pid_pin(&record.id);
+    for pin in record
+        .ipc_ns
+        .iter()
+        .chain(&record.uts_ns)
+        .chain(Some(&pid_pin))
+    {
         if let Err(e) = namespaces::remove_pin(pin) {
             errors.push(e.to_string());
         }

@@ -6,7 +6,7 @@ use berth_cni::Netns;
 use k8s_cri::v1 as cri;
 
 use super::store::{SandboxRecord, SandboxState};
-use super::{files, is_node, namespace_options, namespaces, pod_network};
+use super::{files, is_node, namespace_options, namespaces, pod_init, pod_network};
 use crate::{Cri, CriError};
 
 /// What has been set up so far; dropping it undoes everything not disarmed.
@@ -17,6 +17,8 @@ struct Rollback {
     netns: Option<Netns>,
     network: Option<berth_cni::PodNetwork>,
     pins: Vec<PathBuf>,
+    /// The pod init's PID namespace pin, the init to kill first.
+    pod_init: Option<PathBuf>,
 }
 
 impl Drop for Rollback {
@@ -29,6 +31,12 @@ impl Drop for Rollback {
         if let Some(ns) = self.netns.take() {
             if let Err(e) = ns.remove() {
                 tracing::warn!(sandbox = %self.id, error = %e, "rollback: netns removal failed");
+            }
+        }
+        if let (Some(pin), Some(dir)) = (self.pod_init.take(), self.dir.as_ref()) {
+            pod_init::stop(&pin, dir);
+            if let Err(e) = namespaces::remove_pin(&pin) {
+                tracing::warn!(sandbox = %self.id, error = %e, "rollback: PID namespace pin removal failed");
             }
         }
         for pin in self.pins.drain(..) {
@@ -51,6 +59,7 @@ impl Rollback {
         self.netns = None;
         self.network = None;
         self.pins.clear();
+        self.pod_init = None;
     }
 }
 
@@ -115,6 +124,7 @@ pub async fn run_pod_sandbox(
         netns: None,
         network: None,
         pins: Vec::new(),
+        pod_init: None,
     };
 
     let (ipc_ns, uts_ns) = namespaces::pin_ipc_uts(
@@ -125,6 +135,21 @@ pub async fn run_pod_sandbox(
     )?;
     rollback.pins.extend(ipc_ns.iter().cloned());
     rollback.pins.extend(uts_ns.iter().cloned());
+
+    // POD (CRI's default; kubelet says CONTAINER unless shareProcessNamespace) gives
+    // the pod one PID namespace with berth's init as PID 1. A server without a pod
+    // init leaves each container its own.
+    if let (true, Some(program)) = (
+        ns_opts.pid == cri::NamespaceMode::Pod as i32,
+        cri.inner.config.pod_init.clone(),
+    ) {
+        let pin = cri.pid_pin(&id);
+        let (p, d) = (pin.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || pod_init::start(&program, &p, &d))
+            .await
+            .map_err(|e| CriError::Internal(format!("pod init task: {e}")))??;
+        rollback.pod_init = Some(pin);
+    }
 
     let mut ips = Vec::new();
     let mut netns_path = None;

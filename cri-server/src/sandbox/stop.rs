@@ -29,6 +29,9 @@ pub(crate) async fn stop(cri: &Cri, record: &SandboxRecord) -> Result<(), CriErr
             engine.stop(&id, Duration::ZERO).await?;
         }
     }
+    // The pod's init goes after its containers, taking any process left in its PID
+    // namespace with it.
+    super::pod_init::stop(&cri.pid_pin(&record.id), &record.dir);
     if let Some(netns) = &record.netns {
         let pod = pod_network(&record.id, &record.config, netns.clone());
         let cni = cri.inner.cni.clone();

@@ -84,6 +84,7 @@ impl Env {
             state: self.state(),
             cni,
             registry: self.registry.clone(),
+            pod_init: None,
         };
         Ok(Cri::open(config, images, None)?)
     }

@@ -38,6 +38,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The PID 1 of pods sharing a PID namespace is a mode of this executable.
+    if std::env::args().nth(1).as_deref() == Some(berth_cri_server::sandbox::pod_init::ARG) {
+        berth_cri_server::sandbox::pod_init::main();
+    }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -53,6 +53,8 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
             ..Default::default()
         },
         registry: crate::images::registry_config(config, None),
+        // berthd's own executable has the pod-init mode.
+        pod_init: std::env::current_exe().ok(),
     }
 }
 

@@ -18,7 +18,9 @@ pub(super) struct PodPatch {
     netns: Option<PathBuf>,
     ipc_ns: Option<PathBuf>,
     uts_ns: Option<PathBuf>,
-    host_pid: bool,
+    /// `None`: the host's PID namespace; `Some(None)`: the container's own;
+    /// `Some(Some(pin))`: the pod's shared one.
+    pid: Option<Option<PathBuf>>,
     /// (file, destination) binds of the pod's files.
     pod_files: Vec<(PathBuf, &'static str)>,
     /// The pod's shared /dev/shm, bound over the container's own.
@@ -91,7 +93,15 @@ impl PodPatch {
             netns: sandbox.netns.clone(),
             ipc_ns: sandbox.ipc_ns.clone(),
             uts_ns: sandbox.uts_ns.clone(),
-            host_pid: ns.pid == cri::NamespaceMode::Node as i32,
+            pid: if ns.pid == cri::NamespaceMode::Node as i32 {
+                None
+            } else if ns.pid == cri::NamespaceMode::Pod as i32 {
+                // A pod without a shared PID namespace (its own pid mode is not POD)
+                // leaves the container its own.
+                Some(sandbox.pid_ns.clone())
+            } else {
+                Some(None)
+            },
             pod_files,
             shm,
             mounts,
@@ -113,10 +123,10 @@ impl PodPatch {
 
     pub(super) fn apply(self, id: &str, spec: &mut Value) -> Result<(), EngineError> {
         let mut namespaces = vec![json!({"type": "mount"})];
-        if !self.host_pid {
-            // A pod-shared PID namespace needs a pod init; until then each container
-            // has its own.
-            namespaces.push(json!({"type": "pid"}));
+        match &self.pid {
+            None => {}
+            Some(None) => namespaces.push(json!({"type": "pid"})),
+            Some(Some(pin)) => namespaces.push(json!({"type": "pid", "path": pin})),
         }
         for (kind, pin) in [
             ("network", &self.netns),

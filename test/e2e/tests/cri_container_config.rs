@@ -58,6 +58,8 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
                     network: cri::NamespaceMode::Node as i32,
+                    // kubelet's default: each container its own PID namespace.
+                    pid: cri::NamespaceMode::Container as i32,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -333,6 +335,127 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     for dir in cgroup_dirs(cgroup_parent) {
         let _ = std::fs::remove_dir(dir);
     }
+    assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
+    Ok(())
+}
+
+/// A pod with one PID namespace (shareProcessNamespace): berth's pod init is its PID
+/// 1, containers see each other's processes, and the init goes with the pod.
+#[test]
+fn cri_pod_shares_one_pid_namespace() -> Result<()> {
+    require_root();
+    let img_dir = tempfile::tempdir()?;
+    let img = berth_fixtures::images::base(img_dir.path())?;
+    let registry = berth_fixtures::Registry::start()?;
+    let image = registry.push(&img, "crie2e/busybox:pid")?;
+    let work = tempfile::tempdir()?;
+    let conf_dir = work.path().join("net.d");
+    std::fs::create_dir_all(&conf_dir)?;
+    let config = format!(
+        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
+        conf_dir.display().to_string(),
+        registry.host()
+    );
+    let berthd = Berthd::start_with_config(&config)?;
+    let client = Client::new(&berthd.cri_socket())?;
+    let mut rt = client.runtime()?;
+    let mut images = client.images()?;
+    client.block_on(images.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))?;
+    let shared = cri::NamespaceOption {
+        network: cri::NamespaceMode::Node as i32,
+        pid: cri::NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    let pod = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "cripid".into(),
+            namespace: "default".into(),
+            uid: "uid-cripid".into(),
+            attempt: 0,
+        }),
+        log_directory: work.path().join("logs").display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(shared.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = client
+        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        }))?
+        .into_inner()
+        .pod_sandbox_id;
+    let _pod_guard = PodGuard {
+        socket: berthd.cri_socket(),
+        id: sandbox.clone(),
+    };
+    let init_pid: i32 = std::fs::read_to_string(
+        berthd
+            .state()
+            .join("cri/pods")
+            .join(&sandbox)
+            .join("pod-init.pid"),
+    )?
+    .trim()
+    .parse()?;
+    let in_pod = |name: &str, script: &str| {
+        let mut c = container(name, &image, script, &format!("{name}/0.log"));
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(shared.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let a = client.create_and_start(
+        &sandbox,
+        &pod,
+        in_pod("a", "while true; do sleep 1; done; echo crie2e-a-proc"),
+    )?;
+    let b = client.create_and_start(&sandbox, &pod, in_pod("b", "sleep 1000"))?;
+    client.wait_state(&a, cri::ContainerState::ContainerRunning)?;
+    client.wait_state(&b, cri::ContainerState::ContainerRunning)?;
+    let r = client.exec(&b, &["cat", "/proc/1/cmdline"], 10)?;
+    let init = String::from_utf8_lossy(&r.stdout).replace('\0', " ");
+    assert!(init.contains("pod-init"), "PID 1 of the pod is {init:?}");
+    let r = client.exec(&b, &["ps", "-o", "args"], 10)?;
+    let ps = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        ps.contains("crie2e-a-proc"),
+        "b does not see a's processes:\n{ps}"
+    );
+
+    client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    }))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{init_pid}")).exists() {
+        let zombie = std::fs::read_to_string(format!("/proc/{init_pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true);
+        if zombie {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod init {init_pid} outlived its pod"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!berthd.state().join("cri/pid").join(&sandbox).exists());
     assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
     Ok(())
 }

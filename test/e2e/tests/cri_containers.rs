@@ -400,11 +400,16 @@ fn cri_pods_and_containers_through_berthd() -> Result<()> {
             .iter()
             .flat_map(|id| processes_with(&format!("-id {id}")))
             .collect();
-        if procs.is_empty() && shims.is_empty() {
+        // The pod's init (pid mode POD is CRI's default) goes with the pod too.
+        let inits = processes_with(&format!(
+            "{} pod-init",
+            berth_e2e::binary("berthd")?.display()
+        ));
+        if procs.is_empty() && shims.is_empty() && inits.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            bail!("left running: {procs:?} {shims:?}");
+            bail!("left running: {procs:?} {shims:?} {inits:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -156,6 +156,7 @@ fn open_cri(dir: &Path, registry_host: &str, bridge: &str, subnet: &str) -> Resu
         state: dir.join("state"),
         cni,
         registry,
+        pod_init: None,
     };
     Ok(Cri::open(config, images, None)?)
 }
