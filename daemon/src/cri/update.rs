@@ -1,6 +1,6 @@
-//! `UpdateContainerResources`: new CPU and memory limits written to the running
-//! container's cgroup (with the runtime's own cgroup code), to its bundle's
-//! `config.json` (a restart keeps them) and to its record (status reports them).
+//! `UpdateContainerResources`: new CPU and memory limits for the running container
+//! through its shim (Task Update, the runtime's `update`), in its bundle's
+//! `config.json` (a restart keeps them) and in its record (status reports them).
 
 use std::sync::Arc;
 
@@ -80,7 +80,7 @@ pub(super) async fn update_resources(
     let running = record.state.status.has_task();
     let bundle = daemon.engine.dir(id);
     let config_json = bundle.join("config.json");
-    let cid = id.to_string();
+    let (d, cid) = (Arc::clone(daemon), id.to_string());
     let update_for_task = update.clone();
     engine::blocking(move || {
         let bytes = std::fs::read(&config_json).map_err(|e| {
@@ -90,20 +90,9 @@ pub(super) async fn update_resources(
             engine::EngineError::Internal(format!("parsing {}: {e}", config_json.display()))
         })?;
         if running {
-            let cgroups_path = spec["linux"]["cgroupsPath"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    engine::EngineError::Internal(format!("{cid} has no cgroupsPath"))
-                })?;
-            let res: oci_spec::runtime::LinuxResources = serde_json::from_value(update_for_task)
-                .map_err(|e| engine::EngineError::Invalid(format!("resources: {e}")))?;
-            let cgroups =
-                berth_runtime::cgroups::CgroupPaths::create(std::path::Path::new(&cgroups_path))
-                    .map_err(|e| engine::EngineError::Internal(e.to_string()))?;
-            cgroups
-                .apply(&res)
-                .map_err(|e| engine::EngineError::Invalid(e.to_string()))?;
+            let bytes = serde_json::to_vec(&update_for_task)
+                .map_err(|e| engine::EngineError::Internal(format!("encoding resources: {e}")))?;
+            engine::shim_of(&d, &cid)?.update(&cid, &bytes)?;
         }
         merge(&mut spec["linux"]["resources"], &update);
         let tmp = config_json.with_extension("json.tmp");

@@ -311,6 +311,24 @@ impl Shim {
         Ok(())
     }
 
+    /// Changes the running task's cgroup limits; `resources` is OCI `linux.resources`
+    /// as JSON.
+    pub fn update(&self, id: &str, resources: &[u8]) -> Result<(), ShimError> {
+        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+        any.type_url =
+            "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".to_string();
+        any.value = resources.to_vec();
+        let req = api::UpdateTaskRequest {
+            id: id.to_string(),
+            resources: containerd_shim_protos::protobuf::MessageField::some(any),
+            ..Default::default()
+        };
+        self.client
+            .update(Context::default(), &req)
+            .map_err(call_err("update"))?;
+        Ok(())
+    }
+
     /// The shim's own process id (Connect).
     pub fn shim_pid(&self, id: &str) -> Result<u32, ShimError> {
         let req = api::ConnectRequest {
