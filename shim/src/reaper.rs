@@ -1,4 +1,8 @@
-//! Reaping: the shim is a subreaper and one thread waits for every child.
+//! Reaping: the shim is a subreaper and one thread reaps every child.
+//!
+//! The reaping thread sleeps until SIGCHLD: a signal handler writes a byte into a
+//! self-pipe the thread polls, so an exit is noticed at once, with no polling interval
+//! (and no stale "no children" sleep while an in-process runtime forks a container).
 //!
 //! Commands the shim runs itself (runtime binaries, the publish binary) are spawned
 //! through [`Reaper::spawn`], which registers the pid under the same lock the reaping
@@ -6,12 +10,17 @@
 //! and exec processes, re-parented to the shim) goes to the exit handler.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 
 /// Called with (pid, exit status, time) for each exited child nobody waits on.
@@ -25,7 +34,8 @@ struct Inner {
 /// The shim's reaper.
 pub struct Reaper {
     inner: Mutex<Inner>,
-    spawned: Condvar,
+    /// Read end of the self-pipe the SIGCHLD handler writes to.
+    wake: OwnedFd,
     /// Held by in-process runtime operations, which wait for their own helper
     /// children: the reaper only peeks while it is held, and reaps after.
     gate: Mutex<()>,
@@ -41,6 +51,59 @@ pub enum ReapError {
     },
     #[error("lost the exit status of {program}")]
     Lost { program: String },
+}
+
+/// Write end of the reaper's self-pipe, or -1: read by the SIGCHLD handler.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pid that installed the handler: a forked child that has not exec'd yet (the
+/// runtime's helpers) inherits the handler but must not write to a reused fd number.
+static WAKE_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    // SAFETY: only async-signal-safe calls (getpid, write) and errno saved/restored.
+    unsafe {
+        let fd = WAKE_FD.load(Ordering::Relaxed);
+        if fd < 0 || libc::getpid() != WAKE_PID.load(Ordering::Relaxed) {
+            return;
+        }
+        let errno = *libc::__errno_location();
+        // A full pipe already means "wake up"; the result does not matter.
+        let _ = libc::write(fd, [1u8].as_ptr().cast(), 1);
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Creates the self-pipe and installs the SIGCHLD handler; once per process.
+fn install_wakeup() -> std::io::Result<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    if WAKE_FD
+        .compare_exchange(-1, w.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err(std::io::Error::other(
+            "a reaper is already running in this process",
+        ));
+    }
+    WAKE_PID.store(std::process::id() as i32, Ordering::SeqCst);
+    // The handler writes to this fd for the rest of the process's life.
+    std::mem::forget(w);
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigchld),
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only does async-signal-safe work (see on_sigchld).
+    unsafe { sigaction(Signal::SIGCHLD, &action) }?;
+    Ok(r)
+}
+
+/// Blocks SIGCHLD in the calling thread and the threads it starts later, so that
+/// only the reaping thread (which unblocks it) is interrupted by it. Optional: call it
+/// first thing in `main` of a process that reaps.
+pub fn block_sigchld() -> nix::Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set.thread_block()
 }
 
 /// Exit status as the shim API reports it: the code, or 128 + signal.
@@ -66,9 +129,10 @@ impl Reaper {
     /// Starts the reaping thread; `on_exit` receives exits of processes not spawned
     /// through [`Reaper::spawn`].
     pub fn start(on_exit: ExitHandler) -> std::io::Result<Arc<Reaper>> {
+        let wake = install_wakeup()?;
         let reaper = Arc::new(Reaper {
             inner: Mutex::new(Inner::default()),
-            spawned: Condvar::new(),
+            wake,
             gate: Mutex::new(()),
         });
         let r = Arc::clone(&reaper);
@@ -80,49 +144,71 @@ impl Reaper {
     }
 
     fn run(&self, on_exit: ExitHandler) {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        let _ = set.thread_unblock();
         loop {
-            // Peek first (WNOWAIT), then reap that pid once no in-process operation
-            // runs: such an operation may be waiting for that very child itself.
-            let peeked = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
-            let status = match peeked {
-                Ok(s) => match s.pid() {
-                    Some(pid) => {
-                        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-                        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                            Ok(s) => Ok(s),
-                            // Reaped by the in-process operation meanwhile.
-                            Err(Errno::ECHILD) => continue,
-                            Err(e) => Err(e),
-                        }
+            // Empty the pipe before scanning: a SIGCHLD after the scan leaves a byte
+            // behind, so the poll below cannot sleep through an exit.
+            self.drain_wakeups();
+            while let Some((pid, code)) = self.reap_one() {
+                let now = SystemTime::now();
+                let waiter = {
+                    let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    inner.waiters.remove(&pid)
+                };
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(code);
                     }
-                    None => continue,
-                },
-                Err(e) => Err(e),
-            };
-            match status {
-                Ok(status) => {
-                    let Some((pid, code)) = status_code(status) else {
-                        continue;
-                    };
-                    let now = SystemTime::now();
-                    let waiter = {
-                        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                        inner.waiters.remove(&pid)
-                    };
-                    match waiter {
-                        Some(tx) => {
-                            let _ = tx.send(code);
-                        }
-                        None => on_exit(pid, code, now),
-                    }
+                    None => on_exit(pid, code, now),
                 }
+            }
+            let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("reaper: polling the SIGCHLD pipe: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn drain_wakeups(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(self.wake.as_raw_fd(), &mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+    }
+
+    /// Reaps one exited child if there is one: (pid, status code). Peeks first
+    /// (WNOWAIT), then reaps that pid once no in-process operation runs: such an
+    /// operation may be waiting for that very child itself.
+    fn reap_one(&self) -> Option<(i32, u32)> {
+        loop {
+            let peeked = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG,
+            );
+            let pid = match peeked {
+                Ok(s) => s.pid()?,
                 Err(Errno::EINTR) => continue,
-                Err(_) => {
-                    // No children right now: sleep until one is spawned (orphans that
-                    // re-parent to us always come from a child we spawned).
-                    let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = self.spawned.wait_timeout(inner, Duration::from_millis(200));
+                // ECHILD: no children at all.
+                Err(_) => return None,
+            };
+            let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(status) => {
+                    if let Some(exit) = status_code(status) {
+                        return Some(exit);
+                    }
                 }
+                // Reaped by the in-process operation meanwhile.
+                Err(Errno::ECHILD) | Err(Errno::EINTR) => {}
+                Err(_) => return None,
             }
         }
     }
@@ -143,8 +229,6 @@ impl Reaper {
             source,
         })?;
         inner.waiters.insert(child.id() as i32, tx);
-        drop(inner);
-        self.spawned.notify_all();
         Ok((child, rx))
     }
 

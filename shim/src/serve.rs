@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::bootstrap::{group_id, socket_path, Flags, LISTEN_FD_ENV, SOCKET_DIR};
 use crate::events::Publisher;
 use crate::exit_record::ExitRecord;
-use crate::reaper::{become_subreaper, Reaper};
+use crate::reaper::{become_subreaper, block_sigchld, Reaper};
 use crate::task::service::{make_runtime, methods, RuntimeChoice, TaskService};
 use crate::task::{timestamp, Supervisor};
 
@@ -52,6 +52,8 @@ pub fn serve(flags: &Flags) -> Result<()> {
     let mut usr1 = SigSet::empty();
     usr1.add(Signal::SIGUSR1);
     usr1.thread_block().context("blocking SIGUSR1")?;
+    // SIGCHLD wakes the reaping thread only: no other thread sees EINTR from it.
+    block_sigchld().context("blocking SIGCHLD")?;
 
     let (exit_tx, exit_rx) = channel();
     let reaper = Reaper::start(Box::new(move |pid, code, at| {
