@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# `berth run --rm --network none busybox true` (through a private berthd) vs
+# `podman run --rm --network none` (podman 4.3, runc, cgroupfs) and, when containerd is
+# installed, `ctr run --rm` (containerd 1.6, runc-v2 shim, loopback-only netns).
+# Same busybox image everywhere (built from the host's /bin/busybox, present before the
+# first run); one warm-up run each, then interleaved timed runs; medians and ratios.
+#
+# Usage: hack/bench/run.sh [RUNS]   (root; default 20)
+# Everything (berthd, containerd, podman's root/runroot/config) lives in a temp dir and
+# is removed on exit; nothing global is configured.
+set -euo pipefail
+
+N=${1:-20}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d /tmp/berth-bench-run.XXXXXX)
+BERTHD_PID=""
+CTD_PID=""
+CTR_NS=bench-run-$$
+
+[ "$(id -u)" = 0 ] || { echo "run.sh needs root (containers)" >&2; exit 1; }
+
+ctr_() { ctr --address "$WORK/ctd/c.sock" --namespace "$CTR_NS" "$@"; }
+podman_() {
+    CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
+# Image copies (import, save) write containers/image's blob-info cache under
+# /var/lib/containers/cache, which no option moves: run them in a private mount
+# namespace with a tmpfs there (or over /var/lib when that directory does not exist).
+podman_copy() {
+    unshare --mount --propagation private -- env \
+        CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        sh -c 'if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers
+               else mount -t tmpfs tmpfs /var/lib; fi && exec podman "$@"' \
+        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
+cleanup() {
+    set +e
+    if [ -n "$BERTHD_PID" ]; then
+        for c in $("$BIN/berth" ps -aq 2>/dev/null); do "$BIN/berth" rm -f "$c" >/dev/null 2>&1; done
+        kill "$BERTHD_PID" 2>/dev/null
+        wait "$BERTHD_PID" 2>/dev/null
+    fi
+    if [ -n "$CTD_PID" ]; then
+        for id in $(ctr_ task ls -q 2>/dev/null); do ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1; done
+        for id in $(ctr_ container ls -q 2>/dev/null); do ctr_ container rm "$id" >/dev/null 2>&1; done
+        kill "$CTD_PID" 2>/dev/null
+        wait "$CTD_PID" 2>/dev/null
+    fi
+    if [ -f "$WORK/podman/containers.conf" ]; then
+        podman_ rm -af >/dev/null 2>&1
+    fi
+    grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+    rm -rf "$WORK" "/run/berth/runtime/$CTR_NS"
+}
+trap cleanup EXIT
+
+echo "building berthd, berth-shim and berth (release)..." >&2
+(cd "$ROOT" && cargo build --release -q --locked -p berth-daemon -p berth-shim -p berth-cli)
+BIN=$CARGO_TARGET_DIR/release
+
+# The image: the host's static busybox with its applets, as one tar.
+rootfs="$WORK/rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+cp /bin/busybox "$rootfs/bin/busybox"
+"$rootfs/bin/busybox" --list | while read -r applet; do
+    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' \
+    >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+tar -C "$rootfs" -cf "$WORK/busybox.tar" .
+
+echo "starting a private berthd..." >&2
+mkdir -p "$WORK/berth"
+export DOCKER_HOST="unix://$WORK/berth/state/docker.sock"
+"$BIN/berthd" --root "$WORK/berth/root" --state "$WORK/berth/state" >"$WORK/berth/berthd.log" 2>&1 &
+BERTHD_PID=$!
+for _ in $(seq 200); do
+    [ -S "$WORK/berth/state/docker.sock" ] && break
+    kill -0 "$BERTHD_PID" 2>/dev/null || { echo "berthd exited:" >&2; cat "$WORK/berth/berthd.log" >&2; exit 1; }
+    sleep 0.05
+done
+"$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
+
+echo "setting up podman (private root, runroot and containers.conf)..." >&2
+mkdir -p "$WORK/podman"
+# Hard RLIMIT_NOFILE here is 20000, below podman's default ulimits: pass explicit ones.
+cat >"$WORK/podman/containers.conf" <<TOML
+[containers]
+netns = "none"
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+events_logfile_path = "$WORK/podman/events.log"
+tmp_dir = "$WORK/podman/tmp"
+volume_path = "$WORK/podman/volumes"
+static_dir = "$WORK/podman/static"
+[network]
+network_backend = "cni"
+network_config_dir = "$WORK/podman/net"
+TOML
+cat >"$WORK/podman/storage.conf" <<TOML
+[storage]
+driver = "overlay"
+graphroot = "$WORK/podman/root"
+runroot = "$WORK/podman/runroot"
+TOML
+echo 'unqualified-search-registries = []' >"$WORK/podman/registries.conf"
+podman_copy import -q --change 'CMD ["/bin/sh"]' "$WORK/busybox.tar" localhost/busybox:latest >/dev/null
+
+CTR=""
+if command -v containerd >/dev/null && command -v ctr >/dev/null; then
+    echo "starting a private containerd..." >&2
+    mkdir -p "$WORK/ctd"
+    cat >"$WORK/ctd/config.toml" <<TOML
+version = 2
+root = "$WORK/ctd/root"
+state = "$WORK/ctd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$WORK/ctd/c.sock"
+[ttrpc]
+  address = "$WORK/ctd/c.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+TOML
+    containerd --config "$WORK/ctd/config.toml" >"$WORK/ctd/log" 2>&1 &
+    CTD_PID=$!
+    for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
+    podman_copy save -q -o "$WORK/busybox-image.tar" localhost/busybox:latest >/dev/null
+    ctr_ image import "$WORK/busybox-image.tar" >/dev/null
+    CTR=$(ctr_ image ls -q | head -n1)
+fi
+
+# One timed command: prints microseconds; aborts the bench if the command fails.
+us() {
+    local s e
+    s=$(date +%s%N)
+    "$@" >/dev/null 2>"$WORK/last.err" || { echo "failed: $*" >&2; cat "$WORK/last.err" >&2; exit 1; }
+    e=$(date +%s%N)
+    echo $(((e - s) / 1000))
+}
+run_berth() { us "$BIN/berth" run --rm --network none busybox true; }
+run_podman() { us podman_ run --rm --network none localhost/busybox:latest true; }
+run_ctr() { us ctr_ run --rm "$CTR" "bench-$1" true; }
+
+echo "warm-up..." >&2
+run_berth >/dev/null
+run_podman >/dev/null
+if [ -n "$CTR" ]; then run_ctr warmup >/dev/null; fi
+
+berth_t=() podman_t=() ctr_t=()
+echo "timing $N interleaved runs..." >&2
+for i in $(seq "$N"); do
+    berth_t+=("$(run_berth)")
+    podman_t+=("$(run_podman)")
+    if [ -n "$CTR" ]; then ctr_t+=("$(run_ctr "$i")"); fi
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+ms() { printf '%d.%01d ms' $(($1 / 1000)) $((($1 % 1000) / 100)); }
+b=$(median "${berth_t[@]}")
+p=$(median "${podman_t[@]}")
+printf 'runs: %d interleaved (after one warm-up each)\n' "$N"
+printf '%-58s median %s\n' "berth run --rm --network none busybox true" "$(ms "$b")"
+printf '%-58s median %s\n' "podman run --rm --network none busybox true" "$(ms "$p")"
+if [ -n "$CTR" ]; then
+    c=$(median "${ctr_t[@]}")
+    printf '%-58s median %s\n' "ctr run --rm busybox true" "$(ms "$c")"
+fi
+awk -v b="$b" -v p="$p" 'BEGIN { printf "ratio berth/podman: %.2f (goal <= 0.50)\n", b / p }'
+if [ -n "$CTR" ]; then
+    awk -v b="$b" -v c="$c" 'BEGIN { printf "ratio berth/ctr:    %.2f\n", b / c }'
+fi
