@@ -9,9 +9,20 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 
 use crate::reaper::Reaper;
+
+/// The protobuf package of containerd's task events.
+const EVENTS_PACKAGE: &str = "containerd.events";
+
+/// The `Any` type URL of an event: its full protobuf name. All task events live in
+/// the `containerd.events` package. Not `M::descriptor().full_name()`: building the
+/// descriptors parses every .proto of the crate once, which left ~0.5 MiB of heap in
+/// each shim.
+fn type_url<M: Message>() -> String {
+    format!("{EVENTS_PACKAGE}.{}", M::NAME)
+}
 
 /// Where events go.
 #[derive(Clone)]
@@ -46,7 +57,7 @@ impl Publisher {
     }
 
     /// Queues `event` for `topic`.
-    pub fn send<M: MessageFull>(&self, topic: &'static str, event: &M) {
+    pub fn send<M: Message>(&self, topic: &'static str, event: &M) {
         let Some(tx) = &self.tx else { return };
         let value = match event.write_to_bytes() {
             Ok(v) => v,
@@ -56,7 +67,7 @@ impl Publisher {
             }
         };
         let mut any = Any::new();
-        any.type_url = M::descriptor().full_name().to_string();
+        any.type_url = type_url::<M>();
         any.value = value;
         let _ = tx.send((topic, any));
     }
@@ -70,7 +81,6 @@ fn publish(
     topic: &str,
     any: &Any,
 ) -> anyhow::Result<()> {
-    use containerd_shim_protos::protobuf::Message;
     let data = any.write_to_bytes()?;
     let mut cmd = Command::new(binary);
     cmd.args([
@@ -103,4 +113,30 @@ fn publish(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim_protos::events::task::{
+        TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
+        TaskStart,
+    };
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    use super::type_url;
+
+    #[test]
+    fn type_urls_are_the_full_protobuf_names() {
+        fn check<M: MessageFull>() {
+            assert_eq!(type_url::<M>(), M::descriptor().full_name());
+        }
+        check::<TaskCreate>();
+        check::<TaskStart>();
+        check::<TaskDelete>();
+        check::<TaskExit>();
+        check::<TaskExecAdded>();
+        check::<TaskExecStarted>();
+        check::<TaskPaused>();
+        check::<TaskResumed>();
+    }
 }

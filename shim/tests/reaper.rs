@@ -20,7 +20,12 @@ fn reaper_reports_every_exit() {
 
     // Commands run through the reaper get their own status.
     assert_eq!(reaper.status(Command::new("true").arg("x")).unwrap(), 0);
-    assert_eq!(reaper.status(Command::new("sh").args(["-c", "exit 7"])).unwrap(), 7);
+    assert_eq!(
+        reaper
+            .status(Command::new("sh").args(["-c", "exit 7"]))
+            .unwrap(),
+        7
+    );
     let (code, out, _) = reaper
         .output(Command::new("sh").args(["-c", "echo hi"]))
         .unwrap();
@@ -29,7 +34,11 @@ fn reaper_reports_every_exit() {
     // Children started behind the reaper's back (as the in-process runtime forks a
     // container init), first while the reaper has no child at all: each exit reaches
     // the handler, signals as 128 + the signal number.
-    for (script, want) in [("exit 3", 3), ("kill -TERM $$", 128 + 15), ("sleep 0.2; exit 0", 0)] {
+    for (script, want) in [
+        ("exit 3", 3),
+        ("kill -TERM $$", 128 + 15),
+        ("sleep 0.2; exit 0", 0),
+    ] {
         let child = Command::new("sh").args(["-c", script]).spawn().unwrap();
         let (pid, code) = rx
             .recv_timeout(Duration::from_secs(30))
