@@ -5,6 +5,9 @@
 # Per-container PSS of the shims (sum of Pss from /proc/PID/smaps_rollup / N) side by
 # side, with the ratio. Goal: berth-shim <= 1/4 of containerd-shim-runc-v2.
 #
+# Then berth's own stack: a private berthd, idle and with N `berth run -d busybox sleep`
+# containers: berthd's VmRSS (and PSS) and berth-shim's PSS per container there.
+#
 # Usage: hack/bench/shim-memory.sh [N]   (root; default 20)
 set -euo pipefail
 
@@ -14,11 +17,17 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/berth-bench-shim.XXXXXX)
 NS=bench-shim-$$
 CTD_PID=""
+BERTHD_PID=""
 
 ctr_() { ctr --address "$WORK/c.sock" --namespace "$NS" "$@"; }
 
 cleanup() {
     set +e
+    if [ -n "$BERTHD_PID" ]; then
+        for c in $("$BIN/berth" ps -aq 2>/dev/null); do "$BIN/berth" rm -f "$c" >/dev/null 2>&1; done
+        kill "$BERTHD_PID" 2>/dev/null
+        wait "$BERTHD_PID" 2>/dev/null
+    fi
     if [ -n "$CTD_PID" ]; then
         for id in $(ctr_ task ls -q 2>/dev/null); do ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1; done
         sleep 1
@@ -34,8 +43,9 @@ trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || { echo "shim-memory.sh needs root (containerd, runc)" >&2; exit 1; }
 
-echo "building berth-shim (release)..." >&2
-(cd "$ROOT" && cargo build --release -q -p berth-shim)
+echo "building berth-shim, berthd and berth (release)..." >&2
+(cd "$ROOT" && cargo build --release -q --locked -p berth-shim -p berth-daemon -p berth-cli)
+BIN=$CARGO_TARGET_DIR/release
 mkdir -p "$WORK/bin"
 ln -s "$CARGO_TARGET_DIR/release/berth-shim" "$WORK/bin/containerd-shim-berth-v1"
 
@@ -79,9 +89,9 @@ for i in $(seq "$N"); do
 done
 sleep 2
 
-pss_sum() { # sum of Pss (kB) of processes whose command line matches $1 and our address
+pss_sum() { # sum of Pss (kB) of processes whose command line matches $1 and address $2
     local total=0 n=0 p kb
-    for p in $(pgrep -f -- "$1.*-address $WORK/c.sock"); do
+    for p in $(pgrep -f -- "$1.*-address ${2:-$WORK/c.sock}"); do
         kb=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
         total=$((total + kb)); n=$((n + 1))
     done
@@ -96,3 +106,44 @@ printf '%-26s %8s %14s %16s\n' shim processes "PSS total" "PSS/container"
 printf '%-26s %8s %11.2f MiB %12.3f MiB\n' berth-shim "$berth_n" "$(echo "$berth_kb/1024" | bc -l)" "$(echo "$berth_kb/1024/$N" | bc -l)"
 printf '%-26s %8s %11.2f MiB %12.3f MiB\n' containerd-shim-runc-v2 "$runc_n" "$(echo "$runc_kb/1024" | bc -l)" "$(echo "$runc_kb/1024/$N" | bc -l)"
 printf 'ratio berth/runc-v2: %.3f (goal <= 0.25)\n' "$(echo "$berth_kb/$runc_kb" | bc -l)"
+
+# Stop containerd's containers first: shims of the same binary would share pages with
+# the ones measured below and lower their PSS.
+echo "stopping containerd's containers..." >&2
+for id in $(ctr_ task ls -q); do ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
+for _ in $(seq 100); do
+    [ -z "$(pgrep -f -- "-address $WORK/c.sock")" ] && break
+    for id in $(ctr_ task ls -q); do ctr_ task rm -f "$id" >/dev/null 2>&1 || true; done
+    sleep 0.1
+done
+
+echo "starting a private berthd..." >&2
+mkdir -p "$WORK/berth"
+export DOCKER_HOST="unix://$WORK/berth/state/docker.sock"
+"$BIN/berthd" --root "$WORK/berth/root" --state "$WORK/berth/state" >"$WORK/berth/berthd.log" 2>&1 &
+BERTHD_PID=$!
+for _ in $(seq 200); do
+    [ -S "$WORK/berth/state/docker.sock" ] && break
+    kill -0 "$BERTHD_PID" 2>/dev/null || { echo "berthd exited:" >&2; cat "$WORK/berth/berthd.log" >&2; exit 1; }
+    sleep 0.05
+done
+"$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/layer.tar" >/dev/null
+sleep 1
+rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+pss() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
+idle_rss=$(rss "$BERTHD_PID") idle_pss=$(pss "$BERTHD_PID")
+for i in $(seq "$N"); do
+    "$BIN/berth" run -d busybox sleep 1000000 >/dev/null
+done
+sleep 2
+busy_rss=$(rss "$BERTHD_PID") busy_pss=$(pss "$BERTHD_PID")
+read -r shim_kb shim_n < <(pss_sum berth-shim "$WORK/berth/state")
+running=$("$BIN/berth" ps -q | wc -l)
+
+echo
+echo "berthd: containers running: $running (of $N)"
+printf '%-34s %10s %10s\n' berthd VmRSS PSS
+printf '%-34s %6.1f MiB %6.1f MiB\n' "idle (image imported)" "$(echo "$idle_rss/1024" | bc -l)" "$(echo "$idle_pss/1024" | bc -l)"
+printf '%-34s %6.1f MiB %6.1f MiB\n' "with $N containers" "$(echo "$busy_rss/1024" | bc -l)" "$(echo "$busy_pss/1024" | bc -l)"
+printf 'berth-shim under berthd: %s processes, PSS %.2f MiB total, %.3f MiB per container\n' \
+    "$shim_n" "$(echo "$shim_kb/1024" | bc -l)" "$(echo "$shim_kb/1024/$N" | bc -l)"
