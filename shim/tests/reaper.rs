@@ -39,11 +39,20 @@ fn reaper_reports_every_exit() {
         ("kill -TERM $$", 128 + 15),
         ("sleep 0.2; exit 0", 0),
     ] {
-        let child = Command::new("sh").args(["-c", script]).spawn().unwrap();
+        // Never waited for here: reaping it is the reaper's job.
+        let spawned = Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap()
+            .id();
         let (pid, code) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the exit reached the handler");
-        assert_eq!((pid, code), (child.id() as i32, want), "{script}");
+        assert_eq!((pid, code), (pid_i32(spawned), want), "{script}");
     }
     assert!(rx.try_recv().is_err(), "no exit reported twice");
+}
+
+fn pid_i32(pid: u32) -> i32 {
+    i32::try_from(pid).expect("pids fit in i32")
 }
