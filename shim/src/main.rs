@@ -18,15 +18,22 @@ fn main() -> ExitCode {
         println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let level = if flags.debug { "debug" } else { "info" };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // RUST_LOG's directives when set; else a plain level, which (unlike an EnvFilter)
+    // keeps no compiled matchers in each long-lived shim's heap.
+    let _ = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => builder.with_env_filter(filter).try_init(),
+        Err(_) => {
+            let level = if flags.debug {
+                tracing::Level::DEBUG
+            } else {
+                tracing::Level::INFO
+            };
+            builder.with_max_level(level).try_init()
+        }
+    };
     let result = match flags.action.as_str() {
         "start" => start(&flags).map_err(anyhow::Error::from),
         "delete" => delete(&flags),
