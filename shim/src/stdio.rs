@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,7 +68,9 @@ pub struct PreparedIo {
 pub struct RunningIo {
     pub stdin: Option<StdinCloser>,
     pub master: Option<Arc<File>>,
-    pub copiers: Vec<JoinHandle<()>>,
+    /// Output copiers, drained when the process exits. (The stdin copier is not
+    /// among them: it ends when the client closes its side, which may be never.)
+    pub copiers: Vec<Copier>,
     pub logs: Vec<Arc<LogFile>>,
 }
 
@@ -138,11 +141,37 @@ fn pipe(what: &'static str) -> Result<(File, File), StdioError> {
     Ok((File::from(r), File::from(w)))
 }
 
-fn spawn_copy(f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StdioError> {
-    std::thread::Builder::new()
+/// A copy thread and the way to wait for its end with a deadline.
+pub struct Copier {
+    handle: JoinHandle<()>,
+    /// Disconnected when the thread's closure returned (or panicked).
+    done: Receiver<()>,
+}
+
+impl Copier {
+    /// Waits until the copy ended or `deadline` passed; true when it ended.
+    pub fn join_by(self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(left) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = self.handle.join();
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+fn spawn_copy(f: impl FnOnce() + Send + 'static) -> Result<Copier, StdioError> {
+    let (tx, done) = channel::<()>();
+    let handle = std::thread::Builder::new()
         .stack_size(COPY_STACK)
-        .spawn(f)
-        .map_err(StdioError::Thread)
+        .spawn(move || {
+            let _tx = tx;
+            f();
+        })
+        .map_err(StdioError::Thread)?;
+    Ok(Copier { handle, done })
 }
 
 /// Copies bytes until EOF or an error (EIO from a pty master whose slave closed).
@@ -224,9 +253,7 @@ impl PreparedIo {
             stdio.stdin = Some(OwnedFd::from(r));
             let closer: StdinCloser = Arc::new(Mutex::new(Some(w)));
             let c = Arc::clone(&closer);
-            running
-                .copiers
-                .push(spawn_copy(move || copy_stdin(&path, &c))?);
+            spawn_copy(move || copy_stdin(&path, &c))?;
             running.stdin = Some(closer);
         }
         for (which, sink) in [(Stream::Stdout, self.stdout), (Stream::Stderr, self.stderr)] {
@@ -304,9 +331,7 @@ impl PendingIo {
             })?;
             let closer: StdinCloser = Arc::new(Mutex::new(Some(w)));
             let c = Arc::clone(&closer);
-            running
-                .copiers
-                .push(spawn_copy(move || copy_stdin(&path, &c))?);
+            spawn_copy(move || copy_stdin(&path, &c))?;
             running.stdin = Some(closer);
         }
         let reader = Arc::clone(&master);

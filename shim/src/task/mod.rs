@@ -458,7 +458,10 @@ impl Supervisor {
             };
             p.status = ProcStatus::Stopped;
             p.exit = Some((code, at));
-            p.io.stdin.take();
+            // Close the stdin pipe now: its copier may wait on the client for ever.
+            if let Some(closer) = p.io.stdin.take() {
+                closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
             p.io.master.take();
         }
         self.changed.notify_all();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::stdio::RunningIo;
+use crate::stdio::{Copier, RunningIo};
 
 /// Lifecycle of a process as the Task API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +49,12 @@ impl Proc {
 }
 
 /// Waits (bounded) for output copy threads to drain what the process wrote, so a
-/// client that sees the exit also sees all output.
-pub fn drain(copiers: Vec<std::thread::JoinHandle<()>>) {
+/// client that sees the exit also sees all output. Woken by each copier's end, not
+/// by polling.
+pub fn drain(copiers: Vec<Copier>) {
     let deadline = Instant::now() + Duration::from_secs(2);
     for c in copiers {
-        while !c.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if c.is_finished() {
-            let _ = c.join();
-        }
+        c.join_by(deadline);
     }
 }
 
