@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `berth run --rm --network none busybox true` (through a private berthd) vs
 # `podman run --rm --network none` (podman 4.3, runc, cgroupfs) and, when containerd is
-# installed, `ctr run --rm` (containerd 1.6, runc-v2 shim, loopback-only netns).
+# installed, `ctr run --rm` (containerd 1.6, loopback-only netns) with its runc-v2 shim
+# and with berth-shim as `io.containerd.berth.v1` (same client, only the shim and
+# runtime differ).
 # Same busybox image everywhere (built from the host's /bin/busybox, present before the
 # first run); one warm-up run each, then interleaved timed runs; medians and ratios.
 #
@@ -121,7 +123,8 @@ podman_copy import -q --change 'CMD ["/bin/sh"]' "$WORK/busybox.tar" localhost/b
 CTR=""
 if command -v containerd >/dev/null && command -v ctr >/dev/null; then
     echo "starting a private containerd..." >&2
-    mkdir -p "$WORK/ctd"
+    mkdir -p "$WORK/ctd/bin"
+    ln -s "$BIN/berth-shim" "$WORK/ctd/bin/containerd-shim-berth-v1"
     cat >"$WORK/ctd/config.toml" <<TOML
 version = 2
 root = "$WORK/ctd/root"
@@ -136,7 +139,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [metrics]
   address = ""
 TOML
-    containerd --config "$WORK/ctd/config.toml" >"$WORK/ctd/log" 2>&1 &
+    PATH="$WORK/ctd/bin:$PATH" containerd --config "$WORK/ctd/config.toml" >"$WORK/ctd/log" 2>&1 &
     CTD_PID=$!
     for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
     podman_copy save -q -o "$WORK/busybox-image.tar" localhost/busybox:latest >/dev/null
@@ -154,19 +157,26 @@ us() {
 }
 run_berth() { us "$BIN/berth" run --rm --network none busybox true; }
 run_podman() { us podman_ run --rm --network none localhost/busybox:latest true; }
-run_ctr() { us ctr_ run --rm "$CTR" "bench-$1" true; }
+run_ctr() { us ctr_ run --rm --runtime io.containerd.runc.v2 "$CTR" "bench-r-$1" true; }
+run_ctr_berth() { us ctr_ run --rm --runtime io.containerd.berth.v1 "$CTR" "bench-b-$1" true; }
 
 echo "warm-up..." >&2
 run_berth >/dev/null
 run_podman >/dev/null
-if [ -n "$CTR" ]; then run_ctr warmup >/dev/null; fi
+if [ -n "$CTR" ]; then
+    run_ctr warmup >/dev/null
+    run_ctr_berth warmup >/dev/null
+fi
 
-berth_t=() podman_t=() ctr_t=()
+berth_t=() podman_t=() ctr_t=() ctr_berth_t=()
 echo "timing $N interleaved runs..." >&2
 for i in $(seq "$N"); do
     berth_t+=("$(run_berth)")
     podman_t+=("$(run_podman)")
-    if [ -n "$CTR" ]; then ctr_t+=("$(run_ctr "$i")"); fi
+    if [ -n "$CTR" ]; then
+        ctr_t+=("$(run_ctr "$i")")
+        ctr_berth_t+=("$(run_ctr_berth "$i")")
+    fi
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
@@ -178,9 +188,12 @@ printf '%-58s median %s\n' "berth run --rm --network none busybox true" "$(ms "$
 printf '%-58s median %s\n' "podman run --rm --network none busybox true" "$(ms "$p")"
 if [ -n "$CTR" ]; then
     c=$(median "${ctr_t[@]}")
-    printf '%-58s median %s\n' "ctr run --rm busybox true" "$(ms "$c")"
+    cb=$(median "${ctr_berth_t[@]}")
+    printf '%-58s median %s\n' "ctr run --rm busybox true (runc-v2 shim, runc)" "$(ms "$c")"
+    printf '%-58s median %s\n' "ctr run --rm busybox true (berth-shim, built-in runtime)" "$(ms "$cb")"
 fi
 awk -v b="$b" -v p="$p" 'BEGIN { printf "ratio berth/podman: %.2f (goal <= 0.50)\n", b / p }'
 if [ -n "$CTR" ]; then
     awk -v b="$b" -v c="$c" 'BEGIN { printf "ratio berth/ctr:    %.2f\n", b / c }'
+    awk -v cb="$cb" -v c="$c" 'BEGIN { printf "ratio ctr with berth-shim / with runc-v2: %.2f\n", cb / c }'
 fi
