@@ -102,6 +102,8 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 [engine]
 cgroup_manager = "cgroupfs"
 runtime = "runc"
+# Per-container locks as files under tmp_dir, not in the host-wide /dev/shm/libpod_lock.
+lock_type = "file"
 events_logger = "file"
 events_logfile_path = "$WORK/podman/events.log"
 tmp_dir = "$WORK/podman/tmp"
