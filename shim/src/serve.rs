@@ -13,7 +13,7 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::ttrpc;
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::bootstrap::{group_id, socket_path, Flags, LISTEN_FD_ENV, SOCKET_DIR};
+use crate::bootstrap::{Flags, LISTEN_FD_ENV, SOCKET_DIR};
 use crate::events::Publisher;
 use crate::exit_record::ExitRecord;
 use crate::reaper::{become_subreaper, block_sigchld, Reaper};
@@ -47,6 +47,9 @@ pub fn serve(flags: &Flags) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .context("no listening socket: run the shim through `start` (containerd does)")?;
+    // The socket file to remove at Shutdown, read from the listener itself: by then the
+    // bundle (our working directory, which names the socket) may be gone.
+    let socket = bound_path(fd);
     become_subreaper().context("becoming a child subreaper")?;
     limit_malloc_arenas();
     // SIGUSR1 asks to reopen log files; handled by a thread with sigwait.
@@ -109,13 +112,19 @@ pub fn serve(flags: &Flags) -> Result<()> {
     tracing::info!(id = %flags.id, "shim serving");
     let _ = shutdown_rx.recv();
     tracing::info!("shim shutting down");
-    if let Ok(bundle) = std::env::current_dir() {
-        let group = group_id(&bundle, &flags.id);
-        let _ = std::fs::remove_file(socket_path(&flags.address, &flags.namespace, &group));
+    if let Some(path) = &socket {
+        let _ = std::fs::remove_file(path);
     }
     // Give the Shutdown reply a moment to leave, then go.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::process::exit(0)
+}
+
+/// The path a listening unix socket is bound to.
+fn bound_path(fd: RawFd) -> Option<PathBuf> {
+    use nix::sys::socket::{getsockname, UnixAddr};
+    let addr = getsockname::<UnixAddr>(fd).ok()?;
+    addr.path().map(Path::to_path_buf)
 }
 
 /// glibc gives each thread that allocates its own malloc arena (64 MiB reserved, tens
