@@ -86,7 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let daemon = Arc::new(Daemon::start(config)?);
         if let Err(e) = berth_daemon::engine::reconcile(&daemon).await {
             tracing::error!("reconciling containers with their shims: {e}");
@@ -128,5 +128,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!(socket = %cri_socket.display(), "removing the CRI socket: {e}");
         }
         Ok(())
-    })
+    });
+    // Blocking tasks waiting on running containers' shims never end by themselves;
+    // dropping the runtime would wait for them, so berthd would not exit on SIGTERM
+    // while containers run. The containers keep running; a restarted berthd picks them up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

@@ -103,3 +103,39 @@ fn containers_survive_a_daemon_kill9_and_exits_are_learned() -> Result<()> {
     }
     Ok(())
 }
+
+/// SIGTERM stops berthd promptly even while containers run (their shims' waits must
+/// not hold it), and leaves the containers running for the next berthd.
+#[test]
+fn sigterm_stops_berthd_and_leaves_containers_running() -> Result<()> {
+    require_root();
+    let mut berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.berth()?.args([
+        "run",
+        "-d",
+        "--name",
+        "stays",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]))?;
+    let started = Instant::now();
+    // `stop` fails the test if berthd ignores SIGTERM for 10 s.
+    berthd.stop()?;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "berthd took {:?} to exit on SIGTERM",
+        started.elapsed()
+    );
+    berthd.restart()?;
+    let state = run_ok(
+        berthd
+            .berth()?
+            .args(["inspect", "-f", "{{.State.Status}}", "stays"]),
+    )?;
+    assert_eq!(state.trim(), "running", "{}", berthd.log());
+    run_ok(berthd.berth()?.args(["stop", "-t", "5", "stays"]))?;
+    Ok(())
+}
