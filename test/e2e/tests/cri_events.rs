@@ -16,6 +16,18 @@ use k8s_cri::v1::ContainerEventType as Ev;
 
 use cri_common::{cgroup_dirs, container, mounts_under, Client, PodGuard};
 
+/// The pod's cgroup parent is kubelet's to remove; the test made it, the test removes
+/// it, whether it passes or fails.
+struct CgroupGuard(String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for dir in cgroup_dirs(&self.0) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Reads events from the stream until `want` (container id, kind) has been seen in
 /// order for each container named in it; returns every event read.
 fn expect_events(
@@ -92,6 +104,8 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         .into_inner();
 
     let cgroup_parent = format!("crievents-{}", std::process::id());
+    // Declared before the pod's guard, so it drops after the pod is gone.
+    let _cgroup_guard = CgroupGuard(cgroup_parent.clone());
     let pod = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "crievents".into(),
@@ -300,10 +314,6 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         &mut events,
         &[(&quitter, Ev::ContainerDeletedEvent)],
     )?;
-    // The pod's cgroup parent is kubelet's to remove; the test made it, the test removes it.
-    for dir in cgroup_dirs(&cgroup_parent) {
-        let _ = std::fs::remove_dir(dir);
-    }
     assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
     Ok(())
 }
