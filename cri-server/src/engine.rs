@@ -33,6 +33,16 @@ pub struct SandboxContext {
     pub shm: Option<PathBuf>,
 }
 
+/// A change in a CRI container's lifecycle, as the engine recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub sandbox_id: String,
+    pub kind: cri::ContainerEventType,
+    /// Unix nanoseconds.
+    pub at: i64,
+}
+
 /// Container lifecycle as berthd's engine implements it. Every method is keyed by
 /// container id; `stop` and `remove` of an unknown id succeed (kubelet retries them).
 #[tonic::async_trait]
@@ -76,6 +86,12 @@ pub trait ContainerEngine: Send + Sync + 'static {
     async fn reopen_log(&self, id: &str) -> Result<(), CriError>;
     /// Ids of the containers of one sandbox, for StopPodSandbox/RemovePodSandbox.
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError>;
+    /// CPU and memory of a cgroup (a pod's cgroup parent, absolute in the hierarchy);
+    /// `None` when it does not exist.
+    async fn cgroup_stats(&self, cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)>;
+    /// Every lifecycle change of a CRI container from now on (GetContainerEvents).
+    /// The same state may be reported twice in a row; readers drop repeats.
+    fn events(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent>;
 }
 
 /// The answer when no engine is wired in.

@@ -1,6 +1,8 @@
 //! `RuntimeService`: each RPC forwards to the module that implements it.
 
 mod containers;
+mod events;
+mod pod_stats;
 mod runtime_config;
 mod status;
 mod version;
@@ -16,6 +18,10 @@ use crate::error::instrument;
 use crate::{sandbox, Cri, CriError};
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// GetContainerEvents' server stream.
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl RuntimeService for Cri {
@@ -211,19 +217,16 @@ impl RuntimeService for Cri {
 
     async fn pod_sandbox_stats(
         &self,
-        _r: Request<cri::PodSandboxStatsRequest>,
+        r: Request<cri::PodSandboxStatsRequest>,
     ) -> Reply<cri::PodSandboxStatsResponse> {
-        instrument("PodSandboxStats", async { Err(not_yet("PodSandboxStats")) }).await
+        instrument("PodSandboxStats", pod_stats::stats(self, r.into_inner())).await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _r: Request<cri::ListPodSandboxStatsRequest>,
+        r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Reply<cri::ListPodSandboxStatsResponse> {
-        instrument("ListPodSandboxStats", async {
-            Err(not_yet("ListPodSandboxStats"))
-        })
-        .await
+        instrument("ListPodSandboxStats", pod_stats::list(self, r.into_inner())).await
     }
 
     async fn checkpoint_container(
@@ -239,25 +242,22 @@ impl RuntimeService for Cri {
         .await
     }
 
-    type GetContainerEventsStream =
-        Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
+    type GetContainerEventsStream = EventStream;
 
     async fn get_container_events(
         &self,
         _r: Request<cri::GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        instrument("GetContainerEvents", async {
-            Err(not_yet("GetContainerEvents"))
-        })
-        .await
+        instrument("GetContainerEvents", async { events::stream(self) }).await
     }
 
     async fn list_metric_descriptors(
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Reply<cri::ListMetricDescriptorsResponse> {
+        // berth defines no metrics beyond the CRI stats messages yet.
         instrument("ListMetricDescriptors", async {
-            Err(not_yet("ListMetricDescriptors"))
+            Ok(cri::ListMetricDescriptorsResponse::default())
         })
         .await
     }
@@ -267,7 +267,7 @@ impl RuntimeService for Cri {
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Reply<cri::ListPodSandboxMetricsResponse> {
         instrument("ListPodSandboxMetrics", async {
-            Err(not_yet("ListPodSandboxMetrics"))
+            Ok(cri::ListPodSandboxMetricsResponse::default())
         })
         .await
     }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cri_server::engine::SandboxContext;
+use berth_cri_server::engine::{ContainerEvent, SandboxContext};
 use berth_cri_server::{ContainerEngine, CriConfig, CriError, ImageParts};
 use k8s_cri::v1 as cri;
 
@@ -208,6 +208,14 @@ impl ContainerEngine for CriEngine {
             .filter(|r| r.cri.as_ref().is_some_and(|c| c.sandbox_id == sandbox_id))
             .map(|r| r.id)
             .collect())
+    }
+
+    async fn cgroup_stats(&self, cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
+        stats::cgroup_stats(cgroup)
+    }
+
+    fn events(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
+        self.daemon.engine.subscribe()
     }
 }
 

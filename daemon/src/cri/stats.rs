@@ -100,6 +100,40 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
+fn cpu_of(usage: &CgroupUsage, at: i64) -> cri::CpuUsage {
+    cri::CpuUsage {
+        timestamp: at,
+        usage_core_nano_seconds: value(usage.cpu_ns),
+        // Needs two samples; kubelet derives it from usage_core_nano_seconds.
+        usage_nano_cores: None,
+    }
+}
+
+fn memory_of(usage: &CgroupUsage, at: i64) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp: at,
+        working_set_bytes: value(usage.working_set),
+        usage_bytes: value(usage.memory_usage),
+        rss_bytes: value(usage.rss),
+        page_faults: value(usage.page_faults),
+        major_page_faults: value(usage.major_page_faults),
+        available_bytes: None,
+    }
+}
+
+/// CPU and memory of the cgroup at `cgroup` (absolute in the hierarchy); `None` when
+/// no hierarchy has it.
+pub(super) fn cgroup_stats(cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
+    let root = Path::new("/sys/fs/cgroup");
+    let rel = cgroup.trim_matches('/');
+    if rel.is_empty() {
+        return None;
+    }
+    let usage = v2_usage(root, rel).or_else(|| v1_usage(root, rel))?;
+    let at = now_nanos();
+    Some((cpu_of(&usage, at), memory_of(&usage, at)))
+}
+
 fn stats_of(daemon: &Daemon, record: &ContainerRecord) -> cri::ContainerStats {
     let meta = record.cri.clone().unwrap_or_default();
     let at = now_nanos();
@@ -123,21 +157,8 @@ fn stats_of(daemon: &Daemon, record: &ContainerRecord) -> cri::ContainerStats {
             labels: meta.labels.clone().into_iter().collect(),
             annotations: meta.annotations.clone().into_iter().collect(),
         }),
-        cpu: Some(cri::CpuUsage {
-            timestamp: at,
-            usage_core_nano_seconds: value(usage.cpu_ns),
-            // Needs two samples; kubelet derives it from usage_core_nano_seconds.
-            usage_nano_cores: None,
-        }),
-        memory: Some(cri::MemoryUsage {
-            timestamp: at,
-            working_set_bytes: value(usage.working_set),
-            usage_bytes: value(usage.memory_usage),
-            rss_bytes: value(usage.rss),
-            page_faults: value(usage.page_faults),
-            major_page_faults: value(usage.major_page_faults),
-            available_bytes: None,
-        }),
+        cpu: Some(cpu_of(&usage, at)),
+        memory: Some(memory_of(&usage, at)),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp: at,
             fs_id: Some(cri::FilesystemIdentifier {

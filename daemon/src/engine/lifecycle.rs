@@ -324,6 +324,10 @@ pub(crate) async fn remove_locked(
     .await?;
     daemon.engine.forget_lock(id);
     daemon.engine.notify();
+    daemon.engine.emit(
+        &record,
+        k8s_cri::v1::ContainerEventType::ContainerDeletedEvent,
+    );
     tracing::info!(id, "container removed");
     Ok(())
 }

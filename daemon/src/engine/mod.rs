@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use berth_cri_server::engine::ContainerEvent;
+use k8s_cri::v1 as cri;
+
 pub use create::create;
 pub(crate) use create::{create_parsed, NewContainer};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
@@ -81,6 +84,8 @@ pub struct Engine {
     /// The identity passed to shims as `-address` (names their sockets).
     shim_address: PathBuf,
     changed: tokio::sync::Notify,
+    /// Lifecycle changes of CRI containers, for GetContainerEvents.
+    events: tokio::sync::broadcast::Sender<ContainerEvent>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -93,6 +98,7 @@ impl Engine {
             shim_binary: shim_binary(),
             shim_address: state.join("shim"),
             changed: tokio::sync::Notify::new(),
+            events: tokio::sync::broadcast::channel(1024).0,
             locks: Mutex::new(HashMap::new()),
         })
     }
@@ -133,6 +139,41 @@ impl Engine {
     /// Wakes everyone waiting for a state change.
     fn notify(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// Readers of CRI containers' lifecycle changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Reports a CRI container's lifecycle change (a container the Docker API made has
+    /// no CRI event). Nobody listening is fine.
+    fn emit(&self, record: &ContainerRecord, kind: cri::ContainerEventType) {
+        if let Some(meta) = &record.cri {
+            let _ = self.events.send(ContainerEvent {
+                container_id: record.id.clone(),
+                sandbox_id: meta.sandbox_id.clone(),
+                kind,
+                at: unix_nanos(),
+            });
+        }
+    }
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The CRI event a record in `status` stands for, if any.
+fn event_kind(status: Status) -> Option<cri::ContainerEventType> {
+    match status {
+        Status::Created => Some(cri::ContainerEventType::ContainerCreatedEvent),
+        Status::Running => Some(cri::ContainerEventType::ContainerStartedEvent),
+        Status::Exited | Status::Dead => Some(cri::ContainerEventType::ContainerStoppedEvent),
+        Status::Paused | Status::Restarting | Status::Removing => None,
     }
 }
 
@@ -177,6 +218,9 @@ pub(crate) fn put(daemon: &Daemon, record: &ContainerRecord) -> Result<(), Engin
         .store
         .put(Kind::Container, &record.id, Some(&record.name), record)?;
     daemon.engine.notify();
+    if let Some(kind) = event_kind(record.state.status) {
+        daemon.engine.emit(record, kind);
+    }
     Ok(())
 }
 
