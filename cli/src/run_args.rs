@@ -112,6 +112,9 @@ pub struct CreateFlags {
     /// Mount the container's root filesystem as read only.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// Security options (seccomp=unconfined, no-new-privileges).
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
 }
 
 impl CreateFlags {
@@ -166,6 +169,7 @@ impl CreateFlags {
             "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
             "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),
             "ReadonlyRootfs": self.read_only,
+            "SecurityOpt": (!self.security_opt.is_empty()).then_some(&self.security_opt),
             // -1: the kernel default, as docker sends when --memory-swappiness is unset.
             "MemorySwappiness": -1,
         });

@@ -8,6 +8,7 @@ mod mounts;
 mod process;
 mod request;
 mod resources;
+mod seccomp;
 mod user;
 
 use std::path::Path;
@@ -41,6 +42,47 @@ pub enum SpecError {
         "publishing ports ({0}) is not supported yet: until container networks land, berth gives containers loopback only (--network none) or the host's network (--network host)"
     )]
     Ports(String),
+    #[error("invalid --security-opt {0:?}: {1}")]
+    SecurityOpt(String, String),
+}
+
+/// What `--security-opt` asks for.
+struct SecurityOpts {
+    seccomp: bool,
+    no_new_privileges: bool,
+}
+
+fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
+    let mut out = SecurityOpts {
+        seccomp: true,
+        no_new_privileges: false,
+    };
+    for opt in opts {
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => out.seccomp = false,
+            ("seccomp", _) => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "seccomp profiles from files are not supported yet; use the default or seccomp=unconfined".into(),
+                ))
+            }
+            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
+            ("no-new-privileges", "false") => out.no_new_privileges = false,
+            // This host has neither AppArmor nor SELinux: nothing to switch off.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "berth knows seccomp=unconfined, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What the daemon knows about the container besides the request.
@@ -143,6 +185,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
             defaults::READONLY_PATHS.to_vec(),
         )
     };
+    let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
     let mut linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": inputs.cgroups_path,
@@ -153,6 +196,9 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
     if let Some(sysctls) = &hc.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
+    if security.seccomp && !hc.privileged {
+        linux["seccomp"] = seccomp::default_profile(&caps);
+    }
     let mut process = json!({
         "terminal": req.tty,
         "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
@@ -162,7 +208,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
         "capabilities": {
             "bounding": caps, "effective": caps, "permitted": caps,
         },
-        "noNewPrivileges": false,
+        "noNewPrivileges": security.no_new_privileges,
     });
     if hc.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(hc.oom_score_adj);

@@ -53,6 +53,8 @@ pub struct HostConfig {
     pub oom_score_adj: i64,
     pub init: Option<bool>,
     pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges`, …
+    pub security_opt: Option<Vec<String>>,
 }
 
 /// What an image's config contributes (`config` in the OCI image config).

@@ -192,3 +192,91 @@ fn bad_requests_are_refused_with_the_reason() {
         assert!(err.contains(expected), "{body}: {err:?} lacks {expected:?}");
     }
 }
+
+fn refused(spec: &serde_json::Value) -> Vec<String> {
+    spec["linux"]["seccomp"]["syscalls"][0]["names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn default_seccomp_profile_follows_capabilities_and_security_opts(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let spec = build_from(json!({"Cmd": ["x"]}), json!({}), root.path())?;
+    let seccomp = &spec["linux"]["seccomp"];
+    assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ALLOW");
+    let names = refused(&spec);
+    for call in ["mount", "unshare", "setns", "keyctl", "reboot", "ptrace"] {
+        assert!(
+            names.iter().any(|n| n == call),
+            "{call} not refused: {names:?}"
+        );
+    }
+    let rules = seccomp["syscalls"].as_array().cloned().unwrap_or_default();
+    assert!(rules
+        .iter()
+        .any(|r| r["names"] == json!(["clone"])
+            && r["args"].as_array().is_some_and(|a| a.len() == 7)));
+    assert!(rules
+        .iter()
+        .any(|r| r["names"] == json!(["clone3"]) && r["errnoRet"] == 38));
+    assert_eq!(spec["process"]["noNewPrivileges"], false);
+
+    // A capability makes its calls legitimate again; the keyring stays refused.
+    let spec = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"CapAdd": ["SYS_ADMIN"]}}),
+        json!({}),
+        root.path(),
+    )?;
+    let names = refused(&spec);
+    assert!(
+        !names.iter().any(|n| n == "mount" || n == "unshare"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "keyctl"));
+    assert!(!spec["linux"]["seccomp"]["syscalls"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["names"] == json!(["clone"]))));
+
+    // Privileged and seccomp=unconfined run without a filter.
+    for host_config in [
+        json!({"Privileged": true}),
+        json!({"SecurityOpt": ["seccomp=unconfined"]}),
+        json!({"SecurityOpt": ["seccomp:unconfined"]}),
+    ] {
+        let spec = build_from(
+            json!({"Cmd": ["x"], "HostConfig": host_config}),
+            json!({}),
+            root.path(),
+        )?;
+        assert!(spec["linux"].get("seccomp").is_none(), "{host_config}");
+    }
+    let spec = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": ["no-new-privileges"]}}),
+        json!({}),
+        root.path(),
+    )?;
+    assert_eq!(spec["process"]["noNewPrivileges"], true);
+
+    for (opt, expected) in [
+        ("seccomp=/etc/profile.json", "not supported yet"),
+        ("selinux=whatever", "berth knows"),
+    ] {
+        let err = build_from(
+            json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": [opt]}}),
+            json!({}),
+            root.path(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains(opt) && err.contains(expected), "{opt}: {err}");
+    }
+    Ok(())
+}

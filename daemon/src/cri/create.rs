@@ -145,6 +145,27 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>, CriError> {
     Ok(Some(Path::new(dir).join(rel)))
 }
 
+/// The CRI seccomp choice as a `--security-opt`: RuntimeDefault is berth's default
+/// profile; unset or Unconfined means none, as kubelet expects without SeccompDefault;
+/// a Localhost profile is passed on for the spec builder to refuse clearly.
+#[allow(deprecated)] // seccomp_profile_path: older kubelets still send it
+fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Option<String> {
+    match &sc.seccomp {
+        Some(p) => match cri::security_profile::ProfileType::try_from(p.profile_type) {
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => None,
+            Ok(cri::security_profile::ProfileType::Localhost) => {
+                Some(format!("seccomp=localhost/{}", p.localhost_ref))
+            }
+            _ => Some("seccomp=unconfined".into()),
+        },
+        None => match sc.seccomp_profile_path.as_str() {
+            "runtime/default" | "docker/default" => None,
+            path if path.starts_with("localhost/") => Some(format!("seccomp={path}")),
+            _ => Some("seccomp=unconfined".into()),
+        },
+    }
+}
+
 /// The parts of the CRI config the engine's spec builder understands, in its terms.
 fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
     let linux = config.linux.clone().unwrap_or_default();
@@ -193,6 +214,7 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
             cap_drop: Some(caps.drop_capabilities.clone()),
             readonly_rootfs: sc.readonly_rootfs,
             oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
+            security_opt: Some(seccomp_opt(&sc).into_iter().collect()),
             ..Default::default()
         },
         ..Default::default()
@@ -294,5 +316,32 @@ mod tests {
         if !has_effective_cap(CAP_SYS_RESOURCE) {
             assert_eq!(clamp_oom_score_adj(-1000), current);
         }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn seccomp_choices_map_to_security_opts() {
+        use cri::security_profile::ProfileType;
+        let with = |p: Option<(ProfileType, &str)>, path: &str| {
+            seccomp_opt(&cri::LinuxContainerSecurityContext {
+                seccomp: p.map(|(t, r)| cri::SecurityProfile {
+                    profile_type: t as i32,
+                    localhost_ref: r.into(),
+                }),
+                seccomp_profile_path: path.into(),
+                ..Default::default()
+            })
+        };
+        assert_eq!(with(Some((ProfileType::RuntimeDefault, "")), ""), None);
+        assert_eq!(
+            with(Some((ProfileType::Unconfined, "")), ""),
+            Some("seccomp=unconfined".into())
+        );
+        assert_eq!(
+            with(Some((ProfileType::Localhost, "/p.json")), ""),
+            Some("seccomp=localhost//p.json".into())
+        );
+        assert_eq!(with(None, ""), Some("seccomp=unconfined".into()));
+        assert_eq!(with(None, "runtime/default"), None);
     }
 }
