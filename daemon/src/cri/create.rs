@@ -71,6 +71,18 @@ pub(super) async fn create(
         })?;
     }
     let mut request = engine_request(&config, &image);
+    // The pod's sysctls, written by each container's runtime into the namespaces the
+    // container shares with its pod (there is no pause container to hold them).
+    if let Some(sysctls) = sandbox.config.linux.as_ref().map(|l| &l.sysctls) {
+        if !sysctls.is_empty() {
+            request.host_config.sysctls = Some(
+                sysctls
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+        }
+    }
     // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
     request.hostname = if sandbox.config.hostname.is_empty() {
         pod.name.clone()

@@ -55,6 +55,8 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         log_directory: work.path().join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.into(),
+            // An IPC-namespace sysctl (the pod's IPC namespace is its own).
+            sysctls: [("kernel.shm_rmid_forced".to_string(), "1".to_string())].into(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
                     network: cri::NamespaceMode::Node as i32,
@@ -110,9 +112,14 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
             run_as_user: Some(cri::Int64Value { value: 33 }),
             run_as_group: Some(cri::Int64Value { value: 33 }),
             readonly_rootfs: true,
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     });
+    let host_shm_rmid = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced")?;
     let id = client.create_and_start(&sandbox, &pod, limited)?;
     client.wait_state(&id, cri::ContainerState::ContainerRunning)?;
     let sh = |script: &str| -> Result<(i32, String)> {
@@ -125,6 +132,19 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     assert_eq!(sh("id -u; id -g")?, (0, "33\n33".to_string()));
     assert_eq!(sh("cat /proc/1/oom_score_adj")?, (0, "500".to_string()));
     assert_eq!(sh("cat /data/f")?, (0, "from the host".to_string()));
+    // The pod's sysctl inside, the host's untouched; RuntimeDefault loads a filter.
+    assert_eq!(
+        sh("cat /proc/sys/kernel/shm_rmid_forced")?,
+        (0, "1".to_string())
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced")?,
+        host_shm_rmid
+    );
+    assert_eq!(
+        sh("grep ^Seccomp: /proc/self/status")?,
+        (0, "Seccomp:\t2".to_string())
+    );
     assert_eq!(
         sh("head -c 4 /dev/cri-zero | wc -c")?,
         (0, "4".to_string()),
