@@ -6,6 +6,7 @@
 # The daemon, its root and state live in a temp dir; nothing is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/lib.sh
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "hack/demo.sh: containers need root; run it as root" >&2
@@ -18,14 +19,13 @@ cargo build --release --locked -p berth-daemon -p berth-shim -p berth-cli
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-export DOCKER_HOST="unix://$work/state/docker.sock"
-berthd_pid=""
+BERTHD_PID=""
 cleanup() {
     set +e
-    if [ -n "$berthd_pid" ]; then
+    if [ -n "$BERTHD_PID" ]; then
         for c in $("$bin/berth" ps -aq 2>/dev/null); do "$bin/berth" rm -f "$c" >/dev/null 2>&1; done
-        kill "$berthd_pid" 2>/dev/null
-        wait "$berthd_pid" 2>/dev/null
+        kill "$BERTHD_PID" 2>/dev/null
+        wait "$BERTHD_PID" 2>/dev/null
     fi
     grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
@@ -33,30 +33,12 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting berthd (root $work/root)"
-"$bin/berthd" --root "$work/root" --state "$work/state" >"$work/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 200); do
-    [ -S "$work/state/docker.sock" ] && break
-    if ! kill -0 "$berthd_pid" 2>/dev/null; then
-        echo "hack/demo.sh: berthd exited:" >&2
-        cat "$work/berthd.log" >&2
-        exit 1
-    fi
-    sleep 0.05
-done
+start_berthd "$bin" "$work" || exit 1
 "$bin/berth" version
 
 echo "== importing a busybox image built from the host's /bin/busybox"
-rootfs="$work/rootfs"
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
-cp /bin/busybox "$rootfs/bin/busybox"
-"$rootfs/bin/busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' \
-    > "$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
-tar -C "$rootfs" -cf - . | "$bin/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest
+busybox_rootfs_tar "$work/rootfs" "$work/busybox.tar"
+"$bin/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$work/busybox.tar"
 "$bin/berth" images
 
 echo "== berth run --rm --hostname berth-demo busybox …"

@@ -14,6 +14,7 @@ set -euo pipefail
 
 N=${1:-20}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/hack/lib.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/berth-bench-run.XXXXXX)
 BERTHD_PID=""
@@ -69,27 +70,10 @@ echo "building berthd, berth-shim and berth (release)..." >&2
 BIN=$CARGO_TARGET_DIR/release
 
 # The image: the host's static busybox with its applets, as one tar.
-rootfs="$WORK/rootfs"
-mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
-cp /bin/busybox "$rootfs/bin/busybox"
-"$rootfs/bin/busybox" --list | while read -r applet; do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' \
-    >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-tar -C "$rootfs" -cf "$WORK/busybox.tar" .
+busybox_rootfs_tar "$WORK/rootfs" "$WORK/busybox.tar"
 
 echo "starting a private berthd..." >&2
-mkdir -p "$WORK/berth"
-export DOCKER_HOST="unix://$WORK/berth/state/docker.sock"
-"$BIN/berthd" --root "$WORK/berth/root" --state "$WORK/berth/state" >"$WORK/berth/berthd.log" 2>&1 &
-BERTHD_PID=$!
-for _ in $(seq 200); do
-    [ -S "$WORK/berth/state/docker.sock" ] && break
-    kill -0 "$BERTHD_PID" 2>/dev/null || { echo "berthd exited:" >&2; cat "$WORK/berth/berthd.log" >&2; exit 1; }
-    sleep 0.05
-done
+start_berthd "$BIN" "$WORK/berth" || exit 1
 "$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
 
 echo "setting up podman (private root, runroot and containers.conf)..." >&2

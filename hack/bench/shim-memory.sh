@@ -13,6 +13,7 @@ set -euo pipefail
 
 N=${1:-20}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/hack/lib.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/berth-bench-shim.XXXXXX)
 NS=bench-shim-$$
@@ -118,15 +119,7 @@ for _ in $(seq 100); do
 done
 
 echo "starting a private berthd..." >&2
-mkdir -p "$WORK/berth"
-export DOCKER_HOST="unix://$WORK/berth/state/docker.sock"
-"$BIN/berthd" --root "$WORK/berth/root" --state "$WORK/berth/state" >"$WORK/berth/berthd.log" 2>&1 &
-BERTHD_PID=$!
-for _ in $(seq 200); do
-    [ -S "$WORK/berth/state/docker.sock" ] && break
-    kill -0 "$BERTHD_PID" 2>/dev/null || { echo "berthd exited:" >&2; cat "$WORK/berth/berthd.log" >&2; exit 1; }
-    sleep 0.05
-done
+start_berthd "$BIN" "$WORK/berth" || exit 1
 "$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/layer.tar" >/dev/null
 sleep 1
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
