@@ -69,6 +69,9 @@ pub struct CreateFlags {
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Runtime to use for this container (a name from berthd's [runtimes]).
+    #[arg(long = "runtime")]
+    pub runtime: Option<String>,
     /// Overwrite the default ENTRYPOINT of the image.
     #[arg(long = "entrypoint")]
     pub entrypoint: Option<String>,
@@ -165,6 +168,7 @@ impl CreateFlags {
             "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
             "CpuShares": self.cpu_shares.unwrap_or(0),
             "PidsLimit": self.pids_limit,
+            "Runtime": self.runtime.as_deref().unwrap_or(""),
             "Privileged": self.privileged,
             "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
             "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),

@@ -16,6 +16,8 @@ use crate::CriError;
 #[derive(Debug, Clone)]
 pub struct SandboxContext {
     pub id: String,
+    /// The pod's runtime handler (RuntimeClass); empty: the default.
+    pub runtime_handler: String,
     pub config: cri::PodSandboxConfig,
     /// Pinned network namespace; `None` for host network.
     pub netns: Option<PathBuf>,

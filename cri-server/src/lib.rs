@@ -50,6 +50,9 @@ pub struct CriConfig {
     /// The executable run as `<it> pod-init` to be PID 1 of pods that share one PID
     /// namespace (berthd's own, see [`sandbox::pod_init`]); `None` refuses such pods.
     pub pod_init: Option<PathBuf>,
+    /// The runtime handler names (Kubernetes RuntimeClass handlers) pods may ask for
+    /// besides the default (`""`); none: `berth` alone.
+    pub runtime_handlers: Vec<String>,
 }
 
 /// The image machinery the daemon opened once under its root.
@@ -100,6 +103,15 @@ impl Cri {
                 sandbox_lock: tokio::sync::Mutex::new(()),
             }),
         })
+    }
+
+    /// The named runtime handlers pods may ask for (the default, `""`, aside).
+    pub fn runtime_handlers(&self) -> Vec<String> {
+        if self.inner.config.runtime_handlers.is_empty() {
+            vec!["berth".to_string()]
+        } else {
+            self.inner.config.runtime_handlers.clone()
+        }
     }
 
     pub fn config(&self) -> &CriConfig {

@@ -188,7 +188,9 @@ impl Config {
                 )));
             }
         }
-        if self.default_runtime != "berth" && !self.runtimes.contains_key(&self.default_runtime) {
+        if self.default_runtime != BUILTIN_RUNTIME
+            && !self.runtimes.contains_key(&self.default_runtime)
+        {
             return Err(invalid(format!(
                 "default_runtime {:?} names no [runtimes] entry",
                 self.default_runtime
@@ -208,7 +210,46 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.root.join("berth.db")
     }
+
+    /// Every runtime handler name a request may use: `berth` (the built-in runtime)
+    /// and the `[runtimes]` entries.
+    pub fn runtime_names(&self) -> Vec<String> {
+        let mut names = vec![BUILTIN_RUNTIME.to_string()];
+        names.extend(
+            self.runtimes
+                .keys()
+                .filter(|n| *n != BUILTIN_RUNTIME)
+                .cloned(),
+        );
+        names
+    }
+
+    /// The handler a request naming `name` runs under (empty: the default) and the
+    /// external runtime binary it calls (`None`: the built-in runtime, in the shim).
+    pub fn resolve_runtime(&self, name: &str) -> Result<(String, Option<PathBuf>), String> {
+        let name = if name.is_empty() {
+            self.default_runtime.as_str()
+        } else {
+            name
+        };
+        match self.runtimes.get(name) {
+            Some(handler) => Ok((name.to_string(), handler.path.clone())),
+            None if name == BUILTIN_RUNTIME => Ok((name.to_string(), None)),
+            None => Err(format!(
+                "unknown or invalid runtime name: {name} (configured: {})",
+                self.runtime_names().join(", ")
+            )),
+        }
+    }
+
+    /// The state directory of an external runtime handler (its `--root`).
+    pub fn runtime_root(&self, name: &str) -> PathBuf {
+        self.state.join("runtimes").join(name)
+    }
 }
+
+/// The name of the runtime berth-shim runs in-process.
+pub const BUILTIN_RUNTIME: &str = "berth";
 
 #[cfg(test)]
 mod tests {
@@ -233,6 +274,35 @@ mod tests {
         assert_eq!(Config::load(path, false).ok(), Some(Config::default()));
         let err = Config::load(path, true).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("/nonexistent/berth/config.toml")));
+    }
+
+    #[test]
+    fn runtime_handlers_resolve_to_builtin_or_binary() {
+        let mut config = Config::default();
+        config.runtimes.insert(
+            "runc".into(),
+            RuntimeHandler {
+                path: Some(PathBuf::from("/usr/sbin/runc")),
+            },
+        );
+        assert_eq!(config.runtime_names(), ["berth", "runc"]);
+        assert_eq!(config.resolve_runtime(""), Ok(("berth".into(), None)));
+        assert_eq!(config.resolve_runtime("berth"), Ok(("berth".into(), None)));
+        assert_eq!(
+            config.resolve_runtime("runc"),
+            Ok(("runc".into(), Some(PathBuf::from("/usr/sbin/runc"))))
+        );
+        let err = config.resolve_runtime("kata").unwrap_err();
+        assert!(err.contains("kata") && err.contains("berth, runc"), "{err}");
+        config.default_runtime = "runc".into();
+        assert_eq!(
+            config.resolve_runtime("").map(|r| r.0),
+            Ok("runc".to_string())
+        );
+        assert_eq!(
+            config.runtime_root("runc"),
+            PathBuf::from("/run/berth/runtimes/runc")
+        );
     }
 
     #[test]

@@ -33,11 +33,23 @@ pub(super) async fn status(
         });
         info.insert("config".to_string(), detail.to_string());
     }
+    // The default handler (named "") first, as kubelet looks it up.
+    let runtime_handlers = std::iter::once(String::new())
+        .chain(cri.runtime_handlers())
+        .map(|name| cri::RuntimeHandler {
+            name,
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
+        })
+        .collect();
     Ok(cri::StatusResponse {
         status: Some(cri::RuntimeStatus {
             conditions: vec![runtime_ready, network_ready],
         }),
         info,
+        runtime_handlers,
         ..Default::default()
     })
 }

@@ -35,6 +35,7 @@ impl Cri {
     pub(crate) fn sandbox_context(&self, r: &SandboxRecord) -> SandboxContext {
         SandboxContext {
             id: r.id.clone(),
+            runtime_handler: r.runtime_handler.clone(),
             config: r.config.clone(),
             netns: r.netns.clone(),
             ipc_ns: r.ipc_ns.clone(),

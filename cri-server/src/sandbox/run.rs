@@ -82,10 +82,12 @@ pub async fn run_pod_sandbox(
             )));
         }
     }
-    if !req.runtime_handler.is_empty() && req.runtime_handler != "berth" {
+    let handlers = cri.runtime_handlers();
+    if !req.runtime_handler.is_empty() && !handlers.contains(&req.runtime_handler) {
         return Err(CriError::InvalidArgument(format!(
-            "runtime handler {:?} is not configured (berth knows \"\" and \"berth\")",
-            req.runtime_handler
+            "runtime handler {:?} is not configured (configured: {}; add it under [runtimes] in berthd's config)",
+            req.runtime_handler,
+            handlers.join(", ")
         )));
     }
     let name_key = format!(

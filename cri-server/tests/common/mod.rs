@@ -85,6 +85,7 @@ impl Env {
             cni,
             registry: self.registry.clone(),
             pod_init: None,
+            runtime_handlers: Vec::new(),
         };
         Ok(Cri::open(config, images, None)?)
     }

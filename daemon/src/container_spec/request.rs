@@ -55,6 +55,8 @@ pub struct HostConfig {
     pub sysctls: Option<BTreeMap<String, String>>,
     /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges`, …
     pub security_opt: Option<Vec<String>>,
+    /// The runtime handler (`docker run --runtime`); empty: berthd's default.
+    pub runtime: String,
 }
 
 /// What an image's config contributes (`config` in the OCI image config).

@@ -71,6 +71,8 @@ pub(super) async fn create(
         })?;
     }
     let mut request = engine_request(&config, &image);
+    // The pod's RuntimeClass handler runs every container of the pod.
+    request.host_config.runtime = sandbox.runtime_handler.clone();
     // The pod's sysctls, written by each container's runtime into the namespaces the
     // container shares with its pod (there is no pause container to hold them).
     if let Some(sysctls) = sandbox.config.linux.as_ref().map(|l| &l.sysctls) {

@@ -55,6 +55,7 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
         registry: crate::images::registry_config(config, None),
         // berthd's own executable has the pod-init mode.
         pod_init: std::env::current_exe().ok(),
+        runtime_handlers: config.runtime_names(),
     }
 }
 

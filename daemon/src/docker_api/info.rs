@@ -68,7 +68,7 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "Runtimes": { "berth": { "path": "berth-runtime" } },
+        "Runtimes": runtimes(&daemon.config),
         "DefaultRuntime": daemon.config.default_runtime,
         "LiveRestoreEnabled": true,
         "Isolation": "",
@@ -76,4 +76,18 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
         "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": [],
     })))
+}
+
+/// `Runtimes` as docker reports them: every handler a container may name with
+/// `--runtime`, with its binary (the built-in one runs inside berth-shim).
+fn runtimes(config: &crate::config::Config) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for name in config.runtime_names() {
+        let path = match config.resolve_runtime(&name) {
+            Ok((_, Some(binary))) => binary.display().to_string(),
+            _ => "berth-runtime".to_string(),
+        };
+        out.insert(name, serde_json::json!({ "path": path }));
+    }
+    serde_json::Value::Object(out)
 }

@@ -116,6 +116,10 @@ pub(crate) async fn create_parsed(
         cri,
         patch_spec,
     } = new;
+    let (runtime, _) = daemon
+        .config
+        .resolve_runtime(&request.host_config.runtime)
+        .map_err(EngineError::Invalid)?;
     let img = image::find(&daemon.images, &request.image)?;
     let config = image::config(&daemon.images, &img)?;
     let defaults = image::defaults(&config);
@@ -210,6 +214,7 @@ pub(crate) async fn create_parsed(
         state: RunState::default(),
         log_path,
         cri,
+        runtime,
     };
     if let Err(e) = put(daemon, &record) {
         let _ = daemon.images.snapshots.remove(&snapshot);

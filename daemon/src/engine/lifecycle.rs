@@ -19,6 +19,21 @@ pub enum StartOutcome {
     AlreadyRunning,
 }
 
+/// The external runtime the container's handler names, if not the built-in one.
+fn external_runtime(
+    daemon: &Daemon,
+    record: &ContainerRecord,
+) -> Result<Option<shim::ExternalRuntime>, EngineError> {
+    let (name, binary) = daemon
+        .config
+        .resolve_runtime(&record.runtime)
+        .map_err(EngineError::Invalid)?;
+    Ok(binary.map(|binary| shim::ExternalRuntime {
+        binary,
+        root: daemon.config.runtime_root(&name),
+    }))
+}
+
 /// Starts a created or exited container: a new shim, a task created from the bundle
 /// with the snapshot as its root, stdout/stderr into the container's log.
 pub async fn start(daemon: &Arc<Daemon>, id: &str) -> Result<StartOutcome, EngineError> {
@@ -48,7 +63,12 @@ pub(crate) async fn start_locked(
     let d = Arc::clone(daemon);
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
     let log = daemon.engine.log_of(&record);
+    let runtime = external_runtime(daemon, &record)?;
+    // The shim may be shared (a pod's): no other container of its group may start
+    // it or let it go meanwhile.
+    let group_guard = daemon.engine.shim_group_lock(record.shim_group()).await;
     let started = blocking(move || {
+        let _group_guard = group_guard;
         let engine = &d.engine;
         let dir = engine.dir(&cid);
         let mounts =
@@ -59,7 +79,7 @@ pub(crate) async fn start_locked(
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;
         let run = || -> Result<(u32, String), EngineError> {
-            client.create(&cid, &dir, &mounts, &log, tty)?;
+            client.create(&cid, &dir, &mounts, &log, tty, runtime.as_ref())?;
             // Taken before the start: a process that exits at once must not look
             // as if it finished before it started.
             let started_at = now_rfc3339();
@@ -323,6 +343,10 @@ pub(crate) async fn remove_locked(
     })
     .await?;
     daemon.engine.forget_lock(id);
+    let group = record.shim_group();
+    if super::list(daemon)?.iter().all(|r| r.shim_group() != group) {
+        daemon.engine.forget_shim_group_lock(group);
+    }
     daemon.engine.notify();
     daemon.engine.emit(
         &record,

@@ -131,6 +131,17 @@ impl Engine {
         m.lock_owned().await
     }
 
+    /// Serialises launching a shim and letting it go among the containers it serves
+    /// (a pod's shim exits when its last task is deleted; a container of the pod
+    /// starting meanwhile must not connect to it as it goes).
+    pub(crate) async fn shim_group_lock(&self, group: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock(&format!("shim-group:{group}")).await
+    }
+
+    fn forget_shim_group_lock(&self, group: &str) {
+        self.forget_lock(&format!("shim-group:{group}"));
+    }
+
     fn forget_lock(&self, id: &str) {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id);

@@ -93,6 +93,21 @@ pub struct ContainerRecord {
     /// Set for containers created through CRI.
     #[serde(default)]
     pub cri: Option<CriMeta>,
+    /// The runtime handler (`[runtimes]` in berthd's config) the container runs
+    /// under; empty or `berth`: the built-in runtime.
+    #[serde(default)]
+    pub runtime: String,
+}
+
+impl ContainerRecord {
+    /// The containers one shim serves: a CRI pod's share their pod's shim, any other
+    /// container has its own.
+    pub fn shim_group(&self) -> &str {
+        match &self.cri {
+            Some(meta) => &meta.sandbox_id,
+            None => &self.id,
+        }
+    }
 }
 
 /// What CRI keeps about a container besides the engine's record.

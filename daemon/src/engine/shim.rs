@@ -30,6 +30,40 @@ pub enum ShimError {
     Call { call: &'static str, message: String },
 }
 
+/// An OCI runtime binary (runc's command line) the shim runs instead of its
+/// built-in runtime: a runtime handler from berthd's `[runtimes]`.
+#[derive(Debug, Clone)]
+pub struct ExternalRuntime {
+    pub binary: PathBuf,
+    /// The runtime's `--root` (its state directory).
+    pub root: PathBuf,
+}
+
+impl ExternalRuntime {
+    /// containerd's runc Options, which berth-shim reads from the Create request.
+    fn options(
+        &self,
+    ) -> Result<containerd_shim_protos::protobuf::well_known_types::any::Any, ShimError> {
+        use containerd_shim_protos::protobuf::Message;
+        let opts = containerd_shim_protos::shim::oci::Options {
+            binary_name: self.binary.display().to_string(),
+            root: self.root.display().to_string(),
+            ..Default::default()
+        };
+        let value = opts.write_to_bytes().map_err(|e| ShimError::Call {
+            call: "create",
+            message: format!("encoding the runtime options: {e}"),
+        })?;
+        Ok(
+            containerd_shim_protos::protobuf::well_known_types::any::Any {
+                type_url: "containerd.runc.v1.Options".to_string(),
+                value,
+                ..Default::default()
+            },
+        )
+    }
+}
+
 /// A connected shim.
 pub struct Shim {
     client: TaskClient,
@@ -93,7 +127,8 @@ impl Shim {
     }
 
     /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` in
-    /// the CRI format, runs the runtime's create. Returns the pid.
+    /// the CRI format, runs the runtime's create (the built-in runtime, or the
+    /// external one in `runtime`). Returns the pid.
     pub fn create(
         &self,
         id: &str,
@@ -101,9 +136,15 @@ impl Shim {
         rootfs: &[berth_snapshotter::Mount],
         log: &Path,
         terminal: bool,
+        runtime: Option<&ExternalRuntime>,
     ) -> Result<u32, ShimError> {
         let target = format!("crilog://{}", log.display());
+        let options = match runtime {
+            Some(r) => Some(r.options()?),
+            None => None,
+        };
         let req = api::CreateTaskRequest {
+            options: options.into(),
             id: id.to_string(),
             bundle: bundle.display().to_string(),
             rootfs: rootfs
@@ -342,11 +383,12 @@ impl Shim {
         Ok(resp.shim_pid)
     }
 
-    /// Asks the shim to exit (it holds no task any more).
+    /// Asks the shim to exit once it holds no task any more: a pod's shim stays
+    /// while other containers of the pod run in it.
     pub fn shutdown(&self, id: &str) {
         let req = api::ShutdownRequest {
             id: id.to_string(),
-            now: true,
+            now: false,
             ..Default::default()
         };
         // The shim exits while answering: a broken connection is success here.

@@ -56,14 +56,23 @@ pub async fn collect_now(
 /// Waits for the exit through the shim (or reads the dead shim's exit record),
 /// releases the task and the shim, and records the exit.
 async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
+    let group = get(daemon, id)?.shim_group().to_string();
     let d = Arc::clone(daemon);
     let cid = id.to_string();
-    let (code, at, oom_killed) = blocking(move || {
-        let dir = d.engine.dir(&cid);
-        let waited = Shim::connect(&address).and_then(|s| {
+    let waited = blocking(move || {
+        Ok(Shim::connect(&address).and_then(|s| {
             let r = s.wait(&cid)?;
             Ok((s, r))
-        });
+        }))
+    })
+    .await?;
+    // Deleting the task may let the shim go (the last of its pod): not while another
+    // container of the group is starting in it.
+    let group_guard = daemon.engine.shim_group_lock(&group).await;
+    let cid = id.to_string();
+    let (code, at, oom_killed) = blocking(move || {
+        let _group_guard = group_guard;
+        let dir = d.engine.dir(&cid);
         match waited {
             Ok((s, (code, at))) => {
                 // Before the delete, which removes the cgroup.

@@ -157,6 +157,7 @@ fn open_cri(dir: &Path, registry_host: &str, bridge: &str, subnet: &str) -> Resu
         cni,
         registry,
         pod_init: None,
+        runtime_handlers: Vec::new(),
     };
     Ok(Cri::open(config, images, None)?)
 }
