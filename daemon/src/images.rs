@@ -151,15 +151,6 @@ pub fn registry_config(
     out
 }
 
-/// Whether `registry` gets plain HTTP without being configured: loopback hosts.
-pub fn is_loopback_registry(registry: &str) -> bool {
-    let host = match registry.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => registry,
-    };
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
-}
-
 /// [`registry_config`] for talking to `registry`, which is made plain HTTP when it is
 /// a loopback host without its own entry.
 pub fn registry_config_for(
@@ -167,9 +158,12 @@ pub fn registry_config_for(
     registry: &str,
     creds: Option<berth_image::registry::Credentials>,
 ) -> berth_image::RegistryConfig {
-    let mut out = registry_config(config, creds.map(|c| (registry, c)));
-    if !config.registries.contains_key(registry) && is_loopback_registry(registry) {
-        out.host_mut(registry).insecure = true;
+    let mut out = registry_config(config, None);
+    out.plain_http_for_loopback(registry);
+    if let Some(creds) = creds {
+        let entry = out.host_mut(registry);
+        entry.username = Some(creds.username);
+        entry.password = Some(creds.password);
     }
     out
 }

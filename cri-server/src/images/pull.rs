@@ -16,6 +16,7 @@ pub(super) async fn pull_image(
     let parsed = Reference::parse(&reference)
         .map_err(|e| CriError::InvalidArgument(format!("image reference {reference:?}: {e}")))?;
     let mut config = cri.config().registry.clone();
+    config.plain_http_for_loopback(&parsed.registry);
     if let Some(auth) = req.auth.as_ref() {
         if let Some((user, pass)) = credentials(auth)? {
             let host = config.host_mut(&parsed.registry);

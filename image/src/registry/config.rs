@@ -76,4 +76,52 @@ impl RegistryConfig {
     pub fn host_mut(&mut self, host: &str) -> &mut HostConfig {
         self.hosts.entry(host.to_string()).or_default()
     }
+
+    /// Docker's rule (containerd's CRI has it too): a loopback registry without an
+    /// entry of its own is spoken to in plain HTTP. Call before adding per-request
+    /// entries (credentials), which would count as configuration.
+    pub fn plain_http_for_loopback(&mut self, registry: &str) {
+        if !self.hosts.contains_key(registry) && is_loopback(registry) {
+            self.host_mut(registry).insecure = true;
+        }
+    }
+}
+
+/// Whether `registry` (`host` or `host:port`) is on loopback: `localhost`,
+/// `127.0.0.0/8` or `[::1]`.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_without_an_entry_are_plain_http() {
+        for host in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:443"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example:5000",
+            "[::2]:5000",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let mut config = RegistryConfig::default();
+        config.host_mut("127.0.0.1:6000").ca_certs = vec![PathBuf::from("/ca.pem")];
+        config.plain_http_for_loopback("127.0.0.1:5000");
+        config.plain_http_for_loopback("127.0.0.1:6000");
+        config.plain_http_for_loopback("docker.io");
+        assert!(config.host("127.0.0.1:5000").insecure);
+        // A loopback registry with an entry (a TLS one here) keeps what it says.
+        assert!(!config.host("127.0.0.1:6000").insecure);
+        assert!(!config.hosts.contains_key("docker.io"));
+    }
 }
