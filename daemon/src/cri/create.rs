@@ -202,10 +202,7 @@ fn localhost_profile(path: &Path) -> Result<String, CriError> {
         ))
     })?;
     seccomp_profile::check(&bytes).map_err(|e| {
-        CriError::InvalidArgument(format!(
-            "seccomp Localhost profile {}: {e}",
-            path.display()
-        ))
+        CriError::InvalidArgument(format!("seccomp Localhost profile {}: {e}", path.display()))
     })?;
     String::from_utf8(bytes).map_err(|_| {
         CriError::InvalidArgument(format!(
