@@ -4,6 +4,7 @@
 
 mod caps;
 mod defaults;
+pub mod host_limits;
 mod mounts;
 mod process;
 mod request;

@@ -14,6 +14,7 @@ use k8s_cri::v1 as cri;
 
 use super::pod_spec::PodPatch;
 use super::to_cri;
+use crate::container_spec::host_limits::{self, HostCgroups, LimitError};
 use crate::container_spec::{seccomp_profile, CreateRequest, HostConfig};
 use crate::engine::{self, CriMeta, EngineError, NewContainer};
 use crate::restart_policy::RestartPolicy;
@@ -67,6 +68,7 @@ pub(super) async fn create(
     // Everything refusable (a Localhost seccomp profile, resources this host cannot
     // apply) is checked before anything is made.
     let mut request = engine_request(&config, &image)?;
+    check_host_limits(&request.host_config)?;
     let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
     if let Some(dir) = log_path.as_deref().and_then(Path::parent) {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -225,6 +227,7 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
         _ => String::new(),
     };
     let security_opt = Some(seccomp_opt(&sc)?.into_iter().collect());
+    let (hugepage_limits, unified) = cri_host_limits(&res);
     Ok(CreateRequest {
         user,
         tty: config.tty,
@@ -262,10 +265,41 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
             readonly_rootfs: sc.readonly_rootfs,
             oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
             security_opt,
+            hugepage_limits,
+            unified,
             ..Default::default()
         },
         ..Default::default()
     })
+}
+
+/// Refuses hugepage limits and unified keys this host cannot apply (the runtime would
+/// refuse them only at start, after the container was made).
+pub(super) fn check_host_limits(hc: &HostConfig) -> Result<(), CriError> {
+    if hc.hugepage_limits.is_empty() && hc.unified.is_empty() {
+        return Ok(());
+    }
+    host_limits::check(&HostCgroups::probe(), &hc.hugepage_limits, &hc.unified).map_err(|e| match e
+    {
+        LimitError::Invalid(m) => CriError::InvalidArgument(m),
+        LimitError::Unsupported(m) => CriError::FailedPrecondition(m),
+    })
+}
+
+/// CRI's hugepage limits and unified keys in the spec builder's terms.
+pub(super) fn cri_host_limits(
+    res: &cri::LinuxContainerResources,
+) -> (Vec<(String, u64)>, BTreeMap<String, String>) {
+    (
+        res.hugepage_limits
+            .iter()
+            .map(|h| (h.page_size.clone(), h.limit))
+            .collect(),
+        res.unified
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 fn with_group(user: String, group: Option<i64>) -> String {
@@ -340,6 +374,11 @@ mod tests {
                 resources: Some(cri::LinuxContainerResources {
                     memory_limit_in_bytes: 64 << 20,
                     cpu_shares: 512,
+                    hugepage_limits: vec![cri::HugepageLimit {
+                        page_size: "2MB".into(),
+                        limit: 4 << 20,
+                    }],
+                    unified: [("memory.high".to_string(), "50M".to_string())].into(),
                     ..Default::default()
                 }),
             }),
@@ -352,6 +391,14 @@ mod tests {
         assert_eq!(r.user, "33:100");
         assert_eq!(r.host_config.memory, 64 << 20);
         assert_eq!(r.host_config.cpu_shares, 512);
+        assert_eq!(
+            r.host_config.hugepage_limits,
+            [("2MB".to_string(), 4 << 20)]
+        );
+        assert_eq!(
+            r.host_config.unified,
+            BTreeMap::from([("memory.high".to_string(), "50M".to_string())])
+        );
         Ok(())
     }
 
