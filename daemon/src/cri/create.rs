@@ -5,6 +5,7 @@
 //! extras, the pod's cgroup parent ([`super::pod_spec`]).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ use crate::engine::{self, CriMeta, EngineError, NewContainer};
 use crate::restart_policy::RestartPolicy;
 use crate::store::Kind;
 use crate::Daemon;
+
+/// A seccomp profile larger than this is refused (Docker's default is ~20 KiB).
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 /// Linux capability number of CAP_SYS_RESOURCE (needed to lower oom_score_adj).
 const CAP_SYS_RESOURCE: u32 = 24;
@@ -197,12 +201,23 @@ fn localhost_profile(path: &Path) -> Result<String, CriError> {
             path.display().to_string()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| {
+    let read_err = |e: std::io::Error| {
         CriError::InvalidArgument(format!(
             "reading the seccomp Localhost profile {}: {e}",
             path.display()
         ))
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(CriError::InvalidArgument(format!(
+            "seccomp Localhost profile {} is larger than {} bytes",
+            path.display(),
+            MAX_PROFILE_BYTES
+        )));
+    }
     seccomp_profile::check(&bytes).map_err(|e| {
         CriError::InvalidArgument(format!("seccomp Localhost profile {}: {e}", path.display()))
     })?;
@@ -447,7 +462,10 @@ mod tests {
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_MAYBE"}"#)?;
         let missing = dir.path().join("missing.json");
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; (MAX_PROFILE_BYTES + 1) as usize])?;
         for (path, reason) in [
+            (huge.display().to_string(), "larger than"),
             (bad.display().to_string(), "unknown action"),
             (missing.display().to_string(), "reading the seccomp"),
             ("profiles/relative.json".to_string(), "absolute path"),
