@@ -438,6 +438,22 @@ fn docker_security_opt_seccomp_file() -> Result<()> {
             ),
         );
     }
+    // A real-world profile in the same format (containers/common's, which podman
+    // uses) converts and runs a shell under its filter.
+    let distro = Path::new("/usr/share/containers/seccomp.json");
+    if distro.exists() {
+        let out = run_ok(berthd.berth()?.args([
+            "run",
+            "--rm",
+            "--security-opt",
+            &format!("seccomp={}", distro.display()),
+            "busybox",
+            "sh",
+            "-c",
+            "grep ^Seccomp: /proc/self/status && mkdir /tmp/d && echo made",
+        ]))?;
+        assert!(out.contains("Seccomp:\t2") && out.contains("made"), "{out}");
+    }
     // An invalid profile is refused by the daemon with the reason.
     let bad = work.path().join("bad.json");
     std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_SOMETIMES"}"#)?;
