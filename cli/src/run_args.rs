@@ -310,15 +310,43 @@ impl CreateFlags {
                     path: path.clone(),
                     why: e.to_string(),
                 })?;
-                let json: Value =
-                    serde_json::from_slice(&bytes).map_err(|e| FlagError::SeccompFile {
-                        path: path.clone(),
-                        why: format!("not JSON: {e}"),
-                    })?;
-                Ok(format!("seccomp={json}"))
+                serde_json::from_slice::<Value>(&bytes).map_err(|e| FlagError::SeccompFile {
+                    path: path.clone(),
+                    why: format!("not JSON: {e}"),
+                })?;
+                let text = String::from_utf8(bytes).map_err(|_| FlagError::SeccompFile {
+                    path: path.clone(),
+                    why: "not UTF-8 text".into(),
+                })?;
+                Ok(format!("seccomp={}", compact_json(&text)))
             })
             .collect()
     }
+}
+
+/// Valid JSON without the whitespace between tokens, keys kept in the file's order
+/// (what the docker CLI sends; re-serialising would sort the keys).
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn read_env_file(
@@ -473,7 +501,10 @@ mod tests {
     fn a_seccomp_file_is_sent_as_its_contents() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("p.json");
-        std::fs::write(&file, "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n")?;
+        std::fs::write(
+            &file,
+            "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n  \"architectures\": [ \"a b\\\" c\" ]\n}\n",
+        )?;
         let flags = CreateFlags {
             security_opt: vec![
                 format!("seccomp={}", file.display()),
@@ -486,7 +517,7 @@ mod tests {
         assert_eq!(
             body["HostConfig"]["SecurityOpt"],
             json!([
-                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","architectures":["a b\" c"]}"#,
                 "seccomp=unconfined",
                 "no-new-privileges"
             ])
