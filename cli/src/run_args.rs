@@ -20,6 +20,8 @@ pub enum FlagError {
     Conflict(&'static str),
     #[error("reading --env-file {path}: {why}")]
     EnvFile { path: PathBuf, why: String },
+    #[error("opening seccomp profile ({path}) failed: {why}")]
+    SeccompFile { path: PathBuf, why: String },
 }
 
 fn invalid(flag: &'static str, value: &str, why: impl Into<String>) -> FlagError {
@@ -115,7 +117,7 @@ pub struct CreateFlags {
     /// Mount the container's root filesystem as read only.
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// Security options (seccomp=unconfined, no-new-privileges).
+    /// Security options (seccomp=unconfined|FILE, no-new-privileges).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
 }
@@ -173,7 +175,7 @@ impl CreateFlags {
             "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
             "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),
             "ReadonlyRootfs": self.read_only,
-            "SecurityOpt": (!self.security_opt.is_empty()).then_some(&self.security_opt),
+            "SecurityOpt": (!self.security_opt.is_empty()).then(|| self.security_opts()).transpose()?,
             // -1: the kernel default, as docker sends when --memory-swappiness is unset.
             "MemorySwappiness": -1,
         });
@@ -291,6 +293,64 @@ fn env_entry(e: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Option<Str
         return Some(e.to_string());
     }
     Some(lookup_env(e).map_or_else(|| e.to_string(), |v| format!("{e}={v}")))
+}
+
+impl CreateFlags {
+    /// `--security-opt` as the daemon takes it: `seccomp=FILE` is read here and sent
+    /// as the profile's (compacted) JSON, as the docker CLI does; the daemon may run
+    /// on another machine.
+    fn security_opts(&self) -> Result<Vec<String>, FlagError> {
+        self.security_opt
+            .iter()
+            .map(|opt| {
+                let Some((key, value)) = opt.split_once('=').or_else(|| opt.split_once(':')) else {
+                    return Ok(opt.clone());
+                };
+                if key != "seccomp" || matches!(value, "unconfined" | "builtin") {
+                    return Ok(opt.clone());
+                }
+                let path = PathBuf::from(value);
+                let bytes = std::fs::read(&path).map_err(|e| FlagError::SeccompFile {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                serde_json::from_slice::<Value>(&bytes).map_err(|e| FlagError::SeccompFile {
+                    path: path.clone(),
+                    why: format!("not JSON: {e}"),
+                })?;
+                let text = String::from_utf8(bytes).map_err(|_| FlagError::SeccompFile {
+                    path: path.clone(),
+                    why: "not UTF-8 text".into(),
+                })?;
+                Ok(format!("seccomp={}", compact_json(&text)))
+            })
+            .collect()
+    }
+}
+
+/// Valid JSON without the whitespace between tokens, keys kept in the file's order
+/// (what the docker CLI sends; re-serialising would sort the keys).
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn read_env_file(
@@ -439,5 +499,44 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("invalid port: 99999")));
+    }
+
+    #[test]
+    fn a_seccomp_file_is_sent_as_its_contents() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("p.json");
+        std::fs::write(
+            &file,
+            "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n  \"architectures\": [ \"a b\\\" c\" ]\n}\n",
+        )?;
+        let flags = CreateFlags {
+            security_opt: vec![
+                format!("seccomp={}", file.display()),
+                "seccomp=unconfined".into(),
+                "no-new-privileges".into(),
+            ],
+            ..Default::default()
+        };
+        let body = flags.to_create_body("img", &[], false, &|_| None)?;
+        assert_eq!(
+            body["HostConfig"]["SecurityOpt"],
+            json!([
+                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","architectures":["a b\" c"]}"#,
+                "seccomp=unconfined",
+                "no-new-privileges"
+            ])
+        );
+        let missing = dir.path().join("missing.json");
+        let flags = CreateFlags {
+            security_opt: vec![format!("seccomp={}", missing.display())],
+            ..Default::default()
+        };
+        let err = flags
+            .to_create_body("img", &[], false, &|_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        Ok(())
     }
 }

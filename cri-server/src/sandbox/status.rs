@@ -24,6 +24,10 @@ pub async fn pod_sandbox_status(
             "utsNamespace": record.uts_ns,
             "podDir": record.dir,
             "pauseImage": serde_json::Value::Null,
+            // The whole config, where containerd reports it too: kubelet's pod
+            // resources and RuntimeClass overhead are `config.linux.resources` and
+            // `config.linux.overhead` (recorded with the sandbox, in its config).
+            "config": record.config,
         });
         info.insert("info".to_string(), detail.to_string());
     }

@@ -321,4 +321,44 @@ mod tests {
         assert_eq!(s.count()?, 0);
         Ok(())
     }
+
+    /// Pod overhead and resources live in the recorded config (a protobuf blob), so
+    /// they need no column: rows written before kubelet sent them decode with none.
+    #[test]
+    fn pod_overhead_and_resources_are_recorded_in_the_config() -> Result<(), CriError> {
+        let dir = tempfile::tempdir().map_err(CriError::io("tempdir", "/tmp"))?;
+        let mut r = record("ovh1", "o_default_u_0");
+        r.config.linux = Some(cri::LinuxPodSandboxConfig {
+            overhead: Some(cri::LinuxContainerResources {
+                cpu_shares: 10,
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            resources: Some(cri::LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                cpu_shares: 512,
+                memory_limit_in_bytes: 256 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        SandboxStore::open(dir.path())?.insert(&r)?;
+        SandboxStore::open(dir.path())?.insert(&record("old1", "p_default_u_0"))?;
+        let s = SandboxStore::open(dir.path())?;
+        let got = s
+            .get("ovh1")?
+            .ok_or_else(|| CriError::Internal("record lost".into()))?;
+        let linux = got.config.linux.unwrap_or_default();
+        assert_eq!(
+            linux.overhead.map(|o| o.memory_limit_in_bytes),
+            Some(32 << 20)
+        );
+        assert_eq!(linux.resources.map(|r| r.cpu_quota), Some(50_000));
+        let old = s
+            .get("old1")?
+            .ok_or_else(|| CriError::Internal("record lost".into()))?;
+        assert!(old.config.linux.is_none());
+        Ok(())
+    }
 }

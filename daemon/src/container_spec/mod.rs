@@ -4,11 +4,13 @@
 
 mod caps;
 mod defaults;
+pub mod host_limits;
 mod mounts;
 mod process;
 mod request;
 mod resources;
 mod seccomp;
+pub mod seccomp_profile;
 mod user;
 
 use std::path::Path;
@@ -46,15 +48,25 @@ pub enum SpecError {
     SecurityOpt(String, String),
 }
 
+/// Which seccomp filter `--security-opt` asks for.
+enum Seccomp {
+    /// berth's own profile ([`seccomp::default_profile`]).
+    Default,
+    Unconfined,
+    /// A profile in Docker's JSON format: the docker CLI (and `berth`) read the file
+    /// named by `--security-opt seccomp=FILE` and send its contents.
+    Profile(String),
+}
+
 /// What `--security-opt` asks for.
 struct SecurityOpts {
-    seccomp: bool,
+    seccomp: Seccomp,
     no_new_privileges: bool,
 }
 
 fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
     let mut out = SecurityOpts {
-        seccomp: true,
+        seccomp: Seccomp::Default,
         no_new_privileges: false,
     };
     for opt in opts {
@@ -63,11 +75,21 @@ fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
             .or_else(|| opt.split_once(':'))
             .unwrap_or((opt.as_str(), ""));
         match (key, value) {
-            ("seccomp", "unconfined") => out.seccomp = false,
+            ("seccomp", "unconfined") => out.seccomp = Seccomp::Unconfined,
+            ("seccomp", "builtin") => out.seccomp = Seccomp::Default,
+            ("seccomp", json) if json.trim_start().starts_with('{') => {
+                seccomp_profile::check(json.as_bytes()).map_err(|e| {
+                    SpecError::SecurityOpt(
+                        "seccomp=<profile>".into(),
+                        format!("the seccomp profile is invalid: {e}"),
+                    )
+                })?;
+                out.seccomp = Seccomp::Profile(json.to_string());
+            }
             ("seccomp", _) => {
                 return Err(SpecError::SecurityOpt(
                     opt.clone(),
-                    "seccomp profiles from files are not supported yet; use the default or seccomp=unconfined".into(),
+                    "seccomp= takes unconfined, builtin or a profile's JSON contents (the docker and berth CLIs read --security-opt seccomp=FILE and send the contents)".into(),
                 ))
             }
             ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
@@ -77,7 +99,7 @@ fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
             _ => {
                 return Err(SpecError::SecurityOpt(
                     opt.clone(),
-                    "berth knows seccomp=unconfined, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
+                    "berth knows seccomp=unconfined|builtin|<profile JSON>, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
                 ))
             }
         }
@@ -196,8 +218,24 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
     if let Some(sysctls) = &hc.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
-    if security.seccomp && !hc.privileged {
-        linux["seccomp"] = seccomp::default_profile(&caps);
+    if !hc.privileged {
+        match &security.seccomp {
+            Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps),
+            Seccomp::Unconfined => {}
+            Seccomp::Profile(json) => {
+                let target = seccomp_profile::Target {
+                    caps: &caps,
+                    kernel: seccomp_profile::kernel(),
+                };
+                linux["seccomp"] =
+                    seccomp_profile::convert(json.as_bytes(), &target).map_err(|e| {
+                        SpecError::SecurityOpt(
+                            "seccomp=<profile>".into(),
+                            format!("the seccomp profile is invalid: {e}"),
+                        )
+                    })?;
+            }
+        }
     }
     let mut process = json!({
         "terminal": req.tty,

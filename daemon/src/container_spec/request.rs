@@ -57,6 +57,12 @@ pub struct HostConfig {
     pub security_opt: Option<Vec<String>>,
     /// The runtime handler (`docker run --runtime`); empty: berthd's default.
     pub runtime: String,
+    /// CRI only (Docker's API has no such field): `(page size like "2MB", bytes)`.
+    #[serde(skip)]
+    pub hugepage_limits: Vec<(String, u64)>,
+    /// CRI only: cgroup v2 files and their values (OCI `linux.resources.unified`).
+    #[serde(skip)]
+    pub unified: BTreeMap<String, String>,
 }
 
 /// What an image's config contributes (`config` in the OCI image config).

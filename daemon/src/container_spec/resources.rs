@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::host_limits;
 use super::request::HostConfig;
 use super::SpecError;
 
@@ -68,6 +69,17 @@ pub fn resources(hc: &HostConfig, devices: Vec<Value>) -> Result<Value, SpecErro
     }
     if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
         out.insert("pids".into(), json!({"limit": limit}));
+    }
+    // Whether the host can apply these is checked before the spec is built
+    // (`host_limits::check`); the runtime refuses them too rather than skip them.
+    if !hc.hugepage_limits.is_empty() {
+        out.insert(
+            "hugepageLimits".into(),
+            host_limits::hugepage_limits(&hc.hugepage_limits),
+        );
+    }
+    if !hc.unified.is_empty() {
+        out.insert("unified".into(), json!(hc.unified));
     }
     Ok(Value::Object(out))
 }

@@ -265,7 +265,7 @@ fn default_seccomp_profile_follows_capabilities_and_security_opts(
     assert_eq!(spec["process"]["noNewPrivileges"], true);
 
     for (opt, expected) in [
-        ("seccomp=/etc/profile.json", "not supported yet"),
+        ("seccomp=/etc/profile.json", "send the contents"),
         ("selinux=whatever", "berth knows"),
     ] {
         let err = build_from(
@@ -278,5 +278,94 @@ fn default_seccomp_profile_follows_capabilities_and_security_opts(
         .unwrap_or_default();
         assert!(err.contains(opt) && err.contains(expected), "{opt}: {err}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_seccomp_profile_sent_as_security_opt_becomes_the_filter(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122},
+            {"names": ["mount"], "action": "SCMP_ACT_ERRNO",
+             "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+        ]
+    });
+    let opt = format!("seccomp={profile}");
+    let spec = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": [opt]}}),
+        json!({}),
+        root.path(),
+    )?;
+    assert_eq!(
+        spec["linux"]["seccomp"],
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": 122},
+                            {"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]})
+    );
+    // With CAP_SYS_ADMIN the excluded rule goes.
+    let spec = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": [opt], "CapAdd": ["SYS_ADMIN"]}}),
+        json!({}),
+        root.path(),
+    )?;
+    assert_eq!(
+        spec["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // Privileged still runs unfiltered, as with Docker.
+    let spec = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": [opt], "Privileged": true}}),
+        json!({}),
+        root.path(),
+    )?;
+    assert!(spec["linux"].get("seccomp").is_none());
+    let err = build_from(
+        json!({"Cmd": ["x"], "HostConfig": {"SecurityOpt": ["seccomp={\"defaultAction\": \"SCMP_ACT_NOPE\"}"]}}),
+        json!({}),
+        root.path(),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("unknown action \"SCMP_ACT_NOPE\""), "{err}");
+    Ok(())
+}
+
+/// CRI's hugepage limits and unified keys reach the spec's `linux.resources` (whether
+/// the host can apply them is checked before, in `host_limits`).
+#[test]
+fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let mut request: CreateRequest = serde_json::from_value(json!({"Cmd": ["x"]}))?;
+    request.host_config.hugepage_limits = vec![("2MB".into(), 4 << 20), ("1GB".into(), 0)];
+    request.host_config.unified = [("memory.high".to_string(), "50M".to_string())].into();
+    let spec = build(&SpecInputs {
+        id: "0123456789abcdef0123",
+        request: &request,
+        image: &ImageDefaults::default(),
+        rootfs: root.path(),
+        cgroups_path: "/berth/0123456789abcdef0123".into(),
+        held_caps: &HELD,
+    })?;
+    let res = &spec["linux"]["resources"];
+    assert_eq!(
+        res["hugepageLimits"],
+        json!([{"pageSize": "2MB", "limit": 4 << 20}, {"pageSize": "1GB", "limit": 0}])
+    );
+    assert_eq!(res["unified"], json!({"memory.high": "50M"}));
+    let typed: oci_spec::runtime::Spec = serde_json::from_value(spec.clone())?;
+    let limits = typed
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .and_then(|r| r.hugepage_limits().clone())
+        .unwrap_or_default();
+    assert_eq!(limits.len(), 2);
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! extras, the pod's cgroup parent ([`super::pod_spec`]).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,11 +15,15 @@ use k8s_cri::v1 as cri;
 
 use super::pod_spec::PodPatch;
 use super::to_cri;
-use crate::container_spec::{CreateRequest, HostConfig};
+use crate::container_spec::host_limits::{self, HostCgroups, LimitError};
+use crate::container_spec::{seccomp_profile, CreateRequest, HostConfig};
 use crate::engine::{self, CriMeta, EngineError, NewContainer};
 use crate::restart_policy::RestartPolicy;
 use crate::store::Kind;
 use crate::Daemon;
+
+/// A seccomp profile larger than this is refused (Docker's default is ~20 KiB).
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 /// Linux capability number of CAP_SYS_RESOURCE (needed to lower oom_score_adj).
 const CAP_SYS_RESOURCE: u32 = 24;
@@ -64,15 +69,18 @@ pub(super) async fn create(
         )));
     }
 
+    // Everything refusable (a Localhost seccomp profile, resources this host cannot
+    // apply) is checked before anything is made.
+    let mut request = engine_request(&config, &image)?;
+    // The pod's RuntimeClass handler runs every container of the pod.
+    request.host_config.runtime = sandbox.runtime_handler.clone();
+    check_host_limits(&request.host_config)?;
     let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
     if let Some(dir) = log_path.as_deref().and_then(Path::parent) {
         std::fs::create_dir_all(dir).map_err(|e| {
             CriError::Internal(format!("creating the log directory {}: {e}", dir.display()))
         })?;
     }
-    let mut request = engine_request(&config, &image);
-    // The pod's RuntimeClass handler runs every container of the pod.
-    request.host_config.runtime = sandbox.runtime_handler.clone();
     // The pod's sysctls, written by each container's runtime into the namespaces the
     // container shares with its pod (there is no pause container to hold them).
     if let Some(sysctls) = sandbox.config.linux.as_ref().map(|l| &l.sysctls) {
@@ -161,27 +169,70 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>, CriError> {
 
 /// The CRI seccomp choice as a `--security-opt`: RuntimeDefault is berth's default
 /// profile; unset or Unconfined means none, as kubelet expects without SeccompDefault;
-/// a Localhost profile is passed on for the spec builder to refuse clearly.
+/// a Localhost profile is read from the node here (see [`localhost_profile`]) and
+/// passed on as its contents, the way the docker CLI passes `seccomp=FILE`.
 #[allow(deprecated)] // seccomp_profile_path: older kubelets still send it
-fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Option<String> {
-    match &sc.seccomp {
+fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Result<Option<String>, CriError> {
+    let localhost = match &sc.seccomp {
         Some(p) => match cri::security_profile::ProfileType::try_from(p.profile_type) {
-            Ok(cri::security_profile::ProfileType::RuntimeDefault) => None,
-            Ok(cri::security_profile::ProfileType::Localhost) => {
-                Some(format!("seccomp=localhost/{}", p.localhost_ref))
-            }
-            _ => Some("seccomp=unconfined".into()),
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => return Ok(None),
+            Ok(cri::security_profile::ProfileType::Localhost) => p.localhost_ref.as_str(),
+            _ => return Ok(Some("seccomp=unconfined".into())),
         },
         None => match sc.seccomp_profile_path.as_str() {
-            "runtime/default" | "docker/default" => None,
-            path if path.starts_with("localhost/") => Some(format!("seccomp={path}")),
-            _ => Some("seccomp=unconfined".into()),
+            "runtime/default" | "docker/default" => return Ok(None),
+            path => match path.strip_prefix("localhost/") {
+                Some(file) => file,
+                None => return Ok(Some("seccomp=unconfined".into())),
+            },
         },
+    };
+    let json = localhost_profile(Path::new(localhost))?;
+    Ok(Some(format!("seccomp={json}")))
+}
+
+/// A `Localhost` seccomp profile: a file on the node in Docker's seccomp JSON format,
+/// named by an absolute path. kubelet ≥ 1.25 sends the absolute path in
+/// `localhost_ref`, and older kubelets sent `localhost/<absolute path>` (kubelet joins
+/// its `--seccomp-profile-root` itself), so a relative name can only be a mistake:
+/// it is refused rather than resolved against berthd's working directory.
+fn localhost_profile(path: &Path) -> Result<String, CriError> {
+    if !path.is_absolute() {
+        return Err(CriError::InvalidArgument(format!(
+            "seccomp Localhost profile {:?} must be an absolute path on the node",
+            path.display().to_string()
+        )));
     }
+    let read_err = |e: std::io::Error| {
+        CriError::InvalidArgument(format!(
+            "reading the seccomp Localhost profile {}: {e}",
+            path.display()
+        ))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(CriError::InvalidArgument(format!(
+            "seccomp Localhost profile {} is larger than {} bytes",
+            path.display(),
+            MAX_PROFILE_BYTES
+        )));
+    }
+    seccomp_profile::check(&bytes).map_err(|e| {
+        CriError::InvalidArgument(format!("seccomp Localhost profile {}: {e}", path.display()))
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        CriError::InvalidArgument(format!(
+            "seccomp Localhost profile {}: not UTF-8 text",
+            path.display()
+        ))
+    })
 }
 
 /// The parts of the CRI config the engine's spec builder understands, in its terms.
-fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
+fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRequest, CriError> {
     let linux = config.linux.clone().unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let res = linux.resources.unwrap_or_default();
@@ -192,7 +243,9 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
         (None, name) if !name.is_empty() => with_group(name.to_string(), group),
         _ => String::new(),
     };
-    CreateRequest {
+    let security_opt = Some(seccomp_opt(&sc)?.into_iter().collect());
+    let (hugepage_limits, unified) = cri_host_limits(&res);
+    Ok(CreateRequest {
         user,
         tty: config.tty,
         open_stdin: config.stdin,
@@ -228,11 +281,42 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> CreateRequest {
             cap_drop: Some(caps.drop_capabilities.clone()),
             readonly_rootfs: sc.readonly_rootfs,
             oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
-            security_opt: Some(seccomp_opt(&sc).into_iter().collect()),
+            security_opt,
+            hugepage_limits,
+            unified,
             ..Default::default()
         },
         ..Default::default()
+    })
+}
+
+/// Refuses hugepage limits and unified keys this host cannot apply (the runtime would
+/// refuse them only at start, after the container was made).
+pub(super) fn check_host_limits(hc: &HostConfig) -> Result<(), CriError> {
+    if hc.hugepage_limits.is_empty() && hc.unified.is_empty() {
+        return Ok(());
     }
+    host_limits::check(&HostCgroups::probe(), &hc.hugepage_limits, &hc.unified).map_err(|e| match e
+    {
+        LimitError::Invalid(m) => CriError::InvalidArgument(m),
+        LimitError::Unsupported(m) => CriError::FailedPrecondition(m),
+    })
+}
+
+/// CRI's hugepage limits and unified keys in the spec builder's terms.
+pub(super) fn cri_host_limits(
+    res: &cri::LinuxContainerResources,
+) -> (Vec<(String, u64)>, BTreeMap<String, String>) {
+    (
+        res.hugepage_limits
+            .iter()
+            .map(|h| (h.page_size.clone(), h.limit))
+            .collect(),
+        res.unified
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 fn with_group(user: String, group: Option<i64>) -> String {
@@ -290,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn command_and_args_map_to_entrypoint_and_cmd() {
+    fn command_and_args_map_to_entrypoint_and_cmd() -> Result<(), CriError> {
         let config = cri::ContainerConfig {
             command: vec!["sh".into(), "-c".into()],
             args: vec!["echo hi".into()],
@@ -307,18 +391,32 @@ mod tests {
                 resources: Some(cri::LinuxContainerResources {
                     memory_limit_in_bytes: 64 << 20,
                     cpu_shares: 512,
+                    hugepage_limits: vec![cri::HugepageLimit {
+                        page_size: "2MB".into(),
+                        limit: 4 << 20,
+                    }],
+                    unified: [("memory.high".to_string(), "50M".to_string())].into(),
                     ..Default::default()
                 }),
             }),
             ..Default::default()
         };
-        let r = engine_request(&config, "busybox");
+        let r = engine_request(&config, "busybox")?;
         assert_eq!(r.entrypoint, Some(vec!["sh".into(), "-c".into()]));
         assert_eq!(r.cmd, Some(vec!["echo hi".into()]));
         assert_eq!(r.env, Some(vec!["A=b=c".into()]));
         assert_eq!(r.user, "33:100");
         assert_eq!(r.host_config.memory, 64 << 20);
         assert_eq!(r.host_config.cpu_shares, 512);
+        assert_eq!(
+            r.host_config.hugepage_limits,
+            [("2MB".to_string(), 4 << 20)]
+        );
+        assert_eq!(
+            r.host_config.unified,
+            BTreeMap::from([("memory.high".to_string(), "50M".to_string())])
+        );
+        Ok(())
     }
 
     #[test]
@@ -334,7 +432,7 @@ mod tests {
 
     #[test]
     #[allow(deprecated)]
-    fn seccomp_choices_map_to_security_opts() {
+    fn seccomp_choices_map_to_security_opts() -> Result<(), Box<dyn std::error::Error>> {
         use cri::security_profile::ProfileType;
         let with = |p: Option<(ProfileType, &str)>, path: &str| {
             seccomp_opt(&cri::LinuxContainerSecurityContext {
@@ -346,16 +444,40 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(with(Some((ProfileType::RuntimeDefault, "")), ""), None);
+        assert_eq!(with(Some((ProfileType::RuntimeDefault, "")), "")?, None);
         assert_eq!(
-            with(Some((ProfileType::Unconfined, "")), ""),
+            with(Some((ProfileType::Unconfined, "")), "")?,
             Some("seccomp=unconfined".into())
         );
-        assert_eq!(
-            with(Some((ProfileType::Localhost, "/p.json")), ""),
-            Some("seccomp=localhost//p.json".into())
-        );
-        assert_eq!(with(None, ""), Some("seccomp=unconfined".into()));
-        assert_eq!(with(None, "runtime/default"), None);
+        assert_eq!(with(None, "")?, Some("seccomp=unconfined".into()));
+        assert_eq!(with(None, "runtime/default")?, None);
+
+        let dir = tempfile::tempdir()?;
+        let good = dir.path().join("good.json");
+        let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#;
+        std::fs::write(&good, profile)?;
+        let good = good.display().to_string();
+        let expected = Some(format!("seccomp={profile}"));
+        assert_eq!(with(Some((ProfileType::Localhost, &good)), "")?, expected);
+        assert_eq!(with(None, &format!("localhost/{good}"))?, expected);
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_MAYBE"}"#)?;
+        let missing = dir.path().join("missing.json");
+        let huge = dir.path().join("huge.json");
+        std::fs::write(&huge, vec![b' '; (MAX_PROFILE_BYTES + 1) as usize])?;
+        for (path, reason) in [
+            (huge.display().to_string(), "larger than"),
+            (bad.display().to_string(), "unknown action"),
+            (missing.display().to_string(), "reading the seccomp"),
+            ("profiles/relative.json".to_string(), "absolute path"),
+        ] {
+            let err = with(Some((ProfileType::Localhost, &path)), "")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(&path) && err.contains(reason), "{err}");
+        }
+        Ok(())
     }
 }

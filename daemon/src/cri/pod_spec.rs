@@ -89,6 +89,7 @@ impl PodPatch {
             "container".into(),
         );
         annotations.insert("io.kubernetes.cri.sandbox-id".into(), sandbox.id.clone());
+        annotations.extend(sandbox_resource_annotations(&sandbox.config));
         Ok(PodPatch {
             netns: sandbox.netns.clone(),
             ipc_ns: sandbox.ipc_ns.clone(),
@@ -215,6 +216,27 @@ impl PodPatch {
         spec["annotations"] = json!(self.annotations);
         Ok(())
     }
+}
+
+/// The pod's resources (kubelet ≥ 1.23 sends the sum of its containers' in
+/// `linux.resources`) as the annotations containerd puts on the pod's sandbox
+/// container for runtimes and NRI plugins to size the pod by. berth has no sandbox
+/// container, so every container of the pod carries them.
+pub(super) fn sandbox_resource_annotations(
+    config: &cri::PodSandboxConfig,
+) -> Vec<(String, String)> {
+    let Some(r) = config.linux.as_ref().and_then(|l| l.resources.as_ref()) else {
+        return Vec::new();
+    };
+    [
+        ("io.kubernetes.cri.sandbox-cpu-period", r.cpu_period),
+        ("io.kubernetes.cri.sandbox-cpu-quota", r.cpu_quota),
+        ("io.kubernetes.cri.sandbox-cpu-shares", r.cpu_shares),
+        ("io.kubernetes.cri.sandbox-memory", r.memory_limit_in_bytes),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// A host device node made in the container at `container_path`, and allowed in its

@@ -9,10 +9,11 @@ use k8s_cri::v1 as cri;
 use serde_json::{json, Map, Value};
 
 use super::{cri_record, to_cri};
+use crate::container_spec::host_limits;
 use crate::engine;
 use crate::Daemon;
 
-/// OCI `linux.resources` (memory and cpu only) from CRI's.
+/// OCI `linux.resources` (memory, cpu, hugepage limits, unified keys) from CRI's.
 fn oci_resources(r: &cri::LinuxContainerResources) -> Result<Value, CriError> {
     for (name, v) in [
         ("memory_limit_in_bytes", r.memory_limit_in_bytes),
@@ -51,17 +52,32 @@ fn oci_resources(r: &cri::LinuxContainerResources) -> Result<Value, CriError> {
     if !cpu.is_empty() {
         out.insert("cpu".into(), Value::Object(cpu));
     }
+    let (hugepages, unified) = super::create::cri_host_limits(r);
+    if !hugepages.is_empty() {
+        out.insert(
+            "hugepageLimits".into(),
+            host_limits::hugepage_limits(&hugepages),
+        );
+    }
+    if !unified.is_empty() {
+        out.insert("unified".into(), json!(unified));
+    }
     Ok(Value::Object(out))
 }
 
-/// `update` merged into `base` key by key (`memory.limit` replaces only itself).
+/// `update` merged into `base` key by key (`memory.limit` replaces only itself; a
+/// list such as `hugepageLimits` replaces the old one).
 fn merge(base: &mut Value, update: &Value) {
     let (Some(base), Some(update)) = (base.as_object_mut(), update.as_object()) else {
         return;
     };
     for (section, fields) in update {
+        let Some(fields) = fields.as_object() else {
+            base.insert(section.clone(), fields.clone());
+            continue;
+        };
         let slot = base.entry(section.clone()).or_insert_with(|| json!({}));
-        if let (Some(slot), Some(fields)) = (slot.as_object_mut(), fields.as_object()) {
+        if let Some(slot) = slot.as_object_mut() {
             for (k, v) in fields {
                 slot.insert(k.clone(), v.clone());
             }
@@ -75,6 +91,14 @@ pub(super) async fn update_resources(
     resources: cri::LinuxContainerResources,
 ) -> Result<(), CriError> {
     let update = oci_resources(&resources)?;
+    // Refused before the shim is asked, so the running cgroup and config.json stay
+    // as they were.
+    let (hugepage_limits, unified) = super::create::cri_host_limits(&resources);
+    super::create::check_host_limits(&crate::container_spec::HostConfig {
+        hugepage_limits,
+        unified,
+        ..Default::default()
+    })?;
     let _guard = daemon.engine.lock(id).await;
     let mut record = cri_record(daemon, id)?;
     let running = record.state.status.has_task();
@@ -139,6 +163,22 @@ mod tests {
             base,
             json!({"devices": [], "cpu": {"shares": 512, "quota": 20_000},
                    "memory": {"limit": 128 << 20}})
+        );
+        let update = oci_resources(&cri::LinuxContainerResources {
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 2 << 20,
+            }],
+            unified: [("memory.high".to_string(), "64M".to_string())].into(),
+            ..Default::default()
+        })?;
+        let mut base = json!({"hugepageLimits": [{"pageSize": "1GB", "limit": 0}],
+                              "unified": {"pids.max": "10"}});
+        merge(&mut base, &update);
+        assert_eq!(
+            base,
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}],
+                   "unified": {"pids.max": "10", "memory.high": "64M"}})
         );
         assert!(oci_resources(&cri::LinuxContainerResources {
             cpu_shares: -1,

@@ -179,6 +179,19 @@ impl CgroupPaths {
                 "linux.resources.unified needs a cgroup v2 host; this host has cgroup v1 controllers".into(),
             ));
         }
+        // A limit is never dropped silently because its controller is missing
+        // (hybrid hosts often leave hugetlb to the empty cgroup2 tree).
+        let has = |name: &str| self.v1.iter().any(|(c, _)| c.split(',').any(|x| x == name));
+        if res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+            && !has("hugetlb")
+        {
+            return Err(Error::Cgroup(
+                "linux.resources.hugepageLimits needs the hugetlb controller, which is not mounted as a cgroup v1 hierarchy on this host".into(),
+            ));
+        }
         for (ctrls, dir) in &self.v1 {
             for c in ctrls.split(',') {
                 v1::apply(c, dir, res)?;
@@ -340,4 +353,84 @@ fn rmdir_retry(dir: &Path) -> std::io::Result<()> {
         }
     }
     fs::remove_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{LinuxHugepageLimitBuilder, LinuxResourcesBuilder};
+
+    use super::*;
+
+    fn hugepages(limit: i64) -> std::result::Result<LinuxResources, Box<dyn std::error::Error>> {
+        Ok(LinuxResourcesBuilder::default()
+            .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
+                .page_size("2MB")
+                .limit(limit)
+                .build()?])
+            .build()?)
+    }
+
+    /// v1 without a hugetlb hierarchy: the limit is refused, not skipped.
+    #[test]
+    fn hugepage_limits_without_a_hugetlb_hierarchy_are_refused(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let paths = CgroupPaths {
+            unified: None,
+            v1: vec![("memory".into(), dir.path().to_path_buf())],
+        };
+        let err = paths
+            .apply(&hugepages(4 << 20)?)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("hugetlb")),
+            "{err:?}"
+        );
+        // Nothing was written for the other controllers either.
+        assert_eq!(fs::read_dir(dir.path())?.count(), 0);
+        Ok(())
+    }
+
+    /// The v2 code on a real cgroup2 tree (the hybrid host's /sys/fs/cgroup/unified,
+    /// where hugetlb lives when no v1 hierarchy took it): hugetlb and unified keys
+    /// land in their files.
+    #[test]
+    fn hugepages_and_unified_keys_are_written_on_v2(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        berth_fixtures::require_root();
+        // The hybrid host's empty cgroup2, or the whole tree on a v2 host.
+        let mount = if host_is_v2() {
+            Path::new(CGROUP_ROOT)
+        } else {
+            Path::new("/sys/fs/cgroup/unified")
+        };
+        let avail = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+        if !avail.split_whitespace().any(|c| c == "hugetlb") {
+            // A v1 hierarchy holds hugetlb here: the v2 files cannot exist.
+            eprintln!("skipped: no hugetlb controller in {}", mount.display());
+            return Ok(());
+        }
+        let name = format!("berth-test-hugetlb-{}", std::process::id());
+        let paths = CgroupPaths::create_v2_in(mount, Path::new(&format!("/{name}")))?;
+        let mut res = hugepages(6 << 20)?;
+        res.set_unified(Some(
+            [("cgroup.max.descendants".to_string(), "3".to_string())].into(),
+        ));
+        let applied = paths.apply(&res);
+        let dir = mount.join(&name);
+        let huge = fs::read_to_string(dir.join("hugetlb.2MB.max"));
+        let desc = fs::read_to_string(dir.join("cgroup.max.descendants"));
+        let bad_key = {
+            let mut r = LinuxResources::default();
+            r.set_unified(Some([("../x".to_string(), "1".to_string())].into()));
+            paths.apply(&r)
+        };
+        paths.remove()?;
+        applied?;
+        assert_eq!(huge?.trim(), (6 << 20).to_string());
+        assert_eq!(desc?.trim(), "3");
+        assert!(bad_key.is_err());
+        Ok(())
+    }
 }

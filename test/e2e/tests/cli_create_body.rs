@@ -128,6 +128,14 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
         "# comment\nFROM_FILE=1\nFROM_SHELL\n\nB=two words\n",
     )?;
     let env_file = env_file.to_string_lossy().into_owned();
+    // Keys out of alphabetical order and whitespace: both CLIs send the file's JSON
+    // compacted, keys in the file's order.
+    let seccomp_file = dir.path().join("seccomp.json");
+    std::fs::write(
+        &seccomp_file,
+        "{\n  \"syscalls\": [ {\"names\": [\"mkdir\"], \"action\": \"SCMP_ACT_ERRNO\"} ],\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n",
+    )?;
+    let seccomp_opt = format!("seccomp={}", seccomp_file.display());
     let cases: Vec<Vec<&str>> = vec![
         vec!["create", "busybox"],
         vec![
@@ -217,6 +225,14 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
             "busybox",
         ],
         vec!["run", "-d", "--name", "bg", "busybox", "sleep", "1"],
+        vec![
+            "create",
+            "--security-opt",
+            &seccomp_opt,
+            "--security-opt",
+            "no-new-privileges",
+            "busybox",
+        ],
     ];
     for args in cases {
         let out = Command::new("/usr/bin/docker")
