@@ -2,6 +2,7 @@
 
 mod containers;
 mod events;
+mod pod_net;
 mod pod_stats;
 mod runtime_config;
 mod status;
