@@ -75,12 +75,12 @@ async fn stats_of(
         // Host network: the node's interfaces are not the pod's.
         None => None,
     };
-    let process = process_count(cri, &engine, record, &ids)
-        .await
-        .map(|n| cri::ProcessUsage {
-            timestamp: at,
-            process_count: Some(cri::UInt64Value { value: n }),
-        });
+    let process = Some(cri::ProcessUsage {
+        timestamp: at,
+        process_count: Some(cri::UInt64Value {
+            value: process_count(cri, &engine, record, &ids).await,
+        }),
+    });
     let config = &record.config;
     Ok(cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {
@@ -175,35 +175,35 @@ fn network_usage(counters: &[InterfaceCounters], at: i64) -> cri::NetworkUsage {
 }
 
 /// The pod's processes: those in its cgroup parent when it has one (else in its
-/// containers' cgroups), plus berth's pod init when the pod shares a PID namespace
-/// (the init runs outside the pod's cgroups). `None` when nothing could be read.
+/// containers' cgroups: none for a pod with no running container), plus berth's pod
+/// init when the pod shares a PID namespace (the init runs outside the pod's cgroups).
 pub(super) async fn process_count(
     cri: &Cri,
     engine: &Arc<dyn ContainerEngine>,
     record: &SandboxRecord,
     containers: &[String],
-) -> Option<u64> {
+) -> u64 {
     let parent = cgroup_parent(record);
     let mut count = None;
     if !parent.is_empty() {
         count = engine.cgroup_sample(parent).await.and_then(|s| s.processes);
     }
-    if count.is_none() {
-        for id in containers {
-            let Some(cgroup) = engine.container_cgroup(id).await else {
-                continue;
-            };
-            if let Some(n) = engine
-                .cgroup_sample(&cgroup)
-                .await
-                .and_then(|s| s.processes)
-            {
-                count = Some(count.unwrap_or(0) + n);
+    let count = match count {
+        Some(n) => n,
+        None => {
+            let mut n = 0;
+            for id in containers {
+                let Some(cgroup) = engine.container_cgroup(id).await else {
+                    continue;
+                };
+                if let Some(sample) = engine.cgroup_sample(&cgroup).await {
+                    n += sample.processes.unwrap_or(0);
+                }
             }
+            n
         }
-    }
-    let init = u64::from(pod_init_alive(cri, record));
-    Some(count.unwrap_or(0) + init).filter(|_| count.is_some() || init > 0)
+    };
+    count + u64::from(pod_init_alive(cri, record))
 }
 
 /// Whether the pod's init (see [`crate::sandbox::pod_init`]) is alive: the pid it
