@@ -648,3 +648,228 @@ fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
     }))?;
     Ok(())
 }
+
+/// Status (RuntimeReady, NetworkReady with its reason, then ready once a network is
+/// configured), RuntimeConfig, UpdateRuntimeConfig, ImageFsInfo against `du`,
+/// ListPodSandbox filters through berthd, and the verbose status of pods and containers.
+#[test]
+fn cri_status_runtime_config_image_fs_filters_and_verbose() -> Result<()> {
+    require_root();
+    let base = |d: &Path| berth_fixtures::images::base(d);
+    let s = setup(&[("base", &base)])?;
+    let client = &s.client;
+    let mut rt = client.runtime()?;
+    let status = |rt: &mut cri::runtime_service_client::RuntimeServiceClient<_>| {
+        client.block_on(rt.status(cri::StatusRequest { verbose: true }))
+    };
+
+    let cond = |st: &cri::StatusResponse, t: &str| -> Result<cri::RuntimeCondition> {
+        st.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.r#type == t).cloned())
+            .with_context(|| format!("no {t} condition in {st:?}"))
+    };
+    // berthd's default network (written into the empty conf dir): both ready.
+    let st = status(&mut rt)?.into_inner();
+    assert!(cond(&st, "RuntimeReady")?.status, "{st:?}");
+    assert!(cond(&st, "NetworkReady")?.status, "{st:?}");
+    // A network whose plugin does not exist sorts first: not ready, and it says why.
+    let broken = s.work.join("net.d/05-broken.conflist");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "cricoverage-broken",
+        "plugins": [{"type": "cricoverage-no-such-plugin"}]
+    });
+    std::fs::write(&broken, serde_json::to_vec_pretty(&conf)?)?;
+    let net = cond(&status(&mut rt)?.into_inner(), "NetworkReady")?;
+    assert!(
+        !net.status && net.reason == "PluginNotFound" && net.message.contains("cricoverage"),
+        "{net:?}"
+    );
+    std::fs::remove_file(&broken)?;
+    let net = cond(&status(&mut rt)?.into_inner(), "NetworkReady")?;
+    assert!(net.status, "{net:?}");
+
+    // RuntimeConfig: cgroupfs (no systemd here). UpdateRuntimeConfig: the pod CIDR, which
+    // the verbose Status reports; a malformed one is InvalidArgument.
+    let rc = client
+        .block_on(rt.runtime_config(cri::RuntimeConfigRequest {}))?
+        .into_inner();
+    assert_eq!(
+        rc.linux.map(|l| l.cgroup_driver),
+        Some(cri::CgroupDriver::Cgroupfs as i32)
+    );
+    let update = |cidr: &str| {
+        let mut rt = client.runtime()?;
+        client
+            .block_on(rt.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+                runtime_config: Some(cri::RuntimeConfig {
+                    network_config: Some(cri::NetworkConfig {
+                        pod_cidr: cidr.into(),
+                    }),
+                }),
+            }))
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    };
+    update("10.88.0.0/16,fd00:88::/64")?;
+    let info: serde_json::Value = serde_json::from_str(
+        status(&mut rt)?
+            .into_inner()
+            .info
+            .get("config")
+            .context("no verbose status info")?,
+    )?;
+    assert_eq!(info["podCIDR"], "10.88.0.0/16,fd00:88::/64", "{info}");
+    for bad in ["10.88.0.0/33", "not-a-cidr"] {
+        let err = update(bad).expect_err("a malformed pod CIDR was accepted");
+        let code = err.downcast_ref::<tonic::Status>().map(|s| s.code());
+        assert_eq!(code, Some(tonic::Code::InvalidArgument), "{bad}: {err:#}");
+    }
+
+    // Two pods; one stopped: ListPodSandbox by id prefix, state and labels.
+    let pod_a = host_pod("crifilter-a", &s.work);
+    let mut pod_b = host_pod("crifilter-b", &s.work);
+    pod_b.labels.insert("tier".into(), "db".into());
+    let a = run_pod(client, &pod_a)?;
+    let _ga = PodGuard {
+        socket: s.berthd.cri_socket(),
+        id: a.clone(),
+    };
+    let b = run_pod(client, &pod_b)?;
+    let _gb = PodGuard {
+        socket: s.berthd.cri_socket(),
+        id: b.clone(),
+    };
+    client.block_on(rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: a.clone(),
+    }))?;
+    let list = |filter: cri::PodSandboxFilter| -> Result<Vec<String>> {
+        let mut rt = client.runtime()?;
+        let mut ids: Vec<String> = client
+            .block_on(rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(filter),
+            }))?
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    };
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    assert_eq!(list(Default::default())?, both);
+    assert_eq!(
+        list(cri::PodSandboxFilter {
+            id: b[..10].into(),
+            ..Default::default()
+        })?,
+        vec![b.clone()]
+    );
+    let state = |s: cri::PodSandboxState| cri::PodSandboxFilter {
+        state: Some(cri::PodSandboxStateValue { state: s as i32 }),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(state(cri::PodSandboxState::SandboxReady))?,
+        vec![b.clone()]
+    );
+    assert_eq!(
+        list(state(cri::PodSandboxState::SandboxNotready))?,
+        vec![a.clone()]
+    );
+    assert_eq!(
+        list(cri::PodSandboxFilter {
+            label_selector: HashMap::from([("tier".to_string(), "db".to_string())]),
+            ..Default::default()
+        })?,
+        vec![b.clone()]
+    );
+    assert!(list(cri::PodSandboxFilter {
+        label_selector: HashMap::from([("tier".to_string(), "web".to_string())]),
+        ..Default::default()
+    })?
+    .is_empty());
+
+    // Verbose statuses: the pod's record, the container's process and config.
+    let pod_info = client
+        .block_on(rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: b.clone(),
+            verbose: true,
+        }))?
+        .into_inner()
+        .info;
+    let pod_info: serde_json::Value =
+        serde_json::from_str(pod_info.get("info").context("no verbose pod info")?)?;
+    assert_eq!(pod_info["id"], b.as_str(), "{pod_info}");
+    let pod_dir = pod_info["podDir"].as_str().context("no podDir")?;
+    assert!(Path::new(pod_dir).is_dir(), "{pod_info}");
+    let c = client.create_and_start(
+        &b,
+        &pod_b,
+        container("verbose", &s.refs["base"], "exec sleep 3600", "verbose.log"),
+    )?;
+    client.wait_state(&c, cri::ContainerState::ContainerRunning)?;
+    let info = client
+        .block_on(rt.container_status(cri::ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: true,
+        }))?
+        .into_inner()
+        .info;
+    let info: serde_json::Value =
+        serde_json::from_str(info.get("info").context("no verbose container info")?)?;
+    assert_eq!(info["sandboxID"], b.as_str(), "{info}");
+    let pid = info["pid"].as_i64().context("no pid")?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("sleep"),
+        "pid {pid} is not the container's process"
+    );
+    assert_eq!(info["config"]["metadata"]["name"], "verbose", "{info}");
+    let bundle = info["bundle"].as_str().context("no bundle")?;
+    assert!(Path::new(bundle).join("config.json").is_file(), "{info}");
+
+    // ImageFsInfo: what `du` counts under the snapshots dir it names.
+    let fs = client
+        .block_on(client.images()?.image_fs_info(cri::ImageFsInfoRequest {}))?
+        .into_inner();
+    let image_fs = fs
+        .image_filesystems
+        .first()
+        .context("no image filesystem")?;
+    let mountpoint = image_fs
+        .fs_id
+        .as_ref()
+        .map(|f| f.mountpoint.clone())
+        .unwrap_or_default();
+    assert!(
+        Path::new(&mountpoint).starts_with(s.berthd.root()),
+        "{mountpoint}"
+    );
+    let used = image_fs.used_bytes.as_ref().map(|v| v.value).unwrap_or(0);
+    let du = Command::new("du")
+        .args(["-s", "-x", "-B1"])
+        .arg(&mountpoint)
+        .output()?;
+    let du: u64 = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .context("no du output")?
+        .parse()?;
+    assert!(
+        used > 0 && used.abs_diff(du) <= du / 20,
+        "ImageFsInfo {used} bytes, du {du}"
+    );
+    assert!(!fs.container_filesystems.is_empty(), "{fs:?}");
+
+    for id in [&a, &b] {
+        client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        }))?;
+    }
+    assert_eq!(mounts_under(s.berthd.dir()), Vec::<String>::new());
+    Ok(())
+}
