@@ -30,7 +30,10 @@ struct Setup {
     work: PathBuf,
 }
 
-fn setup(images: &[(&str, &dyn Fn(&Path) -> Result<berth_fixtures::BuiltImage>)]) -> Result<Setup> {
+/// Builds one fixture image into the directory it is given.
+type Build<'a> = &'a dyn Fn(&Path) -> Result<berth_fixtures::BuiltImage>;
+
+fn setup(images: &[(&str, Build)]) -> Result<Setup> {
     let work = tempfile::tempdir()?;
     let registry = berth_fixtures::Registry::start()?;
     let mut dirs = Vec::new();
@@ -281,7 +284,6 @@ fn cri_image_users_and_run_as_fields() -> Result<()> {
         ),
         ids(65534, 100, &[33, 100, 1234]),
     );
-    drop(check);
     ensure!(
         failures.is_empty(),
         "user variants:\n{}",
@@ -321,8 +323,7 @@ fn mount_line(client: &Client, id: &str, target: &str) -> Result<(String, String
     let (_, text) = sh(client, id, "cat /proc/self/mountinfo")?;
     let line = text
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(target))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(target))
         .with_context(|| format!("{target} is not a mount point inside:\n{text}"))?;
     let fields: Vec<&str> = line.split(' ').collect();
     let dash = fields
