@@ -10,7 +10,7 @@ use k8s_cri::v1 as cri;
 
 use super::pod_net::{self, InterfaceCounters, DEFAULT_INTERFACE};
 use crate::engine::{missing, ContainerEngine};
-use crate::sandbox::store::SandboxRecord;
+use crate::sandbox::store::{SandboxRecord, SandboxState};
 use crate::{Cri, CriError};
 
 pub(super) async fn stats(
@@ -71,9 +71,16 @@ async fn stats_of(
     };
     let at = now_nanos();
     let network = match &record.netns {
-        Some(netns) => Some(network_usage(&pod_net::read(netns).await?, at)),
+        // A stopped pod's namespace is gone with its network.
+        Some(netns) if record.state == SandboxState::Ready => match pod_net::read(netns).await {
+            Ok(counters) => Some(network_usage(&counters, at)),
+            Err(e) => {
+                tracing::debug!(pod = %record.id, error = %e, "no network counters");
+                None
+            }
+        },
         // Host network: the node's interfaces are not the pod's.
-        None => None,
+        _ => None,
     };
     let process = Some(cri::ProcessUsage {
         timestamp: at,
@@ -135,7 +142,7 @@ fn sum(containers: &[cri::ContainerStats]) -> (cri::CpuUsage, cri::MemoryUsage) 
     (cpu, memory)
 }
 
-pub(super) fn cgroup_parent(record: &SandboxRecord) -> &str {
+fn cgroup_parent(record: &SandboxRecord) -> &str {
     record
         .config
         .linux
@@ -144,7 +151,7 @@ pub(super) fn cgroup_parent(record: &SandboxRecord) -> &str {
         .unwrap_or_default()
 }
 
-pub(super) fn now_nanos() -> i64 {
+fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -177,7 +184,7 @@ fn network_usage(counters: &[InterfaceCounters], at: i64) -> cri::NetworkUsage {
 /// The pod's processes: those in its cgroup parent when it has one (else in its
 /// containers' cgroups: none for a pod with no running container), plus berth's pod
 /// init when the pod shares a PID namespace (the init runs outside the pod's cgroups).
-pub(super) async fn process_count(
+async fn process_count(
     cri: &Cri,
     engine: &Arc<dyn ContainerEngine>,
     record: &SandboxRecord,

@@ -452,8 +452,18 @@ fn cri_pod_stats_and_metrics_with_traffic_processes_and_cpu() -> Result<()> {
             pod_sandbox_id: id.to_string(),
         }))?;
     }
-    // Stopped pods are not scraped.
+    // Stopped pods are not scraped; their stats still answer, without a network.
     assert!(pod_metrics(&client)?.is_empty());
+    let stopped = pod_stats(&client, &a)?;
+    assert!(
+        stopped.linux.as_ref().is_some_and(|l| l.network.is_none()),
+        "{stopped:?}"
+    );
+    let listed = client
+        .block_on(rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest { filter: None }))?
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 2, "{listed:?}");
     for id in [&a, &b] {
         client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
             pod_sandbox_id: id.to_string(),
