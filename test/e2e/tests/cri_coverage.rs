@@ -874,3 +874,115 @@ fn cri_status_runtime_config_image_fs_filters_and_verbose() -> Result<()> {
     assert_eq!(mounts_under(s.berthd.dir()), Vec::<String>::new());
     Ok(())
 }
+
+/// A field of `/proc/self/status` as the container's own process sees it.
+fn proc_status(client: &Client, id: &str, field: &str) -> Result<String> {
+    let (code, out) = sh(client, id, &format!("grep '^{field}:' /proc/self/status"))?;
+    ensure!(code == 0, "no {field} in {id}: {out}");
+    Ok(out
+        .split_once(':')
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default())
+}
+
+fn cap_bits(hex: &str) -> Result<u64> {
+    Ok(u64::from_str_radix(hex, 16)?)
+}
+
+/// Capabilities added and dropped (by name, with or without `CAP_`, and `ALL`),
+/// no_new_privs, and privileged containers, checked in `/proc/self/status` inside.
+#[test]
+fn cri_capabilities_no_new_privs_and_privileged() -> Result<()> {
+    require_root();
+    let base = |d: &Path| berth_fixtures::images::base(d);
+    let s = setup(&[("base", &base)])?;
+    let client = &s.client;
+    let pod = host_pod("cricaps", &s.work);
+    let sandbox = run_pod(client, &pod)?;
+    let _guard = PodGuard {
+        socket: s.berthd.cri_socket(),
+        id: sandbox.clone(),
+    };
+    let start = |name: &str, f: &dyn Fn(&mut cri::LinuxContainerSecurityContext)| {
+        let mut c = container(
+            name,
+            &s.refs["base"],
+            "exec sleep 3600",
+            &format!("{name}.log"),
+        );
+        c.linux = Some(security(f));
+        let id = client.create_and_start(&sandbox, &pod, c)?;
+        client.wait_state(&id, cri::ContainerState::ContainerRunning)?;
+        Ok::<_, anyhow::Error>(id)
+    };
+    const CHOWN: u64 = 1 << 0;
+    const NET_BIND_SERVICE: u64 = 1 << 10;
+    const NET_ADMIN: u64 = 1 << 12;
+    const SYS_ADMIN: u64 = 1 << 21;
+
+    let default = start("caps-default", &|_| {})?;
+    let caps = cap_bits(&proc_status(client, &default, "CapEff")?)?;
+    assert!(
+        caps & CHOWN != 0 && caps & NET_BIND_SERVICE != 0,
+        "{caps:x}"
+    );
+    assert!(caps & (NET_ADMIN | SYS_ADMIN) == 0, "{caps:x}");
+    assert_eq!(proc_status(client, &default, "NoNewPrivs")?, "0");
+
+    let changed = start("caps-changed", &|sc| {
+        sc.capabilities = Some(cri::Capability {
+            add_capabilities: vec!["NET_ADMIN".into()],
+            drop_capabilities: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        });
+        sc.no_new_privs = true;
+    })?;
+    let caps = cap_bits(&proc_status(client, &changed, "CapEff")?)?;
+    assert!(caps & NET_ADMIN != 0, "NET_ADMIN not added: {caps:x}");
+    assert!(caps & CHOWN == 0, "CHOWN not dropped: {caps:x}");
+    assert!(caps & NET_BIND_SERVICE != 0, "{caps:x}");
+    assert_eq!(proc_status(client, &changed, "NoNewPrivs")?, "1");
+    assert_ne!(
+        sh(client, &changed, "chown 1 /tmp")?.0,
+        0,
+        "chown succeeded without CAP_CHOWN"
+    );
+
+    // kubelet's "drop everything, add back one".
+    let minimal = start("caps-minimal", &|sc| {
+        sc.capabilities = Some(cri::Capability {
+            add_capabilities: vec!["NET_BIND_SERVICE".into()],
+            drop_capabilities: vec!["ALL".into()],
+            ..Default::default()
+        });
+    })?;
+    let caps = cap_bits(&proc_status(client, &minimal, "CapEff")?)?;
+    assert_eq!(caps, NET_BIND_SERVICE, "{caps:x}");
+    assert_eq!(
+        cap_bits(&proc_status(client, &minimal, "CapBnd")?)?,
+        NET_BIND_SERVICE
+    );
+
+    // Privileged: every capability the host has, no masked /proc files, writable /sys.
+    let privileged = start("caps-privileged", &|sc| sc.privileged = true)?;
+    let host_caps = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .context("no CapBnd on the host")?;
+    assert_eq!(
+        proc_status(client, &privileged, "CapEff")?,
+        host_caps,
+        "a privileged container has the host's capabilities"
+    );
+    let (_, opts) = mount_line(client, &privileged, "/sys")?;
+    assert!(opts.split(',').any(|o| o == "rw"), "/sys options {opts}");
+    let (_, opts) = mount_line(client, &default, "/sys")?;
+    assert!(opts.split(',').any(|o| o == "ro"), "/sys options {opts}");
+
+    let mut rt = client.runtime()?;
+    client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    }))?;
+    assert_eq!(mounts_under(s.berthd.dir()), Vec::<String>::new());
+    Ok(())
+}
