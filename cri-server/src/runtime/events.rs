@@ -1,6 +1,12 @@
 //! `GetContainerEvents`: the engine's lifecycle changes of CRI containers as a server
 //! stream, each with its pod's status and the statuses of the pod's containers, as
 //! kubelet's evented PLEG reads them.
+//!
+//! The engine keeps a bounded backlog per subscriber (its broadcast channel). A reader
+//! that falls further behind than that has lost events for good; rather than go on as if
+//! nothing happened, the stream ends with `DATA_LOSS` saying how many were lost. kubelet's
+//! evented PLEG treats any stream error by relisting every pod and subscribing again,
+//! which is exactly what such a reader needs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +14,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use k8s_cri::v1 as cri;
 use tokio::sync::broadcast::error::RecvError;
+use tonic::Status;
 
 use super::EventStream;
 use crate::engine::{missing, ContainerEngine, ContainerEvent};
@@ -25,13 +32,46 @@ pub(super) fn stream(cri: &Cri) -> Result<EventStream, CriError> {
         engine,
         cri: cri.clone(),
         last: HashMap::new(),
+        ended: false,
     };
     let stream = futures_util::stream::unfold(state, |mut r| async move {
-        let event = r.next().await?;
-        let resp = r.response(event).await;
-        Some((Ok(resp), r))
+        if r.ended {
+            return None;
+        }
+        match r.next().await {
+            Next::Event(event) => {
+                let resp = r.response(event).await;
+                Some((Ok(resp), r))
+            }
+            Next::Lost(n) => {
+                r.ended = true;
+                Some((Err(lost(n)), r))
+            }
+            Next::Closed => None,
+        }
     });
     Ok(stream.boxed())
+}
+
+/// The error that ends the stream of a reader that missed `n` events.
+fn lost(n: u64) -> Status {
+    tracing::warn!(
+        lost = n,
+        "GetContainerEvents reader fell behind; ending its stream"
+    );
+    Status::data_loss(format!(
+        "GetContainerEvents: this subscriber fell behind and {n} container events were \
+         dropped; relist pods and containers (ListPodSandbox, ListContainers) and subscribe \
+         again"
+    ))
+}
+
+enum Next {
+    Event(ContainerEvent),
+    /// The reader fell behind the engine's backlog: this many events are gone.
+    Lost(u64),
+    /// The engine is gone.
+    Closed,
 }
 
 struct Reader {
@@ -40,11 +80,13 @@ struct Reader {
     cri: Cri,
     /// The last event sent per container, to drop repeats.
     last: HashMap<String, cri::ContainerEventType>,
+    /// Set once the stream reported lost events: nothing follows an error.
+    ended: bool,
 }
 
 impl Reader {
-    /// The next event that changes something; `None` once the engine is gone.
-    async fn next(&mut self) -> Option<ContainerEvent> {
+    /// The next event that changes something.
+    async fn next(&mut self) -> Next {
         loop {
             match self.events.recv().await {
                 Ok(e) => {
@@ -56,12 +98,10 @@ impl Reader {
                     } else {
                         self.last.insert(e.container_id.clone(), e.kind);
                     }
-                    return Some(e);
+                    return Next::Event(e);
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "GetContainerEvents reader fell behind");
-                }
-                Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(n)) => return Next::Lost(n),
+                Err(RecvError::Closed) => return Next::Closed,
             }
         }
     }
@@ -93,5 +133,21 @@ impl Reader {
             pod_sandbox_status,
             containers_statuses,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_events_are_data_loss_with_the_count() {
+        let s = lost(7);
+        assert_eq!(s.code(), tonic::Code::DataLoss);
+        assert!(
+            s.message().contains("7 container events"),
+            "{}",
+            s.message()
+        );
     }
 }

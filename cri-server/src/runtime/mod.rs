@@ -2,6 +2,8 @@
 
 mod containers;
 mod events;
+mod metrics;
+mod pod_net;
 mod pod_stats;
 mod runtime_config;
 mod status;
@@ -255,9 +257,8 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Reply<cri::ListMetricDescriptorsResponse> {
-        // berth defines no metrics beyond the CRI stats messages yet.
         instrument("ListMetricDescriptors", async {
-            Ok(cri::ListMetricDescriptorsResponse::default())
+            Ok(metrics::descriptors())
         })
         .await
     }
@@ -266,10 +267,7 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Reply<cri::ListPodSandboxMetricsResponse> {
-        instrument("ListPodSandboxMetrics", async {
-            Ok(cri::ListPodSandboxMetricsResponse::default())
-        })
-        .await
+        instrument("ListPodSandboxMetrics", metrics::list(self)).await
     }
 }
 

@@ -1,11 +1,16 @@
 //! `PodSandboxStats` / `ListPodSandboxStats`: the pod's cgroup usage (its cgroup
-//! parent, as kubelet makes one per pod; else the sum of its containers) and each of
-//! its containers' stats.
+//! parent, as kubelet makes one per pod; else the sum of its containers), its network
+//! counters from inside its network namespace, its process count, and each of its
+//! containers' stats.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
 
-use crate::engine::missing;
-use crate::sandbox::store::SandboxRecord;
+use super::pod_net::{self, InterfaceCounters, DEFAULT_INTERFACE};
+use crate::engine::{missing, ContainerEngine};
+use crate::sandbox::store::{SandboxRecord, SandboxState};
 use crate::{Cri, CriError};
 
 pub(super) async fn stats(
@@ -44,21 +49,17 @@ async fn stats_of(
     rpc: &str,
 ) -> Result<cri::PodSandboxStats, CriError> {
     let engine = cri.inner.engine.clone().ok_or_else(|| missing(rpc))?;
+    let ids = engine.sandbox_containers(&record.id).await?;
     let mut containers = Vec::new();
-    for id in engine.sandbox_containers(&record.id).await? {
-        match engine.stats(&id).await {
+    for id in ids.iter() {
+        match engine.stats(id).await {
             Ok(s) => containers.push(s),
             // Removed since it was listed.
             Err(CriError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    let parent = record
-        .config
-        .linux
-        .as_ref()
-        .map(|l| l.cgroup_parent.as_str())
-        .unwrap_or_default();
+    let parent = cgroup_parent(record);
     let pod = if parent.is_empty() {
         None
     } else {
@@ -68,6 +69,25 @@ async fn stats_of(
         Some((cpu, memory)) => (cpu, memory),
         None => sum(&containers),
     };
+    let at = now_nanos();
+    let network = match &record.netns {
+        // A stopped pod's namespace is gone with its network.
+        Some(netns) if record.state == SandboxState::Ready => match pod_net::read(netns).await {
+            Ok(counters) => Some(network_usage(&counters, at)),
+            Err(e) => {
+                tracing::debug!(pod = %record.id, error = %e, "no network counters");
+                None
+            }
+        },
+        // Host network: the node's interfaces are not the pod's.
+        _ => None,
+    };
+    let process = Some(cri::ProcessUsage {
+        timestamp: at,
+        process_count: Some(cri::UInt64Value {
+            value: process_count(cri, &engine, record, &ids).await,
+        }),
+    });
     let config = &record.config;
     Ok(cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {
@@ -79,8 +99,9 @@ async fn stats_of(
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: Some(cpu),
             memory: Some(memory),
+            network,
+            process,
             containers,
-            ..Default::default()
         }),
         windows: None,
     })
@@ -119,4 +140,93 @@ fn sum(containers: &[cri::ContainerStats]) -> (cri::CpuUsage, cri::MemoryUsage) 
         available_bytes: None,
     };
     (cpu, memory)
+}
+
+fn cgroup_parent(record: &SandboxRecord) -> &str {
+    record
+        .config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or_default()
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// `eth0` as the default interface, every other one (loopback left out) after it.
+fn network_usage(counters: &[InterfaceCounters], at: i64) -> cri::NetworkUsage {
+    let usage = |c: &InterfaceCounters| cri::NetworkInterfaceUsage {
+        name: c.name.clone(),
+        rx_bytes: Some(cri::UInt64Value { value: c.rx_bytes }),
+        rx_errors: Some(cri::UInt64Value { value: c.rx_errors }),
+        tx_bytes: Some(cri::UInt64Value { value: c.tx_bytes }),
+        tx_errors: Some(cri::UInt64Value { value: c.tx_errors }),
+    };
+    cri::NetworkUsage {
+        timestamp: at,
+        default_interface: counters
+            .iter()
+            .find(|c| c.name == DEFAULT_INTERFACE)
+            .map(usage),
+        interfaces: counters
+            .iter()
+            .filter(|c| c.name != DEFAULT_INTERFACE)
+            .map(usage)
+            .collect(),
+    }
+}
+
+/// The pod's processes: those in its cgroup parent when it has one (else in its
+/// containers' cgroups: none for a pod with no running container), plus berth's pod
+/// init when the pod shares a PID namespace (the init runs outside the pod's cgroups).
+async fn process_count(
+    cri: &Cri,
+    engine: &Arc<dyn ContainerEngine>,
+    record: &SandboxRecord,
+    containers: &[String],
+) -> u64 {
+    let parent = cgroup_parent(record);
+    let mut count = None;
+    if !parent.is_empty() {
+        count = engine.cgroup_sample(parent).await.and_then(|s| s.processes);
+    }
+    let count = match count {
+        Some(n) => n,
+        None => {
+            let mut n = 0;
+            for id in containers {
+                let Some(cgroup) = engine.container_cgroup(id).await else {
+                    continue;
+                };
+                if let Some(sample) = engine.cgroup_sample(&cgroup).await {
+                    n += sample.processes.unwrap_or(0);
+                }
+            }
+            n
+        }
+    };
+    count + u64::from(pod_init_alive(cri, record))
+}
+
+/// Whether the pod's init (see [`crate::sandbox::pod_init`]) is alive: the pid it
+/// recorded still lives in the pod's pinned PID namespace.
+fn pod_init_alive(cri: &Cri, record: &SandboxRecord) -> bool {
+    let Ok(text) = std::fs::read_to_string(record.dir.join("pod-init.pid")) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return false;
+    };
+    match (
+        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
+        std::fs::metadata(cri.pid_pin(&record.id)),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
 }

@@ -9,6 +9,7 @@
 //!
 //! [`CriMeta`]: crate::engine::CriMeta
 
+mod cgroup_sample;
 mod create;
 mod exec;
 mod logs;
@@ -213,6 +214,16 @@ impl ContainerEngine for CriEngine {
 
     async fn cgroup_stats(&self, cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
         stats::cgroup_stats(cgroup)
+    }
+
+    async fn container_cgroup(&self, id: &str) -> Option<String> {
+        stats::container_cgroup(&self.daemon, id)
+    }
+
+    async fn cgroup_sample(&self, cgroup: &str) -> Option<berth_cri_server::engine::CgroupSample> {
+        let cgroup = cgroup.to_string();
+        let read = tokio::task::spawn_blocking(move || cgroup_sample::read(&cgroup));
+        read.await.ok().flatten()
     }
 
     fn events(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
