@@ -99,7 +99,11 @@ pub(super) async fn create(
     } else {
         sandbox.config.hostname.clone()
     };
-    let patch = PodPatch::new(sandbox, &config)?;
+    let target_ns = match PodPatch::pid_target(&config) {
+        Some(target) => Some(target_pid_ns(daemon, sandbox, &target)?),
+        None => None,
+    };
+    let patch = PodPatch::new(sandbox, &config, target_ns)?;
     let labels: BTreeMap<String, String> = config.labels.clone().into_iter().collect();
     let annotations: BTreeMap<String, String> = config.annotations.clone().into_iter().collect();
     let cgroup_parent = sandbox
@@ -165,6 +169,36 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>, CriError> {
         )));
     }
     Ok(Some(Path::new(dir).join(rel)))
+}
+
+/// The PID namespace of `target`, for a container created with PID namespace mode
+/// TARGET: a running container of the same pod (kubelet names it for ephemeral
+/// debug containers).
+fn target_pid_ns(
+    daemon: &Arc<Daemon>,
+    sandbox: &SandboxContext,
+    target: &str,
+) -> Result<PathBuf, CriError> {
+    let record = engine::get(daemon, target).map_err(|e| match e {
+        EngineError::NotFound(_) => CriError::NotFound {
+            what: "target container",
+            id: target.to_string(),
+        },
+        other => CriError::Internal(other.to_string()),
+    })?;
+    if record.cri.as_ref().map(|c| c.sandbox_id.as_str()) != Some(sandbox.id.as_str()) {
+        return Err(CriError::InvalidArgument(format!(
+            "target container {target} is not in pod sandbox {}",
+            sandbox.id
+        )));
+    }
+    if record.state.status != engine::Status::Running || record.state.pid == 0 {
+        return Err(CriError::FailedPrecondition(format!(
+            "target container {target} is not running ({}): its PID namespace cannot be joined",
+            record.state.status.as_str()
+        )));
+    }
+    Ok(PathBuf::from(format!("/proc/{}/ns/pid", record.state.pid)))
 }
 
 /// The CRI seccomp choice as a `--security-opt`: RuntimeDefault is berth's default

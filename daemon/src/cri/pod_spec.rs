@@ -29,6 +29,8 @@ pub(super) struct PodPatch {
     /// (OCI `linux.devices` entry, device cgroup rule) per CRI device.
     devices: Vec<(Value, Value)>,
     cgroup_parent: String,
+    /// OCI `linux.rootfsPropagation` the CRI mounts need, if any.
+    rootfs_propagation: Option<&'static str>,
     no_new_privs: bool,
     supplemental_groups: Vec<i64>,
     masked_paths: Vec<String>,
@@ -38,9 +40,12 @@ pub(super) struct PodPatch {
 }
 
 impl PodPatch {
+    /// `target_pid_ns`: for PID namespace mode TARGET, the namespace of the target
+    /// container (see [`PodPatch::pid_target`]).
     pub(super) fn new(
         sandbox: &SandboxContext,
         config: &cri::ContainerConfig,
+        target_pid_ns: Option<PathBuf>,
     ) -> Result<PodPatch, CriError> {
         let sc = config
             .linux
@@ -59,6 +64,18 @@ impl PodPatch {
         for m in &config.mounts {
             mounts.push(cri_mount(m)?);
         }
+        let has =
+            |p: cri::MountPropagation| config.mounts.iter().any(|m| m.propagation == p as i32);
+        // A bind's propagation works only if the root it sits in lets it: a
+        // bidirectional mount needs a shared root (mounts made inside reach the host),
+        // host-to-container a slave one at least (containerd does the same).
+        let rootfs_propagation = if has(cri::MountPropagation::PropagationBidirectional) {
+            Some("rshared")
+        } else if has(cri::MountPropagation::PropagationHostToContainer) {
+            Some("rslave")
+        } else {
+            None
+        };
         let devices = config
             .devices
             .iter()
@@ -100,6 +117,16 @@ impl PodPatch {
                 // A pod without a shared PID namespace (its own pid mode is not POD)
                 // leaves the container its own.
                 Some(sandbox.pid_ns.clone())
+            } else if ns.pid == cri::NamespaceMode::Target as i32 {
+                match target_pid_ns {
+                    Some(path) => Some(Some(path)),
+                    None => {
+                        return Err(CriError::InvalidArgument(format!(
+                            "PID namespace mode TARGET needs the target container's namespace (target_id {:?})",
+                            ns.target_id
+                        )))
+                    }
+                }
             } else {
                 Some(None)
             },
@@ -113,6 +140,7 @@ impl PodPatch {
                 .as_ref()
                 .map(|l| l.cgroup_parent.clone())
                 .unwrap_or_default(),
+            rootfs_propagation,
             no_new_privs: sc.no_new_privs,
             supplemental_groups: sc.supplemental_groups.clone(),
             masked_paths: sc.masked_paths.clone(),
@@ -143,6 +171,9 @@ impl PodPatch {
             namespaces.push(json!({"type": "cgroup"}));
         }
         spec["linux"]["namespaces"] = json!(namespaces);
+        if let Some(p) = self.rootfs_propagation {
+            spec["linux"]["rootfsPropagation"] = json!(p);
+        }
         // The pod's UTS namespace already carries its hostname.
         if let Some(obj) = spec.as_object_mut() {
             obj.remove("hostname");
@@ -280,6 +311,20 @@ fn cri_device(d: &cri::Device) -> Result<(Value, Value), CriError> {
                "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}),
         json!({"allow": true, "type": kind, "major": maj, "minor": min, "access": access}),
     ))
+}
+
+impl PodPatch {
+    /// The target container of PID namespace mode TARGET (kubectl debug's ephemeral
+    /// containers), if the config asks for it: its id, which must be a running
+    /// container of the same pod.
+    pub(super) fn pid_target(config: &cri::ContainerConfig) -> Option<String> {
+        let ns = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())?;
+        (ns.pid == cri::NamespaceMode::Target as i32).then_some(ns.target_id)
+    }
 }
 
 /// A CRI mount as an OCI bind mount; a missing host path is created as a directory

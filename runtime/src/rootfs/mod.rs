@@ -37,14 +37,28 @@ fn sys(step: &str, path: &Path, e: nix::errno::Errno) -> Error {
 
 /// Mounts everything below the rootfs (before pivot_root).
 pub fn prepare(p: &RootfsPlan) -> Result<()> {
-    // Keep our mounts from propagating back to the host.
+    // By default our mounts must not propagate back to the host: everything becomes a
+    // slave. A shared rootfsPropagation (bidirectional binds) keeps the copies of the
+    // host's shared mounts in their peer groups, so binds of them are peers of the
+    // host's; then the mount holding the rootfs is made private, so what we mount
+    // under the rootfs stays ours (runc does the same).
     let root_prop = match p.propagation {
-        Some(f) if f.contains(MsFlags::MS_SHARED) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(f) => f | MsFlags::MS_REC,
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
     mount(None::<&str>, "/", None::<&str>, root_prop, None::<&str>)
         .map_err(|e| sys("setting propagation of", Path::new("/"), e))?;
+    if root_prop.contains(MsFlags::MS_SHARED) {
+        let parent = mount_point_of(&p.rootfs)?;
+        mount(
+            None::<&str>,
+            &parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| sys("making private", &parent, e))?;
+    }
     mount(
         Some(&p.rootfs),
         &p.rootfs,
@@ -68,6 +82,41 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
         dev::symlinks(&p.rootfs)?;
     }
     Ok(())
+}
+
+/// The mount point of the mount `path` lives on: the longest mount point in
+/// /proc/self/mountinfo that contains it.
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = fs::canonicalize(path).map_err(|e| Error::io("resolving", path, e))?;
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading", Path::new("/proc/self/mountinfo"), e))?;
+    let best = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.components().count());
+    Ok(best.unwrap_or_else(|| PathBuf::from("/")))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if b[i] == b'\\' && octal {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 /// cgroup mounts: on a v1 host a tmpfs with the container's controller directories
@@ -206,4 +255,28 @@ pub fn finish(p: &RootfsPlan) -> Result<()> {
             .map_err(|e| sys("remounting read-only", Path::new("/"), e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(
+            unescape_mountinfo("/a\\040b\\134c"),
+            PathBuf::from("/a b\\c")
+        );
+        assert_eq!(unescape_mountinfo("/plain\\9"), PathBuf::from("/plain\\9"));
+    }
+
+    #[test]
+    fn the_mount_point_holding_a_path_is_found() -> Result<()> {
+        // /proc is a mount point on any Linux host; /proc/self/.. is in it.
+        assert_eq!(
+            mount_point_of(Path::new("/proc/1"))?,
+            PathBuf::from("/proc")
+        );
+        Ok(())
+    }
 }

@@ -346,10 +346,13 @@ fn mount(args: &[&str]) -> Result<()> {
 /// A privileged container of `sandbox` with a host dir (made a shared mount) bound at
 /// /private, /h2c (host to container) and /bidi (bidirectional); the dir and the
 /// guard of the host mounts.
+/// A privileged container with the binds `mounts` (container path, propagation) of one
+/// host directory made a shared mount.
 fn propagation_container(
     s: &Setup,
     sandbox: &str,
     pod: &cri::PodSandboxConfig,
+    mounts: &[(&str, cri::MountPropagation)],
 ) -> Result<(String, PathBuf, HostMounts)> {
     let shared = s.work.join("shared");
     std::fs::create_dir_all(shared.join("from-host"))?;
@@ -365,11 +368,7 @@ fn propagation_container(
         ..Default::default()
     };
     let mut prop = container("prop", &s.refs["base"], "exec sleep 3600", "prop.log");
-    prop.mounts = vec![
-        bind("/private", cri::MountPropagation::PropagationPrivate),
-        bind("/h2c", cri::MountPropagation::PropagationHostToContainer),
-        bind("/bidi", cri::MountPropagation::PropagationBidirectional),
-    ];
+    prop.mounts = mounts.iter().map(|(path, p)| bind(path, *p)).collect();
     // Mounting inside needs CAP_SYS_ADMIN; kubelet allows Bidirectional only to
     // privileged containers.
     prop.linux = Some(security(|sc| sc.privileged = true));
@@ -380,7 +379,7 @@ fn propagation_container(
 }
 
 /// Namespace modes (NODE, POD, CONTAINER, TARGET for PID), masked and read-only
-/// paths, and the three mount propagation modes, each seen from inside.
+/// paths, and private and host-to-container propagation, each seen from inside.
 #[test]
 fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
     require_root();
@@ -480,11 +479,19 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
     let (_, opts) = mount_line(client, &masked, "/tmp")?;
     assert!(opts.split(',').any(|o| o == "ro"), "/tmp options {opts}");
 
-    // Propagation: a host dir made a shared mount, bound three ways.
-    let (prop, shared, host_mounts) = propagation_container(&s, &sandbox, &pod)?;
+    // Propagation: a host dir made a shared mount, bound private and host-to-container
+    // (a bidirectional bind makes the whole root shared, as with runc: its own test).
+    let (prop, shared, host_mounts) = propagation_container(
+        &s,
+        &sandbox,
+        &pod,
+        &[
+            ("/private", cri::MountPropagation::PropagationPrivate),
+            ("/h2c", cri::MountPropagation::PropagationHostToContainer),
+        ],
+    )?;
     let (private_opt, _) = mount_line(client, &prop, "/private")?;
     let (h2c_opt, _) = mount_line(client, &prop, "/h2c")?;
-    let (bidi_opt, _) = mount_line(client, &prop, "/bidi")?;
     assert!(
         !private_opt.contains("shared:") && !private_opt.contains("master:"),
         "private: {private_opt}"
@@ -493,8 +500,7 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
         h2c_opt.contains("master:") && !h2c_opt.contains("shared:"),
         "host-to-container: {h2c_opt}"
     );
-    assert!(bidi_opt.contains("shared:"), "bidirectional: {bidi_opt}");
-    // A mount made on the host after the start: seen through /h2c and /bidi only.
+    // A mount made on the host after the start: seen through /h2c, not /private.
     let from_host = shared.join("from-host");
     mount(&[
         "-t",
@@ -509,10 +515,6 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
     std::fs::write(from_host.join("f"), "host\n")?;
     assert_eq!(
         sh(client, &prop, "cat /h2c/from-host/f")?,
-        (0, "host".into())
-    );
-    assert_eq!(
-        sh(client, &prop, "cat /bidi/from-host/f")?,
         (0, "host".into())
     );
     assert_ne!(
@@ -545,7 +547,6 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
 /// container joins the PID namespace of the container named by `target_id`; a target
 /// that is not a container of the pod is refused.
 #[test]
-#[ignore = "TARGET is not implemented yet: daemon/src/cri/pod_spec.rs gives it a PID namespace of its own, as CONTAINER"]
 fn cri_pid_namespace_target() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
@@ -614,10 +615,9 @@ fn cri_pid_namespace_target() -> Result<()> {
 /// A mount made inside a container under a Bidirectional mount reaches the host (what
 /// CSI node plugins rely on). For that the container's root must stay a shared mount
 /// (OCI `rootfsPropagation: rshared`, as containerd sets when a mount is
-/// bidirectional); berth leaves it a slave, so the bind is `shared:N master:M`, a peer
-/// group of its own whose mounts never reach the host.
+/// bidirectional); as a slave root the bind would be `shared:N master:M`, a peer group
+/// of its own whose mounts never reach the host.
 #[test]
-#[ignore = "Bidirectional propagation stops at the container: daemon/src/cri/pod_spec.rs does not set linux.rootfsPropagation to rshared"]
 fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
@@ -629,7 +629,31 @@ fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
     };
-    let (prop, shared, mut host_mounts) = propagation_container(&s, &sandbox, &pod)?;
+    let (prop, shared, mut host_mounts) = propagation_container(
+        &s,
+        &sandbox,
+        &pod,
+        &[("/bidi", cri::MountPropagation::PropagationBidirectional)],
+    )?;
+    let (bidi_opt, _) = mount_line(client, &prop, "/bidi")?;
+    assert!(bidi_opt.contains("shared:"), "bidirectional: {bidi_opt}");
+    // Host to container: a mount made on the host after the start is seen inside.
+    let from_host = shared.join("from-host");
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "crie2e-bidi-host",
+        &from_host.display().to_string(),
+    ])?;
+    host_mounts.0.push(from_host.clone());
+    std::fs::write(from_host.join("f"), "host\n")?;
+    assert_eq!(
+        sh(client, &prop, "cat /bidi/from-host/f")?,
+        (0, "host".into())
+    );
+    // Container to host.
     let r = sh(
         client,
         &prop,
@@ -643,10 +667,24 @@ fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
         Some("c\n"),
         "a bidirectional mount did not reach the host"
     );
+    // The container's own mounts (proc, dev, the bind itself) stay in the container:
+    // under berthd's dir the host sees the container's root filesystem alone.
+    let under_rootfs: Vec<String> = mounts_under(s.berthd.dir())
+        .into_iter()
+        .filter(|m| m.contains("/rootfs/"))
+        .collect();
+    assert_eq!(
+        under_rootfs,
+        Vec::<String>::new(),
+        "container mounts leaked to the host"
+    );
     let mut rt = client.runtime()?;
     client.block_on(rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
         pod_sandbox_id: sandbox.clone(),
     }))?;
+    drop(host_mounts);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(mounts_under(s.berthd.dir()), Vec::<String>::new());
     Ok(())
 }
 
