@@ -55,28 +55,30 @@ pub enum StoreError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    // SQLite errors are boxed and paths shared to keep this error small: it is carried
+    // inside the errors of pull, load, the CRI server and berthd.
     #[error("image database {path}: {source}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     #[error("image database {path} has schema version {found}, newer than this berth understands ({SCHEMA_VERSION}); upgrade berth")]
     TooNew { path: PathBuf, found: i64 },
-    #[error("image database {path}: {op}: {source}")]
+    #[error("image database {}: {op}: {source}", .path.display())]
     Sql {
         op: String,
-        path: PathBuf,
-        source: rusqlite::Error,
+        path: Arc<Path>,
+        source: Box<rusqlite::Error>,
     },
     /// A row whose JSON does not decode, or decodes to another name.
-    #[error("image {name:?} in {path} is corrupt: {reason}; remove the row or the database and pull the image again")]
+    #[error("image {name:?} in {} is corrupt: {reason}; remove the row or the database and pull the image again", .path.display())]
     Corrupt {
         name: String,
-        path: PathBuf,
-        reason: String,
+        path: Arc<Path>,
+        reason: Box<str>,
     },
-    #[error("image database {0}: lock poisoned by a panic in another thread")]
-    Poisoned(PathBuf),
+    #[error("image database {}: lock poisoned by a panic in another thread", .0.display())]
+    Poisoned(Arc<Path>),
     #[error("image {0:?} not found")]
     NotFound(String),
     #[error("garbage collection: {0}")]
@@ -121,7 +123,7 @@ pub struct ImageStore {
 }
 
 struct Inner {
-    path: PathBuf,
+    path: Arc<Path>,
     conn: Mutex<Connection>,
 }
 
@@ -146,7 +148,7 @@ impl ImageStore {
         let conn = open_db(&path)?;
         let store = ImageStore {
             inner: Arc::new(Inner {
-                path,
+                path: path.into(),
                 conn: Mutex::new(conn),
             }),
         };
@@ -182,7 +184,7 @@ impl ImageStore {
         move |source| StoreError::Sql {
             op,
             path: self.inner.path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -214,7 +216,7 @@ impl ImageStore {
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
             name: record.name.clone(),
             path: self.inner.path.clone(),
-            reason: format!("encoding the record: {e}"),
+            reason: format!("encoding the record: {e}").into(),
         })?;
         // Seconds since the epoch fit an i64 for billions of years; the JSON keeps the
         // exact value either way.
@@ -248,7 +250,7 @@ impl ImageStore {
         let corrupt = |reason: String| StoreError::Corrupt {
             name: name.to_string(),
             path: self.inner.path.clone(),
-            reason,
+            reason: reason.into(),
         };
         let record: ImageRecord = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
         if record.name != name {
@@ -371,7 +373,7 @@ impl ImageStore {
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
