@@ -59,8 +59,8 @@ pub fn is_dangling(name: &str) -> bool {
 }
 
 impl Images {
-    /// Opens (creating) `<root>/content`, `<root>/snapshots` and `<root>/images`; the
-    /// snapshotter removes what a crash left half done.
+    /// Opens (creating) `<root>/content`, `<root>/snapshots` and the image database
+    /// `<root>/images.db`; the snapshotter removes what a crash left half done.
     pub fn open(root: &Path) -> Result<Images, ImagesError> {
         let content = ContentStore::open(root).map_err(|source| ImagesError::Content {
             root: root.to_path_buf(),

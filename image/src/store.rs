@@ -1,18 +1,44 @@
 //! Image records: name → manifest digest, config digest, layers, top chain ID.
 //!
-//! One JSON file per name under `<root>/images/`, written to a temp file, fsynced and
-//! renamed, so a record exists only once everything it points at is in place. (The
-//! daemon keeps its own database; this store is what the library and its tests use.)
+//! The records live in SQLite at `<root>/images.db` (a database of their own, so the
+//! library, berthd and the CRI server can share a root without sharing berthd's
+//! `berth.db`). One row per name: the name is the primary key, the config digest (the
+//! image ID), the manifest digest and the creation time are columns for lookups, and the
+//! whole [`ImageRecord`] is kept as JSON beside them. The database runs in WAL mode with
+//! `synchronous=FULL` and every change is one transaction, so a `kill -9` at any instant
+//! leaves the last committed state: a record exists only once everything it points at
+//! is in place, and `tag` (read the source, write the target) and `remove` are atomic.
+//!
+//! `PRAGMA user_version` holds the schema version; a database written by a newer berth
+//! is refused with an error instead of being misread.
+//!
+//! Stores written by older berth kept one JSON file per name under `<root>/images/`.
+//! [`ImageStore::open`] imports those files in one transaction and only then deletes
+//! them (see `store/legacy.rs`); a crash in between imports the same files again.
+
+mod legacy;
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use berth_snapshotter::{ContentStore, Digest, Snapshotter};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Descriptor;
+
+/// The database file under the root.
+pub const DB_FILE: &str = "images.db";
+
+/// The schema version this code reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a writer waits for another process holding the database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Image store errors.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +49,36 @@ pub enum StoreError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("image record {path}: {source}")]
+    /// A record file of an older store that is not a valid record.
+    #[error("image record file {path}: {source}; fix or remove the file, then retry")]
     Json {
         path: PathBuf,
         source: serde_json::Error,
     },
+    // SQLite errors are boxed and paths shared to keep this error small: it is carried
+    // inside the errors of pull, load, the CRI server and berthd.
+    #[error("image database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<rusqlite::Error>,
+    },
+    #[error("image database {path} has schema version {found}, newer than this berth understands ({SCHEMA_VERSION}); upgrade berth")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("image database {}: {op}: {source}", .path.display())]
+    Sql {
+        op: String,
+        path: Arc<Path>,
+        source: Box<rusqlite::Error>,
+    },
+    /// A row whose JSON does not decode, or decodes to another name.
+    #[error("image {name:?} in {} is corrupt: {reason}; remove the row or the database and pull the image again", .path.display())]
+    Corrupt {
+        name: String,
+        path: Arc<Path>,
+        reason: Box<str>,
+    },
+    #[error("image database {}: lock poisoned by a panic in another thread", .0.display())]
+    Poisoned(Arc<Path>),
     #[error("image {0:?} not found")]
     NotFound(String),
     #[error("garbage collection: {0}")]
@@ -65,119 +116,231 @@ impl ImageRecord {
     }
 }
 
-/// Named image records under `<root>/images`.
-#[derive(Debug, Clone)]
+/// Named image records in `<root>/images.db`. Clones share one connection.
+#[derive(Clone)]
 pub struct ImageStore {
-    dir: PathBuf,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: Arc<Path>,
+    conn: Mutex<Connection>,
+}
+
+impl fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("db", &self.inner.path)
+            .finish()
+    }
 }
 
 impl ImageStore {
+    /// Opens (creating) `<root>/images.db`, then imports and deletes the record files
+    /// an older berth left under `<root>/images/`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let dir = root.join("images");
-        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
             op: "create",
-            path: dir.clone(),
+            path: root.to_path_buf(),
             source,
         })?;
-        Ok(ImageStore { dir })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
-    }
-
-    /// Writes (or replaces) a record atomically.
-    pub fn put(&self, record: &ImageRecord) -> Result<(), StoreError> {
-        let path = self.path(&record.name);
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+        let path = root.join(DB_FILE);
+        let conn = open_db(&path)?;
+        let store = ImageStore {
+            inner: Arc::new(Inner {
+                path: path.into(),
+                conn: Mutex::new(conn),
+            }),
         };
-        write().map_err(|source| StoreError::Io {
-            op: "write",
-            path,
-            source,
+        if let Some(old) = legacy::read(root)? {
+            store.import(&old.records)?;
+            old.remove()?;
+            if !old.records.is_empty() {
+                tracing::info!(
+                    count = old.records.len(),
+                    from = %old.dir.display(),
+                    to = %store.inner.path.display(),
+                    "imported image records of an older berth"
+                );
+            }
+        }
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.inner
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Poisoned(self.inner.path.clone()))
+    }
+
+    fn sql(&self, op: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        let op = op.into();
+        move |source| StoreError::Sql {
+            op,
+            path: self.inner.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Runs `f` in one immediate transaction: all of its writes land, or none do.
+    fn transaction<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql(format!("{op}: begin")))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(self.sql(format!("{op}: commit")))?;
+        Ok(value)
+    }
+
+    /// Writes (or replaces) a record in one transaction.
+    pub fn put(&self, record: &ImageRecord) -> Result<(), StoreError> {
+        self.transaction("put", |tx| self.write(tx, record))
+    }
+
+    fn write(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        record: &ImageRecord,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+            name: record.name.clone(),
+            path: self.inner.path.clone(),
+            reason: format!("encoding the record: {e}").into(),
+        })?;
+        // Seconds since the epoch fit an i64 for billions of years; the JSON keeps the
+        // exact value either way.
+        let created = i64::try_from(record.created).unwrap_or(i64::MAX);
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO images
+                 (name, config_digest, manifest_digest, created, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                record.name,
+                record.config_digest.to_string(),
+                record.manifest_digest.to_string(),
+                created,
+                json,
+            ])
         })
+        .map_err(self.sql(format!("writing image {:?}", record.name)))?;
+        Ok(())
+    }
+
+    /// Every record from `records`, in one transaction (the import of an older store).
+    fn import(&self, records: &[ImageRecord]) -> Result<(), StoreError> {
+        self.transaction("importing image record files", |tx| {
+            records.iter().try_for_each(|r| self.write(tx, r))
+        })
+    }
+
+    fn decode(&self, name: &str, json: &str) -> Result<ImageRecord, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            name: name.to_string(),
+            path: self.inner.path.clone(),
+            reason: reason.into(),
+        };
+        let record: ImageRecord = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+        if record.name != name {
+            return Err(corrupt(format!(
+                "the row holds the record of {:?}",
+                record.name
+            )));
+        }
+        Ok(record)
+    }
+
+    fn read(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+        conn.prepare_cached("SELECT record FROM images WHERE name = ?1")?
+            .query_row(params![name], |row| row.get(0))
+            .optional()
     }
 
     /// The record named `name` (normalised), if any.
     pub fn get(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let path = self.path(name);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|source| StoreError::Json { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io {
-                op: "read",
-                path,
-                source,
-            }),
-        }
+        let json = {
+            let conn = self.lock()?;
+            Self::read(&conn, name).map_err(self.sql(format!("reading image {name:?}")))?
+        };
+        json.map(|json| self.decode(name, &json)).transpose()
     }
 
-    /// Every record.
+    /// The records matching `where_clause` with `param`, ordered by name.
+    fn query(
+        &self,
+        op: &str,
+        where_clause: &str,
+        param: Option<&str>,
+    ) -> Result<Vec<ImageRecord>, StoreError> {
+        let rows: Vec<(String, String)> = {
+            let conn = self.lock()?;
+            let sql = format!("SELECT name, record FROM images {where_clause} ORDER BY name");
+            let mut stmt = conn.prepare_cached(&sql).map_err(self.sql(op))?;
+            let map = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
+            let rows = match param {
+                Some(p) => stmt.query_map(params![p], map),
+                None => stmt.query_map([], map),
+            };
+            rows.and_then(|rows| rows.collect()).map_err(self.sql(op))?
+        };
+        rows.iter()
+            .map(|(name, json)| self.decode(name, json))
+            .collect()
+    }
+
+    /// Every record, ordered by name.
     pub fn list(&self) -> Result<Vec<ImageRecord>, StoreError> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })? {
-            let entry = entry.map_err(|source| StoreError::Io {
-                op: "list",
-                path: self.dir.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let b = fs::read(&path).map_err(|source| StoreError::Io {
-                op: "read",
-                path: path.clone(),
-                source,
-            })?;
-            out.push(
-                serde_json::from_slice(&b).map_err(|source| StoreError::Json { path, source })?,
-            );
-        }
-        out.sort_by(|a: &ImageRecord, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.query("listing images", "", None)
     }
 
-    /// Gives the image `source` another name.
+    /// The records of the image with config digest (image ID) `id`: all its names,
+    /// ordered by name.
+    pub fn by_config_digest(&self, id: &Digest) -> Result<Vec<ImageRecord>, StoreError> {
+        self.query(
+            "looking up images by ID",
+            "WHERE config_digest = ?1",
+            Some(&id.to_string()),
+        )
+    }
+
+    /// Gives the image `source` another name, in one transaction; replaces what
+    /// `target` named before.
     pub fn tag(&self, source: &str, target: &str) -> Result<ImageRecord, StoreError> {
-        let mut rec = self
-            .get(source)?
-            .ok_or_else(|| StoreError::NotFound(source.to_string()))?;
-        rec.name = target.to_string();
-        self.put(&rec)?;
-        Ok(rec)
+        self.transaction("tag", |tx| {
+            let json = Self::read(tx, source)
+                .map_err(self.sql(format!("reading image {source:?}")))?
+                .ok_or_else(|| StoreError::NotFound(source.to_string()))?;
+            let mut rec = self.decode(source, &json)?;
+            rec.name = target.to_string();
+            self.write(tx, &rec)?;
+            Ok(rec)
+        })
     }
 
-    /// Removes the name `name`; returns the removed record. Content is only freed by
-    /// [`ImageStore::gc`], once no name refers to it.
+    /// Removes the name `name` in one transaction; returns the removed record. Content
+    /// is only freed by [`ImageStore::gc`], once no name refers to it.
     pub fn remove(&self, name: &str) -> Result<ImageRecord, StoreError> {
-        let rec = self
-            .get(name)?
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
-        let path = self.path(name);
-        fs::remove_file(&path).map_err(|source| StoreError::Io {
-            op: "remove",
-            path,
-            source,
-        })?;
-        Ok(rec)
+        self.transaction("remove", |tx| {
+            let json = Self::read(tx, name)
+                .map_err(self.sql(format!("reading image {name:?}")))?
+                .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+            let rec = self.decode(name, &json)?;
+            tx.execute("DELETE FROM images WHERE name = ?1", params![name])
+                .map_err(self.sql(format!("removing image {name:?}")))?;
+            Ok(rec)
+        })
     }
 
     /// Removes blobs and committed snapshots no remaining image refers to (shared
@@ -204,3 +367,48 @@ impl ImageStore {
         Ok((removed_blobs.len(), removed_snaps.len()))
     }
 }
+
+/// Opens the database with the settings crash consistency needs and brings its schema
+/// to [`SCHEMA_VERSION`].
+fn open_db(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS images (
+                 name            TEXT PRIMARY KEY NOT NULL,
+                 config_digest   TEXT NOT NULL,
+                 manifest_digest TEXT NOT NULL,
+                 created         INTEGER NOT NULL,
+                 record          TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS images_config_digest ON images (config_digest);
+             CREATE INDEX IF NOT EXISTS images_manifest_digest ON images (manifest_digest);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(open_err)?;
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests;
