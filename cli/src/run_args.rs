@@ -159,7 +159,7 @@ impl CreateFlags {
             tmpfs.insert(path.to_string(), json!(opts));
         }
         let entrypoint = self.entrypoint.as_ref().map(|e| json!([e]));
-        let host_config = json!({
+        let mut host_config = json!({
             "Binds": (!binds.is_empty()).then_some(binds),
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
@@ -170,7 +170,6 @@ impl CreateFlags {
             "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
             "CpuShares": self.cpu_shares.unwrap_or(0),
             "PidsLimit": self.pids_limit,
-            "Runtime": self.runtime.as_deref().unwrap_or(""),
             "Privileged": self.privileged,
             "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
             "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),
@@ -179,6 +178,10 @@ impl CreateFlags {
             // -1: the kernel default, as docker sends when --memory-swappiness is unset.
             "MemorySwappiness": -1,
         });
+        // Docker sends Runtime only when --runtime is given.
+        if let Some(runtime) = &self.runtime {
+            host_config["Runtime"] = json!(runtime);
+        }
         let mut body = json!({
             "Hostname": self.hostname.as_deref().unwrap_or(""),
             "User": self.user.as_deref().unwrap_or(""),

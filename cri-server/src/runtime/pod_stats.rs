@@ -3,7 +3,6 @@
 //! counters from inside its network namespace, its process count, and each of its
 //! containers' stats.
 
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use k8s_cri::v1 as cri;
@@ -213,20 +212,7 @@ async fn process_count(
     count + u64::from(pod_init_alive(cri, record))
 }
 
-/// Whether the pod's init (see [`crate::sandbox::pod_init`]) is alive: the pid it
-/// recorded still lives in the pod's pinned PID namespace.
+/// Whether the pod's init (see [`crate::sandbox::pod_init`]) is alive.
 fn pod_init_alive(cri: &Cri, record: &SandboxRecord) -> bool {
-    let Ok(text) = std::fs::read_to_string(record.dir.join("pod-init.pid")) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<u32>() else {
-        return false;
-    };
-    match (
-        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
-        std::fs::metadata(cri.pid_pin(&record.id)),
-    ) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
-    }
+    crate::sandbox::pod_init::live_pid(&cri.pid_pin(&record.id), &record.dir).is_some()
 }

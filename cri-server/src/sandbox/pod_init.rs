@@ -122,22 +122,22 @@ pub(crate) fn start(program: &Path, pin: &Path, pod_dir: &Path) -> Result<(), Cr
 /// Kills the pod's init (and with it every process left in its PID namespace), if it
 /// is still the one pinned at `pin`. Idempotent.
 pub(crate) fn stop(pin: &Path, pod_dir: &Path) {
-    let Ok(text) = std::fs::read_to_string(pod_dir.join(PID_FILE)) else {
-        return;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return;
-    };
-    // A reused pid is not ours: the namespace must be the pinned one.
-    let ours = match (
-        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
-        std::fs::metadata(pin),
-    ) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
-    };
-    if ours {
+    if let Some(pid) = live_pid(pin, pod_dir) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     let _ = std::fs::remove_file(pod_dir.join(PID_FILE));
+}
+
+/// The pid of the pod's init while it lives: the pid it recorded, still in the PID
+/// namespace pinned at `pin` (a reused pid is not ours).
+pub(crate) fn live_pid(pin: &Path, pod_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(pod_dir.join(PID_FILE)).ok()?;
+    let pid = text.trim().parse::<i32>().ok()?;
+    match (
+        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
+        std::fs::metadata(pin),
+    ) {
+        (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev() => Some(pid),
+        _ => None,
+    }
 }

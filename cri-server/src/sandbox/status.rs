@@ -17,7 +17,9 @@ pub async fn pod_sandbox_status(
     if req.verbose {
         let detail = serde_json::json!({
             "id": record.id,
-            "pid": 0,
+            // The pod's init when its containers share a PID namespace (no pause
+            // process otherwise).
+            "pid": super::pod_init::live_pid(&cri.pid_pin(&record.id), &record.dir).unwrap_or(0),
             "runtimeHandler": record.runtime_handler,
             "netns": record.netns,
             "ipcNamespace": record.ipc_ns,

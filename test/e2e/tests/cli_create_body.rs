@@ -225,6 +225,7 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
             "busybox",
         ],
         vec!["run", "-d", "--name", "bg", "busybox", "sleep", "1"],
+        vec!["create", "--runtime", "runc", "busybox"],
         vec![
             "create",
             "--security-opt",

@@ -429,6 +429,15 @@ fn cri_pod_shares_one_pid_namespace() -> Result<()> {
     )?
     .trim()
     .parse()?;
+    // PodSandboxStatus' verbose info names that init as the pod's process.
+    let verbose = client
+        .block_on(rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.clone(),
+            verbose: true,
+        }))?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"])?;
+    assert_eq!(info["pid"].as_i64(), Some(i64::from(init_pid)), "{info}");
     let in_pod = |name: &str, script: &str| {
         let mut c = container(name, &image, script, &format!("{name}/0.log"));
         c.linux = Some(cri::LinuxContainerConfig {
