@@ -8,8 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
-use cri_common::{cgroup_dirs, cgroup_file, container, cri_log, mounts_under, Client, PodGuard};
+use berth_e2e::{require_root, run_ok};
+use cri_common::{
+    cgroup_dirs, cgroup_file, container, cri_log, mounts_under, setup_base, PodGuard,
+};
 use k8s_cri::v1 as cri;
 
 /// A host-network pod (no CNI) whose container has limits, a security context and a
@@ -17,33 +19,13 @@ use k8s_cri::v1 as cri;
 #[test]
 fn cri_container_resources_security_and_mounts() -> Result<()> {
     require_root();
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "crie2e/busybox:sec")?;
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
+    let s = setup_base("crie2e/busybox", "")?;
+    let (berthd, client, image) = (&s.berthd, &s.client, s.base());
+    let work = s.work.as_path();
+    let data = work.join("data");
     std::fs::create_dir_all(&data)?;
     std::fs::write(data.join("f"), "from the host\n")?;
-    // An empty CNI dir: this pod needs none.
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
     let mut rt = client.runtime()?;
-    let mut images = client.images()?;
-    client.block_on(images.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
     let cgroup_parent = "crie2e-pod";
     let pod = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -52,7 +34,7 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
             uid: "uid-crisec".into(),
             attempt: 0,
         }),
-        log_directory: work.path().join("logs").display().to_string(),
+        log_directory: work.join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.into(),
             // An IPC-namespace sysctl (the pod's IPC namespace is its own).
@@ -287,8 +269,8 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
             "talker/0.log",
         ),
     )?;
-    let talker_log = work.path().join("logs/talker/0.log");
-    let rotated = work.path().join("logs/talker/0.log.1");
+    let talker_log = work.join("logs/talker/0.log");
+    let rotated = work.join("logs/talker/0.log.1");
     std::thread::sleep(Duration::from_millis(300));
     std::fs::rename(&talker_log, &rotated)?;
     client.block_on(rt.reopen_container_log(cri::ReopenContainerLogRequest {
@@ -364,29 +346,10 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
 #[test]
 fn cri_pod_shares_one_pid_namespace() -> Result<()> {
     require_root();
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "crie2e/busybox:pid")?;
-    let work = tempfile::tempdir()?;
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
+    let s = setup_base("crie2e/busybox", "")?;
+    let (berthd, client, image) = (&s.berthd, &s.client, s.base());
+    let work = s.work.as_path();
     let mut rt = client.runtime()?;
-    let mut images = client.images()?;
-    client.block_on(images.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
     let shared = cri::NamespaceOption {
         network: cri::NamespaceMode::Node as i32,
         pid: cri::NamespaceMode::Pod as i32,
@@ -399,7 +362,7 @@ fn cri_pod_shares_one_pid_namespace() -> Result<()> {
             uid: "uid-cripid".into(),
             attempt: 0,
         }),
-        log_directory: work.path().join("logs").display().to_string(),
+        log_directory: work.join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(shared.clone()),

@@ -13,107 +13,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use berth_e2e::{require_root, Berthd};
+use berth_e2e::require_root;
 use k8s_cri::v1 as cri;
 
-use cri_common::{container, cri_log, mounts_under, Client, PodGuard};
-
-/// A berthd with a private registry holding `images` (tag, built image), all pulled.
-struct Setup {
-    _work: tempfile::TempDir,
-    _img_dirs: Vec<tempfile::TempDir>,
-    _registry: berth_fixtures::Registry,
-    berthd: Berthd,
-    client: Client,
-    /// Reference per tag.
-    refs: HashMap<String, String>,
-    work: PathBuf,
-}
-
-/// Builds one fixture image into the directory it is given.
-type Build<'a> = &'a dyn Fn(&Path) -> Result<berth_fixtures::BuiltImage>;
-
-fn setup(images: &[(&str, Build)]) -> Result<Setup> {
-    let work = tempfile::tempdir()?;
-    let registry = berth_fixtures::Registry::start()?;
-    let mut dirs = Vec::new();
-    let mut refs = HashMap::new();
-    for (tag, build) in images {
-        let dir = tempfile::tempdir()?;
-        let img = build(dir.path())?;
-        refs.insert(
-            tag.to_string(),
-            registry.push(&img, &format!("cricoverage/busybox:{tag}"))?,
-        );
-        dirs.push(dir);
-    }
-    // An empty CNI dir: these pods use the host's network.
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
-    let mut images = client.images()?;
-    for r in refs.values() {
-        client.block_on(images.pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: r.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))?;
-    }
-    let work_path = work.path().to_path_buf();
-    Ok(Setup {
-        _work: work,
-        _img_dirs: dirs,
-        _registry: registry,
-        berthd,
-        client,
-        refs,
-        work: work_path,
-    })
-}
-
-fn host_pod(name: &str, work: &Path) -> cri::PodSandboxConfig {
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "default".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        labels: HashMap::from([("suite".to_string(), name.to_string())]),
-        log_directory: work.join("logs").join(name).display().to_string(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Node as i32,
-                    pid: cri::NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn run_pod(client: &Client, pod: &cri::PodSandboxConfig) -> Result<String> {
-    let mut rt = client.runtime()?;
-    Ok(client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id)
-}
+use cri_common::{
+    container, cri_log, host_pod, mounts_under, run_pod, setup, Client, PodGuard, Setup,
+};
 
 /// What `id -u`, `id -g` and `id -G` print, as the container's own process ran them.
 #[derive(Debug, PartialEq, Eq)]
@@ -189,16 +94,20 @@ fn cri_image_users_and_run_as_fields() -> Result<()> {
         user("www-data"),
         |d: &Path| berth_fixtures::images::base(d),
     );
-    let s = setup(&[
-        ("nobody", &nobody),
-        ("numeric", &numeric),
-        ("pair", &pair),
-        ("name", &name),
-        ("base", &base),
-    ])?;
+    let s = setup(
+        "cricoverage/busybox",
+        &[
+            ("nobody", &nobody),
+            ("numeric", &numeric),
+            ("pair", &pair),
+            ("name", &name),
+            ("base", &base),
+        ],
+        "",
+    )?;
     let client = &s.client;
     let pod = host_pod("criusers", &s.work);
-    let sandbox = run_pod(client, &pod)?;
+    let sandbox = run_pod(client, &pod, "")?;
     let _guard = PodGuard {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
@@ -384,11 +293,11 @@ fn propagation_container(
 fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
-    let s = setup(&[("base", &base)])?;
+    let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let image = s.refs["base"].clone();
     let pod = host_pod("crins", &s.work);
-    let sandbox = run_pod(client, &pod)?;
+    let sandbox = run_pod(client, &pod, "")?;
     let _guard = PodGuard {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
@@ -550,11 +459,11 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
 fn cri_pid_namespace_target() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
-    let s = setup(&[("base", &base)])?;
+    let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let image = s.refs["base"].clone();
     let pod = host_pod("critarget", &s.work);
-    let sandbox = run_pod(client, &pod)?;
+    let sandbox = run_pod(client, &pod, "")?;
     let _guard = PodGuard {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
@@ -621,10 +530,10 @@ fn cri_pid_namespace_target() -> Result<()> {
 fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
-    let s = setup(&[("base", &base)])?;
+    let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let pod = host_pod("cribidi", &s.work);
-    let sandbox = run_pod(client, &pod)?;
+    let sandbox = run_pod(client, &pod, "")?;
     let _guard = PodGuard {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
@@ -695,7 +604,7 @@ fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
 fn cri_status_runtime_config_image_fs_filters_and_verbose() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
-    let s = setup(&[("base", &base)])?;
+    let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let mut rt = client.runtime()?;
     let status = |rt: &mut cri::runtime_service_client::RuntimeServiceClient<_>| {
@@ -770,12 +679,12 @@ fn cri_status_runtime_config_image_fs_filters_and_verbose() -> Result<()> {
     let pod_a = host_pod("crifilter-a", &s.work);
     let mut pod_b = host_pod("crifilter-b", &s.work);
     pod_b.labels.insert("tier".into(), "db".into());
-    let a = run_pod(client, &pod_a)?;
+    let a = run_pod(client, &pod_a, "")?;
     let _ga = PodGuard {
         socket: s.berthd.cri_socket(),
         id: a.clone(),
     };
-    let b = run_pod(client, &pod_b)?;
+    let b = run_pod(client, &pod_b, "")?;
     let _gb = PodGuard {
         socket: s.berthd.cri_socket(),
         id: b.clone(),
@@ -933,10 +842,10 @@ fn cap_bits(hex: &str) -> Result<u64> {
 fn cri_capabilities_no_new_privs_and_privileged() -> Result<()> {
     require_root();
     let base = |d: &Path| berth_fixtures::images::base(d);
-    let s = setup(&[("base", &base)])?;
+    let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let pod = host_pod("cricaps", &s.work);
-    let sandbox = run_pod(client, &pod)?;
+    let sandbox = run_pod(client, &pod, "")?;
     let _guard = PodGuard {
         socket: s.berthd.cri_socket(),
         id: sandbox.clone(),

@@ -12,7 +12,7 @@ mod cri_common;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use berth_e2e::{require_root, Berthd};
+use berth_e2e::require_root;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -20,7 +20,7 @@ use k8s_cri::v1::ContainerEventType as Ev;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use cri_common::{cgroup_dirs, cgroup_file, container, mounts_under, Client, PodGuard};
+use cri_common::{cgroup_dirs, cgroup_file, container, mounts_under, setup_base, Client, PodGuard};
 
 /// The pod's cgroup parent is kubelet's to remove; the test made it, the test removes
 /// it, whether it passes or fails.
@@ -75,30 +75,10 @@ fn expect_events(
 #[test]
 fn cri_container_events_and_pod_stats() -> Result<()> {
     require_root();
-    let work = tempfile::tempdir()?;
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "crievents/busybox:v1")?;
-    // Host network: this pod needs no CNI.
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
+    let s = setup_base("crievents/busybox", "")?;
+    let (berthd, client, image) = (&s.berthd, &s.client, s.base());
+    let work = s.work.as_path();
     let mut rt = client.runtime()?;
-    let mut images = client.images()?;
-    client.block_on(images.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
 
     // Subscribed before anything happens, on its own connection.
     let mut events = client
@@ -120,7 +100,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
             attempt: 0,
         }),
         labels: [("app".to_string(), "events".to_string())].into(),
-        log_directory: work.path().join("logs").display().to_string(),
+        log_directory: work.join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.clone(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
@@ -154,7 +134,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         container("sleeper", &image, "exec sleep 3600", "sleeper.log"),
     )?;
     let seen = expect_events(
-        &client,
+        client,
         &mut events,
         &[
             (&sleeper, Ev::ContainerCreatedEvent),
@@ -341,7 +321,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         container("quitter", &image, "exit 3", "quitter.log"),
     )?;
     let seen = expect_events(
-        &client,
+        client,
         &mut events,
         &[
             (&quitter, Ev::ContainerCreatedEvent),
@@ -372,7 +352,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         container_id: sleeper.clone(),
     }))?;
     expect_events(
-        &client,
+        client,
         &mut events,
         &[
             (&sleeper, Ev::ContainerStoppedEvent),
@@ -384,7 +364,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
     let err = client
         .block_on(rt.checkpoint_container(cri::CheckpointContainerRequest {
             container_id: quitter.clone(),
-            location: work.path().join("ckpt.tar").display().to_string(),
+            location: work.join("ckpt.tar").display().to_string(),
             timeout: 10,
         }))
         .expect_err("CheckpointContainer succeeded");
@@ -399,7 +379,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         pod_sandbox_id: sandbox.clone(),
     }))?;
     expect_events(
-        &client,
+        client,
         &mut events,
         &[(&quitter, Ev::ContainerDeletedEvent)],
     )?;
@@ -432,29 +412,11 @@ fn small_window_channel(client: &Client, socket: &std::path::Path, window: u32) 
 #[test]
 fn cri_events_lagging_subscriber_is_told_it_lost_events() -> Result<()> {
     require_root();
-    let work = tempfile::tempdir()?;
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "crievents/busybox:lag")?;
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
+    let s = setup_base("crievents/busybox", "")?;
+    let (berthd, client, image) = (&s.berthd, &s.client, s.base());
+    let work = s.work.as_path();
     let socket = berthd.cri_socket();
-    let client = Client::new(&socket)?;
     let mut rt = client.runtime()?;
-    client.block_on(client.images()?.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
     let pod = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "crilag".into(),
@@ -462,7 +424,7 @@ fn cri_events_lagging_subscriber_is_told_it_lost_events() -> Result<()> {
             uid: "uid-crilag".into(),
             attempt: 0,
         }),
-        log_directory: work.path().join("logs").display().to_string(),
+        log_directory: work.join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
@@ -490,7 +452,7 @@ fn cri_events_lagging_subscriber_is_told_it_lost_events() -> Result<()> {
 
     // The laggard: subscribed on a connection with a 1 KiB stream window, never read
     // until the end, so berthd stops sending (and reading its backlog) after an event.
-    let lag_channel = small_window_channel(&client, &socket, 1024)?;
+    let lag_channel = small_window_channel(client, &socket, 1024)?;
     let mut laggard = client
         .block_on(
             RuntimeServiceClient::new(lag_channel).get_container_events(cri::GetEventsRequest {}),

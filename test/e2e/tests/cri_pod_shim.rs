@@ -14,47 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
+use berth_e2e::{require_root, run_ok};
 use k8s_cri::v1 as cri;
 
-use cri_common::{container, Client, PodGuard};
+use cri_common::{container, host_pod, run_pod, setup_base, Client, PodGuard};
 
 const RUNC: &str = "/usr/sbin/runc";
-
-fn pod_config(name: &str, logs: &Path) -> cri::PodSandboxConfig {
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "default".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        log_directory: logs.join(name).display().to_string(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                // Host network: these pods need no CNI.
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Node as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn run_pod(client: &Client, pod: &cri::PodSandboxConfig, handler: &str) -> Result<String> {
-    let mut rt = client.runtime()?;
-    Ok(client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: handler.into(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id)
-}
 
 /// The container's init pid, from ContainerStatus' verbose info.
 fn container_pid(client: &Client, id: &str) -> Result<u32> {
@@ -125,29 +90,13 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
         Path::new(RUNC).exists(),
         "{RUNC} is missing (hack/deps.sh installs runc)"
     );
-    let work = tempfile::tempdir()?;
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "podshim/busybox:v1")?;
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n\n[runtimes.runc]\npath = {RUNC:?}\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let mut berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
+    let mut s = setup_base(
+        "podshim/busybox",
+        &format!("\n[runtimes.runc]\npath = {RUNC:?}\n"),
+    )?;
+    let image = s.base();
+    let client = Client::new(&s.berthd.cri_socket())?;
     let mut rt = client.runtime()?;
-    let mut images = client.images()?;
-    client.block_on(images.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
 
     // Status names the handlers: the default ("") first, then berth and runc.
     let status = client
@@ -161,11 +110,10 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
     assert_eq!(names, ["", "berth", "runc"]);
 
     // Three containers in one pod: one shim serves them all.
-    let logs = work.path().join("logs");
-    let pod = pod_config("podshim", &logs);
+    let pod = host_pod("podshim", &s.work);
     let sandbox = run_pod(&client, &pod, "")?;
     let _pod_guard = PodGuard {
-        socket: berthd.cri_socket(),
+        socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
     };
     let sleeper = "trap 'exit 0' TERM; while :; do sleep 1; done";
@@ -199,9 +147,9 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
     );
 
     // berthd killed and restarted: it finds the shared shim again.
-    berthd.kill9()?;
-    berthd.restart()?;
-    let client = Client::new(&berthd.cri_socket())?;
+    s.berthd.kill9()?;
+    s.berthd.restart()?;
+    let client = Client::new(&s.berthd.cri_socket())?;
     let mut rt = client.runtime()?;
     exec_says(&client, &b, "after-restart")?;
     client.block_on(rt.stop_container(cri::StopContainerRequest {
@@ -227,14 +175,14 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
     wait_gone(shim).context("the pod's shim outlived the pod")?;
 
     // A pod under the runc handler: runc runs its container and knows it.
-    let pod = pod_config("podrunc", &logs);
+    let pod = host_pod("podrunc", &s.work);
     let sandbox = run_pod(&client, &pod, "runc")?;
     let _runc_guard = PodGuard {
-        socket: berthd.cri_socket(),
+        socket: s.berthd.cri_socket(),
         id: sandbox.clone(),
     };
     let r = client.create_and_start(&sandbox, &pod, container("r", &image, sleeper, "r.log"))?;
-    let runc_root = berthd.state().join("runtimes").join("runc");
+    let runc_root = s.berthd.state().join("runtimes").join("runc");
     let state = run_ok(
         Command::new(RUNC)
             .arg("--root")
@@ -264,7 +212,7 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
     // An unknown handler: refused, naming it and what is configured; nothing made.
     let err = client
         .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod_config("podkata", &logs)),
+            config: Some(host_pod("podkata", &s.work)),
             runtime_handler: "kata".into(),
         }))
         .expect_err("an unknown runtime handler was accepted");
@@ -285,7 +233,7 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
     );
 
     // The Docker API: --runtime runc through the berth CLI, and a bad name refused.
-    let out = run_ok(berthd.berth()?.args([
+    let out = run_ok(s.berthd.berth()?.args([
         "run",
         "--rm",
         "--runtime",
@@ -296,7 +244,8 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
         "echo via-runc",
     ]))?;
     assert_eq!(out, "via-runc\n");
-    let bad = berthd
+    let bad = s
+        .berthd
         .berth()?
         .args(["run", "--rm", "--runtime", "nope", &image, "true"])
         .output()?;

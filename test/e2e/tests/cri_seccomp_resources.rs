@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use berth_e2e::{require_root, run_ok, Berthd};
-use cri_common::{cgroup_dirs, cgroup_file, container, Client, PodGuard};
+use cri_common::{cgroup_dirs, cgroup_file, container, setup_base, PodGuard};
 use k8s_cri::v1 as cri;
 
 /// mkdir answers EDQUOT ("Disk quota exceeded"), an errno nothing else would give here.
@@ -47,29 +47,10 @@ fn localhost(profile: &Path) -> Option<cri::SecurityProfile> {
 #[test]
 fn cri_seccomp_localhost_hugepages_unified_and_pod_resources() -> Result<()> {
     require_root();
-    let img_dir = tempfile::tempdir()?;
-    let img = berth_fixtures::images::base(img_dir.path())?;
-    let registry = berth_fixtures::Registry::start()?;
-    let image = registry.push(&img, "crie2e/busybox:seccomp")?;
-    let work = tempfile::tempdir()?;
-    let conf_dir = work.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir)?;
-    let config = format!(
-        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n",
-        conf_dir.display().to_string(),
-        registry.host()
-    );
-    let berthd = Berthd::start_with_config(&config)?;
-    let client = Client::new(&berthd.cri_socket())?;
+    let s = setup_base("crie2e/busybox", "")?;
+    let (berthd, client, image) = (&s.berthd, &s.client, s.base());
+    let work = s.work.as_path();
     let mut rt = client.runtime()?;
-    let mut images = client.images()?;
-    client.block_on(images.pull_image(cri::PullImageRequest {
-        image: Some(cri::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))?;
 
     let cgroup_parent = "crie2e-seccomp-pod";
     let pod = cri::PodSandboxConfig {
@@ -79,7 +60,7 @@ fn cri_seccomp_localhost_hugepages_unified_and_pod_resources() -> Result<()> {
             uid: "uid-criseccomp".into(),
             attempt: 0,
         }),
-        log_directory: work.path().join("logs").display().to_string(),
+        log_directory: work.join("logs").display().to_string(),
         linux: Some(cri::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.into(),
             security_context: Some(cri::LinuxSandboxSecurityContext {
@@ -120,7 +101,7 @@ fn cri_seccomp_localhost_hugepages_unified_and_pod_resources() -> Result<()> {
     };
 
     // --- seccomp Localhost: the profile is in force inside the container.
-    let profile = work.path().join("mkdir-edquot.json");
+    let profile = work.join("mkdir-edquot.json");
     std::fs::write(&profile, MKDIR_EDQUOT)?;
     let mut confined = container("confined", &image, "sleep 1000", "confined/0.log");
     confined.linux = Some(cri::LinuxContainerConfig {
@@ -185,15 +166,15 @@ fn cri_seccomp_localhost_hugepages_unified_and_pod_resources() -> Result<()> {
         .collect();
     let listed_before = client.list(cri::ContainerFilter::default())?.len();
 
-    let bad_json = work.path().join("bad.json");
+    let bad_json = work.join("bad.json");
     std::fs::write(&bad_json, "{\"defaultAction\": ")?;
-    let typo = work.path().join("typo.json");
+    let typo = work.join("typo.json");
     std::fs::write(
         &typo,
         r#"{"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdri"], "action": "SCMP_ACT_ERRNO"}]}"#,
     )?;
-    let missing = work.path().join("missing.json");
+    let missing = work.join("missing.json");
     let create = |name: &str, linux: cri::LinuxContainerConfig| {
         let mut c = container(name, &image, "sleep 1000", &format!("{name}/0.log"));
         c.linux = Some(linux);

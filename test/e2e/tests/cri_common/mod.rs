@@ -1,6 +1,6 @@
-//! What the CRI e2e tests share: a Rust CRI client (k8s-cri) on berthd's socket,
-//! container configs, CRI log parsing, and probes for leftovers (mounts, processes,
-//! cgroups).
+//! What the CRI e2e tests share: a berthd with a loopback registry and pulled fixture
+//! images, a Rust CRI client (k8s-cri) on berthd's socket, pod and container configs,
+//! CRI log parsing, and probes for leftovers (mounts, processes, cgroups).
 
 #![allow(dead_code)]
 
@@ -15,6 +15,126 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A berthd on a private root, a loopback registry holding the test's fixture images,
+/// all pulled through CRI, and a CRI client. Fields drop in order: the client, then
+/// berthd (removing its containers), then the registry and the directories.
+pub struct Setup {
+    pub client: Client,
+    pub berthd: berth_e2e::Berthd,
+    pub registry: berth_fixtures::Registry,
+    /// The reference of each image by its tag.
+    pub refs: HashMap<String, String>,
+    /// The test's own directory: `net.d` (the CNI conf dir, empty), logs.
+    pub work: PathBuf,
+    _img_dirs: Vec<tempfile::TempDir>,
+    _work: tempfile::TempDir,
+}
+
+/// Builds one fixture image into the directory it is given.
+pub type Build<'a> = &'a dyn Fn(&Path) -> Result<berth_fixtures::BuiltImage>;
+
+/// [`Setup`] with the images `(tag, build)` pushed as `<repo>:<tag>`; `extra_config` is
+/// appended to berthd's config (TOML). The CNI conf dir starts empty, so pods use the
+/// host's network unless the test writes a conflist into `work/net.d`.
+pub fn setup(repo: &str, images: &[(&str, Build)], extra_config: &str) -> Result<Setup> {
+    let work = tempfile::tempdir()?;
+    let registry = berth_fixtures::Registry::start()?;
+    let mut dirs = Vec::new();
+    let mut refs = HashMap::new();
+    for (tag, build) in images {
+        let dir = tempfile::tempdir()?;
+        let img = build(dir.path())?;
+        refs.insert(
+            tag.to_string(),
+            registry.push(&img, &format!("{repo}:{tag}"))?,
+        );
+        dirs.push(dir);
+    }
+    let conf_dir = work.path().join("net.d");
+    std::fs::create_dir_all(&conf_dir)?;
+    let config = format!(
+        "[cni]\nconf_dir = {:?}\n\n[registries.\"{}\"]\ninsecure = true\n{extra_config}",
+        conf_dir.display().to_string(),
+        registry.host()
+    );
+    let berthd = berth_e2e::Berthd::start_with_config(&config)?;
+    let client = Client::new(&berthd.cri_socket())?;
+    let mut images = client.images()?;
+    for r in refs.values() {
+        client.block_on(images.pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: r.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))?;
+    }
+    Ok(Setup {
+        client,
+        berthd,
+        registry,
+        refs,
+        work: work.path().to_path_buf(),
+        _img_dirs: dirs,
+        _work: work,
+    })
+}
+
+/// [`setup`] with the fixtures' base busybox image alone, tagged `base`.
+pub fn setup_base(repo: &str, extra_config: &str) -> Result<Setup> {
+    setup(
+        repo,
+        &[("base", &|d: &Path| berth_fixtures::images::base(d))],
+        extra_config,
+    )
+}
+
+impl Setup {
+    /// The reference of the image tagged `base`.
+    pub fn base(&self) -> String {
+        self.refs["base"].clone()
+    }
+}
+
+/// A pod on the host's network with a PID namespace per container; logs under
+/// `work/logs/<name>`, label `suite=<name>`.
+pub fn host_pod(name: &str, work: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+        }),
+        labels: HashMap::from([("suite".to_string(), name.to_string())]),
+        log_directory: work.join("logs").join(name).display().to_string(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Node as i32,
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// RunPodSandbox with the runtime handler `handler` (empty: the default).
+pub fn run_pod(client: &Client, pod: &cri::PodSandboxConfig, handler: &str) -> Result<String> {
+    let mut rt = client.runtime()?;
+    Ok(client
+        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: handler.into(),
+        }))?
+        .into_inner()
+        .pod_sandbox_id)
+}
 
 /// In every container's command line, so leaked processes are easy to find.
 pub const MARKER: &str = "crie2emarker";
