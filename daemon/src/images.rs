@@ -96,14 +96,9 @@ impl Images {
         &self,
         old: Option<ImageRecord>,
     ) -> Result<(), berth_image::store::StoreError> {
-        let Some(old) = old else { return Ok(()) };
-        let records = self.store.list()?;
-        if records.iter().any(|r| r.config_digest == old.config_digest) {
-            return Ok(());
-        }
-        let mut rec = old;
+        let Some(mut rec) = old else { return Ok(()) };
         rec.name = dangling_name(&rec);
-        self.store.put(&rec)
+        self.store.put_unless_named(&rec).map(|_| ())
     }
 
     /// Frees blobs and snapshots that no image refers to; waits for writers to finish.

@@ -208,6 +208,26 @@ impl ImageStore {
         self.transaction("put", |tx| self.write(tx, record))
     }
 
+    /// Writes `record` unless another name already refers to its image (config
+    /// digest), in one transaction; true when written. (Docker keeps a replaced image
+    /// as `<none>:<none>` only while nothing else names it.)
+    pub fn put_unless_named(&self, record: &ImageRecord) -> Result<bool, StoreError> {
+        self.transaction("put unless named", |tx| {
+            let named: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM images WHERE config_digest = ?1)",
+                    params![record.config_digest.to_string()],
+                    |row| row.get(0),
+                )
+                .map_err(self.sql(format!("looking up image {}", record.config_digest)))?;
+            if named {
+                return Ok(false);
+            }
+            self.write(tx, record)?;
+            Ok(true)
+        })
+    }
+
     fn write(
         &self,
         tx: &rusqlite::Transaction<'_>,

@@ -56,6 +56,23 @@ fn store_is_shareable() {
 }
 
 #[test]
+fn put_unless_named_writes_only_an_unnamed_image() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let store = ImageStore::open(root.path())?;
+    let a = record("example.com/a:1", 1);
+    store.put(&a)?;
+    // Another name for the same image (config digest): not written.
+    let other = renamed(a.clone(), "<none>@a");
+    assert!(!store.put_unless_named(&other)?);
+    assert_eq!(store.list()?, vec![a.clone()]);
+    // Once nothing names it, it is.
+    store.remove("example.com/a:1")?;
+    assert!(store.put_unless_named(&other)?);
+    assert_eq!(store.list()?, vec![other]);
+    Ok(())
+}
+
+#[test]
 fn put_get_list_tag_remove() -> TestResult {
     let root = tempfile::tempdir()?;
     let store = ImageStore::open(root.path())?;
