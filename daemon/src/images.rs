@@ -10,6 +10,8 @@ use tokio::sync::RwLock;
 
 use crate::config::Config;
 
+pub mod resolve;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
     #[error("opening the content store under {root}: {source}")]

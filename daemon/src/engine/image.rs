@@ -22,25 +22,19 @@ pub fn normalise(reference: &str) -> Option<String> {
     Some(r.to_string())
 }
 
-/// The image record `reference` names.
+/// The image record `reference` names, resolved as the Docker API resolves it (a
+/// reference, `name@digest`, an ID or a unique ID prefix).
 pub fn find(images: &Images, reference: &str) -> Result<ImageRecord, EngineError> {
-    let internal = |e: berth_image::store::StoreError| EngineError::Internal(e.to_string());
-    if let Some(name) = normalise(reference) {
-        if let Some(r) = images.store.get(&name).map_err(internal)? {
-            return Ok(r);
-        }
-    }
-    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    if hex.len() >= 4 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        let all = images.store.list().map_err(internal)?;
-        let mut found = all
-            .into_iter()
-            .filter(|r| r.config_digest.hex().starts_with(hex));
-        if let Some(r) = found.next() {
-            return Ok(r);
-        }
-    }
-    Err(EngineError::NotFound(format!("No such image: {reference}")))
+    use crate::images::resolve::ResolveError;
+    let found = crate::images::resolve::find(images, reference).map_err(|e| match e {
+        ResolveError::NotFound(_) => EngineError::NotFound(e.to_string()),
+        ResolveError::Ambiguous(_) => EngineError::Invalid(e.to_string()),
+        ResolveError::Store(e) => EngineError::Internal(e.to_string()),
+    })?;
+    found
+        .by_name
+        .or_else(|| found.records.into_iter().next())
+        .ok_or_else(|| EngineError::NotFound(format!("No such image: {reference}")))
 }
 
 /// The image's config (the parts a container inherits).

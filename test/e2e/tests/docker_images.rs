@@ -127,6 +127,14 @@ fn berth_cli_pull_tag_push_save_load_rmi_import_prune() -> Result<()> {
     assert_eq!(dangling.trim(), "");
     let untag = run_ok(berth(&berthd, &cfg)?.args(["rmi", &by_digest]))?;
     assert_eq!(untag.trim(), format!("Untagged: {by_digest}"));
+    // Containers find the image the same ways, with nothing pulled: by the digest of
+    // the image pulled by tag, and by an ID prefix.
+    for (what, name) in [("by-digest", by_digest.as_str()), ("by-id", &id[7..19])] {
+        let out = run_ok(
+            berth(&berthd, &cfg)?.args(["run", "--rm", "--pull", "never", name, "echo", what]),
+        )?;
+        assert_eq!(out, format!("{what}\n"));
+    }
     let history = run_ok(berth(&berthd, &cfg)?.args(["history", &source]))?;
     assert!(history.starts_with("IMAGE"), "{history}");
     assert!(history.contains(&id[7..19]), "{history}");
