@@ -2,7 +2,9 @@
 # Pod and container start and teardown through CRI: a real berthd vs Debian's containerd
 # (1.6, its built-in CRI plugin), the same requests from one Rust CRI client
 # (test/e2e/examples/cri_bench.rs): RunPodSandbox, CreateContainer, StartContainer,
-# StopPodSandbox+RemovePodSandbox; N interleaved rounds, medians and ratios. Root only.
+# StopPodSandbox+RemovePodSandbox; N interleaved rounds, medians and ratios. Then the
+# shims' memory: MEM_PODS pods of MEM_CONTAINERS sleeping containers on each, PSS per
+# pod of berth-shim and of containerd-shim-runc-v2 (both one shim per pod). Root only.
 #
 # Everything lives in one work directory; the trap removes what a run leaves behind
 # however it ends: pods (over CRI while the daemons are up), then processes, cgroups,
@@ -10,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-20}
+MEM_PODS=${MEM_PODS:-10}
+MEM_CONTAINERS=${MEM_CONTAINERS:-3}
 if [ "$(id -u)" != 0 ]; then
     echo "cri.sh: run as root (pods need namespaces, mounts and cgroups)" >&2
     exit 1
@@ -89,5 +93,10 @@ mkdir -p "$WORK/tmp"
 # In the background, so a signal to this script runs the trap at once (bash defers
 # traps while a foreground command runs).
 TMPDIR=$WORK/tmp "$BENCH" bench "$N" "$WORK" &
+BENCH_PID=$!
+wait "$BENCH_PID"
+# Then the shims' memory per pod: MEM_PODS pods of MEM_CONTAINERS containers each.
+echo
+TMPDIR=$WORK/tmp "$BENCH" memory "$MEM_PODS" "$MEM_CONTAINERS" "$WORK" &
 BENCH_PID=$!
 wait "$BENCH_PID"

@@ -34,12 +34,30 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("bench") if args.len() == 4 => {
-            bench(args[2].parse().context("rounds")?, Path::new(&args[3]))
-        }
+        Some("bench") if args.len() == 4 => bench(
+            Mode::Timing(args[2].parse().context("rounds")?),
+            Path::new(&args[3]),
+        ),
+        Some("memory") if args.len() == 5 => bench(
+            Mode::Memory {
+                pods: args[2].parse().context("pods")?,
+                containers: args[3].parse().context("containers per pod")?,
+            },
+            Path::new(&args[4]),
+        ),
         Some("cleanup") if args.len() == 3 => cleanup(Path::new(&args[2])),
-        _ => bail!("usage: cri_bench bench ROUNDS WORKDIR | cri_bench cleanup WORKDIR"),
+        _ => bail!(
+            "usage: cri_bench bench ROUNDS WORKDIR | cri_bench memory PODS CONTAINERS WORKDIR | cri_bench cleanup WORKDIR"
+        ),
     }
+}
+
+/// What a run measures: start/teardown timings over interleaved rounds, or the shims'
+/// memory with `pods` pods of `containers` sleeping containers each on both runtimes.
+#[derive(Clone, Copy)]
+enum Mode {
+    Timing(usize),
+    Memory { pods: usize, containers: usize },
 }
 
 /// The two runtimes under test, and where each one lives inside the work directory.
@@ -311,10 +329,10 @@ fn pod(work: &Path, who: Who, round: usize) -> cri::PodSandboxConfig {
     }
 }
 
-fn container(image: &str) -> cri::ContainerConfig {
+fn container(image: &str, name: &str) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
-            name: "sleeper".into(),
+            name: name.into(),
             attempt: 0,
         }),
         image: Some(cri::ImageSpec {
@@ -322,7 +340,7 @@ fn container(image: &str) -> cri::ContainerConfig {
             ..Default::default()
         }),
         command: vec!["/bin/sleep".into(), "3600".into()],
-        log_path: "sleeper.log".into(),
+        log_path: format!("{name}.log"),
         ..Default::default()
     }
 }
@@ -361,7 +379,7 @@ async fn round(ch: &Channel, work: &Path, who: Who, image: &str, n: usize) -> Re
         "CreateContainer",
         rt.create_container(cri::CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
-            config: Some(container(image)),
+            config: Some(container(image, "sleeper")),
             sandbox_config: Some(config),
         }),
     )
@@ -464,10 +482,14 @@ fn median(v: &[u128]) -> u128 {
     v[v.len() / 2]
 }
 
-fn bench(rounds: usize, work: &Path) -> Result<()> {
+fn bench(mode: Mode, work: &Path) -> Result<()> {
     berth_fixtures::require_root();
-    if rounds == 0 {
-        bail!("rounds must be at least 1");
+    match mode {
+        Mode::Timing(0) => bail!("rounds must be at least 1"),
+        Mode::Memory { pods, containers } if pods == 0 || containers == 0 => {
+            bail!("pods and containers must be at least 1")
+        }
+        _ => {}
     }
     let img_dir = work.join("img");
     let busybox = berth_fixtures::images::base(&img_dir.join("busybox"))?;
@@ -501,6 +523,12 @@ fn bench(rounds: usize, work: &Path) -> Result<()> {
             &format!("{}/pause:bench", registry.host()),
         )
         .await?;
+        let rounds = match mode {
+            Mode::Timing(rounds) => rounds,
+            Mode::Memory { pods, containers } => {
+                return memory(&b, &c, work, &image, pods, containers).await;
+            }
+        };
         round(&b, work, Who::Berth, &image, 0).await?;
         round(&c, work, Who::Containerd, &image, 0).await?;
 
@@ -526,6 +554,121 @@ fn bench(rounds: usize, work: &Path) -> Result<()> {
     drop(berthd);
     drop(ctrd);
     result
+}
+
+/// `pods` pods of `containers` sleeping containers on each runtime, then the PSS of
+/// each runtime's shims (both run one shim per pod) and their threads. The pods stay
+/// for the caller's cleanup.
+async fn memory(
+    b: &Channel,
+    c: &Channel,
+    work: &Path,
+    image: &str,
+    pods: usize,
+    containers: usize,
+) -> Result<()> {
+    for (who, ch) in [(Who::Berth, b), (Who::Containerd, c)] {
+        let mut rt = RuntimeServiceClient::new(ch.clone());
+        for p in 0..pods {
+            let config = pod(work, who, 1000 + p);
+            let sandbox = call(
+                who,
+                "RunPodSandbox",
+                rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                }),
+            )
+            .await?
+            .pod_sandbox_id;
+            for k in 0..containers {
+                let id = call(
+                    who,
+                    "CreateContainer",
+                    rt.create_container(cri::CreateContainerRequest {
+                        pod_sandbox_id: sandbox.clone(),
+                        config: Some(container(image, &format!("sleeper-{k}"))),
+                        sandbox_config: Some(config.clone()),
+                    }),
+                )
+                .await?
+                .container_id;
+                call(
+                    who,
+                    "StartContainer",
+                    rt.start_container(cri::StartContainerRequest { container_id: id }),
+                )
+                .await?;
+            }
+        }
+    }
+    // Let the shims finish starting up before their memory is read.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "shim memory: {pods} pods x {containers} sleeping containers on each runtime; PSS from /proc/PID/smaps_rollup"
+    );
+    println!(
+        "{:<26} {:>9} {:>8} {:>12} {:>12} {:>15}",
+        "shim", "processes", "threads", "PSS total", "PSS/pod", "PSS/container"
+    );
+    let mut per_pod = Vec::new();
+    for exe in ["berth-shim", "containerd-shim-runc-v2"] {
+        let shims = shims(exe, work)?;
+        let total: u64 = shims.iter().map(|s| s.pss_kib).sum();
+        let threads: usize = shims.iter().map(|s| s.threads).sum();
+        println!(
+            "{exe:<26} {:>9} {:>8} {:>8.2} MiB {:>8.3} MiB {:>11.3} MiB",
+            shims.len(),
+            threads,
+            mib(total),
+            mib(total) / pods as f64,
+            mib(total) / (pods * containers) as f64
+        );
+        per_pod.push(mib(total) / pods as f64);
+    }
+    let ratio = per_pod[0] / per_pod[1];
+    println!(
+        "ratio berth/containerd per pod: {ratio:.3} (goal <= 0.25: {})",
+        if ratio <= 0.25 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}
+
+/// A shim process: its PSS (KiB) and thread count.
+struct ShimProc {
+    pss_kib: u64,
+    threads: usize,
+}
+
+/// Every process running `exe` whose command line names the work directory (the shims
+/// pass their daemon's socket path under it).
+fn shims(exe: &str, work: &Path) -> Result<Vec<ShimProc>> {
+    let work = work.display().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let dir = entry?.path();
+        let is_exe = std::fs::read_link(dir.join("exe"))
+            .is_ok_and(|p| p.file_name().is_some_and(|n| n == exe));
+        let ours = std::fs::read(dir.join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&work));
+        if !(is_exe && ours) {
+            continue;
+        }
+        let Ok(rollup) = std::fs::read_to_string(dir.join("smaps_rollup")) else {
+            continue;
+        };
+        let pss_kib = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no Pss in {}/smaps_rollup", dir.display()))?;
+        let threads = std::fs::read_dir(dir.join("task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        out.push(ShimProc { pss_kib, threads });
+    }
+    Ok(out)
 }
 
 fn report(rounds: usize, bs: &[Round], cs: &[Round]) {
