@@ -312,6 +312,7 @@ pub(crate) async fn remove_locked(
         }
         stop_locked(daemon, id, Some(0)).await?;
     }
+    let address = std::fs::read_to_string(daemon.engine.dir(id).join("address")).ok();
     let d = Arc::clone(daemon);
     let (cid, snapshot) = (id.to_string(), record.snapshot.clone());
     blocking(move || {
@@ -346,6 +347,9 @@ pub(crate) async fn remove_locked(
     let group = record.shim_group();
     if super::list(daemon)?.iter().all(|r| r.shim_group() != group) {
         daemon.engine.forget_shim_group_lock(group);
+        if let Some(address) = address {
+            daemon.engine.forget_watch_conn(address.trim());
+        }
     }
     daemon.engine.notify();
     daemon.engine.emit(

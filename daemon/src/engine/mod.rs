@@ -87,6 +87,10 @@ pub struct Engine {
     /// Lifecycle changes of CRI containers, for GetContainerEvents.
     events: tokio::sync::broadcast::Sender<ContainerEvent>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One connection per shim address for the watchers' blocking Waits: the
+    /// containers of a pod share their shim, and every connection costs the shim a
+    /// handful of threads.
+    watch_conns: Mutex<HashMap<String, Arc<shim::Shim>>>,
 }
 
 impl Engine {
@@ -100,6 +104,7 @@ impl Engine {
             changed: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
             locks: Mutex::new(HashMap::new()),
+            watch_conns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -136,6 +141,33 @@ impl Engine {
     /// starting meanwhile must not connect to it as it goes).
     pub(crate) async fn shim_group_lock(&self, group: &str) -> tokio::sync::OwnedMutexGuard<()> {
         self.lock(&format!("shim-group:{group}")).await
+    }
+
+    /// The watchers' shared connection to the shim at `address`.
+    pub(crate) fn watch_conn(&self, address: &str) -> Result<Arc<shim::Shim>, shim::ShimError> {
+        let mut map = self.watch_conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = map.get(address) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(shim::Shim::connect(address)?);
+        map.insert(address.to_string(), Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// Drops the watchers' connection to `address` (its shim exits or died), if it is
+    /// still `conn`.
+    pub(crate) fn drop_watch_conn(&self, address: &str, conn: &Arc<shim::Shim>) {
+        let mut map = self.watch_conns.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(address).is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            map.remove(address);
+        }
+    }
+
+    /// Forgets the watchers' connection to `address`, whichever it is (the last
+    /// container its shim served is gone).
+    fn forget_watch_conn(&self, address: &str) {
+        let mut map = self.watch_conns.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(address);
     }
 
     fn forget_shim_group_lock(&self, group: &str) {

@@ -58,14 +58,9 @@ pub async fn collect_now(
 async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
     let group = get(daemon, id)?.shim_group().to_string();
     let d = Arc::clone(daemon);
-    let cid = id.to_string();
-    let waited = blocking(move || {
-        Ok(Shim::connect(&address).and_then(|s| {
-            let r = s.wait(&cid)?;
-            Ok((s, r))
-        }))
-    })
-    .await?;
+    let (cid, addr) = (id.to_string(), address.clone());
+    let waited = blocking(move || Ok(wait_shared(&d.engine, &addr, &cid))).await?;
+    let d = Arc::clone(daemon);
     // Deleting the task may let the shim go (the last of its pod): not while another
     // container of the group is starting in it.
     let group_guard = daemon.engine.shim_group_lock(&group).await;
@@ -81,6 +76,10 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
                     tracing::warn!(id = %cid, "deleting the exited task: {e}");
                 }
                 s.shutdown(&cid);
+                // The shim goes with its last task, and its connection with it.
+                if !others_have_tasks(&d, &group, &cid) {
+                    d.engine.drop_watch_conn(&address, &s);
+                }
                 Ok((code as i64, at, oom_killed))
             }
             Err(e) => {
@@ -112,6 +111,42 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
     put(daemon, &record)?;
     tracing::info!(id, code, "container exited");
     Ok(())
+}
+
+/// Waits for container `id`'s exit on the watchers' shared connection to its shim. A
+/// cached connection may be to a shim that has gone since (a pod's shim is started
+/// anew at the same address): Wait is idempotent, so it is tried once more on a fresh
+/// connection before the shim counts as lost.
+fn wait_shared(
+    engine: &super::Engine,
+    address: &str,
+    id: &str,
+) -> Result<(Arc<Shim>, (u32, i128)), shim::ShimError> {
+    let conn = engine.watch_conn(address)?;
+    let first = match conn.wait(id) {
+        Ok(r) => return Ok((conn, r)),
+        Err(e) => e,
+    };
+    engine.drop_watch_conn(address, &conn);
+    let fresh = engine.watch_conn(address).map_err(|_| first)?;
+    match fresh.wait(id) {
+        Ok(r) => Ok((fresh, r)),
+        Err(e) => {
+            engine.drop_watch_conn(address, &fresh);
+            Err(e)
+        }
+    }
+}
+
+/// Whether another container of shim group `group` still has a task in its shim.
+fn others_have_tasks(daemon: &Daemon, group: &str, id: &str) -> bool {
+    match super::list(daemon) {
+        Ok(records) => records
+            .iter()
+            .any(|r| r.id != id && r.shim_group() == group && r.state.status.has_task()),
+        // Unknown: keep the connection (a stale one is replaced on its first failure).
+        Err(_) => true,
+    }
 }
 
 /// `--rm` and restart policies, once the exit is recorded.
