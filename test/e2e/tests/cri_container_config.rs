@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_e2e::{require_root, run_ok};
-use cri_common::{
-    cgroup_dirs, cgroup_file, container, cri_log, mounts_under, setup_base, PodGuard,
-};
+use cri_common::{cgroup_dirs, cgroup_file, container, cri_log, mounts_under, setup_base};
 use k8s_cri::v1 as cri;
 
 /// A host-network pod (no CNI) whose container has limits, a security context and a
@@ -52,17 +50,7 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
         }),
         ..Default::default()
     };
-    let sandbox = client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id;
-    let _pod_guard = PodGuard {
-        socket: berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
 
     let mut limited = container(
         "limited",
@@ -372,17 +360,7 @@ fn cri_pod_shares_one_pid_namespace() -> Result<()> {
         }),
         ..Default::default()
     };
-    let sandbox = client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id;
-    let _pod_guard = PodGuard {
-        socket: berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
     let init_pid: i32 = std::fs::read_to_string(
         berthd
             .state()

@@ -107,11 +107,7 @@ fn cri_image_users_and_run_as_fields() -> Result<()> {
     )?;
     let client = &s.client;
     let pod = host_pod("criusers", &s.work);
-    let sandbox = run_pod(client, &pod, "")?;
-    let _guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _guard) = s.start_pod(&pod)?;
     let probe = |tag: &str, name: &str, linux: Option<cri::LinuxContainerConfig>| {
         let mut c = container(name, &s.refs[tag], "", &format!("{name}.log"));
         c.linux = linux;
@@ -297,11 +293,7 @@ fn cri_namespace_modes_masked_readonly_paths_and_propagation() -> Result<()> {
     let client = &s.client;
     let image = s.refs["base"].clone();
     let pod = host_pod("crins", &s.work);
-    let sandbox = run_pod(client, &pod, "")?;
-    let _guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _guard) = s.start_pod(&pod)?;
     let with_pid = |name: &str, mode: cri::NamespaceMode, target: &str| {
         let mut c = container(name, &image, "exec sleep 3600", &format!("{name}.log"));
         c.linux = Some(security(|sc| {
@@ -463,11 +455,7 @@ fn cri_pid_namespace_target() -> Result<()> {
     let client = &s.client;
     let image = s.refs["base"].clone();
     let pod = host_pod("critarget", &s.work);
-    let sandbox = run_pod(client, &pod, "")?;
-    let _guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _guard) = s.start_pod(&pod)?;
     let with_pid = |name: &str, mode: cri::NamespaceMode, target: &str| {
         let mut c = container(name, &image, "exec sleep 3600", &format!("{name}.log"));
         c.linux = Some(security(|sc| {
@@ -533,11 +521,7 @@ fn cri_bidirectional_mount_reaches_the_host() -> Result<()> {
     let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let pod = host_pod("cribidi", &s.work);
-    let sandbox = run_pod(client, &pod, "")?;
-    let _guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _guard) = s.start_pod(&pod)?;
     let (prop, shared, mut host_mounts) = propagation_container(
         &s,
         &sandbox,
@@ -845,11 +829,7 @@ fn cri_capabilities_no_new_privs_and_privileged() -> Result<()> {
     let s = setup("cricoverage/busybox", &[("base", &base)], "")?;
     let client = &s.client;
     let pod = host_pod("cricaps", &s.work);
-    let sandbox = run_pod(client, &pod, "")?;
-    let _guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _guard) = s.start_pod(&pod)?;
     let start = |name: &str, f: &dyn Fn(&mut cri::LinuxContainerSecurityContext)| {
         let mut c = container(
             name,

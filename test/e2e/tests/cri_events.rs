@@ -20,7 +20,7 @@ use k8s_cri::v1::ContainerEventType as Ev;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use cri_common::{cgroup_dirs, cgroup_file, container, mounts_under, setup_base, Client, PodGuard};
+use cri_common::{cgroup_dirs, cgroup_file, container, mounts_under, setup_base, Client};
 
 /// The pod's cgroup parent is kubelet's to remove; the test made it, the test removes
 /// it, whether it passes or fails.
@@ -115,17 +115,7 @@ fn cri_container_events_and_pod_stats() -> Result<()> {
         }),
         ..Default::default()
     };
-    let sandbox = client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id;
-    let _pod_guard = PodGuard {
-        socket: berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
 
     // A long-running container: created, then started.
     let sleeper = client.create_and_start(
@@ -438,17 +428,7 @@ fn cri_events_lagging_subscriber_is_told_it_lost_events() -> Result<()> {
         }),
         ..Default::default()
     };
-    let sandbox = client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id;
-    let _pod_guard = PodGuard {
-        socket: socket.clone(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
 
     // The laggard: subscribed on a connection with a 1 KiB stream window, never read
     // until the end, so berthd stops sending (and reading its backlog) after an event.

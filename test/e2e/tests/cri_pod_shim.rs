@@ -111,11 +111,7 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
 
     // Three containers in one pod: one shim serves them all.
     let pod = host_pod("podshim", &s.work);
-    let sandbox = run_pod(&client, &pod, "")?;
-    let _pod_guard = PodGuard {
-        socket: s.berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
     let sleeper = "trap 'exit 0' TERM; while :; do sleep 1; done";
     let quick = client.create_and_start(
         &sandbox,

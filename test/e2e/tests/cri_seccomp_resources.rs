@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use berth_e2e::{require_root, run_ok, Berthd};
-use cri_common::{cgroup_dirs, cgroup_file, container, setup_base, PodGuard};
+use cri_common::{cgroup_dirs, cgroup_file, container, setup_base};
 use k8s_cri::v1 as cri;
 
 /// mkdir answers EDQUOT ("Disk quota exceeded"), an errno nothing else would give here.
@@ -88,17 +88,7 @@ fn cri_seccomp_localhost_hugepages_unified_and_pod_resources() -> Result<()> {
         }),
         ..Default::default()
     };
-    let sandbox = client
-        .block_on(rt.run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(pod.clone()),
-            runtime_handler: String::new(),
-        }))?
-        .into_inner()
-        .pod_sandbox_id;
-    let _pod_guard = PodGuard {
-        socket: berthd.cri_socket(),
-        id: sandbox.clone(),
-    };
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
 
     // --- seccomp Localhost: the profile is in force inside the container.
     let profile = work.join("mkdir-edquot.json");

@@ -91,6 +91,17 @@ pub fn setup_base(repo: &str, extra_config: &str) -> Result<Setup> {
 }
 
 impl Setup {
+    /// RunPodSandbox of `pod` with the default handler, and a guard that removes it
+    /// when the test ends, whichever way.
+    pub fn start_pod(&self, pod: &cri::PodSandboxConfig) -> Result<(String, PodGuard)> {
+        let id = run_pod(&self.client, pod, "")?;
+        let guard = PodGuard {
+            socket: self.berthd.cri_socket(),
+            id: id.clone(),
+        };
+        Ok((id, guard))
+    }
+
     /// The reference of the image tagged `base`.
     pub fn base(&self) -> String {
         self.refs["base"].clone()
