@@ -172,7 +172,8 @@ fn cases() -> Vec<Case> {
 fn run_runc(b: &mut Bundle) -> (i32, String, String) {
     let id = format!("{}-runc", b.id);
     let saved = b.spec["linux"]["cgroupsPath"].clone();
-    b.spec["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+    // Under the bundle's parent, which the bundle removes on drop.
+    b.spec["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", b.cgroup_parent()));
     b.write();
     b.spec["linux"]["cgroupsPath"] = saved;
     let root = b.path().join("runc-state");

@@ -6,6 +6,7 @@
 //! handle explicitly. The layout is chosen by what /sys/fs/cgroup is: cgroup2 →
 //! v2, otherwise every mounted v1 controller hierarchy.
 
+mod blkio;
 mod devices;
 mod stats;
 mod v1;
@@ -126,6 +127,18 @@ fn resolve(mount: &Path, own: &str, cgroups_path: &Path) -> PathBuf {
     out
 }
 
+/// How often a container's cgroup levels are made when one of them vanishes between
+/// two mkdirs: an empty parent shared by several users (berthd's /berth) may be
+/// removed by one of them (a stopping test daemon) while another creates a child.
+const MKDIR_TRIES: usize = 3;
+
+fn vanishing(dir: &Path) -> Error {
+    Error::Cgroup(format!(
+        "creating {}: a parent cgroup was removed during each of {MKDIR_TRIES} tries",
+        dir.display()
+    ))
+}
+
 /// The default cgroup path of a container without `cgroupsPath`.
 pub fn default_path(id: &str) -> PathBuf {
     PathBuf::from(format!("/berth/{id}"))
@@ -133,8 +146,18 @@ pub fn default_path(id: &str) -> PathBuf {
 
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     let path = dir.join(file);
-    fs::write(&path, value)
-        .map_err(|e| Error::Cgroup(format!("writing {value:?} to {}: {e}", path.display())))
+    fs::write(&path, value).map_err(|e| {
+        // cgroupfs cannot create files: writing one the kernel does not offer fails
+        // with EACCES, which would read as a permission problem.
+        if dir.is_dir() && !path.exists() {
+            Error::Cgroup(format!(
+                "writing {value:?} to {}: this kernel offers no such cgroup file ({e})",
+                path.display()
+            ))
+        } else {
+            Error::Cgroup(format!("writing {value:?} to {}: {e}", path.display()))
+        }
+    })
 }
 
 impl CgroupPaths {

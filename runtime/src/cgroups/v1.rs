@@ -6,15 +6,22 @@ use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::{devices, write};
+use super::{blkio, devices, write};
 use crate::error::{Error, Result};
 
 /// mkdir -p `dir` below `mount`; cpuset levels get cpus/mems from their parent.
 pub(super) fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<()> {
-    if !cpuset {
-        return fs::create_dir_all(dir)
-            .map_err(|e| Error::Cgroup(format!("creating {}: {e}", dir.display())));
+    for _ in 0..super::MKDIR_TRIES {
+        if create_levels(mount, dir, cpuset)? {
+            return Ok(());
+        }
     }
+    Err(super::vanishing(dir))
+}
+
+/// One try of [`create`]; false when a level vanished under us (see
+/// [`super::MKDIR_TRIES`]).
+fn create_levels(mount: &Path, dir: &Path, cpuset: bool) -> Result<bool> {
     let rel = dir.strip_prefix(mount).unwrap_or(dir);
     let mut cur = mount.to_path_buf();
     for c in rel.components() {
@@ -23,7 +30,11 @@ pub(super) fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<()> {
         match fs::create_dir(&cur) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::Cgroup(format!("creating {}: {e}", cur.display()))),
+        }
+        if !cpuset {
+            continue;
         }
         for f in ["cpuset.cpus", "cpuset.mems"] {
             let mine = fs::read_to_string(cur.join(f)).unwrap_or_default();
@@ -33,7 +44,7 @@ pub(super) fn create(mount: &Path, dir: &Path, cpuset: bool) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn exists(dir: &Path, file: &str) -> bool {
@@ -89,50 +100,7 @@ pub(super) fn apply(ctrl: &str, dir: &Path, res: &LinuxResources) -> Result<()> 
         }
         "blkio" => {
             if let Some(b) = res.block_io() {
-                if let Some(w) = b.weight() {
-                    let f = if exists(dir, "blkio.weight") {
-                        "blkio.weight"
-                    } else {
-                        "blkio.bfq.weight"
-                    };
-                    write(dir, f, &w.to_string())?;
-                }
-                for d in b.weight_device().iter().flatten() {
-                    if let Some(w) = d.weight() {
-                        write(
-                            dir,
-                            "blkio.weight_device",
-                            &format!("{}:{} {w}", d.major(), d.minor()),
-                        )?;
-                    }
-                }
-                let throttles = [
-                    (
-                        "blkio.throttle.read_bps_device",
-                        b.throttle_read_bps_device(),
-                    ),
-                    (
-                        "blkio.throttle.write_bps_device",
-                        b.throttle_write_bps_device(),
-                    ),
-                    (
-                        "blkio.throttle.read_iops_device",
-                        b.throttle_read_iops_device(),
-                    ),
-                    (
-                        "blkio.throttle.write_iops_device",
-                        b.throttle_write_iops_device(),
-                    ),
-                ];
-                for (file, list) in throttles {
-                    for d in list.iter().flatten() {
-                        write(
-                            dir,
-                            file,
-                            &format!("{}:{} {}", d.major(), d.minor(), d.rate()),
-                        )?;
-                    }
-                }
+                blkio::apply_v1(dir, b)?;
             }
         }
         "hugetlb" => {

@@ -7,10 +7,21 @@ use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::write;
+use super::{blkio, write};
 use crate::error::{Error, Result};
 
 pub(super) fn create(mount: &Path, dir: &Path) -> Result<()> {
+    for _ in 0..super::MKDIR_TRIES {
+        if create_levels(mount, dir)? {
+            return Ok(());
+        }
+    }
+    Err(super::vanishing(dir))
+}
+
+/// One try of [`create`]; false when a level vanished under us (see
+/// [`super::MKDIR_TRIES`]).
+fn create_levels(mount: &Path, dir: &Path) -> Result<bool> {
     let rel = dir.strip_prefix(mount).unwrap_or(dir);
     let mut cur = mount.to_path_buf();
     for c in rel.components() {
@@ -29,10 +40,11 @@ pub(super) fn create(mount: &Path, dir: &Path) -> Result<()> {
         match fs::create_dir(&cur) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::Cgroup(format!("creating {}: {e}", cur.display()))),
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// cpu.shares (2..262144) → cpu.weight (1..10000), as the OCI/runc conversion does.
@@ -41,11 +53,6 @@ pub(crate) fn shares_to_weight(shares: u64) -> u64 {
         return 0;
     }
     1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
-}
-
-/// blkio.weight (10..1000) → io.weight (1..10000).
-pub(crate) fn blkio_to_io_weight(w: u16) -> u64 {
-    1 + ((u64::from(w).clamp(10, 1000) - 10) * 9999) / 990
 }
 
 fn limit(v: i64) -> String {
@@ -104,12 +111,8 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<()> {
             },
         )?;
     }
-    if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()) {
-        write(
-            dir,
-            "io.weight",
-            &format!("default {}", blkio_to_io_weight(w)),
-        )?;
+    if let Some(b) = res.block_io() {
+        blkio::apply_v2(dir, b)?;
     }
     for h in res.hugepage_limits().iter().flatten() {
         write(

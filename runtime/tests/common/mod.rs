@@ -30,7 +30,9 @@ impl Bundle {
         let mut spec = berth_runtime::spec::default_spec();
         spec["process"]["args"] = json!(["sh", "-c", script]);
         spec["root"]["readonly"] = json!(false);
-        spec["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        // A parent of the bundle's own (not one shared by the tests running in
+        // parallel), removed on drop: the runtime makes the levels, it removes the leaf.
+        spec["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", cgroup_parent(&id)));
         Bundle { dir, spec, id }
     }
 
@@ -89,8 +91,21 @@ impl Bundle {
 
     /// v1 cgroup dir of a controller for this bundle.
     pub fn cgroup_dir(&self, ctrl: &str) -> PathBuf {
-        PathBuf::from(format!("/sys/fs/cgroup/{ctrl}/berth-test/{}", self.id))
+        PathBuf::from(format!(
+            "/sys/fs/cgroup/{ctrl}/{}/{}",
+            cgroup_parent(&self.id),
+            self.id
+        ))
     }
+
+    /// The bundle's cgroup parent (relative to each hierarchy's root).
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent(&self.id)
+    }
+}
+
+fn cgroup_parent(id: &str) -> String {
+    format!("berth-test-{id}")
 }
 
 impl Drop for Bundle {
@@ -100,6 +115,9 @@ impl Drop for Bundle {
             .arg(self.root())
             .args(["delete", "--force", &self.id])
             .output();
+        for e in berth_fixtures::cgroups::remove(&cgroup_parent(&self.id)) {
+            eprintln!("removing the test's cgroup: {e}");
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! the final error line in the format containerd/podman read.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use tracing_subscriber::EnvFilter;
@@ -35,6 +35,7 @@ pub fn init(g: &Global) -> Log {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .try_init();
         }
     }
