@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
@@ -73,31 +72,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates its schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-            });
-        }
-        if version < 1 {
+        let conn = berth_db::open(path, SCHEMA_VERSION, |conn, _| {
             conn.execute_batch(
-                "BEGIN;
+                "BEGIN IMMEDIATE;
                  CREATE TABLE IF NOT EXISTS objects (
                      kind TEXT NOT NULL,
                      id   TEXT NOT NULL,
@@ -110,8 +87,16 @@ impl Store {
                  PRAGMA user_version = 1;
                  COMMIT;",
             )
-            .map_err(open_err)?;
-        }
+        })
+        .map_err(|e| match e {
+            berth_db::OpenError::TooNew { path, found, .. } => StoreError::TooNew { path, found },
+            berth_db::OpenError::Sqlite { path, source } => StoreError::Open { path, source },
+        })?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -264,6 +249,7 @@ fn decode<T: DeserializeOwned>(kind: Kind, id: &str, data: &str) -> Result<T, St
 #[cfg(test)]
 mod tests {
     use std::process::{Command, Stdio};
+    use std::time::Duration;
 
     use serde::Deserialize;
 

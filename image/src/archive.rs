@@ -378,6 +378,8 @@ pub(crate) fn finish(
         )));
     }
     let chain_id = unpack_local(content, snapshots, &m.layers, &cfg.rootfs.diff_ids)?;
+    let diff_sizes = crate::store::diff_sizes(snapshots, &cfg.rootfs.diff_ids)
+        .map_err(|e| ArchiveError::Unpack(e.into()))?;
     let rec = ImageRecord {
         name,
         index_digest,
@@ -392,6 +394,7 @@ pub(crate) fn finish(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        diff_sizes: Some(diff_sizes),
     };
     images.put(&rec)?;
     Ok(rec)

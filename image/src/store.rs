@@ -10,35 +10,43 @@
 //! is in place, and `tag` (read the source, write the target) and `remove` are atomic.
 //!
 //! `PRAGMA user_version` holds the schema version; a database written by a newer berth
-//! is refused with an error instead of being misread.
+//! is refused with an error instead of being misread. Version 2 keeps Docker's digest
+//! references as rows of their own (`repo@sha256:…`, written by a pull by tag and by a
+//! push, as Docker adds them); opening a version 1 database adds the digest reference of
+//! every tagged record, which version 1 derived from the record instead.
+//!
+//! Records also carry the unpacked size of each layer (`diff_sizes`, what Docker reports
+//! as an image's size). Records written before berth kept it have none until
+//! [`ImageStore::backfill_diff_sizes`] measures their snapshots (berthd does at start).
 //!
 //! Stores written by older berth kept one JSON file per name under `<root>/images/`.
 //! [`ImageStore::open`] imports those files in one transaction and only then deletes
 //! them (see `store/legacy.rs`); a crash in between imports the same files again.
 
 mod legacy;
+mod migrate;
+mod sizes;
+
+pub use sizes::diff_sizes;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use berth_snapshotter::{ContentStore, Digest, Snapshotter};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Descriptor;
+use crate::reference::Reference;
 
 /// The database file under the root.
 pub const DB_FILE: &str = "images.db";
 
 /// The schema version this code reads and writes.
-const SCHEMA_VERSION: i64 = 1;
-
-/// How long a writer waits for another process holding the database.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const SCHEMA_VERSION: i64 = 2;
 
 /// Image store errors.
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +109,14 @@ pub struct ImageRecord {
     pub diff_ids: Vec<Digest>,
     /// The snapshot of the top layer (`None` for an image without layers).
     pub chain_id: Option<Digest>,
-    /// Sum of the compressed layer sizes.
+    /// Sum of the compressed layer sizes (what CRI reports, as containerd does).
     pub size: u64,
     pub created: u64,
+    /// The unpacked size of each layer, bottom first, as Docker reports a layer's size
+    /// ([`Snapshotter::diff_size`]). `None` in a record written before berth kept it,
+    /// until [`ImageStore::backfill_diff_sizes`] measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_sizes: Option<Vec<u64>>,
 }
 
 impl ImageRecord {
@@ -114,6 +127,35 @@ impl ImageRecord {
         out.extend(self.layers.iter().map(|l| l.digest.clone()));
         out
     }
+
+    /// The unpacked size of the image: the sum of its layers' (Docker's image size).
+    pub fn unpacked_size(&self) -> Option<u64> {
+        self.diff_sizes.as_ref().map(|s| s.iter().sum())
+    }
+
+    /// The name of the digest reference a pull of this tagged record adds, as Docker
+    /// does: `repo@<digest pulled>` (the index's digest when the manifest was selected
+    /// from one). `None` for a digest reference or a dangling record (one named by
+    /// its image ID, `sha256:…`, which is no reference).
+    pub fn digest_ref(&self) -> Option<String> {
+        if self.name.starts_with("sha256:") {
+            return None;
+        }
+        let r = Reference::parse(&self.name).ok()?;
+        if r.digest.is_some() || r.tag.is_none() {
+            return None;
+        }
+        let digest = self.index_digest.as_ref().unwrap_or(&self.manifest_digest);
+        Some(format!("{}@{digest}", r.name()))
+    }
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub blobs: Vec<Digest>,
+    /// Snapshot keys: the chain IDs of layers no image needs any more.
+    pub snapshots: Vec<String>,
 }
 
 /// Named image records in `<root>/images.db`. Clones share one connection.
@@ -208,6 +250,55 @@ impl ImageStore {
         self.transaction("put", |tx| self.write(tx, record))
     }
 
+    /// Writes a pulled record and, for a tagged name, its digest reference
+    /// ([`ImageRecord::digest_ref`]) unless that reference exists already, in one
+    /// transaction (Docker keeps an existing digest reference as it is).
+    pub fn put_pulled(&self, record: &ImageRecord) -> Result<(), StoreError> {
+        self.transaction("put", |tx| {
+            self.write(tx, record)?;
+            if let Some(name) = record.digest_ref() {
+                self.write_if_absent(tx, &renamed(record, name))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds the digest reference `repo@digest` of the image `record` names (after a
+    /// push of `record` produced the manifest `digest`), unless it exists already.
+    /// Returns the reference's name.
+    pub fn add_digest_ref(
+        &self,
+        record: &ImageRecord,
+        digest: &Digest,
+    ) -> Result<String, StoreError> {
+        let repo = Reference::parse(&record.name)
+            .map_err(|e| StoreError::Corrupt {
+                name: record.name.clone(),
+                path: self.inner.path.clone(),
+                reason: format!("the name is not a reference: {e}").into(),
+            })?
+            .name();
+        let name = format!("{repo}@{digest}");
+        self.transaction("add digest reference", |tx| {
+            self.write_if_absent(tx, &renamed(record, name.clone()))
+        })?;
+        Ok(name)
+    }
+
+    fn write_if_absent(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        record: &ImageRecord,
+    ) -> Result<(), StoreError> {
+        let exists = Self::read(tx, &record.name)
+            .map_err(self.sql(format!("reading image {:?}", record.name)))?
+            .is_some();
+        if !exists {
+            self.write(tx, record)?;
+        }
+        Ok(())
+    }
+
     /// Writes `record` unless another name already refers to its image (config
     /// digest), in one transaction; true when written. (Docker keeps a replaced image
     /// as `<none>:<none>` only while nothing else names it.)
@@ -259,10 +350,15 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Every record from `records`, in one transaction (the import of an older store).
+    /// Every record from `records`, in one transaction (the import of an older store),
+    /// with the digest references those stores derived from tagged records.
     fn import(&self, records: &[ImageRecord]) -> Result<(), StoreError> {
         self.transaction("importing image record files", |tx| {
-            records.iter().try_for_each(|r| self.write(tx, r))
+            records.iter().try_for_each(|r| self.write(tx, r))?;
+            records
+                .iter()
+                .filter_map(|r| Some(renamed(r, r.digest_ref()?)))
+                .try_for_each(|r| self.write_if_absent(tx, &r))
         })
     }
 
@@ -371,6 +467,16 @@ impl ImageStore {
         content: &ContentStore,
         snapshots: &Snapshotter,
     ) -> Result<(usize, usize), StoreError> {
+        let collected = self.collect(content, snapshots)?;
+        Ok((collected.blobs.len(), collected.snapshots.len()))
+    }
+
+    /// [`ImageStore::gc`], saying what it removed.
+    pub fn collect(
+        &self,
+        content: &ContentStore,
+        snapshots: &Snapshotter,
+    ) -> Result<Collected, StoreError> {
         let records = self.list()?;
         let blobs: HashSet<Digest> = records.iter().flat_map(|r| r.blobs()).collect();
         let chains: HashSet<String> = records
@@ -384,50 +490,50 @@ impl ImageStore {
         let removed_blobs = content
             .gc(&blobs)
             .map_err(|e| StoreError::Gc(e.to_string()))?;
-        Ok((removed_blobs.len(), removed_snaps.len()))
+        Ok(Collected {
+            blobs: removed_blobs.into_iter().map(|b| b.digest).collect(),
+            snapshots: removed_snaps,
+        })
     }
 }
 
 /// Opens the database with the settings crash consistency needs and brings its schema
 /// to [`SCHEMA_VERSION`].
 fn open_db(path: &Path) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    };
-    let conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(open_err)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(open_err)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(open_err)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-        });
+    berth_db::open(path, SCHEMA_VERSION, |conn, version| {
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS images (
+                     name            TEXT PRIMARY KEY NOT NULL,
+                     config_digest   TEXT NOT NULL,
+                     manifest_digest TEXT NOT NULL,
+                     created         INTEGER NOT NULL,
+                     record          TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS images_config_digest ON images (config_digest);
+                 CREATE INDEX IF NOT EXISTS images_manifest_digest ON images (manifest_digest);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        migrate::add_digest_refs(conn)
+    })
+    .map_err(|e| match e {
+        berth_db::OpenError::TooNew { path, found, .. } => StoreError::TooNew { path, found },
+        berth_db::OpenError::Sqlite { path, source } => StoreError::Open {
+            path,
+            source: Box::new(source),
+        },
+    })
+}
+
+/// `record` under another name.
+fn renamed(record: &ImageRecord, name: String) -> ImageRecord {
+    ImageRecord {
+        name,
+        ..record.clone()
     }
-    if version < 1 {
-        conn.execute_batch(
-            "BEGIN IMMEDIATE;
-             CREATE TABLE IF NOT EXISTS images (
-                 name            TEXT PRIMARY KEY NOT NULL,
-                 config_digest   TEXT NOT NULL,
-                 manifest_digest TEXT NOT NULL,
-                 created         INTEGER NOT NULL,
-                 record          TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS images_config_digest ON images (config_digest);
-             CREATE INDEX IF NOT EXISTS images_manifest_digest ON images (manifest_digest);
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )
-        .map_err(open_err)?;
-    }
-    Ok(conn)
 }
 
 #[cfg(test)]

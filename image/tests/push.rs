@@ -83,6 +83,14 @@ async fn push_tag_remove() -> Result<()> {
         .snapshots
         .exists(&rec.chain_id.clone().expect("layers").to_string()));
     store.images.remove("local/multi:tagged")?;
+    // The pull by tag also named the image by its digest, as Docker's pull does.
+    let digest_ref = rec.digest_ref().expect("a tagged pull");
+    assert_eq!(
+        store.images.gc(&store.content, &store.snapshots)?,
+        (0, 0),
+        "still known by digest: nothing freed"
+    );
+    store.images.remove(&digest_ref)?;
     let (blobs, snaps) = store.images.gc(&store.content, &store.snapshots)?;
     assert!(
         blobs >= 5 && snaps == 3,

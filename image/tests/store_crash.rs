@@ -50,6 +50,7 @@ fn record(name: &str, seq: u64) -> ImageRecord {
         size: layers.iter().map(|l| l.size).sum(),
         layers,
         created: seq,
+        diff_sizes: Some(vec![seq; 60]),
     }
 }
 

@@ -6,7 +6,7 @@
 //! - [`apply`]: streams a (decompressed) layer tar into a directory, turning whiteouts
 //!   into overlay's form and refusing every entry that would land outside it.
 //! - [`snapshots`]: overlay snapshots keyed by chain ID (`prepare`, `view`, `commit`,
-//!   `remove`, `usage`, `list`) and the mounts that give containers their root
+//!   `remove`, `usage`, `diff_size`, `list`) and the mounts that give containers their root
 //!   filesystems, including images with more layers than one page of mount options holds.
 
 pub mod apply;

@@ -416,6 +416,17 @@ impl Snapshotter {
         Ok(usage)
     }
 
+    /// The unpacked size of the snapshot's own files as Docker reports a layer's size
+    /// (its `DiffSize`): the apparent sizes of everything but directories (symlinks
+    /// count their target's length, whiteouts nothing), each hard-linked inode once.
+    pub fn diff_size(&self, key: &str) -> Result<u64, SnapshotError> {
+        let path = self.fs_path(key)?;
+        let mut size = 0;
+        let mut seen = HashSet::new();
+        apparent(&path, &mut size, &mut seen).map_err(io_err(key, "walk", &path))?;
+        Ok(size)
+    }
+
     /// Committed snapshots whose keys are not in `keep` and that no kept snapshot
     /// depends on are removed; returns the removed keys.
     pub fn gc(&self, keep: &HashSet<String>) -> Result<Vec<String>, SnapshotError> {
@@ -498,6 +509,18 @@ fn walk(path: &Path, usage: &mut Usage, seen: &mut HashSet<(u64, u64)>) -> io::R
         for entry in fs::read_dir(path)? {
             walk(&entry?.path(), usage, seen)?;
         }
+    }
+    Ok(())
+}
+
+fn apparent(path: &Path, size: &mut u64, seen: &mut HashSet<(u64, u64)>) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            apparent(&entry?.path(), size, seen)?;
+        }
+    } else if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
+        *size += meta.len();
     }
     Ok(())
 }

@@ -120,3 +120,26 @@ fn many_layers_mount() -> Result<()> {
     assert_eq!(top?, "127\n", "the last layer is on top");
     Ok(())
 }
+
+/// A layer's size as Docker reports it: apparent sizes of files and symlinks (their
+/// target's length), hard links once, directories and empty files nothing.
+#[test]
+fn diff_size_counts_like_docker() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sn = Snapshotter::open(dir.path())?;
+    sn.prepare("extract", None)?;
+    let fs_dir = sn.fs_path("extract")?;
+    fs::create_dir_all(fs_dir.join("bin/sub"))?;
+    fs::write(fs_dir.join("bin/busybox"), vec![7u8; 10_000])?;
+    fs::hard_link(fs_dir.join("bin/busybox"), fs_dir.join("bin/sh"))?;
+    std::os::unix::fs::symlink("busybox", fs_dir.join("bin/ls"))?; // 7 bytes
+    fs::write(fs_dir.join("bin/sub/empty"), "")?;
+    fs::write(fs_dir.join("etc-passwd"), "root:x:0:0::/root:/bin/sh\n")?; // 26 bytes
+    sn.commit_layer("sha256:layer", "extract", None)?;
+    assert_eq!(sn.diff_size("sha256:layer")?, 10_000 + 7 + 26);
+    assert!(matches!(
+        sn.diff_size("sha256:nope"),
+        Err(SnapshotError::NotFound(_))
+    ));
+    Ok(())
+}

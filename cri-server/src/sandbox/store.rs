@@ -58,6 +58,9 @@ pub struct SandboxStore {
     conn: Mutex<Connection>,
 }
 
+/// The schema version this code reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
@@ -81,12 +84,19 @@ impl SandboxStore {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
+        let conn = berth_db::open(&path, SCHEMA_VERSION, |conn, _| {
+            // Version 0 is a new database or one from before versions were kept,
+            // whose table is this one (CREATE … IF NOT EXISTS keeps it).
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 1; COMMIT;"
+            ))
+        })
+        .map_err(|e| match e {
+            berth_db::OpenError::Sqlite { source, .. } => db(source),
+            too_new @ berth_db::OpenError::TooNew { .. } => {
+                CriError::FailedPrecondition(format!("pod sandbox database: {too_new}"))
+            }
+        })?;
         Ok(SandboxStore {
             path,
             conn: Mutex::new(conn),
@@ -319,6 +329,42 @@ mod tests {
         assert_eq!(got.ips, vec!["10.0.0.2".to_string()]);
         s.delete("abc1")?;
         assert_eq!(s.count()?, 0);
+        Ok(())
+    }
+
+    /// A database of a berth that kept no schema version (user_version 0) keeps its
+    /// pods and gets version 1, durably written (synchronous FULL); one of a newer berth
+    /// is refused before anything reads it.
+    #[test]
+    fn older_databases_are_versioned_and_newer_ones_refused(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        {
+            let s = SandboxStore::open(dir.path())?;
+            s.insert(&record("old1", "o_default_u_0"))?;
+        }
+        let path = dir.path().join("sandboxes.db");
+        Connection::open(&path)?.pragma_update(None, "user_version", 0)?;
+        let s = SandboxStore::open(dir.path())?;
+        assert!(
+            s.find("old1")?.is_some(),
+            "the pod of the unversioned database"
+        );
+        let (version, sync): (i64, i64) = s.with(|c| {
+            Ok((
+                c.pragma_query_value(None, "user_version", |r| r.get(0))?,
+                c.pragma_query_value(None, "synchronous", |r| r.get(0))?,
+            ))
+        })?;
+        assert_eq!((version, sync), (1, 2));
+        drop(s);
+        Connection::open(&path)?.pragma_update(None, "user_version", 7)?;
+        let err = SandboxStore::open(dir.path()).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("schema version 7") && err.contains("upgrade berth"),
+            "{err}"
+        );
         Ok(())
     }
 

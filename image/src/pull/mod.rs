@@ -240,6 +240,13 @@ impl Puller {
         )
         .await?;
 
+        let snapshots = self.snapshots.clone();
+        let diff_ids = config.rootfs.diff_ids.clone();
+        let diff_sizes =
+            tokio::task::spawn_blocking(move || crate::store::diff_sizes(&snapshots, &diff_ids))
+                .await
+                .map_err(|e| PullError::Task(e.to_string()))??;
+
         // Everything the record points at is in place: now, and only now, the record.
         self.content.write_blob(&fetched.bytes, None)?;
         let record = ImageRecord {
@@ -256,8 +263,10 @@ impl Puller {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            diff_sizes: Some(diff_sizes),
         };
-        self.images.put(&record)?;
+        // A pull by tag also names the image by its digest, as Docker's does.
+        self.images.put_pulled(&record)?;
         tracing::info!(manifest = %record.manifest_digest, "pulled");
         Ok(record)
     }

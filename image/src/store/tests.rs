@@ -32,6 +32,7 @@ fn record(name: &str, n: u64) -> ImageRecord {
         size: layers.iter().map(|l| l.size).sum(),
         layers,
         created: 1_700_000_000 + n,
+        diff_sizes: Some(vec![1000 + n, 2000, 3000]),
     }
 }
 
@@ -211,7 +212,11 @@ fn an_older_stores_files_are_imported_once_and_removed() -> TestResult {
     fs::write(root.path().join("images/deadbeef.tmp"), b"{\"name\":")?;
 
     let store = ImageStore::open(root.path())?;
-    assert_eq!(store.list()?, vec![a.clone(), b.clone()]);
+    // Older stores derived a digest reference from each tagged record: it is a row now.
+    let a_digest = renamed(a.clone(), &a.digest_ref().ok_or("a is tagged")?);
+    let b_digest = renamed(b.clone(), &b.digest_ref().ok_or("b is tagged")?);
+    let all = vec![a.clone(), a_digest.clone(), b.clone(), b_digest.clone()];
+    assert_eq!(store.list()?, all);
     assert!(!root.path().join("images").exists());
 
     // A crash after the import committed but before the files were gone: the same
@@ -222,7 +227,7 @@ fn an_older_stores_files_are_imported_once_and_removed() -> TestResult {
     write_legacy(root.path(), &a)?;
     write_legacy(root.path(), &b)?;
     let store = ImageStore::open(root.path())?;
-    assert_eq!(store.list()?, vec![a, b]);
+    assert_eq!(store.list()?, all);
     assert!(!root.path().join("images").exists());
     Ok(())
 }
@@ -234,7 +239,8 @@ fn import_keeps_foreign_files_and_refuses_bad_records() -> TestResult {
     write_legacy(root.path(), &a)?;
     fs::write(root.path().join("images/README"), b"not a record")?;
     let store = ImageStore::open(root.path())?;
-    assert_eq!(store.list()?, vec![a.clone()]);
+    let a_digest = renamed(a.clone(), &a.digest_ref().ok_or("a is tagged")?);
+    assert_eq!(store.list()?, vec![a.clone(), a_digest.clone()]);
     assert!(root.path().join("images/README").exists());
     assert_eq!(fs::read_dir(root.path().join("images"))?.count(), 1);
     drop(store);
@@ -252,7 +258,8 @@ fn import_keeps_foreign_files_and_refuses_bad_records() -> TestResult {
     assert!(err.to_string().contains("0000.json"), "{err}");
     fs::remove_file(&bad)?;
     let store = ImageStore::open(root.path())?;
-    assert_eq!(store.list()?, vec![a, b]);
+    let b_digest = renamed(b.clone(), &b.digest_ref().ok_or("b is tagged")?);
+    assert_eq!(store.list()?, vec![a, a_digest, b, b_digest]);
     Ok(())
 }
 
@@ -261,4 +268,134 @@ fn the_error_stays_small() {
     // Carried inside the errors of pull, load, the CRI server and berthd, whose
     // `Result`s clippy wants small; as small as it was with the record files.
     assert!(std::mem::size_of::<StoreError>() <= 56);
+}
+
+#[test]
+fn a_pull_by_tag_adds_the_digest_reference_once() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let store = ImageStore::open(root.path())?;
+    // Selected from an index: the reference is the index's digest, as Docker's.
+    let a = record("example.com/a:1", 1);
+    let index = a.index_digest.clone().ok_or("the record has an index")?;
+    let a_digest = renamed(a.clone(), &format!("example.com/a@{index}"));
+    assert_eq!(a.digest_ref().as_deref(), Some(a_digest.name.as_str()));
+    store.put_pulled(&a)?;
+    assert_eq!(store.list()?, vec![a.clone(), a_digest.clone()]);
+    // A later pull of another image under the same digest reference keeps the
+    // reference's image (Docker does not move digest references).
+    let other = renamed(record("example.com/a:2", 2), "example.com/a:2");
+    let mut moved = other.clone();
+    moved.index_digest = Some(index.clone());
+    store.put_pulled(&moved)?;
+    assert_eq!(store.get(&a_digest.name)?, Some(a_digest.clone()));
+    // A pull by digest is its own reference only.
+    let c_name = format!("example.com/c@{}", Digest::of(b"c"));
+    let by_digest = renamed(record("example.com/c:1", 3), &c_name);
+    assert_eq!(by_digest.digest_ref(), None);
+    store.put_pulled(&by_digest)?;
+    assert_eq!(store.list()?, vec![a, moved, a_digest, by_digest]);
+    // Dangling records (named by image ID) have no reference.
+    let dangling = renamed(record("x:1", 4), &Digest::of(b"config 4").to_string());
+    assert_eq!(dangling.digest_ref(), None);
+    Ok(())
+}
+
+#[test]
+fn a_push_adds_the_pushed_digest_reference() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let store = ImageStore::open(root.path())?;
+    let a = record("example.com/copy:2", 1);
+    store.put(&a)?;
+    let pushed = Digest::of(b"pushed manifest");
+    let name = store.add_digest_ref(&a, &pushed)?;
+    assert_eq!(name, format!("example.com/copy@{pushed}"));
+    assert_eq!(store.get(&name)?, Some(renamed(a.clone(), &name)));
+    // Again: unchanged.
+    assert_eq!(store.add_digest_ref(&a, &pushed)?, name);
+    assert_eq!(store.list()?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_version_1_database_gets_its_digest_references() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let tagged = record("example.com/a:1", 1);
+    let b_name = format!("example.com/b@{}", Digest::of(b"b"));
+    let by_digest = renamed(record("example.com/b:1", 2), &b_name);
+    let dangling = renamed(record("x:1", 3), &Digest::of(b"config 3").to_string());
+    // A version 1 row: written before records kept diff_sizes.
+    let mut old = serde_json::to_value(&tagged)?;
+    old.as_object_mut()
+        .ok_or("a record is an object")?
+        .remove("diff_sizes");
+    {
+        let conn = Connection::open(root.path().join(DB_FILE))?;
+        conn.execute_batch(
+            "CREATE TABLE images (
+                 name TEXT PRIMARY KEY NOT NULL, config_digest TEXT NOT NULL,
+                 manifest_digest TEXT NOT NULL, created INTEGER NOT NULL,
+                 record TEXT NOT NULL);
+             PRAGMA user_version = 1;",
+        )?;
+        for (name, json) in [
+            (&tagged.name, old.to_string()),
+            (&by_digest.name, serde_json::to_string(&by_digest)?),
+            (&dangling.name, serde_json::to_string(&dangling)?),
+        ] {
+            conn.execute(
+                "INSERT INTO images VALUES (?1, 'c', 'm', 0, ?2)",
+                params![name, json],
+            )?;
+        }
+    }
+    let store = ImageStore::open(root.path())?;
+    let mut a = tagged.clone();
+    a.diff_sizes = None;
+    let a_digest = renamed(a.clone(), &tagged.digest_ref().ok_or("tagged")?);
+    let mut want = vec![a, a_digest, by_digest, dangling];
+    want.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(store.list()?, want);
+    let conn = Connection::open(root.path().join(DB_FILE))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION);
+    // Once migrated, a removed digest reference stays removed.
+    store.remove(&want[1].name)?;
+    drop(store);
+    let store = ImageStore::open(root.path())?;
+    assert_eq!(store.list()?.len(), 3);
+    Ok(())
+}
+
+#[test]
+fn layer_sizes_of_older_records_are_measured_on_their_snapshots() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let snapshots = Snapshotter::open(root.path())?;
+    let diff_ids = vec![Digest::of(b"diff 0"), Digest::of(b"diff 1")];
+    let chains = berth_snapshotter::digest::chain_ids(&diff_ids);
+    for (i, (chain, bytes)) in chains.iter().zip([1234usize, 56]).enumerate() {
+        let key = format!("extract-{i}");
+        snapshots.prepare(&key, None)?;
+        fs::write(snapshots.fs_path(&key)?.join("f"), vec![0u8; bytes])?;
+        let parent = i.checked_sub(1).map(|p| chains[p].to_string());
+        snapshots.commit_layer(&chain.to_string(), &key, parent.as_deref())?;
+    }
+    let store = ImageStore::open(root.path())?;
+    let mut old = record("example.com/old:1", 1);
+    old.diff_ids = diff_ids;
+    old.diff_sizes = None;
+    let mut lost = record("example.com/lost:1", 2);
+    lost.diff_sizes = None;
+    let current = record("example.com/new:1", 3);
+    for r in [&old, &lost, &current] {
+        store.put(r)?;
+    }
+    assert_eq!(store.backfill_diff_sizes(&snapshots)?, 1);
+    let measured = store.get(&old.name)?.ok_or("old is there")?;
+    assert_eq!(measured.diff_sizes, Some(vec![1234, 56]));
+    assert_eq!(measured.unpacked_size(), Some(1290));
+    // Without snapshots the size stays unknown; measured records are left alone.
+    assert_eq!(store.get(&lost.name)?, Some(lost));
+    assert_eq!(store.get(&current.name)?, Some(current));
+    assert_eq!(store.backfill_diff_sizes(&snapshots)?, 0);
+    Ok(())
 }
