@@ -71,25 +71,74 @@ impl From<CriError> for tonic::Status {
     }
 }
 
-/// Runs one CRI call: a span naming the RPC, the error logged and mapped once.
+/// The pod and container a CRI call names, carried by its span (and so by every log
+/// line of the call). Calls that make the id (RunPodSandbox, CreateContainer) record it
+/// into their span once they have it.
+#[derive(Debug, Default)]
+pub(crate) struct Ids {
+    pod: String,
+    container: String,
+}
+
+impl Ids {
+    pub(crate) const NONE: Ids = Ids {
+        pod: String::new(),
+        container: String::new(),
+    };
+
+    pub(crate) fn pod(id: &str) -> Ids {
+        Ids {
+            pod: id.to_string(),
+            ..Ids::default()
+        }
+    }
+
+    pub(crate) fn container(id: &str) -> Ids {
+        Ids {
+            container: id.to_string(),
+            ..Ids::default()
+        }
+    }
+}
+
+/// Records `id` as the pod (`"pod"`) or container (`"container"`) of the CRI call being
+/// served, for calls that only learn it on the way.
+pub(crate) fn record_id(field: &'static str, id: &str) {
+    tracing::Span::current().record(field, id);
+}
+
+/// Runs one CRI call in a span naming the RPC and the ids it is about; the outcome is
+/// logged inside the span and the error mapped to a gRPC status once.
 pub(crate) async fn instrument<T, F>(
     rpc: &'static str,
+    ids: Ids,
     fut: F,
 ) -> Result<tonic::Response<T>, tonic::Status>
 where
     F: std::future::Future<Output = Result<T, CriError>>,
 {
+    use tracing::field::Empty;
     use tracing::Instrument;
-    let span = tracing::debug_span!("cri", rpc);
+    let span = tracing::debug_span!("cri", rpc, pod = Empty, container = Empty);
+    if !ids.pod.is_empty() {
+        span.record("pod", ids.pod.as_str());
+    }
+    if !ids.container.is_empty() {
+        span.record("container", ids.container.as_str());
+    }
     let start = std::time::Instant::now();
-    match fut.instrument(span).await {
-        Ok(v) => {
-            tracing::debug!(rpc, elapsed_us = start.elapsed().as_micros() as u64, "ok");
-            Ok(tonic::Response::new(v))
-        }
-        Err(e) => {
-            tracing::warn!(rpc, error = %e, "failed");
-            Err(e.into())
+    async move {
+        match fut.await {
+            Ok(v) => {
+                tracing::debug!(elapsed_us = start.elapsed().as_micros() as u64, "ok");
+                Ok(tonic::Response::new(v))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "failed");
+                Err(e.into())
+            }
         }
     }
+    .instrument(span)
+    .await
 }

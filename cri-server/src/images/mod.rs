@@ -12,7 +12,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_server::ImageService;
 use tonic::{Request, Response, Status};
 
-use crate::error::instrument;
+use crate::error::{instrument, Ids};
 use crate::{Cri, CriError};
 
 /// Image configs larger than this are refused (they are a few KiB in practice).
@@ -26,32 +26,51 @@ impl ImageService for Cri {
         &self,
         r: Request<cri::ListImagesRequest>,
     ) -> Reply<cri::ListImagesResponse> {
-        instrument("ListImages", async { list_images(self, r.into_inner()) }).await
+        instrument("ListImages", Ids::NONE, async {
+            list_images(self, r.into_inner())
+        })
+        .await
     }
 
     async fn image_status(
         &self,
         r: Request<cri::ImageStatusRequest>,
     ) -> Reply<cri::ImageStatusResponse> {
-        instrument("ImageStatus", async { image_status(self, r.into_inner()) }).await
+        instrument("ImageStatus", Ids::NONE, async {
+            image_status(self, r.into_inner())
+        })
+        .await
     }
 
     async fn pull_image(&self, r: Request<cri::PullImageRequest>) -> Reply<cri::PullImageResponse> {
-        instrument("PullImage", pull::pull_image(self, r.into_inner())).await
+        instrument(
+            "PullImage",
+            Ids::NONE,
+            pull::pull_image(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn remove_image(
         &self,
         r: Request<cri::RemoveImageRequest>,
     ) -> Reply<cri::RemoveImageResponse> {
-        instrument("RemoveImage", async { remove_image(self, r.into_inner()) }).await
+        instrument("RemoveImage", Ids::NONE, async {
+            remove_image(self, r.into_inner())
+        })
+        .await
     }
 
     async fn image_fs_info(
         &self,
         r: Request<cri::ImageFsInfoRequest>,
     ) -> Reply<cri::ImageFsInfoResponse> {
-        instrument("ImageFsInfo", fs_info::image_fs_info(self, r.into_inner())).await
+        instrument(
+            "ImageFsInfo",
+            Ids::NONE,
+            fs_info::image_fs_info(self, r.into_inner()),
+        )
+        .await
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) async fn create(
     }
     let ctx = cri.sandbox_context(&record);
     let container_id = engine.create(&ctx, req).await?;
+    crate::error::record_id("container", &container_id);
     Ok(cri::CreateContainerResponse { container_id })
 }
 

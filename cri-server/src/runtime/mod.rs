@@ -16,7 +16,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use crate::error::instrument;
+use crate::error::{instrument, Ids};
 use crate::{sandbox, Cri, CriError};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -28,18 +28,21 @@ type EventStream =
 #[tonic::async_trait]
 impl RuntimeService for Cri {
     async fn version(&self, r: Request<cri::VersionRequest>) -> Reply<cri::VersionResponse> {
-        instrument("Version", async { Ok(version::version(r.get_ref())) }).await
+        instrument("Version", Ids::NONE, async {
+            Ok(version::version(r.get_ref()))
+        })
+        .await
     }
 
     async fn status(&self, r: Request<cri::StatusRequest>) -> Reply<cri::StatusResponse> {
-        instrument("Status", status::status(self, r.into_inner())).await
+        instrument("Status", Ids::NONE, status::status(self, r.into_inner())).await
     }
 
     async fn runtime_config(
         &self,
         r: Request<cri::RuntimeConfigRequest>,
     ) -> Reply<cri::RuntimeConfigResponse> {
-        instrument("RuntimeConfig", async {
+        instrument("RuntimeConfig", Ids::NONE, async {
             Ok(runtime_config::runtime_config(r.get_ref()))
         })
         .await
@@ -49,7 +52,7 @@ impl RuntimeService for Cri {
         &self,
         r: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Reply<cri::UpdateRuntimeConfigResponse> {
-        instrument("UpdateRuntimeConfig", async {
+        instrument("UpdateRuntimeConfig", Ids::NONE, async {
             runtime_config::update(self, r.into_inner())
         })
         .await
@@ -61,6 +64,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::RunPodSandboxResponse> {
         instrument(
             "RunPodSandbox",
+            Ids::NONE,
             sandbox::run::run_pod_sandbox(self, r.into_inner()),
         )
         .await
@@ -72,6 +76,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::StopPodSandboxResponse> {
         instrument(
             "StopPodSandbox",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
             sandbox::stop::stop_pod_sandbox(self, r.into_inner()),
         )
         .await
@@ -83,6 +88,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::RemovePodSandboxResponse> {
         instrument(
             "RemovePodSandbox",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
             sandbox::remove::remove_pod_sandbox(self, r.into_inner()),
         )
         .await
@@ -94,6 +100,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::PodSandboxStatusResponse> {
         instrument(
             "PodSandboxStatus",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
             sandbox::status::pod_sandbox_status(self, r.into_inner()),
         )
         .await
@@ -105,6 +112,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::ListPodSandboxResponse> {
         instrument(
             "ListPodSandbox",
+            Ids::NONE,
             sandbox::list::list_pod_sandbox(self, r.into_inner()),
         )
         .await
@@ -114,42 +122,72 @@ impl RuntimeService for Cri {
         &self,
         r: Request<cri::CreateContainerRequest>,
     ) -> Reply<cri::CreateContainerResponse> {
-        instrument("CreateContainer", containers::create(self, r.into_inner())).await
+        instrument(
+            "CreateContainer",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
+            containers::create(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn start_container(
         &self,
         r: Request<cri::StartContainerRequest>,
     ) -> Reply<cri::StartContainerResponse> {
-        instrument("StartContainer", containers::start(self, r.into_inner())).await
+        instrument(
+            "StartContainer",
+            Ids::container(&r.get_ref().container_id),
+            containers::start(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn stop_container(
         &self,
         r: Request<cri::StopContainerRequest>,
     ) -> Reply<cri::StopContainerResponse> {
-        instrument("StopContainer", containers::stop(self, r.into_inner())).await
+        instrument(
+            "StopContainer",
+            Ids::container(&r.get_ref().container_id),
+            containers::stop(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn remove_container(
         &self,
         r: Request<cri::RemoveContainerRequest>,
     ) -> Reply<cri::RemoveContainerResponse> {
-        instrument("RemoveContainer", containers::remove(self, r.into_inner())).await
+        instrument(
+            "RemoveContainer",
+            Ids::container(&r.get_ref().container_id),
+            containers::remove(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn list_containers(
         &self,
         r: Request<cri::ListContainersRequest>,
     ) -> Reply<cri::ListContainersResponse> {
-        instrument("ListContainers", containers::list(self, r.into_inner())).await
+        instrument(
+            "ListContainers",
+            Ids::NONE,
+            containers::list(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn container_status(
         &self,
         r: Request<cri::ContainerStatusRequest>,
     ) -> Reply<cri::ContainerStatusResponse> {
-        instrument("ContainerStatus", containers::status(self, r.into_inner())).await
+        instrument(
+            "ContainerStatus",
+            Ids::container(&r.get_ref().container_id),
+            containers::status(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn update_container_resources(
@@ -158,6 +196,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::UpdateContainerResourcesResponse> {
         instrument(
             "UpdateContainerResources",
+            Ids::container(&r.get_ref().container_id),
             containers::update_resources(self, r.into_inner()),
         )
         .await
@@ -169,21 +208,30 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::ReopenContainerLogResponse> {
         instrument(
             "ReopenContainerLog",
+            Ids::container(&r.get_ref().container_id),
             containers::reopen_log(self, r.into_inner()),
         )
         .await
     }
 
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Reply<cri::ExecSyncResponse> {
-        instrument("ExecSync", containers::exec_sync(self, r.into_inner())).await
+        instrument(
+            "ExecSync",
+            Ids::container(&r.get_ref().container_id),
+            containers::exec_sync(self, r.into_inner()),
+        )
+        .await
     }
 
-    async fn exec(&self, _r: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
-        instrument("Exec", async { Err(not_yet("Exec (streaming server)")) }).await
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        instrument("Exec", Ids::container(&r.get_ref().container_id), async {
+            Err(not_yet("Exec (streaming server)"))
+        })
+        .await
     }
 
-    async fn attach(&self, _r: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
-        instrument("Attach", async {
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
+        instrument("Attach", Ids::container(&r.get_ref().container_id), async {
             Err(not_yet("Attach (streaming server)"))
         })
         .await
@@ -191,11 +239,13 @@ impl RuntimeService for Cri {
 
     async fn port_forward(
         &self,
-        _r: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> Reply<cri::PortForwardResponse> {
-        instrument("PortForward", async {
-            Err(not_yet("PortForward (streaming server)"))
-        })
+        instrument(
+            "PortForward",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
+            async { Err(not_yet("PortForward (streaming server)")) },
+        )
         .await
     }
 
@@ -203,7 +253,12 @@ impl RuntimeService for Cri {
         &self,
         r: Request<cri::ContainerStatsRequest>,
     ) -> Reply<cri::ContainerStatsResponse> {
-        instrument("ContainerStats", containers::stats(self, r.into_inner())).await
+        instrument(
+            "ContainerStats",
+            Ids::container(&r.get_ref().container_id),
+            containers::stats(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn list_container_stats(
@@ -212,6 +267,7 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::ListContainerStatsResponse> {
         instrument(
             "ListContainerStats",
+            Ids::NONE,
             containers::list_stats(self, r.into_inner()),
         )
         .await
@@ -221,26 +277,40 @@ impl RuntimeService for Cri {
         &self,
         r: Request<cri::PodSandboxStatsRequest>,
     ) -> Reply<cri::PodSandboxStatsResponse> {
-        instrument("PodSandboxStats", pod_stats::stats(self, r.into_inner())).await
+        instrument(
+            "PodSandboxStats",
+            Ids::pod(&r.get_ref().pod_sandbox_id),
+            pod_stats::stats(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
         r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Reply<cri::ListPodSandboxStatsResponse> {
-        instrument("ListPodSandboxStats", pod_stats::list(self, r.into_inner())).await
+        instrument(
+            "ListPodSandboxStats",
+            Ids::NONE,
+            pod_stats::list(self, r.into_inner()),
+        )
+        .await
     }
 
     async fn checkpoint_container(
         &self,
-        _r: Request<cri::CheckpointContainerRequest>,
+        r: Request<cri::CheckpointContainerRequest>,
     ) -> Reply<cri::CheckpointContainerResponse> {
-        instrument("CheckpointContainer", async {
-            Err(CriError::Unimplemented(
-                "CheckpointContainer: berth does not checkpoint containers (no CRIU support)"
-                    .into(),
-            ))
-        })
+        instrument(
+            "CheckpointContainer",
+            Ids::container(&r.get_ref().container_id),
+            async {
+                Err(CriError::Unimplemented(
+                    "CheckpointContainer: berth does not checkpoint containers (no CRIU support)"
+                        .into(),
+                ))
+            },
+        )
         .await
     }
 
@@ -250,14 +320,17 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        instrument("GetContainerEvents", async { events::stream(self) }).await
+        instrument("GetContainerEvents", Ids::NONE, async {
+            events::stream(self)
+        })
+        .await
     }
 
     async fn list_metric_descriptors(
         &self,
         _r: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Reply<cri::ListMetricDescriptorsResponse> {
-        instrument("ListMetricDescriptors", async {
+        instrument("ListMetricDescriptors", Ids::NONE, async {
             Ok(metrics::descriptors())
         })
         .await
@@ -267,7 +340,7 @@ impl RuntimeService for Cri {
         &self,
         _r: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Reply<cri::ListPodSandboxMetricsResponse> {
-        instrument("ListPodSandboxMetrics", metrics::list(self)).await
+        instrument("ListPodSandboxMetrics", Ids::NONE, metrics::list(self)).await
     }
 }
 

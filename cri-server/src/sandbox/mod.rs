@@ -18,6 +18,7 @@ use k8s_cri::v1 as cri;
 
 use crate::engine::SandboxContext;
 use crate::{Cri, CriError};
+pub use files::pod_hostname;
 use store::SandboxRecord;
 
 impl Cri {

@@ -97,14 +97,7 @@ pub async fn run_pod_sandbox(
     let ns_opts = namespace_options(&config);
     let host_network = is_node(ns_opts.network);
     let host_ipc = is_node(ns_opts.ipc);
-    let hostname = if config.hostname.is_empty() {
-        meta.name.clone()
-    } else {
-        config.hostname.clone()
-    };
-    if !host_network {
-        files::validate_hostname(&hostname)?;
-    }
+    let hostname = files::pod_hostname(&config)?;
     let resolv = files::resolv_conf(config.dns_config.as_ref())?;
 
     let _guard = cri.inner.sandbox_lock.lock().await;
@@ -115,8 +108,9 @@ pub async fn run_pod_sandbox(
         )));
     }
     let id = new_id();
-    let span = tracing::info_span!("run_pod_sandbox", sandbox = %id, pod = %name_key);
-    let _enter = span.enter();
+    // Into the call's span (a guard entered here would be held across the awaits
+    // below and leak the span into whatever else the thread polls).
+    crate::error::record_id("pod", &id);
     let dir = cri.pods_dir().join(&id);
     std::fs::create_dir_all(&dir).map_err(CriError::io("create pod dir", &dir))?;
     let mut rollback = Rollback {
@@ -196,7 +190,7 @@ pub async fn run_pod_sandbox(
     };
     cri.inner.sandboxes.insert(&record)?;
     rollback.disarm();
-    tracing::info!(ips = ?record.ips, "pod sandbox ready");
+    tracing::info!(name = %record.name_key, ips = ?record.ips, "pod sandbox ready");
     Ok(cri::RunPodSandboxResponse { pod_sandbox_id: id })
 }
 

@@ -94,11 +94,7 @@ pub(super) async fn create(
         }
     }
     // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
-    request.hostname = if sandbox.config.hostname.is_empty() {
-        pod.name.clone()
-    } else {
-        sandbox.config.hostname.clone()
-    };
+    request.hostname = berth_cri_server::sandbox::pod_hostname(&sandbox.config)?;
     let target_ns = match PodPatch::pid_target(&config) {
         Some(target) => Some(target_pid_ns(daemon, sandbox, &target)?),
         None => None,
@@ -127,7 +123,7 @@ pub(super) async fn create(
     let id = engine::create_parsed(
         daemon,
         NewContainer {
-            name,
+            name: Some(name),
             request,
             body,
             restart_policy: RestartPolicy::default(),
@@ -215,9 +211,16 @@ fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Result<Option<String>
         },
         None => match sc.seccomp_profile_path.as_str() {
             "runtime/default" | "docker/default" => return Ok(None),
+            "" | "unconfined" => return Ok(Some("seccomp=unconfined".into())),
             path => match path.strip_prefix("localhost/") {
                 Some(file) => file,
-                None => return Ok(Some("seccomp=unconfined".into())),
+                // A file needs the `localhost/` prefix; anything else is a typo or a
+                // profile name berth does not know, never "unconfined" by accident.
+                None => {
+                    return Err(CriError::InvalidArgument(format!(
+                        "unknown seccomp profile {path:?}: expected runtime/default, docker/default, unconfined or localhost/<absolute path>"
+                    )))
+                }
             },
         },
     };
@@ -272,6 +275,13 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
     let res = linux.resources.unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
     let group = sc.run_as_group.as_ref().map(|g| g.value);
+    if group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        // As containerd and CRI-O: a group alone would run as the image's user with a
+        // group it never asked for.
+        return Err(CriError::InvalidArgument(
+            "run_as_group is set without run_as_user or run_as_username".into(),
+        ));
+    }
     let user = match (&sc.run_as_user, sc.run_as_username.as_str()) {
         (Some(uid), _) => with_group(uid.value.to_string(), group),
         (None, name) if !name.is_empty() => with_group(name.to_string(), group),
@@ -512,6 +522,47 @@ mod tests {
                 .unwrap_or_default();
             assert!(err.contains(&path) && err.contains(reason), "{err}");
         }
+        // The deprecated path field: a file without `localhost/` is an unknown name,
+        // not unconfined (containerd and CRI-O refuse it too).
+        let err = with(None, &good)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("unknown seccomp profile") && err.contains(&good),
+            "{err}"
+        );
+        assert_eq!(with(None, "unconfined")?, Some("seccomp=unconfined".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_group_needs_a_user() -> Result<(), CriError> {
+        let with = |user: Option<i64>, username: &str| {
+            let config = cri::ContainerConfig {
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        run_as_user: user.map(|value| cri::Int64Value { value }),
+                        run_as_username: username.into(),
+                        run_as_group: Some(cri::Int64Value { value: 100 }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            engine_request(&config, "busybox").map(|r| r.user)
+        };
+        let err = with(None, "")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("run_as_group is set without run_as_user"),
+            "{err}"
+        );
+        assert_eq!(with(Some(33), "")?, "33:100");
+        assert_eq!(with(None, "www-data")?, "www-data:100");
         Ok(())
     }
 }
