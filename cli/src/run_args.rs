@@ -71,6 +71,9 @@ pub struct CreateFlags {
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable.
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
     /// Runtime to use for this container (a name from berthd's [runtimes]).
     #[arg(long = "runtime")]
     pub runtime: Option<String>,
@@ -170,6 +173,9 @@ impl CreateFlags {
             "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
             "CpuShares": self.cpu_shares.unwrap_or(0),
             "PidsLimit": self.pids_limit,
+            // Sent as given: the daemon checks the range, and discards the weight with a
+            // warning on a host without block I/O weight support, as dockerd does.
+            "BlkioWeight": self.blkio_weight.unwrap_or(0),
             "Privileged": self.privileged,
             "CapAdd": (!self.cap_add.is_empty()).then_some(&self.cap_add),
             "CapDrop": (!self.cap_drop.is_empty()).then_some(&self.cap_drop),
@@ -466,6 +472,19 @@ mod tests {
         assert!(parse_bytes("--memory", "-5m").is_err());
         assert_eq!(parse_cpus("1.5"), Ok(1_500_000_000));
         assert!(parse_cpus("-1").is_err());
+    }
+
+    #[test]
+    fn blkio_weight_is_sent_as_given() -> Result<(), FlagError> {
+        let flags = CreateFlags {
+            blkio_weight: Some(300),
+            ..Default::default()
+        };
+        let body = flags.to_create_body("img", &[], false, &|_| None)?;
+        assert_eq!(body["HostConfig"]["BlkioWeight"], 300);
+        let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
+        assert_eq!(body["HostConfig"]["BlkioWeight"], 0);
+        Ok(())
     }
 
     #[test]

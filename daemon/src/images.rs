@@ -62,7 +62,8 @@ pub fn is_dangling(name: &str) -> bool {
 
 impl Images {
     /// Opens (creating) `<root>/content`, `<root>/snapshots` and the image database
-    /// `<root>/images.db`; the snapshotter removes what a crash left half done.
+    /// `<root>/images.db`; the snapshotter removes what a crash left half done, and
+    /// records of an older berth get their layers' unpacked sizes measured.
     pub fn open(root: &Path) -> Result<Images, ImagesError> {
         let content = ContentStore::open(root).map_err(|source| ImagesError::Content {
             root: root.to_path_buf(),
@@ -76,6 +77,17 @@ impl Images {
             root: root.to_path_buf(),
             source,
         })?;
+        match store.backfill_diff_sizes(&snapshots) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                images = n,
+                "measured the unpacked layer sizes of older image records"
+            ),
+            // Sizes only: the images work without them, so the daemon still starts.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure the unpacked layer sizes of older image records")
+            }
+        }
         let uploads = root.join("uploads");
         // What a crash left of earlier uploads is garbage: start empty.
         let _ = std::fs::remove_dir_all(&uploads);
@@ -104,9 +116,11 @@ impl Images {
     }
 
     /// Frees blobs and snapshots that no image refers to; waits for writers to finish.
-    pub async fn gc(&self) -> Result<(usize, usize), berth_image::store::StoreError> {
+    pub async fn gc(
+        &self,
+    ) -> Result<berth_image::store::Collected, berth_image::store::StoreError> {
         let _guard = self.gc_lock.write().await;
-        self.store.gc(&self.content, &self.snapshots)
+        self.store.collect(&self.content, &self.snapshots)
     }
 }
 

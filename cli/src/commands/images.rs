@@ -99,14 +99,33 @@ fn rows(images: &[Value], no_trunc: bool) -> Vec<Value> {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        if tags.is_empty() {
+        // `<none>:<none>` and `<none>@<none>` stand for no reference at all.
+        let tags: Vec<(&str, &str)> = tags
+            .into_iter()
+            .filter(|t| *t != "<none>:<none>")
+            .map(|t| {
+                t.rsplit_once(':')
+                    .filter(|(_, t)| !t.contains('/'))
+                    .unwrap_or((t, "<none>"))
+            })
+            .collect();
+        // A repository known only by digest (pulled as name@sha256:…) is a row of its
+        // own with tag <none>, as docker lists it.
+        let digest_only: Vec<(&str, &str)> = img["RepoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|d| d.split_once('@'))
+            .filter(|(repo, _)| *repo != "<none>" && !tags.iter().any(|(r, _)| r == repo))
+            .collect();
+        if tags.is_empty() && digest_only.is_empty() {
             out.push(row("<none>", "<none>", "<none>".into()));
         }
-        for t in tags {
-            let (repo, tag) = t
-                .rsplit_once(':')
-                .filter(|(_, t)| !t.contains('/'))
-                .unwrap_or((t, "<none>"));
+        for (repo, digest) in digest_only {
+            out.push(row(repo, "<none>", digest.to_string()));
+        }
+        for (repo, tag) in tags {
             out.push(row(repo, tag, digest_of(repo)));
         }
     }
@@ -178,5 +197,34 @@ mod tests {
         let r = rows(&imgs, false);
         assert_eq!(r[0]["Repository"], "<none>");
         assert_eq!(r[0]["ID"], "aaaaaaaaaaaa");
+    }
+
+    #[test]
+    fn images_known_by_digest_alone_are_repo_none_rows() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let imgs = vec![
+            json!({"Id": format!("sha256:{}", "a".repeat(64)), "RepoTags": ["<none>:<none>"],
+                   "RepoDigests": [format!("reg:5000/busybox@{digest}")], "Created": 0, "Size": 10}),
+            json!({"Id": format!("sha256:{}", "c".repeat(64)), "RepoTags": ["reg:5000/app:v1"],
+                   "RepoDigests": [format!("reg:5000/app@{digest}")], "Created": 0, "Size": 10}),
+            json!({"Id": format!("sha256:{}", "d".repeat(64)), "RepoTags": ["<none>:<none>"],
+                   "RepoDigests": ["<none>@<none>"], "Created": 0, "Size": 10}),
+        ];
+        let r = rows(&imgs, false);
+        let cols: Vec<(String, String, String)> = r
+            .iter()
+            .map(|row| {
+                let s = |k: &str| row[k].as_str().unwrap_or("").to_string();
+                (s("Repository"), s("Tag"), s("Digest"))
+            })
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("reg:5000/busybox".into(), "<none>".into(), digest.clone()),
+                ("reg:5000/app".into(), "v1".into(), digest),
+                ("<none>".into(), "<none>".into(), "<none>".into()),
+            ]
+        );
     }
 }

@@ -84,7 +84,7 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
         "Command": command,
         "CreatedAt": humantime::format_rfc3339_seconds(created_at).to_string().replace('T', " ").replace('Z', " +0000 UTC"),
         "RunningFor": ago(created, now),
-        "Ports": "",
+        "Ports": ports(&c["Ports"]),
         "Status": c["Status"],
         "State": c["State"],
         "Names": names.join(","),
@@ -92,6 +92,62 @@ pub fn row(c: &Value, no_trunc: bool, now: SystemTime) -> Value {
         "Mounts": "",
         "Networks": "",
     })
+}
+
+/// The `PORTS` column as docker writes it: ports sorted by number, runs of
+/// consecutive ports of one protocol as a range (`7000-7001/udp`), groups in the order
+/// their protocol first shows up, a group closed when a port breaks its run;
+/// published ports (`0.0.0.0:8080->80/tcp`) last.
+fn ports(list: &Value) -> String {
+    let num = |p: &Value, k: &str| p[k].as_u64().unwrap_or(0);
+    let mut list: Vec<&Value> = list
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    list.sort_by_key(|p| {
+        (
+            num(p, "PrivatePort"),
+            p["IP"].as_str().unwrap_or("").to_string(),
+            num(p, "PublicPort"),
+            p["Type"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    let form = |key: &str, (first, last): (u64, u64)| {
+        let (ip, proto) = key.split_once('/').unwrap_or(("", key));
+        let mut group = first.to_string();
+        if first != last {
+            group = format!("{group}-{last}");
+        }
+        if !ip.is_empty() {
+            group = format!("{ip}:{group}->{group}");
+        }
+        format!("{group}/{proto}")
+    };
+    let mut groups: Vec<(String, (u64, u64))> = Vec::new();
+    let (mut result, mut mappings) = (Vec::new(), Vec::new());
+    for p in list {
+        let (private, proto) = (num(p, "PrivatePort"), p["Type"].as_str().unwrap_or(""));
+        let ip = p["IP"].as_str().unwrap_or("");
+        let mut key = proto.to_string();
+        if !ip.is_empty() {
+            if num(p, "PublicPort") != private {
+                mappings.push(format!("{ip}:{}->{private}/{proto}", num(p, "PublicPort")));
+                continue;
+            }
+            key = format!("{ip}/{proto}");
+        }
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            None => groups.push((key, (private, private))),
+            Some((_, g)) if private == g.1 + 1 => g.1 = private,
+            Some((k, g)) => {
+                result.push(form(k, *g));
+                *g = (private, private);
+            }
+        }
+    }
+    result.extend(groups.iter().map(|(k, g)| form(k, *g)));
+    result.extend(mappings);
+    result.join(", ")
 }
 
 /// The `IMAGE` column: docker shows a short id for a container made from an image id,
@@ -173,6 +229,26 @@ pub async fn run(client: &Client, flags: &PsFlags) -> anyhow::Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_group_like_dockers() {
+        let p = |port: u16, proto: &str| json!({"PrivatePort": port, "Type": proto});
+        assert_eq!(
+            ports(&json!([p(9000, "tcp"), p(53, "udp"), p(80, "tcp")])),
+            "80/tcp, 53/udp, 9000/tcp"
+        );
+        assert_eq!(
+            ports(&json!([p(7001, "udp"), p(9000, "tcp"), p(7000, "udp")])),
+            "7000-7001/udp, 9000/tcp"
+        );
+        assert_eq!(
+            ports(
+                &json!([{"PrivatePort": 80, "PublicPort": 8080, "IP": "0.0.0.0", "Type": "tcp"}, p(53, "udp")])
+            ),
+            "53/udp, 0.0.0.0:8080->80/tcp"
+        );
+        assert_eq!(ports(&json!([])), "");
+    }
 
     #[test]
     fn rows_look_like_dockers() {

@@ -67,10 +67,25 @@ async fn create_once(
         None => "/containers/create".to_string(),
     };
     let created = client.post_json(&path, Some(body)).await?;
+    for line in warnings(&created) {
+        eprintln!("{line}");
+    }
     created["Id"]
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow!("the daemon's create answer has no Id: {created}"))
+}
+
+/// The create answer's `Warnings` (say, a block I/O weight the host discarded), as the
+/// docker CLI prints them on stderr.
+fn warnings(created: &Value) -> Vec<String> {
+    created["Warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|w| format!("WARNING: {w}"))
+        .collect()
 }
 
 /// docker's exit code when the command exists but cannot be invoked.
@@ -194,5 +209,23 @@ mod tests {
         let denied = r#"exec: "/etc/passwd": permission denied"#;
         assert_eq!(start_failure_code(denied), 126);
         assert_eq!(start_failure_code("cgroup: device busy"), 125);
+    }
+
+    #[test]
+    fn create_warnings_are_printed_as_docker_prints_them() {
+        let created = serde_json::json!({"Id": "abc", "Warnings": [
+            "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+        ]});
+        assert_eq!(
+            warnings(&created),
+            vec!["WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."]
+        );
+        for none in [
+            serde_json::json!({"Id": "abc", "Warnings": []}),
+            serde_json::json!({"Id": "abc", "Warnings": null}),
+            serde_json::json!({"Id": "abc"}),
+        ] {
+            assert!(warnings(&none).is_empty());
+        }
     }
 }

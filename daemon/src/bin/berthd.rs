@@ -1,6 +1,7 @@
 //! berthd: parses flags, loads the config, starts the daemon, serves until SIGTERM.
 //! Stopping berthd never stops containers.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("--log-level {:?}", config.log_level))?,
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let docker_socket = args

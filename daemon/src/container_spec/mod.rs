@@ -2,10 +2,12 @@
 //! config, built the way Docker builds it: process merge, user lookup in the image,
 //! default mounts, capabilities, masked paths, device rules and resource limits.
 
+pub mod blkio;
 mod caps;
 mod defaults;
 pub mod host_limits;
 mod mounts;
+pub mod ports;
 mod process;
 mod request;
 mod resources;
@@ -18,6 +20,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 pub use caps::bounding_set;
+pub use mounts::create_bind_sources;
+pub use process::config_env;
 pub use request::{CreateRequest, HostConfig, ImageDefaults};
 pub use user::{resolve as resolve_user, ExecUser};
 
@@ -26,6 +30,8 @@ pub use user::{resolve as resolve_user, ExecUser};
 pub enum SpecError {
     #[error("No command specified")]
     NoCommand,
+    #[error("{0}")]
+    Hostname(String),
     #[error("the working directory {0:?} is invalid: it needs to be an absolute path")]
     RelativeWorkdir(String),
     #[error("{0}")]
@@ -44,6 +50,8 @@ pub enum SpecError {
         "publishing ports ({0}) is not supported yet: until container networks land, berth gives containers loopback only (--network none) or the host's network (--network host)"
     )]
     Ports(String),
+    #[error("invalid exposed port {0:?}: expected port[/tcp|udp|sctp], one port per entry")]
+    ExposedPort(String),
     #[error("invalid --security-opt {0:?}: {1}")]
     SecurityOpt(String, String),
 }
@@ -123,7 +131,13 @@ pub struct SpecInputs<'a> {
 pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
     let req = inputs.request;
     let hc = &req.host_config;
-    let hostname = if req.hostname.is_empty() {
+    let hostname = if req.hostname.is_empty() && hc.network_mode == "host" {
+        // Docker's choice: a container on the host's network is named as the host.
+        nix::unistd::gethostname()
+            .map_err(|e| SpecError::Hostname(format!("reading the host's hostname: {e}")))?
+            .to_string_lossy()
+            .into_owned()
+    } else if req.hostname.is_empty() {
         inputs.id.chars().take(12).collect()
     } else {
         req.hostname.clone()
@@ -136,7 +150,7 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
         &req.user
     };
     let user = user::resolve(inputs.rootfs, user_spec)?;
-    let mut env = process::env(req, inputs.image, &hostname);
+    let mut env = process::env(&process::config_env(req, inputs.image), &hostname, req.tty);
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
@@ -158,7 +172,9 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
         .chain(mounts::tmpfs(
             hc.tmpfs.clone().unwrap_or_default().into_iter(),
         )?)
+        .chain(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?)
         .collect();
+    mounts::check_duplicates(&user_mounts)?;
     // A user mount on a default destination (say, a tmpfs on /dev/shm) replaces it.
     mounts.retain(|m| {
         !user_mounts

@@ -34,28 +34,59 @@ pub fn args(req: &CreateRequest, image: &ImageDefaults) -> Result<Vec<String>, S
     Ok(args)
 }
 
-/// The image's environment overlaid by the request's (same key: the request wins),
-/// plus `HOSTNAME`, a `PATH` if none, and `TERM=xterm` with a terminal.
-pub fn env(req: &CreateRequest, image: &ImageDefaults, hostname: &str) -> Vec<String> {
-    let mut env: Vec<String> = Vec::new();
-    let mut set = |entry: &str| {
-        let key = entry.split('=').next().unwrap_or(entry);
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
-            Some(existing) => *existing = entry.to_string(),
-            None => env.push(entry.to_string()),
-        }
-    };
-    set(&format!("PATH={DEFAULT_PATH}"));
-    set(&format!("HOSTNAME={hostname}"));
-    if req.tty {
-        set("TERM=xterm");
+/// The key of an environment entry: what comes before the first `=` (all of a bare
+/// `KEY`).
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
+}
+
+/// The container's `Config.Env`, merged as Docker merges a request with its image: the
+/// request's entries as sent, then each image entry whose key the request does not
+/// name. A bare `KEY` (an unset `-e KEY`) names the key too, so it hides the image's.
+pub fn config_env(req: &CreateRequest, image: &ImageDefaults) -> Vec<String> {
+    let requested = req.env.clone().unwrap_or_default();
+    if requested.is_empty() {
+        return image.env.clone().unwrap_or_default();
     }
-    for entry in image.env.iter().flatten().chain(req.env.iter().flatten()) {
-        // A bare KEY (an unset `-e KEY`) sets nothing, as in Docker.
-        if entry.contains('=') {
-            set(entry);
+    let mut out = requested.clone();
+    for entry in image.env.iter().flatten() {
+        if !requested.iter().any(|r| env_key(r) == env_key(entry)) {
+            out.push(entry.clone());
         }
     }
+    out
+}
+
+/// The process's environment from `Config.Env` ([`config_env`]): `PATH`, `HOSTNAME` and
+/// (with a terminal) `TERM=xterm` first, each replaced in place by a `Config.Env` entry
+/// of the same key, the other entries after them in order; a bare `KEY` removes that
+/// default, as Docker builds it. `HOME` is added by the caller, from the user.
+pub fn env(config_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".to_string());
+    }
+    let defaults = env.len();
+    let mut removed = vec![false; defaults];
+    for entry in config_env {
+        let key = env_key(entry);
+        let default = env[..defaults].iter().position(|d| env_key(d) == key);
+        match (entry.contains('='), default) {
+            (true, Some(i)) => env[i] = entry.clone(),
+            (true, None) => env.push(entry.clone()),
+            (false, Some(i)) => removed[i] = true,
+            (false, None) => {}
+        }
+    }
+    let mut index = 0;
+    env.retain(|_| {
+        let keep = !removed.get(index).copied().unwrap_or(false);
+        index += 1;
+        keep
+    });
     env
 }
 
@@ -115,19 +146,47 @@ mod tests {
     }
 
     #[test]
-    fn env_overlays_and_defaults() {
+    fn config_env_is_the_request_then_what_the_image_adds() {
         let image = ImageDefaults {
-            env: strings(&["PATH=/img", "A=1", "B=2"]),
+            env: strings(&["PATH=/img", "A=1", "B=2", "C=3"]),
             ..Default::default()
         };
-        let req = CreateRequest {
-            env: strings(&["B=3", "C", "D=4"]),
-            tty: true,
+        let req = |env: &[&str]| CreateRequest {
+            env: strings(env),
             ..Default::default()
         };
         assert_eq!(
-            Some(env(&req, &image, "h")),
-            strings(&["PATH=/img", "HOSTNAME=h", "TERM=xterm", "A=1", "B=3", "D=4"])
+            Some(config_env(&req(&["B=3", "C", "D=4"]), &image)),
+            strings(&["B=3", "C", "D=4", "PATH=/img", "A=1"])
+        );
+        assert_eq!(Some(config_env(&req(&[]), &image)), image.env);
+        assert!(config_env(&CreateRequest::default(), &ImageDefaults::default()).is_empty());
+    }
+
+    #[test]
+    fn process_env_starts_from_dockers_defaults() {
+        let config = config_env(
+            &CreateRequest {
+                env: strings(&["B=3", "C", "D=4"]),
+                ..Default::default()
+            },
+            &ImageDefaults {
+                env: strings(&["PATH=/img", "A=1", "C=2"]),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            Some(env(&config, "h", true)),
+            strings(&["PATH=/img", "HOSTNAME=h", "TERM=xterm", "B=3", "D=4", "A=1"])
+        );
+        assert_eq!(
+            Some(env(&[], "h", false)),
+            strings(&[&format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h"])
+        );
+        // A bare key unsets a default (docker run -e HOSTNAME with none set locally).
+        assert_eq!(
+            Some(env(&["HOSTNAME".into(), "PATH=/x".into()], "h", true)),
+            strings(&["PATH=/x", "TERM=xterm"])
         );
     }
 

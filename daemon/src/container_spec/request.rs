@@ -21,6 +21,8 @@ pub struct CreateRequest {
     pub working_dir: String,
     pub labels: Option<BTreeMap<String, String>>,
     pub stop_signal: Option<String>,
+    /// `--expose`: `{"80/tcp": {}}`.
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub host_config: HostConfig,
 }
 
@@ -28,7 +30,10 @@ pub struct CreateRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
+    /// `-v host:container[:mode]`.
     pub binds: Option<Vec<String>>,
+    /// `--mount`.
+    pub mounts: Option<Vec<super::mounts::MountSpec>>,
     pub tmpfs: Option<BTreeMap<String, String>>,
     pub network_mode: String,
     /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
@@ -45,6 +50,8 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
     pub pids_limit: Option<i64>,
+    /// `--blkio-weight`: 10..1000, 0 unset (see `blkio`).
+    pub blkio_weight: u16,
     pub privileged: bool,
     pub cap_add: Option<Vec<String>>,
     pub cap_drop: Option<Vec<String>>,
@@ -75,4 +82,6 @@ pub struct ImageDefaults {
     pub cmd: Option<Vec<String>>,
     pub working_dir: String,
     pub stop_signal: Option<String>,
+    /// `EXPOSE`: `{"80/tcp": {}}`.
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }

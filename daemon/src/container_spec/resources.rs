@@ -2,9 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::host_limits;
 use super::request::HostConfig;
 use super::SpecError;
+use super::{blkio, host_limits};
 
 /// The CFS period Docker uses to express `--cpus`.
 const CPU_PERIOD: i64 = 100_000;
@@ -69,6 +69,10 @@ pub fn resources(hc: &HostConfig, devices: Vec<Value>) -> Result<Value, SpecErro
     }
     if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
         out.insert("pids".into(), json!({"limit": limit}));
+    }
+    // A weight the host cannot apply was discarded before (`blkio`), with a warning.
+    if let Some(block_io) = blkio::block_io(hc.blkio_weight)? {
+        out.insert("blockIO".into(), block_io);
     }
     // Whether the host can apply these is checked before the spec is built
     // (`host_limits::check`); the runtime refuses them too rather than skip them.

@@ -153,9 +153,15 @@ fn bad_requests_are_refused_with_the_reason() {
             "named volumes are not supported yet",
         ),
         (
-            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["/nonexistent/src:/data"]}}),
+            json!({"Cmd": ["x"], "HostConfig": {"Mounts": [
+                {"Type": "bind", "Source": "/nonexistent/src", "Target": "/data"}]}}),
             json!({}),
-            "does not exist",
+            "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent/src",
+        ),
+        (
+            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["/tmp:/data"], "Tmpfs": {"/data": ""}}}),
+            json!({}),
+            "Duplicate mount point: /data",
         ),
         (
             json!({"Cmd": ["x"], "HostConfig": {"Memory": 1024}}),
@@ -367,5 +373,69 @@ fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std:
         .and_then(|r| r.hugepage_limits().clone())
         .unwrap_or_default();
     assert_eq!(limits.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn the_hostname_is_the_id_or_on_the_hosts_network_the_hosts(
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let hostname = |body: serde_json::Value| -> Result<String, Box<dyn std::error::Error>> {
+        let spec = build_from(body, json!({}), root.path())?;
+        let env = spec["process"]["env"].clone();
+        let name = spec["hostname"].as_str().unwrap_or_default().to_string();
+        assert!(
+            env.as_array()
+                .is_some_and(|e| e.iter().any(|v| v == &json!(format!("HOSTNAME={name}")))),
+            "HOSTNAME follows the hostname: {env}"
+        );
+        Ok(name)
+    };
+    let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    assert_eq!(hostname(json!({"Cmd": ["x"]}))?, "0123456789ab");
+    assert_eq!(
+        hostname(json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "host"}}))?,
+        host
+    );
+    assert_eq!(
+        hostname(json!({"Cmd": ["x"], "Hostname": "web", "HostConfig": {"NetworkMode": "host"}}))?,
+        "web"
+    );
+    Ok(())
+}
+
+/// `HostConfig.BlkioWeight` becomes `linux.resources.blockIO.weight`; Docker's range
+/// (10..1000, 0 unset) is enforced with Docker's error.
+#[test]
+fn blkio_weight_is_in_the_spec_and_its_range_checked() -> Result<(), Box<dyn std::error::Error>> {
+    let root = rootfs();
+    let body = |w: i64| json!({"Cmd": ["x"], "HostConfig": {"BlkioWeight": w}});
+    let spec = build_from(body(300), json!({}), root.path())?;
+    assert_eq!(
+        spec["linux"]["resources"]["blockIO"],
+        json!({"weight": 300})
+    );
+    let typed: oci_spec::runtime::Spec = serde_json::from_value(spec)?;
+    let weight = typed
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .and_then(|r| r.block_io().clone())
+        .and_then(|b| b.weight());
+    assert_eq!(weight, Some(300));
+    let unset = build_from(body(0), json!({}), root.path())?;
+    assert!(unset["linux"]["resources"].get("blockIO").is_none());
+    for w in [5, 1001] {
+        let err = build_from(body(w), json!({}), root.path())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Range of blkio weight is from 10 to 1000"),
+            "{w}"
+        );
+    }
+    // Not a u16 at all: refused when the request is read.
+    assert!(build_from(body(-1), json!({}), root.path()).is_err());
     Ok(())
 }

@@ -15,8 +15,6 @@ pub struct HostFacts {
     pub os_version: String,
     pub ncpu: usize,
     pub mem_total: u64,
-    pub cgroup_v2_only: bool,
-    pub ipv4_forwarding: bool,
     pub root_fs_type: String,
 }
 
@@ -58,9 +56,6 @@ impl HostFacts {
             os_version: os_field("VERSION_ID"),
             ncpu: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mem_total,
-            cgroup_v2_only: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
-            ipv4_forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-                .is_ok_and(|v| v.trim() == "1"),
             root_fs_type: fs_type(root),
         }
     }

@@ -33,7 +33,14 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("docker_api", %method, %path);
+    // `container`: the container the request is about, as the client named it (or the
+    // id a create made), recorded by the handler that knows it.
+    let span = tracing::info_span!(
+        "docker_api",
+        %method,
+        %path,
+        container = tracing::field::Empty
+    );
     let result = match strip_version(&path) {
         Ok(tail) => {
             let req = ApiRequest::new(req, tail.to_string());
@@ -43,7 +50,10 @@ pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Resp
     };
     let _enter = span.enter();
     let reply = match result {
-        Ok(reply) => reply,
+        Ok(reply) => {
+            tracing::debug!(status = reply.status().as_u16(), "answered");
+            reply
+        }
         Err(err) => {
             if err.status().is_server_error() {
                 tracing::error!(error = %err, "request failed");

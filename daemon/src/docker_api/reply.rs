@@ -68,6 +68,11 @@ impl Reply {
         (tx, Reply::stream(content_type, ChannelBody(rx).boxed()))
     }
 
+    /// The HTTP status this reply answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// Replaces the status (e.g. `201 Created`).
     pub fn with_status(mut self, status: StatusCode) -> Reply {
         self.status = status;

@@ -12,7 +12,6 @@ use super::{blocking, image, now_rfc3339, put, EngineError};
 use crate::container_spec::CreateRequest;
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
-use crate::store::Kind;
 use crate::Daemon;
 
 /// Creates a container from a Docker create body; returns its id.
@@ -46,29 +45,10 @@ pub async fn create(
             )));
         }
     }
-    let name = match name {
-        Some(n) => n.trim_start_matches('/').to_string(),
-        None => {
-            let store = &daemon.store;
-            crate::lookup::generate_name(random_u64(), &|n| {
-                store
-                    .id_by_name(Kind::Container, n)
-                    .ok()
-                    .flatten()
-                    .is_some()
-            })
-        }
-    };
-    if let Some(other) = daemon.store.id_by_name(Kind::Container, &name)? {
-        return Err(EngineError::Conflict(format!(
-            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-        )));
-    }
-
     create_parsed(
         daemon,
         NewContainer {
-            name,
+            name: name.map(|n| n.trim_start_matches('/').to_string()),
             request,
             body,
             restart_policy: policy,
@@ -88,8 +68,8 @@ pub(crate) type SpecPatch = Box<dyn FnOnce(&str, &mut Value) -> Result<(), Engin
 
 /// A validated container to create, from either front door.
 pub(crate) struct NewContainer {
-    /// Unique among containers (checked by the store too).
-    pub name: String,
+    /// Unique among containers; a readable one is generated when unset.
+    pub name: Option<String>,
     pub request: CreateRequest,
     /// What the record keeps as the request the client sent.
     pub body: Value,
@@ -123,7 +103,18 @@ pub(crate) async fn create_parsed(
     let img = image::find(&daemon.images, &request.image)?;
     let config = image::config(&daemon.images, &img)?;
     let defaults = image::defaults(&config);
+    let exposed_ports = container_spec::ports::exposed(&request, &defaults)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let id = random_id();
+    // Held until the record is stored (or the create fails): no other create can take
+    // the name meanwhile.
+    let claim = match &name {
+        Some(name) => daemon.engine.names.claim(&daemon.store, name, &id)?,
+        None => daemon
+            .engine
+            .names
+            .claim_generated(&daemon.store, random_u64(), &id)?,
+    };
     let dir = daemon.engine.dir(&id);
     let snapshot = format!("container-{id}");
     let parent = img.chain_id.as_ref().map(|c| c.to_string());
@@ -183,7 +174,7 @@ pub(crate) async fn create_parsed(
     labels.extend(request.labels.clone().unwrap_or_default());
     let record = ContainerRecord {
         id: id.clone(),
-        name,
+        name: claim.name.clone(),
         created: now_rfc3339(),
         image: request.image.clone(),
         image_id: img.config_digest.to_string(),
@@ -192,14 +183,8 @@ pub(crate) async fn create_parsed(
         request: body,
         path: args.first().cloned().unwrap_or_default(),
         args: args.iter().skip(1).cloned().collect(),
-        env: process["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        env: container_spec::config_env(&request, &defaults),
+        exposed_ports,
         working_dir: process["cwd"].as_str().unwrap_or("/").to_string(),
         user: request.user.clone(),
         labels,
@@ -221,6 +206,7 @@ pub(crate) async fn create_parsed(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
+    drop(claim);
     tracing::info!(id = %id, name = %record.name, image = %record.image, "container created");
     Ok(id)
 }

@@ -59,5 +59,6 @@ pub fn defaults(config: &ImageConfig) -> ImageDefaults {
         cmd: c.cmd,
         working_dir: c.working_dir.unwrap_or_default(),
         stop_signal: c.stop_signal,
+        exposed_ports: c.exposed_ports,
     }
 }

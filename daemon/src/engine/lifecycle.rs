@@ -64,11 +64,20 @@ pub(crate) async fn start_locked(
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
     let log = daemon.engine.log_of(&record);
     let runtime = external_runtime(daemon, &record)?;
+    // `-v` sources that do not exist are made at each start, as dockerd makes them
+    // (CRI records keep a CRI config as their request, without Binds).
+    let binds: Vec<String> = match &record.cri {
+        None => serde_json::from_value(record.request["HostConfig"]["Binds"].clone())
+            .unwrap_or_default(),
+        Some(_) => Vec::new(),
+    };
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
     let group_guard = daemon.engine.shim_group_lock(record.shim_group()).await;
     let started = blocking(move || {
         let _group_guard = group_guard;
+        crate::container_spec::create_bind_sources(&binds)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         let engine = &d.engine;
         let dir = engine.dir(&cid);
         let mounts =

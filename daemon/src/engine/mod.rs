@@ -9,6 +9,7 @@
 mod create;
 mod image;
 mod lifecycle;
+mod names;
 mod oom;
 mod reconcile;
 pub mod record;
@@ -91,6 +92,8 @@ pub struct Engine {
     /// containers of a pod share their shim, and every connection costs the shim a
     /// handful of threads.
     watch_conns: Mutex<HashMap<String, Arc<shim::Shim>>>,
+    /// Names taken by creates that have not stored their record yet.
+    pub(crate) names: names::NameClaims,
 }
 
 impl Engine {
@@ -105,6 +108,7 @@ impl Engine {
             events: tokio::sync::broadcast::channel(1024).0,
             locks: Mutex::new(HashMap::new()),
             watch_conns: Mutex::new(HashMap::new()),
+            names: names::NameClaims::default(),
         })
     }
 

@@ -78,7 +78,12 @@ pub struct ContainerRecord {
     /// The process that runs (path and args), from the OCI spec.
     pub path: String,
     pub args: Vec<String>,
+    /// `Config.Env`: the request's environment merged with the image's (the process
+    /// also gets `HOSTNAME`, `HOME`, … which Docker does not list here).
     pub env: Vec<String>,
+    /// `Config.ExposedPorts` keys (`80/tcp`): the image's and the request's.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
     pub working_dir: String,
     pub user: String,
     pub labels: BTreeMap<String, String>,

@@ -114,6 +114,7 @@ mod tests {
             chain_id: None,
             size: 0,
             created: 0,
+            diff_sizes: Some(Vec::new()),
         }
     }
 

@@ -90,6 +90,42 @@ fn network_mode(r: &ContainerRecord) -> String {
     }
 }
 
+/// Whether the container's exposed ports are open to a network, as Docker lists them:
+/// while it runs, on the default (bridge) network; not on `none`, `host` or another
+/// container's network.
+fn ports_listed(r: &ContainerRecord) -> bool {
+    r.state.status.has_task() && matches!(network_mode(r).as_str(), "default" | "bridge")
+}
+
+/// The `Ports` of the list: each exposed port without a public one (berth publishes
+/// none yet).
+fn ports(r: &ContainerRecord) -> Value {
+    if !ports_listed(r) {
+        return json!([]);
+    }
+    let ports: Vec<Value> = r
+        .exposed_ports
+        .iter()
+        .filter_map(|k| crate::container_spec::ports::parse(k))
+        .map(|(port, proto)| json!({"PrivatePort": port, "Type": proto}))
+        .collect();
+    Value::Array(ports)
+}
+
+/// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
+/// the ports are listed ([`ports_listed`]).
+fn network_ports(r: &ContainerRecord) -> Value {
+    if !ports_listed(r) {
+        return json!({});
+    }
+    let ports: serde_json::Map<String, Value> = r
+        .exposed_ports
+        .iter()
+        .map(|k| (k.clone(), Value::Null))
+        .collect();
+    Value::Object(ports)
+}
+
 fn summary(r: &ContainerRecord, now: SystemTime) -> Value {
     json!({
         "Id": r.id,
@@ -98,7 +134,7 @@ fn summary(r: &ContainerRecord, now: SystemTime) -> Value {
         "ImageID": r.image_id,
         "Command": command(r),
         "Created": unix_seconds(&r.created),
-        "Ports": [],
+        "Ports": ports(r),
         "Labels": r.labels,
         "State": r.state.status.as_str(),
         "Status": status_text(r, now),
@@ -238,7 +274,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
     } else {
         req["Cmd"].clone()
     };
-    let value = json!({
+    let mut value = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": r.path,
@@ -282,7 +318,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "Tty": r.tty,
             "OpenStdin": req["OpenStdin"].as_bool().unwrap_or(false),
             "StdinOnce": req["StdinOnce"].as_bool().unwrap_or(false),
-            "Env": r.env,
+            "Env": if r.env.is_empty() { Value::Null } else { json!(r.env) },
             "Cmd": cmd,
             "Image": r.image,
             "Volumes": null,
@@ -293,10 +329,19 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "StopSignal": r.stop_signal,
         },
         "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": {},
+            "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
             "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
         },
     });
+    // Docker leaves the key out when no port is exposed.
+    if !r.exposed_ports.is_empty() {
+        let exposed: serde_json::Map<String, Value> = r
+            .exposed_ports
+            .iter()
+            .map(|k| (k.clone(), json!({})))
+            .collect();
+        value["Config"]["ExposedPorts"] = Value::Object(exposed);
+    }
     Ok(Reply::json(&value))
 }
 

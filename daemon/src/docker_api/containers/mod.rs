@@ -11,6 +11,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiRequest, Reply, Routed};
+use crate::container_spec::blkio;
 use crate::engine::{self, EngineError, StartOutcome, Status};
 use crate::Daemon;
 
@@ -41,6 +42,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                 Some((id, action)) => (id.to_string(), action.to_string()),
                 None => (rest.clone(), String::new()),
             };
+            tracing::Span::current().record("container", id.as_str());
             match (&method, action.as_str()) {
                 (&Method::GET, "json") => json::inspect(daemon, &id)?,
                 (&Method::POST, "start") => {
@@ -73,7 +75,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
-                (&Method::GET, "top") => top::handle(daemon, &id).await?,
+                (&Method::GET, "top") => top::handle(daemon, &id, req.query("ps_args")).await?,
                 (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
                 (&Method::POST, "pause") => {
                     engine::pause(daemon, &id).await?;
@@ -100,14 +102,21 @@ async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, Api
         .query("name")
         .filter(|n| !n.is_empty())
         .map(str::to_string);
-    let body: Value = req.json().await?;
+    let mut body: Value = req.json().await?;
     if !body.is_object() {
         return Err(ApiError::BadRequest(
             "config cannot be empty in order to create a container".into(),
         ));
     }
+    // As Docker: a block I/O weight this host cannot apply is dropped, and the answer
+    // says so (the docker and berth CLIs print it as "WARNING: ...").
+    let warnings = blkio::discard_unsupported_weight(&mut body, blkio::weight_supported);
     let id = engine::create(daemon, name, body).await?;
-    Ok(Reply::json(&json!({"Id": id, "Warnings": []})).with_status(StatusCode::CREATED))
+    tracing::Span::current().record("container", id.as_str());
+    for w in &warnings {
+        tracing::warn!(id = %id, "{w}");
+    }
+    Ok(Reply::json(&json!({"Id": id, "Warnings": warnings})).with_status(StatusCode::CREATED))
 }
 
 /// `wait`: `not-running` (default), `next-exit` or `removed`. The status line and
@@ -186,6 +195,8 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
         )));
     }
     let mut record = engine::find(daemon, reference)?;
+    // A create in flight may hold the name before its record is stored.
+    let _claim = daemon.engine.names.claim(&daemon.store, name, &record.id)?;
     record.name = name.to_string();
     daemon
         .store

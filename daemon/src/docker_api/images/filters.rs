@@ -80,27 +80,116 @@ pub fn labels_match(filters: &Filters, labels: &Value) -> bool {
     })
 }
 
-/// Glob match with `*` and `?` (Docker's `reference` filter uses path.Match).
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] == t[ti] && p[pi] != '*')) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+/// One piece of a `path.Match` pattern.
+enum Token {
+    /// `*`: any run of characters but `/`.
+    Star,
+    /// `?`: one character but `/`.
+    Any,
+    /// `[…]`, `[^…]`: one character in (or not in) the ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+    Char(char),
+}
+
+/// A pattern Docker's `reference` filter accepts: Go's `path.Match` syntax (`*` and `?`
+/// stop at `/`, `[a-z]`, `[^…]`, `\` escapes).
+pub struct Pattern(Vec<Token>);
+
+impl Pattern {
+    /// Parses `pattern`; `None` when it is malformed (Go's `ErrBadPattern`).
+    pub fn parse(pattern: &str) -> Option<Pattern> {
+        let mut chars = pattern.chars().peekable();
+        let mut tokens = Vec::new();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' => Token::Star,
+                '?' => Token::Any,
+                '\\' => Token::Char(chars.next()?),
+                '[' => {
+                    let negated = chars.next_if_eq(&'^').is_some();
+                    let mut ranges = Vec::new();
+                    loop {
+                        if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
+                            break;
+                        }
+                        let lo = class_char(chars.next()?, &mut chars)?;
+                        let hi = if chars.next_if_eq(&'-').is_some() {
+                            class_char(chars.next()?, &mut chars)?
+                        } else {
+                            lo
+                        };
+                        ranges.push((lo, hi));
+                    }
+                    Token::Class { negated, ranges }
+                }
+                c => Token::Char(c),
+            });
+        }
+        Some(Pattern(tokens))
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        matches_at(&self.0, &text)
+    }
+}
+
+/// A character inside `[…]`: `-` and `]` must be escaped.
+fn class_char(c: char, rest: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<char> {
+    match c {
+        '\\' => rest.next(),
+        '-' | ']' => None,
+        c => Some(c),
+    }
+}
+
+fn matches_at(tokens: &[Token], text: &[char]) -> bool {
+    let Some((first, rest)) = tokens.split_first() else {
+        return text.is_empty();
+    };
+    match first {
+        Token::Star => {
+            // Each split up to the next `/` (a star never crosses one).
+            let reach = text.iter().position(|c| *c == '/').unwrap_or(text.len());
+            (0..=reach).any(|n| matches_at(rest, &text[n..]))
+        }
+        _ => {
+            let Some((c, after)) = text.split_first() else {
+                return false;
+            };
+            let one = match first {
+                Token::Any => *c != '/',
+                Token::Char(x) => x == c,
+                Token::Class { negated, ranges } => {
+                    ranges.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated
+                }
+                Token::Star => false,
+            };
+            one && matches_at(rest, after)
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The patterns of the `reference` filter, if given; a malformed one is refused.
+pub fn references(filters: &Filters) -> Result<Option<Vec<Pattern>>, ApiError> {
+    let Some(values) = filters.get("reference") else {
+        return Ok(None);
+    };
+    values
+        .iter()
+        .map(|p| {
+            Pattern::parse(p).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid reference filter {p:?}: syntax error in pattern"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]
@@ -117,10 +206,32 @@ mod tests {
     }
 
     #[test]
-    fn globs() {
-        assert!(glob("busy*", "busybox"));
-        assert!(glob("busybox:*", "busybox:latest"));
-        assert!(!glob("busy", "busybox"));
-        assert!(glob("b?sybox", "busybox"));
+    fn patterns_match_like_go_path_match() {
+        let m = |p: &str, t: &str| Pattern::parse(p).map(|p| p.matches(t));
+        assert_eq!(m("busy*", "busybox"), Some(true));
+        assert_eq!(m("busybox:1*", "busybox:1.36"), Some(true));
+        assert_eq!(m("busybox:1*", "busybox:latest"), Some(false));
+        assert_eq!(m("busy", "busybox"), Some(false));
+        assert_eq!(m("b?sybox", "busybox"), Some(true));
+        // `*` and `?` stop at `/`.
+        assert_eq!(m("busy*", "127.0.0.1:5000/busybox"), Some(false));
+        assert_eq!(m("*/busy*", "127.0.0.1:5000/busybox"), Some(true));
+        assert_eq!(m("*/busy*", "other/busybox:2"), Some(true));
+        assert_eq!(m("a?b", "a/b"), Some(false));
+        assert_eq!(m("*", ""), Some(true));
+        assert_eq!(m("**x", "abx"), Some(true));
+        // Classes, negation, escapes.
+        assert_eq!(m("busybox:[0-9]*", "busybox:1.36"), Some(true));
+        assert_eq!(m("busybox:[^0-9]*", "busybox:1.36"), Some(false));
+        assert_eq!(m("busybox:[^0-9]*", "busybox:latest"), Some(true));
+        assert_eq!(m("a\\*b", "a*b"), Some(true));
+        assert_eq!(m("a\\*b", "axb"), Some(false));
+        assert_eq!(m("[\\]]", "]"), Some(true));
+        // Malformed, as Go's ErrBadPattern.
+        for bad in ["[", "[]", "[^]", "a\\", "[a-]", "[-a]", "[a", "[]a]"] {
+            assert!(Pattern::parse(bad).is_none(), "{bad:?} should be refused");
+        }
+        let f = parse(Some(r#"{"reference":{"[":true}}"#)).unwrap();
+        assert!(references(&f).is_err());
     }
 }

@@ -6,10 +6,12 @@
 
 mod archive;
 mod auth;
+mod delete;
 mod filters;
 mod import;
 mod inspect;
 mod list;
+mod prune;
 mod pull;
 mod push;
 mod registry_auth;
@@ -46,7 +48,7 @@ pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiE
         (&Method::GET, "/images/json") => list::handle(daemon, &req)?,
         (&Method::GET, "/images/search") => return Err(auth::search()),
         (&Method::POST, "/images/load") => archive::load(daemon, req).await?,
-        (&Method::POST, "/images/prune") => remove::prune(daemon, &req).await?,
+        (&Method::POST, "/images/prune") => prune::handle(daemon, &req).await?,
         (&Method::GET, "/images/get") => {
             let names: Vec<String> = req
                 .query

@@ -90,6 +90,15 @@ pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Resul
             };
             lines.push(json!({ "status": status, "progressDetail": {}, "id": short(d) }));
         }
+        // The pushed repository now knows the image by its digest, as Docker's does.
+        let pushed = report
+            .manifest_digest
+            .clone()
+            .unwrap_or_else(|| rec.manifest_digest.clone());
+        images
+            .store
+            .add_digest_ref(rec, &pushed)
+            .map_err(store_err)?;
         let size = images
             .content
             .info(&rec.manifest_digest)

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_image::ImageRecord;
 use berth_snapshotter::{ContentStore, Digest};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::super::ApiError;
 use super::resolve::repo_tags_digests;
@@ -40,25 +40,39 @@ pub fn created(cfg: &Value, rec: &ImageRecord) -> i64 {
     unix(cfg["created"].as_str()).unwrap_or(rec.created as i64)
 }
 
+/// The image's labels: an object, or `null` when it has none (as Docker answers).
 pub fn labels(cfg: &Value) -> Value {
     match &cfg["config"]["Labels"] {
         Value::Object(m) => Value::Object(m.clone()),
-        _ => Value::Object(Map::new()),
+        _ => Value::Null,
     }
 }
 
-/// A `GET /images/json` entry.
-pub fn list_entry(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
-    let (tags, digests) = repo_tags_digests(records);
-    let rec = &records[0];
+/// The image's size as Docker reports it: the unpacked size of its layers. A record
+/// whose layers could not be measured (written by an older berth, its snapshots gone)
+/// has only its compressed size.
+pub fn size(rec: &ImageRecord) -> u64 {
+    rec.unpacked_size().unwrap_or(rec.size)
+}
+
+/// A `GET /images/json` entry with the references to list.
+pub fn list_entry(
+    id: &Digest,
+    tags: Vec<String>,
+    digests: Vec<String>,
+    rec: &ImageRecord,
+    cfg: &Value,
+) -> Value {
+    // Docker 20.10 answers `null` for a list left empty (inspect answers `[]`).
+    let list = |v: Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
     json!({
         "Id": id.to_string(),
         "ParentId": "",
-        "RepoTags": tags,
-        "RepoDigests": digests,
+        "RepoTags": list(tags),
+        "RepoDigests": list(digests),
         "Created": created(cfg, rec),
-        "Size": rec.size,
-        "VirtualSize": rec.size,
+        "Size": size(rec),
+        "VirtualSize": size(rec),
         "SharedSize": -1,
         "Labels": labels(cfg),
         "Containers": -1,
@@ -92,8 +106,8 @@ pub fn inspect(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
         "Architecture": cfg["architecture"].as_str().unwrap_or(""),
         "Variant": cfg["variant"],
         "Os": cfg["os"].as_str().unwrap_or(""),
-        "Size": rec.size,
-        "VirtualSize": rec.size,
+        "Size": size(rec),
+        "VirtualSize": size(rec),
         "GraphDriver": {
             "Name": "overlayfs",
             "Data": rec.chain_id.as_ref().map(|c| json!({"ChainID": c.to_string()})),
@@ -107,28 +121,28 @@ pub fn inspect(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
 }
 
 /// `GET /images/{name}/history`: newest first; layers with content carry their
-/// compressed size, the newest row carries the image ID and tags.
+/// unpacked size (as Docker's), the newest row carries the image ID and tags.
 pub fn history(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
     let (tags, _) = repo_tags_digests(records);
     let rec = &records[0];
-    let mut layers = rec.layers.iter();
+    let sizes: Vec<u64> = match &rec.diff_sizes {
+        Some(sizes) => sizes.clone(),
+        None => rec.layers.iter().map(|l| l.size).collect(),
+    };
+    let mut layers = sizes.iter().copied();
     let mut rows = Vec::new();
     let entries = cfg["history"].as_array().cloned().unwrap_or_default();
     if entries.is_empty() {
-        for layer in rec.layers.iter() {
+        for size in sizes.iter() {
             rows.push(json!({
                 "Id": "<missing>", "Created": created(cfg, rec), "CreatedBy": "",
-                "Tags": Value::Null, "Size": layer.size, "Comment": "",
+                "Tags": Value::Null, "Size": size, "Comment": "",
             }));
         }
     }
     for h in &entries {
         let empty = h["empty_layer"].as_bool().unwrap_or(false);
-        let size = if empty {
-            0
-        } else {
-            layers.next().map(|l| l.size).unwrap_or(0)
-        };
+        let size = if empty { 0 } else { layers.next().unwrap_or(0) };
         rows.push(json!({
             "Id": "<missing>",
             "Created": unix(h["created"].as_str()).unwrap_or_else(|| created(cfg, rec)),
@@ -141,7 +155,12 @@ pub fn history(id: &Digest, records: &[ImageRecord], cfg: &Value) -> Value {
     rows.reverse();
     if let Some(top) = rows.first_mut() {
         top["Id"] = json!(id.to_string());
-        top["Tags"] = json!(tags);
+        // Docker's rows carry `null`, not `[]`, for an image without tags.
+        top["Tags"] = if tags.is_empty() {
+            Value::Null
+        } else {
+            json!(tags)
+        };
     }
     Value::Array(rows)
 }

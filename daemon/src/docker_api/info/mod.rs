@@ -1,6 +1,10 @@
-//! `GET /info`: system-wide information, counted from the metadata store.
+//! `GET /info`: system-wide information, counted from the metadata store; what the
+//! host's cgroups offer is checked on each call ([`features`]).
 
-use serde_json::json;
+mod features;
+mod registry;
+
+use serde_json::{json, Value};
 
 use super::{ApiError, Reply};
 use crate::store::Kind;
@@ -17,7 +21,17 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
     };
     let (running, paused) = (in_state("running"), in_state("paused"));
     let images = super::images::count(daemon)?;
-    let cgroup_version = if host.cgroup_v2_only { "2" } else { "1" };
+    let features = features::Features::probe(&features::Sources::host());
+    let cgroup_version = if features.cgroup_v2 { "2" } else { "1" };
+    let warnings = features.warnings();
+    // The docker CLI falls back to warnings of its own when the list is empty.
+    let warnings = if warnings.is_empty() {
+        Value::Null
+    } else {
+        json!(warnings)
+    };
+    // berth runs no containerd, runc or docker-init of its own: dockerd's "N/A".
+    let no_commit = json!({"ID": "N/A", "Expected": "N/A"});
     Ok(Reply::json(&json!({
         "ID": daemon.id,
         "Containers": containers.len(),
@@ -32,17 +46,23 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
             "Network": ["bridge", "host", "none"],
             "Log": ["json-file"],
         },
-        "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
-        "CPUShares": true,
-        "CPUSet": true,
-        "PidsLimit": true,
-        "IPv4Forwarding": host.ipv4_forwarding,
+        "MemoryLimit": features.memory_limit,
+        "SwapLimit": features.swap_limit,
+        "KernelMemory": features.kernel_memory,
+        "KernelMemoryTCP": features.kernel_memory_tcp,
+        "CpuCfsPeriod": features.cpu_cfs,
+        "CpuCfsQuota": features.cpu_cfs,
+        "CPUShares": features.cpu_shares,
+        "CPUSet": features.cpuset,
+        "PidsLimit": features.pids_limit,
+        "OomKillDisable": features.oom_kill_disable,
+        "IPv4Forwarding": features.ipv4_forwarding,
+        "BridgeNfIptables": features.bridge_nf_iptables,
+        "BridgeNfIp6tables": features.bridge_nf_ip6tables,
         "Debug": daemon.config.log_level == "debug" || daemon.config.log_level == "trace",
         "NFd": host.open_fds(),
         "NGoroutines": 0,
+        "NEventsListener": 0,
         "SystemTime": host.now_rfc3339(),
         "LoggingDriver": "json-file",
         "CgroupDriver": "cgroupfs",
@@ -55,11 +75,8 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
         "NCPU": host.ncpu,
         "MemTotal": host.mem_total,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "IndexConfigs": {},
-            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-            "Mirrors": [],
-        },
+        "RegistryConfig": registry::registry_config(&daemon.config),
+        "GenericResources": null,
         "DockerRootDir": daemon.config.root,
         "HttpProxy": "",
         "HttpsProxy": "",
@@ -70,11 +87,23 @@ pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "Runtimes": runtimes(&daemon.config),
         "DefaultRuntime": daemon.config.default_runtime,
+        // No swarm mode: dockerd's answer for a node that never joined one.
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null,
+        },
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
+        "ContainerdCommit": no_commit,
+        "RuncCommit": no_commit,
+        "InitCommit": no_commit,
         "SecurityOptions": ["name=seccomp,profile=builtin"],
-        "Warnings": [],
+        "Warnings": warnings,
     })))
 }
 
