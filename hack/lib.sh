@@ -36,3 +36,13 @@ start_berthd() {
     echo "berthd did not open $dir/state/docker.sock within 10 s" >&2
     return 1
 }
+
+# remove_berth_cgroup_parent: rmdir the /berth parent cgroup a private berthd put its
+# containers under, in every hierarchy, once empty (a berthd of the host's own
+# recreates it when it needs it). For the cleanup of scripts that start a berthd.
+remove_berth_cgroup_parent() {
+    local d
+    for d in /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth; do
+        if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
+    done
+}

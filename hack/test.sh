@@ -9,7 +9,16 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+before=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$log" "$before"' EXIT
+
 hack/deps.sh
+
+# What the host has before the run (cgroups, mounts, netns, veths, berth processes),
+# taken once deps.sh has installed the tools it reads them with (ip): whatever the
+# tests leave beyond it fails the run (see the end).
+hack/leak-check.sh snapshot "$before"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,13 +30,30 @@ echo "== cargo build (the e2e tests run the built binaries)"
 cargo build --workspace --bins --locked
 
 echo "== cargo test"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+# --show-output: a passing test's "skipped: <reason>" (a host feature it lacks) is
+# kept in the log, and listed at the end.
+cargo test --workspace --locked --no-fail-fast -- --show-output 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# Tests remove what they make, also when they fail: anything new on the host now
+# (a cgroup, a mount, a network namespace, a veth, a shim) fails the run.
+echo
+echo "== leak check"
+leaks=0
+hack/leak-check.sh compare "$before" || leaks=$?
+
+# What tests skipped because this host lacks a feature, and why.
+if grep -q '^skipped: ' "$log"; then
+    echo
+    echo "== parts of tests skipped on this host"
+    grep '^skipped: ' "$log" | sort -u | sed 's/^/  /'
+fi
+
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+if [ "$status" -eq 0 ] && [ "$leaks" -ne 0 ]; then
+    status=$leaks
+fi
 exit "$status"

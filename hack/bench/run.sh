@@ -62,6 +62,7 @@ cleanup() {
     fi
     grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK" "/run/berth/runtime/$CTR_NS"
+    remove_berth_cgroup_parent
 }
 trap cleanup EXIT
 

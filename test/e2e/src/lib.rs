@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -42,11 +43,26 @@ pub struct Berthd {
     dir: tempfile::TempDir,
 }
 
+/// The cgroup berthd puts containers under (`/berth/<id>`), in every hierarchy.
+/// A production berthd keeps it, as dockerd keeps `/docker`; the test daemons share
+/// it, so the last of them to go in this process removes it if empty.
+const BERTHD_CGROUP: &str = "berth";
+
+/// How many [`Berthd`]s this test process holds; the last one's drop removes
+/// [`BERTHD_CGROUP`] under this lock, so that no daemon of this process is making a
+/// container in it meanwhile.
+static LIVE: Mutex<usize> = Mutex::new(0);
+
 impl Berthd {
+    fn new(dir: tempfile::TempDir) -> Berthd {
+        *LIVE.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Berthd { child: None, dir }
+    }
+
     /// Starts berthd on fresh dirs and waits until its Docker API socket answers.
     pub fn start() -> Result<Berthd> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
-        let mut berthd = Berthd { child: None, dir };
+        let mut berthd = Berthd::new(dir);
         berthd.spawn()?;
         Ok(berthd)
     }
@@ -55,7 +71,7 @@ impl Berthd {
     pub fn start_with_config(config: &str) -> Result<Berthd> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         std::fs::write(dir.path().join("config.toml"), config)?;
-        let mut berthd = Berthd { child: None, dir };
+        let mut berthd = Berthd::new(dir);
         berthd.spawn()?;
         Ok(berthd)
     }
@@ -231,13 +247,59 @@ impl Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
+        // A test that failed between a stop (or kill -9) and the restart after it
+        // leaves containers running on their own: a daemon is started again to
+        // remove them.
+        let has_containers =
+            std::fs::read_dir(self.root().join("containers")).is_ok_and(|mut d| d.next().is_some());
+        if self.child.is_none() && has_containers {
+            if let Err(err) = self.spawn() {
+                eprintln!("starting berthd again to remove its containers: {err:#}");
+            }
+        }
         if self.child.is_some() {
             self.remove_containers();
         }
         if let Err(err) = self.stop() {
             eprintln!("stopping berthd: {err:#}");
         }
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live = live.saturating_sub(1);
+        if *live == 0 {
+            for e in berth_fixtures::cgroups::remove_if_empty(BERTHD_CGROUP) {
+                eprintln!("removing berthd's cgroup parent: {e}");
+            }
+        }
     }
+}
+
+/// Processes whose command line holds `needle`, this test process left out.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                out.push(format!("{name}: {cmdline}"));
+            }
+        }
+    }
+    out
+}
+
+/// Runs a command whatever its exit: (exit code, or -1 when a signal ended it; stdout;
+/// stderr).
+pub fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Runs a command, returning stdout; fails with its stderr when it exits non-zero.

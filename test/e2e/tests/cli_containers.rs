@@ -7,18 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
+use berth_e2e::{require_root, run, run_ok, Berthd};
 use berth_fixtures::{images, Registry};
-
-/// Runs a command; (exit code, stdout, stderr).
-fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
-    let out = cmd.output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
 
 fn exit_code(cmd: &mut Command) -> Result<(i32, String)> {
     let (code, _, err) = run(cmd)?;

@@ -24,7 +24,13 @@ struct CreateCommand {
     args: Vec<String>,
 }
 
+/// The warning dockerd answers a create with when it discards a block I/O weight.
+const DISCARDED: &str =
+    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.";
+
 /// Serves `/_ping` and `containers/create` on a socket, sending each create body back.
+/// A create with a `BlkioWeight` is answered as dockerd answers it on a host without
+/// block I/O weight support: with a warning.
 fn capture_server(socket: PathBuf) -> Result<mpsc::Receiver<Value>> {
     let listener = UnixListener::bind(&socket)?;
     let (tx, rx) = mpsc::channel();
@@ -50,12 +56,24 @@ fn capture_server(socket: PathBuf) -> Result<mpsc::Receiver<Value>> {
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
             let (status, reply) = if request_line.contains("/containers/create") {
-                let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                ("201 Created", r#"{"Id":"0123456789ab","Warnings":[]}"#)
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let warnings: Vec<&str> = if body["HostConfig"]["BlkioWeight"]
+                    .as_u64()
+                    .is_some_and(|w| w > 0)
+                {
+                    vec![DISCARDED]
+                } else {
+                    Vec::new()
+                };
+                let _ = tx.send(body);
+                (
+                    "201 Created",
+                    serde_json::json!({"Id": "0123456789ab", "Warnings": warnings}).to_string(),
+                )
             } else if request_line.contains("/_ping") {
-                ("200 OK", "OK")
+                ("200 OK", "OK".to_string())
             } else {
-                ("404 Not Found", r#"{"message":"not captured"}"#)
+                ("404 Not Found", r#"{"message":"not captured"}"#.to_string())
             };
             let mut stream = reader.into_inner();
             let _ = write!(
@@ -226,6 +244,7 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
         ],
         vec!["run", "-d", "--name", "bg", "busybox", "sleep", "1"],
         vec!["create", "--runtime", "runc", "busybox"],
+        vec!["create", "--blkio-weight", "300", "busybox"],
         vec![
             "create",
             "--security-opt",
@@ -304,5 +323,50 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
         err.as_deref(),
         Some("Conflicting options: --restart and --rm")
     );
+    Ok(())
+}
+
+/// A create answer's warnings reach the user the same way from both CLIs: a
+/// `WARNING: ...` line on stderr (the capture server answers a block I/O weight as
+/// dockerd does on a host without weight support).
+#[test]
+fn both_clis_print_the_create_answers_warnings() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("capture.sock");
+    let bodies = capture_server(socket.clone())?;
+    let host = format!("unix://{}", socket.display());
+    let args = ["create", "--blkio-weight", "300", "busybox"];
+    let docker = Command::new("/usr/bin/docker")
+        .args(args)
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_CONFIG", dir.path())
+        .output()
+        .context("running Debian's docker client (hack/deps.sh installs docker.io)")?;
+    let berth = Command::new(berth_e2e::binary("berth")?)
+        .args(args)
+        .env("DOCKER_HOST", &host)
+        .output()
+        .context("running berth")?;
+    for (name, out) in [("docker", &docker), ("berth", &berth)] {
+        let body = bodies
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .with_context(|| format!("{name} sent no create request"))?;
+        assert_eq!(body["HostConfig"]["BlkioWeight"], 300, "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("WARNING"))
+                .collect::<Vec<_>>(),
+            [format!("WARNING: {DISCARDED}")],
+            "{name}: {stderr}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0123456789ab",
+            "{name}"
+        );
+    }
     Ok(())
 }

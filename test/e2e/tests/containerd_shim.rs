@@ -20,6 +20,10 @@ struct Containerd {
     child: Option<Child>,
     dir: tempfile::TempDir,
     namespace: String,
+    /// ctr puts containers in the cgroup `/<namespace>/<id>`; the shim removes the
+    /// leaf, this the namespace's level. A field: it drops after `drop` has ended the
+    /// tasks.
+    _cgroups: berth_fixtures::cgroups::CgroupGuard,
 }
 
 impl Containerd {
@@ -29,6 +33,7 @@ impl Containerd {
         let mut c = Containerd {
             child: None,
             dir,
+            _cgroups: berth_fixtures::cgroups::CgroupGuard::new(namespace.clone()),
             namespace,
         };
         let bin = c.path("bin");

@@ -17,6 +17,10 @@ use k8s_cri::v1 as cri;
 #[test]
 fn cri_container_resources_security_and_mounts() -> Result<()> {
     require_root();
+    // The pod's cgroup parent is kubelet's to remove; the test made it, the test
+    // removes it, also when it fails: declared first, it drops last.
+    let cgroup_parent = "crie2e-pod";
+    let _cgroups = berth_fixtures::cgroups::CgroupGuard::new(cgroup_parent);
     let s = setup_base("crie2e/busybox", "")?;
     let (berthd, client, image) = (&s.berthd, &s.client, s.base());
     let work = s.work.as_path();
@@ -24,7 +28,6 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     std::fs::create_dir_all(&data)?;
     std::fs::write(data.join("f"), "from the host\n")?;
     let mut rt = client.runtime()?;
-    let cgroup_parent = "crie2e-pod";
     let pod = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "crisec".into(),
@@ -320,10 +323,6 @@ fn cri_container_resources_security_and_mounts() -> Result<()> {
     for cid in [&id, &low_id, &hog_id, &talker] {
         let left = cgroup_dirs(&format!("{cgroup_parent}/{cid}"));
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
-    }
-    // The pod's cgroup parent is kubelet's to remove; the test made it, the test removes it.
-    for dir in cgroup_dirs(cgroup_parent) {
-        let _ = std::fs::remove_dir(dir);
     }
     assert_eq!(mounts_under(berthd.dir()), Vec::<String>::new());
     Ok(())

@@ -1,21 +1,10 @@
 //! Containers through berthd's Docker API: the same scenarios through `berth` and
 //! through Debian's docker 20.10 client, checked from inside the containers.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
-
-/// Runs a command; (exit code, stdout, stderr).
-fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
-    let out = cmd.output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
+use berth_e2e::{require_root, run, run_ok, Berthd};
 
 /// Polls `f` until it returns true, for at most `secs` seconds.
 fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {

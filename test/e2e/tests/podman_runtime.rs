@@ -16,19 +16,31 @@ struct Podman {
     _layout: tempfile::TempDir,
 }
 
+/// This process's hard limit `name` (a row of /proc/self/limits); None when unlimited.
+fn hard_limit(name: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let row = limits.lines().find(|l| l.starts_with(name))?;
+    row[name.len()..].split_whitespace().nth(1)?.parse().ok()
+}
+
 impl Podman {
     fn new() -> Result<Podman> {
         berth_e2e::require_root();
         let runtime = berth_e2e::binary("berth-runtime")?;
         let dir = tempfile::Builder::new().prefix("berth-podman-").tempdir()?;
+        // Podman's default rlimits (nofile and nproc 1048576) are above this host's
+        // hard limits, which root cannot raise without CAP_SYS_RESOURCE: runc refuses
+        // them too. The host's administrator sets the defaults it can honour: here,
+        // this host's own hard limits (at most 20000 open files, 32768 processes).
+        let nofile = hard_limit("Max open files").unwrap_or(20000).min(20000);
+        let nproc = hard_limit("Max processes").unwrap_or(32768).min(32768);
         std::fs::write(
             dir.path().join("containers.conf"),
-            // Podman's default rlimits (nofile and nproc 1048576) are above this host's
-            // hard limits, which root cannot raise without CAP_SYS_RESOURCE: runc refuses
-            // them too. The host's administrator sets the defaults it can honour.
-            "[containers]\nnetns = \"none\"\n\
-             default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            format!(
+                "[containers]\nnetns = \"none\"\n\
+                 default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+            ),
         )?;
         std::fs::write(
             dir.path().join("registries.conf"),

@@ -328,23 +328,9 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Processes whose command line holds `needle`.
-pub fn processes_with(needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.chars().all(|c| c.is_ascii_digit()) || name == std::process::id().to_string() {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(needle) {
-                out.push(format!("{name}: {cmdline}"));
-            }
-        }
-    }
-    out
-}
+// Not every test that includes this module looks for processes.
+#[allow(unused_imports)]
+pub use berth_e2e::processes_with;
 
 /// `<hierarchy>/<rel>` for every mounted cgroup hierarchy (v1 controllers or v2) that
 /// has it.
