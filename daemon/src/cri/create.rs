@@ -14,10 +14,9 @@ use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
 
 use super::pod_spec::PodPatch;
-use super::to_cri;
 use crate::container_spec::host_limits::{self, HostCgroups, LimitError};
 use crate::container_spec::{seccomp_profile, CreateRequest, HostConfig};
-use crate::engine::{self, CriMeta, EngineError, NewContainer};
+use crate::engine::{self, CriMeta, NewContainer};
 use crate::restart_policy::RestartPolicy;
 use crate::store::Kind;
 use crate::Daemon;
@@ -133,17 +132,7 @@ pub(super) async fn create(
             patch_spec: Some(Box::new(move |id, spec| patch.apply(id, spec))),
         },
     )
-    .await
-    .map_err(|e| match e {
-        // The only lookup create makes is the image's.
-        EngineError::NotFound(_) => CriError::NotFound {
-            what: "image",
-            id: image.clone(),
-        },
-        // A concurrent create of the same name won the store's name index.
-        EngineError::Conflict(m) => CriError::AlreadyExists(m),
-        other => to_cri(&meta.name)(other),
-    })?;
+    .await?;
     tracing::info!(id = %id, sandbox = %sandbox.id, name = %meta.name, "CRI container created");
     Ok(id)
 }
@@ -175,13 +164,7 @@ fn target_pid_ns(
     sandbox: &SandboxContext,
     target: &str,
 ) -> Result<PathBuf, CriError> {
-    let record = engine::get(daemon, target).map_err(|e| match e {
-        EngineError::NotFound(_) => CriError::NotFound {
-            what: "target container",
-            id: target.to_string(),
-        },
-        other => CriError::Internal(other.to_string()),
-    })?;
+    let record = engine::get(daemon, target)?;
     if record.cri.as_ref().map(|c| c.sandbox_id.as_str()) != Some(sandbox.id.as_str()) {
         return Err(CriError::InvalidArgument(format!(
             "target container {target} is not in pod sandbox {}",

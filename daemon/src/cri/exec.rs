@@ -10,7 +10,7 @@ use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
 use serde_json::{json, Value};
 
-use super::{cri_record, read_capped, to_cri};
+use super::{cri_record, read_capped};
 use crate::engine::{self, EngineError};
 use crate::Daemon;
 
@@ -81,7 +81,7 @@ pub(super) async fn exec_sync(
         })
         .await
     };
-    started.map_err(to_cri(&id))?;
+    started.map_err(CriError::from)?;
 
     let wait = {
         let (d, id, exec) = (Arc::clone(daemon), id.clone(), exec.clone());
@@ -113,7 +113,7 @@ pub(super) async fn exec_sync(
     };
     let code = waited
         .map_err(|e| CriError::Internal(format!("exec wait task: {e}")))?
-        .map_err(to_cri(&id));
+        .map_err(CriError::from);
     {
         let (d, cid, e) = (Arc::clone(daemon), id.clone(), exec.clone());
         let deleted =

@@ -9,7 +9,7 @@ use berth_cri_server::CriError;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{cri_record, to_cri};
+use super::cri_record;
 use crate::engine;
 use crate::Daemon;
 
@@ -28,7 +28,7 @@ pub(super) async fn reopen(daemon: &Arc<Daemon>, id: &str) -> Result<(), CriErro
         let (d, cid) = (Arc::clone(daemon), id.to_string());
         engine::blocking(move || Ok(engine::shim_of(&d, &cid)?.shim_pid(&cid)?))
             .await
-            .map_err(to_cri(id))?
+            .map_err(CriError::from)?
     };
     let pid = i32::try_from(shim_pid)
         .ok()

@@ -71,23 +71,30 @@ pub fn image_parts(daemon: &Daemon) -> ImageParts {
     }
 }
 
-/// Engine errors as CRI answers them.
-pub(crate) fn to_cri(id: &str) -> impl Fn(EngineError) -> CriError + '_ {
-    move |e| match e {
-        EngineError::NotFound(_) => CriError::NotFound {
-            what: "container",
-            id: id.to_string(),
-        },
-        EngineError::Conflict(m) => CriError::FailedPrecondition(m),
-        EngineError::Invalid(m) => CriError::InvalidArgument(m),
-        EngineError::Internal(m) => CriError::Internal(m),
+/// Engine errors as CRI answers them: the one mapping to gRPC codes' kinds.
+impl From<EngineError> for CriError {
+    fn from(e: EngineError) -> CriError {
+        match e {
+            EngineError::NotFound { what, reference } => CriError::NotFound {
+                what: match what {
+                    engine::Object::Container => "container",
+                    engine::Object::Image => "image",
+                },
+                id: reference,
+            },
+            // A concurrent create of the same name won the store's name index.
+            e @ EngineError::NameInUse { .. } => CriError::AlreadyExists(e.to_string()),
+            e @ EngineError::State { .. } => CriError::FailedPrecondition(e.to_string()),
+            EngineError::Invalid(m) => CriError::InvalidArgument(m),
+            e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
+        }
     }
 }
 
 /// The record of CRI container `id`; a container made through the Docker API is not
 /// one CRI knows.
 pub(crate) fn cri_record(daemon: &Daemon, id: &str) -> Result<engine::ContainerRecord, CriError> {
-    let record = engine::get(daemon, id).map_err(to_cri(id))?;
+    let record = engine::get(daemon, id).map_err(CriError::from)?;
     if record.cri.is_none() {
         return Err(CriError::NotFound {
             what: "container",
@@ -123,7 +130,7 @@ impl ContainerEngine for CriEngine {
         }
         engine::start_locked(&self.daemon, id)
             .await
-            .map_err(to_cri(id))?;
+            .map_err(CriError::from)?;
         Ok(())
     }
 
@@ -137,7 +144,7 @@ impl ContainerEngine for CriEngine {
         let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
         engine::stop_locked(&self.daemon, id, Some(secs))
             .await
-            .map_err(to_cri(id))?;
+            .map_err(CriError::from)?;
         Ok(())
     }
 
@@ -150,7 +157,7 @@ impl ContainerEngine for CriEngine {
         }
         engine::remove_locked(&self.daemon, id, true)
             .await
-            .map_err(to_cri(id))
+            .map_err(CriError::from)
     }
 
     async fn status(

@@ -8,7 +8,7 @@ use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
 use serde_json::{json, Map, Value};
 
-use super::{cri_record, to_cri};
+use super::cri_record;
 use crate::container_spec::host_limits;
 use crate::engine;
 use crate::Daemon;
@@ -107,37 +107,39 @@ pub(super) async fn update_resources(
     let (d, cid) = (Arc::clone(daemon), id.to_string());
     let update_for_task = update.clone();
     engine::blocking(move || {
-        let bytes = std::fs::read(&config_json).map_err(|e| {
-            engine::EngineError::Internal(format!("reading {}: {e}", config_json.display()))
-        })?;
-        let mut spec: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            engine::EngineError::Internal(format!("parsing {}: {e}", config_json.display()))
-        })?;
+        let bytes = std::fs::read(&config_json).map_err(engine::EngineError::internal(format!(
+            "reading {}",
+            config_json.display()
+        )))?;
+        let mut spec: Value = serde_json::from_slice(&bytes).map_err(
+            engine::EngineError::internal(format!("parsing {}", config_json.display())),
+        )?;
         if running {
             let bytes = serde_json::to_vec(&update_for_task)
-                .map_err(|e| engine::EngineError::Internal(format!("encoding resources: {e}")))?;
+                .map_err(engine::EngineError::internal("encoding resources"))?;
             engine::shim_of(&d, &cid)?.update(&cid, &bytes)?;
         }
         merge(&mut spec["linux"]["resources"], &update);
         let tmp = config_json.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| engine::EngineError::Internal(format!("encoding config.json: {e}")))?;
+            .map_err(engine::EngineError::internal("encoding config.json"))?;
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &config_json))
-            .map_err(|e| {
-                engine::EngineError::Internal(format!("writing {}: {e}", config_json.display()))
-            })?;
+            .map_err(engine::EngineError::internal(format!(
+                "writing {}",
+                config_json.display()
+            )))?;
         Ok(())
     })
     .await
-    .map_err(to_cri(id))?;
+    .map_err(CriError::from)?;
     // The CRI config in the record reports the new resources in ContainerStatus.
     let mut config: cri::ContainerConfig =
         serde_json::from_value(record.request.clone()).unwrap_or_default();
     config.linux.get_or_insert_with(Default::default).resources = Some(resources);
     record.request = serde_json::to_value(&config)
         .map_err(|e| CriError::Internal(format!("encoding the container config: {e}")))?;
-    engine::put(daemon, &record).map_err(to_cri(id))?;
+    engine::put(daemon, &record).map_err(CriError::from)?;
     tracing::info!(id, running, "container resources updated");
     Ok(())
 }

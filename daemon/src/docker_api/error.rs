@@ -40,3 +40,40 @@ impl From<crate::store::StoreError> for ApiError {
         ApiError::Internal(err.to_string())
     }
 }
+
+/// Engine errors as dockerd answers them: its status codes and its wording, which the
+/// docker CLI and SDKs print (and some match on).
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::{EngineError, Object, StateConflict};
+        match e {
+            EngineError::NotFound {
+                what: Object::Container,
+                reference,
+            } => ApiError::NotFound(format!("No such container: {reference}")),
+            EngineError::NotFound {
+                what: Object::Image,
+                reference,
+            } => ApiError::NotFound(format!("No such image: {reference}")),
+            EngineError::NameInUse { name, other_id } => ApiError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
+            )),
+            EngineError::State { id, conflict } => ApiError::Conflict(match conflict {
+                StateConflict::Paused => {
+                    "cannot start a paused container, try unpause instead".to_string()
+                }
+                StateConflict::MarkedForRemoval => {
+                    format!("container {id} is marked for removal and cannot be started")
+                }
+                StateConflict::NotRunning => format!("Container {id} is not running"),
+                StateConflict::AlreadyPaused => format!("Container {id} is already paused"),
+                StateConflict::NotPaused => format!("Container {id} is not paused"),
+                StateConflict::StillActive(what) => format!(
+                    "You cannot remove a {what} container {id}. Stop the container before attempting removal or force remove"
+                ),
+            }),
+            EngineError::Invalid(m) => ApiError::BadRequest(m),
+            e @ EngineError::Internal { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}

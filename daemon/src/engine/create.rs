@@ -130,27 +130,26 @@ pub(crate) async fn create_parsed(
                 daemon: &d,
             };
             std::fs::create_dir(&dir)
-                .map_err(|e| EngineError::Internal(format!("creating {}: {e}", dir.display())))?;
+                .map_err(EngineError::internal(format!("creating {}", dir.display())))?;
             let mounts = d
                 .images
                 .snapshots
                 .prepare(&snapshot, parent.as_deref())
-                .map_err(|e| {
-                    EngineError::Internal(format!("preparing the root filesystem: {e}"))
-                })?;
+                .map_err(EngineError::internal("preparing the root filesystem"))?;
             undo.snapshot = Some(snapshot.clone());
             let rootfs = dir.join("rootfs");
-            std::fs::create_dir(&rootfs).map_err(|e| {
-                EngineError::Internal(format!("creating {}: {e}", rootfs.display()))
-            })?;
+            std::fs::create_dir(&rootfs).map_err(EngineError::internal(format!(
+                "creating {}",
+                rootfs.display()
+            )))?;
             let mut spec = build_spec(&d, &id, &request, &defaults, &mounts, &rootfs)?;
             if let Some(patch) = patch_spec {
                 patch(&id, &mut spec)?;
             }
             let bytes = serde_json::to_vec_pretty(&spec)
-                .map_err(|e| EngineError::Internal(format!("encoding config.json: {e}")))?;
+                .map_err(EngineError::internal("encoding config.json"))?;
             std::fs::write(dir.join("config.json"), bytes)
-                .map_err(|e| EngineError::Internal(format!("writing config.json: {e}")))?;
+                .map_err(EngineError::internal("writing config.json"))?;
             undo.disarm();
             Ok((spec, dir))
         })
@@ -224,11 +223,11 @@ fn build_spec(
     let result = (|| {
         for m in mounts {
             m.mount(rootfs)
-                .map_err(|e| EngineError::Internal(format!("mounting the root filesystem: {e}")))?;
+                .map_err(EngineError::internal("mounting the root filesystem"))?;
             mounted.push(());
         }
-        let caps =
-            container_spec::bounding_set().map_err(|e| EngineError::Internal(e.to_string()))?;
+        let caps = container_spec::bounding_set()
+            .map_err(EngineError::internal("reading berthd's capabilities"))?;
         container_spec::build(&SpecInputs {
             id,
             request,

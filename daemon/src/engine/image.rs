@@ -27,14 +27,14 @@ pub fn normalise(reference: &str) -> Option<String> {
 pub fn find(images: &Images, reference: &str) -> Result<ImageRecord, EngineError> {
     use crate::images::resolve::ResolveError;
     let found = crate::images::resolve::find(images, reference).map_err(|e| match e {
-        ResolveError::NotFound(_) => EngineError::NotFound(e.to_string()),
+        ResolveError::NotFound(_) => EngineError::image_not_found(reference),
         ResolveError::Ambiguous(_) => EngineError::Invalid(e.to_string()),
-        ResolveError::Store(e) => EngineError::Internal(e.to_string()),
+        ResolveError::Store(e) => EngineError::internal("the image store")(e),
     })?;
     found
         .by_name
         .or_else(|| found.records.into_iter().next())
-        .ok_or_else(|| EngineError::NotFound(format!("No such image: {reference}")))
+        .ok_or_else(|| EngineError::image_not_found(reference))
 }
 
 /// The image's config (the parts a container inherits).
@@ -42,11 +42,14 @@ pub fn config(images: &Images, record: &ImageRecord) -> Result<ImageConfig, Engi
     let bytes = images
         .content
         .read_all(&record.config_digest, CONFIG_LIMIT)
-        .map_err(|e| {
-            EngineError::Internal(format!("image config {}: {e}", record.config_digest))
-        })?;
-    ImageConfig::parse(&bytes)
-        .map_err(|e| EngineError::Internal(format!("image config {}: {e}", record.config_digest)))
+        .map_err(EngineError::internal(format!(
+            "image config {}",
+            record.config_digest
+        )))?;
+    ImageConfig::parse(&bytes).map_err(EngineError::internal(format!(
+        "image config {}",
+        record.config_digest
+    )))
 }
 
 /// What the image's config contributes to a container's spec.

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use super::record::{ContainerRecord, Status};
 use super::shim::{self, Shim};
-use super::{blocking, get, now_rfc3339, put, watch, EngineError};
+use super::{blocking, get, now_rfc3339, put, watch, EngineError, StateConflict};
 use crate::store::Kind;
 use crate::Daemon;
 
@@ -48,15 +48,9 @@ pub(crate) async fn start_locked(
     let mut record = get(daemon, id)?;
     match record.state.status {
         Status::Running | Status::Restarting => return Ok(StartOutcome::AlreadyRunning),
-        Status::Paused => {
-            return Err(EngineError::Conflict(
-                "cannot start a paused container, try unpause instead".to_string(),
-            ))
-        }
+        Status::Paused => return Err(EngineError::state(id, StateConflict::Paused)),
         Status::Removing | Status::Dead => {
-            return Err(EngineError::Conflict(format!(
-                "container {id} is marked for removal and cannot be started"
-            )))
+            return Err(EngineError::state(id, StateConflict::MarkedForRemoval))
         }
         Status::Created | Status::Exited => {}
     }
@@ -77,13 +71,14 @@ pub(crate) async fn start_locked(
     let started = blocking(move || {
         let _group_guard = group_guard;
         crate::container_spec::create_bind_sources(&binds)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+            .map_err(EngineError::internal("creating bind mount sources"))?;
         let engine = &d.engine;
         let dir = engine.dir(&cid);
-        let mounts =
-            d.images.snapshots.mounts(&snapshot).map_err(|e| {
-                EngineError::Internal(format!("the container's root filesystem: {e}"))
-            })?;
+        let mounts = d
+            .images
+            .snapshots
+            .mounts(&snapshot)
+            .map_err(EngineError::internal("the container's root filesystem"))?;
         let _ = std::fs::remove_file(dir.join(berth_shim::exit_record::FILE_NAME));
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;
@@ -168,7 +163,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
 
 pub(crate) fn shim_of(daemon: &Daemon, id: &str) -> Result<Shim, EngineError> {
     let address = std::fs::read_to_string(daemon.engine.dir(id).join("address"))
-        .map_err(|e| EngineError::Internal(format!("the shim address of {id}: {e}")))?;
+        .map_err(EngineError::internal(format!("the shim address of {id}")))?;
     Ok(Shim::connect(address.trim())?)
 }
 
@@ -186,10 +181,7 @@ pub async fn kill(daemon: &Arc<Daemon>, reference: &str, sig: &str) -> Result<()
     let _guard = daemon.engine.lock(&record.id).await;
     let mut record = get(daemon, &record.id)?;
     if !record.state.status.has_task() {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is not running",
-            record.id
-        )));
+        return Err(EngineError::state(record.id, StateConflict::NotRunning));
     }
     if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
         record.state.stopped_by_user = true;
@@ -275,9 +267,10 @@ pub(crate) async fn stop_locked(
         tracing::debug!(id, "SIGKILL: {e}");
     }
     if !wait_exit(daemon, id, Some(Duration::from_secs(30))).await? {
-        return Err(EngineError::Internal(format!(
-            "container {id} did not exit after SIGKILL"
-        )));
+        return Err(EngineError::broken(
+            format!("stopping container {id}"),
+            "it did not exit after SIGKILL",
+        ));
     }
     Ok(true)
 }
@@ -315,9 +308,7 @@ pub(crate) async fn remove_locked(
             } else {
                 "running"
             };
-            return Err(EngineError::Conflict(format!(
-                "You cannot remove a {what} container {id}. Stop the container before attempting removal or force remove"
-            )));
+            return Err(EngineError::state(id, StateConflict::StillActive(what)));
         }
         stop_locked(daemon, id, Some(0)).await?;
     }
@@ -335,17 +326,14 @@ pub(crate) async fn remove_locked(
                 tracing::debug!("snapshot {snapshot} already gone: {e}")
             }
             Err(e) => {
-                return Err(EngineError::Internal(format!(
-                    "removing the container's snapshot: {e}"
-                )))
+                return Err(EngineError::internal("removing the container's snapshot")(
+                    e,
+                ))
             }
         }
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(EngineError::Internal(format!(
-                    "removing {}: {e}",
-                    dir.display()
-                )));
+                return Err(EngineError::internal(format!("removing {}", dir.display()))(e));
             }
         }
         d.store.delete(Kind::Container, &cid)?;
@@ -389,23 +377,12 @@ async fn set_paused(
     match (record.state.status, paused) {
         (Status::Running, true) | (Status::Paused, false) => {}
         (Status::Paused, true) => {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is already paused",
-                record.id
-            )))
+            return Err(EngineError::state(record.id, StateConflict::AlreadyPaused))
         }
         (Status::Running, false) => {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not paused",
-                record.id
-            )))
+            return Err(EngineError::state(record.id, StateConflict::NotPaused))
         }
-        _ => {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                record.id
-            )))
-        }
+        _ => return Err(EngineError::state(record.id, StateConflict::NotRunning)),
     }
     let d = Arc::clone(daemon);
     let id = record.id.clone();
@@ -430,10 +407,7 @@ async fn set_paused(
 pub async fn top(daemon: &Arc<Daemon>, reference: &str) -> Result<Vec<u32>, EngineError> {
     let record = super::find(daemon, reference)?;
     if !record.state.status.has_task() {
-        return Err(EngineError::Conflict(format!(
-            "Container {} is not running",
-            record.id
-        )));
+        return Err(EngineError::state(record.id, StateConflict::NotRunning));
     }
     let d = Arc::clone(daemon);
     let id = record.id.clone();

@@ -7,6 +7,7 @@
 //! exit record.
 
 mod create;
+mod error;
 mod image;
 mod lifecycle;
 mod names;
@@ -25,6 +26,7 @@ use k8s_cri::v1 as cri;
 
 pub use create::create;
 pub(crate) use create::{create_parsed, NewContainer};
+pub use error::{EngineError, Object, StateConflict};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
@@ -33,50 +35,8 @@ pub(crate) use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 
-use crate::store::{Kind, StoreError};
+use crate::store::Kind;
 use crate::Daemon;
-
-/// Errors of container operations, each kind answered as Docker does.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for EngineError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NameInUse { name, other_id, .. } => EngineError::Conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
-            )),
-            other => EngineError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<shim::ShimError> for EngineError {
-    fn from(e: shim::ShimError) -> Self {
-        EngineError::Internal(e.to_string())
-    }
-}
-
-impl From<crate::lookup::LookupError> for EngineError {
-    fn from(e: crate::lookup::LookupError) -> Self {
-        match e {
-            crate::lookup::LookupError::NotFound { reference, .. } => {
-                EngineError::NotFound(format!("No such container: {reference}"))
-            }
-            crate::lookup::LookupError::Store(e) => e.into(),
-            other => EngineError::Invalid(other.to_string()),
-        }
-    }
-}
 
 /// The engine's own state: paths, the shim binary, and a signal for state changes.
 pub struct Engine {
@@ -241,7 +201,7 @@ pub fn get(daemon: &Daemon, id: &str) -> Result<ContainerRecord, EngineError> {
     daemon
         .store
         .get::<ContainerRecord>(Kind::Container, id)?
-        .ok_or_else(|| EngineError::NotFound(format!("No such container: {id}")))
+        .ok_or_else(|| EngineError::container_not_found(id))
 }
 
 /// Resolves an id, name or unique id prefix to a record.
@@ -281,5 +241,5 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| EngineError::Internal(format!("a blocking task failed: {e}")))?
+        .map_err(EngineError::internal("a blocking task"))?
 }

@@ -37,9 +37,10 @@ impl NameClaims {
             None => store.id_by_name(Kind::Container, name)?,
         };
         if let Some(other) = holder.filter(|other| other != id) {
-            return Err(EngineError::Conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
+            return Err(EngineError::NameInUse {
+                name: name.to_string(),
+                other_id: other,
+            });
         }
         in_flight.insert(name.to_string(), id.to_string());
         Ok(NameClaim {
@@ -112,12 +113,12 @@ mod tests {
         assert_eq!(second.name, "calm_bollard2", "a name in flight is skipped");
         let err = claims.claim(&store, "calm_bollard1", "c").err();
         assert!(
-            matches!(&err, Some(EngineError::Conflict(m)) if m.contains("\"a\"")),
+            matches!(&err, Some(EngineError::NameInUse { other_id, .. }) if other_id == "a"),
             "{err:?}"
         );
         assert!(matches!(
             claims.claim(&store, "calm_bollard", "c"),
-            Err(EngineError::Conflict(_))
+            Err(EngineError::NameInUse { .. })
         ));
         drop(first);
         let again = claims.claim(&store, "calm_bollard1", "c")?;

@@ -176,7 +176,7 @@ async fn after_exit(daemon: &Arc<Daemon>, id: &str) -> Result<(), EngineError> {
     let _guard = daemon.engine.lock(id).await;
     let mut record = match get(daemon, id) {
         Ok(r) => r,
-        Err(EngineError::NotFound(_)) => return Ok(()),
+        Err(EngineError::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e),
     };
     if record.state.status != Status::Exited || record.state.stopped_by_user {

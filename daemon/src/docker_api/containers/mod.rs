@@ -15,17 +15,6 @@ use crate::container_spec::blkio;
 use crate::engine::{self, EngineError, StartOutcome, Status};
 use crate::Daemon;
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::NotFound(m) => ApiError::NotFound(m),
-            EngineError::Conflict(m) => ApiError::Conflict(m),
-            EngineError::Invalid(m) => ApiError::BadRequest(m),
-            EngineError::Internal(m) => ApiError::Internal(m),
-        }
-    }
-}
-
 /// Answers the container endpoints; hands every other path back.
 pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, ApiError> {
     let Some(rest) = req.path.strip_prefix("/containers/") else {
@@ -160,7 +149,7 @@ async fn wait_for(
     loop {
         let current = match engine::get(daemon, &id) {
             Ok(r) => Some(r),
-            Err(EngineError::NotFound(_)) => None,
+            Err(EngineError::NotFound { .. }) => None,
             Err(e) => return Err(e),
         };
         let done = match (&current, condition) {

@@ -1,0 +1,146 @@
+//! The engine's errors: what went wrong, typed, in the engine's own words. Each front
+//! door maps them once: the Docker API to Docker's status codes and messages
+//! (`docker_api/containers/mod.rs`), the CRI to gRPC codes (`cri/mod.rs`).
+
+use std::fmt;
+
+use crate::lookup::LookupError;
+use crate::store::StoreError;
+
+use super::shim::ShimError;
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a reference did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Container,
+    Image,
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Object::Container => "container",
+            Object::Image => "image",
+        })
+    }
+}
+
+/// Why a container cannot do what was asked in the state it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateConflict {
+    /// Start, while paused.
+    Paused,
+    /// Start, while being removed.
+    MarkedForRemoval,
+    /// Kill, pause, top or exec, while not running.
+    NotRunning,
+    AlreadyPaused,
+    NotPaused,
+    /// Remove without force, while running (or paused, or restarting).
+    StillActive(&'static str),
+}
+
+impl fmt::Display for StateConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateConflict::Paused => f.write_str("is paused"),
+            StateConflict::MarkedForRemoval => f.write_str("is being removed"),
+            StateConflict::NotRunning => f.write_str("is not running"),
+            StateConflict::AlreadyPaused => f.write_str("is already paused"),
+            StateConflict::NotPaused => f.write_str("is not paused"),
+            StateConflict::StillActive(what) => write!(f, "is {what}; stop it first"),
+        }
+    }
+}
+
+/// Errors of container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No container or image answers to `reference`.
+    #[error("no such {what}: {reference}")]
+    NotFound { what: Object, reference: String },
+    /// Another container holds the name.
+    #[error("the container name {name:?} is already in use by container {other_id}")]
+    NameInUse { name: String, other_id: String },
+    /// The request cannot be done in the container's current state.
+    #[error("container {id} {conflict}")]
+    State { id: String, conflict: StateConflict },
+    /// The request itself is wrong; the message names what.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something underneath failed while the engine was doing `context`.
+    #[error("{context}: {source}")]
+    Internal { context: String, source: Source },
+}
+
+impl EngineError {
+    pub fn container_not_found(reference: impl Into<String>) -> EngineError {
+        EngineError::NotFound {
+            what: Object::Container,
+            reference: reference.into(),
+        }
+    }
+
+    pub fn image_not_found(reference: impl Into<String>) -> EngineError {
+        EngineError::NotFound {
+            what: Object::Image,
+            reference: reference.into(),
+        }
+    }
+
+    pub fn state(id: impl Into<String>, conflict: StateConflict) -> EngineError {
+        EngineError::State {
+            id: id.into(),
+            conflict,
+        }
+    }
+
+    /// `map_err(EngineError::internal("writing config.json"))`.
+    pub fn internal<E>(context: impl Into<String>) -> impl FnOnce(E) -> EngineError
+    where
+        E: Into<Source>,
+    {
+        let context = context.into();
+        move |source| EngineError::Internal {
+            context,
+            source: source.into(),
+        }
+    }
+
+    /// An internal failure with no error value underneath (a broken invariant).
+    pub fn broken(context: impl Into<String>, what: impl Into<String>) -> EngineError {
+        EngineError::Internal {
+            context: context.into(),
+            source: what.into().into(),
+        }
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NameInUse { name, other_id, .. } => {
+                EngineError::NameInUse { name, other_id }
+            }
+            other => EngineError::internal("the metadata store")(other),
+        }
+    }
+}
+
+impl From<ShimError> for EngineError {
+    fn from(e: ShimError) -> Self {
+        EngineError::internal("the container's shim")(e)
+    }
+}
+
+impl From<LookupError> for EngineError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::NotFound { reference, .. } => EngineError::container_not_found(reference),
+            LookupError::Store(e) => e.into(),
+            other => EngineError::Invalid(other.to_string()),
+        }
+    }
+}
