@@ -10,7 +10,7 @@ use tokio::sync::RwLock;
 
 use crate::config::Config;
 
-pub mod resolve;
+pub use berth_image::resolve;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {

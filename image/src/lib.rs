@@ -15,6 +15,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resolve;
 pub mod store;
 
 pub use config::ImageConfig;

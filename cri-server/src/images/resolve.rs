@@ -1,8 +1,8 @@
-//! Finding an image the way Docker does: by id (`sha256:<hex>`, the bare hex, or a unique
-//! prefix of at least 12 hex digits), by name (`busybox` = `docker.io/library/busybox:latest`),
-//! or by digest (`name@sha256:…` matches any record of that repository with that manifest).
+//! Image references as the CRI image service reads them: resolved by berth-image's
+//! one resolver (as Docker resolves them), and split into CRI's repo tags and digests.
 
-use berth_image::{ImageRecord, Reference};
+use berth_image::resolve::{self, ResolveError};
+use berth_image::ImageRecord;
 
 use crate::{Cri, CriError};
 
@@ -11,54 +11,12 @@ pub(super) fn resolve(
     cri: &Cri,
     reference: &str,
 ) -> Result<Option<(String, Vec<ImageRecord>)>, CriError> {
-    let all = super::by_id(cri)?;
-    if let Some(hex) = id_hex(reference) {
-        let hits: Vec<_> = all
-            .iter()
-            .filter(|(id, _)| id.trim_start_matches("sha256:").starts_with(hex))
-            .collect();
-        match hits.len() {
-            1 => {
-                return Ok(hits
-                    .into_iter()
-                    .next()
-                    .map(|(id, recs)| (id.clone(), recs.clone())))
-            }
-            0 if hex.len() == 64 || reference.starts_with("sha256:") => return Ok(None),
-            0 => {}
-            _ => {
-                return Err(CriError::InvalidArgument(format!(
-                    "image id prefix {reference:?} is ambiguous"
-                )))
-            }
-        }
+    match resolve::find(&cri.inner.images.store, reference) {
+        Ok(found) => Ok(Some((found.id.to_string(), found.records))),
+        Err(ResolveError::NotFound(_)) => Ok(None),
+        Err(e @ ResolveError::Ambiguous(_)) => Err(CriError::InvalidArgument(e.to_string())),
+        Err(ResolveError::Store(e)) => Err(e.into()),
     }
-    let r = Reference::parse(reference)
-        .map_err(|e| CriError::InvalidArgument(format!("image reference {reference:?}: {e}")))?;
-    let repo = r.name();
-    for (id, records) in &all {
-        let hit = match &r.digest {
-            Some(d) => records
-                .iter()
-                .any(|rec| split_name(&rec.name).0 == repo && rec.manifest_digest == *d),
-            None => records.iter().any(|rec| rec.name == r.to_string()),
-        };
-        if hit {
-            return Ok(Some((id.clone(), records.clone())));
-        }
-    }
-    Ok(None)
-}
-
-/// The hex part of something that may be an image id.
-fn id_hex(s: &str) -> Option<&str> {
-    let hex = s.strip_prefix("sha256:").unwrap_or(s);
-    let ok = hex.len() >= 12
-        && hex.len() <= 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ok.then_some(hex)
 }
 
 /// `registry/repo:tag` → (`registry/repo`, true); `registry/repo@sha256:…` → (…, false).
@@ -81,7 +39,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_ids() {
+    fn names_split_into_repo_and_tag_or_digest() {
         assert_eq!(
             split_name("127.0.0.1:5000/a/b:v1"),
             ("127.0.0.1:5000/a/b", true)
@@ -94,8 +52,5 @@ mod tests {
             split_name("docker.io/library/busybox:1@sha256:00"),
             ("docker.io/library/busybox", false)
         );
-        assert_eq!(id_hex("sha256:0123456789ab"), Some("0123456789ab"));
-        assert_eq!(id_hex("busybox"), None);
-        assert_eq!(id_hex("abc"), None);
     }
 }

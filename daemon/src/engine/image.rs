@@ -26,7 +26,7 @@ pub fn normalise(reference: &str) -> Option<String> {
 /// reference, `name@digest`, an ID or a unique ID prefix).
 pub fn find(images: &Images, reference: &str) -> Result<ImageRecord, EngineError> {
     use crate::images::resolve::ResolveError;
-    let found = crate::images::resolve::find(images, reference).map_err(|e| match e {
+    let found = crate::images::resolve::find(&images.store, reference).map_err(|e| match e {
         ResolveError::NotFound(_) => EngineError::image_not_found(reference),
         ResolveError::Ambiguous(_) => EngineError::Invalid(e.to_string()),
         ResolveError::Store(e) => EngineError::internal("the image store")(e),

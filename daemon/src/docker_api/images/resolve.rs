@@ -14,7 +14,7 @@ pub fn store_err(err: berth_image::store::StoreError) -> ApiError {
 
 /// Resolves `name`; `No such image: name` when nothing matches.
 pub fn find(images: &Images, name: &str) -> Result<Found, ApiError> {
-    crate::images::resolve::find(images, name).map_err(|e| match e {
+    crate::images::resolve::find(&images.store, name).map_err(|e| match e {
         ResolveError::NotFound(_) => ApiError::NotFound(e.to_string()),
         ResolveError::Ambiguous(_) => ApiError::BadRequest(e.to_string()),
         ResolveError::Store(e) => store_err(e),

@@ -1,11 +1,12 @@
-//! Finding images by what clients type, for every front door (the Docker API, the
-//! engine's create, hence CRI too): a reference (`busybox`, `host:5000/a/b:t`,
-//! `name@sha256:…`), a full ID (`sha256:…`) or a unique ID prefix.
+//! Finding images by what clients type, the one resolver of every front door (the
+//! Docker API, the engine's create, the CRI image service), as Docker resolves them:
+//! a reference (`busybox`, `host:5000/a/b:t`, `name@sha256:…`) first, then a full ID
+//! (`sha256:…`) or a unique ID prefix.
 
-use berth_image::{ImageRecord, Reference};
 use berth_snapshotter::Digest;
 
-use super::Images;
+use crate::store::{ImageRecord, ImageStore, StoreError};
+use crate::Reference;
 
 /// Why a name resolves to no single image.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +16,7 @@ pub enum ResolveError {
     #[error("image ID prefix {0:?} is ambiguous: it matches more than one image")]
     Ambiguous(String),
     #[error("image store: {0}")]
-    Store(berth_image::store::StoreError),
+    Store(#[from] StoreError),
 }
 
 /// One image (an ID) and every record naming it.
@@ -39,8 +40,8 @@ pub fn group(records: Vec<ImageRecord>) -> Vec<(Digest, Vec<ImageRecord>)> {
 }
 
 /// Resolves `name`; `No such image: name` when nothing matches.
-pub fn find(images: &Images, name: &str) -> Result<Found, ResolveError> {
-    let records = images.store.list().map_err(ResolveError::Store)?;
+pub fn find(store: &ImageStore, name: &str) -> Result<Found, ResolveError> {
+    let records = store.list()?;
     let not_found = || ResolveError::NotFound(name.to_string());
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     let by_id = !hex.is_empty()
@@ -122,7 +123,7 @@ mod tests {
     fn names_digests_ids_and_prefixes_resolve_like_docker() -> Result<(), Box<dyn std::error::Error>>
     {
         let root = tempfile::tempdir()?;
-        let images = Images::open(root.path())?;
+        let images = ImageStore::open(root.path())?;
         // Two images whose IDs share their first hex digit, the first with two names.
         let configs: Vec<Digest> = (0u32..)
             .map(|i| Digest::of(&i.to_le_bytes()))
@@ -139,13 +140,9 @@ mod tests {
             })
             .ok_or("no two digests share a first digit")?;
         let manifest = Digest::of(b"manifest a");
-        images
-            .store
-            .put(&record("docker.io/library/busybox:latest", &a, &manifest))?;
-        images
-            .store
-            .put(&record("127.0.0.1:5000/app:1", &a, &manifest))?;
-        images.store.put(&record(
+        images.put(&record("docker.io/library/busybox:latest", &a, &manifest))?;
+        images.put(&record("127.0.0.1:5000/app:1", &a, &manifest))?;
+        images.put(&record(
             "docker.io/library/other:2",
             &b,
             &Digest::of(b"m b"),
