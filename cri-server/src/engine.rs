@@ -36,38 +36,8 @@ pub struct SandboxContext {
 }
 
 /// Figures read from one cgroup (v1 or v2) for ListPodSandboxMetrics and the pod's
-/// process count; what the hierarchy does not offer is `None`. Times in nanoseconds,
-/// sizes in bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupSample {
-    pub cpu_usage_ns: Option<u64>,
-    pub cpu_user_ns: Option<u64>,
-    pub cpu_system_ns: Option<u64>,
-    pub cfs_periods: Option<u64>,
-    pub cfs_throttled_periods: Option<u64>,
-    pub cfs_throttled_ns: Option<u64>,
-    pub memory_usage: Option<u64>,
-    pub memory_max_usage: Option<u64>,
-    /// Usage less inactive file pages, as kubelet and cAdvisor count it.
-    pub memory_working_set: Option<u64>,
-    pub memory_rss: Option<u64>,
-    pub memory_cache: Option<u64>,
-    pub memory_mapped_file: Option<u64>,
-    pub memory_swap: Option<u64>,
-    /// Times usage hit the limit (v1 only).
-    pub memory_failcnt: Option<u64>,
-    pub memory_active_file: Option<u64>,
-    pub memory_inactive_file: Option<u64>,
-    pub page_faults: Option<u64>,
-    pub major_page_faults: Option<u64>,
-    pub oom_kills: Option<u64>,
-    /// Processes (thread group leaders) in the cgroup and its descendants.
-    pub processes: Option<u64>,
-    /// Tasks (threads) in the cgroup and its descendants.
-    pub threads: Option<u64>,
-    /// The pids limit; `None` when unlimited.
-    pub threads_max: Option<u64>,
-}
+/// process count; read by berth-runtime's one cgroup reader.
+pub use berth_runtime::CgroupSample;
 
 /// A change in a CRI container's lifecycle, as the engine recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]

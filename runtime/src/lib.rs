@@ -23,7 +23,7 @@ mod sync;
 /// Receives the pty master a container sends on its console socket.
 pub use sync::recv_fd;
 
-pub use cgroups::Stats;
+pub use cgroups::{CgroupSample, Stats};
 pub use container::{CreateOptions, Created, Exec, ExecOptions, Runtime, DEFAULT_ROOT};
 pub use error::{Error, Result};
 pub use state::{OciState, Status};

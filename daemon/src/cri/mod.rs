@@ -9,7 +9,6 @@
 //!
 //! [`CriMeta`]: crate::engine::CriMeta
 
-mod cgroup_sample;
 mod create;
 mod exec;
 mod logs;
@@ -229,7 +228,7 @@ impl ContainerEngine for CriEngine {
 
     async fn cgroup_sample(&self, cgroup: &str) -> Option<berth_cri_server::engine::CgroupSample> {
         let cgroup = cgroup.to_string();
-        let read = tokio::task::spawn_blocking(move || cgroup_sample::read(&cgroup));
+        let read = tokio::task::spawn_blocking(move || berth_runtime::cgroups::sample_at(&cgroup));
         read.await.ok().flatten()
     }
 

@@ -1,14 +1,13 @@
 //! `ContainerStats` / `ListContainerStats`: CPU and memory from the container's
-//! cgroup (v1 or v2, read by [`super::cgroup_sample`]), the writable layer's usage from
-//! its snapshot.
+//! cgroup (v1 or v2, read by [`berth_runtime::cgroups::sample_at`]), the writable
+//! layer's usage from its snapshot.
 
 use std::path::{Path, PathBuf};
 
-use berth_cri_server::engine::CgroupSample;
 use berth_cri_server::CriError;
+use berth_runtime::cgroups::{sample_at, CgroupSample};
 use k8s_cri::v1 as cri;
 
-use super::cgroup_sample;
 use super::cri_record;
 use super::status::cri_records;
 use crate::engine::ContainerRecord;
@@ -56,7 +55,7 @@ fn memory_of(usage: &CgroupSample, at: i64) -> cri::MemoryUsage {
 /// CPU and memory of the cgroup at `cgroup` (absolute in the hierarchy); `None` when
 /// no hierarchy has it.
 pub(super) fn cgroup_stats(cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
-    let usage = cgroup_sample::read(cgroup)?;
+    let usage = sample_at(cgroup)?;
     let at = now_nanos();
     Some((cpu_of(&usage, at), memory_of(&usage, at)))
 }
@@ -67,7 +66,7 @@ fn stats_of(daemon: &Daemon, record: &ContainerRecord) -> cri::ContainerStats {
     // An exited container has no cgroup left: no CPU or memory figures.
     let usage = if record.state.status.has_task() {
         cgroups_path(&daemon.engine.dir(&record.id))
-            .and_then(|p| cgroup_sample::read(&p))
+            .and_then(|p| sample_at(&p))
             .unwrap_or_default()
     } else {
         CgroupSample::default()

@@ -20,7 +20,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
-pub use stats::Stats;
+pub use stats::{sample_at, CgroupSample, Stats};
 
 use crate::error::{Error, Result};
 
@@ -331,12 +331,14 @@ impl CgroupPaths {
         })
     }
 
-    /// Resource usage, for the shim's stats.
+    /// Everything berth reads from the cgroup's files (the CRI's stats and metrics).
+    pub fn sample(&self) -> CgroupSample {
+        stats::sample(self)
+    }
+
+    /// Resource usage, for the shim's stats: the sample with zero for what is missing.
     pub fn stats(&self) -> Result<Stats> {
-        if let Some(dir) = &self.unified {
-            return Ok(stats::v2(dir));
-        }
-        Ok(stats::v1(&self.v1))
+        Ok(Stats::from(&self.sample()))
     }
 
     /// Removes the directories, waiting briefly for exiting processes to leave.
