@@ -279,4 +279,6 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;

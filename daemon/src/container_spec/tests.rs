@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-fn rootfs() -> tempfile::TempDir {
+pub(super) fn rootfs() -> tempfile::TempDir {
     let dir = match tempfile::tempdir() {
         Ok(dir) => dir,
         Err(err) => panic!("tempdir: {err}"),
@@ -22,7 +22,7 @@ fn rootfs() -> tempfile::TempDir {
     dir
 }
 
-const HELD: [&str; 15] = [
+pub(super) const HELD: [&str; 15] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
