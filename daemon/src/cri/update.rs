@@ -56,7 +56,7 @@ fn oci_resources(r: &cri::LinuxContainerResources) -> Result<Value, CriError> {
     if !hugepages.is_empty() {
         out.insert(
             "hugepageLimits".into(),
-            host_limits::hugepage_limits(&hugepages),
+            json!(host_limits::hugepage_limits(&hugepages).map_err(CriError::InvalidArgument)?),
         );
     }
     if !unified.is_empty() {
