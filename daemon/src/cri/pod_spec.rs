@@ -361,3 +361,96 @@ fn cri_mount(m: &cri::Mount) -> Result<Value, CriError> {
         "options": ["rbind", propagation, mode],
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/cri/testdata/pod_patch.json"
+    );
+    const SPECS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/container_spec/testdata/golden_specs.json"
+    );
+
+    fn patch(pid: Option<Option<PathBuf>>, privileged: bool) -> Result<PodPatch, CriError> {
+        let mount = |dest: &str, propagation: cri::MountPropagation, readonly| cri::Mount {
+            container_path: dest.into(),
+            host_path: "/tmp".into(),
+            propagation: propagation as i32,
+            readonly,
+            ..Default::default()
+        };
+        Ok(PodPatch {
+            netns: Some("/run/netns/pod".into()),
+            ipc_ns: Some("/run/berth/ns/ipc".into()),
+            uts_ns: None,
+            pid,
+            pod_files: vec![
+                ("/pod/hostname".into(), "/etc/hostname"),
+                ("/pod/resolv.conf".into(), "/etc/resolv.conf"),
+            ],
+            shm: Some("/pod/shm".into()),
+            mounts: vec![
+                cri_mount(&mount(
+                    "/data",
+                    cri::MountPropagation::PropagationPrivate,
+                    true,
+                ))?,
+                cri_mount(&mount(
+                    "/dev/shm",
+                    cri::MountPropagation::PropagationHostToContainer,
+                    false,
+                ))?,
+            ],
+            devices: vec![cri_device(&cri::Device {
+                container_path: "/dev/xnull".into(),
+                host_path: "/dev/null".into(),
+                permissions: "rw".into(),
+            })?],
+            cgroup_parent: "kubepods/burstable/pod1".into(),
+            rootfs_propagation: Some("rslave"),
+            no_new_privs: true,
+            supplemental_groups: vec![0, 1000],
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            privileged,
+            annotations: [("a".to_string(), "b".to_string())].into(),
+        })
+    }
+
+    /// The pod's settings on the recorded spec of a plain container give the recorded
+    /// result (`BERTH_UPDATE_GOLDEN=1` rewrites it).
+    #[test]
+    fn the_pod_patch_gives_the_recorded_spec() -> Result<(), Box<dyn std::error::Error>> {
+        let specs: BTreeMap<String, Value> = serde_json::from_slice(&std::fs::read(SPECS)?)?;
+        let mut now = BTreeMap::new();
+        for (name, pid, privileged) in [
+            (
+                "shared_pid",
+                Some(Some(PathBuf::from("/run/berth/ns/pid"))),
+                false,
+            ),
+            ("own_pid", Some(None), false),
+            ("host_pid_privileged", None, true),
+        ] {
+            let mut spec = specs["minimal"].clone();
+            patch(pid, privileged)?.apply("c1", &mut spec)?;
+            now.insert(name.to_string(), spec);
+        }
+        if std::env::var_os("BERTH_UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(Path::new(GOLDEN).parent().unwrap_or(Path::new(".")))?;
+            std::fs::write(GOLDEN, serde_json::to_string_pretty(&now)? + "\n")?;
+            return Ok(());
+        }
+        let recorded: BTreeMap<String, Value> = serde_json::from_slice(&std::fs::read(GOLDEN)?)?;
+        assert_eq!(now, recorded);
+        Ok(())
+    }
+}
