@@ -20,7 +20,7 @@ use std::path::Path;
 use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
 
 pub use caps::bounding_set;
-pub use mounts::create_bind_sources;
+pub use mounts::{create_bind_sources, oci_mount};
 pub use process::config_env;
 pub use request::{CreateRequest, HostConfig, ImageDefaults};
 pub use user::{resolve as resolve_user, ExecUser};

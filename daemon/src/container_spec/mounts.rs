@@ -123,7 +123,7 @@ fn clean(p: &str) -> String {
 }
 
 /// An OCI mount.
-pub(crate) fn oci_mount(destination: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
+pub fn oci_mount(destination: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
     let mut m = Mount::default();
     m.set_destination(destination.into());
     m.set_typ(Some(typ.into()));

@@ -129,15 +129,7 @@ pub(super) async fn create(
             auto_remove: false,
             log_path,
             cri: Some(cri_meta),
-            // Interim: the pod's settings still patch the spec as JSON.
-            patch_spec: Some(Box::new(move |id, spec| {
-                let mut value = serde_json::to_value(&*spec)
-                    .map_err(engine::EngineError::internal("converting the spec"))?;
-                patch.apply(id, &mut value)?;
-                *spec = serde_json::from_value(value)
-                    .map_err(engine::EngineError::internal("converting the spec"))?;
-                Ok(())
-            })),
+            patch_spec: Some(Box::new(move |id, spec| patch.apply(id, spec))),
         },
     )
     .await?;
