@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::LinuxBlockIo;
 use serde_json::{json, Value};
 
 use super::SpecError;
@@ -21,10 +22,14 @@ pub const WEIGHT_DISCARDED: &str =
 const OUT_OF_RANGE: &str = "Range of blkio weight is from 10 to 1000";
 
 /// The container's `blockIO`, when it asks for a weight.
-pub fn block_io(weight: u16) -> Result<Option<Value>, SpecError> {
+pub fn block_io(weight: u16) -> Result<Option<LinuxBlockIo>, SpecError> {
     match weight {
         0 => Ok(None),
-        10..=1000 => Ok(Some(json!({"weight": weight}))),
+        10..=1000 => {
+            let mut block_io = LinuxBlockIo::default();
+            block_io.set_weight(Some(weight));
+            Ok(Some(block_io))
+        }
         _ => Err(SpecError::Resources(OUT_OF_RANGE.into())),
     }
 }
@@ -129,7 +134,10 @@ mod tests {
     #[test]
     fn weights_out_of_docker_range_are_refused() {
         assert!(block_io(0).is_ok_and(|b| b.is_none()));
-        assert_eq!(block_io(300).ok().flatten(), Some(json!({"weight": 300})));
+        assert_eq!(
+            block_io(300).ok().flatten().and_then(|b| b.weight()),
+            Some(300)
+        );
         assert!(block_io(10).is_ok() && block_io(1000).is_ok());
         for w in [1, 9, 1001, u16::MAX] {
             let err = block_io(w).err().map(|e| e.to_string());

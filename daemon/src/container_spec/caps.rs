@@ -1,8 +1,10 @@
 //! Capability sets: Docker's defaults, `--cap-add`/`--cap-drop` and `--privileged`,
 //! bounded by what berth itself holds (its bounding set).
 
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Spec};
+
 use super::defaults::DEFAULT_CAPS;
-use super::SpecError;
+use super::{process_mut, Container, SpecError};
 
 /// Capability names by number, as in linux/capability.h.
 const CAP_NAMES: [&str; 41] = [
@@ -130,9 +132,44 @@ pub fn container_caps(
     Ok(caps)
 }
 
+/// The capability named `name` (`CAP_…`) as the spec types know it.
+fn capability(name: &str) -> Result<Capability, SpecError> {
+    name.strip_prefix("CAP_")
+        .unwrap_or(name)
+        .parse()
+        .map_err(|_| SpecError::Caps(format!("capability {name} is unknown to berth's runtime")))
+}
+
+/// `process.capabilities`: the container's set as bounding, effective and permitted.
+pub(super) fn with_capabilities(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let set: Capabilities = c
+        .caps
+        .iter()
+        .map(|n| capability(n))
+        .collect::<Result<_, _>>()?;
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    caps.set_inheritable(None);
+    caps.set_ambient(None);
+    process_mut(spec).set_capabilities(Some(caps));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every capability berth knows is one the runtime's spec types know, under the
+    /// name they write.
+    #[test]
+    fn every_known_capability_is_typed() {
+        for name in CAP_NAMES {
+            let cap = capability(name).map(|c| serde_json::to_value(c).ok());
+            assert_eq!(cap.ok().flatten(), Some(serde_json::json!(name)));
+        }
+    }
 
     const HELD: [&str; 4] = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"];
 

@@ -1,7 +1,9 @@
 //! What every container gets unless told otherwise: Docker's default capabilities,
 //! masked and read-only paths, mounts and device rules.
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Mount, Spec};
+
+use super::{linux_mut, Container, SpecError};
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -48,47 +50,136 @@ pub const READONLY_PATHS: [&str; 5] = [
 /// `/dev/shm`'s size when `ShmSize` is unset (Docker's 64 MiB).
 pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into());
+    m.set_typ(Some(typ.into()));
+    m.set_source(Some(source.into()));
+    m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
+}
+
 /// The filesystems every container mounts, before binds and tmpfs from the request.
-pub fn mounts(shm_size: i64, privileged: bool) -> Vec<Value> {
-    let sys_opts = if privileged {
-        json!(["nosuid", "noexec", "nodev"])
+pub fn mounts(shm_size: i64, privileged: bool) -> Vec<Mount> {
+    let sys_opts: &[&str] = if privileged {
+        &["nosuid", "noexec", "nodev"]
     } else {
-        json!(["nosuid", "noexec", "nodev", "ro"])
+        &["nosuid", "noexec", "nodev", "ro"]
     };
+    let shm_opts = format!("size={}k", shm_size / 1024);
     vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={}k", shm_size / 1024)]}),
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount("/sys", "sysfs", "sysfs", sys_opts),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_opts],
+        ),
     ]
+}
+
+/// The default mounts, `/dev/shm` sized by `ShmSize`.
+pub(super) fn with_default_mounts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let hc = c.host_config();
+    let shm = if hc.shm_size > 0 {
+        hc.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    };
+    spec.set_mounts(Some(mounts(shm, hc.privileged)));
+    Ok(())
+}
+
+/// Docker's masked and read-only paths; none for privileged containers.
+pub(super) fn with_masked_paths(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let privileged = c.host_config().privileged;
+    let paths = |p: &[&str]| -> Vec<String> {
+        if privileged {
+            Vec::new()
+        } else {
+            p.iter().map(|s| s.to_string()).collect()
+        }
+    };
+    let linux = linux_mut(spec);
+    linux.set_masked_paths(Some(paths(&MASKED_PATHS)));
+    linux.set_readonly_paths(Some(paths(&READONLY_PATHS)));
+    Ok(())
+}
+
+fn device_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+) -> LinuxDeviceCgroup {
+    let mut rule = LinuxDeviceCgroup::default();
+    rule.set_allow(allow);
+    rule.set_typ(typ);
+    rule.set_major(major);
+    rule.set_minor(minor);
+    rule.set_access(Some("rwm".into()));
+    rule
 }
 
 /// cgroup device rules: deny everything, then allow what a container needs
 /// (null, zero, full, random, urandom, tty, console, ptmx, pts, tun).
-pub fn device_rules(privileged: bool) -> Vec<Value> {
+pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
     if privileged {
-        return vec![json!({"allow": true, "access": "rwm"})];
+        return vec![device_rule(true, None, None, None)];
     }
-    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
-    for (kind, major, minor) in [
-        ("c", 1, 3),
-        ("c", 1, 5),
-        ("c", 1, 7),
-        ("c", 1, 8),
-        ("c", 1, 9),
-        ("c", 5, 0),
-        ("c", 5, 1),
-        ("c", 5, 2),
-        ("c", 136, -1),
-        ("c", 10, 200),
+    let mut rules = vec![device_rule(false, None, None, None)];
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (136, -1),
+        (10, 200),
     ] {
+        // -1: every minor number (the rule leaves it out).
         let minor = (minor >= 0).then_some(minor);
-        rules.push(
-            json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": "rwm"}),
-        );
+        rules.push(device_rule(
+            true,
+            Some(LinuxDeviceType::C),
+            Some(major),
+            minor,
+        ));
     }
     rules
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::LinuxHugepageLimit;
 
 /// Why a limit cannot be applied.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,11 +129,19 @@ pub fn check(
 }
 
 /// OCI `hugepageLimits`.
-pub fn hugepage_limits(hugepages: &[(String, u64)]) -> Value {
-    json!(hugepages
+pub fn hugepage_limits(hugepages: &[(String, u64)]) -> Result<Vec<LinuxHugepageLimit>, String> {
+    hugepages
         .iter()
-        .map(|(size, limit)| json!({"pageSize": size, "limit": limit}))
-        .collect::<Vec<_>>())
+        .map(|(size, limit)| {
+            let mut l = LinuxHugepageLimit::default();
+            l.set_page_size(size.clone());
+            l.set_limit(
+                i64::try_from(*limit)
+                    .map_err(|_| format!("hugepage limit {limit} ({size}) is out of range"))?,
+            );
+            Ok(l)
+        })
+        .collect()
 }
 
 #[cfg(test)]

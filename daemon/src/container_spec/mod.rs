@@ -17,10 +17,10 @@ mod user;
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
 
 pub use caps::bounding_set;
-pub use mounts::create_bind_sources;
+pub use mounts::{create_bind_sources, oci_mount};
 pub use process::config_env;
 pub use request::{CreateRequest, HostConfig, ImageDefaults};
 pub use user::{resolve as resolve_user, ExecUser};
@@ -54,65 +54,10 @@ pub enum SpecError {
     ExposedPort(String),
     #[error("invalid --security-opt {0:?}: {1}")]
     SecurityOpt(String, String),
-}
-
-/// Which seccomp filter `--security-opt` asks for.
-enum Seccomp {
-    /// berth's own profile ([`seccomp::default_profile`]).
-    Default,
-    Unconfined,
-    /// A profile in Docker's JSON format: the docker CLI (and `berth`) read the file
-    /// named by `--security-opt seccomp=FILE` and send its contents.
-    Profile(String),
-}
-
-/// What `--security-opt` asks for.
-struct SecurityOpts {
-    seccomp: Seccomp,
-    no_new_privileges: bool,
-}
-
-fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
-    let mut out = SecurityOpts {
-        seccomp: Seccomp::Default,
-        no_new_privileges: false,
-    };
-    for opt in opts {
-        let (key, value) = opt
-            .split_once('=')
-            .or_else(|| opt.split_once(':'))
-            .unwrap_or((opt.as_str(), ""));
-        match (key, value) {
-            ("seccomp", "unconfined") => out.seccomp = Seccomp::Unconfined,
-            ("seccomp", "builtin") => out.seccomp = Seccomp::Default,
-            ("seccomp", json) if json.trim_start().starts_with('{') => {
-                seccomp_profile::check(json.as_bytes()).map_err(|e| {
-                    SpecError::SecurityOpt(
-                        "seccomp=<profile>".into(),
-                        format!("the seccomp profile is invalid: {e}"),
-                    )
-                })?;
-                out.seccomp = Seccomp::Profile(json.to_string());
-            }
-            ("seccomp", _) => {
-                return Err(SpecError::SecurityOpt(
-                    opt.clone(),
-                    "seccomp= takes unconfined, builtin or a profile's JSON contents (the docker and berth CLIs read --security-opt seccomp=FILE and send the contents)".into(),
-                ))
-            }
-            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
-            ("no-new-privileges", "false") => out.no_new_privileges = false,
-            // This host has neither AppArmor nor SELinux: nothing to switch off.
-            ("apparmor", "unconfined") | ("label", "disable") => {}
-            _ => {
-                return Err(SpecError::SecurityOpt(
-                    opt.clone(),
-                    "berth knows seccomp=unconfined|builtin|<profile JSON>, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
-                ))
-            }
-        }
-    }
-    Ok(out)
+    /// oci-spec's builders refused a value (their only check is for unset required
+    /// fields, which berth always sets).
+    #[error("building the OCI spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
 }
 
 /// What the daemon knows about the container besides the request.
@@ -127,73 +72,182 @@ pub struct SpecInputs<'a> {
     pub held_caps: &'a [&'static str],
 }
 
-/// Builds `config.json` for the container.
-pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
-    let req = inputs.request;
-    let hc = &req.host_config;
-    let hostname = if req.hostname.is_empty() && hc.network_mode == "host" {
-        // Docker's choice: a container on the host's network is named as the host.
-        nix::unistd::gethostname()
-            .map_err(|e| SpecError::Hostname(format!("reading the host's hostname: {e}")))?
-            .to_string_lossy()
-            .into_owned()
-    } else if req.hostname.is_empty() {
-        inputs.id.chars().take(12).collect()
-    } else {
-        req.hostname.clone()
-    };
-    let args = process::args(req, inputs.image)?;
-    let cwd = process::cwd(req, inputs.image)?;
-    let user_spec = if req.user.is_empty() {
-        &inputs.image.user
-    } else {
-        &req.user
-    };
-    let user = user::resolve(inputs.rootfs, user_spec)?;
-    let mut env = process::env(&process::config_env(req, inputs.image), &hostname, req.tty);
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
+/// The container as the steps see it: the inputs, and what several steps need that is
+/// worked out once (the hostname, the process, the user, the capabilities).
+pub struct Container<'a> {
+    pub inputs: &'a SpecInputs<'a>,
+    pub hostname: String,
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub user: ExecUser,
+    /// `CAP_…` names, in the order Docker lists them.
+    pub caps: Vec<String>,
+}
+
+impl<'a> Container<'a> {
+    fn resolve(inputs: &'a SpecInputs<'a>) -> Result<Container<'a>, SpecError> {
+        let req = inputs.request;
+        let hc = &req.host_config;
+        let hostname = if req.hostname.is_empty() && hc.network_mode == "host" {
+            // Docker's choice: a container on the host's network is named as the host.
+            nix::unistd::gethostname()
+                .map_err(|e| SpecError::Hostname(format!("reading the host's hostname: {e}")))?
+                .to_string_lossy()
+                .into_owned()
+        } else if req.hostname.is_empty() {
+            inputs.id.chars().take(12).collect()
+        } else {
+            req.hostname.clone()
+        };
+        let args = process::args(req, inputs.image)?;
+        let cwd = process::cwd(req, inputs.image)?;
+        let user_spec = if req.user.is_empty() {
+            &inputs.image.user
+        } else {
+            &req.user
+        };
+        let user = user::resolve(inputs.rootfs, user_spec)?;
+        let caps = caps::container_caps(
+            hc.privileged,
+            hc.cap_add.as_deref().unwrap_or_default(),
+            hc.cap_drop.as_deref().unwrap_or_default(),
+            inputs.held_caps,
+        )?;
+        Ok(Container {
+            inputs,
+            hostname,
+            args,
+            cwd,
+            user,
+            caps,
+        })
     }
-    let caps = caps::container_caps(
-        hc.privileged,
-        hc.cap_add.as_deref().unwrap_or_default(),
-        hc.cap_drop.as_deref().unwrap_or_default(),
-        inputs.held_caps,
-    )?;
 
-    let shm = if hc.shm_size > 0 {
-        hc.shm_size
-    } else {
-        defaults::DEFAULT_SHM_SIZE
-    };
-    let mut mounts = defaults::mounts(shm, hc.privileged);
-    let user_mounts: Vec<Value> = mounts::binds(hc.binds.as_deref().unwrap_or_default())?
-        .into_iter()
-        .chain(mounts::tmpfs(
-            hc.tmpfs.clone().unwrap_or_default().into_iter(),
-        )?)
-        .chain(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?)
-        .collect();
-    mounts::check_duplicates(&user_mounts)?;
-    // A user mount on a default destination (say, a tmpfs on /dev/shm) replaces it.
-    mounts.retain(|m| {
-        !user_mounts
-            .iter()
-            .any(|u| u["destination"] == m["destination"])
-    });
-    mounts.extend(user_mounts);
+    pub fn request(&self) -> &CreateRequest {
+        self.inputs.request
+    }
 
+    pub fn host_config(&self) -> &HostConfig {
+        &self.inputs.request.host_config
+    }
+}
+
+/// One step of the spec: changes `spec` for what `container` asks. Each lives in the
+/// module that owns its topic, as containerd's `SpecOpts` do.
+pub type Step = fn(&mut Spec, &Container<'_>) -> Result<(), SpecError>;
+
+/// The steps, in order: later steps see (and may replace) what earlier ones set.
+const STEPS: [Step; 11] = [
+    with_root_and_hostname,
+    process::with_process,
+    caps::with_capabilities,
+    defaults::with_default_mounts,
+    mounts::with_user_mounts,
+    with_namespaces,
+    with_cgroups_path,
+    defaults::with_masked_paths,
+    seccomp::with_security_opts,
+    resources::with_resources,
+    with_sysctls,
+];
+
+/// Builds `config.json` for the container.
+pub fn build(inputs: &SpecInputs<'_>) -> Result<Spec, SpecError> {
+    let container = Container::resolve(inputs)?;
+    let mut spec = base();
+    for step in STEPS {
+        step(&mut spec, &container)?;
+    }
+    Ok(spec)
+}
+
+/// An empty OCI 1.0.2 spec with a `process` and `linux` for the steps to fill.
+/// (`Spec::default()` is not empty: it carries oci-spec's own example container.)
+fn base() -> Spec {
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".into());
+    spec.set_process(Some(empty_process()));
+    spec.set_root(None);
+    spec.set_hostname(None);
+    spec.set_domainname(None);
+    spec.set_mounts(None);
+    spec.set_annotations(None);
+    spec.set_linux(Some(empty_linux()));
+    spec
+}
+
+fn empty_process() -> Process {
+    let mut p = Process::default();
+    p.set_terminal(None);
+    p.set_args(None);
+    p.set_env(None);
+    p.set_cwd("/".into());
+    p.set_capabilities(None);
+    p.set_rlimits(None);
+    p.set_no_new_privileges(None);
+    p
+}
+
+fn empty_linux() -> Linux {
+    let mut l = Linux::default();
+    l.set_uid_mappings(None);
+    l.set_gid_mappings(None);
+    l.set_sysctl(None);
+    l.set_resources(None);
+    l.set_cgroups_path(None);
+    l.set_namespaces(None);
+    l.set_devices(None);
+    l.set_rootfs_propagation(None);
+    l.set_masked_paths(None);
+    l.set_readonly_paths(None);
+    l.set_mount_label(None);
+    l
+}
+
+/// The spec's `process`; [`base`] gives every spec one.
+pub(crate) fn process_mut(spec: &mut Spec) -> &mut Process {
+    spec.process_mut().get_or_insert_with(empty_process)
+}
+
+/// The spec's `linux`; [`base`] gives every spec one.
+pub(crate) fn linux_mut(spec: &mut Spec) -> &mut Linux {
+    spec.linux_mut().get_or_insert_with(empty_linux)
+}
+
+fn with_root_and_hostname(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let mut root = Root::default();
+    root.set_path(c.inputs.rootfs.to_path_buf());
+    root.set_readonly(Some(c.host_config().readonly_rootfs));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(c.hostname.clone()));
+    spec.set_domainname(Some(c.request().domainname.clone()));
+    Ok(())
+}
+
+fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns
+}
+
+/// Private pid, ipc, uts, mount namespaces; a network one unless on the host's
+/// network; a cgroup one on cgroup v2 hosts. Published ports are refused until
+/// container networks land.
+fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let hc = c.host_config();
     let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
+        namespace(LinuxNamespaceType::Pid),
+        namespace(LinuxNamespaceType::Ipc),
+        namespace(LinuxNamespaceType::Uts),
+        namespace(LinuxNamespaceType::Mount),
     ];
     match hc.network_mode.as_str() {
         "host" => {}
         // Until user-defined networks land, bridge and default get a private network
         // namespace with loopback only, like `--network none`.
-        "" | "default" | "bridge" | "none" => namespaces.push(json!({"type": "network"})),
+        "" | "default" | "bridge" | "none" => {
+            namespaces.push(namespace(LinuxNamespaceType::Network))
+        }
         other => return Err(SpecError::NetworkMode(other.to_string())),
     }
     if hc.network_mode != "host" {
@@ -212,71 +266,25 @@ pub fn build(inputs: &SpecInputs<'_>) -> Result<Value, SpecError> {
         }
     }
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        namespaces.push(json!({"type": "cgroup"}));
+        namespaces.push(namespace(LinuxNamespaceType::Cgroup));
     }
-
-    let (masked, readonly): (Vec<&str>, Vec<&str>) = if hc.privileged {
-        (Vec::new(), Vec::new())
-    } else {
-        (
-            defaults::MASKED_PATHS.to_vec(),
-            defaults::READONLY_PATHS.to_vec(),
-        )
-    };
-    let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": inputs.cgroups_path,
-        "resources": resources::resources(hc, defaults::device_rules(hc.privileged))?,
-        "maskedPaths": masked,
-        "readonlyPaths": readonly,
-    });
-    if let Some(sysctls) = &hc.sysctls {
-        linux["sysctl"] = json!(sysctls);
-    }
-    if !hc.privileged {
-        match &security.seccomp {
-            Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps),
-            Seccomp::Unconfined => {}
-            Seccomp::Profile(json) => {
-                let target = seccomp_profile::Target {
-                    caps: &caps,
-                    kernel: seccomp_profile::kernel(),
-                };
-                linux["seccomp"] =
-                    seccomp_profile::convert(json.as_bytes(), &target).map_err(|e| {
-                        SpecError::SecurityOpt(
-                            "seccomp=<profile>".into(),
-                            format!("the seccomp profile is invalid: {e}"),
-                        )
-                    })?;
-            }
-        }
-    }
-    let mut process = json!({
-        "terminal": req.tty,
-        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
-        "args": args,
-        "env": env,
-        "cwd": cwd,
-        "capabilities": {
-            "bounding": caps, "effective": caps, "permitted": caps,
-        },
-        "noNewPrivileges": security.no_new_privileges,
-    });
-    if hc.oom_score_adj != 0 {
-        process["oomScoreAdj"] = json!(hc.oom_score_adj);
-    }
-    Ok(json!({
-        "ociVersion": "1.0.2",
-        "process": process,
-        "root": {"path": inputs.rootfs, "readonly": hc.readonly_rootfs},
-        "hostname": hostname,
-        "domainname": req.domainname,
-        "mounts": mounts,
-        "linux": linux,
-    }))
+    linux_mut(spec).set_namespaces(Some(namespaces));
+    Ok(())
 }
 
+fn with_cgroups_path(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    linux_mut(spec).set_cgroups_path(Some(c.inputs.cgroups_path.clone().into()));
+    Ok(())
+}
+
+fn with_sysctls(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    if let Some(sysctls) = &c.host_config().sysctls {
+        linux_mut(spec).set_sysctl(Some(sysctls.clone().into_iter().collect()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod golden;
 #[cfg(test)]
 mod tests;

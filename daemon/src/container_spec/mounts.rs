@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use oci_spec::runtime::{Mount, Spec};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::SpecError;
+use super::{Container, SpecError};
 
 /// One `HostConfig.Mounts` entry (`--mount`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,18 +122,54 @@ fn clean(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn bind_mount(source: &str, destination: &str, recursive: bool, ro: bool, prop: &str) -> Value {
+/// An OCI mount.
+pub fn oci_mount(destination: &str, typ: &str, source: &str, options: Vec<String>) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into());
+    m.set_typ(Some(typ.into()));
+    m.set_source(Some(source.into()));
+    m.set_options(Some(options));
+    m
+}
+
+fn bind_mount(source: &str, destination: &str, recursive: bool, ro: bool, prop: &str) -> Mount {
     let options = [
         if recursive { "rbind" } else { "bind" },
         if ro { "ro" } else { "rw" },
         prop,
     ];
-    json!({"destination": destination, "type": "bind", "source": source, "options": options})
+    oci_mount(
+        destination,
+        "bind",
+        source,
+        options.iter().map(|o| o.to_string()).collect(),
+    )
+}
+
+/// The request's `-v`, `--tmpfs` and `--mount` mounts; one on a default destination
+/// (say, a tmpfs on /dev/shm) replaces the default.
+pub(super) fn with_user_mounts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let hc = c.host_config();
+    let user_mounts: Vec<Mount> = binds(hc.binds.as_deref().unwrap_or_default())?
+        .into_iter()
+        .chain(tmpfs(hc.tmpfs.clone().unwrap_or_default().into_iter())?)
+        .chain(mounts(hc.mounts.as_deref().unwrap_or_default())?)
+        .collect();
+    check_duplicates(&user_mounts)?;
+    let mut all = spec.mounts().clone().unwrap_or_default();
+    all.retain(|m| {
+        !user_mounts
+            .iter()
+            .any(|u| u.destination() == m.destination())
+    });
+    all.extend(user_mounts);
+    spec.set_mounts(Some(all));
+    Ok(())
 }
 
 /// `-v host:container[:mode]` binds. Named and anonymous volumes arrive with the
 /// volumes issue; until then they are refused by name rather than silently made.
-pub fn binds(binds: &[String]) -> Result<Vec<Value>, SpecError> {
+pub fn binds(binds: &[String]) -> Result<Vec<Mount>, SpecError> {
     let mut out = Vec::new();
     for raw in binds {
         let invalid = || SpecError::Mount(format!("invalid volume specification: '{raw}'"));
@@ -212,7 +249,7 @@ pub fn create_bind_sources(binds: &[String]) -> Result<(), SpecError> {
 
 /// `--mount` entries: `bind` (the source must exist) and `tmpfs`. Volumes are refused
 /// until the volumes issue lands; so is every field berth does not apply.
-pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Value>, SpecError> {
+pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Mount>, SpecError> {
     let mut out = Vec::new();
     for m in specs {
         let kind = m.kind.as_str();
@@ -331,7 +368,7 @@ fn size_with_suffix(size: i64) -> String {
 }
 
 /// `--tmpfs /path:opts`: noexec, nosuid, nodev unless the options say otherwise.
-pub fn tmpfs(entries: impl Iterator<Item = (String, String)>) -> Result<Vec<Value>, SpecError> {
+pub fn tmpfs(entries: impl Iterator<Item = (String, String)>) -> Result<Vec<Mount>, SpecError> {
     let mut out = Vec::new();
     for (destination, opts) in entries {
         if !destination.starts_with('/') {
@@ -356,18 +393,21 @@ pub fn tmpfs(entries: impl Iterator<Item = (String, String)>) -> Result<Vec<Valu
                 None => options.push(opt.to_string()),
             }
         }
-        out.push(json!({"destination": destination, "type": "tmpfs", "source": "tmpfs", "options": options}));
+        out.push(oci_mount(&destination, "tmpfs", "tmpfs", options));
     }
     Ok(out)
 }
 
 /// Refuses two user mounts on one destination, as Docker does.
-pub fn check_duplicates(mounts: &[Value]) -> Result<(), SpecError> {
+pub fn check_duplicates(mounts: &[Mount]) -> Result<(), SpecError> {
     let mut seen = BTreeSet::new();
     for m in mounts {
-        let dest = m["destination"].as_str().unwrap_or_default();
+        let dest = m.destination();
         if !seen.insert(dest) {
-            return Err(SpecError::Mount(format!("Duplicate mount point: {dest}")));
+            return Err(SpecError::Mount(format!(
+                "Duplicate mount point: {}",
+                dest.display()
+            )));
         }
     }
     Ok(())
@@ -375,9 +415,19 @@ pub fn check_duplicates(mounts: &[Value]) -> Result<(), SpecError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn err_of(r: Result<Vec<Value>, SpecError>) -> String {
+    /// The mounts as written into `config.json`.
+    fn js(mounts: Vec<Mount>) -> Vec<Value> {
+        mounts
+            .iter()
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .collect()
+    }
+
+    fn err_of(r: Result<Vec<Mount>, SpecError>) -> String {
         r.err().map(|e| e.to_string()).unwrap_or_default()
     }
 
@@ -392,7 +442,8 @@ mod tests {
             "/nonexistent/src:/data:ro,rslave",
             "/h:/c/../d",
         ]))
-        .ok();
+        .ok()
+        .map(js);
         assert_eq!(
             ok,
             Some(vec![
@@ -454,7 +505,8 @@ mod tests {
             json!([{"Type": "bind", "Source": src, "Target": "/x", "ReadOnly": true,
             "BindOptions": {"Propagation": "rshared", "NonRecursive": true}}]),
         ))
-        .ok();
+        .ok()
+        .map(js);
         assert_eq!(
             ok,
             Some(vec![
@@ -482,7 +534,8 @@ mod tests {
     fn mount_tmpfs_takes_size_and_mode() {
         let ok = mounts(&specs(json!([{"Type": "tmpfs", "Target": "/t",
             "TmpfsOptions": {"SizeBytes": 1048576, "Mode": 0o1777}}])))
-        .ok();
+        .ok()
+        .map(js);
         assert_eq!(
             ok,
             Some(vec![
@@ -496,7 +549,7 @@ mod tests {
 
     #[test]
     fn two_mounts_on_one_destination_are_refused() {
-        let m = |d: &str| json!({"destination": d});
+        let m = |d: &str| oci_mount(d, "bind", "/src", Vec::new());
         assert!(check_duplicates(&[m("/a"), m("/b")]).is_ok());
         let err = check_duplicates(&[m("/a"), m("/b"), m("/a")])
             .err()

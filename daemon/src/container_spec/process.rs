@@ -1,8 +1,39 @@
 //! The container's process: arguments, environment and working directory merged from
 //! the request and the image the way Docker merges them.
 
+use oci_spec::runtime::{Spec, User};
+
 use super::request::{CreateRequest, ImageDefaults};
-use super::SpecError;
+use super::{process_mut, Container, SpecError};
+
+/// `process`: arguments, environment (with `HOSTNAME`, `TERM` and the user's `HOME`),
+/// working directory, terminal, user and `OomScoreAdj`.
+pub(super) fn with_process(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let req = c.request();
+    let mut env = env(&config_env(req, c.inputs.image), &c.hostname, req.tty);
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", c.user.home));
+    }
+    let mut user = User::default();
+    user.set_uid(c.user.uid);
+    user.set_gid(c.user.gid);
+    user.set_additional_gids(Some(c.user.additional_gids.clone()));
+    let oom_score_adj = match c.host_config().oom_score_adj {
+        0 => None,
+        adj => Some(
+            i32::try_from(adj)
+                .map_err(|_| SpecError::Resources(format!("OomScoreAdj {adj} is out of range")))?,
+        ),
+    };
+    let process = process_mut(spec);
+    process.set_terminal(Some(req.tty));
+    process.set_user(user);
+    process.set_args(Some(c.args.clone()));
+    process.set_env(Some(env));
+    process.set_cwd(c.cwd.clone().into());
+    process.set_oom_score_adj(oom_score_adj);
+    Ok(())
+}
 
 /// PATH when neither the image nor the request sets one (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

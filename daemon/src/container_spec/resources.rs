@@ -1,16 +1,28 @@
 //! `HostConfig` limits as OCI `linux.resources`.
 
-use serde_json::{json, Map, Value};
+use oci_spec::runtime::{
+    LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxMemoryBuilder, LinuxPids, LinuxResources, Spec,
+};
 
 use super::request::HostConfig;
-use super::SpecError;
-use super::{blkio, host_limits};
+use super::{blkio, defaults, host_limits, linux_mut, Container, SpecError};
 
 /// The CFS period Docker uses to express `--cpus`.
 const CPU_PERIOD: i64 = 100_000;
 
-pub fn resources(hc: &HostConfig, devices: Vec<Value>) -> Result<Value, SpecError> {
-    let mut memory = Map::new();
+/// `linux.resources`: device rules, memory, CPU, pids, block I/O, hugepages, unified.
+pub(super) fn with_resources(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let hc = c.host_config();
+    let resources = resources(hc, defaults::device_rules(hc.privileged))?;
+    linux_mut(spec).set_resources(Some(resources));
+    Ok(())
+}
+
+pub fn resources(
+    hc: &HostConfig,
+    devices: Vec<LinuxDeviceCgroup>,
+) -> Result<LinuxResources, SpecError> {
+    let mut memory = LinuxMemoryBuilder::default();
     if hc.memory < 0 {
         return Err(SpecError::Resources(format!(
             "memory limit {} is negative",
@@ -23,67 +35,64 @@ pub fn resources(hc: &HostConfig, devices: Vec<Value>) -> Result<Value, SpecErro
                 "Minimum memory limit allowed is 6MB".to_string(),
             ));
         }
-        memory.insert("limit".into(), json!(hc.memory));
+        memory = memory.limit(hc.memory);
     }
     if hc.memory_reservation > 0 {
-        memory.insert("reservation".into(), json!(hc.memory_reservation));
+        memory = memory.reservation(hc.memory_reservation);
     }
     if hc.memory_swap != 0 {
-        memory.insert("swap".into(), json!(hc.memory_swap));
+        memory = memory.swap(hc.memory_swap);
     }
-    let mut cpu = Map::new();
+    let memory = memory.build()?;
+    let mut cpu = LinuxCpu::default();
     if hc.nano_cpus != 0 && (hc.cpu_quota != 0 || hc.cpu_period != 0) {
         return Err(SpecError::Resources(
             "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".to_string(),
         ));
     }
     if hc.nano_cpus > 0 {
-        cpu.insert("period".into(), json!(CPU_PERIOD));
-        cpu.insert(
-            "quota".into(),
-            json!(hc.nano_cpus * CPU_PERIOD / 1_000_000_000),
-        );
+        cpu.set_period(Some(CPU_PERIOD as u64));
+        cpu.set_quota(Some(hc.nano_cpus * CPU_PERIOD / 1_000_000_000));
     }
     if hc.cpu_period > 0 {
-        cpu.insert("period".into(), json!(hc.cpu_period));
+        cpu.set_period(Some(hc.cpu_period as u64));
     }
     if hc.cpu_quota > 0 {
-        cpu.insert("quota".into(), json!(hc.cpu_quota));
+        cpu.set_quota(Some(hc.cpu_quota));
     }
     if hc.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(hc.cpu_shares));
+        cpu.set_shares(Some(hc.cpu_shares as u64));
     }
     if !hc.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(hc.cpuset_cpus));
+        cpu.set_cpus(Some(hc.cpuset_cpus.clone()));
     }
     if !hc.cpuset_mems.is_empty() {
-        cpu.insert("mems".into(), json!(hc.cpuset_mems));
+        cpu.set_mems(Some(hc.cpuset_mems.clone()));
     }
-    let mut out = Map::new();
-    out.insert("devices".into(), Value::Array(devices));
-    if !memory.is_empty() {
-        out.insert("memory".into(), Value::Object(memory));
+    let mut out = LinuxResources::default();
+    out.set_devices(Some(devices));
+    if memory != LinuxMemory::default() {
+        out.set_memory(Some(memory));
     }
-    if !cpu.is_empty() {
-        out.insert("cpu".into(), Value::Object(cpu));
+    if cpu != LinuxCpu::default() {
+        out.set_cpu(Some(cpu));
     }
     if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
-        out.insert("pids".into(), json!({"limit": limit}));
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        out.set_pids(Some(pids));
     }
     // A weight the host cannot apply was discarded before (`blkio`), with a warning.
-    if let Some(block_io) = blkio::block_io(hc.blkio_weight)? {
-        out.insert("blockIO".into(), block_io);
-    }
+    out.set_block_io(blkio::block_io(hc.blkio_weight)?);
     // Whether the host can apply these is checked before the spec is built
     // (`host_limits::check`); the runtime refuses them too rather than skip them.
     if !hc.hugepage_limits.is_empty() {
-        out.insert(
-            "hugepageLimits".into(),
-            host_limits::hugepage_limits(&hc.hugepage_limits),
-        );
+        out.set_hugepage_limits(Some(
+            host_limits::hugepage_limits(&hc.hugepage_limits).map_err(SpecError::Resources)?,
+        ));
     }
     if !hc.unified.is_empty() {
-        out.insert("unified".into(), json!(hc.unified));
+        out.set_unified(Some(hc.unified.clone().into_iter().collect()));
     }
-    Ok(Value::Object(out))
+    Ok(out)
 }

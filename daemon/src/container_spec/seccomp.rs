@@ -11,7 +11,12 @@
 //!
 //! Privileged containers and `--security-opt seccomp=unconfined` get no filter.
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall, Spec,
+};
+
+use super::{linux_mut, process_mut, seccomp_profile, Container, SpecError};
 
 /// Refused whatever the container's capabilities: interfaces that are not namespaced
 /// (the kernel keyring, kernel modules' symbol table, obsolete calls) or that break
@@ -110,51 +115,143 @@ const ENOSYS: u32 = 38;
 
 /// The architectures a filter covers on this machine: the native one and the ones its
 /// kernel also runs binaries of.
-fn architectures() -> &'static [&'static str] {
+fn architectures() -> Vec<Arch> {
     if cfg!(target_arch = "x86_64") {
-        &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
     } else if cfg!(target_arch = "aarch64") {
-        &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+        vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]
     } else {
-        &[]
+        Vec::new()
     }
 }
 
+fn errno_rule(names: Vec<String>, errno: u32) -> LinuxSyscall {
+    let mut rule = LinuxSyscall::default();
+    rule.set_names(names);
+    rule.set_action(LinuxSeccompAction::ScmpActErrno);
+    rule.set_errno_ret(Some(errno));
+    rule
+}
+
 /// The OCI `linux.seccomp` for a container holding `caps`.
-pub fn default_profile(caps: &[String]) -> Value {
+pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, SpecError> {
     let holds = |cap: &str| caps.iter().any(|c| c == cap);
-    let mut refused: Vec<&str> = ALWAYS.to_vec();
+    let mut refused: Vec<String> = ALWAYS.iter().map(|c| c.to_string()).collect();
     for (cap, calls) in BY_CAPABILITY {
         if !holds(cap) {
-            refused.extend_from_slice(calls);
+            refused.extend(calls.iter().map(|c| c.to_string()));
         }
     }
-    let mut rules = vec![json!({
-        "names": refused,
-        "action": "SCMP_ACT_ERRNO",
-        "errnoRet": EPERM,
-    })];
+    let mut rules = vec![errno_rule(refused, EPERM)];
     if !holds("CAP_SYS_ADMIN") {
         // Conditions on one argument are alternatives: any namespace flag refuses.
-        let args: Vec<Value> = CLONE_NAMESPACE_FLAGS
+        let args: Vec<LinuxSeccompArg> = CLONE_NAMESPACE_FLAGS
             .iter()
-            .map(|f| json!({"index": 0, "value": f, "valueTwo": f, "op": "SCMP_CMP_MASKED_EQ"}))
-            .collect();
-        rules.push(json!({
-            "names": ["clone"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": EPERM,
-            "args": args,
-        }));
-        rules.push(json!({
-            "names": ["clone3"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": ENOSYS,
-        }));
+            .map(|f| {
+                LinuxSeccompArgBuilder::default()
+                    .index(0usize)
+                    .value(*f)
+                    .value_two(*f)
+                    .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
+        let mut clone = errno_rule(vec!["clone".into()], EPERM);
+        clone.set_args(Some(args));
+        rules.push(clone);
+        rules.push(errno_rule(vec!["clone3".into()], ENOSYS));
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": architectures(),
-        "syscalls": rules,
-    })
+    let mut seccomp = LinuxSeccomp::default();
+    seccomp.set_default_action(LinuxSeccompAction::ScmpActAllow);
+    seccomp.set_architectures(Some(architectures()));
+    seccomp.set_syscalls(Some(rules));
+    Ok(seccomp)
+}
+
+/// Which seccomp filter `--security-opt` asks for.
+enum Seccomp {
+    /// berth's own profile ([`default_profile`]).
+    Default,
+    Unconfined,
+    /// A profile in Docker's JSON format: the docker CLI (and `berth`) read the file
+    /// named by `--security-opt seccomp=FILE` and send its contents.
+    Profile(String),
+}
+
+/// What `--security-opt` asks for.
+struct SecurityOpts {
+    seccomp: Seccomp,
+    no_new_privileges: bool,
+}
+
+fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
+    let mut out = SecurityOpts {
+        seccomp: Seccomp::Default,
+        no_new_privileges: false,
+    };
+    for opt in opts {
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => out.seccomp = Seccomp::Unconfined,
+            ("seccomp", "builtin") => out.seccomp = Seccomp::Default,
+            ("seccomp", json) if json.trim_start().starts_with('{') => {
+                seccomp_profile::check(json.as_bytes()).map_err(|e| {
+                    SpecError::SecurityOpt(
+                        "seccomp=<profile>".into(),
+                        format!("the seccomp profile is invalid: {e}"),
+                    )
+                })?;
+                out.seccomp = Seccomp::Profile(json.to_string());
+            }
+            ("seccomp", _) => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "seccomp= takes unconfined, builtin or a profile's JSON contents (the docker and berth CLIs read --security-opt seccomp=FILE and send the contents)".into(),
+                ))
+            }
+            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
+            ("no-new-privileges", "false") => out.no_new_privileges = false,
+            // This host has neither AppArmor nor SELinux: nothing to switch off.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "berth knows seccomp=unconfined|builtin|<profile JSON>, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `--security-opt`: `no-new-privileges` and the seccomp filter (none for privileged
+/// containers, as with Docker).
+pub(super) fn with_security_opts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    let hc = c.host_config();
+    let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
+    process_mut(spec).set_no_new_privileges(Some(security.no_new_privileges));
+    if hc.privileged {
+        return Ok(());
+    }
+    let seccomp = match &security.seccomp {
+        Seccomp::Default => default_profile(&c.caps)?,
+        Seccomp::Unconfined => return Ok(()),
+        Seccomp::Profile(json) => {
+            let target = seccomp_profile::Target {
+                caps: &c.caps,
+                kernel: seccomp_profile::kernel(),
+            };
+            seccomp_profile::convert(json.as_bytes(), &target).map_err(|e| {
+                SpecError::SecurityOpt(
+                    "seccomp=<profile>".into(),
+                    format!("the seccomp profile is invalid: {e}"),
+                )
+            })?
+        }
+    };
+    linux_mut(spec).set_seccomp(Some(seccomp));
+    Ok(())
 }

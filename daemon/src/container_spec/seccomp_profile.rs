@@ -17,8 +17,9 @@
 use std::collections::BTreeSet;
 
 use libseccomp::ScmpSyscall;
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSyscall};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 /// A profile that cannot be used, and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -235,8 +236,18 @@ pub fn check(json: &[u8]) -> Result<(), ProfileError> {
     .map(|_| ())
 }
 
+/// `name` as the oci-spec type the runtime reads it into (an action, operator,
+/// architecture or flag), exactly as it reads `config.json`.
+fn typed<T: DeserializeOwned>(name: &str, what: &str) -> Result<T, ProfileError> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+        bad(format!(
+            "{what} {name:?} is not supported by berth's runtime (its spec types do not know it)"
+        ))
+    })
+}
+
 /// The OCI `linux.seccomp` of the Docker-format profile `json` for `target`.
-pub fn convert(json: &[u8], target: &Target<'_>) -> Result<Value, ProfileError> {
+pub fn convert(json: &[u8], target: &Target<'_>) -> Result<LinuxSeccomp, ProfileError> {
     let p: Profile =
         serde_json::from_slice(json).map_err(|e| bad(format!("not a seccomp profile: {e}")))?;
     if p.default_action.is_empty() {
@@ -321,9 +332,16 @@ pub fn convert(json: &[u8], target: &Target<'_>) -> Result<Value, ProfileError> 
                     OPS.join(", ")
                 )));
             }
-            args.push(
-                json!({"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op}),
-            );
+            let arg = LinuxSeccompArgBuilder::default()
+                .index(a.index as usize)
+                .value(a.value)
+                .value_two(a.value_two)
+                .op(typed::<oci_spec::runtime::LinuxSeccompOperator>(
+                    &a.op, "operator",
+                )?)
+                .build()
+                .map_err(|e| bad(format!("{what}.args[{j}]: {e}")))?;
+            args.push(arg);
         }
         for a in r.includes.arches.iter().chain(&r.excludes.arches) {
             if a.starts_with("SCMP_ARCH_") {
@@ -338,25 +356,35 @@ pub fn convert(json: &[u8], target: &Target<'_>) -> Result<Value, ProfileError> 
         if !target.applies(r, goarch)? {
             continue;
         }
-        let mut rule = json!({"names": names, "action": r.action});
-        if let Some(e) = r.errno_ret {
-            rule["errnoRet"] = json!(e);
-        }
+        let mut rule = LinuxSyscall::default();
+        rule.set_names(names);
+        rule.set_action(typed::<LinuxSeccompAction>(&r.action, "action")?);
+        rule.set_errno_ret(r.errno_ret);
         if !args.is_empty() {
-            rule["args"] = json!(args);
+            rule.set_args(Some(args));
         }
         rules.push(rule);
     }
-    let mut out = json!({
-        "defaultAction": p.default_action,
-        "architectures": arches,
-        "syscalls": rules,
-    });
-    if let Some(e) = p.default_errno_ret {
-        out["defaultErrnoRet"] = json!(e);
-    }
+    let mut out = LinuxSeccomp::default();
+    out.set_default_action(typed::<LinuxSeccompAction>(
+        &p.default_action,
+        "defaultAction",
+    )?);
+    out.set_default_errno_ret(p.default_errno_ret);
+    out.set_architectures(Some(
+        arches
+            .iter()
+            .map(|a| typed(a, "architecture"))
+            .collect::<Result<_, _>>()?,
+    ));
+    out.set_syscalls(Some(rules));
     if !p.flags.is_empty() {
-        out["flags"] = json!(p.flags);
+        out.set_flags(Some(
+            p.flags
+                .iter()
+                .map(|f| typed(f, "flag"))
+                .collect::<Result<_, _>>()?,
+        ));
     }
     Ok(out)
 }
@@ -386,17 +414,21 @@ fn check_arch(a: &str) -> Result<(), ProfileError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
+    /// The conversion as the JSON written into `config.json`.
     fn conv(profile: Value, caps: &[&str]) -> Result<Value, ProfileError> {
         let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-        convert(
+        let out = convert(
             profile.to_string().as_bytes(),
             &Target {
                 caps: &caps,
                 kernel: Some((5, 10)),
             },
-        )
+        )?;
+        serde_json::to_value(out).map_err(|e| bad(e.to_string()))
     }
 
     #[test]
@@ -548,8 +580,7 @@ mod tests {
                 kernel: kernel(),
             },
         )?;
-        assert!(out["syscalls"].as_array().is_some_and(|r| r.len() > 5));
-        let _typed: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(out)?;
+        assert!(out.syscalls().as_ref().is_some_and(|r| r.len() > 5));
         Ok(())
     }
 }

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-fn rootfs() -> tempfile::TempDir {
+pub(super) fn rootfs() -> tempfile::TempDir {
     let dir = match tempfile::tempdir() {
         Ok(dir) => dir,
         Err(err) => panic!("tempdir: {err}"),
@@ -22,7 +22,7 @@ fn rootfs() -> tempfile::TempDir {
     dir
 }
 
-const HELD: [&str; 15] = [
+pub(super) const HELD: [&str; 15] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -49,14 +49,16 @@ fn build_from(
         serde_json::from_value(body).map_err(|e| SpecError::User(e.to_string()))?;
     let image: ImageDefaults =
         serde_json::from_value(image).map_err(|e| SpecError::User(e.to_string()))?;
-    build(&SpecInputs {
+    let spec = build(&SpecInputs {
         id: "0123456789abcdef0123",
         request: &request,
         image: &image,
         rootfs,
         cgroups_path: "/berth/0123456789abcdef0123".into(),
         held_caps: &HELD,
-    })
+    })?;
+    // The tests read the spec as it is written into config.json.
+    serde_json::to_value(spec).map_err(|e| SpecError::User(e.to_string()))
 }
 
 #[test]
@@ -359,6 +361,7 @@ fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std:
         cgroups_path: "/berth/0123456789abcdef0123".into(),
         held_caps: &HELD,
     })?;
+    let spec = serde_json::to_value(spec)?;
     let res = &spec["linux"]["resources"];
     assert_eq!(
         res["hugepageLimits"],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
-use serde_json::{json, Value};
+use oci_spec::runtime::Spec;
 
 use super::{cri_record, read_capped};
 use crate::engine::{self, EngineError};
@@ -143,11 +143,14 @@ pub(super) async fn exec_sync(
 fn process_spec(config_json: &std::path::Path, cmd: &[String]) -> Result<Vec<u8>, CriError> {
     let bytes = std::fs::read(config_json)
         .map_err(|e| CriError::Internal(format!("reading {}: {e}", config_json.display())))?;
-    let spec: Value = serde_json::from_slice(&bytes)
+    let spec: Spec = serde_json::from_slice(&bytes)
         .map_err(|e| CriError::Internal(format!("parsing {}: {e}", config_json.display())))?;
-    let mut process = spec["process"].clone();
-    process["args"] = json!(cmd);
-    process["terminal"] = json!(false);
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| CriError::Internal(format!("{} has no process", config_json.display())))?;
+    process.set_args(Some(cmd.to_vec()));
+    process.set_terminal(Some(false));
     serde_json::to_vec(&process)
         .map_err(|e| CriError::Internal(format!("encoding the exec process: {e}")))
 }

@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 use berth_cri_server::engine::SandboxContext;
 use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType, Mount,
+    Spec,
+};
 
+use crate::container_spec::oci_mount;
 use crate::engine::EngineError;
 
 /// What the pod and the CRI config change in the engine's spec.
@@ -25,9 +29,9 @@ pub(super) struct PodPatch {
     pod_files: Vec<(PathBuf, &'static str)>,
     /// The pod's shared /dev/shm, bound over the container's own.
     shm: Option<PathBuf>,
-    mounts: Vec<Value>,
+    mounts: Vec<Mount>,
     /// (OCI `linux.devices` entry, device cgroup rule) per CRI device.
-    devices: Vec<(Value, Value)>,
+    devices: Vec<(LinuxDevice, LinuxDeviceCgroup)>,
     cgroup_parent: String,
     /// OCI `linux.rootfsPropagation` the CRI mounts need, if any.
     rootfs_propagation: Option<&'static str>,
@@ -150,101 +154,109 @@ impl PodPatch {
         })
     }
 
-    pub(super) fn apply(self, id: &str, spec: &mut Value) -> Result<(), EngineError> {
-        let mut namespaces = vec![json!({"type": "mount"})];
+    /// The pod's settings as one step on the engine's spec.
+    pub(super) fn apply(self, id: &str, spec: &mut Spec) -> Result<(), EngineError> {
+        let ns = |typ: LinuxNamespaceType, path: Option<&PathBuf>| {
+            let mut n = LinuxNamespace::default();
+            n.set_typ(typ);
+            n.set_path(path.cloned());
+            n
+        };
+        let mut namespaces = vec![ns(LinuxNamespaceType::Mount, None)];
         match &self.pid {
             None => {}
-            Some(None) => namespaces.push(json!({"type": "pid"})),
-            Some(Some(pin)) => namespaces.push(json!({"type": "pid", "path": pin})),
+            Some(pin) => namespaces.push(ns(LinuxNamespaceType::Pid, pin.as_ref())),
         }
-        for (kind, pin) in [
-            ("network", &self.netns),
-            ("ipc", &self.ipc_ns),
-            ("uts", &self.uts_ns),
+        for (typ, pin) in [
+            (LinuxNamespaceType::Network, &self.netns),
+            (LinuxNamespaceType::Ipc, &self.ipc_ns),
+            (LinuxNamespaceType::Uts, &self.uts_ns),
         ] {
             // No pin: the host's namespace (host network / host IPC).
             if let Some(path) = pin {
-                namespaces.push(json!({"type": kind, "path": path}));
+                namespaces.push(ns(typ, Some(path)));
             }
         }
         if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            namespaces.push(json!({"type": "cgroup"}));
-        }
-        spec["linux"]["namespaces"] = json!(namespaces);
-        if let Some(p) = self.rootfs_propagation {
-            spec["linux"]["rootfsPropagation"] = json!(p);
+            namespaces.push(ns(LinuxNamespaceType::Cgroup, None));
         }
         // The pod's UTS namespace already carries its hostname.
-        if let Some(obj) = spec.as_object_mut() {
-            obj.remove("hostname");
-            obj.remove("domainname");
+        spec.set_hostname(None);
+        spec.set_domainname(None);
+        let linux = spec.linux_mut().get_or_insert_with(Default::default);
+        linux.set_namespaces(Some(namespaces));
+        if let Some(p) = self.rootfs_propagation {
+            linux.set_rootfs_propagation(Some(p.into()));
         }
         if !self.cgroup_parent.is_empty() {
             // Absolute: a relative path would land under the shim's own cgroup.
-            spec["linux"]["cgroupsPath"] =
-                json!(format!("/{}/{id}", self.cgroup_parent.trim_matches('/')));
+            linux.set_cgroups_path(Some(
+                format!("/{}/{id}", self.cgroup_parent.trim_matches('/')).into(),
+            ));
         }
         if !self.privileged {
             if !self.masked_paths.is_empty() {
-                spec["linux"]["maskedPaths"] = json!(self.masked_paths);
+                linux.set_masked_paths(Some(self.masked_paths));
             }
             if !self.readonly_paths.is_empty() {
-                spec["linux"]["readonlyPaths"] = json!(self.readonly_paths);
+                linux.set_readonly_paths(Some(self.readonly_paths));
             }
         }
         if !self.devices.is_empty() {
-            let mut devs: Vec<Value> = spec["linux"]["devices"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let mut rules: Vec<Value> = spec["linux"]["resources"]["devices"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
+            let mut devs = linux.devices().clone().unwrap_or_default();
+            let resources = linux.resources_mut().get_or_insert_with(Default::default);
+            let mut rules = resources.devices().clone().unwrap_or_default();
             for (dev, rule) in self.devices {
-                devs.retain(|d| d["path"] != dev["path"]);
+                devs.retain(|d| d.path() != dev.path());
                 devs.push(dev);
                 rules.push(rule);
             }
-            spec["linux"]["devices"] = json!(devs);
-            spec["linux"]["resources"]["devices"] = json!(rules);
+            resources.set_devices(Some(rules));
+            linux.set_devices(Some(devs));
         }
-        let process = &mut spec["process"];
+        let process = spec.process_mut().get_or_insert_with(Default::default);
         if self.no_new_privs {
-            process["noNewPrivileges"] = json!(true);
+            process.set_no_new_privileges(Some(true));
         }
         if !self.supplemental_groups.is_empty() {
-            let mut gids: Vec<i64> = process["user"]["additionalGids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default();
+            let user = process.user_mut();
+            let mut gids = user.additional_gids().clone().unwrap_or_default();
             for g in &self.supplemental_groups {
-                if !gids.contains(g) {
-                    gids.push(*g);
+                let g = u32::try_from(*g).map_err(|_| {
+                    EngineError::Invalid(format!("supplemental group {g} is out of range"))
+                })?;
+                if !gids.contains(&g) {
+                    gids.push(g);
                 }
             }
-            process["user"]["additionalGids"] = json!(gids);
+            user.set_additional_gids(Some(gids));
         }
-        let mut mounts: Vec<Value> = spec["mounts"].as_array().cloned().unwrap_or_default();
-        let mut extra: Vec<Value> = self
+        let bind = |dest: &str, source: &Path, options: &[&str]| {
+            oci_mount(
+                dest,
+                "bind",
+                &source.to_string_lossy(),
+                options.iter().map(|o| o.to_string()).collect(),
+            )
+        };
+        let mut extra: Vec<Mount> = self
             .pod_files
             .iter()
-            .map(|(file, dest)| {
-                json!({"destination": dest, "type": "bind", "source": file,
-                       "options": ["rbind", "rprivate", "rw"]})
-            })
+            .map(|(file, dest)| bind(dest, file, &["rbind", "rprivate", "rw"]))
             .collect();
         if let Some(shm) = &self.shm {
-            extra.push(
-                json!({"destination": "/dev/shm", "type": "bind", "source": shm,
-                              "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"]}),
-            );
+            extra.push(bind(
+                "/dev/shm",
+                shm,
+                &["rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"],
+            ));
         }
         extra.extend(self.mounts);
-        mounts.retain(|m| !extra.iter().any(|u| u["destination"] == m["destination"]));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.retain(|m| !extra.iter().any(|u| u.destination() == m.destination()));
         mounts.extend(extra);
-        spec["mounts"] = json!(mounts);
-        spec["annotations"] = json!(self.annotations);
+        spec.set_mounts(Some(mounts));
+        spec.set_annotations(Some(self.annotations.into_iter().collect()));
         Ok(())
     }
 }
@@ -272,7 +284,7 @@ pub(super) fn sandbox_resource_annotations(
 
 /// A host device node made in the container at `container_path`, and allowed in its
 /// device cgroup with the CRI permissions (`rwm` letters).
-fn cri_device(d: &cri::Device) -> Result<(Value, Value), CriError> {
+fn cri_device(d: &cri::Device) -> Result<(LinuxDevice, LinuxDeviceCgroup), CriError> {
     use nix::sys::stat::{major, minor, stat, SFlag};
     if !d.container_path.starts_with('/') || d.container_path.contains("/../") {
         return Err(CriError::InvalidArgument(format!(
@@ -296,21 +308,31 @@ fn cri_device(d: &cri::Device) -> Result<(Value, Value), CriError> {
     })?;
     let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     let kind = if kind == SFlag::S_IFCHR {
-        "c"
+        LinuxDeviceType::C
     } else if kind == SFlag::S_IFBLK {
-        "b"
+        LinuxDeviceType::B
     } else {
         return Err(CriError::InvalidArgument(format!(
             "device host_path {:?} is not a character or block device",
             d.host_path
         )));
     };
-    let (maj, min) = (major(st.st_rdev), minor(st.st_rdev));
-    Ok((
-        json!({"path": d.container_path, "type": kind, "major": maj, "minor": min,
-               "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}),
-        json!({"allow": true, "type": kind, "major": maj, "minor": min, "access": access}),
-    ))
+    let (maj, min) = (major(st.st_rdev) as i64, minor(st.st_rdev) as i64);
+    let mut device = LinuxDevice::default();
+    device.set_path(d.container_path.clone().into());
+    device.set_typ(kind);
+    device.set_major(maj);
+    device.set_minor(min);
+    device.set_file_mode(Some(st.st_mode & 0o777));
+    device.set_uid(Some(0));
+    device.set_gid(Some(0));
+    let mut rule = LinuxDeviceCgroup::default();
+    rule.set_allow(true);
+    rule.set_typ(Some(kind));
+    rule.set_major(Some(maj));
+    rule.set_minor(Some(min));
+    rule.set_access(Some(access.to_string()));
+    Ok((device, rule))
 }
 
 impl PodPatch {
@@ -329,7 +351,7 @@ impl PodPatch {
 
 /// A CRI mount as an OCI bind mount; a missing host path is created as a directory
 /// (as containerd does).
-fn cri_mount(m: &cri::Mount) -> Result<Value, CriError> {
+fn cri_mount(m: &cri::Mount) -> Result<Mount, CriError> {
     if !m.container_path.starts_with('/') {
         return Err(CriError::InvalidArgument(format!(
             "mount container_path {:?} must be absolute",
@@ -354,10 +376,114 @@ fn cri_mount(m: &cri::Mount) -> Result<Value, CriError> {
         _ => "rprivate",
     };
     let mode = if m.readonly { "ro" } else { "rw" };
-    Ok(json!({
-        "destination": m.container_path,
-        "type": "bind",
-        "source": m.host_path,
-        "options": ["rbind", propagation, mode],
-    }))
+    Ok(oci_mount(
+        &m.container_path,
+        "bind",
+        &m.host_path,
+        vec!["rbind".into(), propagation.into(), mode.into()],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const GOLDEN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/cri/testdata/pod_patch.json"
+    );
+    const SPECS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/container_spec/testdata/golden_specs.json"
+    );
+
+    fn patch(pid: Option<Option<PathBuf>>, privileged: bool) -> Result<PodPatch, CriError> {
+        let mount = |dest: &str, propagation: cri::MountPropagation, readonly| cri::Mount {
+            container_path: dest.into(),
+            host_path: "/tmp".into(),
+            propagation: propagation as i32,
+            readonly,
+            ..Default::default()
+        };
+        Ok(PodPatch {
+            netns: Some("/run/netns/pod".into()),
+            ipc_ns: Some("/run/berth/ns/ipc".into()),
+            uts_ns: None,
+            pid,
+            pod_files: vec![
+                ("/pod/hostname".into(), "/etc/hostname"),
+                ("/pod/resolv.conf".into(), "/etc/resolv.conf"),
+            ],
+            shm: Some("/pod/shm".into()),
+            mounts: vec![
+                cri_mount(&mount(
+                    "/data",
+                    cri::MountPropagation::PropagationPrivate,
+                    true,
+                ))?,
+                cri_mount(&mount(
+                    "/dev/shm",
+                    cri::MountPropagation::PropagationHostToContainer,
+                    false,
+                ))?,
+            ],
+            devices: vec![cri_device(&cri::Device {
+                container_path: "/dev/xnull".into(),
+                host_path: "/dev/null".into(),
+                permissions: "rw".into(),
+            })?],
+            cgroup_parent: "kubepods/burstable/pod1".into(),
+            rootfs_propagation: Some("rslave"),
+            no_new_privs: true,
+            supplemental_groups: vec![0, 1000],
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            privileged,
+            annotations: [("a".to_string(), "b".to_string())].into(),
+        })
+    }
+
+    /// The pod's settings on the recorded spec of a plain container give the recorded
+    /// result (`BERTH_UPDATE_GOLDEN=1` rewrites it).
+    #[test]
+    fn the_pod_patch_gives_the_recorded_spec() -> Result<(), Box<dyn std::error::Error>> {
+        let specs: BTreeMap<String, Value> = serde_json::from_slice(&std::fs::read(SPECS)?)?;
+        let mut now = BTreeMap::new();
+        for (name, pid, privileged) in [
+            (
+                "shared_pid",
+                Some(Some(PathBuf::from("/run/berth/ns/pid"))),
+                false,
+            ),
+            ("own_pid", Some(None), false),
+            ("host_pid_privileged", None, true),
+        ] {
+            let mut spec: Spec = serde_json::from_value(specs["minimal"].clone())?;
+            patch(pid, privileged)?.apply("c1", &mut spec)?;
+            now.insert(name.to_string(), serde_json::to_value(spec)?);
+        }
+        if std::env::var_os("BERTH_UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(Path::new(GOLDEN).parent().unwrap_or(Path::new(".")))?;
+            std::fs::write(GOLDEN, serde_json::to_string_pretty(&now)? + "\n")?;
+            return Ok(());
+        }
+        let recorded: BTreeMap<String, Value> = serde_json::from_slice(&std::fs::read(GOLDEN)?)?;
+        assert_eq!(
+            now.keys().collect::<Vec<_>>(),
+            recorded.keys().collect::<Vec<_>>()
+        );
+        // Compared as the runtime reads them: capability sets have no order, and a
+        // device rule's `"minor": null` is the same as none (see container_spec's
+        // golden test).
+        for (name, want) in &recorded {
+            let want: Spec = serde_json::from_value(want.clone())?;
+            let got: Spec = serde_json::from_value(now[name].clone())?;
+            assert_eq!(got, want, "{name}");
+        }
+        Ok(())
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
-use serde_json::{json, Map, Value};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxMemoryBuilder, LinuxResources, Spec};
 
 use super::cri_record;
 use crate::container_spec::host_limits;
@@ -14,7 +14,7 @@ use crate::engine;
 use crate::Daemon;
 
 /// OCI `linux.resources` (memory, cpu, hugepage limits, unified keys) from CRI's.
-fn oci_resources(r: &cri::LinuxContainerResources) -> Result<Value, CriError> {
+fn oci_resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, CriError> {
     for (name, v) in [
         ("memory_limit_in_bytes", r.memory_limit_in_bytes),
         ("cpu_shares", r.cpu_shares),
@@ -25,64 +25,107 @@ fn oci_resources(r: &cri::LinuxContainerResources) -> Result<Value, CriError> {
             return Err(CriError::InvalidArgument(format!("{name} {v} is negative")));
         }
     }
-    let mut memory = Map::new();
+    let mut out = LinuxResources::default();
     if r.memory_limit_in_bytes > 0 {
-        memory.insert("limit".into(), json!(r.memory_limit_in_bytes));
+        let memory = LinuxMemoryBuilder::default()
+            .limit(r.memory_limit_in_bytes)
+            .build()
+            .map_err(|e| CriError::Internal(format!("building the memory limits: {e}")))?;
+        out.set_memory(Some(memory));
     }
-    let mut cpu = Map::new();
+    let mut cpu = LinuxCpu::default();
     if r.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(r.cpu_shares));
+        cpu.set_shares(Some(r.cpu_shares as u64));
     }
     if r.cpu_quota > 0 {
-        cpu.insert("quota".into(), json!(r.cpu_quota));
+        cpu.set_quota(Some(r.cpu_quota));
     }
     if r.cpu_period > 0 {
-        cpu.insert("period".into(), json!(r.cpu_period));
+        cpu.set_period(Some(r.cpu_period as u64));
     }
     if !r.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(r.cpuset_cpus));
+        cpu.set_cpus(Some(r.cpuset_cpus.clone()));
     }
     if !r.cpuset_mems.is_empty() {
-        cpu.insert("mems".into(), json!(r.cpuset_mems));
+        cpu.set_mems(Some(r.cpuset_mems.clone()));
     }
-    let mut out = Map::new();
-    if !memory.is_empty() {
-        out.insert("memory".into(), Value::Object(memory));
-    }
-    if !cpu.is_empty() {
-        out.insert("cpu".into(), Value::Object(cpu));
+    if cpu != LinuxCpu::default() {
+        out.set_cpu(Some(cpu));
     }
     let (hugepages, unified) = super::create::cri_host_limits(r);
     if !hugepages.is_empty() {
-        out.insert(
-            "hugepageLimits".into(),
-            host_limits::hugepage_limits(&hugepages),
-        );
+        out.set_hugepage_limits(Some(
+            host_limits::hugepage_limits(&hugepages).map_err(CriError::InvalidArgument)?,
+        ));
     }
     if !unified.is_empty() {
-        out.insert("unified".into(), json!(unified));
+        out.set_unified(Some(unified.into_iter().collect()));
     }
-    Ok(Value::Object(out))
+    Ok(out)
 }
 
-/// `update` merged into `base` key by key (`memory.limit` replaces only itself; a
-/// list such as `hugepageLimits` replaces the old one).
-fn merge(base: &mut Value, update: &Value) {
-    let (Some(base), Some(update)) = (base.as_object_mut(), update.as_object()) else {
-        return;
-    };
-    for (section, fields) in update {
-        let Some(fields) = fields.as_object() else {
-            base.insert(section.clone(), fields.clone());
-            continue;
-        };
-        let slot = base.entry(section.clone()).or_insert_with(|| json!({}));
-        if let Some(slot) = slot.as_object_mut() {
-            for (k, v) in fields {
-                slot.insert(k.clone(), v.clone());
-            }
+/// `update` merged into `base` field by field (`memory.limit` replaces only itself;
+/// `hugepageLimits` replaces the old list; `unified` keys replace theirs).
+fn merge(base: &mut LinuxResources, update: &LinuxResources) {
+    if let Some(limit) = update.memory().and_then(|m| m.limit()) {
+        base.set_memory(Some(with_limit(base.memory().unwrap_or_default(), limit)));
+    }
+    if let Some(new) = update.cpu() {
+        let cpu = base.cpu_mut().get_or_insert_with(Default::default);
+        if let Some(v) = new.shares() {
+            cpu.set_shares(Some(v));
+        }
+        if let Some(v) = new.quota() {
+            cpu.set_quota(Some(v));
+        }
+        if let Some(v) = new.period() {
+            cpu.set_period(Some(v));
+        }
+        if let Some(v) = new.cpus() {
+            cpu.set_cpus(Some(v.clone()));
+        }
+        if let Some(v) = new.mems() {
+            cpu.set_mems(Some(v.clone()));
         }
     }
+    if let Some(limits) = update.hugepage_limits() {
+        base.set_hugepage_limits(Some(limits.clone()));
+    }
+    if let Some(keys) = update.unified() {
+        let unified = base.unified_mut().get_or_insert_with(Default::default);
+        unified.extend(keys.clone());
+    }
+}
+
+/// `base` with a new limit (the only memory field CRI updates). `LinuxMemory` has no
+/// setters, only a builder: the other fields are carried over one by one.
+fn with_limit(base: LinuxMemory, limit: i64) -> LinuxMemory {
+    let mut b = LinuxMemoryBuilder::default().limit(limit);
+    if let Some(v) = base.reservation() {
+        b = b.reservation(v);
+    }
+    if let Some(v) = base.swap() {
+        b = b.swap(v);
+    }
+    if let Some(v) = base.kernel() {
+        b = b.kernel(v);
+    }
+    if let Some(v) = base.kernel_tcp() {
+        b = b.kernel_tcp(v);
+    }
+    if let Some(v) = base.swappiness() {
+        b = b.swappiness(v);
+    }
+    if let Some(v) = base.disable_oom_killer() {
+        b = b.disable_oom_killer(v);
+    }
+    if let Some(v) = base.use_hierarchy() {
+        b = b.use_hierarchy(v);
+    }
+    if let Some(v) = base.check_before_update() {
+        b = b.check_before_update(v);
+    }
+    b.build().unwrap_or(base)
 }
 
 pub(super) async fn update_resources(
@@ -111,7 +154,7 @@ pub(super) async fn update_resources(
             "reading {}",
             config_json.display()
         )))?;
-        let mut spec: Value = serde_json::from_slice(&bytes).map_err(
+        let mut spec: Spec = serde_json::from_slice(&bytes).map_err(
             engine::EngineError::internal(format!("parsing {}", config_json.display())),
         )?;
         if running {
@@ -119,7 +162,11 @@ pub(super) async fn update_resources(
                 .map_err(engine::EngineError::internal("encoding resources"))?;
             engine::shim_of(&d, &cid)?.update(&cid, &bytes)?;
         }
-        merge(&mut spec["linux"]["resources"], &update);
+        let linux = spec.linux_mut().get_or_insert_with(Default::default);
+        merge(
+            linux.resources_mut().get_or_insert_with(Default::default),
+            &update,
+        );
         let tmp = config_json.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(engine::EngineError::internal("encoding config.json"))?;
@@ -146,7 +193,17 @@ pub(super) async fn update_resources(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
+
+    fn typed(v: Value) -> LinuxResources {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    fn js(r: &LinuxResources) -> Value {
+        serde_json::to_value(r).unwrap_or_default()
+    }
 
     #[test]
     fn cri_resources_become_oci_and_merge_field_by_field() -> Result<(), CriError> {
@@ -156,15 +213,18 @@ mod tests {
             ..Default::default()
         })?;
         assert_eq!(
-            update,
+            js(&update),
             json!({"memory": {"limit": 128 << 20}, "cpu": {"quota": 20_000}})
         );
-        let mut base = json!({"devices": [], "cpu": {"shares": 512, "quota": 50_000}});
+        let mut base = typed(
+            json!({"devices": [], "cpu": {"shares": 512, "quota": 50_000},
+                                    "memory": {"limit": 64 << 20, "swap": -1}}),
+        );
         merge(&mut base, &update);
         assert_eq!(
-            base,
+            js(&base),
             json!({"devices": [], "cpu": {"shares": 512, "quota": 20_000},
-                   "memory": {"limit": 128 << 20}})
+                   "memory": {"limit": 128 << 20, "swap": -1}})
         );
         let update = oci_resources(&cri::LinuxContainerResources {
             hugepage_limits: vec![cri::HugepageLimit {
@@ -174,11 +234,11 @@ mod tests {
             unified: [("memory.high".to_string(), "64M".to_string())].into(),
             ..Default::default()
         })?;
-        let mut base = json!({"hugepageLimits": [{"pageSize": "1GB", "limit": 0}],
-                              "unified": {"pids.max": "10"}});
+        let mut base = typed(json!({"hugepageLimits": [{"pageSize": "1GB", "limit": 0}],
+                                    "unified": {"pids.max": "10"}}));
         merge(&mut base, &update);
         assert_eq!(
-            base,
+            js(&base),
             json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}],
                    "unified": {"pids.max": "10", "memory.high": "64M"}})
         );

@@ -64,7 +64,8 @@ pub async fn create(
 /// Changes a built spec before it is written (the CRI front door joins the pod's
 /// namespaces and binds its files this way).
 /// Called with the container's id and spec.
-pub(crate) type SpecPatch = Box<dyn FnOnce(&str, &mut Value) -> Result<(), EngineError> + Send>;
+pub(crate) type SpecPatch =
+    Box<dyn FnOnce(&str, &mut oci_spec::runtime::Spec) -> Result<(), EngineError> + Send>;
 
 /// A validated container to create, from either front door.
 pub(crate) struct NewContainer {
@@ -156,15 +157,8 @@ pub(crate) async fn create_parsed(
         .await?
     };
 
-    let process = &spec["process"];
-    let args: Vec<String> = process["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let process = spec.process().clone().unwrap_or_default();
+    let args: Vec<String> = process.args().clone().unwrap_or_default();
     let mut labels = config
         .config
         .as_ref()
@@ -184,7 +178,7 @@ pub(crate) async fn create_parsed(
         args: args.iter().skip(1).cloned().collect(),
         env: container_spec::config_env(&request, &defaults),
         exposed_ports,
-        working_dir: process["cwd"].as_str().unwrap_or("/").to_string(),
+        working_dir: process.cwd().to_string_lossy().into_owned(),
         user: request.user.clone(),
         labels,
         tty: request.tty,
@@ -218,7 +212,7 @@ fn build_spec(
     defaults: &container_spec::ImageDefaults,
     mounts: &[berth_snapshotter::Mount],
     rootfs: &Path,
-) -> Result<Value, EngineError> {
+) -> Result<oci_spec::runtime::Spec, EngineError> {
     let mut mounted = Vec::new();
     let result = (|| {
         for m in mounts {
