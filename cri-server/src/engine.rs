@@ -40,14 +40,7 @@ pub struct SandboxContext {
 pub use berth_runtime::CgroupSample;
 
 /// A change in a CRI container's lifecycle, as the engine recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerEvent {
-    pub container_id: String,
-    pub sandbox_id: String,
-    pub kind: cri::ContainerEventType,
-    /// Unix nanoseconds.
-    pub at: i64,
-}
+pub use berth_engine::{ContainerEvent, ContainerEventKind};
 
 /// Container lifecycle as berthd's engine implements it. Every method is keyed by
 /// container id; `stop` and `remove` of an unknown id succeed (kubelet retries them).

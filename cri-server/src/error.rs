@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use berth_engine::{EngineError, Object};
+
 /// Everything a CRI call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
@@ -141,4 +143,24 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Engine errors as CRI answers them: the one mapping to gRPC codes' kinds.
+impl From<EngineError> for CriError {
+    fn from(e: EngineError) -> CriError {
+        match e {
+            EngineError::NotFound { what, reference } => CriError::NotFound {
+                what: match what {
+                    Object::Container => "container",
+                    Object::Image => "image",
+                },
+                id: reference,
+            },
+            // A concurrent create of the same name won the store's name index.
+            e @ EngineError::NameInUse { .. } => CriError::AlreadyExists(e.to_string()),
+            e @ EngineError::State { .. } => CriError::FailedPrecondition(e.to_string()),
+            EngineError::Invalid(m) => CriError::InvalidArgument(m),
+            e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
+        }
+    }
 }

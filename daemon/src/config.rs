@@ -206,50 +206,39 @@ impl Config {
         Ok(())
     }
 
-    /// The metadata database inside the root.
-    pub fn database_path(&self) -> PathBuf {
-        self.root.join("berth.db")
+    /// The runtime handlers the engine resolves containers' handlers with.
+    pub fn runtime_handlers(&self) -> berth_engine::RuntimeHandlers {
+        berth_engine::RuntimeHandlers {
+            state: self.state.clone(),
+            default: self.default_runtime.clone(),
+            handlers: self
+                .runtimes
+                .iter()
+                .map(|(name, handler)| (name.clone(), handler.path.clone()))
+                .collect(),
+        }
     }
 
     /// Every runtime handler name a request may use: `berth` (the built-in runtime)
     /// and the `[runtimes]` entries.
     pub fn runtime_names(&self) -> Vec<String> {
-        let mut names = vec![BUILTIN_RUNTIME.to_string()];
-        names.extend(
-            self.runtimes
-                .keys()
-                .filter(|n| *n != BUILTIN_RUNTIME)
-                .cloned(),
-        );
-        names
+        self.runtime_handlers().names()
     }
 
     /// The handler a request naming `name` runs under (empty: the default) and the
     /// external runtime binary it calls (`None`: the built-in runtime, in the shim).
     pub fn resolve_runtime(&self, name: &str) -> Result<(String, Option<PathBuf>), String> {
-        let name = if name.is_empty() {
-            self.default_runtime.as_str()
-        } else {
-            name
-        };
-        match self.runtimes.get(name) {
-            Some(handler) => Ok((name.to_string(), handler.path.clone())),
-            None if name == BUILTIN_RUNTIME => Ok((name.to_string(), None)),
-            None => Err(format!(
-                "unknown or invalid runtime name: {name} (configured: {})",
-                self.runtime_names().join(", ")
-            )),
-        }
+        self.runtime_handlers().resolve(name)
     }
 
     /// The state directory of an external runtime handler (its `--root`).
     pub fn runtime_root(&self, name: &str) -> PathBuf {
-        self.state.join("runtimes").join(name)
+        self.runtime_handlers().root(name)
     }
 }
 
 /// The name of the runtime berth-shim runs in-process.
-pub const BUILTIN_RUNTIME: &str = "berth";
+pub use berth_engine::runtimes::BUILTIN_RUNTIME;
 
 #[cfg(test)]
 mod tests {

@@ -1,31 +1,27 @@
-//! berthd: configuration, metadata store, wiring, Docker Engine API, metrics.
+//! berthd: configuration, wiring, the Docker Engine API, metrics.
 //!
-//! Landed so far: the configuration file, the SQLite metadata store, the
-//! one-daemon-per-root lock, the container engine (records, snapshots, one berth-shim
-//! per container, restart policies, reconcile on start), the Docker Engine API's
-//! system and container endpoints, and the CRI server's container engine ([`cri`]).
+//! The configuration file, the one-daemon-per-root lock, the Docker Engine API's
+//! system, image and container endpoints, and the CRI server's container engine
+//! ([`cri`]). Containers, images and the metadata store are berth-engine's
+//! ([`berth_engine::Engine`]), opened here and shared with the CRI server.
 
 // `/info` builds one large JSON document with `json!`.
 #![recursion_limit = "256"]
 
 pub mod config;
-pub mod container_spec;
 pub mod cri;
 pub mod docker_api;
-pub mod engine;
-pub mod images;
 pub mod lock;
 pub mod logs;
-pub mod lookup;
-pub mod restart_policy;
+pub mod registry;
 pub mod server;
-pub mod store;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use berth_engine::{Engine, EngineConfig};
 use config::Config;
 use docker_api::host::HostFacts;
-use store::Store;
 
 /// Errors starting the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -38,19 +34,14 @@ pub enum StartError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error(transparent)]
-    Images(#[from] images::ImagesError),
+    Engine(#[from] berth_engine::OpenError),
 }
 
 /// Everything a request handler needs, shared by all of them.
 pub struct Daemon {
     pub config: Config,
-    pub store: Store,
-    /// Content store, snapshots and image records.
-    pub images: images::Images,
-    /// Containers: their shims, lifecycle and state changes.
-    pub engine: engine::Engine,
+    /// Containers, images and the metadata store; shared with the CRI server.
+    pub engine: Arc<Engine>,
     pub host: HostFacts,
     /// A stable identity for this engine, kept in the root.
     pub id: String,
@@ -59,7 +50,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Creates the root and state dirs, takes both locks (one daemon per root and per
-    /// state dir) and opens the metadata database.
+    /// state dir) and opens the engine (the metadata database, images, bundles).
     pub fn start(config: Config) -> Result<Daemon, StartError> {
         for (dir, mode) in [(&config.root, 0o700), (&config.state, 0o711)] {
             create_dir(dir, mode)?;
@@ -68,20 +59,16 @@ impl Daemon {
             lock::RootLock::acquire(&config.root)?,
             lock::RootLock::acquire(&config.state)?,
         ];
-        let store = Store::open(&config.database_path())?;
-        let images = images::Images::open(&config.root)?;
+        let engine = Engine::open(EngineConfig {
+            root: config.root.clone(),
+            state: config.state.clone(),
+            runtimes: config.runtime_handlers(),
+        })?;
         let id = engine_id(&config.root)?;
-        let engine =
-            engine::Engine::new(&config.root, &config.state).map_err(|source| StartError::Dir {
-                path: config.root.join("containers"),
-                source,
-            })?;
         Ok(Daemon {
-            images,
-            engine,
+            engine: Arc::new(engine),
             host: HostFacts::read(&config.root),
             config,
-            store,
             id,
             _locks: locks,
         })

@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
 use super::EventStream;
-use crate::engine::{missing, ContainerEngine, ContainerEvent};
+use crate::engine::{missing, ContainerEngine, ContainerEvent, ContainerEventKind};
 use crate::sandbox::status::to_status;
 use crate::{Cri, CriError};
 
@@ -79,7 +79,7 @@ struct Reader {
     engine: Arc<dyn ContainerEngine>,
     cri: Cri,
     /// The last event sent per container, to drop repeats.
-    last: HashMap<String, cri::ContainerEventType>,
+    last: HashMap<String, ContainerEventKind>,
     /// Set once the stream reported lost events: nothing follows an error.
     ended: bool,
 }
@@ -93,7 +93,7 @@ impl Reader {
                     if self.last.get(&e.container_id) == Some(&e.kind) {
                         continue;
                     }
-                    if e.kind == cri::ContainerEventType::ContainerDeletedEvent {
+                    if e.kind == ContainerEventKind::Deleted {
                         self.last.remove(&e.container_id);
                     } else {
                         self.last.insert(e.container_id.clone(), e.kind);
@@ -128,11 +128,21 @@ impl Reader {
         }
         cri::ContainerEventResponse {
             container_id: e.container_id,
-            container_event_type: e.kind as i32,
+            container_event_type: event_type(e.kind) as i32,
             created_at: e.at,
             pod_sandbox_status,
             containers_statuses,
         }
+    }
+}
+
+/// The CRI's name for an engine lifecycle event.
+fn event_type(kind: ContainerEventKind) -> cri::ContainerEventType {
+    match kind {
+        ContainerEventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
+        ContainerEventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
+        ContainerEventKind::Stopped => cri::ContainerEventType::ContainerStoppedEvent,
+        ContainerEventKind::Deleted => cri::ContainerEventType::ContainerDeletedEvent,
     }
 }
 

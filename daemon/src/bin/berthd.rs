@@ -91,13 +91,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         let daemon = Arc::new(Daemon::start(config)?);
-        if let Err(e) = berth_daemon::engine::reconcile(&daemon).await {
+        if let Err(e) = berth_engine::reconcile(&daemon.engine).await {
             tracing::error!("reconciling containers with their shims: {e}");
         }
         let cri = Cri::open(
             cri::cri_config(&daemon),
             cri::image_parts(&daemon),
-            Some(cri::CriEngine::new(Arc::clone(&daemon))),
+            Some(cri::CriEngine::new(Arc::clone(&daemon.engine))),
         )
         .context("opening the CRI state")?;
         let cri_listener = Cri::bind(&cri_socket).context("binding the CRI socket")?;

@@ -14,12 +14,12 @@ use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
 
 use super::pod_spec::PodPatch;
-use crate::container_spec::host_limits::{self, HostCgroups, LimitError};
-use crate::container_spec::{seccomp_profile, CreateRequest, HostConfig};
-use crate::engine::{self, CriMeta, NewContainer};
-use crate::restart_policy::RestartPolicy;
-use crate::store::Kind;
-use crate::Daemon;
+use berth_engine::container_spec::host_limits::{self, HostCgroups, LimitError};
+use berth_engine::container_spec::{seccomp_profile, CreateRequest, HostConfig};
+use berth_engine::restart_policy::RestartPolicy;
+use berth_engine::store::Kind;
+use berth_engine::Engine;
+use berth_engine::{self as engine, CriMeta, NewContainer};
 
 /// A seccomp profile larger than this is refused (Docker's default is ~20 KiB).
 const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -28,7 +28,7 @@ const MAX_PROFILE_BYTES: u64 = 1 << 20;
 const CAP_SYS_RESOURCE: u32 = 24;
 
 pub(super) async fn create(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     sandbox: &SandboxContext,
     req: cri::CreateContainerRequest,
 ) -> Result<String, CriError> {
@@ -58,7 +58,7 @@ pub(super) async fn create(
         "k8s_{}_{}_{}_{}_{}",
         meta.name, pod.name, pod.namespace, pod.uid, meta.attempt
     );
-    if let Some(other) = daemon
+    if let Some(other) = engine
         .store
         .id_by_name(Kind::Container, &name)
         .map_err(|e| CriError::Internal(e.to_string()))?
@@ -95,7 +95,7 @@ pub(super) async fn create(
     // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
     request.hostname = berth_cri_server::sandbox::pod_hostname(&sandbox.config)?;
     let target_ns = match PodPatch::pid_target(&config) {
-        Some(target) => Some(target_pid_ns(daemon, sandbox, &target)?),
+        Some(target) => Some(target_pid_ns(engine, sandbox, &target)?),
         None => None,
     };
     let patch = PodPatch::new(sandbox, &config, target_ns)?;
@@ -120,7 +120,7 @@ pub(super) async fn create(
     let body = serde_json::to_value(&config)
         .map_err(|e| CriError::Internal(format!("encoding the container config: {e}")))?;
     let id = engine::create_parsed(
-        daemon,
+        engine,
         NewContainer {
             name: Some(name),
             request,
@@ -160,11 +160,11 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>, CriError> {
 /// TARGET: a running container of the same pod (kubelet names it for ephemeral
 /// debug containers).
 fn target_pid_ns(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     sandbox: &SandboxContext,
     target: &str,
 ) -> Result<PathBuf, CriError> {
-    let record = engine::get(daemon, target)?;
+    let record = engine::get(engine, target)?;
     if record.cri.as_ref().map(|c| c.sandbox_id.as_str()) != Some(sandbox.id.as_str()) {
         return Err(CriError::InvalidArgument(format!(
             "target container {target} is not in pod sandbox {}",

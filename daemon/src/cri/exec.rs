@@ -11,8 +11,8 @@ use k8s_cri::v1 as cri;
 use oci_spec::runtime::Spec;
 
 use super::{cri_record, read_capped};
-use crate::engine::{self, EngineError};
-use crate::Daemon;
+use berth_engine::Engine;
+use berth_engine::{self as engine, EngineError};
 
 /// Most output kept per stream (kubelet's own cap on exec output is 16 MiB).
 const OUTPUT_LIMIT: u64 = 16 << 20;
@@ -44,7 +44,7 @@ impl Drop for Outputs {
 }
 
 pub(super) async fn exec_sync(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     req: cri::ExecSyncRequest,
 ) -> Result<cri::ExecSyncResponse, CriError> {
     let id = req.container_id.clone();
@@ -53,13 +53,13 @@ pub(super) async fn exec_sync(
             "ExecSync without a command".into(),
         ));
     }
-    let record = cri_record(daemon, &id)?;
+    let record = cri_record(engine, &id)?;
     if !record.state.status.has_task() {
         return Err(CriError::FailedPrecondition(format!(
             "container {id} is not running"
         )));
     }
-    let dir = daemon.engine.dir(&id);
+    let dir = engine.dir(&id);
     let spec = process_spec(&dir.join("config.json"), &req.cmd)?;
     let exec = exec_id();
     let outputs = Outputs {
@@ -68,7 +68,7 @@ pub(super) async fn exec_sync(
     };
 
     let started = {
-        let (d, id, exec) = (Arc::clone(daemon), id.clone(), exec.clone());
+        let (d, id, exec) = (Arc::clone(engine), id.clone(), exec.clone());
         let (out, err) = (outputs.stdout.clone(), outputs.stderr.clone());
         engine::blocking(move || {
             let shim = engine::shim_of(&d, &id)?;
@@ -84,7 +84,7 @@ pub(super) async fn exec_sync(
     started.map_err(CriError::from)?;
 
     let wait = {
-        let (d, id, exec) = (Arc::clone(daemon), id.clone(), exec.clone());
+        let (d, id, exec) = (Arc::clone(engine), id.clone(), exec.clone());
         tokio::task::spawn_blocking(move || -> Result<u32, EngineError> {
             Ok(engine::shim_of(&d, &id)?.wait_exec(&id, &exec)?)
         })
@@ -97,7 +97,7 @@ pub(super) async fn exec_sync(
             Ok(r) => r,
             Err(_) => {
                 timed_out = true;
-                let (d, cid, e) = (Arc::clone(daemon), id.clone(), exec.clone());
+                let (d, cid, e) = (Arc::clone(engine), id.clone(), exec.clone());
                 let killed = engine::blocking(move || {
                     let sigkill = nix::sys::signal::Signal::SIGKILL as u32;
                     Ok(engine::shim_of(&d, &cid)?.kill_exec(&cid, &e, sigkill)?)
@@ -115,7 +115,7 @@ pub(super) async fn exec_sync(
         .map_err(|e| CriError::Internal(format!("exec wait task: {e}")))?
         .map_err(CriError::from);
     {
-        let (d, cid, e) = (Arc::clone(daemon), id.clone(), exec.clone());
+        let (d, cid, e) = (Arc::clone(engine), id.clone(), exec.clone());
         let deleted =
             engine::blocking(move || Ok(engine::shim_of(&d, &cid)?.delete_exec(&cid, &e)?)).await;
         if let Err(e) = deleted {

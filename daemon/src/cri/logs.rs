@@ -10,22 +10,22 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cri_record;
-use crate::engine;
-use crate::Daemon;
+use berth_engine as engine;
+use berth_engine::Engine;
 
 /// How long the shim gets to create the new file.
 const REOPEN_LIMIT: Duration = Duration::from_secs(2);
 
-pub(super) async fn reopen(daemon: &Arc<Daemon>, id: &str) -> Result<(), CriError> {
-    let record = cri_record(daemon, id)?;
+pub(super) async fn reopen(engine: &Arc<Engine>, id: &str) -> Result<(), CriError> {
+    let record = cri_record(engine, id)?;
     if !record.state.status.has_task() {
         return Err(CriError::FailedPrecondition(format!(
             "container {id} is not running; only a running container's log is reopened"
         )));
     }
-    let log = daemon.engine.log_of(&record);
+    let log = engine.log_of(&record);
     let shim_pid = {
-        let (d, cid) = (Arc::clone(daemon), id.to_string());
+        let (d, cid) = (Arc::clone(engine), id.to_string());
         engine::blocking(move || Ok(engine::shim_of(&d, &cid)?.shim_pid(&cid)?))
             .await
             .map_err(CriError::from)?

@@ -7,7 +7,7 @@
 //! and binds the pod's hostname, resolv.conf and hosts files ([`create`]); its log is
 //! the CRI log path kubelet asked for, written by the shim.
 //!
-//! [`CriMeta`]: crate::engine::CriMeta
+//! [`CriMeta`]: berth_engine::CriMeta
 
 mod create;
 mod exec;
@@ -25,17 +25,18 @@ use berth_cri_server::engine::{ContainerEvent, SandboxContext};
 use berth_cri_server::{ContainerEngine, CriConfig, CriError, ImageParts};
 use k8s_cri::v1 as cri;
 
-use crate::engine::{self, EngineError, Status};
+use berth_engine::{self as engine, Engine, Status};
+
 use crate::Daemon;
 
 /// berthd's engine as the CRI server sees it.
 pub struct CriEngine {
-    daemon: Arc<Daemon>,
+    engine: Arc<Engine>,
 }
 
 impl CriEngine {
-    pub fn new(daemon: Arc<Daemon>) -> Arc<CriEngine> {
-        Arc::new(CriEngine { daemon })
+    pub fn new(engine: Arc<Engine>) -> Arc<CriEngine> {
+        Arc::new(CriEngine { engine })
     }
 }
 
@@ -52,7 +53,7 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
             cache_dir: config.state.join("cni"),
             ..Default::default()
         },
-        registry: crate::images::registry_config(config, None),
+        registry: crate::registry::registry_config(config, None),
         // berthd's own executable has the pod-init mode.
         pod_init: std::env::current_exe().ok(),
         runtime_handlers: config.runtime_names(),
@@ -64,36 +65,16 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
 pub fn image_parts(daemon: &Daemon) -> ImageParts {
     ImageParts {
         root: daemon.config.root.clone(),
-        content: daemon.images.content.clone(),
-        snapshots: Arc::clone(&daemon.images.snapshots),
-        store: daemon.images.store.clone(),
-    }
-}
-
-/// Engine errors as CRI answers them: the one mapping to gRPC codes' kinds.
-impl From<EngineError> for CriError {
-    fn from(e: EngineError) -> CriError {
-        match e {
-            EngineError::NotFound { what, reference } => CriError::NotFound {
-                what: match what {
-                    engine::Object::Container => "container",
-                    engine::Object::Image => "image",
-                },
-                id: reference,
-            },
-            // A concurrent create of the same name won the store's name index.
-            e @ EngineError::NameInUse { .. } => CriError::AlreadyExists(e.to_string()),
-            e @ EngineError::State { .. } => CriError::FailedPrecondition(e.to_string()),
-            EngineError::Invalid(m) => CriError::InvalidArgument(m),
-            e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
-        }
+        content: daemon.engine.images.content.clone(),
+        snapshots: Arc::clone(&daemon.engine.images.snapshots),
+        store: daemon.engine.images.store.clone(),
     }
 }
 
 /// The record of CRI container `id`; a container made through the Docker API is not
 /// one CRI knows.
-pub(crate) fn cri_record(daemon: &Daemon, id: &str) -> Result<engine::ContainerRecord, CriError> {
-    let record = engine::get(daemon, id).map_err(CriError::from)?;
+pub(crate) fn cri_record(engine: &Engine, id: &str) -> Result<engine::ContainerRecord, CriError> {
+    let record = engine::get(engine, id).map_err(CriError::from)?;
     if record.cri.is_none() {
         return Err(CriError::NotFound {
             what: "container",
@@ -115,46 +96,46 @@ impl ContainerEngine for CriEngine {
         sandbox: &SandboxContext,
         request: cri::CreateContainerRequest,
     ) -> Result<String, CriError> {
-        create::create(&self.daemon, sandbox, request).await
+        create::create(&self.engine, sandbox, request).await
     }
 
     async fn start(&self, id: &str) -> Result<(), CriError> {
-        let _guard = self.daemon.engine.lock(id).await;
-        let record = cri_record(&self.daemon, id)?;
+        let _guard = self.engine.lock(id).await;
+        let record = cri_record(&self.engine, id)?;
         if record.state.status != Status::Created {
             return Err(CriError::FailedPrecondition(format!(
                 "container {id} is {}; only a created container can be started",
                 record.state.status.as_str()
             )));
         }
-        engine::start_locked(&self.daemon, id)
+        engine::start_locked(&self.engine, id)
             .await
             .map_err(CriError::from)?;
         Ok(())
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), CriError> {
-        let _guard = self.daemon.engine.lock(id).await;
-        match cri_record(&self.daemon, id) {
+        let _guard = self.engine.lock(id).await;
+        match cri_record(&self.engine, id) {
             Ok(_) => {}
             Err(e) if is_missing(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
         let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
-        engine::stop_locked(&self.daemon, id, Some(secs))
+        engine::stop_locked(&self.engine, id, Some(secs))
             .await
             .map_err(CriError::from)?;
         Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<(), CriError> {
-        let _guard = self.daemon.engine.lock(id).await;
-        match cri_record(&self.daemon, id) {
+        let _guard = self.engine.lock(id).await;
+        match cri_record(&self.engine, id) {
             Ok(_) => {}
             Err(e) if is_missing(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
-        engine::remove_locked(&self.daemon, id, true)
+        engine::remove_locked(&self.engine, id, true)
             .await
             .map_err(CriError::from)
     }
@@ -164,21 +145,21 @@ impl ContainerEngine for CriEngine {
         id: &str,
         verbose: bool,
     ) -> Result<cri::ContainerStatusResponse, CriError> {
-        status::status(&self.daemon, id, verbose)
+        status::status(&self.engine, id, verbose)
     }
 
     async fn list(
         &self,
         filter: Option<cri::ContainerFilter>,
     ) -> Result<Vec<cri::Container>, CriError> {
-        status::list(&self.daemon, filter)
+        status::list(&self.engine, filter)
     }
 
     async fn exec_sync(
         &self,
         request: cri::ExecSyncRequest,
     ) -> Result<cri::ExecSyncResponse, CriError> {
-        exec::exec_sync(&self.daemon, request).await
+        exec::exec_sync(&self.engine, request).await
     }
 
     async fn update_resources(
@@ -186,11 +167,11 @@ impl ContainerEngine for CriEngine {
         id: &str,
         resources: cri::LinuxContainerResources,
     ) -> Result<(), CriError> {
-        update::update_resources(&self.daemon, id, resources).await
+        update::update_resources(&self.engine, id, resources).await
     }
 
     async fn stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {
-        let (d, id) = (Arc::clone(&self.daemon), id.to_string());
+        let (d, id) = (Arc::clone(&self.engine), id.to_string());
         tokio::task::spawn_blocking(move || stats::stats(&d, &id))
             .await
             .map_err(|e| CriError::Internal(format!("stats task: {e}")))?
@@ -200,18 +181,18 @@ impl ContainerEngine for CriEngine {
         &self,
         filter: Option<cri::ContainerStatsFilter>,
     ) -> Result<Vec<cri::ContainerStats>, CriError> {
-        let d = Arc::clone(&self.daemon);
+        let d = Arc::clone(&self.engine);
         tokio::task::spawn_blocking(move || stats::list(&d, filter))
             .await
             .map_err(|e| CriError::Internal(format!("stats task: {e}")))?
     }
 
     async fn reopen_log(&self, id: &str) -> Result<(), CriError> {
-        logs::reopen(&self.daemon, id).await
+        logs::reopen(&self.engine, id).await
     }
 
     async fn sandbox_containers(&self, sandbox_id: &str) -> Result<Vec<String>, CriError> {
-        Ok(status::cri_records(&self.daemon)?
+        Ok(status::cri_records(&self.engine)?
             .into_iter()
             .filter(|r| r.cri.as_ref().is_some_and(|c| c.sandbox_id == sandbox_id))
             .map(|r| r.id)
@@ -223,7 +204,7 @@ impl ContainerEngine for CriEngine {
     }
 
     async fn container_cgroup(&self, id: &str) -> Option<String> {
-        stats::container_cgroup(&self.daemon, id)
+        stats::container_cgroup(&self.engine, id)
     }
 
     async fn cgroup_sample(&self, cgroup: &str) -> Option<berth_cri_server::engine::CgroupSample> {
@@ -233,7 +214,7 @@ impl ContainerEngine for CriEngine {
     }
 
     fn events(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
-        self.daemon.engine.subscribe()
+        self.engine.subscribe()
     }
 }
 

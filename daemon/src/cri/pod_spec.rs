@@ -14,8 +14,8 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::container_spec::oci_mount;
-use crate::engine::EngineError;
+use berth_engine::container_spec::oci_mount;
+use berth_engine::EngineError;
 
 /// What the pod and the CRI config change in the engine's spec.
 pub(super) struct PodPatch {
@@ -398,7 +398,7 @@ mod tests {
     );
     const SPECS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/container_spec/testdata/golden_specs.json"
+        "/../engine/src/container_spec/testdata/golden_specs.json"
     );
 
     fn patch(pid: Option<Option<PathBuf>>, privileged: bool) -> Result<PodPatch, CriError> {

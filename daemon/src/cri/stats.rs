@@ -10,8 +10,8 @@ use k8s_cri::v1 as cri;
 
 use super::cri_record;
 use super::status::cri_records;
-use crate::engine::ContainerRecord;
-use crate::Daemon;
+use berth_engine::ContainerRecord;
+use berth_engine::Engine;
 
 /// The container's absolute `linux.cgroupsPath` from its bundle.
 fn cgroups_path(bundle: &Path) -> Option<String> {
@@ -60,19 +60,19 @@ pub(super) fn cgroup_stats(cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUs
     Some((cpu_of(&usage, at), memory_of(&usage, at)))
 }
 
-fn stats_of(daemon: &Daemon, record: &ContainerRecord) -> cri::ContainerStats {
+fn stats_of(engine: &Engine, record: &ContainerRecord) -> cri::ContainerStats {
     let meta = record.cri.clone().unwrap_or_default();
     let at = now_nanos();
     // An exited container has no cgroup left: no CPU or memory figures.
     let usage = if record.state.status.has_task() {
-        cgroups_path(&daemon.engine.dir(&record.id))
+        cgroups_path(&engine.dir(&record.id))
             .and_then(|p| sample_at(&p))
             .unwrap_or_default()
     } else {
         CgroupSample::default()
     };
-    let layer = daemon.images.snapshots.usage(&record.snapshot).ok();
-    let snapshots: PathBuf = daemon.config.root.join("snapshots");
+    let layer = engine.images.snapshots.usage(&record.snapshot).ok();
+    let snapshots: PathBuf = engine.root().join("snapshots");
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
             id: record.id.clone(),
@@ -98,25 +98,25 @@ fn stats_of(daemon: &Daemon, record: &ContainerRecord) -> cri::ContainerStats {
 }
 
 /// The cgroup of CRI container `id` while it has a task.
-pub(super) fn container_cgroup(daemon: &Daemon, id: &str) -> Option<String> {
-    let record = cri_record(daemon, id).ok()?;
+pub(super) fn container_cgroup(engine: &Engine, id: &str) -> Option<String> {
+    let record = cri_record(engine, id).ok()?;
     if !record.state.status.has_task() {
         return None;
     }
-    cgroups_path(&daemon.engine.dir(&record.id))
+    cgroups_path(&engine.dir(&record.id))
 }
 
-pub(super) fn stats(daemon: &Daemon, id: &str) -> Result<cri::ContainerStats, CriError> {
-    let record = cri_record(daemon, id)?;
-    Ok(stats_of(daemon, &record))
+pub(super) fn stats(engine: &Engine, id: &str) -> Result<cri::ContainerStats, CriError> {
+    let record = cri_record(engine, id)?;
+    Ok(stats_of(engine, &record))
 }
 
 pub(super) fn list(
-    daemon: &Daemon,
+    engine: &Engine,
     filter: Option<cri::ContainerStatsFilter>,
 ) -> Result<Vec<cri::ContainerStats>, CriError> {
     let filter = filter.unwrap_or_default();
-    Ok(cri_records(daemon)?
+    Ok(cri_records(engine)?
         .into_iter()
         .filter(|r| {
             let Some(meta) = r.cri.as_ref() else {
@@ -129,6 +129,6 @@ pub(super) fn list(
                     .iter()
                     .all(|(k, v)| meta.labels.get(k) == Some(v))
         })
-        .map(|r| stats_of(daemon, &r))
+        .map(|r| stats_of(engine, &r))
         .collect())
 }

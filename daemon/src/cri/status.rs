@@ -6,12 +6,12 @@ use berth_cri_server::CriError;
 use k8s_cri::v1 as cri;
 
 use super::cri_record;
-use crate::engine::{self, ContainerRecord, CriMeta, Status};
-use crate::Daemon;
+use berth_engine::Engine;
+use berth_engine::{self as engine, ContainerRecord, CriMeta, Status};
 
 /// Every container created through CRI.
-pub(super) fn cri_records(daemon: &Daemon) -> Result<Vec<ContainerRecord>, CriError> {
-    Ok(engine::list(daemon)
+pub(super) fn cri_records(engine: &Engine) -> Result<Vec<ContainerRecord>, CriError> {
+    Ok(engine::list(engine)
         .map_err(|e| CriError::Internal(e.to_string()))?
         .into_iter()
         .filter(|r| r.cri.is_some())
@@ -57,11 +57,11 @@ fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String
 }
 
 pub(super) fn status(
-    daemon: &Daemon,
+    engine: &Engine,
     id: &str,
     verbose: bool,
 ) -> Result<cri::ContainerStatusResponse, CriError> {
-    let record = cri_record(daemon, id)?;
+    let record = cri_record(engine, id)?;
     let Some(meta) = record.cri.as_ref() else {
         return Err(CriError::NotFound {
             what: "container",
@@ -123,7 +123,7 @@ pub(super) fn status(
             "sandboxID": meta.sandbox_id,
             "pid": s.pid,
             "snapshotKey": record.snapshot,
-            "bundle": daemon.engine.dir(&record.id),
+            "bundle": engine.dir(&record.id),
             "config": record.request,
         });
         info.insert("info".to_string(), v.to_string());
@@ -135,12 +135,12 @@ pub(super) fn status(
 }
 
 pub(super) fn list(
-    daemon: &Daemon,
+    engine: &Engine,
     filter: Option<cri::ContainerFilter>,
 ) -> Result<Vec<cri::Container>, CriError> {
     let filter = filter.unwrap_or_default();
     let mut out = Vec::new();
-    for record in cri_records(daemon)? {
+    for record in cri_records(engine)? {
         let Some(meta) = record.cri.as_ref() else {
             continue;
         };

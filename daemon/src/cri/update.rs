@@ -9,9 +9,9 @@ use k8s_cri::v1 as cri;
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxMemoryBuilder, LinuxResources, Spec};
 
 use super::cri_record;
-use crate::container_spec::host_limits;
-use crate::engine;
-use crate::Daemon;
+use berth_engine as engine;
+use berth_engine::container_spec::host_limits;
+use berth_engine::Engine;
 
 /// OCI `linux.resources` (memory, cpu, hugepage limits, unified keys) from CRI's.
 fn oci_resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, CriError> {
@@ -129,7 +129,7 @@ fn with_limit(base: LinuxMemory, limit: i64) -> LinuxMemory {
 }
 
 pub(super) async fn update_resources(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     id: &str,
     resources: cri::LinuxContainerResources,
 ) -> Result<(), CriError> {
@@ -137,17 +137,17 @@ pub(super) async fn update_resources(
     // Refused before the shim is asked, so the running cgroup and config.json stay
     // as they were.
     let (hugepage_limits, unified) = super::create::cri_host_limits(&resources);
-    super::create::check_host_limits(&crate::container_spec::HostConfig {
+    super::create::check_host_limits(&berth_engine::container_spec::HostConfig {
         hugepage_limits,
         unified,
         ..Default::default()
     })?;
-    let _guard = daemon.engine.lock(id).await;
-    let mut record = cri_record(daemon, id)?;
+    let _guard = engine.lock(id).await;
+    let mut record = cri_record(engine, id)?;
     let running = record.state.status.has_task();
-    let bundle = daemon.engine.dir(id);
+    let bundle = engine.dir(id);
     let config_json = bundle.join("config.json");
-    let (d, cid) = (Arc::clone(daemon), id.to_string());
+    let (d, cid) = (Arc::clone(engine), id.to_string());
     let update_for_task = update.clone();
     engine::blocking(move || {
         let bytes = std::fs::read(&config_json).map_err(engine::EngineError::internal(format!(
@@ -186,7 +186,7 @@ pub(super) async fn update_resources(
     config.linux.get_or_insert_with(Default::default).resources = Some(resources);
     record.request = serde_json::to_value(&config)
         .map_err(|e| CriError::Internal(format!("encoding the container config: {e}")))?;
-    engine::put(daemon, &record).map_err(CriError::from)?;
+    engine::put(engine, &record).map_err(CriError::from)?;
     tracing::info!(id, running, "container resources updated");
     Ok(())
 }

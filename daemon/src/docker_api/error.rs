@@ -35,17 +35,17 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(err: crate::store::StoreError) -> Self {
+impl From<berth_engine::store::StoreError> for ApiError {
+    fn from(err: berth_engine::store::StoreError) -> Self {
         ApiError::Internal(err.to_string())
     }
 }
 
 /// Engine errors as dockerd answers them: its status codes and its wording, which the
 /// docker CLI and SDKs print (and some match on).
-impl From<crate::engine::EngineError> for ApiError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::{EngineError, Object, StateConflict};
+impl From<berth_engine::EngineError> for ApiError {
+    fn from(e: berth_engine::EngineError) -> Self {
+        use berth_engine::{EngineError, Object, StateConflict};
         match e {
             EngineError::NotFound {
                 what: Object::Container,

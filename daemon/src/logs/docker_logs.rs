@@ -2,7 +2,7 @@
 //! tail) and framed as Docker sends them: multiplexed with 8-byte headers, or raw for
 //! a container with a TTY.
 
-use super::cri_log::{Entry, Stream};
+use berth_engine::logs::cri_log::{Entry, Stream};
 
 /// The query of a logs request.
 #[derive(Debug, Clone, Default)]

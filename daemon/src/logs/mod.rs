@@ -1,6 +1,3 @@
-//! Container logs: reading the shim's CRI-format files and serving them to Docker
-//! clients.
+//! Container logs: the engine's CRI-format files served to Docker clients.
 
-pub mod cri_log;
 pub mod docker_logs;
-pub mod timestamp;

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiRequest, Reply};
-use crate::engine::{self, ContainerRecord, Status};
 use crate::Daemon;
+use berth_engine::{self as engine, ContainerRecord, Status};
 
 /// Docker's `Status` column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.
 pub fn status_text(r: &ContainerRecord, now: SystemTime) -> String {
@@ -106,7 +106,7 @@ fn ports(r: &ContainerRecord) -> Value {
     let ports: Vec<Value> = r
         .exposed_ports
         .iter()
-        .filter_map(|k| crate::container_spec::ports::parse(k))
+        .filter_map(|k| berth_engine::container_spec::ports::parse(k))
         .map(|(port, proto)| json!({"PrivatePort": port, "Type": proto}))
         .collect();
     Value::Array(ports)
@@ -206,7 +206,7 @@ fn matches(r: &ContainerRecord, filters: &BTreeMap<String, Vec<String>>) -> bool
 }
 
 fn engine_image_name(s: &str) -> String {
-    crate::engine::normalise_image(s).unwrap_or_else(|| s.to_string())
+    berth_engine::normalise_image(s).unwrap_or_else(|| s.to_string())
 }
 
 /// `GET /containers/json`.
@@ -214,7 +214,7 @@ pub fn list(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
     let all = req.query_bool("all")?;
     let limit = req.query_int("limit")?.filter(|l| *l > 0);
     let filters = parse_filters(req)?;
-    let mut records = engine::list(daemon)?;
+    let mut records = engine::list(&daemon.engine)?;
     records.retain(|r| {
         (all || filters.contains_key("status") || r.state.status.has_task()) && matches(r, &filters)
     });
@@ -229,7 +229,7 @@ pub fn list(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
 
 /// `GET /containers/{id}/json`.
 pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError> {
-    let r = engine::find(daemon, reference)?;
+    let r = engine::find(&daemon.engine, reference)?;
     let req = &r.request;
     let mut host_config = req["HostConfig"].clone();
     if !host_config.is_object() {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{ApiError, ApiRequest, Reply};
-use crate::engine::{self, Status};
-use crate::logs::cri_log::{read_entries, Entry};
 use crate::logs::docker_logs::{frame, parse_unix_time, select, LogsQuery};
 use crate::Daemon;
+use berth_engine::logs::cri_log::{read_entries, Entry};
+use berth_engine::{self as engine, Status};
 
 const CONTENT_TYPE: &str = "application/vnd.docker.raw-stream";
 
@@ -84,7 +84,7 @@ pub async fn handle(
     reference: &str,
     req: &ApiRequest,
 ) -> Result<Reply, ApiError> {
-    let record = engine::find(daemon, reference)?;
+    let record = engine::find(&daemon.engine, reference)?;
     let q = query(req)?;
     let follow = req.query_bool("follow")?;
     let path = daemon.engine.log_of(&record);
@@ -111,7 +111,7 @@ pub async fn handle(
         let mut offset = offset;
         let q = LogsQuery { tail: None, ..q };
         loop {
-            let running = match engine::get(&daemon, &id) {
+            let running = match engine::get(&daemon.engine, &id) {
                 Ok(r) => r.state.status.has_task() || r.state.status == Status::Restarting,
                 Err(_) => false,
             };
@@ -130,7 +130,7 @@ pub async fn handle(
             if !running {
                 return;
             }
-            let _ = engine::wait_exit(&daemon, &id, Some(Duration::from_millis(100))).await;
+            let _ = engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(100))).await;
         }
     });
     Ok(reply)

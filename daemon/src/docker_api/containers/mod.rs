@@ -11,9 +11,9 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiRequest, Reply, Routed};
-use crate::container_spec::blkio;
-use crate::engine::{self, EngineError, StartOutcome, Status};
 use crate::Daemon;
+use berth_engine::container_spec::blkio;
+use berth_engine::{self as engine, EngineError, StartOutcome, Status};
 
 /// Answers the container endpoints; hands every other path back.
 pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, ApiError> {
@@ -35,15 +35,15 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
             match (&method, action.as_str()) {
                 (&Method::GET, "json") => json::inspect(daemon, &id)?,
                 (&Method::POST, "start") => {
-                    let record = engine::find(daemon, &id)?;
-                    match engine::start(daemon, &record.id).await? {
+                    let record = engine::find(&daemon.engine, &id)?;
+                    match engine::start(&daemon.engine, &record.id).await? {
                         StartOutcome::Started => Reply::empty(StatusCode::NO_CONTENT),
                         StartOutcome::AlreadyRunning => Reply::empty(StatusCode::NOT_MODIFIED),
                     }
                 }
                 (&Method::POST, "stop") => {
                     let t = req.query_int("t")?.or(req.query_int("timeout")?);
-                    if engine::stop(daemon, &id, t).await? {
+                    if engine::stop(&daemon.engine, &id, t).await? {
                         Reply::empty(StatusCode::NO_CONTENT)
                     } else {
                         Reply::empty(StatusCode::NOT_MODIFIED)
@@ -51,27 +51,27 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                 }
                 (&Method::POST, "restart") => {
                     let t = req.query_int("t")?.or(req.query_int("timeout")?);
-                    engine::restart(daemon, &id, t).await?;
+                    engine::restart(&daemon.engine, &id, t).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::POST, "kill") => {
-                    engine::kill(daemon, &id, req.query("signal").unwrap_or("")).await?;
+                    engine::kill(&daemon.engine, &id, req.query("signal").unwrap_or("")).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::POST, "wait") => wait(daemon, &id, req.query("condition")).await?,
                 (&Method::DELETE, "") => {
-                    engine::remove(daemon, &id, req.query_bool("force")?).await?;
+                    engine::remove(&daemon.engine, &id, req.query_bool("force")?).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
                 (&Method::GET, "top") => top::handle(daemon, &id, req.query("ps_args")).await?,
                 (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
                 (&Method::POST, "pause") => {
-                    engine::pause(daemon, &id).await?;
+                    engine::pause(&daemon.engine, &id).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::POST, "unpause") => {
-                    engine::unpause(daemon, &id).await?;
+                    engine::unpause(&daemon.engine, &id).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::POST, "attach") => {
@@ -100,7 +100,7 @@ async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, Api
     // As Docker: a block I/O weight this host cannot apply is dropped, and the answer
     // says so (the docker and berth CLIs print it as "WARNING: ...").
     let warnings = blkio::discard_unsupported_weight(&mut body, blkio::weight_supported);
-    let id = engine::create(daemon, name, body).await?;
+    let id = engine::create(&daemon.engine, name, body).await?;
     tracing::Span::current().record("container", id.as_str());
     for w in &warnings {
         tracing::warn!(id = %id, "{w}");
@@ -116,7 +116,7 @@ async fn wait(
     reference: &str,
     condition: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let record = engine::find(daemon, reference)?;
+    let record = engine::find(&daemon.engine, reference)?;
     let condition = condition.unwrap_or("not-running").to_string();
     if !matches!(
         condition.as_str(),
@@ -147,7 +147,7 @@ async fn wait_for(
     let first_finish = record.state.finished_at.clone();
     let mut last_code = record.state.exit_code;
     loop {
-        let current = match engine::get(daemon, &id) {
+        let current = match engine::get(&daemon.engine, &id) {
             Ok(r) => Some(r),
             Err(EngineError::NotFound { .. }) => None,
             Err(e) => return Err(e),
@@ -169,7 +169,7 @@ async fn wait_for(
         if done {
             return Ok(last_code);
         }
-        engine::wait_exit(daemon, &id, Some(Duration::from_millis(200))).await?;
+        engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(200))).await?;
         if condition == "next-exit" || condition == "removed" {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -178,19 +178,23 @@ async fn wait_for(
 
 fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<Reply, ApiError> {
     let name = name.unwrap_or("").trim_start_matches('/');
-    if !crate::lookup::valid_name(name) {
+    if !berth_engine::lookup::valid_name(name) {
         return Err(ApiError::BadRequest(format!(
             "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
     }
-    let mut record = engine::find(daemon, reference)?;
+    let mut record = engine::find(&daemon.engine, reference)?;
     // A create in flight may hold the name before its record is stored.
-    let _claim = daemon.engine.names.claim(&daemon.store, name, &record.id)?;
+    let _claim = daemon
+        .engine
+        .names
+        .claim(&daemon.engine.store, name, &record.id)?;
     record.name = name.to_string();
     daemon
+        .engine
         .store
         .put(
-            crate::store::Kind::Container,
+            berth_engine::store::Kind::Container,
             &record.id,
             Some(name),
             &record,
@@ -201,12 +205,12 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
 
 async fn prune(daemon: &Arc<Daemon>) -> Result<Reply, ApiError> {
     let mut deleted = Vec::new();
-    for r in engine::list(daemon)? {
+    for r in engine::list(&daemon.engine)? {
         if matches!(
             r.state.status,
             Status::Exited | Status::Created | Status::Dead
         ) {
-            engine::remove(daemon, &r.id, false).await?;
+            engine::remove(&daemon.engine, &r.id, false).await?;
             deleted.push(r.id);
         }
     }

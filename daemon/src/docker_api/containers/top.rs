@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{ApiError, Reply};
-use crate::engine;
 use crate::Daemon;
+use berth_engine as engine;
 
 /// The answer: `ps`'s titles and one row per kept line.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub async fn handle(
         .unwrap_or("-ef")
         .to_string();
     check_args(&ps_args)?;
-    let pids = engine::top(daemon, reference).await?;
+    let pids = engine::top(&daemon.engine, reference).await?;
     let output = run_ps(&ps_args, &pids).await?;
     let table = parse(&output, &pids)?;
     Ok(Reply::json(&json!({

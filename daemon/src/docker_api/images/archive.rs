@@ -9,8 +9,8 @@ use serde_json::json;
 use super::super::{ApiError, ApiRequest, Reply};
 use super::resolve::{familiar, find};
 use super::stream::{channel_body, spool_body, ChannelWriter, Messages};
-use crate::images::is_dangling;
 use crate::Daemon;
+use berth_engine::images::is_dangling;
 
 pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
     if names.is_empty() {
@@ -20,7 +20,7 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
     }
     let mut records = Vec::new();
     for name in names {
-        let found = find(&daemon.images, name)?;
+        let found = find(&daemon.engine.images, name)?;
         let picked: Vec<_> = match found.by_name {
             Some(rec) => vec![rec],
             None => found.records,
@@ -38,7 +38,7 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
     // status, not a truncated archive.
     for rec in &records {
         for digest in rec.blobs() {
-            daemon.images.content.info(&digest).map_err(|e| {
+            daemon.engine.images.content.info(&digest).map_err(|e| {
                 ApiError::Internal(format!("cannot save {}: blob {digest}: {e}", rec.name))
             })?;
         }
@@ -47,7 +47,7 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || {
         let out = ChannelWriter::new(tx);
-        if let Err(e) = berth_image::archive::save(&d.images.content, &records, out) {
+        if let Err(e) = berth_image::archive::save(&d.engine.images.content, &records, out) {
             // The status line is gone already: the client sees a truncated tar.
             tracing::error!(error = %e, "save failed while streaming");
         }
@@ -58,16 +58,16 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
 pub async fn load(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
     // `quiet` only hides progress bars, which berth does not send for a load.
     req.query_bool("quiet")?;
-    let tmp = spool_body(&mut req, &daemon.images.uploads).await?;
+    let tmp = spool_body(&mut req, &daemon.engine.images.uploads).await?;
     let d = daemon.clone();
     let records = tokio::spawn(async move {
-        let _writing = d.images.gc_lock.read().await;
+        let _writing = d.engine.images.gc_lock.read().await;
         let d2 = d.clone();
         tokio::task::spawn_blocking(move || {
-            let before = d2.images.store.list().unwrap_or_default();
+            let before = d2.engine.images.store.list().unwrap_or_default();
             let file = std::fs::File::open(tmp.path())
                 .map_err(|e| ApiError::Internal(format!("reopening the upload: {e}")))?;
-            let i = &d2.images;
+            let i = &d2.engine.images;
             let loaded = berth_image::archive::load(
                 &i.content,
                 &i.snapshots,

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 
 use super::super::ApiError;
 use super::resolve::{familiar, find, ref_kind, references, repository, store_err, RefKind};
-use crate::store::Kind;
 use crate::Daemon;
+use berth_engine::store::Kind;
 
 /// A container using an image: its short ID and whether it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct User {
 /// Container records (`engine::ContainerRecord`) keep the image ID in `image_id`;
 /// paused and restarting containers count as running, as Docker's `IsRunning`.
 pub fn users_of(daemon: &Daemon, id: &Digest) -> Result<Vec<User>, ApiError> {
-    let containers = daemon.store.list::<Value>(Kind::Container)?;
+    let containers = daemon.engine.store.list::<Value>(Kind::Container)?;
     let id = id.to_string();
     Ok(containers
         .into_iter()
@@ -150,7 +150,7 @@ fn is_single_reference(refs: &[ImageRecord]) -> bool {
 }
 
 fn remove(daemon: &Daemon, name: &str) -> Result<(), ApiError> {
-    match daemon.images.store.remove(name) {
+    match daemon.engine.images.store.remove(name) {
         Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
         Err(e) => Err(store_err(e)),
     }
@@ -159,6 +159,7 @@ fn remove(daemon: &Daemon, name: &str) -> Result<(), ApiError> {
 /// The references (tag and digest records) of image `id`, by name.
 fn refs_of(daemon: &Daemon, id: &Digest) -> Result<Vec<ImageRecord>, ApiError> {
     let records = daemon
+        .engine
         .images
         .store
         .by_config_digest(id)
@@ -175,8 +176,8 @@ pub async fn image_delete(
 ) -> Result<Vec<Value>, ApiError> {
     // Held while references come and go, so that no collection frees the blobs of an
     // image between losing its last reference and being kept as dangling.
-    let writing = daemon.images.gc_lock.read().await;
-    let found = find(&daemon.images, name)?;
+    let writing = daemon.engine.images.gc_lock.read().await;
+    let found = find(&daemon.engine.images, name)?;
     let id = found.id.clone();
     let image = found.records[0].clone();
     let mut items = Vec::new();
@@ -242,7 +243,7 @@ pub async fn image_delete(
     let deleted = delete_image(daemon, &image, &mut items, force, quiet)?;
     drop(writing);
     if deleted {
-        let collected = daemon.images.gc().await.map_err(store_err)?;
+        let collected = daemon.engine.images.gc().await.map_err(store_err)?;
         let removed: HashSet<&String> = collected.snapshots.iter().collect();
         for chain in berth_snapshotter::digest::chain_ids(&image.diff_ids)
             .iter()
@@ -273,7 +274,7 @@ fn delete_image(
         references: !force,
         stopped: !force,
     };
-    let images = &daemon.images;
+    let images = &daemon.engine.images;
     if let Some(c) = conflict(daemon, id, refs.len(), checks)? {
         // The image stays: without references it is listed as `<none>`, as Docker's.
         if refs.is_empty() {
@@ -358,7 +359,7 @@ mod tests {
         assert_eq!(users_of(&daemon, &id)?, Vec::new());
         for (cid, status) in [("c0ffee", "exited"), ("beef00", "paused")] {
             let cid = cid.repeat(10);
-            daemon.store.put(
+            daemon.engine.store.put(
                 Kind::Container,
                 &cid,
                 None,

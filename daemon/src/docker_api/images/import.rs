@@ -41,14 +41,14 @@ pub async fn handle(
             .map_err(|e| ApiError::BadRequest(format!("invalid platform {p:?}: {e}")))?,
         None => Platform::default(),
     };
-    let tmp = spool_body(&mut req, &daemon.images.uploads).await?;
+    let tmp = spool_body(&mut req, &daemon.engine.images.uploads).await?;
     let d = daemon.clone();
     let rec = tokio::spawn(async move {
-        let _writing = d.images.gc_lock.read().await;
-        let old = d.images.store.get(&name).ok().flatten();
+        let _writing = d.engine.images.gc_lock.read().await;
+        let old = d.engine.images.store.get(&name).ok().flatten();
         let d2 = d.clone();
         let rec = tokio::task::spawn_blocking(move || {
-            let i = &d2.images;
+            let i = &d2.engine.images;
             berth_image::import::import(
                 &i.content,
                 &i.snapshots,
@@ -66,7 +66,7 @@ pub async fn handle(
             .as_ref()
             .is_some_and(|o| o.config_digest != rec.config_digest)
         {
-            if let Err(e) = d.images.keep_dangling(old) {
+            if let Err(e) = d.engine.images.keep_dangling(old) {
                 tracing::warn!(error = %e, "cannot keep the replaced image as dangling");
             }
         }

@@ -8,8 +8,8 @@ use super::shape;
 use crate::Daemon;
 
 pub fn inspect(daemon: &Arc<Daemon>, name: &str) -> Result<Reply, ApiError> {
-    let found = find(&daemon.images, name)?;
-    let cfg = shape::config(&daemon.images.content, &found.id)?;
+    let found = find(&daemon.engine.images, name)?;
+    let cfg = shape::config(&daemon.engine.images.content, &found.id)?;
     Ok(Reply::json(&shape::inspect(
         &found.id,
         &found.records,
@@ -18,8 +18,8 @@ pub fn inspect(daemon: &Arc<Daemon>, name: &str) -> Result<Reply, ApiError> {
 }
 
 pub fn history(daemon: &Arc<Daemon>, name: &str) -> Result<Reply, ApiError> {
-    let found = find(&daemon.images, name)?;
-    let cfg = shape::config(&daemon.images.content, &found.id)?;
+    let found = find(&daemon.engine.images, name)?;
+    let cfg = shape::config(&daemon.engine.images.content, &found.id)?;
     Ok(Reply::json(&shape::history(
         &found.id,
         &found.records,

@@ -20,7 +20,7 @@ pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError>
     filters::only(&f, &["dangling", "label", "reference", "before", "since"])?;
     let dangling = filters::boolean(&f, "dangling")?;
     let patterns = filters::references(&f)?;
-    let images = &daemon.images;
+    let images = &daemon.engine.images;
     let time_of = |name: &str| -> Result<i64, ApiError> {
         let found = find(images, name)?;
         let cfg = shape::config(&images.content, &found.id)?;

@@ -84,7 +84,12 @@ pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiE
 
 /// How many images (IDs) there are, for `/info`.
 pub fn count(daemon: &Daemon) -> Result<usize, ApiError> {
-    let records = daemon.images.store.list().map_err(resolve::store_err)?;
+    let records = daemon
+        .engine
+        .images
+        .store
+        .list()
+        .map_err(resolve::store_err)?;
     Ok(resolve::group(records).len())
 }
 
@@ -95,7 +100,7 @@ pub fn find_image(
     daemon: &Daemon,
     name: &str,
 ) -> Result<(berth_snapshotter::Digest, berth_image::ImageRecord), ApiError> {
-    let found = resolve::find(&daemon.images, name)?;
+    let found = resolve::find(&daemon.engine.images, name)?;
     let rec = match found.by_name {
         Some(rec) => rec,
         None => found

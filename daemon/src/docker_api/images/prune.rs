@@ -24,7 +24,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, Api
         Some(u) => Some(until_secs(u)?),
         None => None,
     };
-    let images = &daemon.images;
+    let images = &daemon.engine.images;
     let all = group(images.store.list().map_err(store_err)?);
     // Each layer's unpacked size, to count what the deleted layers free.
     let mut layer_sizes: HashMap<String, u64> = HashMap::new();

@@ -157,17 +157,18 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
 
     let d = daemon.clone();
     let old = d
+        .engine
         .images
         .store
         .get(&name)
         .map_err(super::resolve::store_err)?;
     let mut task = tokio::spawn(async move {
-        let _writing = d.images.gc_lock.read().await;
+        let _writing = d.engine.images.gc_lock.read().await;
         let puller = Puller::new(
             client,
-            d.images.content.clone(),
-            d.images.snapshots.clone(),
-            d.images.store.clone(),
+            d.engine.images.content.clone(),
+            d.engine.images.snapshots.clone(),
+            d.engine.images.store.clone(),
         );
         let result = puller.pull(&name, &opts).await;
         if let Ok(rec) = &result {
@@ -175,7 +176,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
                 .as_ref()
                 .is_some_and(|o| o.config_digest != rec.config_digest)
             {
-                if let Err(e) = d.images.keep_dangling(old.clone()) {
+                if let Err(e) = d.engine.images.keep_dangling(old.clone()) {
                     tracing::warn!(error = %e, "cannot keep the replaced image as dangling");
                 }
             }

@@ -30,7 +30,7 @@ fn short(d: &Digest) -> String {
 }
 
 pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Reply, ApiError> {
-    let images = &daemon.images;
+    let images = &daemon.engine.images;
     let tag = req.query("tag").filter(|t| !t.is_empty());
     let repo = Reference::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let explicit_tag = name

@@ -55,7 +55,7 @@ pub fn from_header(req: &ApiRequest) -> Result<AuthConfig, ApiError> {
 
 /// A registry client for `registry` with the daemon's settings and `auth`.
 pub fn client(daemon: &Daemon, registry: &str, auth: &AuthConfig) -> Result<Arc<Client>, ApiError> {
-    let config = crate::images::registry_config_for(&daemon.config, registry, auth.credentials());
+    let config = crate::registry::registry_config_for(&daemon.config, registry, auth.credentials());
     Client::new(config)
         .map(Arc::new)
         .map_err(|e| ApiError::Internal(format!("registry client for {registry}: {e}")))

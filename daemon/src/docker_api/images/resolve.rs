@@ -4,9 +4,9 @@
 use berth_image::{ImageRecord, Reference};
 
 use super::super::ApiError;
-use crate::images::resolve::ResolveError;
-pub use crate::images::resolve::{group, Found};
-use crate::images::Images;
+use berth_engine::images::resolve::ResolveError;
+pub use berth_engine::images::resolve::{group, Found};
+use berth_engine::images::Images;
 
 pub fn store_err(err: berth_image::store::StoreError) -> ApiError {
     ApiError::Internal(err.to_string())
@@ -14,7 +14,7 @@ pub fn store_err(err: berth_image::store::StoreError) -> ApiError {
 
 /// Resolves `name`; `No such image: name` when nothing matches.
 pub fn find(images: &Images, name: &str) -> Result<Found, ApiError> {
-    crate::images::resolve::find(&images.store, name).map_err(|e| match e {
+    berth_engine::images::resolve::find(&images.store, name).map_err(|e| match e {
         ResolveError::NotFound(_) => ApiError::NotFound(e.to_string()),
         ResolveError::Ambiguous(_) => ApiError::BadRequest(e.to_string()),
         ResolveError::Store(e) => store_err(e),
@@ -41,7 +41,7 @@ pub enum RefKind {
 }
 
 pub fn ref_kind(name: &str) -> RefKind {
-    if crate::images::is_dangling(name) {
+    if berth_engine::images::is_dangling(name) {
         return RefKind::None;
     }
     match Reference::parse(name) {
@@ -54,7 +54,7 @@ pub fn ref_kind(name: &str) -> RefKind {
 /// The repository of a reference (`docker.io/library/busybox`), `None` for a dangling
 /// record.
 pub fn repository(name: &str) -> Option<String> {
-    if crate::images::is_dangling(name) {
+    if berth_engine::images::is_dangling(name) {
         return None;
     }
     Reference::parse(name).ok().map(|r| r.name())

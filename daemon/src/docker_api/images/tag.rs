@@ -6,8 +6,8 @@ use hyper::StatusCode;
 
 use super::super::{ApiError, ApiRequest, Reply};
 use super::resolve::{find, store_err};
-use crate::images::is_dangling;
 use crate::Daemon;
+use berth_engine::images::is_dangling;
 
 pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Reply, ApiError> {
     let repo = req
@@ -20,7 +20,7 @@ pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Repl
             "refusing to create a tag with a digest reference: {repo}"
         )));
     }
-    let images = &daemon.images;
+    let images = &daemon.engine.images;
     let found = find(images, name)?;
     let (_, mut rec) = super::find_image(daemon, name)?;
     let target = target.to_string();

@@ -7,12 +7,15 @@ mod registry;
 use serde_json::{json, Value};
 
 use super::{ApiError, Reply};
-use crate::store::Kind;
 use crate::Daemon;
+use berth_engine::store::Kind;
 
 pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
     let host = &daemon.host;
-    let containers = daemon.store.list::<serde_json::Value>(Kind::Container)?;
+    let containers = daemon
+        .engine
+        .store
+        .list::<serde_json::Value>(Kind::Container)?;
     let in_state = |state: &str| {
         containers
             .iter()

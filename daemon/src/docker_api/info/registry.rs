@@ -17,7 +17,7 @@ fn mirror_url(m: &str) -> String {
 pub fn registry_config(config: &Config) -> Value {
     // The mirrors with the scheme berth uses for them (https unless the registry is
     // configured insecure, or as the URL says).
-    let client = crate::images::registry_config(config, None);
+    let client = crate::registry::registry_config(config, None);
     let mirrors = |host: &str| -> Vec<String> {
         client
             .host(host)

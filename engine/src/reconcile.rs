@@ -8,14 +8,14 @@ use std::sync::Arc;
 use super::record::Status;
 use super::shim::Shim;
 use super::{blocking, lifecycle, list, watch, EngineError};
-use crate::Daemon;
+use crate::Engine;
 
 /// Brings the engine in line with the records. Errors about one container are logged;
 /// the others go on.
-pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
-    let records = list(daemon)?;
+pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
+    let records = list(engine)?;
     let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
-    let d = Arc::clone(daemon);
+    let d = Arc::clone(engine);
     blocking(move || {
         remove_leftovers(&d, &known);
         Ok(())
@@ -24,7 +24,7 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
     for record in records {
         let id = record.id.clone();
         if record.state.status.has_task() || record.state.status == Status::Restarting {
-            let address = std::fs::read_to_string(daemon.engine.dir(&id).join("address"))
+            let address = std::fs::read_to_string(engine.dir(&id).join("address"))
                 .unwrap_or_default()
                 .trim()
                 .to_string();
@@ -35,7 +35,7 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
             match state {
                 Some((status, _)) if status != "stopped" => {
                     tracing::info!(id = %id, "reconnected to the container's shim");
-                    watch::spawn(Arc::clone(daemon), id, address);
+                    watch::spawn(Arc::clone(engine), id, address);
                 }
                 other => {
                     // Exited while berthd was down: Wait answers at once on a live shim;
@@ -43,7 +43,7 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
                     if other.is_none() {
                         tracing::info!(id = %id, "the container's shim is gone; reading its exit record");
                     }
-                    if let Err(e) = watch::collect_now(daemon, &id, address).await {
+                    if let Err(e) = watch::collect_now(engine, &id, address).await {
                         tracing::warn!(id = %id, "learning the container's exit: {e}");
                     }
                 }
@@ -53,8 +53,8 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
                 .restart_policy
                 .restarts_on_daemon_start(record.state.stopped_by_user)
         {
-            if let Err(e) = lifecycle::start(daemon, &id).await {
-                tracing::warn!(id = %id, "restarting on daemon start: {e}");
+            if let Err(e) = lifecycle::start(engine, &id).await {
+                tracing::warn!(id = %id, "restarting on engine start: {e}");
             }
         }
     }
@@ -62,8 +62,8 @@ pub async fn reconcile(daemon: &Arc<Daemon>) -> Result<(), EngineError> {
 }
 
 /// Container directories and snapshots no record owns: a create cut short by a crash.
-fn remove_leftovers(daemon: &Daemon, known: &HashSet<String>) {
-    let dir = &daemon.engine.containers;
+fn remove_leftovers(engine: &Engine, known: &HashSet<String>) {
+    let dir = &engine.containers;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -75,11 +75,11 @@ fn remove_leftovers(daemon: &Daemon, known: &HashSet<String>) {
             }
         }
     }
-    for snap in daemon.images.snapshots.list() {
+    for snap in engine.images.snapshots.list() {
         if let Some(id) = snap.key.strip_prefix("container-") {
             if !known.contains(id) {
                 tracing::info!(snapshot = %snap.key, "removing a leftover container snapshot");
-                let _ = daemon.images.snapshots.remove(&snap.key);
+                let _ = engine.images.snapshots.remove(&snap.key);
             }
         }
     }

@@ -1,45 +1,102 @@
-//! The container engine: containers as records in the store, an overlay snapshot as
-//! their root filesystem, a bundle directory, and one berth-shim each that outlives
+//! berth's container engine: containers as records in the store, an overlay snapshot
+//! as their root filesystem, a bundle directory, and one berth-shim each that outlives
 //! berthd. Every change of state lands in the store before it is reported.
+//!
+//! Both front doors call it: berthd's Docker Engine API and the CRI server. It knows
+//! neither's wire types (the create request is still Docker-shaped, see
+//! [`container_spec::CreateRequest`]).
 //!
 //! Layout: `<root>/containers/<id>/` is the bundle (`config.json`, `rootfs/`), and
 //! holds the CRI-format log (`container.log`), the shim's `address` and its durable
 //! exit record.
 
+pub mod container_spec;
 mod create;
 mod error;
 mod image;
+pub mod images;
 mod lifecycle;
-mod names;
+pub mod logs;
+pub mod lookup;
+pub mod names;
 mod oom;
 mod reconcile;
 pub mod record;
+pub mod restart_policy;
+pub mod runtimes;
 pub mod shim;
+pub mod store;
 mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use berth_cri_server::engine::ContainerEvent;
-use k8s_cri::v1 as cri;
-
 pub use create::create;
-pub(crate) use create::{create_parsed, NewContainer};
+pub use create::{create_parsed, NewContainer, SpecPatch};
 pub use error::{EngineError, Object, StateConflict};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
-pub(crate) use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
+pub use runtimes::RuntimeHandlers;
 
-use crate::store::Kind;
-use crate::Daemon;
+use crate::store::{Kind, Store};
 
-/// The engine's own state: paths, the shim binary, and a signal for state changes.
+/// What the engine is opened with (berthd's `--root`, `--state` and `[runtimes]`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state: content, snapshots, bundles, the metadata database.
+    pub root: PathBuf,
+    /// Runtime state: shim sockets, runtime roots of external runtimes.
+    pub state: PathBuf,
+    pub runtimes: RuntimeHandlers,
+}
+
+/// Errors opening the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Images(#[from] images::ImagesError),
+}
+
+/// A change in a CRI container's lifecycle, as the engine recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerEventKind {
+    Created,
+    Started,
+    Stopped,
+    Deleted,
+}
+
+/// A lifecycle change of a container that belongs to a pod (one with [`CriMeta`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub sandbox_id: String,
+    pub kind: ContainerEventKind,
+    /// Unix nanoseconds.
+    pub at: i64,
+}
+
+/// The engine: the metadata store, the image machinery, the runtime handlers, paths,
+/// the shim binary, and a signal for state changes. Shared by both front doors.
 pub struct Engine {
+    pub store: Store,
+    /// Content store, snapshots and image records.
+    pub images: images::Images,
+    pub runtimes: RuntimeHandlers,
+    root: PathBuf,
     containers: PathBuf,
     shim_binary: PathBuf,
     /// The identity passed to shims as `-address` (names their sockets).
@@ -53,14 +110,26 @@ pub struct Engine {
     /// handful of threads.
     watch_conns: Mutex<HashMap<String, Arc<shim::Shim>>>,
     /// Names taken by creates that have not stored their record yet.
-    pub(crate) names: names::NameClaims,
+    pub names: names::NameClaims,
 }
 
 impl Engine {
-    pub fn new(root: &Path, state: &Path) -> Result<Engine, std::io::Error> {
+    /// Opens the metadata database `<root>/berth.db`, the image machinery under the
+    /// root, and `<root>/containers`.
+    pub fn open(config: EngineConfig) -> Result<Engine, OpenError> {
+        let store = Store::open(&config.root.join("berth.db"))?;
+        let images = images::Images::open(&config.root)?;
+        let (root, state) = (config.root, config.state);
         let containers = root.join("containers");
-        std::fs::create_dir_all(&containers)?;
+        std::fs::create_dir_all(&containers).map_err(|source| OpenError::Dir {
+            path: containers.clone(),
+            source,
+        })?;
         Ok(Engine {
+            store,
+            images,
+            runtimes: config.runtimes,
+            root,
             containers,
             shim_binary: shim_binary(),
             shim_address: state.join("shim"),
@@ -70,6 +139,11 @@ impl Engine {
             watch_conns: Mutex::new(HashMap::new()),
             names: names::NameClaims::default(),
         })
+    }
+
+    /// The persistent root the engine keeps its state under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The bundle directory of container `id`.
@@ -92,7 +166,7 @@ impl Engine {
     }
 
     /// Serialises lifecycle operations on one container.
-    pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(map.entry(id.to_string()).or_default())
@@ -155,7 +229,7 @@ impl Engine {
 
     /// Reports a CRI container's lifecycle change (a container the Docker API made has
     /// no CRI event). Nobody listening is fine.
-    fn emit(&self, record: &ContainerRecord, kind: cri::ContainerEventType) {
+    fn emit(&self, record: &ContainerRecord, kind: ContainerEventKind) {
         if let Some(meta) = &record.cri {
             let _ = self.events.send(ContainerEvent {
                 container_id: record.id.clone(),
@@ -174,12 +248,12 @@ fn unix_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// The CRI event a record in `status` stands for, if any.
-fn event_kind(status: Status) -> Option<cri::ContainerEventType> {
+/// The lifecycle event a record in `status` stands for, if any.
+fn event_kind(status: Status) -> Option<ContainerEventKind> {
     match status {
-        Status::Created => Some(cri::ContainerEventType::ContainerCreatedEvent),
-        Status::Running => Some(cri::ContainerEventType::ContainerStartedEvent),
-        Status::Exited | Status::Dead => Some(cri::ContainerEventType::ContainerStoppedEvent),
+        Status::Created => Some(ContainerEventKind::Created),
+        Status::Running => Some(ContainerEventKind::Started),
+        Status::Exited | Status::Dead => Some(ContainerEventKind::Stopped),
         Status::Paused | Status::Restarting | Status::Removing => None,
     }
 }
@@ -197,22 +271,22 @@ fn shim_binary() -> PathBuf {
 }
 
 /// Reads a container record by exact id.
-pub fn get(daemon: &Daemon, id: &str) -> Result<ContainerRecord, EngineError> {
-    daemon
+pub fn get(engine: &Engine, id: &str) -> Result<ContainerRecord, EngineError> {
+    engine
         .store
         .get::<ContainerRecord>(Kind::Container, id)?
         .ok_or_else(|| EngineError::container_not_found(id))
 }
 
 /// Resolves an id, name or unique id prefix to a record.
-pub fn find(daemon: &Daemon, reference: &str) -> Result<ContainerRecord, EngineError> {
-    let id = crate::lookup::resolve(&daemon.store, Kind::Container, reference)?;
-    get(daemon, &id)
+pub fn find(engine: &Engine, reference: &str) -> Result<ContainerRecord, EngineError> {
+    let id = crate::lookup::resolve(&engine.store, Kind::Container, reference)?;
+    get(engine, &id)
 }
 
 /// Every container record.
-pub fn list(daemon: &Daemon) -> Result<Vec<ContainerRecord>, EngineError> {
-    Ok(daemon
+pub fn list(engine: &Engine) -> Result<Vec<ContainerRecord>, EngineError> {
+    Ok(engine
         .store
         .list::<ContainerRecord>(Kind::Container)?
         .into_iter()
@@ -220,13 +294,13 @@ pub fn list(daemon: &Daemon) -> Result<Vec<ContainerRecord>, EngineError> {
         .collect())
 }
 
-pub(crate) fn put(daemon: &Daemon, record: &ContainerRecord) -> Result<(), EngineError> {
-    daemon
+pub fn put(engine: &Engine, record: &ContainerRecord) -> Result<(), EngineError> {
+    engine
         .store
         .put(Kind::Container, &record.id, Some(&record.name), record)?;
-    daemon.engine.notify();
+    engine.notify();
     if let Some(kind) = event_kind(record.state.status) {
-        daemon.engine.emit(record, kind);
+        engine.emit(record, kind);
     }
     Ok(())
 }
@@ -236,7 +310,7 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)

@@ -11,12 +11,12 @@ use super::record::Status;
 use super::shim::{self, Shim};
 use super::{blocking, get, lifecycle, oom, put, EngineError};
 use crate::restart_policy::ExitFacts;
-use crate::Daemon;
+use crate::Engine;
 
 /// Starts watching container `id` served by the shim at `address`.
-pub fn spawn(daemon: Arc<Daemon>, id: String, address: String) {
+pub fn spawn(engine: Arc<Engine>, id: String, address: String) {
     tokio::spawn(async move {
-        if let Err(e) = watch(&daemon, &id, address).await {
+        if let Err(e) = watch(&engine, &id, address).await {
             tracing::warn!(id = %id, "watching the container: {e}");
         }
     });
@@ -31,22 +31,22 @@ fn rfc3339(nanos: i128) -> String {
     humantime::format_rfc3339_nanos(at).to_string()
 }
 
-async fn watch(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
-    collect(daemon, id, address).await?;
-    after_exit(daemon, id).await
+async fn watch(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), EngineError> {
+    collect(engine, id, address).await?;
+    after_exit(engine, id).await
 }
 
 /// After the exit is known (already exited, or a dead shim): records it now and
 /// applies `--rm` and the restart policy in the background.
 pub async fn collect_now(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     id: &str,
     address: String,
 ) -> Result<(), EngineError> {
-    collect(daemon, id, address).await?;
-    let (daemon, id) = (Arc::clone(daemon), id.to_string());
+    collect(engine, id, address).await?;
+    let (engine, id) = (Arc::clone(engine), id.to_string());
     tokio::spawn(async move {
-        if let Err(e) = after_exit(&daemon, &id).await {
+        if let Err(e) = after_exit(&engine, &id).await {
             tracing::warn!(id = %id, "after the container's exit: {e}");
         }
     });
@@ -55,19 +55,19 @@ pub async fn collect_now(
 
 /// Waits for the exit through the shim (or reads the dead shim's exit record),
 /// releases the task and the shim, and records the exit.
-async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), EngineError> {
-    let group = get(daemon, id)?.shim_group().to_string();
-    let d = Arc::clone(daemon);
+async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), EngineError> {
+    let group = get(engine, id)?.shim_group().to_string();
+    let d = Arc::clone(engine);
     let (cid, addr) = (id.to_string(), address.clone());
-    let waited = blocking(move || Ok(wait_shared(&d.engine, &addr, &cid))).await?;
-    let d = Arc::clone(daemon);
+    let waited = blocking(move || Ok(wait_shared(&d, &addr, &cid))).await?;
+    let d = Arc::clone(engine);
     // Deleting the task may let the shim go (the last of its pod): not while another
     // container of the group is starting in it.
-    let group_guard = daemon.engine.shim_group_lock(&group).await;
+    let group_guard = engine.shim_group_lock(&group).await;
     let cid = id.to_string();
     let (code, at, oom_killed) = blocking(move || {
         let _group_guard = group_guard;
-        let dir = d.engine.dir(&cid);
+        let dir = d.dir(&cid);
         match waited {
             Ok((s, (code, at))) => {
                 // Before the delete, which removes the cgroup.
@@ -78,14 +78,14 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
                 s.shutdown(&cid);
                 // The shim goes with its last task, and its connection with it.
                 if !others_have_tasks(&d, &group, &cid) {
-                    d.engine.drop_watch_conn(&address, &s);
+                    d.drop_watch_conn(&address, &s);
                 }
                 Ok((code as i64, at, oom_killed))
             }
             Err(e) => {
                 // The shim is gone: its durable exit record says how the container ended.
                 tracing::warn!(id = %cid, "lost the shim: {e}");
-                shim::delete_dead(&d.engine.shim_binary, &d.engine.shim_address, &cid, &dir);
+                shim::delete_dead(&d.shim_binary, &d.shim_address, &cid, &dir);
                 match ExitRecord::read(&dir).ok().flatten() {
                     Some(r) => {
                         let at = r
@@ -102,13 +102,13 @@ async fn collect(daemon: &Arc<Daemon>, id: &str, address: String) -> Result<(), 
     })
     .await?;
 
-    let mut record = get(daemon, id)?;
+    let mut record = get(engine, id)?;
     record.state.status = Status::Exited;
     record.state.exit_code = code;
     record.state.oom_killed = oom_killed;
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
-    put(daemon, &record)?;
+    put(engine, &record)?;
     tracing::info!(id, code, "container exited");
     Ok(())
 }
@@ -139,8 +139,8 @@ fn wait_shared(
 }
 
 /// Whether another container of shim group `group` still has a task in its shim.
-fn others_have_tasks(daemon: &Daemon, group: &str, id: &str) -> bool {
-    match super::list(daemon) {
+fn others_have_tasks(engine: &Engine, group: &str, id: &str) -> bool {
+    match super::list(engine) {
         Ok(records) => records
             .iter()
             .any(|r| r.id != id && r.shim_group() == group && r.state.status.has_task()),
@@ -150,11 +150,11 @@ fn others_have_tasks(daemon: &Daemon, group: &str, id: &str) -> bool {
 }
 
 /// `--rm` and restart policies, once the exit is recorded.
-async fn after_exit(daemon: &Arc<Daemon>, id: &str) -> Result<(), EngineError> {
-    let record = get(daemon, id)?;
+async fn after_exit(engine: &Arc<Engine>, id: &str) -> Result<(), EngineError> {
+    let record = get(engine, id)?;
     if record.auto_remove {
-        let _guard = daemon.engine.lock(id).await;
-        return lifecycle::remove_locked(daemon, id, true).await;
+        let _guard = engine.lock(id).await;
+        return lifecycle::remove_locked(engine, id, true).await;
     }
     let ran_for = match (
         humantime::parse_rfc3339_weak(&record.state.started_at),
@@ -173,8 +173,8 @@ async fn after_exit(daemon: &Arc<Daemon>, id: &str) -> Result<(), EngineError> {
         return Ok(());
     };
     tokio::time::sleep(delay).await;
-    let _guard = daemon.engine.lock(id).await;
-    let mut record = match get(daemon, id) {
+    let _guard = engine.lock(id).await;
+    let mut record = match get(engine, id) {
         Ok(r) => r,
         Err(EngineError::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e),
@@ -183,11 +183,11 @@ async fn after_exit(daemon: &Arc<Daemon>, id: &str) -> Result<(), EngineError> {
         return Ok(());
     }
     record.state.restart_count += 1;
-    put(daemon, &record)?;
+    put(engine, &record)?;
     tracing::info!(
         id,
         count = record.state.restart_count,
         "restarting (restart policy)"
     );
-    lifecycle::start_locked(daemon, id).await.map(|_| ())
+    lifecycle::start_locked(engine, id).await.map(|_| ())
 }

@@ -1,6 +1,6 @@
 //! The engine's errors: what went wrong, typed, in the engine's own words. Each front
 //! door maps them once: the Docker API to Docker's status codes and messages
-//! (`docker_api/containers/mod.rs`), the CRI to gRPC codes (`cri/mod.rs`).
+//! (`daemon/src/docker_api/error.rs`), the CRI to gRPC codes (`cri-server/src/error.rs`).
 
 use std::fmt;
 

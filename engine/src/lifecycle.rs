@@ -10,7 +10,7 @@ use super::record::{ContainerRecord, Status};
 use super::shim::{self, Shim};
 use super::{blocking, get, now_rfc3339, put, watch, EngineError, StateConflict};
 use crate::store::Kind;
-use crate::Daemon;
+use crate::Engine;
 
 /// What `start` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,31 +21,28 @@ pub enum StartOutcome {
 
 /// The external runtime the container's handler names, if not the built-in one.
 fn external_runtime(
-    daemon: &Daemon,
+    engine: &Engine,
     record: &ContainerRecord,
 ) -> Result<Option<shim::ExternalRuntime>, EngineError> {
-    let (name, binary) = daemon
-        .config
-        .resolve_runtime(&record.runtime)
+    let (name, binary) = engine
+        .runtimes
+        .resolve(&record.runtime)
         .map_err(EngineError::Invalid)?;
     Ok(binary.map(|binary| shim::ExternalRuntime {
         binary,
-        root: daemon.config.runtime_root(&name),
+        root: engine.runtimes.root(&name),
     }))
 }
 
 /// Starts a created or exited container: a new shim, a task created from the bundle
 /// with the snapshot as its root, stdout/stderr into the container's log.
-pub async fn start(daemon: &Arc<Daemon>, id: &str) -> Result<StartOutcome, EngineError> {
-    let _guard = daemon.engine.lock(id).await;
-    start_locked(daemon, id).await
+pub async fn start(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome, EngineError> {
+    let _guard = engine.lock(id).await;
+    start_locked(engine, id).await
 }
 
-pub(crate) async fn start_locked(
-    daemon: &Arc<Daemon>,
-    id: &str,
-) -> Result<StartOutcome, EngineError> {
-    let mut record = get(daemon, id)?;
+pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome, EngineError> {
+    let mut record = get(engine, id)?;
     match record.state.status {
         Status::Running | Status::Restarting => return Ok(StartOutcome::AlreadyRunning),
         Status::Paused => return Err(EngineError::state(id, StateConflict::Paused)),
@@ -54,10 +51,10 @@ pub(crate) async fn start_locked(
         }
         Status::Created | Status::Exited => {}
     }
-    let d = Arc::clone(daemon);
+    let d = Arc::clone(engine);
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
-    let log = daemon.engine.log_of(&record);
-    let runtime = external_runtime(daemon, &record)?;
+    let log = engine.log_of(&record);
+    let runtime = external_runtime(engine, &record)?;
     // `-v` sources that do not exist are made at each start, as dockerd makes them
     // (CRI records keep a CRI config as their request, without Binds).
     let binds: Vec<String> = match &record.cri {
@@ -67,12 +64,12 @@ pub(crate) async fn start_locked(
     };
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
-    let group_guard = daemon.engine.shim_group_lock(record.shim_group()).await;
+    let group_guard = engine.shim_group_lock(record.shim_group()).await;
     let started = blocking(move || {
         let _group_guard = group_guard;
         crate::container_spec::create_bind_sources(&binds)
             .map_err(EngineError::internal("creating bind mount sources"))?;
-        let engine = &d.engine;
+        let engine = &d;
         let dir = engine.dir(&cid);
         let mounts = d
             .images
@@ -110,7 +107,7 @@ pub(crate) async fn start_locked(
             if let Some(code) = invoke {
                 record.state.exit_code = code;
             }
-            let _ = put(daemon, &record);
+            let _ = put(engine, &record);
             return Err(match invoke {
                 // The command is wrong, not berthd: the client's request is invalid.
                 Some(_) => EngineError::Invalid(record.state.error),
@@ -126,9 +123,9 @@ pub(crate) async fn start_locked(
     record.state.error = String::new();
     record.state.oom_killed = false;
     record.state.stopped_by_user = false;
-    put(daemon, &record)?;
+    put(engine, &record)?;
     tracing::info!(id, pid, "container started");
-    watch::spawn(Arc::clone(daemon), id.to_string(), address);
+    watch::spawn(Arc::clone(engine), id.to_string(), address);
     Ok(StartOutcome::Started)
 }
 
@@ -161,47 +158,47 @@ pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
-pub(crate) fn shim_of(daemon: &Daemon, id: &str) -> Result<Shim, EngineError> {
-    let address = std::fs::read_to_string(daemon.engine.dir(id).join("address"))
+pub fn shim_of(engine: &Engine, id: &str) -> Result<Shim, EngineError> {
+    let address = std::fs::read_to_string(engine.dir(id).join("address"))
         .map_err(EngineError::internal(format!("the shim address of {id}")))?;
     Ok(Shim::connect(address.trim())?)
 }
 
 /// Sends a signal to the container's init (`all`: to every process).
-async fn signal(daemon: &Arc<Daemon>, id: &str, sig: Signal, all: bool) -> Result<(), EngineError> {
-    let d = Arc::clone(daemon);
+async fn signal(engine: &Arc<Engine>, id: &str, sig: Signal, all: bool) -> Result<(), EngineError> {
+    let d = Arc::clone(engine);
     let id = id.to_string();
     blocking(move || Ok(shim_of(&d, &id)?.kill(&id, sig as u32, all)?)).await
 }
 
 /// `kill`: the container must be running.
-pub async fn kill(daemon: &Arc<Daemon>, reference: &str, sig: &str) -> Result<(), EngineError> {
-    let record = super::find(daemon, reference)?;
+pub async fn kill(engine: &Arc<Engine>, reference: &str, sig: &str) -> Result<(), EngineError> {
+    let record = super::find(engine, reference)?;
     let sig = parse_signal(if sig.is_empty() { "SIGKILL" } else { sig })?;
-    let _guard = daemon.engine.lock(&record.id).await;
-    let mut record = get(daemon, &record.id)?;
+    let _guard = engine.lock(&record.id).await;
+    let mut record = get(engine, &record.id)?;
     if !record.state.status.has_task() {
         return Err(EngineError::state(record.id, StateConflict::NotRunning));
     }
     if matches!(sig, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
         record.state.stopped_by_user = true;
-        put(daemon, &record)?;
+        put(engine, &record)?;
     }
-    signal(daemon, &record.id, sig, false).await
+    signal(engine, &record.id, sig, false).await
 }
 
 /// Waits until the container has no task, up to `limit`; true when it has none.
 pub async fn wait_exit(
-    daemon: &Daemon,
+    engine: &Engine,
     id: &str,
     limit: Option<Duration>,
 ) -> Result<bool, EngineError> {
     let deadline = limit.map(|l| Instant::now() + l);
     loop {
-        let notified = daemon.engine.changed.notified();
+        let notified = engine.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match daemon.store.get::<ContainerRecord>(Kind::Container, id)? {
+        match engine.store.get::<ContainerRecord>(Kind::Container, id)? {
             None => return Ok(true),
             Some(r) if !r.state.status.has_task() && r.state.status != Status::Restarting => {
                 return Ok(true)
@@ -227,46 +224,46 @@ pub async fn wait_exit(
 /// `stop`: the stop signal, then SIGKILL after `timeout` seconds. Returns false when
 /// the container was not running (Docker answers 304).
 pub async fn stop(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     reference: &str,
     timeout: Option<i64>,
 ) -> Result<bool, EngineError> {
-    let record = super::find(daemon, reference)?;
-    let _guard = daemon.engine.lock(&record.id).await;
-    stop_locked(daemon, &record.id, timeout).await
+    let record = super::find(engine, reference)?;
+    let _guard = engine.lock(&record.id).await;
+    stop_locked(engine, &record.id, timeout).await
 }
 
-pub(crate) async fn stop_locked(
-    daemon: &Arc<Daemon>,
+pub async fn stop_locked(
+    engine: &Arc<Engine>,
     id: &str,
     timeout: Option<i64>,
 ) -> Result<bool, EngineError> {
-    let mut record = get(daemon, id)?;
+    let mut record = get(engine, id)?;
     if !record.state.status.has_task() {
         return Ok(false);
     }
     record.state.stopped_by_user = true;
-    put(daemon, &record)?;
+    put(engine, &record)?;
     if record.state.status == Status::Paused {
-        let d = Arc::clone(daemon);
+        let d = Arc::clone(engine);
         let cid = id.to_string();
         let _ = blocking(move || Ok(shim_of(&d, &cid)?.resume(&cid)?)).await;
     }
     let timeout = timeout.unwrap_or(10);
     if timeout != 0 {
         let sig = parse_signal(&record.stop_signal).unwrap_or(Signal::SIGTERM);
-        if let Err(e) = signal(daemon, id, sig, false).await {
+        if let Err(e) = signal(engine, id, sig, false).await {
             tracing::debug!(id, "stop signal: {e}");
         }
         let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
-        if wait_exit(daemon, id, limit).await? {
+        if wait_exit(engine, id, limit).await? {
             return Ok(true);
         }
     }
-    if let Err(e) = signal(daemon, id, Signal::SIGKILL, true).await {
+    if let Err(e) = signal(engine, id, Signal::SIGKILL, true).await {
         tracing::debug!(id, "SIGKILL: {e}");
     }
-    if !wait_exit(daemon, id, Some(Duration::from_secs(30))).await? {
+    if !wait_exit(engine, id, Some(Duration::from_secs(30))).await? {
         return Err(EngineError::broken(
             format!("stopping container {id}"),
             "it did not exit after SIGKILL",
@@ -277,30 +274,26 @@ pub(crate) async fn stop_locked(
 
 /// `restart`: stop (if running), then start.
 pub async fn restart(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     reference: &str,
     timeout: Option<i64>,
 ) -> Result<(), EngineError> {
-    let record = super::find(daemon, reference)?;
-    let _guard = daemon.engine.lock(&record.id).await;
-    stop_locked(daemon, &record.id, timeout).await?;
-    start_locked(daemon, &record.id).await.map(|_| ())
+    let record = super::find(engine, reference)?;
+    let _guard = engine.lock(&record.id).await;
+    stop_locked(engine, &record.id, timeout).await?;
+    start_locked(engine, &record.id).await.map(|_| ())
 }
 
 /// `rm`: refuses a running container unless forced; removes the task, the snapshot,
 /// the bundle and the record.
-pub async fn remove(daemon: &Arc<Daemon>, reference: &str, force: bool) -> Result<(), EngineError> {
-    let record = super::find(daemon, reference)?;
-    let _guard = daemon.engine.lock(&record.id).await;
-    remove_locked(daemon, &record.id, force).await
+pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Result<(), EngineError> {
+    let record = super::find(engine, reference)?;
+    let _guard = engine.lock(&record.id).await;
+    remove_locked(engine, &record.id, force).await
 }
 
-pub(crate) async fn remove_locked(
-    daemon: &Arc<Daemon>,
-    id: &str,
-    force: bool,
-) -> Result<(), EngineError> {
-    let record = get(daemon, id)?;
+pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Result<(), EngineError> {
+    let record = get(engine, id)?;
     if record.state.status.has_task() {
         if !force {
             let what = if record.state.status == Status::Paused {
@@ -310,13 +303,13 @@ pub(crate) async fn remove_locked(
             };
             return Err(EngineError::state(id, StateConflict::StillActive(what)));
         }
-        stop_locked(daemon, id, Some(0)).await?;
+        stop_locked(engine, id, Some(0)).await?;
     }
-    let address = std::fs::read_to_string(daemon.engine.dir(id).join("address")).ok();
-    let d = Arc::clone(daemon);
+    let address = std::fs::read_to_string(engine.dir(id).join("address")).ok();
+    let d = Arc::clone(engine);
     let (cid, snapshot) = (id.to_string(), record.snapshot.clone());
     blocking(move || {
-        let dir = d.engine.dir(&cid);
+        let dir = d.dir(&cid);
         // A rootfs still mounted (a shim that died before deleting) goes first.
         let rootfs = dir.join("rootfs");
         while berth_snapshotter::mount::unmount(&rootfs).is_ok() {}
@@ -340,40 +333,37 @@ pub(crate) async fn remove_locked(
         Ok(())
     })
     .await?;
-    daemon.engine.forget_lock(id);
+    engine.forget_lock(id);
     let group = record.shim_group();
-    if super::list(daemon)?.iter().all(|r| r.shim_group() != group) {
-        daemon.engine.forget_shim_group_lock(group);
+    if super::list(engine)?.iter().all(|r| r.shim_group() != group) {
+        engine.forget_shim_group_lock(group);
         if let Some(address) = address {
-            daemon.engine.forget_watch_conn(address.trim());
+            engine.forget_watch_conn(address.trim());
         }
     }
-    daemon.engine.notify();
-    daemon.engine.emit(
-        &record,
-        k8s_cri::v1::ContainerEventType::ContainerDeletedEvent,
-    );
+    engine.notify();
+    engine.emit(&record, super::ContainerEventKind::Deleted);
     tracing::info!(id, "container removed");
     Ok(())
 }
 
 /// `pause` (freezer) / `unpause`.
-pub async fn pause(daemon: &Arc<Daemon>, reference: &str) -> Result<(), EngineError> {
-    set_paused(daemon, reference, true).await
+pub async fn pause(engine: &Arc<Engine>, reference: &str) -> Result<(), EngineError> {
+    set_paused(engine, reference, true).await
 }
 
-pub async fn unpause(daemon: &Arc<Daemon>, reference: &str) -> Result<(), EngineError> {
-    set_paused(daemon, reference, false).await
+pub async fn unpause(engine: &Arc<Engine>, reference: &str) -> Result<(), EngineError> {
+    set_paused(engine, reference, false).await
 }
 
 async fn set_paused(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     reference: &str,
     paused: bool,
 ) -> Result<(), EngineError> {
-    let record = super::find(daemon, reference)?;
-    let _guard = daemon.engine.lock(&record.id).await;
-    let mut record = get(daemon, &record.id)?;
+    let record = super::find(engine, reference)?;
+    let _guard = engine.lock(&record.id).await;
+    let mut record = get(engine, &record.id)?;
     match (record.state.status, paused) {
         (Status::Running, true) | (Status::Paused, false) => {}
         (Status::Paused, true) => {
@@ -384,7 +374,7 @@ async fn set_paused(
         }
         _ => return Err(EngineError::state(record.id, StateConflict::NotRunning)),
     }
-    let d = Arc::clone(daemon);
+    let d = Arc::clone(engine);
     let id = record.id.clone();
     blocking(move || {
         let shim = shim_of(&d, &id)?;
@@ -400,16 +390,16 @@ async fn set_paused(
     } else {
         Status::Running
     };
-    put(daemon, &record)
+    put(engine, &record)
 }
 
 /// `top`: the container's processes, as `ps -ef` columns from /proc.
-pub async fn top(daemon: &Arc<Daemon>, reference: &str) -> Result<Vec<u32>, EngineError> {
-    let record = super::find(daemon, reference)?;
+pub async fn top(engine: &Arc<Engine>, reference: &str) -> Result<Vec<u32>, EngineError> {
+    let record = super::find(engine, reference)?;
     if !record.state.status.has_task() {
         return Err(EngineError::state(record.id, StateConflict::NotRunning));
     }
-    let d = Arc::clone(daemon);
+    let d = Arc::clone(engine);
     let id = record.id.clone();
     blocking(move || Ok(shim_of(&d, &id)?.pids(&id)?)).await
 }

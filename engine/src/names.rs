@@ -12,13 +12,13 @@ use crate::store::{Kind, Store};
 /// Names claimed by creates that have not reached the store yet, with the id each
 /// create will have.
 #[derive(Default)]
-pub(crate) struct NameClaims {
+pub struct NameClaims {
     in_flight: Mutex<HashMap<String, String>>,
 }
 
 /// A name held for container `id` until dropped (after its record is stored, or when
 /// the create fails).
-pub(crate) struct NameClaim<'a> {
+pub struct NameClaim<'a> {
     claims: &'a NameClaims,
     pub name: String,
 }

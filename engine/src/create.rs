@@ -12,11 +12,11 @@ use super::{blocking, image, now_rfc3339, put, EngineError};
 use crate::container_spec::CreateRequest;
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
-use crate::Daemon;
+use crate::Engine;
 
 /// Creates a container from a Docker create body; returns its id.
 pub async fn create(
-    daemon: &Arc<Daemon>,
+    engine: &Arc<Engine>,
     name: Option<String>,
     body: Value,
 ) -> Result<String, EngineError> {
@@ -46,7 +46,7 @@ pub async fn create(
         }
     }
     create_parsed(
-        daemon,
+        engine,
         NewContainer {
             name: name.map(|n| n.trim_start_matches('/').to_string()),
             request,
@@ -64,11 +64,11 @@ pub async fn create(
 /// Changes a built spec before it is written (the CRI front door joins the pod's
 /// namespaces and binds its files this way).
 /// Called with the container's id and spec.
-pub(crate) type SpecPatch =
+pub type SpecPatch =
     Box<dyn FnOnce(&str, &mut oci_spec::runtime::Spec) -> Result<(), EngineError> + Send>;
 
 /// A validated container to create, from either front door.
-pub(crate) struct NewContainer {
+pub struct NewContainer {
     /// Unique among containers; a readable one is generated when unset.
     pub name: Option<String>,
     pub request: CreateRequest,
@@ -83,10 +83,7 @@ pub(crate) struct NewContainer {
 }
 
 /// Creates the container: snapshot, bundle, spec, record. Returns its id.
-pub(crate) async fn create_parsed(
-    daemon: &Arc<Daemon>,
-    new: NewContainer,
-) -> Result<String, EngineError> {
+pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<String, EngineError> {
     let NewContainer {
         name,
         request,
@@ -97,12 +94,12 @@ pub(crate) async fn create_parsed(
         cri,
         patch_spec,
     } = new;
-    let (runtime, _) = daemon
-        .config
-        .resolve_runtime(&request.host_config.runtime)
+    let (runtime, _) = engine
+        .runtimes
+        .resolve(&request.host_config.runtime)
         .map_err(EngineError::Invalid)?;
-    let img = image::find(&daemon.images, &request.image)?;
-    let config = image::config(&daemon.images, &img)?;
+    let img = image::find(&engine.images, &request.image)?;
+    let config = image::config(&engine.images, &img)?;
     let defaults = image::defaults(&config);
     let exposed_ports = container_spec::ports::exposed(&request, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -110,17 +107,16 @@ pub(crate) async fn create_parsed(
     // Held until the record is stored (or the create fails): no other create can take
     // the name meanwhile.
     let claim = match &name {
-        Some(name) => daemon.engine.names.claim(&daemon.store, name, &id)?,
-        None => daemon
-            .engine
+        Some(name) => engine.names.claim(&engine.store, name, &id)?,
+        None => engine
             .names
-            .claim_generated(&daemon.store, random_u64(), &id)?,
+            .claim_generated(&engine.store, random_u64(), &id)?,
     };
-    let dir = daemon.engine.dir(&id);
+    let dir = engine.dir(&id);
     let snapshot = format!("container-{id}");
     let parent = img.chain_id.as_ref().map(|c| c.to_string());
 
-    let d = Arc::clone(daemon);
+    let d = Arc::clone(engine);
     let (spec, dir) = {
         let (id, snapshot, parent) = (id.clone(), snapshot.clone(), parent.clone());
         let (request, defaults) = (request.clone(), defaults.clone());
@@ -128,7 +124,7 @@ pub(crate) async fn create_parsed(
             let mut undo = Undo {
                 dir: Some(dir.clone()),
                 snapshot: None,
-                daemon: &d,
+                engine: &d,
             };
             std::fs::create_dir(&dir)
                 .map_err(EngineError::internal(format!("creating {}", dir.display())))?;
@@ -194,8 +190,8 @@ pub(crate) async fn create_parsed(
         cri,
         runtime,
     };
-    if let Err(e) = put(daemon, &record) {
-        let _ = daemon.images.snapshots.remove(&snapshot);
+    if let Err(e) = put(engine, &record) {
+        let _ = engine.images.snapshots.remove(&snapshot);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
@@ -206,7 +202,7 @@ pub(crate) async fn create_parsed(
 
 /// Mounts the snapshot for the time it takes to read users from it, builds the spec.
 fn build_spec(
-    daemon: &Daemon,
+    engine: &Engine,
     id: &str,
     request: &CreateRequest,
     defaults: &container_spec::ImageDefaults,
@@ -237,7 +233,7 @@ fn build_spec(
             tracing::warn!(id, "unmounting {}: {e}", rootfs.display());
         }
     }
-    let _ = daemon;
+    let _ = engine;
     result
 }
 
@@ -245,7 +241,7 @@ fn build_spec(
 struct Undo<'a> {
     dir: Option<PathBuf>,
     snapshot: Option<String>,
-    daemon: &'a Daemon,
+    engine: &'a Engine,
 }
 
 impl Undo<'_> {
@@ -258,7 +254,7 @@ impl Undo<'_> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.snapshot.take() {
-            if let Err(e) = self.daemon.images.snapshots.remove(&s) {
+            if let Err(e) = self.engine.images.snapshots.remove(&s) {
                 tracing::warn!("removing snapshot {s} after a failed create: {e}");
             }
         }
