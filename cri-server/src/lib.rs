@@ -8,15 +8,17 @@
 //!   rewriter first (see [`conn::CriConnection`]).
 //! - Pods have no pause image: their network, IPC and UTS namespaces are created and pinned
 //!   under the state dir ([`sandbox`]); CNI attaches the network.
-//! - Containers are run by berthd's engine, reached through the [`ContainerEngine`] trait;
-//!   without one, container RPCs answer `Unimplemented` saying so.
+//! - Containers are run by berth's container engine ([`berth_engine::Engine`]), called
+//!   directly from [`containers`]; without one, container RPCs answer `Unimplemented`
+//!   saying so.
 //!
-//! One file per RPC (or per small group of read-only RPCs) under [`runtime`], [`images`]
-//! and [`sandbox`]; errors are mapped to gRPC codes once, in [`error`].
+//! One file per RPC (or per small group of read-only RPCs) under [`runtime`],
+//! [`containers`], [`images`] and [`sandbox`]; errors are mapped to gRPC codes once, in
+//! [`error`].
 
 pub mod authority;
 pub mod conn;
-pub mod engine;
+pub mod containers;
 pub mod error;
 pub mod images;
 pub mod runtime;
@@ -27,10 +29,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use berth_cni::{Cni, CniOptions};
+use berth_engine::Engine;
 use berth_image::{ImageStore, RegistryConfig};
 use berth_snapshotter::{ContentStore, Snapshotter};
-
-pub use engine::ContainerEngine;
 pub use error::CriError;
 
 /// The runtime name reported by `Version`.
@@ -78,7 +79,8 @@ struct Inner {
     sandboxes: sandbox::store::SandboxStore,
     /// The pod CIDR kubelet last gave through UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
-    engine: Option<Arc<dyn ContainerEngine>>,
+    /// berth's container engine; `None`: container RPCs answer `Unimplemented`.
+    engine: Option<Arc<Engine>>,
     /// Serialises sandbox creation and removal (name reservation, namespace pins).
     sandbox_lock: tokio::sync::Mutex<()>,
 }
@@ -88,7 +90,7 @@ impl Cri {
     pub fn open(
         config: CriConfig,
         images: ImageParts,
-        engine: Option<Arc<dyn ContainerEngine>>,
+        engine: Option<Arc<Engine>>,
     ) -> Result<Cri, CriError> {
         let sandboxes = sandbox::store::SandboxStore::open(&config.root.join("cri"))?;
         let cni = Arc::new(Cni::new(config.cni.clone()));

@@ -4,10 +4,9 @@
 
 use std::fmt;
 
+use super::shim::ShimError;
 use crate::lookup::LookupError;
 use crate::store::StoreError;
-
-use super::shim::ShimError;
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 

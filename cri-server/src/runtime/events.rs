@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_engine::{ContainerEvent, ContainerEventKind, Engine};
 use futures_util::StreamExt;
 use k8s_cri::v1 as cri;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
 use super::EventStream;
-use crate::engine::{missing, ContainerEngine, ContainerEvent, ContainerEventKind};
+use crate::containers::{self, missing};
 use crate::sandbox::status::to_status;
 use crate::{Cri, CriError};
 
@@ -28,7 +29,7 @@ pub(super) fn stream(cri: &Cri) -> Result<EventStream, CriError> {
         .clone()
         .ok_or_else(|| missing("GetContainerEvents"))?;
     let state = Reader {
-        events: engine.events(),
+        events: engine.subscribe(),
         engine,
         cri: cri.clone(),
         last: HashMap::new(),
@@ -76,7 +77,7 @@ enum Next {
 
 struct Reader {
     events: tokio::sync::broadcast::Receiver<ContainerEvent>,
-    engine: Arc<dyn ContainerEngine>,
+    engine: Arc<Engine>,
     cri: Cri,
     /// The last event sent per container, to drop repeats.
     last: HashMap<String, ContainerEventKind>,
@@ -116,13 +117,8 @@ impl Reader {
             .flatten()
             .map(|r| to_status(&r));
         let mut containers_statuses = Vec::new();
-        for id in self
-            .engine
-            .sandbox_containers(&e.sandbox_id)
-            .await
-            .unwrap_or_default()
-        {
-            if let Ok(resp) = self.engine.status(&id, false).await {
+        for id in containers::sandbox_containers(&self.engine, &e.sandbox_id).unwrap_or_default() {
+            if let Ok(resp) = containers::status::container_status(&self.engine, &id, false) {
                 containers_statuses.extend(resp.status);
             }
         }

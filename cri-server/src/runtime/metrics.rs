@@ -12,14 +12,15 @@
 
 use std::sync::Arc;
 
+use berth_engine::Engine;
+use berth_runtime::CgroupSample;
+use cri::MetricType::{Counter, Gauge};
 use k8s_cri::v1 as cri;
 
 use super::pod_net::{self, InterfaceCounters};
-use crate::engine::{missing, CgroupSample, ContainerEngine};
+use crate::containers::{self, missing};
 use crate::sandbox::store::{SandboxRecord, SandboxState};
 use crate::{Cri, CriError};
-
-use cri::MetricType::{Counter, Gauge};
 
 const BASE_LABELS: [&str; 3] = ["id", "name", "image"];
 const NS_PER_SECOND: u64 = 1_000_000_000;
@@ -301,7 +302,7 @@ pub(super) async fn list(cri: &Cri) -> Result<cri::ListPodSandboxMetricsResponse
 }
 
 async fn pod(
-    engine: &Arc<dyn ContainerEngine>,
+    engine: &Arc<Engine>,
     record: &SandboxRecord,
 ) -> Result<cri::PodSandboxMetrics, CriError> {
     let mut metrics = Vec::new();
@@ -316,15 +317,15 @@ async fn pod(
         }
     }
     let mut container_metrics = Vec::new();
-    for id in engine.sandbox_containers(&record.id).await? {
+    for id in containers::sandbox_containers(engine, &record.id)? {
         // Only a container with a live task has a cgroup to read.
-        let Some(cgroup) = engine.container_cgroup(&id).await else {
+        let Some(cgroup) = containers::stats::container_cgroup(engine, &id) else {
             continue;
         };
-        let Some(sample) = engine.cgroup_sample(&cgroup).await else {
+        let Some(sample) = containers::stats::cgroup_sample(&cgroup).await else {
             continue;
         };
-        let status = match engine.status(&id, false).await {
+        let status = match containers::status::container_status(engine, &id, false) {
             Ok(resp) => resp.status.unwrap_or_default(),
             Err(CriError::NotFound { .. }) => continue,
             Err(e) => return Err(e),

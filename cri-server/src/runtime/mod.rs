@@ -1,6 +1,5 @@
 //! `RuntimeService`: each RPC forwards to the module that implements it.
 
-mod containers;
 mod events;
 mod metrics;
 mod pod_net;
@@ -16,6 +15,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
+use crate::containers;
 use crate::error::{instrument, Ids};
 use crate::{sandbox, Cri, CriError};
 
@@ -125,7 +125,7 @@ impl RuntimeService for Cri {
         instrument(
             "CreateContainer",
             Ids::pod(&r.get_ref().pod_sandbox_id),
-            containers::create(self, r.into_inner()),
+            containers::create::create(self, r.into_inner()),
         )
         .await
     }
@@ -137,7 +137,7 @@ impl RuntimeService for Cri {
         instrument(
             "StartContainer",
             Ids::container(&r.get_ref().container_id),
-            containers::start(self, r.into_inner()),
+            containers::lifecycle::start(self, r.into_inner()),
         )
         .await
     }
@@ -149,7 +149,7 @@ impl RuntimeService for Cri {
         instrument(
             "StopContainer",
             Ids::container(&r.get_ref().container_id),
-            containers::stop(self, r.into_inner()),
+            containers::lifecycle::stop(self, r.into_inner()),
         )
         .await
     }
@@ -161,7 +161,7 @@ impl RuntimeService for Cri {
         instrument(
             "RemoveContainer",
             Ids::container(&r.get_ref().container_id),
-            containers::remove(self, r.into_inner()),
+            containers::lifecycle::remove(self, r.into_inner()),
         )
         .await
     }
@@ -173,7 +173,7 @@ impl RuntimeService for Cri {
         instrument(
             "ListContainers",
             Ids::NONE,
-            containers::list(self, r.into_inner()),
+            containers::status::list(self, r.into_inner()),
         )
         .await
     }
@@ -185,7 +185,7 @@ impl RuntimeService for Cri {
         instrument(
             "ContainerStatus",
             Ids::container(&r.get_ref().container_id),
-            containers::status(self, r.into_inner()),
+            containers::status::status(self, r.into_inner()),
         )
         .await
     }
@@ -197,7 +197,7 @@ impl RuntimeService for Cri {
         instrument(
             "UpdateContainerResources",
             Ids::container(&r.get_ref().container_id),
-            containers::update_resources(self, r.into_inner()),
+            containers::update::update_resources(self, r.into_inner()),
         )
         .await
     }
@@ -209,7 +209,7 @@ impl RuntimeService for Cri {
         instrument(
             "ReopenContainerLog",
             Ids::container(&r.get_ref().container_id),
-            containers::reopen_log(self, r.into_inner()),
+            containers::logs::reopen_log(self, r.into_inner()),
         )
         .await
     }
@@ -218,7 +218,7 @@ impl RuntimeService for Cri {
         instrument(
             "ExecSync",
             Ids::container(&r.get_ref().container_id),
-            containers::exec_sync(self, r.into_inner()),
+            containers::exec::exec_sync(self, r.into_inner()),
         )
         .await
     }
@@ -256,7 +256,7 @@ impl RuntimeService for Cri {
         instrument(
             "ContainerStats",
             Ids::container(&r.get_ref().container_id),
-            containers::stats(self, r.into_inner()),
+            containers::stats::stats(self, r.into_inner()),
         )
         .await
     }
@@ -268,7 +268,7 @@ impl RuntimeService for Cri {
         instrument(
             "ListContainerStats",
             Ids::NONE,
-            containers::list_stats(self, r.into_inner()),
+            containers::stats::list_stats(self, r.into_inner()),
         )
         .await
     }

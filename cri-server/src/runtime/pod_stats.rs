@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use berth_engine::Engine;
 use k8s_cri::v1 as cri;
 
 use super::pod_net::{self, InterfaceCounters, DEFAULT_INTERFACE};
-use crate::engine::{missing, ContainerEngine};
+use crate::containers::{self, missing};
 use crate::sandbox::store::{SandboxRecord, SandboxState};
 use crate::{Cri, CriError};
 
@@ -48,10 +49,10 @@ async fn stats_of(
     rpc: &str,
 ) -> Result<cri::PodSandboxStats, CriError> {
     let engine = cri.inner.engine.clone().ok_or_else(|| missing(rpc))?;
-    let ids = engine.sandbox_containers(&record.id).await?;
+    let ids = containers::sandbox_containers(&engine, &record.id)?;
     let mut containers = Vec::new();
     for id in ids.iter() {
-        match engine.stats(id).await {
+        match containers::stats::container_stats_blocking(Arc::clone(&engine), id.clone()).await {
             Ok(s) => containers.push(s),
             // Removed since it was listed.
             Err(CriError::NotFound { .. }) => {}
@@ -62,7 +63,7 @@ async fn stats_of(
     let pod = if parent.is_empty() {
         None
     } else {
-        engine.cgroup_stats(parent).await
+        containers::stats::cgroup_stats(parent)
     };
     let (cpu, memory) = match pod {
         Some((cpu, memory)) => (cpu, memory),
@@ -185,24 +186,26 @@ fn network_usage(counters: &[InterfaceCounters], at: i64) -> cri::NetworkUsage {
 /// init when the pod shares a PID namespace (the init runs outside the pod's cgroups).
 async fn process_count(
     cri: &Cri,
-    engine: &Arc<dyn ContainerEngine>,
+    engine: &Arc<Engine>,
     record: &SandboxRecord,
     containers: &[String],
 ) -> u64 {
     let parent = cgroup_parent(record);
     let mut count = None;
     if !parent.is_empty() {
-        count = engine.cgroup_sample(parent).await.and_then(|s| s.processes);
+        count = containers::stats::cgroup_sample(parent)
+            .await
+            .and_then(|s| s.processes);
     }
     let count = match count {
         Some(n) => n,
         None => {
             let mut n = 0;
             for id in containers {
-                let Some(cgroup) = engine.container_cgroup(id).await else {
+                let Some(cgroup) = containers::stats::container_cgroup(engine, id) else {
                     continue;
                 };
-                if let Some(sample) = engine.cgroup_sample(&cgroup).await {
+                if let Some(sample) = containers::stats::cgroup_sample(&cgroup).await {
                     n += sample.processes.unwrap_or(0);
                 }
             }

@@ -16,10 +16,32 @@ use std::path::PathBuf;
 use berth_cni::PodNetwork;
 use k8s_cri::v1 as cri;
 
-use crate::engine::SandboxContext;
 use crate::{Cri, CriError};
 pub use files::pod_hostname;
 use store::SandboxRecord;
+
+/// What a container needs from its pod sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxContext {
+    pub id: String,
+    /// The pod's runtime handler (RuntimeClass); empty: the default.
+    pub runtime_handler: String,
+    pub config: cri::PodSandboxConfig,
+    /// Pinned network namespace; `None` for host network.
+    pub netns: Option<PathBuf>,
+    /// Pinned IPC namespace; `None` for host IPC.
+    pub ipc_ns: Option<PathBuf>,
+    /// Pinned UTS namespace; `None` for host network (the host's hostname).
+    pub uts_ns: Option<PathBuf>,
+    /// The pod's shared PID namespace (its init's), when the pod asked for one.
+    pub pid_ns: Option<PathBuf>,
+    /// Files to bind into containers at /etc/hostname, /etc/resolv.conf, /etc/hosts.
+    pub hostname_file: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub hosts_file: PathBuf,
+    /// The pod's shared /dev/shm (a tmpfs); `None` for host IPC.
+    pub shm: Option<PathBuf>,
+}
 
 impl Cri {
     /// The sandbox whose id is (or starts with) `id`.

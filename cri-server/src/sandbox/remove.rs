@@ -16,8 +16,8 @@ pub async fn remove_pod_sandbox(
     let _guard = cri.inner.sandbox_lock.lock().await;
     super::stop::stop(cri, &record).await?;
     if let Some(engine) = cri.inner.engine.clone() {
-        for id in engine.sandbox_containers(&record.id).await? {
-            engine.remove(&id).await?;
+        for id in crate::containers::sandbox_containers(&engine, &record.id)? {
+            crate::containers::lifecycle::remove_container(&engine, &id).await?;
         }
     }
     // Keep going after an error so one stuck piece does not strand the rest; report all.

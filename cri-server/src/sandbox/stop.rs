@@ -25,8 +25,8 @@ pub async fn stop_pod_sandbox(
 /// Stops the sandbox's containers and releases its network. Safe to repeat.
 pub(crate) async fn stop(cri: &Cri, record: &SandboxRecord) -> Result<(), CriError> {
     if let Some(engine) = cri.inner.engine.clone() {
-        for id in engine.sandbox_containers(&record.id).await? {
-            engine.stop(&id, Duration::ZERO).await?;
+        for id in crate::containers::sandbox_containers(&engine, &record.id)? {
+            crate::containers::lifecycle::stop_container(&engine, &id, Duration::ZERO).await?;
         }
     }
     // The pod's init goes after its containers, taking any process left in its PID

@@ -97,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let cri = Cri::open(
             cri::cri_config(&daemon),
             cri::image_parts(&daemon),
-            Some(cri::CriEngine::new(Arc::clone(&daemon.engine))),
+            Some(Arc::clone(&daemon.engine)),
         )
         .context("opening the CRI state")?;
         let cri_listener = Cri::bind(&cri_socket).context("binding the CRI socket")?;

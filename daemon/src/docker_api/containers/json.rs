@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use berth_engine::{self as engine, ContainerRecord, Status};
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiRequest, Reply};
 use crate::Daemon;
-use berth_engine::{self as engine, ContainerRecord, Status};
 
 /// Docker's `Status` column: `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.
 pub fn status_text(r: &ContainerRecord, now: SystemTime) -> String {

@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_engine::logs::cri_log::{read_entries, Entry};
+use berth_engine::{self as engine, Status};
 use bytes::Bytes;
 
 use super::{ApiError, ApiRequest, Reply};
 use crate::logs::docker_logs::{frame, parse_unix_time, select, LogsQuery};
 use crate::Daemon;
-use berth_engine::logs::cri_log::{read_entries, Entry};
-use berth_engine::{self as engine, Status};
 
 const CONTENT_TYPE: &str = "application/vnd.docker.raw-stream";
 

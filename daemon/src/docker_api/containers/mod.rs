@@ -7,13 +7,13 @@ mod top;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_engine::container_spec::blkio;
+use berth_engine::{self as engine, EngineError, StartOutcome, Status};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiRequest, Reply, Routed};
 use crate::Daemon;
-use berth_engine::container_spec::blkio;
-use berth_engine::{self as engine, EngineError, StartOutcome, Status};
 
 /// Answers the container endpoints; hands every other path back.
 pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, ApiError> {

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use berth_engine as engine;
 use serde_json::json;
 
 use super::{ApiError, Reply};
 use crate::Daemon;
-use berth_engine as engine;
 
 /// The answer: `ps`'s titles and one row per kept line.
 #[derive(Debug, PartialEq, Eq)]

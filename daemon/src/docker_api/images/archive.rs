@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use berth_engine::images::is_dangling;
 use berth_image::Platform;
 use serde_json::json;
 
@@ -10,7 +11,6 @@ use super::super::{ApiError, ApiRequest, Reply};
 use super::resolve::{familiar, find};
 use super::stream::{channel_body, spool_body, ChannelWriter, Messages};
 use crate::Daemon;
-use berth_engine::images::is_dangling;
 
 pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
     if names.is_empty() {

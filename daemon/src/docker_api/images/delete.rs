@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use berth_engine::store::Kind;
 use berth_image::store::StoreError;
 use berth_image::{ImageRecord, Reference};
 use berth_snapshotter::Digest;
@@ -22,7 +23,6 @@ use serde_json::{json, Value};
 use super::super::ApiError;
 use super::resolve::{familiar, find, ref_kind, references, repository, store_err, RefKind};
 use crate::Daemon;
-use berth_engine::store::Kind;
 
 /// A container using an image: its short ID and whether it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

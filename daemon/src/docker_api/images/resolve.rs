@@ -1,10 +1,11 @@
 //! Finding images by what clients type: a reference (`busybox`, `host:5000/a/b:t`,
 //! `name@sha256:…`), a full ID (`sha256:…`) or a unique ID prefix.
 
+use berth_engine::images::resolve::ResolveError;
 use berth_image::{ImageRecord, Reference};
 
 use super::super::ApiError;
-use berth_engine::images::resolve::ResolveError;
+
 pub use berth_engine::images::resolve::{group, Found};
 use berth_engine::images::Images;
 

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use berth_engine::images::is_dangling;
 use hyper::StatusCode;
 
 use super::super::{ApiError, ApiRequest, Reply};
 use super::resolve::{find, store_err};
 use crate::Daemon;
-use berth_engine::images::is_dangling;
 
 pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Reply, ApiError> {
     let repo = req

@@ -4,11 +4,11 @@
 mod features;
 mod registry;
 
+use berth_engine::store::Kind;
 use serde_json::{json, Value};
 
 use super::{ApiError, Reply};
 use crate::Daemon;
-use berth_engine::store::Kind;
 
 pub fn handle(daemon: &Daemon) -> Result<Reply, ApiError> {
     let host = &daemon.host;

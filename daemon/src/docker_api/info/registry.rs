@@ -3,9 +3,8 @@
 //! configured registry, insecure ones with `Secure: false` (the docker CLI lists those
 //! under "Insecure Registries").
 
-use serde_json::{json, Value};
-
 use berth_image::reference::DEFAULT_REGISTRY as HUB;
+use serde_json::{json, Value};
 
 use crate::config::Config;
 

@@ -2,15 +2,14 @@
 
 use std::collections::HashMap;
 
-use berth_cri_server::CriError;
+use berth_engine::{self as engine, ContainerRecord, CriMeta, Engine, Status};
 use k8s_cri::v1 as cri;
 
 use super::cri_record;
-use berth_engine::Engine;
-use berth_engine::{self as engine, ContainerRecord, CriMeta, Status};
+use crate::CriError;
 
 /// Every container created through CRI.
-pub(super) fn cri_records(engine: &Engine) -> Result<Vec<ContainerRecord>, CriError> {
+pub(crate) fn cri_records(engine: &Engine) -> Result<Vec<ContainerRecord>, CriError> {
     Ok(engine::list(engine)
         .map_err(|e| CriError::Internal(e.to_string()))?
         .into_iter()
@@ -56,7 +55,32 @@ fn map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-pub(super) fn status(
+pub(crate) async fn status(
+    cri: &crate::Cri,
+    req: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse, CriError> {
+    match cri.inner.engine.as_deref() {
+        Some(engine) => container_status(engine, &req.container_id, req.verbose),
+        None => Err(CriError::NotFound {
+            what: "container",
+            id: req.container_id,
+        }),
+    }
+}
+
+pub(crate) async fn list(
+    cri: &crate::Cri,
+    req: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse, CriError> {
+    // Without an engine there are no containers: an empty list is the truth.
+    let containers = match cri.inner.engine.as_deref() {
+        Some(engine) => list_containers(engine, req.filter)?,
+        None => Vec::new(),
+    };
+    Ok(cri::ListContainersResponse { containers })
+}
+
+pub(crate) fn container_status(
     engine: &Engine,
     id: &str,
     verbose: bool,
@@ -134,7 +158,7 @@ pub(super) fn status(
     })
 }
 
-pub(super) fn list(
+fn list_containers(
     engine: &Engine,
     filter: Option<cri::ContainerFilter>,
 ) -> Result<Vec<cri::Container>, CriError> {

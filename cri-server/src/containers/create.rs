@@ -9,17 +9,16 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_cri_server::engine::SandboxContext;
-use berth_cri_server::CriError;
-use k8s_cri::v1 as cri;
-
-use super::pod_spec::PodPatch;
 use berth_engine::container_spec::host_limits::{self, HostCgroups, LimitError};
 use berth_engine::container_spec::{seccomp_profile, CreateRequest, HostConfig};
 use berth_engine::restart_policy::RestartPolicy;
 use berth_engine::store::Kind;
-use berth_engine::Engine;
-use berth_engine::{self as engine, CriMeta, NewContainer};
+use berth_engine::{self as engine, CriMeta, Engine, NewContainer};
+use k8s_cri::v1 as cri;
+
+use super::pod_spec::PodPatch;
+use crate::sandbox::SandboxContext;
+use crate::{Cri, CriError};
 
 /// A seccomp profile larger than this is refused (Docker's default is ~20 KiB).
 const MAX_PROFILE_BYTES: u64 = 1 << 20;
@@ -27,7 +26,25 @@ const MAX_PROFILE_BYTES: u64 = 1 << 20;
 /// Linux capability number of CAP_SYS_RESOURCE (needed to lower oom_score_adj).
 const CAP_SYS_RESOURCE: u32 = 24;
 
-pub(super) async fn create(
+pub(crate) async fn create(
+    cri: &Cri,
+    req: cri::CreateContainerRequest,
+) -> Result<cri::CreateContainerResponse, CriError> {
+    let engine = cri.engine("CreateContainer")?;
+    let record = cri.sandbox(&req.pod_sandbox_id)?;
+    if record.state != crate::sandbox::store::SandboxState::Ready {
+        return Err(CriError::FailedPrecondition(format!(
+            "sandbox {} is not ready; containers are created only in ready sandboxes",
+            record.id
+        )));
+    }
+    let ctx = cri.sandbox_context(&record);
+    let container_id = create_container(&engine, &ctx, req).await?;
+    crate::error::record_id("container", &container_id);
+    Ok(cri::CreateContainerResponse { container_id })
+}
+
+async fn create_container(
     engine: &Arc<Engine>,
     sandbox: &SandboxContext,
     req: cri::CreateContainerRequest,
@@ -93,7 +110,7 @@ pub(super) async fn create(
         }
     }
     // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
-    request.hostname = berth_cri_server::sandbox::pod_hostname(&sandbox.config)?;
+    request.hostname = crate::sandbox::pod_hostname(&sandbox.config)?;
     let target_ns = match PodPatch::pid_target(&config) {
         Some(target) => Some(target_pid_ns(engine, sandbox, &target)?),
         None => None,

@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_cri_server::engine::SandboxContext;
-use berth_cri_server::CriError;
+use berth_engine::container_spec::oci_mount;
+use berth_engine::EngineError;
 use k8s_cri::v1 as cri;
 use oci_spec::runtime::{
     LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType, Mount,
     Spec,
 };
 
-use berth_engine::container_spec::oci_mount;
-use berth_engine::EngineError;
+use crate::sandbox::SandboxContext;
+use crate::CriError;
 
 /// What the pod and the CRI config change in the engine's spec.
 pub(super) struct PodPatch {
@@ -394,7 +394,7 @@ mod tests {
 
     const GOLDEN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/cri/testdata/pod_patch.json"
+        "/src/containers/testdata/pod_patch.json"
     );
     const SPECS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),

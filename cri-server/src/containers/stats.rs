@@ -3,15 +3,15 @@
 //! layer's usage from its snapshot.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use berth_cri_server::CriError;
+use berth_engine::{ContainerRecord, Engine};
 use berth_runtime::cgroups::{sample_at, CgroupSample};
 use k8s_cri::v1 as cri;
 
 use super::cri_record;
 use super::status::cri_records;
-use berth_engine::ContainerRecord;
-use berth_engine::Engine;
+use crate::CriError;
 
 /// The container's absolute `linux.cgroupsPath` from its bundle.
 fn cgroups_path(bundle: &Path) -> Option<String> {
@@ -54,7 +54,7 @@ fn memory_of(usage: &CgroupSample, at: i64) -> cri::MemoryUsage {
 
 /// CPU and memory of the cgroup at `cgroup` (absolute in the hierarchy); `None` when
 /// no hierarchy has it.
-pub(super) fn cgroup_stats(cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
+pub(crate) fn cgroup_stats(cgroup: &str) -> Option<(cri::CpuUsage, cri::MemoryUsage)> {
     let usage = sample_at(cgroup)?;
     let at = now_nanos();
     Some((cpu_of(&usage, at), memory_of(&usage, at)))
@@ -98,7 +98,7 @@ fn stats_of(engine: &Engine, record: &ContainerRecord) -> cri::ContainerStats {
 }
 
 /// The cgroup of CRI container `id` while it has a task.
-pub(super) fn container_cgroup(engine: &Engine, id: &str) -> Option<String> {
+pub(crate) fn container_cgroup(engine: &Engine, id: &str) -> Option<String> {
     let record = cri_record(engine, id).ok()?;
     if !record.state.status.has_task() {
         return None;
@@ -106,12 +106,59 @@ pub(super) fn container_cgroup(engine: &Engine, id: &str) -> Option<String> {
     cgroups_path(&engine.dir(&record.id))
 }
 
-pub(super) fn stats(engine: &Engine, id: &str) -> Result<cri::ContainerStats, CriError> {
+pub(crate) async fn stats(
+    cri: &crate::Cri,
+    req: cri::ContainerStatsRequest,
+) -> Result<cri::ContainerStatsResponse, CriError> {
+    match cri.inner.engine.clone() {
+        Some(engine) => Ok(cri::ContainerStatsResponse {
+            stats: Some(container_stats_blocking(engine, req.container_id).await?),
+        }),
+        None => Err(CriError::NotFound {
+            what: "container",
+            id: req.container_id,
+        }),
+    }
+}
+
+pub(crate) async fn list_stats(
+    cri: &crate::Cri,
+    req: cri::ListContainerStatsRequest,
+) -> Result<cri::ListContainerStatsResponse, CriError> {
+    // Without an engine there are no containers, so no stats.
+    let stats = match cri.inner.engine.clone() {
+        Some(engine) => tokio::task::spawn_blocking(move || list_stats_of(&engine, req.filter))
+            .await
+            .map_err(|e| CriError::Internal(format!("stats task: {e}")))??,
+        None => Vec::new(),
+    };
+    Ok(cri::ListContainerStatsResponse { stats })
+}
+
+/// CPU, memory and writable-layer usage of one container, read off the runtime.
+pub(crate) async fn container_stats_blocking(
+    engine: Arc<Engine>,
+    id: String,
+) -> Result<cri::ContainerStats, CriError> {
+    tokio::task::spawn_blocking(move || container_stats(&engine, &id))
+        .await
+        .map_err(|e| CriError::Internal(format!("stats task: {e}")))?
+}
+
+/// Everything berth reads from a cgroup (absolute in the hierarchy) for metrics;
+/// `None` when no hierarchy has it.
+pub(crate) async fn cgroup_sample(cgroup: &str) -> Option<CgroupSample> {
+    let cgroup = cgroup.to_string();
+    let read = tokio::task::spawn_blocking(move || sample_at(&cgroup));
+    read.await.ok().flatten()
+}
+
+fn container_stats(engine: &Engine, id: &str) -> Result<cri::ContainerStats, CriError> {
     let record = cri_record(engine, id)?;
     Ok(stats_of(engine, &record))
 }
 
-pub(super) fn list(
+fn list_stats_of(
     engine: &Engine,
     filter: Option<cri::ContainerStatsFilter>,
 ) -> Result<Vec<cri::ContainerStats>, CriError> {

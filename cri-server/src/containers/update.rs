@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use berth_cri_server::CriError;
+use berth_engine::container_spec::host_limits;
+use berth_engine::{self as engine, Engine};
 use k8s_cri::v1 as cri;
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxMemoryBuilder, LinuxResources, Spec};
 
 use super::cri_record;
-use berth_engine as engine;
-use berth_engine::container_spec::host_limits;
-use berth_engine::Engine;
+use crate::CriError;
 
 /// OCI `linux.resources` (memory, cpu, hugepage limits, unified keys) from CRI's.
 fn oci_resources(r: &cri::LinuxContainerResources) -> Result<LinuxResources, CriError> {
@@ -128,7 +127,19 @@ fn with_limit(base: LinuxMemory, limit: i64) -> LinuxMemory {
     b.build().unwrap_or(base)
 }
 
-pub(super) async fn update_resources(
+pub(crate) async fn update_resources(
+    cri: &crate::Cri,
+    req: cri::UpdateContainerResourcesRequest,
+) -> Result<cri::UpdateContainerResourcesResponse, CriError> {
+    let engine = cri.engine("UpdateContainerResources")?;
+    let linux = req.linux.ok_or_else(|| {
+        CriError::InvalidArgument("UpdateContainerResources without linux resources".into())
+    })?;
+    update(&engine, &req.container_id, linux).await?;
+    Ok(cri::UpdateContainerResourcesResponse {})
+}
+
+async fn update(
     engine: &Arc<Engine>,
     id: &str,
     resources: cri::LinuxContainerResources,

@@ -5,18 +5,26 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_cri_server::CriError;
+use berth_engine::{self as engine, Engine};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cri_record;
-use berth_engine as engine;
-use berth_engine::Engine;
+use crate::CriError;
 
 /// How long the shim gets to create the new file.
 const REOPEN_LIMIT: Duration = Duration::from_secs(2);
 
-pub(super) async fn reopen(engine: &Arc<Engine>, id: &str) -> Result<(), CriError> {
+pub(crate) async fn reopen_log(
+    cri: &crate::Cri,
+    req: k8s_cri::v1::ReopenContainerLogRequest,
+) -> Result<k8s_cri::v1::ReopenContainerLogResponse, CriError> {
+    let engine = cri.engine("ReopenContainerLog")?;
+    reopen(&engine, &req.container_id).await?;
+    Ok(k8s_cri::v1::ReopenContainerLogResponse {})
+}
+
+async fn reopen(engine: &Arc<Engine>, id: &str) -> Result<(), CriError> {
     let record = cri_record(engine, id)?;
     if !record.state.status.has_task() {
         return Err(CriError::FailedPrecondition(format!(

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cri_server::CriError;
+use berth_engine::{self as engine, Engine, EngineError};
 use k8s_cri::v1 as cri;
 use oci_spec::runtime::Spec;
 
 use super::{cri_record, read_capped};
-use berth_engine::Engine;
-use berth_engine::{self as engine, EngineError};
+use crate::CriError;
 
 /// Most output kept per stream (kubelet's own cap on exec output is 16 MiB).
 const OUTPUT_LIMIT: u64 = 16 << 20;
@@ -43,7 +42,15 @@ impl Drop for Outputs {
     }
 }
 
-pub(super) async fn exec_sync(
+pub(crate) async fn exec_sync(
+    cri: &crate::Cri,
+    req: cri::ExecSyncRequest,
+) -> Result<cri::ExecSyncResponse, CriError> {
+    let engine = cri.engine("ExecSync")?;
+    run(&engine, req).await
+}
+
+async fn run(
     engine: &Arc<Engine>,
     req: cri::ExecSyncRequest,
 ) -> Result<cri::ExecSyncResponse, CriError> {
