@@ -1,8 +1,8 @@
 //! berthd: configuration, wiring, the Docker Engine API, metrics.
 //!
 //! The configuration file, the one-daemon-per-root lock, the Docker Engine API's
-//! system, image and container endpoints, and the CRI server's container engine
-//! ([`cri`]). Containers, images and the metadata store are berth-engine's
+//! system, image and container endpoints, and the CRI server's settings ([`cri`]).
+//! Containers, images and the metadata store are berth-engine's
 //! ([`berth_engine::Engine`]), opened here and shared with the CRI server.
 
 // `/info` builds one large JSON document with `json!`.

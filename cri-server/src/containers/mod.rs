@@ -3,11 +3,11 @@
 //! A CRI container is an engine container like any other (a record, a snapshot, a
 //! bundle, a berth-shim), with [`CriMeta`] in its record: the pod it belongs to, its
 //! CRI metadata, labels and annotations. Its spec joins the pod's pinned namespaces
-//! and binds the pod's hostname, resolv.conf and hosts files ([`create`]); its log is
+//! and binds the pod's hostname, resolv.conf and hosts files (`create.rs`); its log is
 //! the CRI log path kubelet asked for, written by the shim.
 //!
-//! One file per RPC or small group: [`create`], [`lifecycle`] (start, stop, remove),
-//! [`status`] (status, list), [`exec`], [`logs`] (reopen), [`stats`], [`update`].
+//! One file per RPC or small group: `create.rs`, `lifecycle.rs` (start, stop, remove),
+//! `status.rs` (status, list), `exec.rs`, `logs.rs` (reopen), `stats.rs`, `update.rs`.
 //! Without an engine (a CRI server started without berthd's) the RPCs that need one
 //! answer `Unimplemented` saying so.
 //!
