@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::record::{ContainerRecord, RunState};
 use super::{blocking, image, now_rfc3339, put, EngineError};
+use crate::config::ContainerConfig;
 use crate::container_spec::CreateRequest;
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
@@ -45,11 +46,14 @@ pub async fn create(
             )));
         }
     }
+    let config = request
+        .to_config()
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
     create_parsed(
         engine,
         NewContainer {
             name: name.map(|n| n.trim_start_matches('/').to_string()),
-            request,
+            config,
             body,
             restart_policy: policy,
             auto_remove,
@@ -71,7 +75,7 @@ pub type SpecPatch =
 pub struct NewContainer {
     /// Unique among containers; a readable one is generated when unset.
     pub name: Option<String>,
-    pub request: CreateRequest,
+    pub config: ContainerConfig,
     /// What the record keeps as the request the client sent.
     pub body: Value,
     pub restart_policy: RestartPolicy,
@@ -86,7 +90,7 @@ pub struct NewContainer {
 pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<String, EngineError> {
     let NewContainer {
         name,
-        request,
+        config: request,
         body,
         restart_policy: policy,
         auto_remove,
@@ -96,12 +100,12 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
     } = new;
     let (runtime, _) = engine
         .runtimes
-        .resolve(&request.host_config.runtime)
+        .resolve(&request.runtime)
         .map_err(EngineError::Invalid)?;
     let img = image::find(&engine.images, &request.image)?;
     let config = image::config(&engine.images, &img)?;
     let defaults = image::defaults(&config);
-    let exposed_ports = container_spec::ports::exposed(&request, &defaults)
+    let exposed_ports = container_spec::ports::exposed(&request.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let id = random_id();
     // Held until the record is stored (or the create fails): no other create can take
@@ -160,7 +164,7 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
         .as_ref()
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
-    labels.extend(request.labels.clone().unwrap_or_default());
+    labels.extend(request.labels.clone());
     let record = ContainerRecord {
         id: id.clone(),
         name: claim.name.clone(),
@@ -172,19 +176,21 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
         request: body,
         path: args.first().cloned().unwrap_or_default(),
         args: args.iter().skip(1).cloned().collect(),
-        env: container_spec::config_env(&request, &defaults),
+        env: container_spec::config_env(&request.process, &defaults),
         exposed_ports,
         working_dir: process.cwd().to_string_lossy().into_owned(),
-        user: request.user.clone(),
+        user: request.process.user.clone(),
         labels,
-        tty: request.tty,
+        tty: request.process.tty,
         stop_signal: request
+            .process
             .stop_signal
             .clone()
             .or(defaults.stop_signal.clone())
             .unwrap_or_else(|| "SIGTERM".into()),
         auto_remove,
         restart_policy: policy,
+        bind_sources: Some(container_spec::bind_sources(&request)),
         state: RunState::default(),
         log_path,
         cri,
@@ -204,7 +210,7 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
 fn build_spec(
     engine: &Engine,
     id: &str,
-    request: &CreateRequest,
+    config: &ContainerConfig,
     defaults: &container_spec::ImageDefaults,
     mounts: &[berth_snapshotter::Mount],
     rootfs: &Path,
@@ -220,7 +226,7 @@ fn build_spec(
             .map_err(EngineError::internal("reading berthd's capabilities"))?;
         container_spec::build(&SpecInputs {
             id,
-            request,
+            config,
             image: defaults,
             rootfs,
             cgroups_path: format!("/berth/{id}"),

@@ -55,12 +55,10 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
     let log = engine.log_of(&record);
     let runtime = external_runtime(engine, &record)?;
-    // `-v` sources that do not exist are made at each start, as dockerd makes them
-    // (CRI records keep a CRI config as their request, without Binds).
-    let binds: Vec<String> = match &record.cri {
-        None => serde_json::from_value(record.request["HostConfig"]["Binds"].clone())
-            .unwrap_or_default(),
-        Some(_) => Vec::new(),
+    // Bind sources that do not exist are made at each start, as dockerd makes `-v`'s.
+    let binds = match &record.bind_sources {
+        Some(sources) => sources.clone(),
+        None => legacy_bind_sources(&record),
     };
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
@@ -421,4 +419,20 @@ mod tests {
         let mount = "mounting /data: no such file or directory";
         assert_eq!(exec_failure_code(mount, "sh"), None);
     }
+}
+
+/// The `-v` bind sources of a record written before records kept them: its request is
+/// then a Docker create body (CRI records keep a CRI config, without binds).
+fn legacy_bind_sources(record: &ContainerRecord) -> Vec<String> {
+    if record.cri.is_some() {
+        return Vec::new();
+    }
+    let binds: Vec<String> =
+        serde_json::from_value(record.request["HostConfig"]["Binds"].clone()).unwrap_or_default();
+    binds
+        .iter()
+        .filter_map(|b| b.split(':').next())
+        .filter(|s| s.starts_with('/'))
+        .map(|s| crate::container_spec::clean_path(s))
+        .collect()
 }

@@ -91,6 +91,10 @@ pub struct ContainerRecord {
     pub stop_signal: String,
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,
+    /// Bind sources made at each start when missing (`-v`'s); `None` in records
+    /// written before berth kept them, whose `-v` binds are read from `request`.
+    #[serde(default)]
+    pub bind_sources: Option<Vec<String>>,
     pub state: RunState,
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]

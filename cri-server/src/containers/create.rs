@@ -1,5 +1,5 @@
-//! `CreateContainer`: the CRI config as an engine create request (process merge with
-//! the image, user lookup, capabilities, resources come from the Docker path's spec
+//! `CreateContainer`: the CRI config as berth's container config (process merge with
+//! the image, user lookup, capabilities, resources come from the engine's spec
 //! builder), then the pod's part patched into the spec: the pod's namespaces joined by
 //! path, its hostname/resolv.conf/hosts files bound, CRI mounts, security context
 //! extras, the pod's cgroup parent ([`super::pod_spec`]).
@@ -9,8 +9,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_engine::config::{
+    ContainerConfig, NetworkAttachment, NetworkMode, ProcessConfig, Resources, Seccomp, Security,
+};
 use berth_engine::container_spec::host_limits::{self, HostCgroups, LimitError};
-use berth_engine::container_spec::{seccomp_profile, CreateRequest, HostConfig};
+use berth_engine::container_spec::seccomp_profile;
 use berth_engine::restart_policy::RestartPolicy;
 use berth_engine::store::Kind;
 use berth_engine::{self as engine, CriMeta, Engine, NewContainer};
@@ -87,10 +90,10 @@ async fn create_container(
 
     // Everything refusable (a Localhost seccomp profile, resources this host cannot
     // apply) is checked before anything is made.
-    let mut request = engine_request(&config, &image)?;
+    let mut request = engine_config(&config, &image)?;
     // The pod's RuntimeClass handler runs every container of the pod.
-    request.host_config.runtime = sandbox.runtime_handler.clone();
-    check_host_limits(&request.host_config)?;
+    request.runtime = sandbox.runtime_handler.clone();
+    check_host_limits(&request.resources)?;
     let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
     if let Some(dir) = log_path.as_deref().and_then(Path::parent) {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -101,7 +104,7 @@ async fn create_container(
     // container shares with its pod (there is no pause container to hold them).
     if let Some(sysctls) = sandbox.config.linux.as_ref().map(|l| &l.sysctls) {
         if !sysctls.is_empty() {
-            request.host_config.sysctls = Some(
+            request.security.sysctls = Some(
                 sysctls
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -140,7 +143,7 @@ async fn create_container(
         engine,
         NewContainer {
             name: Some(name),
-            request,
+            config: request,
             body,
             restart_policy: RestartPolicy::default(),
             auto_remove: false,
@@ -197,21 +200,21 @@ fn target_pid_ns(
     Ok(PathBuf::from(format!("/proc/{}/ns/pid", record.state.pid)))
 }
 
-/// The CRI seccomp choice as a `--security-opt`: RuntimeDefault is berth's default
-/// profile; unset or Unconfined means none, as kubelet expects without SeccompDefault;
-/// a Localhost profile is read from the node here (see [`localhost_profile`]) and
-/// passed on as its contents, the way the docker CLI passes `seccomp=FILE`.
+/// The CRI seccomp choice: RuntimeDefault is berth's default profile; unset or
+/// Unconfined means none, as kubelet expects without SeccompDefault; a Localhost
+/// profile is read from the node here (see [`localhost_profile`]) and passed on as its
+/// contents.
 #[allow(deprecated)] // seccomp_profile_path: older kubelets still send it
-fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Result<Option<String>, CriError> {
+fn seccomp(sc: &cri::LinuxContainerSecurityContext) -> Result<Seccomp, CriError> {
     let localhost = match &sc.seccomp {
         Some(p) => match cri::security_profile::ProfileType::try_from(p.profile_type) {
-            Ok(cri::security_profile::ProfileType::RuntimeDefault) => return Ok(None),
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => return Ok(Seccomp::Default),
             Ok(cri::security_profile::ProfileType::Localhost) => p.localhost_ref.as_str(),
-            _ => return Ok(Some("seccomp=unconfined".into())),
+            _ => return Ok(Seccomp::Unconfined),
         },
         None => match sc.seccomp_profile_path.as_str() {
-            "runtime/default" | "docker/default" => return Ok(None),
-            "" | "unconfined" => return Ok(Some("seccomp=unconfined".into())),
+            "runtime/default" | "docker/default" => return Ok(Seccomp::Default),
+            "" | "unconfined" => return Ok(Seccomp::Unconfined),
             path => match path.strip_prefix("localhost/") {
                 Some(file) => file,
                 // A file needs the `localhost/` prefix; anything else is a typo or a
@@ -224,8 +227,7 @@ fn seccomp_opt(sc: &cri::LinuxContainerSecurityContext) -> Result<Option<String>
             },
         },
     };
-    let json = localhost_profile(Path::new(localhost))?;
-    Ok(Some(format!("seccomp={json}")))
+    Ok(Seccomp::Profile(localhost_profile(Path::new(localhost))?))
 }
 
 /// A `Localhost` seccomp profile: a file on the node in Docker's seccomp JSON format,
@@ -269,7 +271,7 @@ fn localhost_profile(path: &Path) -> Result<String, CriError> {
 }
 
 /// The parts of the CRI config the engine's spec builder understands, in its terms.
-fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRequest, CriError> {
+fn engine_config(config: &cri::ContainerConfig, image: &str) -> Result<ContainerConfig, CriError> {
     let linux = config.linux.clone().unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let res = linux.resources.unwrap_or_default();
@@ -287,28 +289,33 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
         (None, name) if !name.is_empty() => with_group(name.to_string(), group),
         _ => String::new(),
     };
-    let security_opt = Some(seccomp_opt(&sc)?.into_iter().collect());
+    let seccomp = seccomp(&sc)?;
     let (hugepage_limits, unified) = cri_host_limits(&res);
-    Ok(CreateRequest {
-        user,
-        tty: config.tty,
-        open_stdin: config.stdin,
-        env: Some(
-            config
+    Ok(ContainerConfig {
+        image: image.to_string(),
+        process: ProcessConfig {
+            user,
+            tty: config.tty,
+            open_stdin: config.stdin,
+            env: config
                 .envs
                 .iter()
                 .map(|kv| format!("{}={}", kv.key, kv.value))
                 .collect(),
-        ),
-        // CRI's command replaces the image's entrypoint (and then its cmd), args its cmd.
-        cmd: (!config.args.is_empty()).then(|| config.args.clone()),
-        entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
-        image: image.to_string(),
-        working_dir: config.working_dir.clone(),
-        labels: Some(config.labels.clone().into_iter().collect()),
-        host_config: HostConfig {
-            // The namespaces are replaced by the pod's in the patch.
-            network_mode: "none".into(),
+            // CRI's command replaces the image's entrypoint (and then its cmd), args its
+            // cmd.
+            cmd: (!config.args.is_empty()).then(|| config.args.clone()),
+            entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
+            working_dir: config.working_dir.clone(),
+            stop_signal: None,
+        },
+        labels: config.labels.clone().into_iter().collect(),
+        // The namespaces are replaced by the pod's in the patch.
+        network: NetworkAttachment {
+            mode: NetworkMode::None,
+            ..Default::default()
+        },
+        resources: Resources {
             memory: res.memory_limit_in_bytes.max(0),
             memory_swap: if res.memory_swap_limit_in_bytes > 0 {
                 res.memory_swap_limit_in_bytes
@@ -320,14 +327,17 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
             cpu_quota: res.cpu_quota.max(0),
             cpuset_cpus: res.cpuset_cpus.clone(),
             cpuset_mems: res.cpuset_mems.clone(),
-            privileged: sc.privileged,
-            cap_add: Some(caps.add_capabilities.clone()),
-            cap_drop: Some(caps.drop_capabilities.clone()),
-            readonly_rootfs: sc.readonly_rootfs,
-            oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
-            security_opt,
             hugepage_limits,
             unified,
+            ..Default::default()
+        },
+        security: Security {
+            privileged: sc.privileged,
+            cap_add: caps.add_capabilities.clone(),
+            cap_drop: caps.drop_capabilities.clone(),
+            readonly_rootfs: sc.readonly_rootfs,
+            oom_score_adj: clamp_oom_score_adj(res.oom_score_adj),
+            seccomp,
             ..Default::default()
         },
         ..Default::default()
@@ -336,7 +346,7 @@ fn engine_request(config: &cri::ContainerConfig, image: &str) -> Result<CreateRe
 
 /// Refuses hugepage limits and unified keys this host cannot apply (the runtime would
 /// refuse them only at start, after the container was made).
-pub(super) fn check_host_limits(hc: &HostConfig) -> Result<(), CriError> {
+pub(super) fn check_host_limits(hc: &Resources) -> Result<(), CriError> {
     if hc.hugepage_limits.is_empty() && hc.unified.is_empty() {
         return Ok(());
     }
@@ -445,19 +455,16 @@ mod tests {
             }),
             ..Default::default()
         };
-        let r = engine_request(&config, "busybox")?;
-        assert_eq!(r.entrypoint, Some(vec!["sh".into(), "-c".into()]));
-        assert_eq!(r.cmd, Some(vec!["echo hi".into()]));
-        assert_eq!(r.env, Some(vec!["A=b=c".into()]));
-        assert_eq!(r.user, "33:100");
-        assert_eq!(r.host_config.memory, 64 << 20);
-        assert_eq!(r.host_config.cpu_shares, 512);
+        let r = engine_config(&config, "busybox")?;
+        assert_eq!(r.process.entrypoint, Some(vec!["sh".into(), "-c".into()]));
+        assert_eq!(r.process.cmd, Some(vec!["echo hi".into()]));
+        assert_eq!(r.process.env, vec!["A=b=c".to_string()]);
+        assert_eq!(r.process.user, "33:100");
+        assert_eq!(r.resources.memory, 64 << 20);
+        assert_eq!(r.resources.cpu_shares, 512);
+        assert_eq!(r.resources.hugepage_limits, [("2MB".to_string(), 4 << 20)]);
         assert_eq!(
-            r.host_config.hugepage_limits,
-            [("2MB".to_string(), 4 << 20)]
-        );
-        assert_eq!(
-            r.host_config.unified,
+            r.resources.unified,
             BTreeMap::from([("memory.high".to_string(), "50M".to_string())])
         );
         Ok(())
@@ -476,10 +483,10 @@ mod tests {
 
     #[test]
     #[allow(deprecated)]
-    fn seccomp_choices_map_to_security_opts() -> Result<(), Box<dyn std::error::Error>> {
+    fn seccomp_choices_map_to_the_engines() -> Result<(), Box<dyn std::error::Error>> {
         use cri::security_profile::ProfileType;
         let with = |p: Option<(ProfileType, &str)>, path: &str| {
-            seccomp_opt(&cri::LinuxContainerSecurityContext {
+            seccomp(&cri::LinuxContainerSecurityContext {
                 seccomp: p.map(|(t, r)| cri::SecurityProfile {
                     profile_type: t as i32,
                     localhost_ref: r.into(),
@@ -488,20 +495,23 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(with(Some((ProfileType::RuntimeDefault, "")), "")?, None);
+        assert_eq!(
+            with(Some((ProfileType::RuntimeDefault, "")), "")?,
+            Seccomp::Default
+        );
         assert_eq!(
             with(Some((ProfileType::Unconfined, "")), "")?,
-            Some("seccomp=unconfined".into())
+            Seccomp::Unconfined
         );
-        assert_eq!(with(None, "")?, Some("seccomp=unconfined".into()));
-        assert_eq!(with(None, "runtime/default")?, None);
+        assert_eq!(with(None, "")?, Seccomp::Unconfined);
+        assert_eq!(with(None, "runtime/default")?, Seccomp::Default);
 
         let dir = tempfile::tempdir()?;
         let good = dir.path().join("good.json");
         let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#;
         std::fs::write(&good, profile)?;
         let good = good.display().to_string();
-        let expected = Some(format!("seccomp={profile}"));
+        let expected = Seccomp::Profile(profile.to_string());
         assert_eq!(with(Some((ProfileType::Localhost, &good)), "")?, expected);
         assert_eq!(with(None, &format!("localhost/{good}"))?, expected);
 
@@ -532,7 +542,7 @@ mod tests {
             err.contains("unknown seccomp profile") && err.contains(&good),
             "{err}"
         );
-        assert_eq!(with(None, "unconfined")?, Some("seccomp=unconfined".into()));
+        assert_eq!(with(None, "unconfined")?, Seccomp::Unconfined);
         Ok(())
     }
 
@@ -551,7 +561,7 @@ mod tests {
                 }),
                 ..Default::default()
             };
-            engine_request(&config, "busybox").map(|r| r.user)
+            engine_config(&config, "busybox").map(|r| r.process.user)
         };
         let err = with(None, "")
             .err()

@@ -148,7 +148,7 @@ async fn update(
     // Refused before the shim is asked, so the running cgroup and config.json stay
     // as they were.
     let (hugepage_limits, unified) = super::create::cri_host_limits(&resources);
-    super::create::check_host_limits(&berth_engine::container_spec::HostConfig {
+    super::create::check_host_limits(&berth_engine::config::Resources {
         hugepage_limits,
         unified,
         ..Default::default()

@@ -112,19 +112,19 @@ pub fn mounts(shm_size: i64, privileged: bool) -> Vec<Mount> {
 
 /// The default mounts, `/dev/shm` sized by `ShmSize`.
 pub(super) fn with_default_mounts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let hc = c.host_config();
-    let shm = if hc.shm_size > 0 {
-        hc.shm_size
+    let config = c.config();
+    let shm = if config.resources.shm_size > 0 {
+        config.resources.shm_size
     } else {
         DEFAULT_SHM_SIZE
     };
-    spec.set_mounts(Some(mounts(shm, hc.privileged)));
+    spec.set_mounts(Some(mounts(shm, config.security.privileged)));
     Ok(())
 }
 
 /// Docker's masked and read-only paths; none for privileged containers.
 pub(super) fn with_masked_paths(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let privileged = c.host_config().privileged;
+    let privileged = c.config().security.privileged;
     let paths = |p: &[&str]| -> Vec<String> {
         if privileged {
             Vec::new()

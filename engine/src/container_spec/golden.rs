@@ -167,25 +167,36 @@ fn cases() -> Vec<(&'static str, Value, Value)> {
     ]
 }
 
-/// A case with the host-only parts of the request (hugepages, unified keys: CRI's,
+/// A case with the host-only parts of the config (hugepages, unified keys: CRI's,
 /// not in a Docker body).
-fn cri_limits_case() -> CreateRequest {
-    let mut request: CreateRequest =
-        serde_json::from_value(json!({"Cmd": ["x"]})).unwrap_or_default();
-    request.host_config.hugepage_limits = vec![("2MB".into(), 4 << 20), ("1GB".into(), 0)];
-    request.host_config.unified = [
+fn cri_limits_case() -> ContainerConfig {
+    let mut config = translated("cri_hugepages_unified", json!({"Cmd": ["x"]}));
+    config.resources.hugepage_limits = vec![("2MB".into(), 4 << 20), ("1GB".into(), 0)];
+    config.resources.unified = [
         ("memory.high".to_string(), "50M".to_string()),
         ("pids.max".to_string(), "10".to_string()),
     ]
     .into();
-    request
+    config
 }
 
-/// The JSON `build` writes for `request`, with what differs between hosts replaced.
-fn built(request: &CreateRequest, image: &ImageDefaults, root: &Path) -> Value {
+/// The container config for a Docker create body.
+fn translated(name: &str, body: Value) -> ContainerConfig {
+    let request: CreateRequest = match serde_json::from_value(body) {
+        Ok(r) => r,
+        Err(e) => panic!("{name}: {e}"),
+    };
+    match request.to_config() {
+        Ok(c) => c,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// The JSON `build` writes for `config`, with what differs between hosts replaced.
+fn built(config: &ContainerConfig, image: &ImageDefaults, root: &Path) -> Value {
     let spec = build(&SpecInputs {
         id: "0123456789abcdef0123",
-        request,
+        config,
         image,
         rootfs: root,
         cgroups_path: "/berth/0123456789abcdef0123".into(),
@@ -243,15 +254,12 @@ fn all_built() -> BTreeMap<String, Value> {
     let root = rootfs();
     let mut out = BTreeMap::new();
     for (name, body, image) in cases() {
-        let request: CreateRequest = match serde_json::from_value(body) {
-            Ok(r) => r,
-            Err(e) => panic!("{name}: {e}"),
-        };
+        let config = translated(name, body);
         let image: ImageDefaults = match serde_json::from_value(image) {
             Ok(i) => i,
             Err(e) => panic!("{name}: {e}"),
         };
-        out.insert(name.to_string(), built(&request, &image, root.path()));
+        out.insert(name.to_string(), built(&config, &image, root.path()));
     }
     out.insert(
         "cri_hugepages_unified".into(),

@@ -1,10 +1,11 @@
-//! A container's OCI runtime spec from a Docker create request and its image's
+//! A container's OCI runtime spec from berth's container config and its image's
 //! config, built the way Docker builds it: process merge, user lookup in the image,
 //! default mounts, capabilities, masked paths, device rules and resource limits.
 
 pub mod blkio;
 mod caps;
 mod defaults;
+pub mod docker;
 pub mod host_limits;
 mod mounts;
 pub mod ports;
@@ -20,9 +21,12 @@ use std::path::Path;
 use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
 
 pub use caps::bounding_set;
-pub use mounts::{create_bind_sources, oci_mount};
+pub use docker::{CreateRequest, HostConfig};
+pub use mounts::{bind_sources, clean_path, create_bind_sources, oci_mount, user_mount};
 pub use process::config_env;
-pub use request::{CreateRequest, HostConfig, ImageDefaults};
+pub use request::ImageDefaults;
+
+use crate::config::{ContainerConfig, NetworkMode};
 pub use user::{resolve as resolve_user, ExecUser};
 
 /// Why a container's spec cannot be built; each names what to fix.
@@ -63,7 +67,7 @@ pub enum SpecError {
 /// What the daemon knows about the container besides the request.
 pub struct SpecInputs<'a> {
     pub id: &'a str,
-    pub request: &'a CreateRequest,
+    pub config: &'a ContainerConfig,
     pub image: &'a ImageDefaults,
     /// The mounted root filesystem (users are looked up in it).
     pub rootfs: &'a Path,
@@ -86,31 +90,31 @@ pub struct Container<'a> {
 
 impl<'a> Container<'a> {
     fn resolve(inputs: &'a SpecInputs<'a>) -> Result<Container<'a>, SpecError> {
-        let req = inputs.request;
-        let hc = &req.host_config;
-        let hostname = if req.hostname.is_empty() && hc.network_mode == "host" {
+        let config = inputs.config;
+        let hostname = if config.hostname.is_empty() && config.network.mode == NetworkMode::Host {
             // Docker's choice: a container on the host's network is named as the host.
             nix::unistd::gethostname()
                 .map_err(|e| SpecError::Hostname(format!("reading the host's hostname: {e}")))?
                 .to_string_lossy()
                 .into_owned()
-        } else if req.hostname.is_empty() {
+        } else if config.hostname.is_empty() {
             inputs.id.chars().take(12).collect()
         } else {
-            req.hostname.clone()
+            config.hostname.clone()
         };
-        let args = process::args(req, inputs.image)?;
-        let cwd = process::cwd(req, inputs.image)?;
-        let user_spec = if req.user.is_empty() {
+        let args = process::args(&config.process, inputs.image)?;
+        let cwd = process::cwd(&config.process, inputs.image)?;
+        let user_spec = if config.process.user.is_empty() {
             &inputs.image.user
         } else {
-            &req.user
+            &config.process.user
         };
         let user = user::resolve(inputs.rootfs, user_spec)?;
+        let security = &config.security;
         let caps = caps::container_caps(
-            hc.privileged,
-            hc.cap_add.as_deref().unwrap_or_default(),
-            hc.cap_drop.as_deref().unwrap_or_default(),
+            security.privileged,
+            &security.cap_add,
+            &security.cap_drop,
             inputs.held_caps,
         )?;
         Ok(Container {
@@ -123,12 +127,8 @@ impl<'a> Container<'a> {
         })
     }
 
-    pub fn request(&self) -> &CreateRequest {
-        self.inputs.request
-    }
-
-    pub fn host_config(&self) -> &HostConfig {
-        &self.inputs.request.host_config
+    pub fn config(&self) -> &ContainerConfig {
+        self.inputs.config
     }
 }
 
@@ -217,10 +217,10 @@ pub(crate) fn linux_mut(spec: &mut Spec) -> &mut Linux {
 fn with_root_and_hostname(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
     let mut root = Root::default();
     root.set_path(c.inputs.rootfs.to_path_buf());
-    root.set_readonly(Some(c.host_config().readonly_rootfs));
+    root.set_readonly(Some(c.config().security.readonly_rootfs));
     spec.set_root(Some(root));
     spec.set_hostname(Some(c.hostname.clone()));
-    spec.set_domainname(Some(c.request().domainname.clone()));
+    spec.set_domainname(Some(c.config().domainname.clone()));
     Ok(())
 }
 
@@ -234,34 +234,28 @@ fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
 /// network; a cgroup one on cgroup v2 hosts. Published ports are refused until
 /// container networks land.
 fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let hc = c.host_config();
+    let network = &c.config().network;
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid),
         namespace(LinuxNamespaceType::Ipc),
         namespace(LinuxNamespaceType::Uts),
         namespace(LinuxNamespaceType::Mount),
     ];
-    match hc.network_mode.as_str() {
-        "host" => {}
-        // Until user-defined networks land, bridge and default get a private network
+    if network.mode != NetworkMode::Host {
+        // Until user-defined networks land, the default network is a private network
         // namespace with loopback only, like `--network none`.
-        "" | "default" | "bridge" | "none" => {
-            namespaces.push(namespace(LinuxNamespaceType::Network))
-        }
-        other => return Err(SpecError::NetworkMode(other.to_string())),
-    }
-    if hc.network_mode != "host" {
-        let published: Vec<&str> = hc
-            .port_bindings
+        namespaces.push(namespace(LinuxNamespaceType::Network));
+        let mut published: Vec<&str> = network
+            .published_ports
             .iter()
-            .flatten()
-            .filter(|(_, bindings)| bindings.as_ref().is_some_and(|b| !b.is_empty()))
-            .map(|(port, _)| port.as_str())
+            .map(|p| p.container_port.as_str())
             .collect();
+        // One entry per port, however many host bindings it has.
+        published.dedup();
         if !published.is_empty() {
             return Err(SpecError::Ports(published.join(", ")));
         }
-        if hc.publish_all_ports {
+        if network.publish_all {
             return Err(SpecError::Ports("-P".into()));
         }
     }
@@ -278,7 +272,7 @@ fn with_cgroups_path(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError
 }
 
 fn with_sysctls(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    if let Some(sysctls) = &c.host_config().sysctls {
+    if let Some(sysctls) = &c.config().security.sysctls {
         linux_mut(spec).set_sysctl(Some(sysctls.clone().into_iter().collect()));
     }
     Ok(())

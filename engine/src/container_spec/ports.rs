@@ -1,9 +1,9 @@
-//! `ExposedPorts`: the ports a container says it listens on, from its image's
-//! `EXPOSE` and the request's `--expose`, merged as Docker merges them.
+//! Exposed ports: the ports a container says it listens on, from its image's `EXPOSE`
+//! and the config's (`--expose`), merged as Docker merges them.
 
 use std::collections::BTreeMap;
 
-use super::request::{CreateRequest, ImageDefaults};
+use super::request::ImageDefaults;
 use super::SpecError;
 
 /// The protocols a port may name.
@@ -22,16 +22,15 @@ pub fn parse(key: &str) -> Option<(u16, &str)> {
 /// The container's `ExposedPorts` keys: the request's, then the image's the request
 /// does not have (Docker's merge), in port order. A request key that is not
 /// `port[/tcp|udp|sctp]` is refused; the image's are kept as the image has them.
-pub fn exposed(req: &CreateRequest, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
-    let requested = req.exposed_ports.clone().unwrap_or_default();
-    for key in requested.keys() {
+pub fn exposed(requested: &[String], image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+    for key in requested {
         if parse(key).is_none() {
             return Err(SpecError::ExposedPort(key.clone()));
         }
     }
     let mut all: BTreeMap<(u16, String), String> = BTreeMap::new();
     for key in requested
-        .keys()
+        .iter()
         .chain(image.exposed_ports.iter().flat_map(|p| p.keys()))
     {
         let sort = parse(key).map_or((0, key.clone()), |(p, proto)| (p, proto.to_string()));
@@ -48,6 +47,10 @@ mod tests {
 
     fn ports(keys: &[&str]) -> Option<BTreeMap<String, serde_json::Value>> {
         Some(keys.iter().map(|k| (k.to_string(), json!({}))).collect())
+    }
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
     }
 
     #[test]
@@ -75,23 +78,14 @@ mod tests {
             exposed_ports: ports(&["80/tcp", "53/udp"]),
             ..Default::default()
         };
-        let req = CreateRequest {
-            exposed_ports: ports(&["9000/tcp", "80/tcp"]),
-            ..Default::default()
-        };
         assert_eq!(
-            exposed(&req, &image).ok(),
+            exposed(&keys(&["9000/tcp", "80/tcp"]), &image).ok(),
             Some(vec!["53/udp".into(), "80/tcp".into(), "9000/tcp".into()])
         );
-        assert_eq!(
-            exposed(&CreateRequest::default(), &ImageDefaults::default()).ok(),
-            Some(vec![])
-        );
-        let bad = CreateRequest {
-            exposed_ports: ports(&["80-81/tcp"]),
-            ..Default::default()
-        };
-        let err = exposed(&bad, &image).err().map(|e| e.to_string());
+        assert_eq!(exposed(&[], &ImageDefaults::default()).ok(), Some(vec![]));
+        let err = exposed(&keys(&["80-81/tcp"]), &image)
+            .err()
+            .map(|e| e.to_string());
         assert!(
             err.as_deref().is_some_and(|e| e.contains("\"80-81/tcp\"")),
             "{err:?}"

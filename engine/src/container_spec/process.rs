@@ -3,13 +3,14 @@
 
 use oci_spec::runtime::{Spec, User};
 
-use super::request::{CreateRequest, ImageDefaults};
+use super::request::ImageDefaults;
 use super::{process_mut, Container, SpecError};
+use crate::config::ProcessConfig;
 
 /// `process`: arguments, environment (with `HOSTNAME`, `TERM` and the user's `HOME`),
 /// working directory, terminal, user and `OomScoreAdj`.
 pub(super) fn with_process(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let req = c.request();
+    let req = &c.config().process;
     let mut env = env(&config_env(req, c.inputs.image), &c.hostname, req.tty);
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", c.user.home));
@@ -18,7 +19,7 @@ pub(super) fn with_process(spec: &mut Spec, c: &Container<'_>) -> Result<(), Spe
     user.set_uid(c.user.uid);
     user.set_gid(c.user.gid);
     user.set_additional_gids(Some(c.user.additional_gids.clone()));
-    let oom_score_adj = match c.host_config().oom_score_adj {
+    let oom_score_adj = match c.config().security.oom_score_adj {
         0 => None,
         adj => Some(
             i32::try_from(adj)
@@ -40,7 +41,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// `Entrypoint` + `Cmd`: a request's entrypoint replaces the image's and drops the
 /// image's `Cmd`; `--entrypoint ""` clears the entrypoint.
-pub fn args(req: &CreateRequest, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+pub fn args(req: &ProcessConfig, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
     let (entrypoint, cmd) = match &req.entrypoint {
         Some(entrypoint) => {
             let entrypoint: Vec<String> = entrypoint
@@ -74,8 +75,8 @@ fn env_key(entry: &str) -> &str {
 /// The container's `Config.Env`, merged as Docker merges a request with its image: the
 /// request's entries as sent, then each image entry whose key the request does not
 /// name. A bare `KEY` (an unset `-e KEY`) names the key too, so it hides the image's.
-pub fn config_env(req: &CreateRequest, image: &ImageDefaults) -> Vec<String> {
-    let requested = req.env.clone().unwrap_or_default();
+pub fn config_env(req: &ProcessConfig, image: &ImageDefaults) -> Vec<String> {
+    let requested = req.env.clone();
     if requested.is_empty() {
         return image.env.clone().unwrap_or_default();
     }
@@ -122,7 +123,7 @@ pub fn env(config_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
 }
 
 /// The request's working dir, else the image's, else `/`; it must be absolute.
-pub fn cwd(req: &CreateRequest, image: &ImageDefaults) -> Result<String, SpecError> {
+pub fn cwd(req: &ProcessConfig, image: &ImageDefaults) -> Result<String, SpecError> {
     let cwd = [&req.working_dir, &image.working_dir]
         .into_iter()
         .find(|d| !d.is_empty())
@@ -149,7 +150,7 @@ mod tests {
             cmd: strings(&["default"]),
             ..Default::default()
         };
-        let req = |entrypoint, cmd| CreateRequest {
+        let req = |entrypoint, cmd| ProcessConfig {
             entrypoint,
             cmd,
             ..Default::default()
@@ -182,8 +183,8 @@ mod tests {
             env: strings(&["PATH=/img", "A=1", "B=2", "C=3"]),
             ..Default::default()
         };
-        let req = |env: &[&str]| CreateRequest {
-            env: strings(env),
+        let req = |env: &[&str]| ProcessConfig {
+            env: strings(env).unwrap_or_default(),
             ..Default::default()
         };
         assert_eq!(
@@ -191,14 +192,14 @@ mod tests {
             strings(&["B=3", "C", "D=4", "PATH=/img", "A=1"])
         );
         assert_eq!(Some(config_env(&req(&[]), &image)), image.env);
-        assert!(config_env(&CreateRequest::default(), &ImageDefaults::default()).is_empty());
+        assert!(config_env(&ProcessConfig::default(), &ImageDefaults::default()).is_empty());
     }
 
     #[test]
     fn process_env_starts_from_dockers_defaults() {
         let config = config_env(
-            &CreateRequest {
-                env: strings(&["B=3", "C", "D=4"]),
+            &ProcessConfig {
+                env: strings(&["B=3", "C", "D=4"]).unwrap_or_default(),
                 ..Default::default()
             },
             &ImageDefaults {
@@ -228,16 +229,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            cwd(&CreateRequest::default(), &image).ok().as_deref(),
+            cwd(&ProcessConfig::default(), &image).ok().as_deref(),
             Some("/srv")
         );
         assert_eq!(
-            cwd(&CreateRequest::default(), &ImageDefaults::default())
+            cwd(&ProcessConfig::default(), &ImageDefaults::default())
                 .ok()
                 .as_deref(),
             Some("/")
         );
-        let req = CreateRequest {
+        let req = ProcessConfig {
             working_dir: "rel".into(),
             ..Default::default()
         };

@@ -4,22 +4,25 @@ use oci_spec::runtime::{
     LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxMemoryBuilder, LinuxPids, LinuxResources, Spec,
 };
 
-use super::request::HostConfig;
 use super::{blkio, defaults, host_limits, linux_mut, Container, SpecError};
+use crate::config::Resources;
 
 /// The CFS period Docker uses to express `--cpus`.
 const CPU_PERIOD: i64 = 100_000;
 
 /// `linux.resources`: device rules, memory, CPU, pids, block I/O, hugepages, unified.
 pub(super) fn with_resources(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let hc = c.host_config();
-    let resources = resources(hc, defaults::device_rules(hc.privileged))?;
+    let config = c.config();
+    let resources = resources(
+        &config.resources,
+        defaults::device_rules(config.security.privileged),
+    )?;
     linux_mut(spec).set_resources(Some(resources));
     Ok(())
 }
 
 pub fn resources(
-    hc: &HostConfig,
+    hc: &Resources,
     devices: Vec<LinuxDeviceCgroup>,
 ) -> Result<LinuxResources, SpecError> {
     let mut memory = LinuxMemoryBuilder::default();

@@ -9,7 +9,7 @@
 //! `clone` with namespace flags are refused without CAP_SYS_ADMIN, and `clone3`
 //! answers ENOSYS there, which makes libc fall back to `clone`.
 //!
-//! Privileged containers and `--security-opt seccomp=unconfined` get no filter.
+//! Privileged containers and `Seccomp::Unconfined` get no filter.
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
@@ -17,6 +17,7 @@ use oci_spec::runtime::{
 };
 
 use super::{linux_mut, process_mut, seccomp_profile, Container, SpecError};
+use crate::config::Seccomp;
 
 /// Refused whatever the container's capabilities: interfaces that are not namespaced
 /// (the kernel keyring, kernel modules' symbol table, obsolete calls) or that break
@@ -168,72 +169,12 @@ pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp, SpecError> {
     Ok(seccomp)
 }
 
-/// Which seccomp filter `--security-opt` asks for.
-enum Seccomp {
-    /// berth's own profile ([`default_profile`]).
-    Default,
-    Unconfined,
-    /// A profile in Docker's JSON format: the docker CLI (and `berth`) read the file
-    /// named by `--security-opt seccomp=FILE` and send its contents.
-    Profile(String),
-}
-
-/// What `--security-opt` asks for.
-struct SecurityOpts {
-    seccomp: Seccomp,
-    no_new_privileges: bool,
-}
-
-fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
-    let mut out = SecurityOpts {
-        seccomp: Seccomp::Default,
-        no_new_privileges: false,
-    };
-    for opt in opts {
-        let (key, value) = opt
-            .split_once('=')
-            .or_else(|| opt.split_once(':'))
-            .unwrap_or((opt.as_str(), ""));
-        match (key, value) {
-            ("seccomp", "unconfined") => out.seccomp = Seccomp::Unconfined,
-            ("seccomp", "builtin") => out.seccomp = Seccomp::Default,
-            ("seccomp", json) if json.trim_start().starts_with('{') => {
-                seccomp_profile::check(json.as_bytes()).map_err(|e| {
-                    SpecError::SecurityOpt(
-                        "seccomp=<profile>".into(),
-                        format!("the seccomp profile is invalid: {e}"),
-                    )
-                })?;
-                out.seccomp = Seccomp::Profile(json.to_string());
-            }
-            ("seccomp", _) => {
-                return Err(SpecError::SecurityOpt(
-                    opt.clone(),
-                    "seccomp= takes unconfined, builtin or a profile's JSON contents (the docker and berth CLIs read --security-opt seccomp=FILE and send the contents)".into(),
-                ))
-            }
-            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
-            ("no-new-privileges", "false") => out.no_new_privileges = false,
-            // This host has neither AppArmor nor SELinux: nothing to switch off.
-            ("apparmor", "unconfined") | ("label", "disable") => {}
-            _ => {
-                return Err(SpecError::SecurityOpt(
-                    opt.clone(),
-                    "berth knows seccomp=unconfined|builtin|<profile JSON>, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
-                ))
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// `--security-opt`: `no-new-privileges` and the seccomp filter (none for privileged
-/// containers, as with Docker).
+/// `no_new_privileges` and the seccomp filter (none for privileged containers, as with
+/// Docker).
 pub(super) fn with_security_opts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
-    let hc = c.host_config();
-    let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
+    let security = &c.config().security;
     process_mut(spec).set_no_new_privileges(Some(security.no_new_privileges));
-    if hc.privileged {
+    if security.privileged {
         return Ok(());
     }
     let seccomp = match &security.seccomp {

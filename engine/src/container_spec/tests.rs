@@ -47,11 +47,12 @@ fn build_from(
 ) -> Result<serde_json::Value, SpecError> {
     let request: CreateRequest =
         serde_json::from_value(body).map_err(|e| SpecError::User(e.to_string()))?;
+    let config = request.to_config()?;
     let image: ImageDefaults =
         serde_json::from_value(image).map_err(|e| SpecError::User(e.to_string()))?;
     let spec = build(&SpecInputs {
         id: "0123456789abcdef0123",
-        request: &request,
+        config: &config,
         image: &image,
         rootfs,
         cgroups_path: "/berth/0123456789abcdef0123".into(),
@@ -350,12 +351,18 @@ fn a_seccomp_profile_sent_as_security_opt_becomes_the_filter(
 #[test]
 fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std::error::Error>> {
     let root = rootfs();
-    let mut request: CreateRequest = serde_json::from_value(json!({"Cmd": ["x"]}))?;
-    request.host_config.hugepage_limits = vec![("2MB".into(), 4 << 20), ("1GB".into(), 0)];
-    request.host_config.unified = [("memory.high".to_string(), "50M".to_string())].into();
+    let mut config = ContainerConfig {
+        process: crate::config::ProcessConfig {
+            cmd: Some(vec!["x".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    config.resources.hugepage_limits = vec![("2MB".into(), 4 << 20), ("1GB".into(), 0)];
+    config.resources.unified = [("memory.high".to_string(), "50M".to_string())].into();
     let spec = build(&SpecInputs {
         id: "0123456789abcdef0123",
-        request: &request,
+        config: &config,
         image: &ImageDefaults::default(),
         rootfs: root.path(),
         cgroups_path: "/berth/0123456789abcdef0123".into(),

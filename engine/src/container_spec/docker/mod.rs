@@ -1,0 +1,225 @@
+//! Docker's `POST /containers/create` body and its one translation into berth's
+//! container config ([`CreateRequest::to_config`]): binds, tmpfs and `--mount` specs,
+//! `--security-opt` strings, the network mode and ports parsed and checked as Docker
+//! checks them. Unknown fields are ignored, as Docker ignores them.
+
+pub mod mounts;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{
+    ContainerConfig, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort, Resources,
+    Seccomp, Security,
+};
+use crate::container_spec::{seccomp_profile, SpecError};
+
+/// `POST /containers/create`'s body (container config plus `HostConfig`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub image: String,
+    pub working_dir: String,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: Option<String>,
+    /// `--expose`: `{"80/tcp": {}}`.
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    pub host_config: HostConfig,
+}
+
+/// `HostConfig`: what the host gives the container.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    /// `-v host:container[:mode]`.
+    pub binds: Option<Vec<String>>,
+    /// `--mount`.
+    pub mounts: Option<Vec<mounts::MountSpec>>,
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    pub network_mode: String,
+    /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
+    #[serde(rename = "PublishAllPorts")]
+    pub publish_all_ports: bool,
+    pub memory: i64,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: Option<i64>,
+    /// `--blkio-weight`: 10..1000, 0 unset (see `blkio`).
+    pub blkio_weight: u16,
+    pub privileged: bool,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub readonly_rootfs: bool,
+    pub shm_size: i64,
+    pub oom_score_adj: i64,
+    pub init: Option<bool>,
+    pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges`, …
+    pub security_opt: Option<Vec<String>>,
+    /// The runtime handler (`docker run --runtime`); empty: berthd's default.
+    pub runtime: String,
+}
+
+/// What `--security-opt` asks for.
+struct SecurityOpts {
+    seccomp: Seccomp,
+    no_new_privileges: bool,
+}
+
+/// `--security-opt`: `seccomp=…`, `no-new-privileges`, and the AppArmor and SELinux
+/// opt-outs this host has nothing to switch off for.
+fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
+    let mut out = SecurityOpts {
+        seccomp: Seccomp::Default,
+        no_new_privileges: false,
+    };
+    for opt in opts {
+        let (key, value) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt.as_str(), ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => out.seccomp = Seccomp::Unconfined,
+            ("seccomp", "builtin") => out.seccomp = Seccomp::Default,
+            ("seccomp", json) if json.trim_start().starts_with('{') => {
+                seccomp_profile::check(json.as_bytes()).map_err(|e| {
+                    SpecError::SecurityOpt(
+                        "seccomp=<profile>".into(),
+                        format!("the seccomp profile is invalid: {e}"),
+                    )
+                })?;
+                out.seccomp = Seccomp::Profile(json.to_string());
+            }
+            ("seccomp", _) => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "seccomp= takes unconfined, builtin or a profile's JSON contents (the docker and berth CLIs read --security-opt seccomp=FILE and send the contents)".into(),
+                ))
+            }
+            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
+            ("no-new-privileges", "false") => out.no_new_privileges = false,
+            // This host has neither AppArmor nor SELinux: nothing to switch off.
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                return Err(SpecError::SecurityOpt(
+                    opt.clone(),
+                    "berth knows seccomp=unconfined|builtin|<profile JSON>, no-new-privileges[=true|false], apparmor=unconfined and label=disable".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl CreateRequest {
+    /// berth's container config for this request; what Docker would refuse is refused
+    /// with Docker's words.
+    pub fn to_config(&self) -> Result<ContainerConfig, SpecError> {
+        let hc = &self.host_config;
+        let mut mounts = mounts::binds(hc.binds.as_deref().unwrap_or_default())?;
+        mounts.extend(mounts::tmpfs(&hc.tmpfs.clone().unwrap_or_default())?);
+        mounts.extend(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?);
+        let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
+        Ok(ContainerConfig {
+            image: self.image.clone(),
+            process: ProcessConfig {
+                entrypoint: self.entrypoint.clone(),
+                cmd: self.cmd.clone(),
+                env: self.env.clone().unwrap_or_default(),
+                user: self.user.clone(),
+                working_dir: self.working_dir.clone(),
+                tty: self.tty,
+                open_stdin: self.open_stdin,
+                stop_signal: self.stop_signal.clone(),
+            },
+            hostname: self.hostname.clone(),
+            domainname: self.domainname.clone(),
+            mounts,
+            resources: Resources {
+                memory: hc.memory,
+                memory_reservation: hc.memory_reservation,
+                memory_swap: hc.memory_swap,
+                nano_cpus: hc.nano_cpus,
+                cpu_shares: hc.cpu_shares,
+                cpu_period: hc.cpu_period,
+                cpu_quota: hc.cpu_quota,
+                cpuset_cpus: hc.cpuset_cpus.clone(),
+                cpuset_mems: hc.cpuset_mems.clone(),
+                pids_limit: hc.pids_limit,
+                blkio_weight: hc.blkio_weight,
+                shm_size: hc.shm_size,
+                hugepage_limits: Vec::new(),
+                unified: BTreeMap::new(),
+            },
+            security: Security {
+                privileged: hc.privileged,
+                cap_add: hc.cap_add.clone().unwrap_or_default(),
+                cap_drop: hc.cap_drop.clone().unwrap_or_default(),
+                readonly_rootfs: hc.readonly_rootfs,
+                seccomp: security.seccomp,
+                no_new_privileges: security.no_new_privileges,
+                oom_score_adj: hc.oom_score_adj,
+                sysctls: hc.sysctls.clone(),
+            },
+            network: self.network()?,
+            runtime: hc.runtime.clone(),
+            labels: self.labels.clone().unwrap_or_default(),
+        })
+    }
+
+    /// `NetworkMode`, `ExposedPorts`, `PortBindings` and `PublishAllPorts`.
+    fn network(&self) -> Result<NetworkAttachment, SpecError> {
+        let hc = &self.host_config;
+        let mode = match hc.network_mode.as_str() {
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            // Until user-defined networks land, bridge is the default network.
+            "" | "default" | "bridge" => NetworkMode::Default,
+            other => return Err(SpecError::NetworkMode(other.to_string())),
+        };
+        // Checked by the engine, against the image's.
+        let exposed_ports: Vec<String> = self
+            .exposed_ports
+            .iter()
+            .flat_map(|p| p.keys())
+            .cloned()
+            .collect();
+        let field = |binding: &serde_json::Value, name: &str| {
+            binding[name].as_str().unwrap_or_default().to_string()
+        };
+        let published_ports = hc
+            .port_bindings
+            .iter()
+            .flatten()
+            .flat_map(|(port, bindings)| {
+                bindings.iter().flatten().map(move |b| PublishedPort {
+                    container_port: port.clone(),
+                    host_ip: field(b, "HostIp"),
+                    host_port: field(b, "HostPort"),
+                })
+            })
+            .collect();
+        Ok(NetworkAttachment {
+            mode,
+            exposed_ports,
+            published_ports,
+            publish_all: hc.publish_all_ports,
+        })
+    }
+}
