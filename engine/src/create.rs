@@ -1,6 +1,6 @@
 //! `create`: a record, a writable snapshot on the image, and a bundle whose
-//! `config.json` comes from the request and the image. Nothing is left behind when a
-//! step fails.
+//! `config.json` comes from the container's config and the image. Nothing is left
+//! behind when a step fails.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,60 +10,9 @@ use serde_json::Value;
 use super::record::{ContainerRecord, RunState};
 use super::{blocking, image, now_rfc3339, put, EngineError};
 use crate::config::ContainerConfig;
-use crate::container_spec::CreateRequest;
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
 use crate::Engine;
-
-/// Creates a container from a Docker create body; returns its id.
-pub async fn create(
-    engine: &Arc<Engine>,
-    name: Option<String>,
-    body: Value,
-) -> Result<String, EngineError> {
-    let request: CreateRequest = serde_json::from_value(body.clone())
-        .map_err(|e| EngineError::Invalid(format!("invalid create request: {e}")))?;
-    if request.image.is_empty() {
-        return Err(EngineError::Invalid("config.Image is required".into()));
-    }
-    let hc = &body["HostConfig"];
-    let policy: RestartPolicy =
-        serde_json::from_value(hc["RestartPolicy"].clone()).unwrap_or_default();
-    policy
-        .validate()
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let auto_remove = hc["AutoRemove"].as_bool().unwrap_or(false);
-    if auto_remove && !matches!(policy.name.as_str(), "" | "no") {
-        return Err(EngineError::Invalid(
-            "conflicting options: cannot specify both --restart and --rm".into(),
-        ));
-    }
-    if let Some(n) = &name {
-        let n = n.strip_prefix('/').unwrap_or(n);
-        if !crate::lookup::valid_name(n) {
-            return Err(EngineError::Invalid(format!(
-                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )));
-        }
-    }
-    let config = request
-        .to_config()
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-    create_parsed(
-        engine,
-        NewContainer {
-            name: name.map(|n| n.trim_start_matches('/').to_string()),
-            config,
-            body,
-            restart_policy: policy,
-            auto_remove,
-            log_path: None,
-            cri: None,
-            patch_spec: None,
-        },
-    )
-    .await
-}
 
 /// Changes a built spec before it is written (the CRI front door joins the pod's
 /// namespaces and binds its files this way).
@@ -87,10 +36,10 @@ pub struct NewContainer {
 }
 
 /// Creates the container: snapshot, bundle, spec, record. Returns its id.
-pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<String, EngineError> {
+pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, EngineError> {
     let NewContainer {
         name,
-        config: request,
+        config,
         body,
         restart_policy: policy,
         auto_remove,
@@ -100,12 +49,12 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
     } = new;
     let (runtime, _) = engine
         .runtimes
-        .resolve(&request.runtime)
+        .resolve(&config.runtime)
         .map_err(EngineError::Invalid)?;
-    let img = image::find(&engine.images, &request.image)?;
-    let config = image::config(&engine.images, &img)?;
-    let defaults = image::defaults(&config);
-    let exposed_ports = container_spec::ports::exposed(&request.network.exposed_ports, &defaults)
+    let img = image::find(&engine.images, &config.image)?;
+    let image_config = image::config(&engine.images, &img)?;
+    let defaults = image::defaults(&image_config);
+    let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let id = random_id();
     // Held until the record is stored (or the create fails): no other create can take
@@ -123,7 +72,7 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
     let d = Arc::clone(engine);
     let (spec, dir) = {
         let (id, snapshot, parent) = (id.clone(), snapshot.clone(), parent.clone());
-        let (request, defaults) = (request.clone(), defaults.clone());
+        let (config, defaults) = (config.clone(), defaults.clone());
         blocking(move || {
             let mut undo = Undo {
                 dir: Some(dir.clone()),
@@ -143,7 +92,7 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
                 "creating {}",
                 rootfs.display()
             )))?;
-            let mut spec = build_spec(&d, &id, &request, &defaults, &mounts, &rootfs)?;
+            let mut spec = build_spec(&d, &id, &config, &defaults, &mounts, &rootfs)?;
             if let Some(patch) = patch_spec {
                 patch(&id, &mut spec)?;
             }
@@ -159,30 +108,30 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
 
     let process = spec.process().clone().unwrap_or_default();
     let args: Vec<String> = process.args().clone().unwrap_or_default();
-    let mut labels = config
+    let mut labels = image_config
         .config
         .as_ref()
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
-    labels.extend(request.labels.clone());
+    labels.extend(config.labels.clone());
     let record = ContainerRecord {
         id: id.clone(),
         name: claim.name.clone(),
         created: now_rfc3339(),
-        image: request.image.clone(),
+        image: config.image.clone(),
         image_id: img.config_digest.to_string(),
         snapshot: snapshot.clone(),
         parent_snapshot: parent,
         request: body,
         path: args.first().cloned().unwrap_or_default(),
         args: args.iter().skip(1).cloned().collect(),
-        env: container_spec::config_env(&request.process, &defaults),
+        env: container_spec::config_env(&config.process, &defaults),
         exposed_ports,
         working_dir: process.cwd().to_string_lossy().into_owned(),
-        user: request.process.user.clone(),
+        user: config.process.user.clone(),
         labels,
-        tty: request.process.tty,
-        stop_signal: request
+        tty: config.process.tty,
+        stop_signal: config
             .process
             .stop_signal
             .clone()
@@ -190,7 +139,7 @@ pub async fn create_parsed(engine: &Arc<Engine>, new: NewContainer) -> Result<St
             .unwrap_or_else(|| "SIGTERM".into()),
         auto_remove,
         restart_policy: policy,
-        bind_sources: Some(container_spec::bind_sources(&request)),
+        bind_sources: Some(container_spec::bind_sources(&config)),
         state: RunState::default(),
         log_path,
         cri,

@@ -3,8 +3,8 @@
 //! berthd. Every change of state lands in the store before it is reported.
 //!
 //! Both front doors call it: berthd's Docker Engine API and the CRI server. It knows
-//! neither's wire types (the create request is still Docker-shaped, see
-//! [`container_spec::CreateRequest`]).
+//! neither's wire types: each translates its create request into
+//! [`config::ContainerConfig`].
 //!
 //! Layout: `<root>/containers/<id>/` is the bundle (`config.json`, `rootfs/`), and
 //! holds the CRI-format log (`container.log`), the shim's `address` and its durable
@@ -33,8 +33,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use create::create;
-pub use create::{create_parsed, NewContainer, SpecPatch};
+pub use create::{create, NewContainer, SpecPatch};
 pub use error::{EngineError, Object, StateConflict};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
 pub use lifecycle::{

@@ -402,9 +402,47 @@ pub async fn top(engine: &Arc<Engine>, reference: &str) -> Result<Vec<u32>, Engi
     blocking(move || Ok(shim_of(&d, &id)?.pids(&id)?)).await
 }
 
+/// The `-v` bind sources of a record written before records kept them: its request is
+/// then a Docker create body (CRI records keep a CRI config, without binds).
+fn legacy_bind_sources(record: &ContainerRecord) -> Vec<String> {
+    if record.cri.is_some() {
+        return Vec::new();
+    }
+    let binds: Vec<String> =
+        serde_json::from_value(record.request["HostConfig"]["Binds"].clone()).unwrap_or_default();
+    binds
+        .iter()
+        .filter_map(|b| b.split(':').next())
+        .filter(|s| s.starts_with('/'))
+        .map(crate::container_spec::clean_path)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::exec_failure_code;
+    use super::{exec_failure_code, legacy_bind_sources};
+    use crate::record::{ContainerRecord, CriMeta};
+
+    /// A record from before `bind_sources`: its `-v` sources come from its Docker
+    /// body; a CRI record's request has none.
+    #[test]
+    fn old_records_give_their_bind_sources_from_the_docker_body() -> serde_json::Result<()> {
+        let mut record: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "n", "created": "", "image": "busybox", "image_id": "",
+            "snapshot": "s", "parent_snapshot": null,
+            "request": {"HostConfig": {"Binds": ["/a/../b:/x:ro", "vol:/y", "/c:/z"]}},
+            "path": "sh", "args": [], "env": [], "working_dir": "/", "user": "",
+            "labels": {}, "tty": false, "stop_signal": "SIGTERM", "auto_remove": false,
+            "restart_policy": {}, "state": {"status": "created", "pid": 0, "exit_code": 0,
+                "started_at": "", "finished_at": "", "error": "",
+                "stopped_by_user": false, "restart_count": 0}
+        }))?;
+        assert_eq!(record.bind_sources, None);
+        assert_eq!(legacy_bind_sources(&record), ["/b", "/c"]);
+        record.cri = Some(CriMeta::default());
+        assert!(legacy_bind_sources(&record).is_empty());
+        Ok(())
+    }
 
     #[test]
     fn commands_that_cannot_run_get_dockers_exit_codes() {
@@ -419,20 +457,4 @@ mod tests {
         let mount = "mounting /data: no such file or directory";
         assert_eq!(exec_failure_code(mount, "sh"), None);
     }
-}
-
-/// The `-v` bind sources of a record written before records kept them: its request is
-/// then a Docker create body (CRI records keep a CRI config, without binds).
-fn legacy_bind_sources(record: &ContainerRecord) -> Vec<String> {
-    if record.cri.is_some() {
-        return Vec::new();
-    }
-    let binds: Vec<String> =
-        serde_json::from_value(record.request["HostConfig"]["Binds"].clone()).unwrap_or_default();
-    binds
-        .iter()
-        .filter_map(|b| b.split(':').next())
-        .filter(|s| s.starts_with('/'))
-        .map(|s| crate::container_spec::clean_path(s))
-        .collect()
 }

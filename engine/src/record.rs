@@ -73,7 +73,8 @@ pub struct ContainerRecord {
     pub snapshot: String,
     /// The image's top layer snapshot (the writable layer's parent).
     pub parent_snapshot: Option<String>,
-    /// The create request as the client sent it (Config + HostConfig).
+    /// The create request as the client sent it: a Docker create body, or a CRI
+    /// container config.
     pub request: serde_json::Value,
     /// The process that runs (path and args), from the OCI spec.
     pub path: String,

@@ -90,10 +90,10 @@ async fn create_container(
 
     // Everything refusable (a Localhost seccomp profile, resources this host cannot
     // apply) is checked before anything is made.
-    let mut request = engine_config(&config, &image)?;
+    let mut container = engine_config(&config, &image)?;
     // The pod's RuntimeClass handler runs every container of the pod.
-    request.runtime = sandbox.runtime_handler.clone();
-    check_host_limits(&request.resources)?;
+    container.runtime = sandbox.runtime_handler.clone();
+    check_host_limits(&container.resources)?;
     let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
     if let Some(dir) = log_path.as_deref().and_then(Path::parent) {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -104,7 +104,7 @@ async fn create_container(
     // container shares with its pod (there is no pause container to hold them).
     if let Some(sysctls) = sandbox.config.linux.as_ref().map(|l| &l.sysctls) {
         if !sysctls.is_empty() {
-            request.security.sysctls = Some(
+            container.security.sysctls = Some(
                 sysctls
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -113,7 +113,7 @@ async fn create_container(
         }
     }
     // For HOSTNAME in the environment; the pod's UTS namespace holds the real one.
-    request.hostname = crate::sandbox::pod_hostname(&sandbox.config)?;
+    container.hostname = crate::sandbox::pod_hostname(&sandbox.config)?;
     let target_ns = match PodPatch::pid_target(&config) {
         Some(target) => Some(target_pid_ns(engine, sandbox, &target)?),
         None => None,
@@ -139,11 +139,11 @@ async fn create_container(
     };
     let body = serde_json::to_value(&config)
         .map_err(|e| CriError::Internal(format!("encoding the container config: {e}")))?;
-    let id = engine::create_parsed(
+    let id = engine::create(
         engine,
         NewContainer {
             name: Some(name),
-            config: request,
+            config: container,
             body,
             restart_policy: RestartPolicy::default(),
             auto_remove: false,

@@ -5,7 +5,6 @@
 pub mod blkio;
 mod caps;
 mod defaults;
-pub mod docker;
 pub mod host_limits;
 mod mounts;
 pub mod ports;
@@ -21,7 +20,6 @@ use std::path::Path;
 use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
 
 pub use caps::bounding_set;
-pub use docker::{CreateRequest, HostConfig};
 pub use mounts::{bind_sources, clean_path, create_bind_sources, oci_mount, user_mount};
 pub use process::config_env;
 pub use request::ImageDefaults;
@@ -278,7 +276,5 @@ fn with_sysctls(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod golden;
 #[cfg(test)]
 mod tests;

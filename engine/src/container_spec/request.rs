@@ -2,11 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 /// What an image's config contributes (`config` in the OCI image config).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[derive(Debug, Clone, Default)]
 pub struct ImageDefaults {
     pub user: String,
     pub env: Option<Vec<String>>,
@@ -14,6 +11,6 @@ pub struct ImageDefaults {
     pub cmd: Option<Vec<String>>,
     pub working_dir: String,
     pub stop_signal: Option<String>,
-    /// `EXPOSE`: `{"80/tcp": {}}`.
+    /// `EXPOSE`: the port keys (`80/tcp`).
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }

@@ -1,4 +1,4 @@
-//! `HostConfig` limits as OCI `linux.resources`.
+//! The config's resources as OCI `linux.resources`.
 
 use oci_spec::runtime::{
     LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxMemoryBuilder, LinuxPids, LinuxResources, Spec,

@@ -1,5 +1,6 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
+mod create;
 mod json;
 mod logs;
 mod top;
@@ -7,10 +8,9 @@ mod top;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::container_spec::blkio;
 use berth_engine::{self as engine, EngineError, StartOutcome, Status};
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{ApiError, ApiRequest, Reply, Routed};
 use crate::Daemon;
@@ -23,7 +23,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
     let rest = rest.to_string();
     let method = req.method.clone();
     let reply = match (&method, rest.as_str()) {
-        (&Method::POST, "create") => create(daemon, &mut req).await?,
+        (&Method::POST, "create") => create::create(daemon, &mut req).await?,
         (&Method::GET, "json") => json::list(daemon, &req)?,
         (&Method::POST, "prune") => prune(daemon).await?,
         _ => {
@@ -84,28 +84,6 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
         }
     };
     Ok(Routed::Done(reply))
-}
-
-async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiError> {
-    let name = req
-        .query("name")
-        .filter(|n| !n.is_empty())
-        .map(str::to_string);
-    let mut body: Value = req.json().await?;
-    if !body.is_object() {
-        return Err(ApiError::BadRequest(
-            "config cannot be empty in order to create a container".into(),
-        ));
-    }
-    // As Docker: a block I/O weight this host cannot apply is dropped, and the answer
-    // says so (the docker and berth CLIs print it as "WARNING: ...").
-    let warnings = blkio::discard_unsupported_weight(&mut body, blkio::weight_supported);
-    let id = engine::create(&daemon.engine, name, body).await?;
-    tracing::Span::current().record("container", id.as_str());
-    for w in &warnings {
-        tracing::warn!(id = %id, "{w}");
-    }
-    Ok(Reply::json(&json!({"Id": id, "Warnings": warnings})).with_status(StatusCode::CREATED))
 }
 
 /// `wait`: `not-running` (default), `next-exit` or `removed`. The status line and

@@ -1,6 +1,8 @@
-//! The `config.json` that [`build`] writes, recorded for a varied set of requests in
-//! `testdata/golden_specs.json`: a change to how the spec is built must leave it as it
-//! was. `BERTH_UPDATE_GOLDEN=1 cargo test -p berth-daemon --lib golden` rewrites the file
+//! The `config.json` that the engine's spec builder writes for the translation of a
+//! varied set of Docker create bodies ([`CreateRequest::to_config`]), recorded in the
+//! engine's `container_spec/testdata/golden_specs.json`: a change to the translation or
+//! to how the spec is built must leave it as it was.
+//! `BERTH_UPDATE_GOLDEN=1 cargo test -p berth-daemon --lib golden` rewrites the file
 //! after an intended change.
 //!
 //! What differs between hosts is normalised away: the temporary root filesystem's
@@ -11,12 +13,17 @@ use std::collections::BTreeMap;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use super::tests::{rootfs, HELD};
-use super::*;
+use std::path::Path;
+
+use berth_engine::config::ContainerConfig;
+use berth_engine::container_spec::{build, ImageDefaults, SpecInputs};
+
+use super::spec_tests::{image_defaults, rootfs, HELD};
+use super::CreateRequest;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/src/container_spec/testdata/golden_specs.json"
+    "/../engine/src/container_spec/testdata/golden_specs.json"
 );
 
 /// (name, create body, image config).
@@ -255,10 +262,7 @@ fn all_built() -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for (name, body, image) in cases() {
         let config = translated(name, body);
-        let image: ImageDefaults = match serde_json::from_value(image) {
-            Ok(i) => i,
-            Err(e) => panic!("{name}: {e}"),
-        };
+        let image = image_defaults(&image);
         out.insert(name.to_string(), built(&config, &image, root.path()));
     }
     out.insert(

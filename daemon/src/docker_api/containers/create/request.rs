@@ -3,17 +3,16 @@
 //! `--security-opt` strings, the network mode and ports parsed and checked as Docker
 //! checks them. Unknown fields are ignored, as Docker ignores them.
 
-pub mod mounts;
-
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
-use crate::config::{
+use berth_engine::config::{
     ContainerConfig, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort, Resources,
     Seccomp, Security,
 };
-use crate::container_spec::{seccomp_profile, SpecError};
+use berth_engine::container_spec::{seccomp_profile, SpecError};
+use serde::Deserialize;
+
+use super::mounts;
 
 /// `POST /containers/create`'s body (container config plus `HostConfig`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -221,5 +220,79 @@ impl CreateRequest {
             published_ports,
             publish_all: hc.publish_all_ports,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn config(body: serde_json::Value) -> Result<ContainerConfig, String> {
+        let request: CreateRequest = serde_json::from_value(body).map_err(|e| e.to_string())?;
+        request.to_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn network_modes_and_ports_translate() -> Result<(), String> {
+        for (mode, want) in [
+            ("", NetworkMode::Default),
+            ("default", NetworkMode::Default),
+            ("bridge", NetworkMode::Default),
+            ("none", NetworkMode::None),
+            ("host", NetworkMode::Host),
+        ] {
+            let c = config(json!({"HostConfig": {"NetworkMode": mode}}))?;
+            assert_eq!(c.network.mode, want, "{mode}");
+        }
+        assert!(
+            config(json!({"HostConfig": {"NetworkMode": "container:x"}}))
+                .is_err_and(|e| e.contains("\"container:x\" is not supported yet"))
+        );
+        let c = config(json!({"ExposedPorts": {"9000/tcp": {}, "53/udp": {}},
+            "HostConfig": {"PortBindings": {
+                "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}, {"HostPort": "8081"}],
+                "81/tcp": null, "82/tcp": []},
+            "PublishAllPorts": true}}))?;
+        assert_eq!(c.network.exposed_ports, ["53/udp", "9000/tcp"]);
+        assert_eq!(
+            c.network.published_ports,
+            [
+                PublishedPort {
+                    container_port: "80/tcp".into(),
+                    host_ip: "127.0.0.1".into(),
+                    host_port: "8080".into()
+                },
+                PublishedPort {
+                    container_port: "80/tcp".into(),
+                    host_ip: String::new(),
+                    host_port: "8081".into()
+                },
+            ]
+        );
+        assert!(c.network.publish_all);
+        Ok(())
+    }
+
+    #[test]
+    fn security_opts_become_the_seccomp_choice() -> Result<(), String> {
+        let security = |opts: serde_json::Value| {
+            config(json!({"HostConfig": {"SecurityOpt": opts}})).map(|c| c.security)
+        };
+        let s = security(json!(["seccomp=unconfined", "no-new-privileges"]))?;
+        assert_eq!(
+            (s.seccomp, s.no_new_privileges),
+            (Seccomp::Unconfined, true)
+        );
+        let s = security(json!(["seccomp:builtin", "no-new-privileges=false"]))?;
+        assert_eq!((s.seccomp, s.no_new_privileges), (Seccomp::Default, false));
+        let profile = r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#;
+        let s = security(json!([format!("seccomp={profile}")]))?;
+        assert_eq!(s.seccomp, Seccomp::Profile(profile.into()));
+        assert!(security(json!(["seccomp=/some/file.json"]))
+            .is_err_and(|e| e.starts_with("invalid --security-opt \"seccomp=/some/file.json\"")));
+        assert!(security(json!(["selinux=yes"])).is_err_and(|e| e.contains("berth knows")));
+        Ok(())
     }
 }

@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use berth_engine::config::{Mount, MountKind, Propagation};
+use berth_engine::container_spec::{clean_path as clean, SpecError};
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::config::{Mount, MountKind, Propagation};
-use crate::container_spec::{clean_path as clean, SpecError};
 
 /// One `HostConfig.Mounts` entry (`--mount`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -305,7 +304,7 @@ mod tests {
     fn js(mounts: Vec<Mount>) -> Vec<Value> {
         mounts
             .iter()
-            .filter_map(|m| serde_json::to_value(crate::container_spec::mounts::user_mount(m)).ok())
+            .filter_map(|m| serde_json::to_value(berth_engine::container_spec::user_mount(m)).ok())
             .collect()
     }
 

@@ -1,0 +1,92 @@
+//! `POST /containers/create`: Docker's body read and checked as Docker checks it,
+//! translated once into berth's container config ([`request::CreateRequest::to_config`])
+//! and handed to the engine.
+
+mod blkio;
+mod mounts;
+mod request;
+
+use std::sync::Arc;
+
+use berth_engine::restart_policy::RestartPolicy;
+use berth_engine::{self as engine, NewContainer};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+pub use request::CreateRequest;
+
+use crate::docker_api::{ApiError, ApiRequest, Reply};
+use crate::Daemon;
+
+pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiError> {
+    let name = req
+        .query("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let mut body: Value = req.json().await?;
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "config cannot be empty in order to create a container".into(),
+        ));
+    }
+    // As Docker: a block I/O weight this host cannot apply is dropped, and the answer
+    // says so (the docker and berth CLIs print it as "WARNING: ...").
+    let warnings = blkio::discard_unsupported_weight(
+        &mut body,
+        berth_engine::container_spec::blkio::weight_supported,
+    );
+    let new = new_container(name, body)?;
+    let id = engine::create(&daemon.engine, new).await?;
+    tracing::Span::current().record("container", id.as_str());
+    for w in &warnings {
+        tracing::warn!(id = %id, "{w}");
+    }
+    Ok(Reply::json(&json!({"Id": id, "Warnings": warnings})).with_status(StatusCode::CREATED))
+}
+
+/// The container a create body asks for; the body is kept as the record's request.
+fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiError> {
+    let request: CreateRequest = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::BadRequest(format!("invalid create request: {e}")))?;
+    if request.image.is_empty() {
+        return Err(ApiError::BadRequest("config.Image is required".into()));
+    }
+    let hc = &body["HostConfig"];
+    let policy: RestartPolicy =
+        serde_json::from_value(hc["RestartPolicy"].clone()).unwrap_or_default();
+    policy
+        .validate()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let auto_remove = hc["AutoRemove"].as_bool().unwrap_or(false);
+    if auto_remove && !matches!(policy.name.as_str(), "" | "no") {
+        return Err(ApiError::BadRequest(
+            "conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    if let Some(n) = &name {
+        let n = n.strip_prefix('/').unwrap_or(n);
+        if !engine::lookup::valid_name(n) {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+    }
+    let config = request
+        .to_config()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(NewContainer {
+        name: name.map(|n| n.trim_start_matches('/').to_string()),
+        config,
+        body,
+        restart_policy: policy,
+        auto_remove,
+        log_path: None,
+        cri: None,
+        patch_spec: None,
+    })
+}
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod spec_tests;
