@@ -4,8 +4,8 @@
 //! refused outside 10..1000 with Docker's error.
 //!
 //! The host is checked first; the kind of host this machine is not is covered by the
-//! daemon's unit tests (`container_spec::blkio`, a host without support stood in
-//! for) and by `cli_create_body` (both CLIs print a create warning the same way).
+//! daemon's unit tests (`docker_api::containers::create::blkio`, a host without
+//! support stood in for) and by `cli_create_body` (both CLIs print a create warning the same way).
 
 use std::process::Command;
 
@@ -71,7 +71,7 @@ fn blkio_weight_is_applied_or_discarded_as_docker_does() -> Result<()> {
         Ok(file) => {
             eprintln!(
                 "skipped: the discard on a host without a weight file (this host has {file}; \
-                 container_spec::blkio's unit tests stand in for such a host)"
+                 the daemon's create::blkio unit tests stand in for such a host)"
             );
             // Docker's range, Docker's error, nothing left behind.
             for mut cli in [berthd.docker(), berthd.berth()?] {
