@@ -46,10 +46,8 @@ pub(crate) async fn stop_container(
     timeout: Duration,
 ) -> Result<(), CriError> {
     let _guard = engine.lock(id).await;
-    match cri_record(engine, id) {
-        Ok(_) => {}
-        Err(e) if is_missing(&e) => return Ok(()),
-        Err(e) => return Err(e),
+    if !is_known(engine, id)? {
+        return Ok(());
     }
     let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
     engine::stop_locked(engine, id, Some(secs))
@@ -72,12 +70,20 @@ pub(crate) async fn remove_container(
     id: &str,
 ) -> Result<(), CriError> {
     let _guard = engine.lock(id).await;
-    match cri_record(engine, id) {
-        Ok(_) => {}
-        Err(e) if is_missing(&e) => return Ok(()),
-        Err(e) => return Err(e),
+    if !is_known(engine, id)? {
+        return Ok(());
     }
     engine::remove_locked(engine, id, true)
         .await
         .map_err(CriError::from)
+}
+
+/// Whether `id` is a CRI container; an unknown id is no error for stop and remove
+/// (kubelet retries them).
+fn is_known(engine: &Engine, id: &str) -> Result<bool, CriError> {
+    match cri_record(engine, id) {
+        Ok(_) => Ok(true),
+        Err(e) if is_missing(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

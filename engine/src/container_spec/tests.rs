@@ -23,23 +23,12 @@ fn rootfs() -> tempfile::TempDir {
     dir
 }
 
-const HELD: [&str; 15] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-    "CAP_SYS_ADMIN",
-];
+/// What berthd holds on a usual host: Docker's defaults and CAP_SYS_ADMIN.
+fn held() -> Vec<&'static str> {
+    let mut caps = super::defaults::DEFAULT_CAPS.to_vec();
+    caps.push("CAP_SYS_ADMIN");
+    caps
+}
 
 /// Hugepage limits and unified keys (CRI's) reach the spec's `linux.resources`
 /// (whether the host can apply them is checked before, in `host_limits`).
@@ -61,7 +50,7 @@ fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std:
         image: &ImageDefaults::default(),
         rootfs: root.path(),
         cgroups_path: "/berth/0123456789abcdef0123".into(),
-        held_caps: &HELD,
+        held_caps: &held(),
     })?;
     let spec = serde_json::to_value(spec)?;
     let res = &spec["linux"]["resources"];
