@@ -24,6 +24,7 @@ pub mod images;
 pub mod runtime;
 pub mod sandbox;
 mod server;
+pub mod streaming;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use berth_engine::Engine;
 use berth_image::{ImageStore, RegistryConfig};
 use berth_snapshotter::{ContentStore, Snapshotter};
 pub use error::CriError;
+pub use streaming::StreamingConfig;
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "berth";
@@ -54,6 +56,8 @@ pub struct CriConfig {
     /// The runtime handler names (Kubernetes RuntimeClass handlers) pods may ask for
     /// besides the default (`""`); none: `berth` alone.
     pub runtime_handlers: Vec<String>,
+    /// The streaming server Exec, Attach and PortForward hand URLs to.
+    pub streaming: StreamingConfig,
 }
 
 /// The image machinery the daemon opened once under its root.
@@ -83,6 +87,8 @@ struct Inner {
     engine: Option<Arc<Engine>>,
     /// Serialises sandbox creation and removal (name reservation, namespace pins).
     sandbox_lock: tokio::sync::Mutex<()>,
+    /// Exec, Attach and PortForward's server, bound at open.
+    streaming: streaming::StreamServer,
 }
 
 impl Cri {
@@ -94,6 +100,7 @@ impl Cri {
     ) -> Result<Cri, CriError> {
         let sandboxes = sandbox::store::SandboxStore::open(&config.root.join("cri"))?;
         let cni = Arc::new(Cni::new(config.cni.clone()));
+        let streaming = streaming::StreamServer::bind(&config.streaming)?;
         Ok(Cri {
             inner: Arc::new(Inner {
                 config,
@@ -103,6 +110,7 @@ impl Cri {
                 pod_cidr: Mutex::new(String::new()),
                 engine,
                 sandbox_lock: tokio::sync::Mutex::new(()),
+                streaming,
             }),
         })
     }
@@ -118,6 +126,10 @@ impl Cri {
 
     pub fn config(&self) -> &CriConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn streaming(&self) -> &streaming::StreamServer {
+        &self.inner.streaming
     }
 
     /// The directory holding pinned namespaces and per-pod files.
