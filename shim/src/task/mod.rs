@@ -459,8 +459,8 @@ impl Supervisor {
             p.status = ProcStatus::Stopped;
             p.exit = Some((code, at));
             // Close the stdin pipe now: its copier may wait on the client for ever.
-            if let Some(closer) = p.io.stdin.take() {
-                closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stdin) = p.io.stdin.take() {
+                stdin.close();
             }
             p.io.master.take();
         }
@@ -637,8 +637,8 @@ impl Supervisor {
             .get_mut(id)
             .ok_or_else(|| TaskError::NotFound(format!("container {id}")))?;
         let p = c.proc_mut(id, exec_id)?;
-        if let Some(closer) = p.io.stdin.take() {
-            closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stdin) = p.io.stdin.take() {
+            stdin.close();
         }
         Ok(())
     }
