@@ -548,6 +548,10 @@ impl Supervisor {
             let (code, at) = p.exit.unwrap_or((0, SystemTime::now()));
             let pid = p.pid;
             c.execs.remove(exec_id);
+            // The exec's files in the bundle go with it: kubelet's probes make an exec
+            // every few seconds for the life of the container.
+            let _ = std::fs::remove_file(c.paths.pid_file(exec_id));
+            let _ = std::fs::remove_file(c.paths.exec_spec(exec_id));
             return Ok((pid, code, at));
         }
         let (runtime, paths, pid, status, exit, mounted) = {
