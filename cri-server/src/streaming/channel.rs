@@ -50,11 +50,6 @@ impl Sink {
     pub(crate) async fn close(&self) {
         let _ = self.tx.send(Out::Fin { id: self.id }).await;
     }
-
-    /// Whether the connection's writer is gone (the client went away).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 /// When a connection last read or wrote, for the idle timeout.

@@ -87,6 +87,7 @@ pub(crate) async fn serve(cri: &Cri, req: cri::ExecRequest, conn: Conn) -> io::R
     let io = match engine::exec_start(&engine, &id).await {
         Ok(io) => io,
         Err(e) => {
+            engine::exec_forget(&engine, &id);
             streams.finish(Outcome::Failed(e.to_string())).await;
             return Ok(());
         }
@@ -99,6 +100,7 @@ pub(crate) async fn serve(cri: &Cri, req: cri::ExecRequest, conn: Conn) -> io::R
         if let Err(e) = engine::exec_kill(&engine, &id, SIGKILL).await {
             tracing::debug!(exec = %id, "killing a disconnected exec: {e}");
         }
+        engine::exec_forget(&engine, &id);
         return Ok(());
     }
     let outcome = match engine::exec_wait(&engine, &id).await {
@@ -108,6 +110,8 @@ pub(crate) async fn serve(cri: &Cri, req: cri::ExecRequest, conn: Conn) -> io::R
         },
         Err(e) => Outcome::Failed(e.to_string()),
     };
+    // Reported: nobody inspects a CRI exec afterwards.
+    engine::exec_forget(&engine, &id);
     streams.finish(outcome).await;
     Ok(())
 }

@@ -86,9 +86,9 @@ impl StreamServer {
         let listener = TcpListener::bind(addr).map_err(|e| {
             CriError::Internal(format!("binding the streaming server on {addr}: {e}"))
         })?;
-        let mut local = listener.local_addr().map_err(|e| {
-            CriError::Internal(format!("streaming server address on {addr}: {e}"))
-        })?;
+        let mut local = listener
+            .local_addr()
+            .map_err(|e| CriError::Internal(format!("streaming server address on {addr}: {e}")))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| CriError::Internal(format!("streaming server socket: {e}")))?;

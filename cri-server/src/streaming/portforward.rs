@@ -45,7 +45,9 @@ pub(crate) async fn port_forward(
         )));
     }
     if let Some(p) = req.port.iter().find(|p| !(1..=65535).contains(*p)) {
-        return Err(CriError::InvalidArgument(format!("port {p} is not a TCP port")));
+        return Err(CriError::InvalidArgument(format!(
+            "port {p} is not a TCP port"
+        )));
     }
     let url = cri.streaming().url(StreamRequest::PortForward {
         sandbox_id: sandbox.id,
@@ -54,11 +56,7 @@ pub(crate) async fn port_forward(
     Ok(cri::PortForwardResponse { url })
 }
 
-pub(crate) async fn serve(
-    sandbox: String,
-    netns: Option<PathBuf>,
-    conn: Conn,
-) -> io::Result<()> {
+pub(crate) async fn serve(sandbox: String, netns: Option<PathBuf>, conn: Conn) -> io::Result<()> {
     let target = Target { sandbox, netns };
     match conn.upgrade {
         Upgrade::Spdy => serve_spdy(target, conn).await,
@@ -106,7 +104,9 @@ async fn serve_spdy(target: Target, mut conn: Conn) -> io::Result<()> {
             }
         }
         let ready = matches!(pending.get(&request), Some((Some(_), Some(_))));
-        if let (true, Some((Some(data), Some(error)))) = (ready, ready.then(|| pending.remove(&request)).flatten()) {
+        if let (true, Some((Some(data), Some(error)))) =
+            (ready, ready.then(|| pending.remove(&request)).flatten())
+        {
             let port = data.header("port").and_then(|p| p.parse::<u16>().ok());
             let target = target.clone();
             let conn_out = out.clone();
@@ -270,9 +270,8 @@ async fn connect(target: &Target, port: u16) -> Result<TcpStream, String> {
             let result = (|| {
                 let file = std::fs::File::open(&netns)
                     .map_err(|e| format!("opening network namespace {}: {e}", netns.display()))?;
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                    format!("entering network namespace {}: {e}", netns.display())
-                })?;
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| format!("entering network namespace {}: {e}", netns.display()))?;
                 match std::net::TcpStream::connect_timeout(&v4, CONNECT_TIMEOUT) {
                     Ok(s) => Ok(s),
                     Err(e4) => std::net::TcpStream::connect_timeout(&v6, CONNECT_TIMEOUT)

@@ -328,8 +328,7 @@ pub(crate) async fn pump(
                 for size in take_sizes(&mut buf) {
                     let result = match &terminal {
                         Terminal::Exec(id) => {
-                            berth_engine::exec_resize(&engine, id, size.width, size.height)
-                                .await
+                            berth_engine::exec_resize(&engine, id, size.width, size.height).await
                         }
                         Terminal::Container(id) => {
                             berth_engine::resize(&engine, id, size.width, size.height).await

@@ -181,7 +181,10 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<(HttpRequest, Vec<u8>)>
             break i;
         }
         if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
         }
         let mut chunk = [0u8; 2048];
         let n = stream.read(&mut chunk).await?;

@@ -35,8 +35,8 @@ impl<T> Tokens<T> {
         if entries.len() >= MAX_TOKENS {
             return None;
         }
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(rand::random::<[u8; 12]>());
+        let token =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
         entries.insert(token.clone(), (now, request));
         Some(token)
     }

@@ -33,14 +33,23 @@ pub(crate) struct WsConn {
 /// `Ok(None)` when refused (the response is written).
 pub(crate) async fn accept(mut conn: Conn, supported: &[&str]) -> io::Result<Option<WsConn>> {
     let Some(key) = conn.req.header("sec-websocket-key").map(str::to_string) else {
-        respond(&mut conn.stream, "400 Bad Request", &[], "missing Sec-WebSocket-Key\n").await?;
+        respond(
+            &mut conn.stream,
+            "400 Bad Request",
+            &[],
+            "missing Sec-WebSocket-Key\n",
+        )
+        .await?;
         return Ok(None);
     };
     let offered = conn.req.header_values("sec-websocket-protocol");
     let protocol = if offered.is_empty() {
         supported.contains(&"").then(String::new)
     } else {
-        offered.iter().find(|p| supported.contains(&p.as_str())).cloned()
+        offered
+            .iter()
+            .find(|p| supported.contains(&p.as_str()))
+            .cloned()
     };
     let Some(protocol) = protocol else {
         let body = format!(
@@ -102,7 +111,9 @@ impl Codec {
         }
         if self.base64 {
             let channel = first.checked_sub(b'0')?;
-            let data = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .ok()?;
             Some((channel, Some(data)))
         } else {
             Some((first, Some(data.to_vec())))

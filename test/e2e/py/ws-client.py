@@ -2,7 +2,8 @@
 """A WebSocket client for berth's CRI streaming server, on the websocket-client library
 (Debian's python3-websocket). berth's e2e tests drive it; it prints one JSON object.
 
-  ws-client.py exec URL [--protocol P] [--stdin TEXT] [--resize WxH] [--v5-close-stdin]
+  ws-client.py exec URL [--protocol P] [--stdin TEXT] [--delay S] [--resize WxH]
+                       [--v5-close-stdin] [--for S]
   ws-client.py portforward URL?port=N[&port=M] [--send TEXT]
 
 exec (attach too) collects channels 1 (stdout), 2 (stderr) and 3 (error) until the server
@@ -59,6 +60,8 @@ def main():
     p.add_argument("--resize")
     p.add_argument("--v5-close-stdin", action="store_true")
     p.add_argument("--send", default="")
+    p.add_argument("--delay", type=float, default=0.2, help="seconds before sending stdin")
+    p.add_argument("--for", dest="duration", type=float, help="read this long, then hang up")
     a = p.parse_args()
     url = a.url.replace("http://", "ws://", 1)
     ws = connect(url, a.protocol)
@@ -69,14 +72,20 @@ def main():
             w, h = a.resize.split("x")
             send(ws, b64, 4, json.dumps({"Width": int(w), "Height": int(h)}).encode())
         if a.stdin is not None:
-            time.sleep(0.2)
+            time.sleep(a.delay)
             send(ws, b64, 0, a.stdin.encode())
             if a.v5_close_stdin:
                 ws.send_binary(bytes([255, 0]))
         chans = {1: b"", 2: b"", 3: b""}
-        for ch, data in frames(ws, b64):
-            if ch in chans:
-                chans[ch] += data
+        if a.duration:
+            ws.settimeout(a.duration)
+        try:
+            for ch, data in frames(ws, b64):
+                if ch in chans:
+                    chans[ch] += data
+        except websocket.WebSocketTimeoutException:
+            out["hung_up"] = True
+            ws.close()
         out.update(stdout=chans[1].decode(errors="replace"), stderr=chans[2].decode(errors="replace"),
                    error=chans[3].decode(errors="replace"))
     else:

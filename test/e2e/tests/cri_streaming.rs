@@ -391,40 +391,55 @@ fn exec_and_attach_over_websocket_and_attach_over_spdy() -> Result<()> {
     let v = ws(&["exec", &url])?;
     assert_eq!(v["http_status"], 404, "{v}");
 
-    // Attach to a container echoing its stdin; stdin_once: the attacher's stdin end
-    // ends the container.
+    // Attach to a container echoing its stdin, two clients at once (SPDY first, then
+    // WebSocket); both detach by hanging up, and the container runs on.
     let pod = host_pod("stream-attach", &setup.work);
     let (pod_id, _g2) = setup.start_pod(&pod)?;
-    for (name, over_ws) in [("echo-spdy", false), ("echo-ws", true)] {
-        let mut config = container(name, &setup.base(), "cat", "");
-        config.stdin = true;
-        config.stdin_once = true;
-        let cid = c.create_and_start(&pod_id, &pod, config)?;
-        let o = Opts {
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            tty: false,
-        };
-        let url = attach_url(c, &cid, o)?;
-        let v = if over_ws {
-            ws(&[
-                "exec",
-                &url,
-                "--protocol",
-                "v5.channel.k8s.io",
-                "--stdin",
-                "attached\n",
-                "--v5-close-stdin",
-            ])?
-        } else {
-            let mut args = vec!["exec", url.as_str()];
+    let mut config = container("echo", &setup.base(), "cat", "");
+    config.stdin = true;
+    let cid = c.create_and_start(&pod_id, &pod, config)?;
+    let o = Opts {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let spdy_url = attach_url(c, &cid, o)?;
+    let ws_url = attach_url(c, &cid, o)?;
+    let spdy_attach = {
+        let go = go.clone();
+        std::thread::spawn(move || {
+            let mut args = vec!["exec", spdy_url.as_str(), "-disconnect-after", "4s"];
             args.extend(flags(o));
-            spdy(&go, &args, "attached\n")?
-        };
-        assert_eq!(v["stdout"], "attached\n", "{name}: {v}");
-        c.wait_state(&cid, cri::ContainerState::ContainerExited)?;
-    }
+            spdy(&go, &args, "one\n")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let w = ws(&[
+        "exec",
+        &ws_url,
+        "--protocol",
+        "v5.channel.k8s.io",
+        "--stdin",
+        "two\n",
+        "--delay",
+        "1",
+        "--for",
+        "2",
+    ])?;
+    let s = spdy_attach
+        .join()
+        .map_err(|_| anyhow::anyhow!("the SPDY attach thread panicked"))??;
+    assert_eq!(s["stdout"], "one\ntwo\n", "{s}");
+    assert_eq!(w["stdout"], "two\n", "{w}");
+    assert_eq!(w["hung_up"], true, "{w}");
+    std::thread::sleep(Duration::from_millis(300));
+    let st = c.status(&cid)?;
+    assert_eq!(
+        st.state,
+        cri::ContainerState::ContainerRunning as i32,
+        "detaching stopped the container: {st:?}"
+    );
     Ok(())
 }
 
@@ -437,13 +452,21 @@ impl Drop for BridgeGuard {
     }
 }
 
-fn httpd(setup: &Setup, pod: &cri::PodSandboxConfig, pod_id: &str, port: u16, text: &str) -> Result<String> {
+fn httpd(
+    setup: &Setup,
+    pod: &cri::PodSandboxConfig,
+    pod_id: &str,
+    port: u16,
+    text: &str,
+) -> Result<String> {
     let script = format!(
         "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p {port} -h /www"
     );
-    let id = setup
-        .client
-        .create_and_start(pod_id, pod, container("httpd", &setup.base(), &script, ""))?;
+    let id = setup.client.create_and_start(
+        pod_id,
+        pod,
+        container("httpd", &setup.base(), &script, ""),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let probe = setup.client.exec(
@@ -528,9 +551,7 @@ fn port_forward_to_bridged_and_host_network_pods() -> Result<()> {
     httpd(&setup, &host, &host_id, port, "host-ok")?;
     let url = port_forward_url(c, &host_id, &[i32::from(port)])?;
     let v = spdy(&go, &["portforward", &url, &port.to_string(), GET], "")?;
-    let served = v["ports"][port.to_string()]["data"]
-        .as_str()
-        .unwrap_or("");
+    let served = v["ports"][port.to_string()]["data"].as_str().unwrap_or("");
     assert!(served.contains("host-ok"), "{v}");
     Ok(())
 }
