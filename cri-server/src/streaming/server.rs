@@ -11,6 +11,8 @@ use crate::Cri;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A parsed request head.
 pub(crate) struct HttpRequest {
@@ -83,7 +85,9 @@ pub(crate) async fn run(listener: std::net::TcpListener, cri: Cri) {
 
 async fn handle(mut stream: TcpStream, cri: Cri) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let (req, rest) = read_head(&mut stream).await?;
+    let (req, rest) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request head"))??;
     let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
     let (kind, token) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let request = cri.streaming().tokens.consume(token);

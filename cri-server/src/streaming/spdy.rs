@@ -53,15 +53,15 @@ where
     let tx = out_tx.clone();
     tokio::spawn(async move {
         let read = read_loop(reader, streams_tx, tx.clone(), activity.clone());
-        let result = match idle {
-            Some(idle) => tokio::select! {
-                r = read => r,
-                () = activity.idle(idle) => {
-                    tracing::debug!("streaming connection idle for {idle:?}; closing it");
-                    Ok(())
-                }
-            },
-            None => read.await,
+        let idle = idle.unwrap_or(Duration::MAX / 4);
+        // Ends with the client, when idle, or once the writer closed the connection.
+        let result = tokio::select! {
+            r = read => r,
+            () = activity.idle(idle) => {
+                tracing::debug!("streaming connection idle for {idle:?}; closing it");
+                Ok(())
+            }
+            () = tx.closed() => Ok(()),
         };
         if let Err(e) = result {
             tracing::debug!("SPDY connection: {e}");
