@@ -21,6 +21,7 @@ pub mod logs;
 pub mod lookup;
 pub mod names;
 mod oom;
+pub mod pod;
 pub mod process_io;
 mod reconcile;
 pub mod record;

@@ -40,8 +40,8 @@ struct Args {
 
 fn main() -> ExitCode {
     // The PID 1 of pods sharing a PID namespace is a mode of this executable.
-    if std::env::args().nth(1).as_deref() == Some(berth_cri_server::sandbox::pod_init::ARG) {
-        berth_cri_server::sandbox::pod_init::main();
+    if std::env::args().nth(1).as_deref() == Some(berth_engine::pod::init::ARG) {
+        berth_engine::pod::init::main();
     }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
