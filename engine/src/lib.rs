@@ -46,6 +46,7 @@ pub use process_io::{
     attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,
     resize, AttachOptions, ExecConfig, ExecInfo, OutputReader, ProcessIo, StdinWriter,
 };
+pub use oom::cgroup_path;
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 pub use runtimes::RuntimeHandlers;

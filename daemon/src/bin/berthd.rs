@@ -29,11 +29,11 @@ struct Args {
     /// error, warn, info, debug or trace.
     #[arg(long)]
     log_level: Option<String>,
-    /// Docker Engine API socket (default <state>/docker.sock).
+    /// Docker Engine API socket (default `<state>/docker.sock`).
     #[arg(long)]
     docker_socket: Option<PathBuf>,
     /// CRI socket for kubelet and crictl (default: config `cri_socket`, else
-    /// <state>/berth.sock).
+    /// `<state>/berth.sock`).
     #[arg(long)]
     cri_socket: Option<PathBuf>,
 }

@@ -257,7 +257,7 @@ fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> 
             return Err(SpecError::Ports("-P".into()));
         }
     }
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if berth_runtime::cgroups::host_is_v2() {
         namespaces.push(namespace(LinuxNamespaceType::Cgroup));
     }
     linux_mut(spec).set_namespaces(Some(namespaces));
