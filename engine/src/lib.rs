@@ -42,11 +42,11 @@ pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
 pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use oom::cgroup_path;
 pub use process_io::{
     attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,
     resize, AttachOptions, ExecConfig, ExecInfo, OutputReader, ProcessIo, StdinWriter,
 };
-pub use oom::cgroup_path;
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 pub use runtimes::RuntimeHandlers;
