@@ -20,9 +20,8 @@ pub fn remove_pin(path: &Path) -> Result<(), EngineError> {
         .map_err(EngineError::internal("pod namespace"))
 }
 
-/// Pins the namespace file `src` (`/proc/<pid>/ns/<kind>`) at `pin` (a bind mount on a
-/// new file). On failure nothing stays behind.
-pub fn pin_path(src: &Path, pin: &Path) -> Result<(), EngineError> {
+/// The file a namespace is bind-mounted on (and its directory).
+fn create_pin_file(pin: &Path) -> Result<(), EngineError> {
     if let Some(parent) = pin.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create namespace dir", parent))?;
     }
@@ -33,6 +32,13 @@ pub fn pin_path(src: &Path, pin: &Path) -> Result<(), EngineError> {
         .mode(0o444)
         .open(pin)
         .map_err(io_err("create namespace pin", pin))?;
+    Ok(())
+}
+
+/// Pins the namespace file `src` (`/proc/<pid>/ns/<kind>`) at `pin` (a bind mount on a
+/// new file). On failure nothing stays behind.
+pub fn pin_path(src: &Path, pin: &Path) -> Result<(), EngineError> {
+    create_pin_file(pin)?;
     if let Err(e) = mount(Some(src), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = std::fs::remove_file(pin);
         return Err(EngineError::broken(
@@ -66,16 +72,7 @@ pub fn pin_ipc_uts(
         return Ok((None, None));
     }
     for (_, pin) in &wanted {
-        if let Some(parent) = pin.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err("create namespace dir", parent))?;
-        }
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o444)
-            .open(pin)
-            .map_err(io_err("create namespace pin", pin))?;
+        create_pin_file(pin)?;
     }
     let hostname = uts_hostname.map(str::to_owned);
     let pins = wanted.clone();
