@@ -180,6 +180,7 @@ fn build_spec(
             rootfs,
             cgroups_path: format!("/berth/{id}"),
             held_caps: &caps,
+            init_binary: engine.init_binary(),
         })
         .map_err(|e| EngineError::Invalid(e.to_string()))
     })();
@@ -188,7 +189,6 @@ fn build_spec(
             tracing::warn!(id, "unmounting {}: {e}", rootfs.display());
         }
     }
-    let _ = engine;
     result
 }
 
