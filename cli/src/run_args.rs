@@ -199,7 +199,8 @@ impl CreateFlags {
             // -1: the kernel default, as docker sends when --memory-swappiness is unset.
             "MemorySwappiness": -1,
             "Devices": self.device.iter().map(String::as_str).map(device).collect::<Result<Vec<_>, _>>()?,
-            "Ulimits": self.ulimit.iter().map(String::as_str).map(ulimit).collect::<Result<Vec<_>, _>>()?,
+            // docker 20.10 sends Devices always, Ulimits only when given.
+            "Ulimits": (!self.ulimit.is_empty()).then(|| self.ulimit.iter().map(String::as_str).map(ulimit).collect::<Result<Vec<_>, _>>()).transpose()?,
             "OomKillDisable": self.oom_kill_disable,
             "GroupAdd": (!self.group_add.is_empty()).then_some(&self.group_add),
         });
@@ -623,10 +624,11 @@ mod tests {
             (&hc["OomKillDisable"], &hc["Init"]),
             (&json!(true), &json!(true))
         );
-        // Without the flags: empty lists, false, and no Init at all.
+        // Without the flags: no devices, false, and no ulimits, groups or Init at all.
         let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
         let hc = &body["HostConfig"];
-        assert_eq!((&hc["Devices"], &hc["Ulimits"]), (&json!([]), &json!([])));
+        assert_eq!(hc["Devices"], json!([]));
+        assert!(hc.get("Ulimits").is_none());
         assert_eq!(hc["OomKillDisable"], json!(false));
         assert!(hc.get("Init").is_none() && hc.get("GroupAdd").is_none());
         let bad = |f: CreateFlags| f.to_create_body("img", &[], false, &|_| None).err();
