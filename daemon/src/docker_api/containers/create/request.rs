@@ -88,7 +88,7 @@ pub struct HostConfig {
 
 /// `HostConfig.Devices[]`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct DeviceMapping {
     pub path_on_host: String,
     pub path_in_container: String,
@@ -97,7 +97,7 @@ pub struct DeviceMapping {
 
 /// `HostConfig.Ulimits[]`: -1 is unlimited, as for the docker CLI.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct Ulimit {
     pub name: String,
     pub soft: i64,
@@ -380,6 +380,9 @@ mod tests {
         assert!(config(json!({"HostConfig": {"Ulimits": [
             {"Name": "nofile", "Soft": -2, "Hard": 10}]}}))
         .is_err_and(|e| e.starts_with("ulimit nofile: -2 is not a limit")));
+        assert!(config(json!({"HostConfig": {"Devices": [
+            {"PathOnHost": "/dev/null", "Major": 1}]}}))
+        .is_err_and(|e| e.contains("unknown field `Major`")));
         Ok(())
     }
 
