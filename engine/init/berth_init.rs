@@ -24,6 +24,10 @@ extern "C" {
     fn sigwaitinfo(set: *const SigSet, info: *mut SigInfo) -> i32;
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
     fn kill(pid: i32, sig: i32) -> i32;
+    fn setpgid(pid: i32, pgid: i32) -> i32;
+    fn getpid() -> i32;
+    fn isatty(fd: i32) -> i32;
+    fn tcsetpgrp(fd: i32, pgrp: i32) -> i32;
 }
 
 const SIG_BLOCK: i32 = 0;
@@ -52,9 +56,19 @@ fn main() {
     let old_mask = old.0;
     let mut command = Command::new(program);
     command.args(rest);
-    // SAFETY: the closure only calls sigprocmask, which is async-signal-safe.
+    // SAFETY: the closure only makes async-signal-safe calls.
     unsafe {
         command.pre_exec(move || {
+            // std has emptied the mask: block again (SIGTTOU above all, which taking
+            // the terminal from a background group raises) until the group is set.
+            let mut all = SigSet([0; 16]);
+            sigfillset(&mut all);
+            sigprocmask(SIG_SETMASK, &all, std::ptr::null_mut());
+            setpgid(0, 0);
+            if isatty(0) == 1 {
+                // Not our controlling terminal: the command runs in the background.
+                tcsetpgrp(0, getpid());
+            }
             let mask = SigSet(old_mask);
             sigprocmask(SIG_SETMASK, &mask, std::ptr::null_mut());
             Ok(())

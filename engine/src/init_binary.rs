@@ -81,4 +81,31 @@ mod tests {
         assert_eq!(status.code(), Some(127));
         Ok(())
     }
+
+    /// The command leads a process group of its own, and on a terminal it is the
+    /// foreground group (`script` gives the init a pseudo-terminal).
+    #[test]
+    fn the_command_runs_in_its_own_foreground_group() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = install(dir.path())?;
+        // Fields of /proc/PID/stat: 5 the process group, 8 the terminal's foreground group.
+        let own_group = r#"set -- $(cat /proc/$$/stat); [ "$5" = "$$" ] || exit 9"#;
+        let status = std::process::Command::new(&path)
+            .args(["--", "sh", "-c", own_group])
+            .status()?;
+        assert_eq!(status.code(), Some(0));
+        let foreground = format!(
+            r#"{} -- sh -c 'set -- $(cat /proc/$$/stat); [ "$5" = "$$" ] && [ "$8" = "$$" ] || exit 9'"#,
+            path.display()
+        );
+        match std::process::Command::new("script")
+            .args(["-qec", &foreground, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
+            Ok(out) => assert_eq!(out.status.code(), Some(0), "{out:?}"),
+            Err(e) => eprintln!("skipped the terminal case (no script(1): {e})"),
+        }
+        Ok(())
+    }
 }
