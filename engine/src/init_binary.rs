@@ -98,12 +98,21 @@ mod tests {
             r#"{} -- sh -c 'set -- $(cat /proc/$$/stat); [ "$5" = "$$" ] && [ "$8" = "$$" ] || exit 9'"#,
             path.display()
         );
-        match std::process::Command::new("script")
+        // script(1) gets a stdin that stays open until the command is done: on an
+        // early end of its input it could hang the terminal up under the command.
+        let spawned = std::process::Command::new("script")
             .args(["-qec", &foreground, "/dev/null"])
-            .stdin(std::process::Stdio::null())
-            .output()
-        {
-            Ok(out) => assert_eq!(out.status.code(), Some(0), "{out:?}"),
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let stdin = child.stdin.take();
+                let out = child.wait_with_output()?;
+                drop(stdin);
+                assert_eq!(out.status.code(), Some(0), "{out:?}");
+            }
             Err(e) => eprintln!("skipped the terminal case (no script(1): {e})"),
         }
         Ok(())
