@@ -16,6 +16,7 @@ mod create;
 mod error;
 mod image;
 pub mod images;
+pub mod init_binary;
 mod lifecycle;
 pub mod logs;
 pub mod lookup;
@@ -106,6 +107,8 @@ pub struct Engine {
     root: PathBuf,
     containers: PathBuf,
     shim_binary: PathBuf,
+    /// berth's container init, installed under the root (`init_binary`).
+    init_binary: PathBuf,
     /// The identity passed to shims as `-address` (names their sockets).
     shim_address: PathBuf,
     changed: tokio::sync::Notify,
@@ -134,6 +137,10 @@ impl Engine {
             path: containers.clone(),
             source,
         })?;
+        let init_binary = init_binary::install(&root).map_err(|source| OpenError::Dir {
+            path: root.join("berth-init"),
+            source,
+        })?;
         Ok(Engine {
             store,
             images,
@@ -141,6 +148,7 @@ impl Engine {
             root,
             containers,
             shim_binary: shim_binary(),
+            init_binary,
             shim_address: state.join("shim"),
             changed: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
@@ -154,6 +162,11 @@ impl Engine {
     /// The persistent root the engine keeps its state under.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// berth's container init on the host.
+    pub fn init_binary(&self) -> &Path {
+        &self.init_binary
     }
 
     /// The bundle directory of container `id`.
