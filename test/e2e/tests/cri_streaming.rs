@@ -440,6 +440,19 @@ fn exec_and_attach_over_websocket_and_attach_over_spdy() -> Result<()> {
         cri::ContainerState::ContainerRunning as i32,
         "detaching stopped the container: {st:?}"
     );
+
+    // stdin_once: the attacher's stdin end is the container's, and its end the attach's.
+    let mut config = container("echo-once", &setup.base(), "cat", "");
+    config.stdin = true;
+    config.stdin_once = true;
+    let once = c.create_and_start(&pod_id, &pod, config)?;
+    let url = attach_url(c, &once, o)?;
+    let mut args = vec!["exec", url.as_str()];
+    args.extend(flags(o));
+    let v = spdy(&go, &args, "once\n")?;
+    assert_eq!(v["stdout"], "once\n", "{v}");
+    assert_success(&v)?;
+    c.wait_state(&once, cri::ContainerState::ContainerExited)?;
     Ok(())
 }
 
