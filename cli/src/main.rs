@@ -90,6 +90,21 @@ enum ContainerCommand {
     /// List containers.
     #[command(alias = "ls", alias = "list")]
     Ps(PsArgs),
+    /// Get real time events from the server.
+    Events {
+        /// Filter output based on conditions provided (type=, container=, event=…).
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format the output using the given Go template.
+        #[arg(long)]
+        format: Option<String>,
+        /// Show all events created since timestamp.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream events until this timestamp.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Fetch the logs of a container.
     Logs {
         /// Follow log output.
@@ -411,6 +426,20 @@ async fn container_command(
                 *timestamps,
             )
             .await
+        }
+        C::Events {
+            filter,
+            format,
+            since,
+            until,
+        } => {
+            let flags = commands::events::EventsFlags {
+                filters: filter.clone(),
+                format: format.clone(),
+                since: since.clone(),
+                until: until.clone(),
+            };
+            commands::events::run(client, &flags).await
         }
         C::Wait { containers } => container::wait(client, containers).await,
         C::Inspect { format, containers } => {

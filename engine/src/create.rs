@@ -153,6 +153,9 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         return Err(e);
     }
     drop(claim);
+    engine
+        .events_log
+        .container(&record, "create", std::iter::empty());
     tracing::info!(id = %id, name = %record.name, image = %record.image, "container created");
     Ok(id)
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod container_spec;
 mod create;
 mod error;
+pub mod events;
 mod image;
 pub mod images;
 mod lifecycle;
@@ -120,6 +121,8 @@ pub struct Engine {
     pub names: names::NameClaims,
     /// Execs, until their container is removed.
     execs: process_io::Execs,
+    /// Every container's lifecycle and every image operation, for `/events`.
+    pub events_log: events::EventLog,
 }
 
 impl Engine {
@@ -148,6 +151,7 @@ impl Engine {
             watch_conns: Mutex::new(HashMap::new()),
             names: names::NameClaims::default(),
             execs: process_io::Execs::default(),
+            events_log: events::EventLog::default(),
         })
     }
 
@@ -255,7 +259,7 @@ impl Engine {
     }
 }
 
-fn unix_nanos() -> i64 {
+pub(crate) fn unix_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

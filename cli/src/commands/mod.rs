@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod container;
 pub mod credentials;
+pub mod events;
 pub mod image_http;
 pub mod image_inspect;
 pub mod images;

@@ -167,7 +167,7 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
         .engine
         .names
         .claim(&daemon.engine.store, name, &record.id)?;
-    record.name = name.to_string();
+    let old_name = std::mem::replace(&mut record.name, name.to_string());
     daemon
         .engine
         .store
@@ -178,6 +178,11 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
             &record,
         )
         .map_err(EngineError::from)?;
+    let old_name = ("oldName".to_string(), format!("/{old_name}"));
+    daemon
+        .engine
+        .events_log
+        .container(&record, "rename", [old_name]);
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 

@@ -74,6 +74,8 @@ pub async fn handle(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("import task: {e}")))??;
+    let id = rec.config_digest.to_string();
+    daemon.engine.events_log.image("import", &id, Some(&id));
     let (msgs, reply) = Messages::new();
     tokio::spawn(async move {
         msgs.send(json!({ "status": rec.config_digest.to_string() }))
