@@ -90,6 +90,22 @@ enum ContainerCommand {
     /// List containers.
     #[command(alias = "ls", alias = "list")]
     Ps(PsArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats {
+        /// Show all containers (default shows just running).
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Disable streaming stats and only pull the first result.
+        #[arg(long)]
+        no_stream: bool,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Pretty-print images using a Go template.
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
     /// Get real time events from the server.
     Events {
         /// Filter output based on conditions provided (type=, container=, event=…).
@@ -426,6 +442,22 @@ async fn container_command(
                 *timestamps,
             )
             .await
+        }
+        C::Stats {
+            all,
+            no_stream,
+            no_trunc,
+            format,
+            containers,
+        } => {
+            let flags = commands::stats::StatsFlags {
+                all: *all,
+                no_stream: *no_stream,
+                no_trunc: *no_trunc,
+                format: format.clone(),
+                containers: containers.clone(),
+            };
+            commands::stats::run(client, &flags).await
         }
         C::Events {
             filter,

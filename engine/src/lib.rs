@@ -29,6 +29,7 @@ pub mod record;
 pub mod restart_policy;
 pub mod runtimes;
 pub mod shim;
+pub mod stats;
 pub mod store;
 mod watch;
 

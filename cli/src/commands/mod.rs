@@ -12,6 +12,7 @@ pub mod login;
 pub mod ps;
 pub mod pull;
 pub mod run;
+pub mod stats;
 pub mod stream;
 pub mod tag;
 pub mod version;

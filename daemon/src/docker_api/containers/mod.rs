@@ -3,6 +3,7 @@
 mod create;
 mod json;
 mod logs;
+mod stats;
 mod top;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
+                (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
                 (&Method::GET, "top") => top::handle(daemon, &id, req.query("ps_args")).await?,
                 (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
                 (&Method::POST, "pause") => {
