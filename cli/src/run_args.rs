@@ -388,7 +388,7 @@ fn read_env_file(
     Ok(out)
 }
 
-fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
+pub fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
     let Some(policy) = policy else {
         return Ok(json!({"Name": "no", "MaximumRetryCount": 0}));
     };
@@ -447,7 +447,7 @@ pub fn parse_bytes(flag: &'static str, value: &str) -> Result<i64, FlagError> {
 }
 
 /// `--cpus 1.5` as nano CPUs.
-fn parse_cpus(value: &str) -> Result<i64, FlagError> {
+pub fn parse_cpus(value: &str) -> Result<i64, FlagError> {
     let cpus: f64 = value
         .parse()
         .ok()

@@ -31,6 +31,7 @@ pub mod runtimes;
 pub mod shim;
 pub mod stats;
 pub mod store;
+pub mod update;
 mod watch;
 
 use std::collections::HashMap;
@@ -52,6 +53,7 @@ pub use process_io::{
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 pub use runtimes::RuntimeHandlers;
+pub use update::{update, Update};
 
 use crate::store::{Kind, Store};
 

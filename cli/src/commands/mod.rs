@@ -15,6 +15,7 @@ pub mod run;
 pub mod stats;
 pub mod stream;
 pub mod tag;
+pub mod update;
 pub mod version;
 
 /// What a command prints, and the error that makes it exit non-zero after printing.

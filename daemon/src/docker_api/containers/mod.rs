@@ -5,6 +5,7 @@ mod json;
 mod logs;
 mod stats;
 mod top;
+mod update;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
                 (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
+                (&Method::POST, "update") => update::handle(daemon, &id, &mut req).await?,
                 (&Method::GET, "top") => top::handle(daemon, &id, req.query("ps_args")).await?,
                 (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
                 (&Method::POST, "pause") => {
