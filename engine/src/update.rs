@@ -245,7 +245,7 @@ fn merge(base: &mut LinuxResources, changes: &LinuxResources) {
         }
     }
     if let Some(p) = changes.pids() {
-        base.set_pids(Some(p.clone()));
+        base.set_pids(Some(*p));
     }
 }
 
