@@ -53,12 +53,6 @@ impl Update {
         }
         let old_swap = current.memory().and_then(|m| m.swap()).unwrap_or(0);
         let new_memory = self.memory.filter(|m| *m > 0);
-        let swap = self.memory_swap.or_else(|| {
-            // Memory alone: an old swap total below the new limit must follow it.
-            new_memory
-                .filter(|m| old_swap > 0 && *m > old_swap)
-                .map(|_| -1)
-        });
         if let (Some(m), Some(s)) = (new_memory, self.memory_swap) {
             if s > 0 && s < m {
                 return Err(invalid(
@@ -66,7 +60,8 @@ impl Update {
                 ));
             }
         }
-        if new_memory.is_some() && self.memory_swap.is_none() && old_swap > 0 && swap == Some(-1) {
+        // Memory alone may not pass the memory-plus-swap total already set.
+        if new_memory.is_some_and(|m| self.memory_swap.is_none() && old_swap > 0 && m > old_swap) {
             return Err(invalid("Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"));
         }
         let mut out = LinuxResources::default();
