@@ -15,6 +15,7 @@ pub mod container_spec;
 mod create;
 mod error;
 pub mod events;
+pub mod health;
 mod image;
 pub mod images;
 mod lifecycle;

@@ -136,12 +136,14 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     record.state.error = String::new();
     record.state.oom_killed = false;
     record.state.stopped_by_user = false;
+    crate::health::reset(&mut record);
     put(engine, &record)?;
     engine
         .events_log
         .container(&record, "start", std::iter::empty());
     tracing::info!(id, pid, "container started");
     watch::spawn(Arc::clone(engine), id.to_string(), address);
+    crate::health::spawn(Arc::clone(engine), &record);
     Ok(StartOutcome::Started)
 }
 
