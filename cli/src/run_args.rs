@@ -22,6 +22,8 @@ pub enum FlagError {
     EnvFile { path: PathBuf, why: String },
     #[error("opening seccomp profile ({path}) failed: {why}")]
     SeccompFile { path: PathBuf, why: String },
+    #[error("{0}")]
+    Health(String),
 }
 
 fn invalid(flag: &'static str, value: &str, why: impl Into<String>) -> FlagError {
@@ -123,6 +125,8 @@ pub struct CreateFlags {
     /// Security options (seccomp=unconfined|FILE, no-new-privileges).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    #[command(flatten)]
+    pub health: crate::health_args::HealthFlags,
 }
 
 impl CreateFlags {
@@ -207,6 +211,13 @@ impl CreateFlags {
             "Labels": labels,
             "HostConfig": host_config,
         });
+        if let Some(check) = self
+            .health
+            .healthcheck()
+            .map_err(|e| FlagError::Health(e.to_string()))?
+        {
+            body["Healthcheck"] = check;
+        }
         strip_nulls(&mut body);
         Ok(body)
     }

@@ -193,6 +193,45 @@ fn docker_cli_sees_starting_unhealthy_and_healthy() -> Result<()> {
     )?;
     assert_eq!(plain.trim(), "null");
     assert!(!ps_status(&berthd, "plain")?.contains('('));
+
+    // berth's own flags send the same Healthcheck.
+    run_ok(berthd.berth()?.args([
+        "run",
+        "-d",
+        "--name",
+        "ours",
+        "--health-cmd",
+        "exit 0",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "100",
+    ]))?;
+    eventually(10, "ours to be healthy", || {
+        let ps = run_ok(
+            berthd
+                .berth()?
+                .args(["ps", "--format", "{{.Names}} {{.Status}}"]),
+        )?;
+        Ok(ps
+            .lines()
+            .any(|l| l.starts_with("ours ") && l.ends_with("(healthy)")))
+    })?;
+    let check =
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "-f", "{{json .Config.Healthcheck}}", "ours"]),
+        )?;
+    let check: serde_json::Value = serde_json::from_str(check.trim())?;
+    assert_eq!(check["Test"], serde_json::json!(["CMD-SHELL", "exit 0"]));
+    assert_eq!(
+        (check["Interval"].as_i64(), check["Retries"].as_i64()),
+        (Some(200_000_000), Some(2))
+    );
     Ok(())
 }
 
