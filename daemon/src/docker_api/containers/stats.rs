@@ -1,10 +1,13 @@
 //! `GET /containers/{id}/stats?stream=…&one-shot=…`: the container's usage in Docker's
 //! JSON, read by the engine (`berth_engine::stats`, the one cgroup reader). Streamed
 //! once a second with the previous read as `precpu_stats`; `stream=false` answers one
-//! read whose `precpu_stats` is a read taken [`WINDOW`] before (Docker waits for its
-//! collector's next second), `one-shot` one read at once with empty `precpu_stats`.
+//! read whose `precpu_stats` is an earlier read of the same container: the last one
+//! berthd made if it is between [`MIN_AGE`] and [`MAX_AGE`] old, else one taken
+//! [`WINDOW`] before (Docker waits for its collector's next second); `one-shot` one
+//! read at once with empty `precpu_stats`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use berth_engine::stats::{self, Sample};
@@ -14,8 +17,44 @@ use serde_json::{json, Map, Value};
 use super::{ApiError, ApiRequest, Reply};
 use crate::Daemon;
 
-/// How far apart the two reads of `stream=false` are.
+/// How far apart the two reads of `stream=false` are without a usable earlier one.
 pub const WINDOW: Duration = Duration::from_millis(200);
+/// The ages an earlier read may have to serve as `precpu_stats`.
+pub const MIN_AGE: Duration = Duration::from_millis(100);
+pub const MAX_AGE: Duration = Duration::from_secs(10);
+
+/// The last read of each container, for the next `stream=false` (entries older than
+/// [`MAX_AGE`] are dropped as others are added).
+fn last_reads() -> &'static Mutex<HashMap<String, Sample>> {
+    static LAST: OnceLock<Mutex<HashMap<String, Sample>>> = OnceLock::new();
+    LAST.get_or_init(Default::default)
+}
+
+fn age(s: &Sample) -> Duration {
+    let now = berth_now_nanos();
+    Duration::from_nanos(now.saturating_sub(s.at).max(0) as u64)
+}
+
+fn berth_now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// An earlier read of `id` fit to be `precpu_stats`.
+fn earlier(id: &str) -> Option<Sample> {
+    let map = last_reads().lock().unwrap_or_else(|p| p.into_inner());
+    map.get(id)
+        .filter(|s| (MIN_AGE..=MAX_AGE).contains(&age(s)))
+        .cloned()
+}
+
+fn remember(id: &str, sample: &Sample) {
+    let mut map = last_reads().lock().unwrap_or_else(|p| p.into_inner());
+    map.retain(|_, s| age(s) <= MAX_AGE);
+    map.insert(id.to_string(), sample.clone());
+}
 /// How often a stream sends.
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -36,9 +75,10 @@ pub async fn handle(
         ));
     }
     if !stream {
-        let first = match one_shot {
-            true => None,
-            false => {
+        let first = match (one_shot, earlier(&record.id)) {
+            (true, _) => None,
+            (false, Some(s)) => Some(s),
+            (false, None) => {
                 let s = read(daemon, &record).await?;
                 tokio::time::sleep(WINDOW).await;
                 Some(s)
@@ -46,6 +86,7 @@ pub async fn handle(
         };
         let record = engine::get(&daemon.engine, &record.id).unwrap_or(record);
         let now = read(daemon, &record).await?;
+        remember(&record.id, &now);
         return Ok(Reply::json(&message(&record, &now, first.as_ref())));
     }
     let (tx, reply) = Reply::channel("application/json");
