@@ -3,6 +3,7 @@
 //! and handed to the engine.
 
 mod blkio;
+pub mod log_driver;
 mod mounts;
 mod request;
 
@@ -74,13 +75,17 @@ fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiE
     let config = request
         .to_config()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let log_path = match log_driver::check(hc)? {
+        log_driver::LogDriver::None => Some(log_driver::DISCARD.into()),
+        _ => None,
+    };
     Ok(NewContainer {
         name: name.map(|n| n.trim_start_matches('/').to_string()),
         config,
         body,
         restart_policy: policy,
         auto_remove,
-        log_path: None,
+        log_path,
         cri: None,
         patch_spec: None,
     })
