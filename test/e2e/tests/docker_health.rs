@@ -277,3 +277,88 @@ print("ok")
     assert_eq!(out.trim(), "ok");
     Ok(())
 }
+
+#[test]
+fn an_images_healthcheck_runs_and_can_be_overridden_or_disabled() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    let dir = tempfile::tempdir()?;
+    let rootfs = dir.path().join("rootfs");
+    berth_fixtures::busybox_rootfs(&rootfs)?;
+    let tar = dir.path().join("rootfs.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    run_ok(
+        berthd
+            .berth()?
+            .args([
+                "import",
+                "--change",
+                "HEALTHCHECK --interval=200ms --retries=1 CMD test -f /etc/passwd",
+            ])
+            .arg(&tar)
+            .arg("checked"),
+    )?;
+    let image = run_ok(berthd.docker().args([
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck}}",
+        "checked",
+    ]))?;
+    assert!(image.contains("test -f /etc/passwd"), "{image}");
+
+    run_ok(
+        berthd
+            .docker()
+            .args(["run", "-d", "--name", "img", "checked", "sleep", "100"]),
+    )?;
+    // The container's own command over the image's, the image's interval kept.
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "mine",
+        "--health-cmd",
+        "exit 1",
+        "checked",
+        "sleep",
+        "100",
+    ]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--no-healthcheck",
+        "checked",
+        "sleep",
+        "100",
+    ]))?;
+    eventually(10, "img healthy and mine unhealthy", || {
+        Ok(health(&berthd, "img")?["Status"] == "healthy"
+            && health(&berthd, "mine")?["Status"] == "unhealthy")
+    })?;
+    let check =
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "-f", "{{json .Config.Healthcheck}}", "mine"]),
+        )?;
+    let check: serde_json::Value = serde_json::from_str(check.trim())?;
+    assert_eq!(check["Test"], serde_json::json!(["CMD-SHELL", "exit 1"]));
+    assert_eq!(check["Interval"], 200_000_000);
+    let off = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{json .State.Health}}", "off"]),
+    )?;
+    assert_eq!(off.trim(), "null");
+    Ok(())
+}
