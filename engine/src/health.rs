@@ -203,6 +203,12 @@ fn same_run(engine: &Engine, id: &str, started_at: &str) -> Option<ContainerReco
 }
 
 async fn monitor(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(), EngineError> {
+    let result = watch_run(engine, id, started_at).await;
+    engine.set_health_now(id, started_at, None);
+    result
+}
+
+async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(), EngineError> {
     let started = humantime::parse_rfc3339_weak(started_at).unwrap_or_else(|_| SystemTime::now());
     loop {
         let Some(record) = same_run(engine, id, started_at) else {
@@ -234,8 +240,7 @@ async fn monitor(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(),
         }
         let timeout = HealthConfig::duration(config.timeout, DEFAULT_TIMEOUT);
         let result = probe(engine, id, command, timeout).await;
-        let _guard = engine.lock(id).await;
-        let Some(mut record) = same_run(engine, id, started_at) else {
+        let Some(record) = same_run(engine, id, started_at) else {
             return Ok(());
         };
         let mut health = record.state.health.clone().unwrap_or_else(|| Health {
@@ -244,10 +249,16 @@ async fn monitor(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(),
         });
         let before = health.status.clone();
         health.record(result, in_start(SystemTime::now()), config.retries());
-        let changed = health.status != before;
-        record.state.health = Some(health.clone());
-        put(engine, &record)?;
-        if changed {
+        // Every result is seen at once (reads overlay it); the record is written when
+        // the status changes, so a restarted berthd goes on from the last status.
+        engine.set_health_now(id, started_at, Some(health.clone()));
+        if health.status != before {
+            let _guard = engine.lock(id).await;
+            let Some(mut record) = same_run(engine, id, started_at) else {
+                return Ok(());
+            };
+            record.state.health = Some(health.clone());
+            put(engine, &record)?;
             let action = format!("health_status: {}", health.status);
             engine
                 .events_log
