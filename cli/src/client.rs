@@ -36,6 +36,7 @@ pub enum ClientError {
 }
 
 /// One connection per request, as short-lived CLI commands need.
+#[derive(Clone)]
 pub struct Client {
     socket: PathBuf,
 }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod health_args;
 pub mod run_args;
 pub mod tabwriter;
 pub mod template;

@@ -90,6 +90,78 @@ enum ContainerCommand {
     /// List containers.
     #[command(alias = "ls", alias = "list")]
     Ps(PsArgs),
+    /// Update configuration of one or more containers.
+    Update {
+        /// CPU shares (relative weight).
+        #[arg(short = 'c', long)]
+        cpu_shares: Option<i64>,
+        /// Limit CPU CFS (Completely Fair Scheduler) period.
+        #[arg(long)]
+        cpu_period: Option<i64>,
+        /// Limit CPU CFS (Completely Fair Scheduler) quota.
+        #[arg(long)]
+        cpu_quota: Option<i64>,
+        /// Number of CPUs.
+        #[arg(long)]
+        cpus: Option<String>,
+        /// CPUs in which to allow execution (0-3, 0,1).
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        /// MEMs in which to allow execution (0-3, 0,1).
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        /// Memory limit.
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// Memory soft limit.
+        #[arg(long)]
+        memory_reservation: Option<String>,
+        /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap.
+        #[arg(long, allow_hyphen_values = true)]
+        memory_swap: Option<String>,
+        /// Tune container pids limit (set -1 for unlimited).
+        #[arg(long, allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        /// Restart policy to apply when a container exits.
+        #[arg(long)]
+        restart: Option<String>,
+        /// Block IO (relative weight), between 10 and 1000, or 0 to disable.
+        #[arg(long)]
+        blkio_weight: Option<u16>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats {
+        /// Show all containers (default shows just running).
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Disable streaming stats and only pull the first result.
+        #[arg(long)]
+        no_stream: bool,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Pretty-print images using a Go template.
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
+    /// Get real time events from the server.
+    Events {
+        /// Filter output based on conditions provided (type=, container=, event=…).
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format the output using the given Go template.
+        #[arg(long)]
+        format: Option<String>,
+        /// Show all events created since timestamp.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stream events until this timestamp.
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Fetch the logs of a container.
     Logs {
         /// Follow log output.
@@ -411,6 +483,67 @@ async fn container_command(
                 *timestamps,
             )
             .await
+        }
+        C::Update {
+            cpu_shares,
+            cpu_period,
+            cpu_quota,
+            cpus,
+            cpuset_cpus,
+            cpuset_mems,
+            memory,
+            memory_reservation,
+            memory_swap,
+            pids_limit,
+            restart,
+            blkio_weight,
+            containers,
+        } => {
+            let flags = commands::update::UpdateFlags {
+                cpu_shares: *cpu_shares,
+                cpu_period: *cpu_period,
+                cpu_quota: *cpu_quota,
+                cpus: cpus.clone(),
+                cpuset_cpus: cpuset_cpus.clone(),
+                cpuset_mems: cpuset_mems.clone(),
+                memory: memory.clone(),
+                memory_reservation: memory_reservation.clone(),
+                memory_swap: memory_swap.clone(),
+                pids_limit: *pids_limit,
+                restart: restart.clone(),
+                blkio_weight: *blkio_weight,
+            };
+            commands::update::run(client, &flags, containers).await
+        }
+        C::Stats {
+            all,
+            no_stream,
+            no_trunc,
+            format,
+            containers,
+        } => {
+            let flags = commands::stats::StatsFlags {
+                all: *all,
+                no_stream: *no_stream,
+                no_trunc: *no_trunc,
+                format: format.clone(),
+                containers: containers.clone(),
+            };
+            commands::stats::run(client, &flags).await
+        }
+        C::Events {
+            filter,
+            format,
+            since,
+            until,
+        } => {
+            let flags = commands::events::EventsFlags {
+                filters: filter.clone(),
+                format: format.clone(),
+                since: since.clone(),
+                until: until.clone(),
+            };
+            commands::events::run(client, &flags).await
         }
         C::Wait { containers } => container::wait(client, containers).await,
         C::Inspect { format, containers } => {

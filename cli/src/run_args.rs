@@ -22,6 +22,8 @@ pub enum FlagError {
     EnvFile { path: PathBuf, why: String },
     #[error("opening seccomp profile ({path}) failed: {why}")]
     SeccompFile { path: PathBuf, why: String },
+    #[error("{0}")]
+    Health(String),
 }
 
 fn invalid(flag: &'static str, value: &str, why: impl Into<String>) -> FlagError {
@@ -138,6 +140,8 @@ pub struct CreateFlags {
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long = "init")]
     pub init: bool,
+    #[command(flatten)]
+    pub health: crate::health_args::HealthFlags,
 }
 
 impl CreateFlags {
@@ -231,6 +235,13 @@ impl CreateFlags {
             "Labels": labels,
             "HostConfig": host_config,
         });
+        if let Some(check) = self
+            .health
+            .healthcheck()
+            .map_err(|e| FlagError::Health(e.to_string()))?
+        {
+            body["Healthcheck"] = check;
+        }
         strip_nulls(&mut body);
         Ok(body)
     }
@@ -412,7 +423,7 @@ fn read_env_file(
     Ok(out)
 }
 
-fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
+pub fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
     let Some(policy) = policy else {
         return Ok(json!({"Name": "no", "MaximumRetryCount": 0}));
     };
@@ -548,7 +559,7 @@ pub fn parse_bytes(flag: &'static str, value: &str) -> Result<i64, FlagError> {
 }
 
 /// `--cpus 1.5` as nano CPUs.
-fn parse_cpus(value: &str) -> Result<i64, FlagError> {
+pub fn parse_cpus(value: &str) -> Result<i64, FlagError> {
     let cpus: f64 = value
         .parse()
         .ok()

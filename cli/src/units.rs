@@ -47,6 +47,18 @@ pub fn human_size(size: f64, precision: usize) -> String {
     format!("{}{}", format_g(size, precision), UNITS[i])
 }
 
+/// go-units' `BytesSize`: binary units and `%.4g` (`1.5MiB`, `1.944GiB`).
+pub fn bytes_size(size: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = size;
+    let mut i = 0;
+    while size >= 1024.0 && i + 1 < UNITS.len() {
+        size /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(size, 4), UNITS[i])
+}
+
 /// Go's `%.<precision>g` for a finite, non-negative number.
 fn format_g(v: f64, precision: usize) -> String {
     let precision = precision.max(1);

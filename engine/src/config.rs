@@ -24,6 +24,8 @@ pub struct ContainerConfig {
     /// The runtime handler (`[runtimes]` in berthd's config); empty: the default.
     pub runtime: String,
     pub labels: BTreeMap<String, String>,
+    /// The health check; `None`: the image's.
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 /// The container's process, as overrides of what the image says.

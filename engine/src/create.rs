@@ -56,6 +56,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let defaults = image::defaults(&image_config);
     let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let health = health_of(&config, &image_config)?;
     let id = random_id();
     // Held until the record is stored (or the create fails): no other create can take
     // the name meanwhile.
@@ -146,6 +147,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         log_path,
         cri,
         runtime,
+        health,
     };
     if let Err(e) = put(engine, &record) {
         let _ = engine.images.snapshots.remove(&snapshot);
@@ -153,8 +155,32 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         return Err(e);
     }
     drop(claim);
+    engine
+        .events_log
+        .container(&record, "create", std::iter::empty());
     tracing::info!(id = %id, name = %record.name, image = %record.image, "container created");
     Ok(id)
+}
+
+/// The container's health check over the image's `HEALTHCHECK`, checked; `None`
+/// when neither has one.
+fn health_of(
+    config: &ContainerConfig,
+    image: &berth_image::config::ImageConfig,
+) -> Result<Option<crate::health::HealthConfig>, EngineError> {
+    let from_image = image
+        .config
+        .as_ref()
+        .and_then(|c| c.healthcheck.clone())
+        .and_then(|v| serde_json::from_value::<crate::health::HealthConfig>(v).ok());
+    if let Some(own) = &config.health {
+        own.validate()?;
+    }
+    let merged = match config.health.clone() {
+        Some(own) => Some(own.over(from_image)),
+        None => from_image,
+    };
+    Ok(merged.filter(|h| !h.test.is_empty()))
 }
 
 /// Mounts the snapshot for the time it takes to read users from it, builds the spec.

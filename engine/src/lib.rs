@@ -14,6 +14,8 @@ pub mod config;
 pub mod container_spec;
 mod create;
 mod error;
+pub mod events;
+pub mod health;
 mod image;
 pub mod images;
 pub mod init_binary;
@@ -29,7 +31,9 @@ pub mod record;
 pub mod restart_policy;
 pub mod runtimes;
 pub mod shim;
+pub mod stats;
 pub mod store;
+pub mod update;
 mod watch;
 
 use std::collections::HashMap;
@@ -51,6 +55,7 @@ pub use process_io::{
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 pub use runtimes::RuntimeHandlers;
+pub use update::{update, Update};
 
 use crate::store::{Kind, Store};
 
@@ -123,6 +128,12 @@ pub struct Engine {
     pub names: names::NameClaims,
     /// Execs, until their container is removed.
     execs: process_io::Execs,
+    /// Every container's lifecycle and every image operation, for `/events`.
+    pub events_log: events::EventLog,
+    /// The latest health results of running checks, by container: (the run's
+    /// `started_at`, its health). The record is written only when the status changes;
+    /// reads overlay these.
+    health_now: Mutex<HashMap<String, (String, health::Health)>>,
 }
 
 impl Engine {
@@ -156,6 +167,8 @@ impl Engine {
             watch_conns: Mutex::new(HashMap::new()),
             names: names::NameClaims::default(),
             execs: process_io::Execs::default(),
+            events_log: events::EventLog::default(),
+            health_now: Mutex::new(HashMap::new()),
         })
     }
 
@@ -249,6 +262,37 @@ impl Engine {
         self.changed.notify_waiters();
     }
 
+    /// The latest health results of `record`'s run, if its check has newer ones than
+    /// the record.
+    fn overlay_health(&self, record: &mut ContainerRecord) {
+        let map = self.health_now.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((started_at, health)) = map.get(&record.id) {
+            if *started_at == record.state.started_at && record.state.health.is_some() {
+                record.state.health = Some(health.clone());
+            }
+        }
+    }
+
+    pub(crate) fn set_health_now(
+        &self,
+        id: &str,
+        started_at: &str,
+        health: Option<health::Health>,
+    ) {
+        let mut map = self.health_now.lock().unwrap_or_else(|p| p.into_inner());
+        match health {
+            Some(h) => {
+                map.insert(id.to_string(), (started_at.to_string(), h));
+            }
+            // Only this run's entry: a later run of the container may have its own.
+            None => {
+                if map.get(id).is_some_and(|(s, _)| s == started_at) {
+                    map.remove(id);
+                }
+            }
+        }
+    }
+
     /// Readers of CRI containers' lifecycle changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
         self.events.subscribe()
@@ -268,7 +312,7 @@ impl Engine {
     }
 }
 
-fn unix_nanos() -> i64 {
+pub(crate) fn unix_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -299,10 +343,12 @@ fn shim_binary() -> PathBuf {
 
 /// Reads a container record by exact id.
 pub fn get(engine: &Engine, id: &str) -> Result<ContainerRecord, EngineError> {
-    engine
+    let mut record = engine
         .store
         .get::<ContainerRecord>(Kind::Container, id)?
-        .ok_or_else(|| EngineError::container_not_found(id))
+        .ok_or_else(|| EngineError::container_not_found(id))?;
+    engine.overlay_health(&mut record);
+    Ok(record)
 }
 
 /// Resolves an id, name or unique id prefix to a record.
@@ -317,7 +363,10 @@ pub fn list(engine: &Engine) -> Result<Vec<ContainerRecord>, EngineError> {
         .store
         .list::<ContainerRecord>(Kind::Container)?
         .into_iter()
-        .map(|(_, _, r)| r)
+        .map(|(_, _, mut r)| {
+            engine.overlay_health(&mut r);
+            r
+        })
         .collect())
 }
 

@@ -136,9 +136,14 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     record.state.error = String::new();
     record.state.oom_killed = false;
     record.state.stopped_by_user = false;
+    crate::health::reset(&mut record);
     put(engine, &record)?;
+    engine
+        .events_log
+        .container(&record, "start", std::iter::empty());
     tracing::info!(id, pid, "container started");
     watch::spawn(Arc::clone(engine), id.to_string(), address);
+    crate::health::spawn(Arc::clone(engine), &record);
     Ok(StartOutcome::Started)
 }
 
@@ -197,7 +202,15 @@ pub async fn kill(engine: &Arc<Engine>, reference: &str, sig: &str) -> Result<()
         record.state.stopped_by_user = true;
         put(engine, &record)?;
     }
-    signal(engine, &record.id, sig, false).await
+    signal(engine, &record.id, sig, false).await?;
+    kill_event(engine, &record, sig);
+    Ok(())
+}
+
+/// Docker's `kill` event, with the signal's number.
+fn kill_event(engine: &Engine, record: &ContainerRecord, sig: Signal) {
+    let signal = ("signal".to_string(), (sig as i32).to_string());
+    engine.events_log.container(record, "kill", [signal]);
 }
 
 /// Waits until the container has no task, up to `limit`; true when it has none.
@@ -265,16 +278,21 @@ pub async fn stop_locked(
     let timeout = timeout.unwrap_or(10);
     if timeout != 0 {
         let sig = parse_signal(&record.stop_signal).unwrap_or(Signal::SIGTERM);
-        if let Err(e) = signal(engine, id, sig, false).await {
-            tracing::debug!(id, "stop signal: {e}");
+        match signal(engine, id, sig, false).await {
+            Ok(()) => kill_event(engine, &record, sig),
+            Err(e) => tracing::debug!(id, "stop signal: {e}"),
         }
         let limit = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
         if wait_exit(engine, id, limit).await? {
+            engine
+                .events_log
+                .container(&record, "stop", std::iter::empty());
             return Ok(true);
         }
     }
-    if let Err(e) = signal(engine, id, Signal::SIGKILL, true).await {
-        tracing::debug!(id, "SIGKILL: {e}");
+    match signal(engine, id, Signal::SIGKILL, true).await {
+        Ok(()) => kill_event(engine, &record, Signal::SIGKILL),
+        Err(e) => tracing::debug!(id, "SIGKILL: {e}"),
     }
     if !wait_exit(engine, id, Some(Duration::from_secs(30))).await? {
         return Err(EngineError::broken(
@@ -282,6 +300,9 @@ pub async fn stop_locked(
             "it did not exit after SIGKILL",
         ));
     }
+    engine
+        .events_log
+        .container(&record, "stop", std::iter::empty());
     Ok(true)
 }
 
@@ -294,7 +315,11 @@ pub async fn restart(
     let record = super::find(engine, reference)?;
     let _guard = engine.lock(&record.id).await;
     stop_locked(engine, &record.id, timeout).await?;
-    start_locked(engine, &record.id).await.map(|_| ())
+    start_locked(engine, &record.id).await?;
+    engine
+        .events_log
+        .container(&record, "restart", std::iter::empty());
+    Ok(())
 }
 
 /// `rm`: refuses a running container unless forced; removes the task, the snapshot,
@@ -357,6 +382,9 @@ pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Resul
     }
     engine.notify();
     engine.emit(&record, super::ContainerEventKind::Deleted);
+    engine
+        .events_log
+        .container(&record, "destroy", std::iter::empty());
     tracing::info!(id, "container removed");
     Ok(())
 }
@@ -404,7 +432,12 @@ async fn set_paused(
     } else {
         Status::Running
     };
-    put(engine, &record)
+    put(engine, &record)?;
+    let action = if paused { "pause" } else { "unpause" };
+    engine
+        .events_log
+        .container(&record, action, std::iter::empty());
+    Ok(())
 }
 
 /// `top`: the container's processes, as `ps -ef` columns from /proc.

@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::container_spec::{caps, user};
-use crate::record::Status;
+use crate::record::{ContainerRecord, Status};
 use crate::shim::ExecIo;
 use crate::{blocking, find, get, shim_of, Engine, EngineError, Object, StateConflict};
 
@@ -174,6 +174,7 @@ pub async fn exec_create(
         blocking(move || exec_process(&config_json, pid, &c)).await?
     };
     let id = crate::create::random_id();
+    exec_event(engine, &record, "exec_create", &config.args, &id, None);
     let exec = Arc::new(Exec {
         id: id.clone(),
         container_id: record.id.clone(),
@@ -184,6 +185,27 @@ pub async fn exec_create(
     });
     engine.execs.insert(exec);
     Ok(id)
+}
+
+/// Docker's exec events: the action names the command (`exec_start: sh -c …`), the
+/// attributes the exec (and its exit code when it died).
+fn exec_event(
+    engine: &Engine,
+    record: &ContainerRecord,
+    what: &str,
+    args: &[String],
+    exec_id: &str,
+    code: Option<i32>,
+) {
+    let action = match what {
+        "exec_die" => what.to_string(),
+        _ => format!("{what}: {}", args.join(" ")),
+    };
+    let mut extra = vec![("execID".to_string(), exec_id.to_string())];
+    if let Some(code) = code {
+        extra.push(("exitCode".to_string(), code.to_string()));
+    }
+    engine.events_log.container(record, &action, extra);
 }
 
 /// The container's process (user, env, cwd, capabilities) changed as `config` asks.
@@ -333,6 +355,7 @@ pub async fn exec_start(engine: &Arc<Engine>, exec_id: &str) -> Result<ProcessIo
         }
     };
     exec.lock().pid = Some(pid);
+    exec_event(engine, &record, "exec_start", &cfg.args, &exec.id, None);
     tracing::debug!(container = %exec.container_id, exec = %exec.id, pid, "exec started");
     let stdin = fifos.stdin.clone().map(|fifo| {
         let alive = {
@@ -344,6 +367,7 @@ pub async fn exec_start(engine: &Arc<Engine>, exec_id: &str) -> Result<ProcessIo
     });
     {
         let exec = Arc::clone(&exec);
+        let engine = Arc::clone(engine);
         tokio::task::spawn_blocking(move || {
             let (cid, eid) = (&exec.container_id, &exec.id);
             let code = match shim.wait_exec(cid, eid) {
@@ -358,6 +382,16 @@ pub async fn exec_start(engine: &Arc<Engine>, exec_id: &str) -> Result<ProcessIo
             }
             let _ = std::fs::remove_dir_all(&dir);
             exec.end(code);
+            if let Ok(record) = get(&engine, cid) {
+                exec_event(
+                    &engine,
+                    &record,
+                    "exec_die",
+                    &exec.config.args,
+                    eid,
+                    Some(code),
+                );
+            }
         });
     }
     Ok(ProcessIo {
@@ -576,6 +610,9 @@ pub async fn attach(
         sinks[1] = Some(w);
         stderr = Some(Box::new(r) as OutputReader);
     }
+    engine
+        .events_log
+        .container(&record, "attach", std::iter::empty());
     let first_start = record.state.started_at.clone();
     let was_running = record.state.status.has_task() || record.state.status == Status::Restarting;
     if sinks.iter().any(Option::is_some) {

@@ -36,6 +36,8 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
                 Some((status, _)) if status != "stopped" => {
                     tracing::info!(id = %id, "reconnected to the container's shim");
                     watch::spawn(Arc::clone(engine), id, address);
+                    // The checks go on where they were (status and streak kept).
+                    crate::health::spawn(Arc::clone(engine), &record);
                 }
                 other => {
                     // Exited while berthd was down: Wait answers at once on a live shim;

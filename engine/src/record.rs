@@ -56,6 +56,9 @@ pub struct RunState {
     /// The kernel's OOM killer struck in the container's cgroup during its last run.
     #[serde(default)]
     pub oom_killed: bool,
+    /// The health check's results in this run (containers with a check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// One container.
@@ -113,6 +116,9 @@ pub struct ContainerRecord {
     /// under; empty or `berth`: the built-in runtime.
     #[serde(default)]
     pub runtime: String,
+    /// The health check (the container's settings over the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 impl ContainerRecord {

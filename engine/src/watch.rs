@@ -109,6 +109,13 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
     put(engine, &record)?;
+    if oom_killed {
+        engine
+            .events_log
+            .container(&record, "oom", std::iter::empty());
+    }
+    let exit_code = ("exitCode".to_string(), code.to_string());
+    engine.events_log.container(&record, "die", [exit_code]);
     tracing::info!(id, code, "container exited");
     Ok(())
 }

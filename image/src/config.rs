@@ -45,6 +45,9 @@ pub struct ContainerConfig {
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Docker's `HEALTHCHECK` (`{"Test": […], "Interval": ns, …}`), kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// `rootfs`: the diff IDs (digests of the uncompressed layer tars), bottom first.

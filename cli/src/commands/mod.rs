@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod container;
 pub mod credentials;
+pub mod events;
 pub mod image_http;
 pub mod image_inspect;
 pub mod images;
@@ -11,8 +12,10 @@ pub mod login;
 pub mod ps;
 pub mod pull;
 pub mod run;
+pub mod stats;
 pub mod stream;
 pub mod tag;
+pub mod update;
 pub mod version;
 
 /// What a command prints, and the error that makes it exit non-zero after printing.

@@ -316,6 +316,8 @@ fn engine_config(config: &cri::ContainerConfig, image: &str) -> Result<Container
             rlimits: Vec::new(),
         },
         labels: config.labels.clone().into_iter().collect(),
+        // CRI has no health checks (kubelet probes through ExecSync).
+        health: None,
         // The namespaces are replaced by the pod's in the patch.
         network: NetworkAttachment {
             mode: NetworkMode::None,

@@ -5,6 +5,7 @@
 
 mod containers;
 mod error;
+mod events;
 pub mod host;
 mod images;
 mod info;
@@ -72,6 +73,7 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         (&Method::HEAD, "/_ping") => return Ok(ping::handle(true)),
         (&Method::GET, "/version") => return Ok(version::handle(&daemon.host)),
         (&Method::GET, "/info") => return info::handle(daemon),
+        (&Method::GET, "/events") => return events::handle(daemon, &req),
         _ => {}
     }
     // Each area answers the paths it owns and hands the others back.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
-pub use stats::{sample_at, CgroupSample, Stats};
+pub use stats::{sample_at, CgroupSample, DeviceBytes, Stats};
 
 use crate::error::{Error, Result};
 

@@ -48,6 +48,20 @@ pub struct CgroupSample {
     /// Bytes read and written on block devices.
     pub io_read_bytes: Option<u64>,
     pub io_write_bytes: Option<u64>,
+    /// memory.stat as the kernel wrote it (v1's or v2's keys), in its order.
+    pub memory_stat: Vec<(String, u64)>,
+    /// Bytes read and written per block device.
+    pub io_service_bytes: Vec<DeviceBytes>,
+}
+
+/// One block device's bytes for one operation: `Read`/`Write` (v1's names) or
+/// `read`/`write` (v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceBytes {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub bytes: u64,
 }
 
 /// Usage of one container's cgroup, as the shim reports it. Missing files read as zero.
@@ -176,7 +190,8 @@ fn v2(dir: &Path) -> CgroupSample {
     let usage = read_num(&dir.join("memory.current"));
     let inactive = keyed(&mem, "inactive_file");
     let pids_current = read_num(&dir.join("pids.current"));
-    let (io_read_bytes, io_write_bytes) = io_v2(dir);
+    let io_service_bytes = io_v2(dir);
+    let (io_read_bytes, io_write_bytes) = io_totals(io_service_bytes.as_deref());
     CgroupSample {
         cpu_usage_ns: usec("usage_usec"),
         cpu_user_ns: usec("user_usec"),
@@ -204,25 +219,66 @@ fn v2(dir: &Path) -> CgroupSample {
         threads_max: limit(&dir.join("pids.max")),
         io_read_bytes,
         io_write_bytes,
+        memory_stat: stat_lines(&mem),
+        io_service_bytes: io_service_bytes.unwrap_or_default(),
     }
 }
 
-/// io.stat: `<major>:<minor> rbytes=N wbytes=N rios=N ...` per device.
-fn io_v2(dir: &Path) -> (Option<u64>, Option<u64>) {
-    let Ok(text) = fs::read_to_string(dir.join("io.stat")) else {
+/// `key value` lines of a stat file, in order.
+fn stat_lines(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `major:minor` of a device column.
+fn device(s: &str) -> Option<(u64, u64)> {
+    let (major, minor) = s.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Read and written bytes summed over devices (none when the file is missing).
+fn io_totals(entries: Option<&[DeviceBytes]>) -> (Option<u64>, Option<u64>) {
+    let Some(entries) = entries else {
         return (None, None);
     };
-    let (mut read, mut written) = (0u64, 0u64);
+    let sum = |op: &str| {
+        entries
+            .iter()
+            .filter(|e| e.op.eq_ignore_ascii_case(op))
+            .fold(0u64, |a, e| a.saturating_add(e.bytes))
+    };
+    (Some(sum("read")), Some(sum("write")))
+}
+
+/// io.stat: `<major>:<minor> rbytes=N wbytes=N rios=N ...` per device.
+fn io_v2(dir: &Path) -> Option<Vec<DeviceBytes>> {
+    let text = fs::read_to_string(dir.join("io.stat")).ok()?;
+    let mut out = Vec::new();
     for l in text.lines() {
-        for kv in l.split_whitespace().skip(1) {
-            if let Some(v) = kv.strip_prefix("rbytes=") {
-                read = read.saturating_add(v.parse().unwrap_or(0));
-            } else if let Some(v) = kv.strip_prefix("wbytes=") {
-                written = written.saturating_add(v.parse().unwrap_or(0));
-            }
+        let mut fields = l.split_whitespace();
+        let Some((major, minor)) = fields.next().and_then(device) else {
+            continue;
+        };
+        for kv in fields {
+            let (op, v) = match kv.split_once('=') {
+                Some(("rbytes", v)) => ("read", v),
+                Some(("wbytes", v)) => ("write", v),
+                _ => continue,
+            };
+            let bytes = v.parse().unwrap_or(0);
+            out.push(DeviceBytes {
+                major,
+                minor,
+                op: op.to_string(),
+                bytes,
+            });
         }
     }
-    (Some(read), Some(written))
+    Some(out)
 }
 
 /// cgroup v1: `dirs` holds (controllers of the hierarchy, e.g. "cpu,cpuacct";
@@ -252,7 +308,8 @@ fn v1(dirs: &[(String, PathBuf)]) -> CgroupSample {
     let procs_dir = find("pids")
         .or_else(|| find("memory"))
         .or_else(|| find("cpuacct"));
-    let (io_read_bytes, io_write_bytes) = find("blkio").map_or((None, None), io_v1);
+    let io_service_bytes = find("blkio").and_then(io_v1);
+    let (io_read_bytes, io_write_bytes) = io_totals(io_service_bytes.as_deref());
     CgroupSample {
         cpu_usage_ns: num("cpuacct", "cpuacct.usage"),
         cpu_user_ns: ticks("user"),
@@ -282,28 +339,36 @@ fn v1(dirs: &[(String, PathBuf)]) -> CgroupSample {
         threads_max: file("pids", "pids.max").and_then(|p| limit(&p)),
         io_read_bytes,
         io_write_bytes,
+        memory_stat: stat_lines(&mem),
+        io_service_bytes: io_service_bytes.unwrap_or_default(),
     }
 }
 
 /// blkio.throttle.io_service_bytes: `<major>:<minor> <Read|Write|...> N` per device and
 /// operation, then `Total N`.
-fn io_v1(dir: &Path) -> (Option<u64>, Option<u64>) {
-    let Ok(text) = fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")) else {
-        return (None, None);
-    };
-    let (mut read, mut written) = (0u64, 0u64);
+fn io_v1(dir: &Path) -> Option<Vec<DeviceBytes>> {
+    let text = fs::read_to_string(dir.join("blkio.throttle.io_service_bytes")).ok()?;
+    let mut out = Vec::new();
     for l in text.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if let [_, op, v] = f[..] {
-            let v: u64 = v.parse().unwrap_or(0);
-            match op {
-                "Read" => read = read.saturating_add(v),
-                "Write" => written = written.saturating_add(v),
-                _ => {}
+        if let [dev, op, v] = f[..] {
+            let Some((major, minor)) = device(dev) else {
+                continue;
+            };
+            if matches!(
+                op,
+                "Read" | "Write" | "Sync" | "Async" | "Discard" | "Total"
+            ) {
+                out.push(DeviceBytes {
+                    major,
+                    minor,
+                    op: op.to_string(),
+                    bytes: v.parse().unwrap_or(0),
+                });
             }
         }
     }
-    (Some(read), Some(written))
+    Some(out)
 }
 
 #[cfg(test)]
@@ -417,6 +482,8 @@ mod tests {
             threads_max: None,
             io_read_bytes: Some(21),
             io_write_bytes: Some(32),
+            memory_stat: Vec::new(),
+            io_service_bytes: Vec::new(),
         }
     }
 
@@ -426,8 +493,31 @@ mod tests {
         let (v1_root, v2_root) = (dir.path().join("v1"), dir.path().join("v2"));
         fake_cgroups(&v1_root, &v2_root)?;
         let read = |root: &Path, cgroup: &str| locate(root, cgroup).map(|p| sample(&p));
-        assert_eq!(read(&v1_root, "/pod/c"), Some(want(Some(2))));
-        assert_eq!(read(&v2_root, "/pod/c"), Some(want(None)));
+        let (v1, v2) = (read(&v1_root, "/pod/c"), read(&v2_root, "/pod/c"));
+        // The raw blocks keep each version's own names.
+        let key = |s: &Option<CgroupSample>, k: &str| {
+            s.as_ref()
+                .and_then(|s| s.memory_stat.iter().find(|(n, _)| n == k).map(|(_, v)| *v))
+        };
+        assert_eq!(key(&v1, "total_rss"), Some(600));
+        assert_eq!(key(&v2, "anon"), Some(600));
+        let dev = |s: &Option<CgroupSample>| {
+            s.as_ref().map(|s| {
+                let e = &s.io_service_bytes[0];
+                (e.major, e.minor, e.op.to_ascii_lowercase(), e.bytes)
+            })
+        };
+        assert_eq!(dev(&v1), Some((8, 0, "read".to_string(), 20)));
+        assert_eq!(dev(&v2), Some((8, 0, "read".to_string(), 20)));
+        let common = |s: Option<CgroupSample>| {
+            s.map(|s| CgroupSample {
+                memory_stat: Vec::new(),
+                io_service_bytes: Vec::new(),
+                ..s
+            })
+        };
+        assert_eq!(common(v1), Some(want(Some(2))));
+        assert_eq!(common(v2), Some(want(None)));
         // Each layout is found only where it is.
         assert!(locate(&v1_root, "/pod/c").is_some_and(|p| p.unified.is_none()));
         assert!(locate(&v2_root, "/pod/c").is_some_and(|p| p.unified.is_some()));
@@ -462,7 +552,16 @@ mod tests {
                 at("systemd"),
             ],
         };
-        assert_eq!(sample(&paths), want(Some(2)));
+        let got = sample(&paths);
+        assert_eq!(got.memory_stat.len(), 9);
+        assert_eq!(
+            CgroupSample {
+                memory_stat: Vec::new(),
+                io_service_bytes: Vec::new(),
+                ..got
+            },
+            want(Some(2))
+        );
         Ok(())
     }
 

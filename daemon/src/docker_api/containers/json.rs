@@ -19,8 +19,14 @@ pub fn status_text(r: &ContainerRecord, now: SystemTime) -> String {
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default()
     };
+    // Docker's suffix for a container with a health check.
+    let health = match r.state.health.as_ref().map(|h| h.status.as_str()) {
+        Some("starting") => " (health: starting)".to_string(),
+        Some(s) if !s.is_empty() => format!(" ({s})"),
+        _ => String::new(),
+    };
     match r.state.status {
-        Status::Running => format!("Up {}", human_duration(since(&r.state.started_at))),
+        Status::Running => format!("Up {}{health}", human_duration(since(&r.state.started_at))),
         Status::Paused => format!("Up {} (Paused)", human_duration(since(&r.state.started_at))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -333,6 +339,13 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
         },
     });
+    // Docker shows Health only for a container with a check, and its check in Config.
+    if let Some(health) = &s.health {
+        value["State"]["Health"] = json!(health);
+    }
+    if let Some(check) = &r.health {
+        value["Config"]["Healthcheck"] = json!(check);
+    }
     // Docker leaves the key out when no port is exposed.
     if !r.exposed_ports.is_empty() {
         let exposed: serde_json::Map<String, Value> = r

@@ -85,6 +85,12 @@ pub async fn handle(
     req: &ApiRequest,
 ) -> Result<Reply, ApiError> {
     let record = engine::find(&daemon.engine, reference)?;
+    // The `none` log driver keeps nothing to read (Docker's answer, 501).
+    if record.request["HostConfig"]["LogConfig"]["Type"].as_str() == Some("none") {
+        return Err(ApiError::NotImplemented(
+            "configured logging driver does not support reading".into(),
+        ));
+    }
     let q = query(req)?;
     let follow = req.query_bool("follow")?;
     let path = daemon.engine.log_of(&record);

@@ -3,7 +3,9 @@
 mod create;
 mod json;
 mod logs;
+mod stats;
 mod top;
+mod update;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,8 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
+                (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
+                (&Method::POST, "update") => update::handle(daemon, &id, &mut req).await?,
                 (&Method::GET, "top") => top::handle(daemon, &id, req.query("ps_args")).await?,
                 (&Method::POST, "rename") => rename(daemon, &id, req.query("name"))?,
                 (&Method::POST, "pause") => {
@@ -167,7 +171,7 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
         .engine
         .names
         .claim(&daemon.engine.store, name, &record.id)?;
-    record.name = name.to_string();
+    let old_name = std::mem::replace(&mut record.name, name.to_string());
     daemon
         .engine
         .store
@@ -178,6 +182,11 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
             &record,
         )
         .map_err(EngineError::from)?;
+    let old_name = ("oldName".to_string(), format!("/{old_name}"));
+    daemon
+        .engine
+        .events_log
+        .container(&record, "rename", [old_name]);
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 

@@ -43,6 +43,10 @@ pub fn save(daemon: &Arc<Daemon>, names: &[String]) -> Result<Reply, ApiError> {
             })?;
         }
     }
+    for rec in &records {
+        let id = rec.config_digest.to_string();
+        daemon.engine.events_log.image("save", &id, Some(&id));
+    }
     let (tx, body) = channel_body(8);
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || {
@@ -91,6 +95,10 @@ pub async fn load(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, Ap
     })
     .await
     .map_err(|e| ApiError::Internal(format!("load task: {e}")))??;
+    for rec in &records {
+        let id = rec.config_digest.to_string();
+        daemon.engine.events_log.image("load", &id, Some(&id));
+    }
     let (msgs, reply) = Messages::new();
     tokio::spawn(async move {
         for rec in records {

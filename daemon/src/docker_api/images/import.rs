@@ -74,6 +74,8 @@ pub async fn handle(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("import task: {e}")))??;
+    let id = rec.config_digest.to_string();
+    daemon.engine.events_log.image("import", &id, Some(&id));
     let (msgs, reply) = Messages::new();
     tokio::spawn(async move {
         msgs.send(json!({ "status": rec.config_digest.to_string() }))
@@ -112,13 +114,61 @@ fn apply_change(c: &mut ContainerConfig, line: &str) -> Result<(), ApiError> {
             let (k, v) = pair()?;
             c.labels.get_or_insert_with(Default::default).insert(k, v);
         }
+        "HEALTHCHECK" => c.healthcheck = Some(healthcheck(rest)?),
         _ => {
             return Err(ApiError::BadRequest(format!(
-                "unsupported change {line:?}: berth import takes CMD, ENTRYPOINT, ENV, WORKDIR, USER and LABEL"
+                "unsupported change {line:?}: berth import takes CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL and HEALTHCHECK"
             )))
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=… --timeout=… --start-period=… --start-interval=…
+/// --retries=N] CMD command` or `HEALTHCHECK NONE`, as the image config's
+/// `Healthcheck` (durations in nanoseconds).
+fn healthcheck(rest: &str) -> Result<serde_json::Value, ApiError> {
+    let bad = |why: String| ApiError::BadRequest(format!("HEALTHCHECK {rest:?}: {why}"));
+    let mut check = serde_json::Map::new();
+    let mut rest = rest.trim();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (flag, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        let (name, value) = flag
+            .split_once('=')
+            .ok_or_else(|| bad(format!("--{flag} needs a value")))?;
+        let key = match name {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => "Retries",
+            other => return Err(bad(format!("unknown flag --{other}"))),
+        };
+        let v: i64 = if key == "Retries" {
+            value
+                .parse()
+                .map_err(|_| bad(format!("bad --retries {value:?}")))?
+        } else {
+            humantime::parse_duration(value)
+                .map_err(|e| bad(format!("bad --{name} {value:?}: {e}")))?
+                .as_nanos() as i64
+        };
+        check.insert(key.into(), json!(v));
+        rest = after.trim_start();
+    }
+    let (kind, command) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let test = match kind.to_ascii_uppercase().as_str() {
+        "NONE" => json!(["NONE"]),
+        "CMD" => match serde_json::from_str::<Vec<String>>(command.trim()) {
+            Ok(args) => json!(std::iter::once("CMD".to_string())
+                .chain(args)
+                .collect::<Vec<_>>()),
+            Err(_) => json!(["CMD-SHELL", command.trim()]),
+        },
+        _ => return Err(bad("expected CMD or NONE".into())),
+    };
+    check.insert("Test".into(), test);
+    Ok(serde_json::Value::Object(check))
 }
 
 #[cfg(test)]
@@ -137,5 +187,20 @@ mod tests {
         assert_eq!(c.env.as_deref(), Some(&["A=b".to_string()][..]));
         assert_eq!(c.working_dir.as_deref(), Some("/srv"));
         assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
+    }
+
+    #[test]
+    fn healthcheck_changes_become_the_image_configs() {
+        let h = healthcheck("--interval=200ms --retries=2 CMD test -f /x").ok();
+        assert_eq!(
+            h,
+            Some(json!({"Interval": 200_000_000, "Retries": 2,
+                        "Test": ["CMD-SHELL", "test -f /x"]}))
+        );
+        let h = healthcheck(r#"CMD ["true"]"#).ok();
+        assert_eq!(h, Some(json!({"Test": ["CMD", "true"]})));
+        assert_eq!(healthcheck("NONE").ok(), Some(json!({"Test": ["NONE"]})));
+        assert!(healthcheck("--bogus=1 CMD true").is_err());
+        assert!(healthcheck("RUN true").is_err());
     }
 }

@@ -7,7 +7,7 @@
 mod archive;
 mod auth;
 mod delete;
-mod filters;
+pub(super) mod filters;
 mod import;
 mod inspect;
 mod list;

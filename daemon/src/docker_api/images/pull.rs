@@ -172,6 +172,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
         );
         let result = puller.pull(&name, &opts).await;
         if let Ok(rec) = &result {
+            pulled_event(&d, &rec.name, "pull");
             if old
                 .as_ref()
                 .is_some_and(|o| o.config_digest != rec.config_digest)
@@ -222,4 +223,14 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
         }
     }
     Ok(reply)
+}
+
+/// Docker's `pull` (and `push`) event: the familiar reference as actor, its repository
+/// as `name`.
+pub fn pulled_event(daemon: &Daemon, name: &str, action: &str) {
+    let actor = super::resolve::familiar(name);
+    let repo = berth_image::Reference::parse(name)
+        .map(|r| super::resolve::familiar(&format!("{}/{}", r.registry, r.repository)))
+        .unwrap_or_else(|_| actor.clone());
+    daemon.engine.events_log.image(action, &actor, Some(&repo));
 }

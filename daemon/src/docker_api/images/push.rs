@@ -115,6 +115,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Resul
             "progressDetail": {},
             "aux": { "Tag": tag, "Digest": rec.manifest_digest.to_string(), "Size": size },
         }));
+        super::pull::pulled_event(daemon, &rec.name, "push");
     }
     let (msgs, reply) = Messages::new();
     tokio::spawn(async move {

@@ -39,5 +39,7 @@ pub fn handle(daemon: &Arc<Daemon>, req: &ApiRequest, name: &str) -> Result<Repl
     {
         images.keep_dangling(old).map_err(store_err)?;
     }
+    let (id, name) = (found.id.to_string(), super::resolve::familiar(&rec.name));
+    daemon.engine.events_log.image("tag", &id, Some(&name));
     Ok(Reply::empty(StatusCode::CREATED))
 }

@@ -26,6 +26,7 @@ const CONFIG: &[&str] = &[
     "Labels",
     "ExposedPorts",
     "StopSignal",
+    "Healthcheck",
     "HostConfig",
     "NetworkingConfig",
 ];
@@ -67,6 +68,8 @@ const HOST_CONFIG: &[&str] = &[
     "GroupAdd",
     // The terminal's size at start; the resize call follows it.
     "ConsoleSize",
+    // Checked and applied by `log_driver`.
+    "LogConfig",
 ];
 
 /// Fields whose "unset" is not their zero value: `Some(unset)`.
@@ -75,8 +78,6 @@ fn unset_by_convention(path: &str, v: &Value) -> Option<bool> {
         // -1 (the docker CLI's) or null: the kernel's default swappiness; 0 is a
         // swappiness.
         "HostConfig.MemorySwappiness" => Some(v.is_null() || v.as_i64() == Some(-1)),
-        // berth keeps every container's logs as the json-file driver does.
-        "HostConfig.LogConfig.Type" => Some(matches!(v.as_str(), None | Some("" | "json-file"))),
         _ => None,
     }
 }
@@ -116,11 +117,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
             "Volumes",
             " (anonymous volumes: bind a host directory with -v /host:/path instead)",
         ),
-        (
-            "HostConfig.LogConfig",
-            " (berth keeps json-file logs, without options)",
-        ),
-        ("Healthcheck", yet),
         ("HostConfig.Dns", yet),
         ("HostConfig.DnsOptions", yet),
         ("HostConfig.DnsSearch", yet),
@@ -240,7 +236,8 @@ mod tests {
         assert_eq!(check(&docker_cli_default()), Ok(()));
         assert_eq!(check(&json!({"Image": "x"})), Ok(()));
         let mut logs = docker_cli_default();
-        logs["HostConfig"]["LogConfig"]["Type"] = json!("json-file");
+        logs["HostConfig"]["LogConfig"]["Type"] = json!("none");
+        logs["Healthcheck"] = json!({"Test": ["CMD", "true"]});
         logs["HostConfig"]["ConsoleSize"] = json!([24, 80]);
         assert_eq!(check(&logs), Ok(()));
     }
@@ -264,25 +261,12 @@ mod tests {
             refused(&["HostConfig", "MemorySwappiness"], json!(0)),
             "HostConfig.MemorySwappiness is not supported"
         );
-        assert!(
-            refused(&["HostConfig", "LogConfig", "Type"], json!("syslog"))
-                .starts_with("HostConfig.LogConfig.Type is not supported (berth keeps json-file")
-        );
-        let opts = refused(
-            &["HostConfig", "LogConfig", "Config"],
-            json!({"max-size": "1m"}),
-        );
-        assert!(opts.starts_with("HostConfig.LogConfig.Config is not supported"));
         assert_eq!(
             refused(&["HostConfig", "Dns"], json!(["1.1.1.1"])),
             "HostConfig.Dns is not supported yet"
         );
         assert!(refused(&["Volumes"], json!({"/data": {}}))
             .starts_with("Volumes is not supported (anonymous volumes"));
-        assert_eq!(
-            refused(&["Healthcheck"], json!({"Test": ["CMD", "true"]})),
-            "Healthcheck.Test is not supported yet"
-        );
         // A field Docker does not have either.
         assert_eq!(
             refused(&["HostConfig", "Memroy"], json!(5)),

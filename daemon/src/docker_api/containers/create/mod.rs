@@ -4,6 +4,7 @@
 
 mod blkio;
 mod fields;
+pub mod log_driver;
 mod mounts;
 mod oom;
 mod request;
@@ -81,13 +82,17 @@ fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiE
     let config = request
         .to_config()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let log_path = match log_driver::check(hc)? {
+        log_driver::LogDriver::None => Some(log_driver::DISCARD.into()),
+        _ => None,
+    };
     Ok(NewContainer {
         name: name.map(|n| n.trim_start_matches('/').to_string()),
         config,
         body,
         restart_policy: policy,
         auto_remove,
-        log_path: None,
+        log_path,
         cri: None,
         patch_spec: None,
     })

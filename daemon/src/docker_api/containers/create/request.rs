@@ -34,6 +34,7 @@ pub struct CreateRequest {
     pub stop_signal: Option<String>,
     /// `--expose`: `{"80/tcp": {}}`.
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    pub healthcheck: Option<berth_engine::health::HealthConfig>,
     pub host_config: HostConfig,
 }
 
@@ -248,6 +249,7 @@ impl CreateRequest {
             network: self.network()?,
             runtime: hc.runtime.clone(),
             labels: self.labels.clone().unwrap_or_default(),
+            health: self.healthcheck.clone(),
         })
     }
 

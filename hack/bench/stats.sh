@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# `berth stats --no-stream` vs `podman stats --no-stream` (podman 4.3, runc, cgroupfs)
+# with COUNT running busybox containers each (default 20): one warm-up each, then N
+# interleaved timed runs (default 10); medians and the ratio (goal <= 0.50).
+#
+# berth's --no-stream takes as `precpu` berthd's last read of the container when it is
+# 0.1-10 s old (as here after the warm-up), else it reads twice 200 ms apart (the
+# first-call cost, printed separately); Docker waits for its collector's next
+# one-second tick. podman's first read reports CPU since the container started.
+#
+# Usage: hack/bench/stats.sh [RUNS] [COUNT]   (root)
+# PROFILE=debug uses $CARGO_TARGET_DIR/debug binaries as built (no release build).
+# Everything lives in a temp dir and is removed on exit.
+set -euo pipefail
+
+N=${1:-10}
+COUNT=${2:-20}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/hack/lib.sh"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PROFILE=${PROFILE:-release}
+WORK=$(mktemp -d /tmp/berth-bench-stats.XXXXXX)
+BERTHD_PID=""
+
+[ "$(id -u)" = 0 ] || { echo "stats.sh needs root (containers)" >&2; exit 1; }
+
+podman_() {
+    CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+# See run.sh: image copies write a blob-info cache no option moves.
+podman_copy() {
+    unshare --mount --propagation private -- env \
+        CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        sh -c 'if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers
+               else mount -t tmpfs tmpfs /var/lib; fi && exec podman "$@"' \
+        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
+cleanup() {
+    set +e
+    if [ -n "$BERTHD_PID" ]; then
+        for c in $("$BIN/berth" ps -aq 2>/dev/null); do "$BIN/berth" rm -f "$c" >/dev/null 2>&1; done
+        kill "$BERTHD_PID" 2>/dev/null
+        wait "$BERTHD_PID" 2>/dev/null
+    fi
+    if [ -f "$WORK/podman/containers.conf" ]; then
+        podman_ rm -af -t 0 >/dev/null 2>&1
+    fi
+    # podman's cleanup processes may still hold its overlay mount for a moment.
+    for _ in 1 2 3; do
+        grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+        rm -rf "$WORK" 2>/dev/null && break
+        sleep 0.5
+    done
+    remove_berth_cgroup_parent
+}
+trap cleanup EXIT
+
+if [ "$PROFILE" = release ]; then
+    echo "building berthd, berth-shim and berth (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q --locked -p berth-daemon -p berth-shim -p berth-cli)
+fi
+BIN=$CARGO_TARGET_DIR/$PROFILE
+
+busybox_rootfs_tar "$WORK/rootfs" "$WORK/busybox.tar"
+
+echo "starting a private berthd..." >&2
+start_berthd "$BIN" "$WORK/berth" || exit 1
+"$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
+
+echo "setting up podman (private root, runroot and containers.conf)..." >&2
+mkdir -p "$WORK/podman"
+cat >"$WORK/podman/containers.conf" <<TOML
+[containers]
+netns = "none"
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+lock_type = "file"
+events_logger = "file"
+events_logfile_path = "$WORK/podman/events.log"
+tmp_dir = "$WORK/podman/tmp"
+volume_path = "$WORK/podman/volumes"
+static_dir = "$WORK/podman/static"
+[network]
+network_backend = "cni"
+network_config_dir = "$WORK/podman/net"
+TOML
+cat >"$WORK/podman/storage.conf" <<TOML
+[storage]
+driver = "overlay"
+graphroot = "$WORK/podman/root"
+runroot = "$WORK/podman/runroot"
+TOML
+echo 'unqualified-search-registries = []' >"$WORK/podman/registries.conf"
+podman_copy import -q --change 'CMD ["/bin/sh"]' "$WORK/busybox.tar" localhost/busybox:latest >/dev/null
+
+echo "starting $COUNT containers in each..." >&2
+for i in $(seq "$COUNT"); do
+    "$BIN/berth" run -d --network none --name "s$i" busybox sleep 100000 >/dev/null
+    podman_ run -d --network none --name "s$i" localhost/busybox:latest sleep 100000 >/dev/null
+done
+
+us() {
+    local s e
+    s=$(date +%s%N)
+    "$@" >"$WORK/last.out" 2>"$WORK/last.err" || { echo "failed: $*" >&2; cat "$WORK/last.err" >&2; exit 1; }
+    e=$(date +%s%N)
+    [ "$(wc -l <"$WORK/last.out")" -eq $((COUNT + 1)) ] || { echo "short table from: $*" >&2; cat "$WORK/last.out" >&2; exit 1; }
+    echo $(((e - s) / 1000))
+}
+stats_berth() { us "$BIN/berth" stats --no-stream; }
+stats_podman() { us podman_ stats --no-stream; }
+
+echo "warm-up..." >&2
+cold=$(stats_berth)
+stats_podman >/dev/null
+berth_t=() podman_t=()
+echo "timing $N interleaved runs..." >&2
+for _ in $(seq "$N"); do
+    berth_t+=("$(stats_berth)")
+    podman_t+=("$(stats_podman)")
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+ms() { printf '%d.%01d ms' $(($1 / 1000)) $((($1 % 1000) / 100)); }
+b=$(median "${berth_t[@]}")
+p=$(median "${podman_t[@]}")
+printf 'runs: %d interleaved (after one warm-up each), %d running containers, %s binaries\n' "$N" "$COUNT" "$PROFILE"
+printf '%-40s median %s\n' "berth stats --no-stream" "$(ms "$b")"
+printf '%-40s median %s\n' "podman stats --no-stream" "$(ms "$p")"
+printf '%-40s once   %s\n' "berth stats --no-stream, first call" "$(ms "$cold")"
+awk -v b="$b" -v p="$p" 'BEGIN { printf "ratio berth/podman: %.2f (goal <= 0.50)\n", b / p }'
