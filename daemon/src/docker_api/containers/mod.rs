@@ -1,9 +1,13 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
+mod attach;
 mod create;
 mod json;
 mod logs;
+mod resize;
 mod top;
+
+pub use resize::size as terminal_size;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,11 +78,9 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     engine::unpause(&daemon.engine, &id).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
-                (&Method::POST, "attach") => {
-                    return Err(ApiError::NotImplemented(
-                        "attach is not supported yet: start the container and follow its logs (berth run does)".into(),
-                    ))
-                }
+                (&Method::POST, "attach") => attach::handle(daemon, &id, &mut req).await?,
+                (&Method::POST, "resize") => resize::handle(daemon, &id, &req).await?,
+                (&Method::POST, "exec") => super::exec::create(daemon, &id, &mut req).await?,
                 _ => return Ok(Routed::NotMine(req)),
             }
         }
