@@ -9,4 +9,5 @@ pub mod commands;
 pub mod run_args;
 pub mod tabwriter;
 pub mod template;
+pub mod terminal;
 pub mod units;
