@@ -10,13 +10,17 @@
 //! Ctrl-Q): when they arrive the session ends and the process keeps running.
 
 use std::future::Future;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 
 use berth_engine::ProcessIo;
 use bytes::Bytes;
+use hyper::upgrade::Upgraded;
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 use super::{ApiError, ApiRequest, Reply};
 
@@ -32,9 +36,37 @@ pub const DEFAULT_DETACH_KEYS: [u8; 2] = [16, 17];
 pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Conn for T {}
 
+/// The hijacked connection, and a duplicate of its socket to notice the client
+/// hanging up while nothing is written to it.
+pub struct Hijacked {
+    pub conn: Box<dyn Conn>,
+    hangup: Option<OwnedFd>,
+}
+
+impl Hijacked {
+    fn from_upgraded(upgraded: Upgraded) -> Hijacked {
+        match upgraded.downcast::<TokioIo<UnixStream>>() {
+            Ok(parts) => {
+                let stream = parts.io.into_inner();
+                let hangup = stream.as_fd().try_clone_to_owned().ok();
+                Hijacked {
+                    conn: Box::new(Prefixed {
+                        prefix: parts.read_buf,
+                        inner: stream,
+                    }),
+                    hangup,
+                }
+            }
+            Err(upgraded) => Hijacked {
+                conn: Box::new(TokioIo::new(upgraded)),
+                hangup: None,
+            },
+        }
+    }
+}
+
 /// What runs on the hijacked connection.
-pub type Session =
-    Box<dyn FnOnce(Box<dyn Conn>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+pub type Session = Box<dyn FnOnce(Hijacked) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// Answers `req` by handing its connection to `session`: `101` with `Upgrade: tcp`
 /// when the client asked for an upgrade, else `200` with the output as the body.
@@ -44,7 +76,7 @@ pub fn respond(req: &mut ApiRequest, tty: bool, session: Session) -> Reply {
         Some(on_upgrade) => {
             tokio::spawn(async move {
                 match on_upgrade.await {
-                    Ok(upgraded) => session(Box::new(TokioIo::new(upgraded))).await,
+                    Ok(upgraded) => session(Hijacked::from_upgraded(upgraded)).await,
                     Err(e) => tracing::debug!(error = %e, "the connection upgrade failed"),
                 }
             });
@@ -58,7 +90,10 @@ pub fn respond(req: &mut ApiRequest, tty: bool, session: Session) -> Reply {
             let (ours, theirs) = tokio::io::duplex(64 * 1024);
             let (tx, reply) = Reply::channel(content_type);
             tokio::spawn(forward(theirs, tx));
-            tokio::spawn(session(Box::new(ours)));
+            tokio::spawn(session(Hijacked {
+                conn: Box::new(ours),
+                hangup: None,
+            }));
             reply
         }
     }
@@ -161,8 +196,9 @@ pub enum End {
 /// Copies between the client and the process until the output ends or the client
 /// detaches. Stdin ending (the client half-closed) closes the process's stdin, or
 /// detaches it for an attach, and the output goes on.
-pub async fn pump(conn: Box<dyn Conn>, io: ProcessIo, detach_keys: Vec<u8>) -> End {
-    let (mut rd, mut wr) = tokio::io::split(conn);
+pub async fn pump(client: Hijacked, io: ProcessIo, detach_keys: Vec<u8>) -> End {
+    let (mut rd, mut wr) = tokio::io::split(client.conn);
+    let hangup = client.hangup;
     let ProcessIo {
         stdin,
         stdout,
@@ -179,11 +215,82 @@ pub async fn pump(conn: Box<dyn Conn>, io: ProcessIo, detach_keys: Vec<u8>) -> E
             if end == End::Detached {
                 return End::Detached;
             }
+            // The client half-closed (its stdin ended) or went away: the output goes
+            // on until it ends or the client has hung up entirely.
             if has_output {
-                let _ = output.await;
+                tokio::select! {
+                    _ = output => {}
+                    () = hung_up(hangup.as_ref()) => {}
+                }
             }
             End::Done
         }
+    }
+}
+
+/// Resolves once the client closed its socket entirely (not just its writing side):
+/// then the peer's end is gone and poll reports POLLHUP.
+async fn hung_up(fd: Option<&OwnedFd>) {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+        if poll(&mut fds, PollTimeout::ZERO).is_ok()
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        {
+            return;
+        }
+    }
+}
+
+/// A socket whose first bytes were already read (by the HTTP parser, past the
+/// request): those are served first.
+struct Prefixed {
+    prefix: Bytes,
+    inner: UnixStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -37,7 +37,7 @@ pub async fn handle(
         return Ok(hijack::respond(
             req,
             record.tty,
-            Box::new(|conn| Box::pin(async move { drop(conn) })),
+            Box::new(|client| Box::pin(async move { drop(client) })),
         ));
     }
     let io = engine::attach(&daemon.engine, &record.id, opts).await?;
@@ -46,9 +46,9 @@ pub async fn handle(
     Ok(hijack::respond(
         req,
         tty,
-        Box::new(move |conn| {
+        Box::new(move |client| {
             Box::pin(async move {
-                let end = hijack::pump(conn, io, keys).await;
+                let end = hijack::pump(client, io, keys).await;
                 tracing::debug!(container = %id, ?end, "attach ended");
             })
         }),

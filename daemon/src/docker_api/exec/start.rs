@@ -67,17 +67,17 @@ pub async fn handle(
     Ok(hijack::respond(
         req,
         tty,
-        Box::new(move |conn| {
+        Box::new(move |client| {
             Box::pin(async move {
                 match engine::exec_start(&daemon.engine, &id).await {
                     Ok(io) => {
                         resize(&daemon, &id, tty, size).await;
-                        let end = hijack::pump(conn, io, keys).await;
+                        let end = hijack::pump(client, io, keys).await;
                         tracing::debug!(exec = %id, ?end, "exec session ended");
                     }
                     Err(e) => {
                         tracing::debug!(exec = %id, error = %e, "exec start failed");
-                        tell(conn, tty, &e.to_string()).await;
+                        tell(client.conn, tty, &e.to_string()).await;
                     }
                 }
             })
