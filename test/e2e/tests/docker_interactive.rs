@@ -16,12 +16,15 @@ use berth_e2e::{require_root, run, run_ok, Berthd};
 
 const T: Duration = Duration::from_secs(20);
 
+/// Makes a client command talking to the test's berthd.
+type MakeCommand<'a> = Box<dyn Fn() -> Command + 'a>;
+
 /// The clients under test: a label (for container names) and how to make a command.
-fn clients(berthd: &Berthd) -> Result<Vec<(&'static str, Box<dyn Fn() -> Command + '_>)>> {
+fn clients(berthd: &Berthd) -> Result<Vec<(&'static str, MakeCommand<'_>)>> {
     let berth = berthd.berth()?;
     let berth_path = berth.get_program().to_owned();
     let host = berthd.docker_host();
-    let mut out: Vec<(&'static str, Box<dyn Fn() -> Command + '_>)> = vec![
+    let mut out: Vec<(&'static str, MakeCommand<'_>)> = vec![
         (
             "berth",
             Box::new(move || {
