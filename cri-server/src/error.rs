@@ -153,6 +153,7 @@ impl From<EngineError> for CriError {
                 what: match what {
                     Object::Container => "container",
                     Object::Image => "image",
+                    Object::Exec => "exec",
                 },
                 id: reference,
             },

@@ -39,7 +39,10 @@ pub struct ProcessConfig {
     /// Empty: the image's, else `/`.
     pub working_dir: String,
     pub tty: bool,
+    /// The process gets a stdin that clients attach to.
     pub open_stdin: bool,
+    /// The process's stdin closes when the first attached client's stdin ends.
+    pub stdin_once: bool,
     /// Empty: the image's, else SIGTERM.
     pub stop_signal: Option<String>,
 }

@@ -131,6 +131,8 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         user: config.process.user.clone(),
         labels,
         tty: config.process.tty,
+        open_stdin: config.process.open_stdin,
+        stdin_once: config.process.stdin_once,
         stop_signal: config
             .process
             .stop_signal
@@ -233,7 +235,7 @@ fn random_u64() -> u64 {
 }
 
 /// A 64-hex-digit container id, as Docker's.
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     random_bytes::<32>()
         .iter()
         .map(|b| format!("{b:02x}"))

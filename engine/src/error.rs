@@ -15,6 +15,8 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Object {
     Container,
     Image,
+    /// A process started in a running container.
+    Exec,
 }
 
 impl fmt::Display for Object {
@@ -22,6 +24,7 @@ impl fmt::Display for Object {
         f.write_str(match self {
             Object::Container => "container",
             Object::Image => "image",
+            Object::Exec => "exec instance",
         })
     }
 }
@@ -39,6 +42,12 @@ pub enum StateConflict {
     NotPaused,
     /// Remove without force, while running (or paused, or restarting).
     StillActive(&'static str),
+    /// Exec, while paused.
+    PausedExec,
+    /// Start of an exec (the id) that was started before.
+    ExecStarted,
+    /// Resize or kill of an exec (the id) that is not running.
+    ExecNotRunning,
 }
 
 impl fmt::Display for StateConflict {
@@ -50,6 +59,9 @@ impl fmt::Display for StateConflict {
             StateConflict::AlreadyPaused => f.write_str("is already paused"),
             StateConflict::NotPaused => f.write_str("is not paused"),
             StateConflict::StillActive(what) => write!(f, "is {what}; stop it first"),
+            StateConflict::PausedExec => f.write_str("is paused; unpause it before exec"),
+            StateConflict::ExecStarted => f.write_str("has an exec that was already started"),
+            StateConflict::ExecNotRunning => f.write_str("has an exec that is not running"),
         }
     }
 }

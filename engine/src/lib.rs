@@ -21,6 +21,7 @@ pub mod logs;
 pub mod lookup;
 pub mod names;
 mod oom;
+pub mod process_io;
 mod reconcile;
 pub mod record;
 pub mod restart_policy;
@@ -40,6 +41,10 @@ pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
 pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use process_io::{
+    attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,
+    resize, AttachOptions, ExecConfig, ExecInfo, OutputReader, ProcessIo, StdinWriter,
+};
 pub use reconcile::reconcile;
 pub use record::{ContainerRecord, CriMeta, RunState, Status};
 pub use runtimes::RuntimeHandlers;
@@ -111,6 +116,8 @@ pub struct Engine {
     watch_conns: Mutex<HashMap<String, Arc<shim::Shim>>>,
     /// Names taken by creates that have not stored their record yet.
     pub names: names::NameClaims,
+    /// Execs, until their container is removed.
+    execs: process_io::Execs,
 }
 
 impl Engine {
@@ -138,6 +145,7 @@ impl Engine {
             locks: Mutex::new(HashMap::new()),
             watch_conns: Mutex::new(HashMap::new()),
             names: names::NameClaims::default(),
+            execs: process_io::Execs::default(),
         })
     }
 
@@ -206,6 +214,10 @@ impl Engine {
     fn forget_watch_conn(&self, address: &str) {
         let mut map = self.watch_conns.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(address);
+    }
+
+    fn forget_execs(&self, container_id: &str) {
+        self.execs.forget_container(container_id);
     }
 
     fn forget_shim_group_lock(&self, group: &str) {

@@ -53,6 +53,7 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     }
     let d = Arc::clone(engine);
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
+    let open_stdin = record.open_stdin;
     let log = engine.log_of(&record);
     let runtime = external_runtime(engine, &record)?;
     // Bind sources that do not exist are made at each start, as dockerd makes `-v`'s.
@@ -75,10 +76,22 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
             .mounts(&snapshot)
             .map_err(EngineError::internal("the container's root filesystem"))?;
         let _ = std::fs::remove_file(dir.join(berth_shim::exit_record::FILE_NAME));
+        let stdin = match open_stdin {
+            true => Some(crate::process_io::stdin_fifo(&dir)?),
+            false => None,
+        };
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;
         let run = || -> Result<(u32, String), EngineError> {
-            client.create(&cid, &dir, &mounts, &log, tty, runtime.as_ref())?;
+            client.create(
+                &cid,
+                &dir,
+                &mounts,
+                &log,
+                stdin.as_deref(),
+                tty,
+                runtime.as_ref(),
+            )?;
             // Taken before the start: a process that exits at once must not look
             // as if it finished before it started.
             let started_at = now_rfc3339();
@@ -129,7 +142,7 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
 
 /// docker's exit code for a command that could not be run: 127 when it does not exist,
 /// 126 when it cannot be invoked; read from the runtime's error as dockerd does.
-fn exec_failure_code(error: &str, command: &str) -> Option<i64> {
+pub(crate) fn exec_failure_code(error: &str, command: &str) -> Option<i64> {
     let error = error.to_lowercase();
     let missing = ["executable file not found", "no such file or directory"];
     if error.contains(&command.to_lowercase()) && missing.iter().any(|m| error.contains(m)) {
@@ -332,6 +345,7 @@ pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Resul
     })
     .await?;
     engine.forget_lock(id);
+    engine.forget_execs(id);
     let group = record.shim_group();
     if super::list(engine)?.iter().all(|r| r.shim_group() != group) {
         engine.forget_shim_group_lock(group);

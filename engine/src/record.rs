@@ -89,6 +89,12 @@ pub struct ContainerRecord {
     pub user: String,
     pub labels: BTreeMap<String, String>,
     pub tty: bool,
+    /// The process has a stdin clients attach to (the FIFO `stdin` in the bundle).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Its stdin closes when the first attached client's stdin ends.
+    #[serde(default)]
+    pub stdin_once: bool,
     pub stop_signal: String,
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,

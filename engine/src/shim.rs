@@ -127,14 +127,17 @@ impl Shim {
     }
 
     /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` in
-    /// the CRI format, runs the runtime's create (the built-in runtime, or the
+    /// the CRI format, reads stdin from the FIFO `stdin` when there is one (kept open
+    /// across its clients), runs the runtime's create (the built-in runtime, or the
     /// external one in `runtime`). Returns the pid.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &self,
         id: &str,
         bundle: &Path,
         rootfs: &[berth_snapshotter::Mount],
         log: &Path,
+        stdin: Option<&Path>,
         terminal: bool,
         runtime: Option<&ExternalRuntime>,
     ) -> Result<u32, ShimError> {
@@ -157,6 +160,9 @@ impl Shim {
                 })
                 .collect(),
             terminal,
+            stdin: stdin
+                .map(|p| format!("{}{}", berth_shim::stdio::STDIN_REOPEN_SCHEME, p.display()))
+                .unwrap_or_default(),
             stdout: target.clone(),
             stderr: if terminal { String::new() } else { target },
             ..Default::default()
@@ -271,24 +277,19 @@ impl Shim {
         Ok(())
     }
 
-    /// Registers an exec process in the container: `spec` is its OCI process (JSON),
-    /// stdout and stderr go to plain files (appended).
-    pub fn exec(
-        &self,
-        id: &str,
-        exec_id: &str,
-        spec: &[u8],
-        stdout: &Path,
-        stderr: &Path,
-    ) -> Result<(), ShimError> {
+    /// Registers an exec process in the container: `spec` is its OCI process (JSON);
+    /// its stdio goes through the FIFOs (or files) in `io`.
+    pub fn exec(&self, id: &str, exec_id: &str, spec: &[u8], io: &ExecIo) -> Result<(), ShimError> {
         let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
         any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".to_string();
         any.value = spec.to_vec();
         let req = api::ExecProcessRequest {
             id: id.to_string(),
             exec_id: exec_id.to_string(),
-            stdout: stdout.display().to_string(),
-            stderr: stderr.display().to_string(),
+            terminal: io.terminal,
+            stdin: path_or_empty(io.stdin.as_deref()),
+            stdout: path_or_empty(io.stdout.as_deref()),
+            stderr: path_or_empty(io.stderr.as_deref()),
             spec: containerd_shim_protos::protobuf::MessageField::some(any),
             ..Default::default()
         };
@@ -352,6 +353,42 @@ impl Shim {
         Ok(())
     }
 
+    /// Sets the terminal size of the container's process (`exec_id` empty) or of an
+    /// exec.
+    pub fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), ShimError> {
+        let req = api::ResizePtyRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.client
+            .resize_pty(Context::default(), &req)
+            .map_err(call_err("resize"))?;
+        Ok(())
+    }
+
+    /// Closes the stdin of the container's process (`exec_id` empty) or of an exec.
+    pub fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), ShimError> {
+        let req = api::CloseIORequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdin: true,
+            ..Default::default()
+        };
+        self.client
+            .close_io(Context::default(), &req)
+            .map_err(call_err("close stdin"))?;
+        Ok(())
+    }
+
     /// Changes the running task's cgroup limits; `resources` is OCI `linux.resources`
     /// as JSON.
     pub fn update(&self, id: &str, resources: &[u8]) -> Result<(), ShimError> {
@@ -394,6 +431,19 @@ impl Shim {
         // The shim exits while answering: a broken connection is success here.
         let _ = self.client.shutdown(Context::default(), &req);
     }
+}
+
+/// Where an exec's stdio goes: FIFOs (or plain files for output); `None` is none.
+#[derive(Debug, Clone, Default)]
+pub struct ExecIo {
+    pub stdin: Option<std::path::PathBuf>,
+    pub stdout: Option<std::path::PathBuf>,
+    pub stderr: Option<std::path::PathBuf>,
+    pub terminal: bool,
+}
+
+fn path_or_empty(p: Option<&Path>) -> String {
+    p.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// Cleans up after a shim that died: `berth-shim -id ID -bundle B delete` force-deletes

@@ -21,6 +21,12 @@ use crate::crilog::{copy_stream, LogFile, Stream, DEFAULT_MAX_RECORD};
 /// The scheme of a stdout/stderr target the shim writes as a CRI log.
 pub const CRI_LOG_SCHEME: &str = "crilog://";
 
+/// The scheme of a stdin FIFO that outlives its writers: when the last writer closes
+/// it (an attached client detached), the shim waits for the next one instead of
+/// closing the process's stdin. Only CloseIO (or the process's exit) closes it. A
+/// plain path closes the process's stdin at the first EOF, as containerd's shims do.
+pub const STDIN_REOPEN_SCHEME: &str = "reopen://";
+
 const COPY_STACK: usize = 64 * 1024;
 
 /// Errors setting up stdio.
@@ -53,6 +59,41 @@ enum Sink {
 /// The stdin writer the shim holds, closed by CloseIO.
 pub type StdinCloser = Arc<Mutex<Option<File>>>;
 
+/// A process's stdin as the shim holds it: the writer into the process, and the FIFO
+/// its copier reads from.
+pub struct Stdin {
+    writer: StdinCloser,
+    fifo: String,
+}
+
+impl Stdin {
+    /// Closes the process's stdin and wakes its copier if it waits for a client to
+    /// open the FIFO or to write to it, so that the copier's thread ends.
+    pub fn close(self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // A writer opened and closed at once: a copier blocked in open returns, one
+        // blocked in read sees EOF (unless a client still holds the FIFO open; then
+        // the client's next write ends the copier). No reader: nothing to wake.
+        let _ = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo);
+    }
+}
+
+/// Starts copying the stdin FIFO named by `target` (a path, or
+/// [`STDIN_REOPEN_SCHEME`] and a path) into `writer`.
+fn spawn_stdin(target: &str, writer: File) -> Result<Stdin, StdioError> {
+    let (fifo, reopen) = match target.strip_prefix(STDIN_REOPEN_SCHEME) {
+        Some(path) => (path.to_string(), true),
+        None => (target.to_string(), false),
+    };
+    let writer: StdinCloser = Arc::new(Mutex::new(Some(writer)));
+    let (w, path) = (Arc::clone(&writer), fifo.clone());
+    spawn_copy(move || copy_stdin(&path, &w, reopen))?;
+    Ok(Stdin { writer, fifo })
+}
+
 /// Stdio prepared for one process, before the runtime starts it.
 pub struct PreparedIo {
     stdin: Option<String>,
@@ -66,7 +107,7 @@ pub struct PreparedIo {
 /// The running side of a process's stdio.
 #[derive(Default)]
 pub struct RunningIo {
-    pub stdin: Option<StdinCloser>,
+    pub stdin: Option<Stdin>,
     pub master: Option<Arc<File>>,
     /// Output copiers, drained when the process exits. (The stdin copier is not
     /// among them: it ends when the client closes its side, which may be never.)
@@ -248,13 +289,10 @@ impl PreparedIo {
             pending.running = running;
             return Ok((stdio, pending));
         }
-        if let Some(path) = self.stdin {
+        if let Some(target) = self.stdin {
             let (r, w) = pipe("stdin")?;
             stdio.stdin = Some(OwnedFd::from(r));
-            let closer: StdinCloser = Arc::new(Mutex::new(Some(w)));
-            let c = Arc::clone(&closer);
-            spawn_copy(move || copy_stdin(&path, &c))?;
-            running.stdin = Some(closer);
+            running.stdin = Some(spawn_stdin(&target, w)?);
         }
         for (which, sink) in [(Stream::Stdout, self.stdout), (Stream::Stderr, self.stderr)] {
             let fd = match sink {
@@ -280,25 +318,31 @@ impl PreparedIo {
     }
 }
 
-/// Copies the stdin FIFO into the process's stdin pipe until EOF or CloseIO.
-fn copy_stdin(path: &str, writer: &StdinCloser) {
-    // Blocks until the client opens its write end.
-    let Ok(mut fifo) = File::open(path) else {
-        return;
-    };
+/// Copies the stdin FIFO into the process's stdin until EOF or CloseIO. With
+/// `reopen`, an EOF only means that the clients went: the FIFO is opened again for the
+/// next one, and only CloseIO ends the copy.
+fn copy_stdin(path: &str, writer: &StdinCloser, reopen: bool) {
+    let is_open = || writer.lock().unwrap_or_else(|e| e.into_inner()).is_some();
     let mut buf = vec![0u8; 8192];
-    loop {
-        let n = match fifo.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut guard = writer.lock().unwrap_or_else(|e| e.into_inner());
-        let written = match guard.as_mut() {
-            Some(w) => w.write_all(&buf[..n]).is_ok(),
-            None => false,
-        };
-        if !written {
+    'open: while is_open() {
+        // Blocks until a client opens its write end.
+        let Ok(mut fifo) = File::open(path) else {
             break;
+        };
+        loop {
+            let n = match fifo.read(&mut buf) {
+                Ok(0) if reopen => continue 'open,
+                Ok(0) | Err(_) => break 'open,
+                Ok(n) => n,
+            };
+            let mut guard = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let written = match guard.as_mut() {
+                Some(w) => w.write_all(&buf[..n]).is_ok(),
+                None => false,
+            };
+            if !written {
+                break 'open;
+            }
         }
     }
     writer.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -324,15 +368,12 @@ impl PendingIo {
         let _ = std::fs::remove_file(&path);
         let master = Arc::new(master?);
         let mut running = self.running;
-        if let Some(path) = self.stdin.take() {
+        if let Some(target) = self.stdin.take() {
             let w = master.try_clone().map_err(|e| StdioError::Console {
-                path: PathBuf::from(&path),
+                path: PathBuf::from(&target),
                 message: format!("duplicating the pty master: {e}"),
             })?;
-            let closer: StdinCloser = Arc::new(Mutex::new(Some(w)));
-            let c = Arc::clone(&closer);
-            spawn_copy(move || copy_stdin(&path, &c))?;
-            running.stdin = Some(closer);
+            running.stdin = Some(spawn_stdin(&target, w)?);
         }
         let reader = Arc::clone(&master);
         match self.stdout.take() {

@@ -297,6 +297,7 @@ fn engine_config(config: &cri::ContainerConfig, image: &str) -> Result<Container
             user,
             tty: config.tty,
             open_stdin: config.stdin,
+            stdin_once: config.stdin_once,
             env: config
                 .envs
                 .iter()

@@ -22,7 +22,6 @@ pub(crate) mod stats;
 pub(crate) mod status;
 pub(crate) mod update;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use berth_engine::{self as engine, Engine};
@@ -71,24 +70,4 @@ pub(crate) fn sandbox_containers(
         .filter(|r| r.cri.as_ref().is_some_and(|c| c.sandbox_id == sandbox_id))
         .map(|r| r.id)
         .collect())
-}
-
-/// Reads at most `limit` bytes of `path`; a missing file is empty.
-fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CriError> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(CriError::Internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let mut out = Vec::new();
-    file.take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| CriError::Internal(format!("reading {}: {e}", path.display())))?;
-    Ok(out)
 }

@@ -55,6 +55,10 @@ impl From<berth_engine::EngineError> for ApiError {
                 what: Object::Image,
                 reference,
             } => ApiError::NotFound(format!("No such image: {reference}")),
+            EngineError::NotFound {
+                what: Object::Exec,
+                reference,
+            } => ApiError::NotFound(format!("No such exec instance: {reference}")),
             EngineError::NameInUse { name, other_id } => ApiError::Conflict(format!(
                 "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
             )),
@@ -71,6 +75,11 @@ impl From<berth_engine::EngineError> for ApiError {
                 StateConflict::StillActive(what) => format!(
                     "You cannot remove a {what} container {id}. Stop the container before attempting removal or force remove"
                 ),
+                StateConflict::PausedExec => {
+                    format!("Container {id} is paused, unpause the container before exec")
+                }
+                StateConflict::ExecStarted => format!("Exec command {id} is already running"),
+                StateConflict::ExecNotRunning => format!("Exec {id} is not running"),
             }),
             EngineError::Invalid(m) => ApiError::BadRequest(m),
             e @ EngineError::Internal { .. } => ApiError::Internal(e.to_string()),

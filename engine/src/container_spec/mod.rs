@@ -3,7 +3,7 @@
 //! default mounts, capabilities, masked paths, device rules and resource limits.
 
 pub mod blkio;
-mod caps;
+pub(crate) mod caps;
 mod defaults;
 pub mod host_limits;
 mod mounts;
@@ -13,7 +13,7 @@ mod request;
 mod resources;
 mod seccomp;
 pub mod seccomp_profile;
-mod user;
+pub(crate) mod user;
 
 use std::path::Path;
 

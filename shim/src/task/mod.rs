@@ -459,8 +459,8 @@ impl Supervisor {
             p.status = ProcStatus::Stopped;
             p.exit = Some((code, at));
             // Close the stdin pipe now: its copier may wait on the client for ever.
-            if let Some(closer) = p.io.stdin.take() {
-                closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stdin) = p.io.stdin.take() {
+                stdin.close();
             }
             p.io.master.take();
         }
@@ -548,6 +548,10 @@ impl Supervisor {
             let (code, at) = p.exit.unwrap_or((0, SystemTime::now()));
             let pid = p.pid;
             c.execs.remove(exec_id);
+            // The exec's files in the bundle go with it: kubelet's probes make an exec
+            // every few seconds for the life of the container.
+            let _ = std::fs::remove_file(c.paths.pid_file(exec_id));
+            let _ = std::fs::remove_file(c.paths.exec_spec(exec_id));
             return Ok((pid, code, at));
         }
         let (runtime, paths, pid, status, exit, mounted) = {
@@ -637,8 +641,8 @@ impl Supervisor {
             .get_mut(id)
             .ok_or_else(|| TaskError::NotFound(format!("container {id}")))?;
         let p = c.proc_mut(id, exec_id)?;
-        if let Some(closer) = p.io.stdin.take() {
-            closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stdin) = p.io.stdin.take() {
+            stdin.close();
         }
         Ok(())
     }
