@@ -197,6 +197,17 @@ pub enum End {
 /// detaches. Stdin ending (the client half-closed) closes the process's stdin, or
 /// detaches it for an attach, and the output goes on.
 pub async fn pump(client: Hijacked, io: ProcessIo, detach_keys: Vec<u8>) -> End {
+    pump_then(client, io, detach_keys, std::future::ready(())).await
+}
+
+/// [`pump`], with `before_close` awaited between the output's end and the closing of
+/// the connection (an exec's exit code is recorded by then, for the client's inspect).
+pub async fn pump_then(
+    client: Hijacked,
+    io: ProcessIo,
+    detach_keys: Vec<u8>,
+    before_close: impl Future<Output = ()>,
+) -> End {
     let (mut rd, mut wr) = tokio::io::split(client.conn);
     let hangup = client.hangup;
     let ProcessIo {
@@ -206,7 +217,12 @@ pub async fn pump(client: Hijacked, io: ProcessIo, detach_keys: Vec<u8>) -> End 
         tty,
     } = io;
     let has_output = stdout.is_some() || stderr.is_some();
-    let output = copy_output(&mut wr, stdout, stderr, tty);
+    let output = async {
+        let copied = copy_output(&mut wr, stdout, stderr, tty).await;
+        before_close.await;
+        let _ = wr.shutdown().await;
+        copied
+    };
     let input = copy_input(&mut rd, stdin, detach_keys);
     tokio::pin!(output, input);
     tokio::select! {
@@ -375,7 +391,7 @@ where
         }
         wr.flush().await?;
     }
-    wr.shutdown().await
+    Ok(())
 }
 
 /// Reads from `r`, or waits forever when there is none (so `select!` skips it).

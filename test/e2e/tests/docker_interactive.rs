@@ -87,6 +87,28 @@ fn stty_size_becomes(pty: &mut PtyChild, want: &str) -> Result<()> {
     bail!("stty size never said {want:?}:\n{}", pty.output())
 }
 
+/// Waits for `child` (whose stdin the caller closed) up to [`T`], then kills it: a
+/// client with --sig-proxy outlives the SIGTERM a plain timeout would send.
+fn finish(mut child: std::process::Child, what: &str) -> Result<(Option<i32>, String)> {
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not exit within {T:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out)?;
+    }
+    Ok((status.code(), out))
+}
+
 #[test]
 fn run_it_shell_types_reads_resizes_and_exits_with_its_code() -> Result<()> {
     require_root();
@@ -103,7 +125,7 @@ fn run_it_shell_types_reads_resizes_and_exits_with_its_code() -> Result<()> {
             "sh",
         ]);
         let mut pty = PtyChild::spawn(cmd, 30, 100)?;
-        pty.expect("# ", T).with_context(|| label)?;
+        pty.expect("built-in shell", T).with_context(|| label)?;
         pty.send(b"echo hi-$((1+1))\r")?;
         pty.expect("hi-2", T).with_context(|| label)?;
         stty_size_becomes(&mut pty, "30 100").with_context(|| label)?;
@@ -129,7 +151,7 @@ fn detach_keys_leave_the_container_running_and_attach_comes_back() -> Result<()>
         let mut cmd = cli();
         cmd.args(["run", "-it", "--name", &name, "busybox", "sh"]);
         let mut pty = PtyChild::spawn(cmd, 24, 80)?;
-        pty.expect("# ", T).with_context(|| label)?;
+        pty.expect("built-in shell", T).with_context(|| label)?;
         pty.send(b"\x10\x11")?;
         let status = pty.wait(T)?;
         assert_eq!(status.code(), Some(0), "{label}: {}", pty.output());
@@ -175,7 +197,7 @@ fn custom_detach_keys() -> Result<()> {
             "sh",
         ]);
         let mut pty = PtyChild::spawn(cmd, 24, 80)?;
-        pty.expect("# ", T).with_context(|| label)?;
+        pty.expect("built-in shell", T).with_context(|| label)?;
         // The default keys are only keys now: the session goes on.
         pty.send(b"\x10\x11echo still-$((1+6))\r")?;
         pty.expect("still-7", T).with_context(|| label)?;
@@ -211,21 +233,15 @@ fn foreground_run_prints_and_returns_the_code_and_pipes_stdin() -> Result<()> {
             .args(["run", "-i", "--rm", "busybox", "cat"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()?;
         child
             .stdin
             .take()
             .context("stdin")?
             .write_all(b"hi through stdin\n")?;
-        let out = child.wait_with_output()?;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "hi through stdin\n",
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(0), "{label}");
+        let (code, out) = finish(child, &format!("{label} run -i with piped stdin"))?;
+        assert_eq!(out, "hi through stdin\n", "{label}");
+        assert_eq!(code, Some(0), "{label}");
     }
     let left = run_ok(berthd.docker().args(["ps", "-aq"]))?;
     assert_eq!(left.trim(), "", "--rm left containers behind");
@@ -261,13 +277,13 @@ fn exec_in_its_forms() -> Result<()> {
             .stdout(Stdio::piped())
             .spawn()?;
         child.stdin.take().context("stdin")?.write_all(b"piped\n")?;
-        let out = child.wait_with_output()?;
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n", "{label}");
+        let (code, out) = finish(child, &format!("{label} exec -i with piped stdin"))?;
+        assert_eq!((code, out.as_str()), (Some(0), "piped\n"), "{label}");
 
         let mut cmd = cli();
         cmd.args(["exec", "-it", &name, "sh"]);
         let mut pty = PtyChild::spawn(cmd, 33, 90)?;
-        pty.expect("# ", T).with_context(|| label)?;
+        pty.expect("built-in shell", T).with_context(|| label)?;
         pty.send(b"tty\r")?;
         pty.expect("/dev/pts/", T).with_context(|| label)?;
         stty_size_becomes(&mut pty, "33 90").with_context(|| label)?;

@@ -149,9 +149,14 @@ async fn wait_for(
         if done {
             return Ok(last_code);
         }
-        engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(200))).await?;
-        if condition == "next-exit" || condition == "removed" {
+        let exited = current.as_ref().is_some_and(|r| !r.state.status.has_task());
+        if exited {
+            // Exited, waiting for the next start or the removal: poll.
             tokio::time::sleep(Duration::from_millis(20)).await;
+        } else {
+            // Read the record again as soon as the exit is recorded: an auto-remove
+            // follows at once, and the exit code must be seen before it.
+            engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(200))).await?;
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the stream as dockerd tells it, and the exec's exit code says which (126/127).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_engine::{self as engine, ProcessIo};
 use hyper::StatusCode;
@@ -72,7 +73,13 @@ pub async fn handle(
                 match engine::exec_start(&daemon.engine, &id).await {
                     Ok(io) => {
                         resize(&daemon, &id, tty, size).await;
-                        let end = hijack::pump(client, io, keys).await;
+                        // The exit code is recorded before the stream closes: the
+                        // docker CLI inspects the exec as soon as it ends.
+                        let exited = async {
+                            let wait = engine::exec_wait(&daemon.engine, &id);
+                            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+                        };
+                        let end = hijack::pump_then(client, io, keys, exited).await;
                         tracing::debug!(exec = %id, ?end, "exec session ended");
                     }
                     Err(e) => {
