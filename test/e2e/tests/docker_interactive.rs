@@ -214,7 +214,7 @@ fn custom_detach_keys() -> Result<()> {
 }
 
 #[test]
-fn foreground_run_prints_and_returns_the_code_and_pipes_stdin() -> Result<()> {
+fn foreground_run_and_start_a_print_and_return_the_code() -> Result<()> {
     require_root();
     let berthd = daemon()?;
     for (label, cli) in clients(&berthd)? {
@@ -228,6 +228,21 @@ fn foreground_run_prints_and_returns_the_code_and_pipes_stdin() -> Result<()> {
         assert_eq!(code, 4, "{label}: {err}");
         assert_eq!(out, "out\n", "{label}");
         assert_eq!(err, "err\n", "{label}");
+
+        // start -a: the output and the exit code of a created container.
+        let name = format!("{label}-start");
+        run_ok(cli().args([
+            "create",
+            "--name",
+            &name,
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; exit 2",
+        ]))?;
+        let (code, out, err) = run(cli().args(["start", "-a", &name]).stdin(Stdio::null()))?;
+        assert_eq!((code, out.as_str()), (2, "started\n"), "{label}: {err}");
+        run_ok(cli().args(["rm", &name]))?;
     }
     let left = run_ok(berthd.docker().args(["ps", "-aq"]))?;
     assert_eq!(left.trim(), "", "--rm left containers behind");
