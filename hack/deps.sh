@@ -18,6 +18,9 @@ packages=(
     runc containerd podman docker.io
     # a real grpc-go CRI client, built offline in GOPATH mode by test/e2e/go/build.sh
     golang-1.19-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-1-3 protoc-gen-go-grpc
+    # the SPDY library kubelet's and crictl's streaming client uses, for the CRI
+    # streaming e2e tests' Go client (test/e2e/go/build-spdy.sh)
+    golang-github-docker-spdystream-dev
 )
 
 missing=()
@@ -47,6 +50,12 @@ fi
 if ! python3 -c 'import docker' >/dev/null 2>&1; then
     echo "hack/deps.sh: installing the Python docker SDK"
     python3 -m pip install -q --disable-pip-version-check docker
+fi
+
+# A real WebSocket client library for the CRI streaming e2e tests (test/e2e/py).
+if ! python3 -c 'import websocket' >/dev/null 2>&1; then
+    echo "hack/deps.sh: installing the Python websocket-client library"
+    python3 -m pip install -q --disable-pip-version-check websocket-client
 fi
 
 # The Rust toolchain comes with the machine; fmt and clippy are components of it.

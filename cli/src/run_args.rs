@@ -123,6 +123,21 @@ pub struct CreateFlags {
     /// Security options (seccomp=unconfined|FILE, no-new-privileges).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Add a host device to the container (host[:container][:rwm]).
+    #[arg(long = "device")]
+    pub device: Vec<String>,
+    /// Ulimit options (name=soft[:hard], -1 for unlimited).
+    #[arg(long = "ulimit")]
+    pub ulimit: Vec<String>,
+    /// Disable the OOM killer (cgroup v1 hosts).
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Add additional groups to join (gid or name).
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long = "init")]
+    pub init: bool,
     /// Attach to STDIN, STDOUT or STDERR (default: STDOUT and STDERR, and STDIN with -i).
     #[arg(short = 'a', long = "attach")]
     pub attach: Vec<String>,
@@ -184,7 +199,16 @@ impl CreateFlags {
             "SecurityOpt": (!self.security_opt.is_empty()).then(|| self.security_opts()).transpose()?,
             // -1: the kernel default, as docker sends when --memory-swappiness is unset.
             "MemorySwappiness": -1,
+            "Devices": self.device.iter().map(String::as_str).map(device).collect::<Result<Vec<_>, _>>()?,
+            // docker 20.10 sends Devices always, Ulimits only when given.
+            "Ulimits": (!self.ulimit.is_empty()).then(|| self.ulimit.iter().map(String::as_str).map(ulimit).collect::<Result<Vec<_>, _>>()).transpose()?,
+            "OomKillDisable": self.oom_kill_disable,
+            "GroupAdd": (!self.group_add.is_empty()).then_some(&self.group_add),
         });
+        // Docker sends Init only when --init is given.
+        if self.init {
+            host_config["Init"] = json!(true);
+        }
         // Docker sends Runtime only when --runtime is given.
         if let Some(runtime) = &self.runtime {
             host_config["Runtime"] = json!(runtime);
@@ -461,6 +485,83 @@ fn restart_policy(policy: Option<&str>) -> Result<Value, FlagError> {
 
 /// Sizes as docker takes them: a number, then optionally a space, one of k, m, g, t, p
 /// (binary units), an `i` and a `b`: `64m`, `64MiB`, `1g`, `512`.
+/// `--device host[:container][:perms]` as the docker CLI sends it: the container path
+/// defaults to the host's, the permissions to `rwm`.
+fn device(value: &str) -> Result<Value, FlagError> {
+    let valid_mode =
+        |m: &str| !m.is_empty() && m.len() <= 3 && m.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = value.split(':').collect();
+    let (host, container, perms) = match parts.as_slice() {
+        [host] => (*host, *host, "rwm"),
+        [host, mode] if valid_mode(mode) => (*host, *host, *mode),
+        [host, container] => (*host, *container, "rwm"),
+        [host, container, mode] => (*host, *container, *mode),
+        _ => {
+            return Err(invalid(
+                "--device",
+                value,
+                "expected host[:container][:rwm]",
+            ))
+        }
+    };
+    if !valid_mode(perms) {
+        return Err(invalid(
+            "--device",
+            value,
+            format!("bad mode specified: {perms}"),
+        ));
+    }
+    if !container.starts_with('/') {
+        return Err(invalid(
+            "--device",
+            value,
+            format!("{container} is not an absolute path"),
+        ));
+    }
+    Ok(json!({"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": perms}))
+}
+
+/// `--ulimit name=soft[:hard]`: the hard limit defaults to the soft one.
+fn ulimit(value: &str) -> Result<Value, FlagError> {
+    let (name, limits) = value
+        .split_once('=')
+        .ok_or_else(|| invalid("--ulimit", value, "expected name=soft[:hard]"))?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let number = |n: &str| {
+        n.parse::<i64>()
+            .map_err(|_| invalid("--ulimit", value, format!("invalid ulimit value {n:?}")))
+    };
+    let (soft, hard) = (number(soft)?, number(hard)?);
+    // -1 is unlimited; other negative numbers are no limit at all.
+    let limit = |v: i64| {
+        if v == -1 {
+            Some(u64::MAX)
+        } else {
+            u64::try_from(v).ok()
+        }
+    };
+    match (limit(soft), limit(hard)) {
+        (Some(s), Some(h)) if s <= h => {}
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "--ulimit",
+                value,
+                format!(
+                    "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+                ),
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "--ulimit",
+                value,
+                "a limit is a number, or -1 for unlimited",
+            ))
+        }
+    }
+    Ok(json!({"Name": name, "Soft": soft, "Hard": hard}))
+}
+
 pub fn parse_bytes(flag: &'static str, value: &str) -> Result<i64, FlagError> {
     let lower = value.trim().to_ascii_lowercase();
     let rest = lower.strip_suffix('b').unwrap_or(&lower);
@@ -527,6 +628,67 @@ mod tests {
         assert_eq!(body["HostConfig"]["BlkioWeight"], 300);
         let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
         assert_eq!(body["HostConfig"]["BlkioWeight"], 0);
+        Ok(())
+    }
+
+    /// As the docker CLI sends them (captured from Debian's docker 20.10).
+    #[test]
+    fn devices_ulimits_groups_init_and_oom_are_sent_as_docker_sends_them() -> Result<(), FlagError>
+    {
+        let flags = CreateFlags {
+            device: vec![
+                "/dev/null:/dev/xnull".into(),
+                "/dev/zero".into(),
+                "/dev/fuse:r".into(),
+            ],
+            ulimit: vec!["nofile=1024:2048".into(), "core=-1".into()],
+            group_add: vec!["1234".into(), "users".into()],
+            oom_kill_disable: true,
+            init: true,
+            ..Default::default()
+        };
+        let body = flags.to_create_body("img", &[], false, &|_| None)?;
+        let hc = &body["HostConfig"];
+        assert_eq!(
+            hc["Devices"],
+            json!([
+                {"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rwm"},
+                {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/zero", "CgroupPermissions": "rwm"},
+                {"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "r"},
+            ])
+        );
+        assert_eq!(
+            hc["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048},
+                   {"Name": "core", "Soft": -1, "Hard": -1}])
+        );
+        assert_eq!(hc["GroupAdd"], json!(["1234", "users"]));
+        assert_eq!(
+            (&hc["OomKillDisable"], &hc["Init"]),
+            (&json!(true), &json!(true))
+        );
+        // Without the flags: no devices, false, and no ulimits, groups or Init at all.
+        let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
+        let hc = &body["HostConfig"];
+        assert_eq!(hc["Devices"], json!([]));
+        assert!(hc.get("Ulimits").is_none());
+        assert_eq!(hc["OomKillDisable"], json!(false));
+        assert!(hc.get("Init").is_none() && hc.get("GroupAdd").is_none());
+        let bad = |f: CreateFlags| f.to_create_body("img", &[], false, &|_| None).err();
+        for (device, ulimit) in [
+            ("/dev/null:rel", "nofile=1"),
+            ("/dev/null:/dev/x:rwx", "nofile=1"),
+            ("/dev/null", "nofile=3:2"),
+            ("/dev/null", "nofile"),
+            ("/dev/null", "nofile=-2"),
+        ] {
+            let flags = CreateFlags {
+                device: vec![device.into()],
+                ulimit: vec![ulimit.into()],
+                ..Default::default()
+            };
+            assert!(bad(flags).is_some(), "{device} {ulimit}");
+        }
         Ok(())
     }
 

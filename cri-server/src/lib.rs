@@ -24,15 +24,18 @@ pub mod images;
 pub mod runtime;
 pub mod sandbox;
 mod server;
+pub mod streaming;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_cni::{Cni, CniOptions};
+use berth_cni::CniOptions;
+use berth_engine::pod::Pods;
 use berth_engine::Engine;
 use berth_image::{ImageStore, RegistryConfig};
 use berth_snapshotter::{ContentStore, Snapshotter};
 pub use error::CriError;
+pub use streaming::StreamingConfig;
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "berth";
@@ -49,11 +52,14 @@ pub struct CriConfig {
     pub cni: CniOptions,
     pub registry: RegistryConfig,
     /// The executable run as `<it> pod-init` to be PID 1 of pods that share one PID
-    /// namespace (berthd's own, see [`sandbox::pod_init`]); `None` refuses such pods.
+    /// namespace (berthd's own, see [`berth_engine::pod::init`]); `None` gives each
+    /// container of such a pod its own.
     pub pod_init: Option<PathBuf>,
     /// The runtime handler names (Kubernetes RuntimeClass handlers) pods may ask for
     /// besides the default (`""`); none: `berth` alone.
     pub runtime_handlers: Vec<String>,
+    /// The streaming server Exec, Attach and PortForward hand URLs to.
+    pub streaming: StreamingConfig,
 }
 
 /// The image machinery the daemon opened once under its root.
@@ -75,7 +81,8 @@ pub struct Cri {
 struct Inner {
     config: CriConfig,
     images: ImageParts,
-    cni: Arc<Cni>,
+    /// The engine side of pods: namespaces, init, network, files.
+    pods: Arc<Pods>,
     sandboxes: sandbox::store::SandboxStore,
     /// The pod CIDR kubelet last gave through UpdateRuntimeConfig.
     pod_cidr: Mutex<String>,
@@ -83,6 +90,8 @@ struct Inner {
     engine: Option<Arc<Engine>>,
     /// Serialises sandbox creation and removal (name reservation, namespace pins).
     sandbox_lock: tokio::sync::Mutex<()>,
+    /// Exec, Attach and PortForward's server, bound at open.
+    streaming: streaming::StreamServer,
 }
 
 impl Cri {
@@ -93,16 +102,22 @@ impl Cri {
         engine: Option<Arc<Engine>>,
     ) -> Result<Cri, CriError> {
         let sandboxes = sandbox::store::SandboxStore::open(&config.root.join("cri"))?;
-        let cni = Arc::new(Cni::new(config.cni.clone()));
+        let pods = Arc::new(Pods::new(
+            config.state.join("cri"),
+            config.cni.clone(),
+            config.pod_init.clone(),
+        ));
+        let streaming = streaming::StreamServer::bind(&config.streaming)?;
         Ok(Cri {
             inner: Arc::new(Inner {
                 config,
                 images,
-                cni,
+                pods,
                 sandboxes,
                 pod_cidr: Mutex::new(String::new()),
                 engine,
                 sandbox_lock: tokio::sync::Mutex::new(()),
+                streaming,
             }),
         })
     }
@@ -120,8 +135,12 @@ impl Cri {
         &self.inner.config
     }
 
+    pub(crate) fn streaming(&self) -> &streaming::StreamServer {
+        &self.inner.streaming
+    }
+
     /// The directory holding pinned namespaces and per-pod files.
     pub(crate) fn state_dir(&self) -> PathBuf {
-        self.inner.config.state.join("cri")
+        self.inner.pods.state_dir().to_path_buf()
     }
 }

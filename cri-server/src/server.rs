@@ -43,17 +43,25 @@ impl Cri {
             let next = listener.accept().await.map(|(s, _)| CriConnection::new(s));
             Some((next, listener))
         });
+        let streaming = self
+            .streaming()
+            .take_listener()
+            .map(|l| tokio::spawn(crate::streaming::run(l, self.clone())));
         let runtime = RuntimeServiceServer::new(self.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let images = ImageServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        tonic::transport::Server::builder()
+        let result = tonic::transport::Server::builder()
             .add_service(runtime)
             .add_service(images)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
-            .map_err(|e| CriError::Internal(format!("CRI server: {e}")))
+            .map_err(|e| CriError::Internal(format!("CRI server: {e}")));
+        if let Some(task) = streaming {
+            task.abort();
+        }
+        result
     }
 }

@@ -53,6 +53,8 @@ pub struct Config {
     pub metrics_address: Option<SocketAddr>,
     /// The CRI socket kubelet and crictl use; `<state>/berth.sock` when unset.
     pub cri_socket: Option<PathBuf>,
+    /// CRI's streaming server (Exec, Attach, PortForward), named as containerd's keys.
+    pub cri_streaming: CriStreamingConfig,
 }
 
 impl Default for Config {
@@ -69,7 +71,51 @@ impl Default for Config {
             logs: LogConfig::default(),
             metrics_address: None,
             cri_socket: None,
+            cri_streaming: CriStreamingConfig::default(),
         }
+    }
+}
+
+/// `[cri_streaming]`: where CRI's streaming server listens (containerd's
+/// `stream_server_*` settings of its CRI plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CriStreamingConfig {
+    /// The address to listen on; loopback by default.
+    pub stream_server_address: std::net::IpAddr,
+    /// 0: a free port chosen at start.
+    pub stream_server_port: u16,
+    /// A connection with no traffic for this long is closed ("4h", "30m"; "0" never).
+    pub stream_idle_timeout: String,
+    /// TLS for the streaming server; not supported yet (refused at load).
+    pub enable_tls_streaming: bool,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl Default for CriStreamingConfig {
+    fn default() -> Self {
+        CriStreamingConfig {
+            stream_server_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            stream_server_port: 0,
+            stream_idle_timeout: "4h".to_string(),
+            enable_tls_streaming: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+impl CriStreamingConfig {
+    /// The idle timeout as a duration; `None` for "0" (never).
+    pub fn idle_timeout(&self) -> Result<Option<std::time::Duration>, String> {
+        let text = self.stream_idle_timeout.trim();
+        if text == "0" {
+            return Ok(None);
+        }
+        humantime::parse_duration(text)
+            .map(Some)
+            .map_err(|e| format!("cri_streaming.stream_idle_timeout {text:?}: {e}"))
     }
 }
 
@@ -195,6 +241,23 @@ impl Config {
                 "default_runtime {:?} names no [runtimes] entry",
                 self.default_runtime
             )));
+        }
+        let streaming = &self.cri_streaming;
+        streaming.idle_timeout().map_err(invalid)?;
+        if streaming.enable_tls_streaming {
+            return Err(invalid(
+                "cri_streaming.enable_tls_streaming = true is not supported yet: berth's streaming server speaks plain HTTP; keep it on loopback".into(),
+            ));
+        }
+        for (key, value) in [
+            ("tls_cert_file", &streaming.tls_cert_file),
+            ("tls_key_file", &streaming.tls_key_file),
+        ] {
+            if value.is_some() {
+                return Err(invalid(format!(
+                    "cri_streaming.{key} is set but TLS streaming is not supported yet"
+                )));
+            }
         }
         for (host, registry) in &self.registries {
             if registry.fallback_to_upstream == Some(false) && registry.mirrors.is_empty() {
@@ -349,6 +412,19 @@ mod tests {
             ("log_level = \"loud\"", "log_level \"loud\""),
             ("root = \"relative\"", "must be an absolute path"),
             ("default_runtime = \"kata\"", "names no [runtimes] entry"),
+            (
+                "[cri_streaming]\nenable_tls_streaming = true",
+                "enable_tls_streaming = true is not supported",
+            ),
+            (
+                "[cri_streaming]\ntls_key_file = \"/k\"",
+                "cri_streaming.tls_key_file",
+            ),
+            (
+                "[cri_streaming]\nstream_idle_timeout = \"soon\"",
+                "cri_streaming.stream_idle_timeout",
+            ),
+            ("[cri_streaming]\nport = 1", "unknown field `port`"),
             (
                 "[registries.\"x\"]\nfallback_to_upstream = false",
                 "needs at least one mirror",

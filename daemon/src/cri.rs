@@ -24,6 +24,12 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
         // berthd's own executable has the pod-init mode.
         pod_init: std::env::current_exe().ok(),
         runtime_handlers: config.runtime_names(),
+        streaming: berth_cri_server::StreamingConfig {
+            address: config.cri_streaming.stream_server_address,
+            port: config.cri_streaming.stream_server_port,
+            // Checked when the configuration was loaded.
+            idle_timeout: config.cri_streaming.idle_timeout().unwrap_or_default(),
+        },
     }
 }
 

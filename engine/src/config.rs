@@ -16,6 +16,8 @@ pub struct ContainerConfig {
     pub domainname: String,
     /// In order; a destination may appear once.
     pub mounts: Vec<Mount>,
+    /// Host devices made in the container and allowed in its device cgroup.
+    pub devices: Vec<Device>,
     pub resources: Resources,
     pub security: Security,
     pub network: NetworkAttachment,
@@ -45,6 +47,34 @@ pub struct ProcessConfig {
     pub stdin_once: bool,
     /// Empty: the image's, else SIGTERM.
     pub stop_signal: Option<String>,
+    /// Run berth's minimal init as PID 1, which runs the command, forwards signals to
+    /// it, reaps zombies and exits with the command's status (`docker run --init`).
+    pub init: bool,
+    /// Groups the process joins besides the user's: gids, or names looked up in the
+    /// image's `/etc/group`.
+    pub additional_groups: Vec<String>,
+    /// Resource limits of the process; none: inherited from the shim.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A resource limit (`setrlimit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    /// Lower case without the prefix, as Docker names them: `nofile`, `nproc`, `core`.
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A host device node given to the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The device node on the host, or a directory whose device nodes are all given.
+    pub host_path: String,
+    /// Where it appears in the container; empty: the host path.
+    pub container_path: String,
+    /// Device cgroup access, letters of `rwm`; empty: `rwm`.
+    pub permissions: String,
 }
 
 /// A mount the container asks for.
@@ -138,6 +168,8 @@ pub struct Resources {
     pub hugepage_limits: Vec<(String, u64)>,
     /// cgroup v2 files and their values (OCI `linux.resources.unified`).
     pub unified: BTreeMap<String, String>,
+    /// No OOM killer in the container's memory cgroup (cgroup v1 only).
+    pub oom_kill_disable: bool,
 }
 
 /// What the container may do.

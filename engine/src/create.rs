@@ -182,6 +182,7 @@ fn build_spec(
             rootfs,
             cgroups_path: format!("/berth/{id}"),
             held_caps: &caps,
+            init_binary: engine.init_binary(),
         })
         .map_err(|e| EngineError::Invalid(e.to_string()))
     })();
@@ -190,7 +191,6 @@ fn build_spec(
             tracing::warn!(id, "unmounting {}: {e}", rootfs.display());
         }
     }
-    let _ = engine;
     result
 }
 

@@ -16,11 +16,13 @@ mod create;
 mod error;
 mod image;
 pub mod images;
+pub mod init_binary;
 mod lifecycle;
 pub mod logs;
 pub mod lookup;
 pub mod names;
 mod oom;
+pub mod pod;
 pub mod process_io;
 mod reconcile;
 pub mod record;
@@ -41,6 +43,7 @@ pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
 pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use oom::cgroup_path;
 pub use process_io::{
     attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,
     resize, AttachOptions, ExecConfig, ExecInfo, OutputReader, ProcessIo, StdinWriter,
@@ -104,6 +107,8 @@ pub struct Engine {
     root: PathBuf,
     containers: PathBuf,
     shim_binary: PathBuf,
+    /// berth's container init, installed under the root (`init_binary`).
+    init_binary: PathBuf,
     /// The identity passed to shims as `-address` (names their sockets).
     shim_address: PathBuf,
     changed: tokio::sync::Notify,
@@ -132,6 +137,10 @@ impl Engine {
             path: containers.clone(),
             source,
         })?;
+        let init_binary = init_binary::install(&root).map_err(|source| OpenError::Dir {
+            path: root.join("berth-init"),
+            source,
+        })?;
         Ok(Engine {
             store,
             images,
@@ -139,6 +148,7 @@ impl Engine {
             root,
             containers,
             shim_binary: shim_binary(),
+            init_binary,
             shim_address: state.join("shim"),
             changed: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
@@ -152,6 +162,11 @@ impl Engine {
     /// The persistent root the engine keeps its state under.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// berth's container init on the host.
+    pub fn init_binary(&self) -> &Path {
+        &self.init_binary
     }
 
     /// The bundle directory of container `id`.

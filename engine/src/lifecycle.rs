@@ -53,7 +53,9 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     }
     let d = Arc::clone(engine);
     let (cid, snapshot, tty) = (id.to_string(), record.snapshot.clone(), record.tty);
-    let open_stdin = record.open_stdin;
+    let stdin_wanted = record
+        .open_stdin
+        .then_some(record.stdin_once && !record.tty);
     let log = engine.log_of(&record);
     let runtime = external_runtime(engine, &record)?;
     // Bind sources that do not exist are made at each start, as dockerd makes `-v`'s.
@@ -76,9 +78,9 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
             .mounts(&snapshot)
             .map_err(EngineError::internal("the container's root filesystem"))?;
         let _ = std::fs::remove_file(dir.join(berth_shim::exit_record::FILE_NAME));
-        let stdin = match open_stdin {
-            true => Some(crate::process_io::stdin_fifo(&dir)?),
-            false => None,
+        let stdin = match stdin_wanted {
+            Some(close_at_eof) => Some(crate::process_io::stdin_target(&dir, close_at_eof)?),
+            None => None,
         };
         let address = shim::launch(&engine.shim_binary, &engine.shim_address, &cid, &dir)?;
         let client = Shim::connect(&address)?;

@@ -388,10 +388,22 @@ fn mkfifo(path: &Path) -> Result<(), EngineError> {
 }
 
 /// The FIFO the shim reads a container's stdin from (made when missing).
-pub(crate) fn stdin_fifo(bundle: &Path) -> Result<PathBuf, EngineError> {
+fn stdin_fifo(bundle: &Path) -> Result<PathBuf, EngineError> {
     let path = bundle.join("stdin");
     mkfifo(&path)?;
     Ok(path)
+}
+
+/// A container's stdin as its shim is told it: the FIFO `stdin` in the bundle, read
+/// across attached clients (`reopen://`), or closed at its first client's EOF
+/// (`close_at_eof`: `stdin_once` without a tty, Docker's rule), which the FIFO's own
+/// EOF gives after everything written was read.
+pub(crate) fn stdin_target(bundle: &Path, close_at_eof: bool) -> Result<String, EngineError> {
+    let fifo = stdin_fifo(bundle)?.display().to_string();
+    Ok(match close_at_eof {
+        true => fifo,
+        false => format!("{}{fifo}", berth_shim::stdio::STDIN_REOPEN_SCHEME),
+    })
 }
 
 /// A writer for the client, and a task copying what it writes into `fifo` once the

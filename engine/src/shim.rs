@@ -127,8 +127,8 @@ impl Shim {
     }
 
     /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` in
-    /// the CRI format, reads stdin from the FIFO `stdin` when there is one (kept open
-    /// across its clients), runs the runtime's create (the built-in runtime, or the
+    /// the CRI format, reads stdin from `stdin` when there is one (a FIFO, or
+    /// `reopen://` and a FIFO kept open across its clients), runs the runtime's create (the built-in runtime, or the
     /// external one in `runtime`). Returns the pid.
     #[allow(clippy::too_many_arguments)]
     pub fn create(
@@ -137,7 +137,7 @@ impl Shim {
         bundle: &Path,
         rootfs: &[berth_snapshotter::Mount],
         log: &Path,
-        stdin: Option<&Path>,
+        stdin: Option<&str>,
         terminal: bool,
         runtime: Option<&ExternalRuntime>,
     ) -> Result<u32, ShimError> {
@@ -160,9 +160,7 @@ impl Shim {
                 })
                 .collect(),
             terminal,
-            stdin: stdin
-                .map(|p| format!("{}{}", berth_shim::stdio::STDIN_REOPEN_SCHEME, p.display()))
-                .unwrap_or_default(),
+            stdin: stdin.unwrap_or_default().to_string(),
             stdout: target.clone(),
             stderr: if terminal { String::new() } else { target },
             ..Default::default()

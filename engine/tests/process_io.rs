@@ -82,6 +82,15 @@ async fn run_container(
     open_stdin: bool,
     tty: bool,
 ) -> Result<String> {
+    let process = ProcessConfig {
+        open_stdin,
+        tty,
+        ..Default::default()
+    };
+    run_with(engine, cmd, process).await
+}
+
+async fn run_with(engine: &Arc<Engine>, cmd: &[&str], process: ProcessConfig) -> Result<String> {
     let id = engine::create(
         engine,
         NewContainer {
@@ -90,9 +99,7 @@ async fn run_container(
                 image: "busybox:latest".into(),
                 process: ProcessConfig {
                     cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    open_stdin,
-                    tty,
-                    ..Default::default()
+                    ..process
                 },
                 ..Default::default()
             },
@@ -257,6 +264,37 @@ async fn execs_and_attaches_through_the_engine() -> Result<()> {
         engine::exec_create(e, &id, exec(&["true"])).await,
         Err(engine::EngineError::State { .. })
     ));
+    engine::remove(e, &id, true).await?;
+    Ok(())
+}
+
+/// `docker run -i` (stdin_once, no tty): the end of the attached client's input is the
+/// end of the container's, after all it wrote was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_once_closes_at_the_clients_eof() -> Result<()> {
+    berth_fixtures_root_check();
+    let f = fixture()?;
+    let e = &f.engine;
+    let process = ProcessConfig {
+        open_stdin: true,
+        stdin_once: true,
+        ..Default::default()
+    };
+    let id = run_with(e, &["cat"], process).await?;
+    let opts = AttachOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        logs: true,
+    };
+    let mut io = engine::attach(e, &id, opts).await?;
+    let mut stdin = io.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(b"hi\n").await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+    assert_eq!(read_all(io.stdout.take()).await?, "hi\n");
+    assert!(engine::wait_exit(e, &id, Some(Duration::from_secs(10))).await?);
+    assert_eq!(engine::get(e, &id)?.state.exit_code, 0);
     engine::remove(e, &id, true).await?;
     Ok(())
 }

@@ -4,7 +4,9 @@
 # (test/e2e/examples/cri_bench.rs): RunPodSandbox, CreateContainer, StartContainer,
 # StopPodSandbox+RemovePodSandbox; N interleaved rounds, medians and ratios. Then the
 # shims' memory: MEM_PODS pods of MEM_CONTAINERS sleeping containers on each, PSS per
-# pod of berth-shim and of containerd-shim-runc-v2 (both one shim per pod). Root only.
+# pod of berth-shim and of containerd-shim-runc-v2 (both one shim per pod). Then ExecSync
+# latency (kubelet's exec probes): EXEC_CALLS interleaved calls of `true` in one running
+# container on each, medians and p99. Root only.
 #
 # Everything lives in one work directory; the trap removes what a run leaves behind
 # however it ends: pods (over CRI while the daemons are up), then processes, cgroups,
@@ -14,6 +16,9 @@ cd "$(dirname "$0")/../.."
 N=${N:-20}
 MEM_PODS=${MEM_PODS:-10}
 MEM_CONTAINERS=${MEM_CONTAINERS:-3}
+EXEC_CALLS=${EXEC_CALLS:-100}
+# ONLY=execsync runs the ExecSync part alone.
+ONLY=${ONLY:-}
 if [ "$(id -u)" != 0 ]; then
     echo "cri.sh: run as root (pods need namespaces, mounts and cgroups)" >&2
     exit 1
@@ -90,13 +95,20 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 mkdir -p "$WORK/tmp"
-# In the background, so a signal to this script runs the trap at once (bash defers
-# traps while a foreground command runs).
-TMPDIR=$WORK/tmp "$BENCH" bench "$N" "$WORK" &
-BENCH_PID=$!
-wait "$BENCH_PID"
-# Then the shims' memory per pod: MEM_PODS pods of MEM_CONTAINERS containers each.
-echo
-TMPDIR=$WORK/tmp "$BENCH" memory "$MEM_PODS" "$MEM_CONTAINERS" "$WORK" &
+if [ -z "$ONLY" ]; then
+    # In the background, so a signal to this script runs the trap at once (bash defers
+    # traps while a foreground command runs).
+    TMPDIR=$WORK/tmp "$BENCH" bench "$N" "$WORK" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+    # Then the shims' memory per pod: MEM_PODS pods of MEM_CONTAINERS containers each.
+    echo
+    TMPDIR=$WORK/tmp "$BENCH" memory "$MEM_PODS" "$MEM_CONTAINERS" "$WORK" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+    echo
+fi
+# ExecSync latency.
+TMPDIR=$WORK/tmp "$BENCH" execsync "$EXEC_CALLS" "$WORK" &
 BENCH_PID=$!
 wait "$BENCH_PID"

@@ -309,6 +309,11 @@ fn engine_config(config: &cri::ContainerConfig, image: &str) -> Result<Container
             entrypoint: (!config.command.is_empty()).then(|| config.command.clone()),
             working_dir: config.working_dir.clone(),
             stop_signal: None,
+            // CRI has no init and no rlimits; its supplemental groups (like its
+            // devices) are set by the pod patch (`pod_spec`).
+            init: false,
+            additional_groups: Vec::new(),
+            rlimits: Vec::new(),
         },
         labels: config.labels.clone().into_iter().collect(),
         // The namespaces are replaced by the pod's in the patch.

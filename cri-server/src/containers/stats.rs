@@ -2,7 +2,7 @@
 //! cgroup (v1 or v2, read by [`berth_runtime::cgroups::sample_at`]), the writable
 //! layer's usage from its snapshot.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_engine::{ContainerRecord, Engine};
@@ -12,13 +12,6 @@ use k8s_cri::v1 as cri;
 use super::cri_record;
 use super::status::cri_records;
 use crate::CriError;
-
-/// The container's absolute `linux.cgroupsPath` from its bundle.
-fn cgroups_path(bundle: &Path) -> Option<String> {
-    let bytes = std::fs::read(bundle.join("config.json")).ok()?;
-    let spec: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    spec["linux"]["cgroupsPath"].as_str().map(str::to_string)
-}
 
 fn value(v: Option<u64>) -> Option<cri::UInt64Value> {
     v.map(|value| cri::UInt64Value { value })
@@ -65,7 +58,7 @@ fn stats_of(engine: &Engine, record: &ContainerRecord) -> cri::ContainerStats {
     let at = now_nanos();
     // An exited container has no cgroup left: no CPU or memory figures.
     let usage = if record.state.status.has_task() {
-        cgroups_path(&engine.dir(&record.id))
+        berth_engine::cgroup_path(&engine.dir(&record.id))
             .and_then(|p| sample_at(&p))
             .unwrap_or_default()
     } else {
@@ -103,7 +96,7 @@ pub(crate) fn container_cgroup(engine: &Engine, id: &str) -> Option<String> {
     if !record.state.status.has_task() {
         return None;
     }
-    cgroups_path(&engine.dir(&record.id))
+    berth_engine::cgroup_path(&engine.dir(&record.id))
 }
 
 pub(crate) async fn stats(

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::containers;
 use crate::error::{instrument, Ids};
-use crate::{sandbox, Cri, CriError};
+use crate::{sandbox, streaming, Cri, CriError};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -224,16 +224,20 @@ impl RuntimeService for Cri {
     }
 
     async fn exec(&self, r: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
-        instrument("Exec", Ids::container(&r.get_ref().container_id), async {
-            Err(not_yet("Exec (streaming server)"))
-        })
+        instrument(
+            "Exec",
+            Ids::container(&r.get_ref().container_id),
+            streaming::exec::exec(self, r.into_inner()),
+        )
         .await
     }
 
     async fn attach(&self, r: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
-        instrument("Attach", Ids::container(&r.get_ref().container_id), async {
-            Err(not_yet("Attach (streaming server)"))
-        })
+        instrument(
+            "Attach",
+            Ids::container(&r.get_ref().container_id),
+            streaming::attach::attach(self, r.into_inner()),
+        )
         .await
     }
 
@@ -244,7 +248,7 @@ impl RuntimeService for Cri {
         instrument(
             "PortForward",
             Ids::pod(&r.get_ref().pod_sandbox_id),
-            async { Err(not_yet("PortForward (streaming server)")) },
+            streaming::portforward::port_forward(self, r.into_inner()),
         )
         .await
     }
@@ -342,9 +346,4 @@ impl RuntimeService for Cri {
     ) -> Reply<cri::ListPodSandboxMetricsResponse> {
         instrument("ListPodSandboxMetrics", Ids::NONE, metrics::list(self)).await
     }
-}
-
-/// RPCs of the CRI issue that are not built yet say so plainly.
-fn not_yet(rpc: &str) -> CriError {
-    CriError::Unimplemented(format!("{rpc} is not implemented by berth yet"))
 }

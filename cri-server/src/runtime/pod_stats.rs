@@ -215,7 +215,7 @@ async fn process_count(
     count + u64::from(pod_init_alive(cri, record))
 }
 
-/// Whether the pod's init (see [`crate::sandbox::pod_init`]) is alive.
+/// Whether the pod's init (see [`berth_engine::pod::init`]) is alive.
 fn pod_init_alive(cri: &Cri, record: &SandboxRecord) -> bool {
-    crate::sandbox::pod_init::live_pid(&cri.pid_pin(&record.id), &record.dir).is_some()
+    cri.inner.pods.init_pid(&record.id, &record.dir).is_some()
 }

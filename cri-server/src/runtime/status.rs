@@ -10,7 +10,7 @@ pub(super) async fn status(
     cri: &Cri,
     req: cri::StatusRequest,
 ) -> Result<cri::StatusResponse, CriError> {
-    let cni = cri.inner.cni.clone();
+    let cni = cri.inner.pods.cni().clone();
     // Network status may run plugins (VERSION, STATUS): keep it off the async workers.
     let net = tokio::task::spawn_blocking(move || cni.status())
         .await

@@ -1,10 +1,9 @@
-//! Pod sandboxes: namespaces pinned by berth, the pod network through CNI, pod files,
-//! durable records. One file per RPC.
+//! Pod sandboxes as the CRI sees them: the PodSandboxConfig translated into the
+//! engine's [`PodConfig`] (the engine sets pods up, `engine/src/pod/`), durable records
+//! of the CRI's own. One file per RPC.
 
-pub(crate) mod files;
+mod hostname;
 pub mod list;
-pub(crate) mod namespaces;
-pub mod pod_init;
 pub mod remove;
 pub mod run;
 pub mod status;
@@ -13,11 +12,11 @@ pub mod store;
 
 use std::path::PathBuf;
 
-use berth_cni::PodNetwork;
+use berth_engine::pod::{files, Dns, PodConfig, PodSetup};
 use k8s_cri::v1 as cri;
 
 use crate::{Cri, CriError};
-pub use files::pod_hostname;
+pub use hostname::pod_hostname;
 use store::SandboxRecord;
 
 /// What a container needs from its pod sandbox.
@@ -77,15 +76,18 @@ impl Cri {
 
     /// Where a PID-sharing pod's PID namespace is pinned.
     pub(crate) fn pid_pin(&self, id: &str) -> PathBuf {
-        self.state_dir().join("pid").join(id)
+        self.inner.pods.pid_pin(id)
     }
+}
 
-    fn netns_dir(&self) -> PathBuf {
-        self.state_dir().join("netns")
-    }
-
-    fn pods_dir(&self) -> PathBuf {
-        self.state_dir().join("pods")
+/// What the engine made for the pod, as its record keeps it.
+pub(crate) fn pod_setup(r: &SandboxRecord) -> PodSetup {
+    PodSetup {
+        dir: r.dir.clone(),
+        netns: r.netns.clone(),
+        ipc_ns: r.ipc_ns.clone(),
+        uts_ns: r.uts_ns.clone(),
+        ips: r.ips.clone(),
     }
 }
 
@@ -103,9 +105,11 @@ pub(crate) fn is_node(mode: i32) -> bool {
     mode == cri::NamespaceMode::Node as i32
 }
 
-/// What CNI needs to know about the pod.
-pub(crate) fn pod_network(id: &str, config: &cri::PodSandboxConfig, netns: PathBuf) -> PodNetwork {
+/// The pod as the engine sets it up: the CRI config translated once. `hostname` is
+/// the pod's (see [`pod_hostname`]; the network alone does not need it).
+pub(crate) fn pod_config(config: &cri::PodSandboxConfig, hostname: String) -> PodConfig {
     let meta = config.metadata.clone().unwrap_or_default();
+    let ns = namespace_options(config);
     let port_mappings = config
         .port_mappings
         .iter()
@@ -122,19 +126,22 @@ pub(crate) fn pod_network(id: &str, config: &cri::PodSandboxConfig, netns: PathB
             host_ip: p.host_ip.clone(),
         })
         .collect();
-    let dns = config.dns_config.as_ref().map(|d| berth_cni::DnsConfig {
+    let dns = config.dns_config.as_ref().map(|d| Dns {
         servers: d.servers.clone(),
         searches: d.searches.clone(),
         options: d.options.clone(),
     });
-    PodNetwork {
-        id: id.to_string(),
-        namespace: meta.namespace,
+    PodConfig {
         name: meta.name,
+        namespace: meta.namespace,
         uid: meta.uid,
-        netns,
-        port_mappings,
+        hostname,
+        host_network: is_node(ns.network),
+        host_ipc: is_node(ns.ipc),
+        // POD (CRI's default; kubelet says CONTAINER unless shareProcessNamespace)
+        // gives the pod one PID namespace with berth's init as PID 1.
+        shared_pid: ns.pid == cri::NamespaceMode::Pod as i32,
         dns,
-        ..Default::default()
+        port_mappings,
     }
 }

@@ -19,7 +19,7 @@ pub async fn pod_sandbox_status(
             "id": record.id,
             // The pod's init when its containers share a PID namespace (no pause
             // process otherwise).
-            "pid": super::pod_init::live_pid(&cri.pid_pin(&record.id), &record.dir).unwrap_or(0),
+            "pid": cri.inner.pods.init_pid(&record.id, &record.dir).unwrap_or(0),
             "runtimeHandler": record.runtime_handler,
             "netns": record.netns,
             "ipcNamespace": record.ipc_ns,

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use berth_cni::Netns;
 use k8s_cri::v1 as cri;
 
-use super::pod_network;
+use super::pod_config;
 use super::store::{SandboxRecord, SandboxState};
 use crate::{Cri, CriError};
 
@@ -30,15 +29,13 @@ pub(crate) async fn stop(cri: &Cri, record: &SandboxRecord) -> Result<(), CriErr
         }
     }
     // The pod's init goes after its containers, taking any process left in its PID
-    // namespace with it.
-    super::pod_init::stop(&cri.pid_pin(&record.id), &record.dir);
-    if let Some(netns) = &record.netns {
-        let pod = pod_network(&record.id, &record.config, netns.clone());
-        let cni = cri.inner.cni.clone();
-        tokio::task::spawn_blocking(move || cni.teardown(&pod))
-            .await
-            .map_err(|e| CriError::Internal(format!("CNI teardown task: {e}")))??;
-        Netns::at(netns.clone()).remove()?;
+    // namespace with it; then the network.
+    let pod = pod_config(&record.config, String::new());
+    cri.inner
+        .pods
+        .release(&record.id, &pod, &record.dir, record.netns.as_deref())
+        .await?;
+    if record.netns.is_some() {
         cri.inner.sandboxes.clear_network(&record.id)?;
     }
     if record.state != SandboxState::NotReady {

@@ -86,6 +86,7 @@ impl Env {
             registry: self.registry.clone(),
             pod_init: None,
             runtime_handlers: Vec::new(),
+            streaming: Default::default(),
         };
         Ok(Cri::open(config, images, None)?)
     }

@@ -29,19 +29,19 @@ struct Args {
     /// error, warn, info, debug or trace.
     #[arg(long)]
     log_level: Option<String>,
-    /// Docker Engine API socket (default <state>/docker.sock).
+    /// Docker Engine API socket (default `<state>/docker.sock`).
     #[arg(long)]
     docker_socket: Option<PathBuf>,
     /// CRI socket for kubelet and crictl (default: config `cri_socket`, else
-    /// <state>/berth.sock).
+    /// `<state>/berth.sock`).
     #[arg(long)]
     cri_socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     // The PID 1 of pods sharing a PID namespace is a mode of this executable.
-    if std::env::args().nth(1).as_deref() == Some(berth_cri_server::sandbox::pod_init::ARG) {
-        berth_cri_server::sandbox::pod_init::main();
+    if std::env::args().nth(1).as_deref() == Some(berth_engine::pod::init::ARG) {
+        berth_engine::pod::init::main();
     }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,6 +69,13 @@ impl HostCgroups {
     }
 }
 
+/// Whether the host can switch off the OOM killer of a container's memory cgroup: a
+/// cgroup v1 memory hierarchy has `memory.oom_control`; cgroup v2 has no such switch.
+pub fn oom_kill_disable_supported() -> bool {
+    !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists()
+}
+
 /// A hugepage size as cgroups name it (`2MB`, `1GB`, `64KB`) in kB.
 fn page_size_kb(size: &str) -> Option<u64> {
     let split = size.find(|c: char| !c.is_ascii_digit())?;

@@ -5,12 +5,14 @@
 pub mod blkio;
 pub(crate) mod caps;
 mod defaults;
+pub mod devices;
 pub mod host_limits;
 mod mounts;
 pub mod ports;
 mod process;
 mod request;
 mod resources;
+pub mod rlimits;
 mod seccomp;
 pub mod seccomp_profile;
 pub(crate) mod user;
@@ -44,6 +46,10 @@ pub enum SpecError {
     Caps(String),
     #[error("{0}")]
     Resources(String),
+    #[error("{0}")]
+    Device(String),
+    #[error("{0}")]
+    Ulimit(String),
     #[error(
         "network mode {0:?} is not supported yet (berth gives containers none, host or default)"
     )]
@@ -72,6 +78,8 @@ pub struct SpecInputs<'a> {
     pub cgroups_path: String,
     /// Capabilities berth holds (`bounding_set()`), the ceiling for every container.
     pub held_caps: &'a [&'static str],
+    /// berth's container init on the host, bound into containers that ask for one.
+    pub init_binary: &'a Path,
 }
 
 /// The container as the steps see it: the inputs, and what several steps need that is
@@ -107,7 +115,11 @@ impl<'a> Container<'a> {
         } else {
             &config.process.user
         };
-        let user = user::resolve(inputs.rootfs, user_spec)?;
+        let mut user = user::resolve(inputs.rootfs, user_spec)?;
+        user.additional_gids.extend(user::additional_groups(
+            inputs.rootfs,
+            &config.process.additional_groups,
+        )?);
         let security = &config.security;
         let caps = caps::container_caps(
             security.privileged,
@@ -135,17 +147,20 @@ impl<'a> Container<'a> {
 pub type Step = fn(&mut Spec, &Container<'_>) -> Result<(), SpecError>;
 
 /// The steps, in order: later steps see (and may replace) what earlier ones set.
-const STEPS: [Step; 11] = [
+const STEPS: [Step; 14] = [
     with_root_and_hostname,
     process::with_process,
+    rlimits::with_rlimits,
     caps::with_capabilities,
     defaults::with_default_mounts,
     mounts::with_user_mounts,
+    process::with_init,
     with_namespaces,
     with_cgroups_path,
     defaults::with_masked_paths,
     seccomp::with_security_opts,
     resources::with_resources,
+    devices::with_devices,
     with_sysctls,
 ];
 
@@ -257,7 +272,7 @@ fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> 
             return Err(SpecError::Ports("-P".into()));
         }
     }
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+    if berth_runtime::cgroups::host_is_v2() {
         namespaces.push(namespace(LinuxNamespaceType::Cgroup));
     }
     linux_mut(spec).set_namespaces(Some(namespaces));

@@ -3,9 +3,11 @@
 
 use oci_spec::runtime::{Spec, User};
 
+use super::mounts::oci_mount;
 use super::request::ImageDefaults;
 use super::{process_mut, Container, SpecError};
 use crate::config::ProcessConfig;
+use crate::init_binary;
 
 /// `process`: arguments, environment (with `HOSTNAME`, `TERM` and the user's `HOME`),
 /// working directory, terminal, user and `OomScoreAdj`.
@@ -33,6 +35,29 @@ pub(super) fn with_process(spec: &mut Spec, c: &Container<'_>) -> Result<(), Spe
     process.set_env(Some(env));
     process.set_cwd(c.cwd.clone().into());
     process.set_oom_score_adj(oom_score_adj);
+    Ok(())
+}
+
+/// With `init`: berth's init bound read-only at Docker's path and run as PID 1, the
+/// command after its `--`, as dockerd does for `--init`.
+pub(super) fn with_init(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    if !c.config().process.init {
+        return Ok(());
+    }
+    let source = c.inputs.init_binary.to_string_lossy();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.retain(|m| m.destination() != std::path::Path::new(init_binary::IN_CONTAINER));
+    mounts.push(oci_mount(
+        init_binary::IN_CONTAINER,
+        "bind",
+        &source,
+        vec!["bind".into(), "ro".into()],
+    ));
+    spec.set_mounts(Some(mounts));
+    let process = process_mut(spec);
+    let mut args = vec![init_binary::IN_CONTAINER.to_string(), "--".to_string()];
+    args.extend(process.args().clone().unwrap_or_default());
+    process.set_args(Some(args));
     Ok(())
 }
 

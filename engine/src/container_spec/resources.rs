@@ -46,6 +46,11 @@ pub fn resources(
     if hc.memory_swap != 0 {
         memory = memory.swap(hc.memory_swap);
     }
+    // cgroup v1 only (memory.oom_control); a cgroup v2 host has no such switch, and
+    // the Docker API discards it there with Docker's warning before it comes here.
+    if hc.oom_kill_disable {
+        memory = memory.disable_oom_killer(true);
+    }
     let memory = memory.build()?;
     let mut cpu = LinuxCpu::default();
     if hc.nano_cpus != 0 && (hc.cpu_quota != 0 || hc.cpu_period != 0) {

@@ -51,6 +51,7 @@ fn hugepage_limits_and_unified_keys_are_in_the_spec() -> Result<(), Box<dyn std:
         rootfs: root.path(),
         cgroups_path: "/berth/0123456789abcdef0123".into(),
         held_caps: &held(),
+        init_binary: Path::new("/var/lib/berth/berth-init"),
     })?;
     let spec = serde_json::to_value(spec)?;
     let res = &spec["linux"]["resources"];

@@ -100,6 +100,34 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ExecUser, SpecError> {
     Ok(user)
 }
 
+/// `GroupAdd`: gids as given, names looked up in the image's `/etc/group` (read only
+/// when a name needs it); an unknown name is refused, as Docker refuses it.
+pub fn additional_groups(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>, SpecError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries = if groups.iter().any(|g| g.parse::<u32>().is_err()) {
+        parse_group(&read_in_root(rootfs, "etc/group")?)
+    } else {
+        Vec::new()
+    };
+    groups
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(gid) => Ok(gid),
+            Err(_) => entries
+                .iter()
+                .find(|e| &e.name == g)
+                .map(|e| e.gid)
+                .ok_or_else(|| {
+                    SpecError::User(format!(
+                        "Unable to find group {g}: no matching entries in group file (GroupAdd)"
+                    ))
+                }),
+        })
+        .collect()
+}
+
 /// Reads `rel` inside `rootfs`, every symlink resolved as if `rootfs` were `/`.
 /// A missing file reads as empty, as an image without `/etc/group` has no groups.
 fn read_in_root(rootfs: &Path, rel: &str) -> Result<String, SpecError> {
@@ -212,6 +240,18 @@ mod tests {
         assert_eq!(r("1000:1000"), Ok(user(1000, 1000, &[], "/")));
         assert!(r("ghost").is_err_and(|e| e.contains("unable to find user ghost")));
         assert!(r("33:ghosts").is_err_and(|e| e.contains("unable to find group ghosts")));
+    }
+
+    #[test]
+    fn added_groups_resolve_in_the_image() {
+        let root = rootfs();
+        let groups = |g: &[&str]| {
+            let g: Vec<String> = g.iter().map(|s| s.to_string()).collect();
+            additional_groups(root.path(), &g).map_err(|e| e.to_string())
+        };
+        assert_eq!(groups(&["1234", "users", "adm"]), Ok(vec![1234, 100, 4]));
+        assert_eq!(groups(&[]), Ok(vec![]));
+        assert!(groups(&["ghosts"]).is_err_and(|e| e.contains("Unable to find group ghosts")));
     }
 
     #[test]

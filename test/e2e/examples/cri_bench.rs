@@ -45,9 +45,13 @@ fn main() -> Result<()> {
             },
             Path::new(&args[4]),
         ),
+        Some("execsync") if args.len() == 4 => bench(
+            Mode::ExecSync(args[2].parse().context("calls")?),
+            Path::new(&args[3]),
+        ),
         Some("cleanup") if args.len() == 3 => cleanup(Path::new(&args[2])),
         _ => bail!(
-            "usage: cri_bench bench ROUNDS WORKDIR | cri_bench memory PODS CONTAINERS WORKDIR | cri_bench cleanup WORKDIR"
+            "usage: cri_bench bench ROUNDS WORKDIR | cri_bench memory PODS CONTAINERS WORKDIR | cri_bench execsync CALLS WORKDIR | cri_bench cleanup WORKDIR"
         ),
     }
 }
@@ -57,7 +61,12 @@ fn main() -> Result<()> {
 #[derive(Clone, Copy)]
 enum Mode {
     Timing(usize),
-    Memory { pods: usize, containers: usize },
+    Memory {
+        pods: usize,
+        containers: usize,
+    },
+    /// ExecSync latency: `calls` interleaved `true` execs in one running container each.
+    ExecSync(usize),
 }
 
 /// The two runtimes under test, and where each one lives inside the work directory.
@@ -485,7 +494,7 @@ fn median(v: &[u128]) -> u128 {
 fn bench(mode: Mode, work: &Path) -> Result<()> {
     berth_fixtures::require_root();
     match mode {
-        Mode::Timing(0) => bail!("rounds must be at least 1"),
+        Mode::Timing(0) | Mode::ExecSync(0) => bail!("rounds must be at least 1"),
         Mode::Memory { pods, containers } if pods == 0 || containers == 0 => {
             bail!("pods and containers must be at least 1")
         }
@@ -528,6 +537,7 @@ fn bench(mode: Mode, work: &Path) -> Result<()> {
             Mode::Memory { pods, containers } => {
                 return memory(&b, &c, work, &image, pods, containers).await;
             }
+            Mode::ExecSync(calls) => return exec_sync(&b, &c, work, &image, calls).await,
         };
         round(&b, work, Who::Berth, &image, 0).await?;
         round(&c, work, Who::Containerd, &image, 0).await?;
@@ -554,6 +564,113 @@ fn bench(mode: Mode, work: &Path) -> Result<()> {
     drop(berthd);
     drop(ctrd);
     result
+}
+
+/// A pod with one sleeping container; its id, once it runs.
+async fn sleeper(ch: &Channel, work: &Path, who: Who, image: &str, n: usize) -> Result<String> {
+    let mut rt = RuntimeServiceClient::new(ch.clone());
+    let config = pod(work, who, n);
+    let sandbox = call(
+        who,
+        "RunPodSandbox",
+        rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }),
+    )
+    .await?
+    .pod_sandbox_id;
+    let id = call(
+        who,
+        "CreateContainer",
+        rt.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox,
+            config: Some(container(image, "sleeper")),
+            sandbox_config: Some(config),
+        }),
+    )
+    .await?
+    .container_id;
+    call(
+        who,
+        "StartContainer",
+        rt.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        }),
+    )
+    .await?;
+    running(&mut rt, who, &id).await?;
+    Ok(id)
+}
+
+/// One ExecSync of `true`, timed in microseconds; a non-zero exit is a failure.
+async fn exec_true(rt: &mut RuntimeServiceClient<Channel>, who: Who, id: &str) -> Result<u128> {
+    let t = Instant::now();
+    let resp = call(
+        who,
+        "ExecSync",
+        rt.exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        }),
+    )
+    .await?;
+    let took = t.elapsed().as_micros();
+    if resp.exit_code != 0 {
+        bail!("{}: ExecSync true exited {}", who.name(), resp.exit_code);
+    }
+    Ok(took)
+}
+
+fn percentile(v: &[u128], p: f64) -> u128 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+/// ExecSync latency as kubelet's exec probes see it: `calls` interleaved calls of
+/// `true` in one running container per runtime (after 3 warm-up calls each); medians,
+/// p99 and the ratio. The pods stay for the caller's cleanup.
+async fn exec_sync(b: &Channel, c: &Channel, work: &Path, image: &str, calls: usize) -> Result<()> {
+    let bid = sleeper(b, work, Who::Berth, image, 0).await?;
+    let cid = sleeper(c, work, Who::Containerd, image, 0).await?;
+    let mut brt = RuntimeServiceClient::new(b.clone());
+    let mut crt = RuntimeServiceClient::new(c.clone());
+    for _ in 0..3 {
+        exec_true(&mut brt, Who::Berth, &bid).await?;
+        exec_true(&mut crt, Who::Containerd, &cid).await?;
+    }
+    let (mut bs, mut cs) = (Vec::new(), Vec::new());
+    for _ in 0..calls {
+        bs.push(exec_true(&mut brt, Who::Berth, &bid).await?);
+        cs.push(exec_true(&mut crt, Who::Containerd, &cid).await?);
+    }
+    let ms = |us: u128| us as f64 / 1000.0;
+    let (bm, cm) = (median(&bs), median(&cs));
+    let (bp, cp) = (percentile(&bs, 0.99), percentile(&cs, 0.99));
+    println!("ExecSync `true`: {calls} interleaved calls each (after 3 warm-up calls)");
+    println!(
+        "{:<34} berth {:>8.2} ms   containerd {:>8.2} ms   berth/containerd {:.3}",
+        "ExecSync median",
+        ms(bm),
+        ms(cm),
+        bm as f64 / cm as f64
+    );
+    println!(
+        "{:<34} berth {:>8.2} ms   containerd {:>8.2} ms   berth/containerd {:.3}",
+        "ExecSync p99",
+        ms(bp),
+        ms(cp),
+        bp as f64 / cp as f64
+    );
+    let ratio = bm as f64 / cm as f64;
+    println!(
+        "goal: berth's ExecSync median <= 1/3 of containerd's: {} ({ratio:.3})",
+        if ratio <= 1.0 / 3.0 { "met" } else { "NOT met" },
+    );
+    Ok(())
 }
 
 /// `pods` pods of `containers` sleeping containers on each runtime, then the PSS of

@@ -78,7 +78,7 @@ fn capture_server(socket: PathBuf) -> Result<mpsc::Receiver<Value>> {
             let mut stream = reader.into_inner();
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                "HTTP/1.1 {status}\r\nApi-Version: 1.41\r\nOstype: linux\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                 reply.len()
             );
         }
@@ -108,8 +108,9 @@ fn compare(path: &str, ours: &Value, docker: &Value) -> Result<()> {
             .with_context(|| format!("{path}.{key}: docker does not send it"))?;
         if key == "HostConfig" {
             compare(&format!("{path}.{key}"), value, theirs)?;
-        } else if key == "Binds" || key == "Env" {
-            // docker 20.10 passes binds and env through Go maps: their order is random.
+        } else if key == "Binds" || key == "Env" || key == "Ulimits" {
+            // docker 20.10 passes binds, env and ulimits through Go maps: their order is
+            // random.
             let sorted = |v: &Value| {
                 let mut items: Vec<String> = v
                     .as_array()
@@ -245,6 +246,26 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
         vec!["run", "-d", "--name", "bg", "busybox", "sleep", "1"],
         vec!["create", "--runtime", "runc", "busybox"],
         vec!["create", "--blkio-weight", "300", "busybox"],
+        vec![
+            "create",
+            "--device",
+            "/dev/null:/dev/xnull",
+            "--device",
+            "/dev/zero",
+            "--device",
+            "/dev/fuse:r",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--ulimit",
+            "core=-1",
+            "--oom-kill-disable",
+            "--group-add",
+            "1234",
+            "--group-add",
+            "users",
+            "--init",
+            "busybox",
+        ],
         vec![
             "create",
             "--security-opt",

@@ -158,6 +158,7 @@ fn open_cri(dir: &Path, registry_host: &str, bridge: &str, subnet: &str) -> Resu
         registry,
         pod_init: None,
         runtime_handlers: Vec::new(),
+        streaming: Default::default(),
     };
     Ok(Cri::open(config, images, None)?)
 }

@@ -161,6 +161,16 @@ fn cases() -> Vec<(&'static str, Value, Value)> {
             none.clone(),
         ),
         (
+            "devices_ulimits_groups_init_oom",
+            json!({"Cmd": cmd, "HostConfig": {
+                "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull",
+                             "CgroupPermissions": "rw"}],
+                "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+                "GroupAdd": ["1234", "users"], "Init": true, "OomKillDisable": true,
+                "Memory": 67108864}}),
+            none.clone(),
+        ),
+        (
             "host_network",
             json!({"Cmd": cmd, "HostConfig": {"NetworkMode": "host",
                    "PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}}),
@@ -208,6 +218,7 @@ fn built(config: &ContainerConfig, image: &ImageDefaults, root: &Path) -> Value 
         rootfs: root,
         cgroups_path: "/berth/0123456789abcdef0123".into(),
         held_caps: &HELD,
+        init_binary: Path::new("/var/lib/berth/berth-init"),
     });
     let spec = match spec {
         Ok(spec) => spec,

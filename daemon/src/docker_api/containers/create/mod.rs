@@ -3,7 +3,9 @@
 //! and handed to the engine.
 
 mod blkio;
+mod fields;
 mod mounts;
+mod oom;
 mod request;
 
 use std::sync::Arc;
@@ -31,10 +33,14 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
     }
     // As Docker: a block I/O weight this host cannot apply is dropped, and the answer
     // says so (the docker and berth CLIs print it as "WARNING: ...").
-    let warnings = blkio::discard_unsupported_weight(
+    let mut warnings = blkio::discard_unsupported_weight(
         &mut body,
         berth_engine::container_spec::blkio::weight_supported,
     );
+    warnings.extend(oom::discard_unsupported(
+        &mut body,
+        berth_engine::container_spec::host_limits::oom_kill_disable_supported,
+    ));
     let new = new_container(name, body)?;
     let id = engine::create(&daemon.engine, new).await?;
     tracing::Span::current().record("container", id.as_str());
@@ -46,6 +52,7 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
 
 /// The container a create body asks for; the body is kept as the record's request.
 fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiError> {
+    fields::check(&body).map_err(ApiError::BadRequest)?;
     let request: CreateRequest = serde_json::from_value(body.clone())
         .map_err(|e| ApiError::BadRequest(format!("invalid create request: {e}")))?;
     if request.image.is_empty() {

@@ -1,13 +1,14 @@
 //! Docker's `POST /containers/create` body and its one translation into berth's
 //! container config ([`CreateRequest::to_config`]): binds, tmpfs and `--mount` specs,
 //! `--security-opt` strings, the network mode and ports parsed and checked as Docker
-//! checks them. Unknown fields are ignored, as Docker ignores them.
+//! checks them. Fields this struct leaves out are checked before (`fields`): unset or
+//! refused by name, never ignored.
 
 use std::collections::BTreeMap;
 
 use berth_engine::config::{
-    ContainerConfig, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort, Resources,
-    Seccomp, Security,
+    ContainerConfig, Device, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort,
+    Resources, Rlimit, Seccomp, Security,
 };
 use berth_engine::container_spec::{seccomp_profile, SpecError};
 use serde::Deserialize;
@@ -68,12 +69,59 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     pub shm_size: i64,
     pub oom_score_adj: i64,
+    /// `--init`: berth's init as PID 1.
     pub init: Option<bool>,
+    /// `--device host[:container[:perms]]`.
+    pub devices: Option<Vec<DeviceMapping>>,
+    /// `--ulimit name=soft[:hard]`.
+    pub ulimits: Option<Vec<Ulimit>>,
+    /// `--oom-kill-disable` (discarded with a warning where the host has no such
+    /// switch, see `oom`).
+    pub oom_kill_disable: Option<bool>,
+    /// `--group-add`: gids or group names of the image.
+    pub group_add: Option<Vec<String>>,
     pub sysctls: Option<BTreeMap<String, String>>,
     /// `--security-opt`: `seccomp=unconfined`, `no-new-privileges`, …
     pub security_opt: Option<Vec<String>>,
     /// The runtime handler (`docker run --runtime`); empty: berthd's default.
     pub runtime: String,
+}
+
+/// `HostConfig.Devices[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
+/// `HostConfig.Ulimits[]`: -1 is unlimited, as for the docker CLI.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    fn to_rlimit(&self) -> Result<Rlimit, SpecError> {
+        let value = |v: i64| match v {
+            -1 => Ok(libc::RLIM_INFINITY),
+            v => u64::try_from(v).map_err(|_| {
+                SpecError::Ulimit(format!(
+                    "ulimit {}: {v} is not a limit (a number, or -1 for unlimited)",
+                    self.name
+                ))
+            }),
+        };
+        Ok(Rlimit {
+            name: self.name.clone(),
+            soft: value(self.soft)?,
+            hard: value(self.hard)?,
+        })
+    }
 }
 
 /// What `--security-opt` asks for.
@@ -148,10 +196,28 @@ impl CreateRequest {
                 open_stdin: self.open_stdin,
                 stdin_once: self.stdin_once,
                 stop_signal: self.stop_signal.clone(),
+                init: hc.init.unwrap_or(false),
+                additional_groups: hc.group_add.clone().unwrap_or_default(),
+                rlimits: hc
+                    .ulimits
+                    .iter()
+                    .flatten()
+                    .map(Ulimit::to_rlimit)
+                    .collect::<Result<_, _>>()?,
             },
             hostname: self.hostname.clone(),
             domainname: self.domainname.clone(),
             mounts,
+            devices: hc
+                .devices
+                .iter()
+                .flatten()
+                .map(|d| Device {
+                    host_path: d.path_on_host.clone(),
+                    container_path: d.path_in_container.clone(),
+                    permissions: d.cgroup_permissions.clone(),
+                })
+                .collect(),
             resources: Resources {
                 memory: hc.memory,
                 memory_reservation: hc.memory_reservation,
@@ -167,6 +233,7 @@ impl CreateRequest {
                 shm_size: hc.shm_size,
                 hugepage_limits: Vec::new(),
                 unified: BTreeMap::new(),
+                oom_kill_disable: hc.oom_kill_disable.unwrap_or(false),
             },
             security: Security {
                 privileged: hc.privileged,
@@ -274,6 +341,50 @@ mod tests {
             ]
         );
         assert!(c.network.publish_all);
+        Ok(())
+    }
+
+    #[test]
+    fn devices_ulimits_groups_init_and_oom_translate() -> Result<(), String> {
+        let c = config(json!({"HostConfig": {
+            "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull",
+                         "CgroupPermissions": "rw"}],
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048},
+                        {"Name": "core", "Soft": -1, "Hard": -1}],
+            "GroupAdd": ["1234", "users"], "Init": true, "OomKillDisable": true}}))?;
+        assert_eq!(
+            c.devices,
+            [Device {
+                host_path: "/dev/null".into(),
+                container_path: "/dev/xnull".into(),
+                permissions: "rw".into()
+            }]
+        );
+        let limit = |name: &str, soft, hard| Rlimit {
+            name: name.into(),
+            soft,
+            hard,
+        };
+        assert_eq!(
+            c.process.rlimits,
+            [
+                limit("nofile", 1024, 2048),
+                limit("core", libc::RLIM_INFINITY, libc::RLIM_INFINITY)
+            ]
+        );
+        assert_eq!(c.process.additional_groups, ["1234", "users"]);
+        assert!(c.process.init && c.resources.oom_kill_disable);
+        // What the docker CLI sends without the flags.
+        let c = config(json!({"HostConfig": {"Devices": [], "Ulimits": null,
+            "GroupAdd": null, "OomKillDisable": false}}))?;
+        assert!(c.devices.is_empty() && c.process.rlimits.is_empty());
+        assert!(!c.process.init && !c.resources.oom_kill_disable);
+        assert!(config(json!({"HostConfig": {"Ulimits": [
+            {"Name": "nofile", "Soft": -2, "Hard": 10}]}}))
+        .is_err_and(|e| e.starts_with("ulimit nofile: -2 is not a limit")));
+        assert!(config(json!({"HostConfig": {"Devices": [
+            {"PathOnHost": "/dev/null", "Major": 1}]}}))
+        .is_err_and(|e| e.contains("unknown field `Major`")));
         Ok(())
     }
 

@@ -75,6 +75,7 @@ fn build_from(
         rootfs,
         cgroups_path: "/berth/0123456789abcdef0123".into(),
         held_caps: &HELD,
+        init_binary: Path::new("/var/lib/berth/berth-init"),
     })?;
     // The tests read the spec as it is written into config.json.
     serde_json::to_value(spec).map_err(|e| SpecError::User(e.to_string()))

@@ -18,7 +18,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::namespaces;
-use crate::CriError;
+use crate::EngineError;
+
+use super::io_err;
 
 /// The argument that selects the init mode of the executable.
 pub const ARG: &str = "pod-init";
@@ -77,21 +79,21 @@ fn reap_forever() -> ! {
 
 /// Starts the pod's init with `program`, pins its PID namespace at `pin` and keeps its
 /// pid in `pod_dir`. On failure nothing stays behind.
-pub(crate) fn start(program: &Path, pin: &Path, pod_dir: &Path) -> Result<(), CriError> {
+pub fn start(program: &Path, pin: &Path, pod_dir: &Path) -> Result<(), EngineError> {
     let mut child = Command::new(program)
         .arg(ARG)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(CriError::io("start the pod init", program))?;
+        .map_err(io_err("start the pod init", program))?;
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         let _ = stdout.read_to_string(&mut out);
     }
     let status = child
         .wait()
-        .map_err(CriError::io("wait for the pod init", program))?;
+        .map_err(io_err("wait for the pod init", program))?;
     let pid: i32 = match out.trim().parse() {
         Ok(pid) if status.success() => pid,
         _ => {
@@ -99,17 +101,20 @@ pub(crate) fn start(program: &Path, pin: &Path, pod_dir: &Path) -> Result<(), Cr
             if let Some(mut stderr) = child.stderr.take() {
                 let _ = stderr.read_to_string(&mut err);
             }
-            return Err(CriError::Internal(format!(
-                "the pod init ({}) failed: {status}: {}",
-                program.display(),
-                err.trim()
-            )));
+            return Err(EngineError::broken(
+                "pod",
+                format!(
+                    "the pod init ({}) failed: {status}: {}",
+                    program.display(),
+                    err.trim()
+                ),
+            ));
         }
     };
     let pinned = (|| {
         namespaces::pin_path(&PathBuf::from(format!("/proc/{pid}/ns/pid")), pin)?;
         std::fs::write(pod_dir.join(PID_FILE), pid.to_string())
-            .map_err(CriError::io("write", pod_dir.join(PID_FILE)))
+            .map_err(io_err("write", pod_dir.join(PID_FILE)))
     })();
     if let Err(e) = pinned {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -121,7 +126,7 @@ pub(crate) fn start(program: &Path, pin: &Path, pod_dir: &Path) -> Result<(), Cr
 
 /// Kills the pod's init (and with it every process left in its PID namespace), if it
 /// is still the one pinned at `pin`. Idempotent.
-pub(crate) fn stop(pin: &Path, pod_dir: &Path) {
+pub fn stop(pin: &Path, pod_dir: &Path) {
     if let Some(pid) = live_pid(pin, pod_dir) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -130,7 +135,7 @@ pub(crate) fn stop(pin: &Path, pod_dir: &Path) {
 
 /// The pid of the pod's init while it lives: the pid it recorded, still in the PID
 /// namespace pinned at `pin` (a reused pid is not ours).
-pub(crate) fn live_pid(pin: &Path, pod_dir: &Path) -> Option<i32> {
+pub fn live_pid(pin: &Path, pod_dir: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(pod_dir.join(PID_FILE)).ok()?;
     let pid = text.trim().parse::<i32>().ok()?;
     match (
