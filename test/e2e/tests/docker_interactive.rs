@@ -250,7 +250,6 @@ fn foreground_run_and_start_a_print_and_return_the_code() -> Result<()> {
 }
 
 #[test]
-#[ignore = "engine: StdinOnce does not close the container's stdin when the attached client's input ends (engine/src/shim.rs always hands the shim a reopen:// stdin)"]
 fn run_i_with_piped_stdin_ends_with_its_input() -> Result<()> {
     require_root();
     let berthd = daemon()?;
