@@ -4,7 +4,7 @@
 # busybox image (built from the host's /bin/busybox) started once before; one warm-up
 # exec each, then interleaved timed execs; medians and the ratio (goal <= 0.5).
 #
-# Usage: hack/bench/exec.sh [RUNS]   (root; default 20)
+# Usage: [PROFILE=debug] hack/bench/exec.sh [RUNS]   (root; default 20)
 # Everything (berthd, podman's root/runroot/config) lives in a temp dir and is removed
 # on exit; nothing global is configured.
 set -euo pipefail
@@ -54,9 +54,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building berthd, berth-shim and berth (release)..." >&2
-(cd "$ROOT" && cargo build --release -q --locked -p berth-daemon -p berth-shim -p berth-cli)
-BIN=$CARGO_TARGET_DIR/release
+# PROFILE=debug times the debug binaries (no release build at hand); figures from it
+# are an upper bound for berth.
+PROFILE=${PROFILE:-release}
+echo "building berthd, berth-shim and berth ($PROFILE)..." >&2
+(cd "$ROOT" && cargo build --profile "$([ "$PROFILE" = debug ] && echo dev || echo release)" -q --locked -p berth-daemon -p berth-shim -p berth-cli)
+BIN=$CARGO_TARGET_DIR/$PROFILE
 
 # The image: the host's static busybox with its applets, as one tar.
 busybox_rootfs_tar "$WORK/rootfs" "$WORK/busybox.tar"
