@@ -36,7 +36,7 @@ pub enum ClientError {
 }
 
 /// One connection per request, as short-lived CLI commands need.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Client {
     socket: PathBuf,
 }
@@ -128,6 +128,46 @@ impl Client {
             });
         }
         Ok(response.into_body())
+    }
+
+    /// Sends a request asking for the connection (`Upgrade: tcp`, as the docker CLI
+    /// does for attach and exec start) and returns it once the daemon switched
+    /// protocols; an error status becomes `ClientError::Daemon`.
+    pub async fn hijack(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>, ClientError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn.with_upgrades());
+        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v{API_VERSION}{path}"))
+            .header("host", "berth")
+            .header("content-type", "application/json")
+            .header("connection", "Upgrade")
+            .header("upgrade", "tcp")
+            .body(Full::new(payload))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = response.into_body().collect().await?.to_bytes();
+            check(status, &bytes)?;
+            return Err(ClientError::Daemon {
+                status,
+                message: format!("the daemon answered {status} instead of switching protocols"),
+            });
+        }
+        Ok(TokioIo::new(hyper::upgrade::on(response).await?))
     }
 
     /// Sends `body` as JSON; the answer's bytes, or the daemon's error. `304 Not

@@ -10,4 +10,5 @@ pub mod health_args;
 pub mod run_args;
 pub mod tabwriter;
 pub mod template;
+pub mod terminal;
 pub mod units;

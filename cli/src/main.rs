@@ -8,7 +8,7 @@ use berth_cli::commands::ps::PsFlags;
 use berth_cli::commands::{self, container, Output};
 use berth_cli::run_args::CreateFlags;
 use clap::{Args, Parser, Subcommand};
-use commands::{archive, image_inspect, images, login, pull, tag};
+use commands::{archive, attach, exec, image_inspect, images, login, pull, tag};
 
 /// A docker-style client for the berth container engine.
 #[derive(Parser)]
@@ -29,6 +29,12 @@ enum ContainerCommand {
         /// Run the container in the background and print its ID.
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Proxy received signals to the process.
+        #[arg(long = "sig-proxy", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        /// Override the key sequence for detaching a container.
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[command(flatten)]
         flags: CreateFlags,
         /// IMAGE [COMMAND] [ARG...]
@@ -49,9 +55,33 @@ enum ContainerCommand {
     },
     /// Start one or more stopped containers.
     Start {
+        /// Attach STDOUT/STDERR and forward signals.
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Attach container's STDIN.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Override the key sequence for detaching a container.
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach {
+        /// Do not attach STDIN.
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        /// Proxy all received signals to the process.
+        #[arg(long = "sig-proxy", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        /// Override the key sequence for detaching a container.
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
+        container: String,
+    },
+    /// Execute a command in a running container.
+    Exec(exec::ExecArgs),
     /// Stop one or more running containers.
     Stop {
         /// Seconds to wait before killing the container.
@@ -439,13 +469,50 @@ async fn container_command(
     match c {
         C::Run {
             detach,
+            sig_proxy,
+            detach_keys,
             flags,
             args,
-        } => commands::run::run(client, host, flags, *detach, &args[0], &args[1..]).await,
+        } => {
+            let foreground = commands::run::Foreground {
+                sig_proxy: *sig_proxy,
+                detach_keys: detach_keys.clone(),
+            };
+            let foreground = (!*detach).then_some(&foreground);
+            commands::run::run(client, host, flags, foreground, &args[0], &args[1..]).await
+        }
         C::Create { flags, args } => {
             commands::run::create(client, host, flags, &args[0], &args[1..]).await
         }
-        C::Start { containers } => container::start(client, containers).await,
+        C::Start {
+            attach: true,
+            interactive,
+            detach_keys,
+            containers,
+        } => attach::start(client, containers, *interactive, detach_keys.as_deref()).await,
+        C::Start {
+            interactive: true,
+            detach_keys,
+            containers,
+            ..
+        } => attach::start(client, containers, true, detach_keys.as_deref()).await,
+        C::Start { containers, .. } => container::start(client, containers).await,
+        C::Attach {
+            no_stdin,
+            sig_proxy,
+            detach_keys,
+            container,
+        } => {
+            attach::attach(
+                client,
+                container,
+                *no_stdin,
+                *sig_proxy,
+                detach_keys.as_deref(),
+            )
+            .await
+        }
+        C::Exec(args) => exec::exec(client, args).await,
         C::Stop { time, containers } => container::stop(client, containers, *time).await,
         C::Restart { time, containers } => container::restart(client, containers, *time).await,
         C::Kill { signal, containers } => {

@@ -142,6 +142,9 @@ pub struct CreateFlags {
     pub init: bool,
     #[command(flatten)]
     pub health: crate::health_args::HealthFlags,
+    /// Attach to STDIN, STDOUT or STDERR (default: STDOUT and STDERR, and STDIN with -i).
+    #[arg(short = 'a', long = "attach")]
+    pub attach: Vec<String>,
 }
 
 impl CreateFlags {
@@ -157,16 +160,14 @@ impl CreateFlags {
         if self.rm && self.restart.as_deref().is_some_and(|r| r != "no") {
             return Err(FlagError::Conflict("--restart and --rm"));
         }
-        let mut env = Vec::new();
-        for path in &self.env_file {
-            env.extend(read_env_file(path, lookup_env)?);
-        }
-        for e in &self.env {
-            env.extend(env_entry(e, lookup_env));
-        }
+        let env = collect_env(&self.env, &self.env_file, lookup_env)?;
         let (binds, volumes) = self.split_volumes()?;
         let (exposed, bindings) = self.ports()?;
-        let attach = !detach;
+        let (attach_stdin, attach_stdout, attach_stderr) = if detach {
+            (false, false, false)
+        } else {
+            self.attached_streams()?
+        };
         let mut labels = Map::new();
         for l in &self.label {
             let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -219,13 +220,13 @@ impl CreateFlags {
         let mut body = json!({
             "Hostname": self.hostname.as_deref().unwrap_or(""),
             "User": self.user.as_deref().unwrap_or(""),
-            "AttachStdin": attach && self.interactive,
-            "AttachStdout": attach,
-            "AttachStderr": attach,
+            "AttachStdin": attach_stdin,
+            "AttachStdout": attach_stdout,
+            "AttachStderr": attach_stderr,
             "ExposedPorts": (!exposed.is_empty()).then_some(exposed),
             "Tty": self.tty,
             "OpenStdin": self.interactive,
-            "StdinOnce": attach && self.interactive,
+            "StdinOnce": attach_stdin && self.interactive,
             "Env": (!env.is_empty()).then_some(env),
             "Cmd": (!cmd.is_empty()).then_some(cmd),
             "Image": image,
@@ -327,6 +328,48 @@ fn strip_nulls(value: &mut Value) {
     if let Value::Object(map) = value {
         map.retain(|_, v| !v.is_null());
         map.values_mut().for_each(strip_nulls);
+    }
+}
+
+/// `--env-file` entries, then `-e` ones, as docker orders them.
+pub fn collect_env(
+    env: &[String],
+    env_file: &[PathBuf],
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, FlagError> {
+    let mut out = Vec::new();
+    for path in env_file {
+        out.extend(read_env_file(path, lookup_env)?);
+    }
+    for e in env {
+        out.extend(env_entry(e, lookup_env));
+    }
+    Ok(out)
+}
+
+impl CreateFlags {
+    /// The streams a foreground run attaches: `-a` ones, else stdout and stderr, and
+    /// stdin with `-i`.
+    pub fn attached_streams(&self) -> Result<(bool, bool, bool), FlagError> {
+        if self.attach.is_empty() {
+            return Ok((self.interactive, true, true));
+        }
+        let (mut i, mut o, mut e) = (false, false, false);
+        for a in &self.attach {
+            match a.to_ascii_lowercase().as_str() {
+                "stdin" => i = true,
+                "stdout" => o = true,
+                "stderr" => e = true,
+                _ => {
+                    return Err(invalid(
+                        "--attach",
+                        a,
+                        "valid streams are STDIN, STDOUT and STDERR",
+                    ))
+                }
+            }
+        }
+        Ok((i, o, e))
     }
 }
 

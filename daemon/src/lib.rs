@@ -45,6 +45,8 @@ pub struct Daemon {
     pub host: HostFacts,
     /// A stable identity for this engine, kept in the root.
     pub id: String,
+    /// What the Docker API keeps of each exec beside the engine's record.
+    pub execs: docker_api::exec::ExecTable,
     _locks: [lock::RootLock; 2],
 }
 
@@ -70,6 +72,7 @@ impl Daemon {
             host: HostFacts::read(&config.root),
             config,
             id,
+            execs: Default::default(),
             _locks: locks,
         })
     }

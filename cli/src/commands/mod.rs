@@ -1,9 +1,12 @@
 //! One module per command; each returns what to print and whether it failed.
 
 pub mod archive;
+pub mod attach;
 pub mod container;
 pub mod credentials;
 pub mod events;
+pub mod exec;
+pub mod hijack;
 pub mod image_http;
 pub mod image_inspect;
 pub mod images;

@@ -1,17 +1,15 @@
-//! `run` and `create`. A foreground `run` creates, starts, follows the logs (stdout
-//! and stderr kept apart), waits, and exits with the container's code; with `--rm` it
-//! removes the container itself once the exit is known, so no output is lost to an
-//! early removal. Exit codes are docker's: 125 when berth or berthd fails, 126 when
+//! `run` and `create`. A foreground `run` creates, attaches, starts, streams (see
+//! `attach`), and exits with the container's code; with `--rm` it removes the
+//! container itself once the exit is known, so no output is lost to an early removal. Exit codes are docker's: 125 when berth or berthd fails, 126 when
 //! the command cannot be invoked, 127 when it is not found, else the container's.
 
 use anyhow::anyhow;
-use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
+use super::attach::{attached, exit_code, AttachOpts, Outcome};
 use super::container::enc;
 use super::pull::{pull_image, with_tag, Progress};
-use super::stream::copy_logs;
 use super::Output;
 use crate::client::{Client, ClientError};
 use crate::run_args::CreateFlags;
@@ -131,54 +129,64 @@ pub async fn create(
     }
 }
 
-/// `run`.
+/// How a foreground `run` attaches: `--sig-proxy` and `--detach-keys`.
+#[derive(Debug, Clone)]
+pub struct Foreground {
+    pub sig_proxy: bool,
+    pub detach_keys: Option<String>,
+}
+
+/// `run`; `foreground` is `None` for `-d`.
 pub async fn run(
     client: &Client,
     host: &str,
     flags: &CreateFlags,
-    detach: bool,
+    foreground: Option<&Foreground>,
     image: &str,
     cmd: &[String],
 ) -> anyhow::Result<Output> {
-    let id = match create_container(client, host, flags, image, cmd, detach).await {
+    let id = match create_container(client, host, flags, image, cmd, foreground.is_none()).await {
         Ok(id) => id,
         Err(e) => return daemon_error(e),
     };
-    if let Err(e) = client
-        .call(Method::POST, &format!("/containers/{id}/start"), None)
-        .await
-    {
-        if flags.rm {
-            let _ = client
-                .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
-                .await;
+    let Some(fg) = foreground else {
+        if let Err(e) = client
+            .call(Method::POST, &format!("/containers/{id}/start"), None)
+            .await
+        {
+            remove_after_failed_start(client, flags, &id).await;
+            return Ok(start_failed(e.into()));
         }
-        let e = anyhow::Error::from(e);
-        let code = start_failure_code(&format!("{e:#}"));
-        return Ok(Output::text(String::new()).failing(e).with_code(code));
-    }
-    if detach {
         return Ok(Output::text(format!("{id}\n")));
-    }
-    let logs = client
-        .stream(
-            Method::GET,
-            &format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"),
-            Bytes::new(),
-            "text/plain",
-        )
-        .await;
-    match logs {
-        Ok(body) => {
-            if let Err(e) = copy_logs(body, flags.tty).await {
-                eprintln!("berth: reading the container's output: {e:#}");
-            }
+    };
+    let (stdin, stdout, stderr) = match flags.attached_streams() {
+        Ok(s) => s,
+        Err(e) => return daemon_error(e.into()),
+    };
+    let opts = AttachOpts {
+        stdin,
+        stdout,
+        stderr,
+        tty: flags.tty,
+        detach_keys: fg.detach_keys.clone().unwrap_or_default(),
+        sig_proxy: fg.sig_proxy,
+    };
+    let outcome = match attached(client, &id, &opts, true).await {
+        Ok(o) => o,
+        Err(e) => {
+            remove_after_failed_start(client, flags, &id).await;
+            return daemon_error(e);
         }
-        Err(e) => eprintln!("berth: following the container's output: {e:#}"),
-    }
-    let waited = client
-        .post_json(&format!("/containers/{id}/wait"), None)
-        .await;
+    };
+    let code = match outcome {
+        Outcome::StartFailed(e) => {
+            remove_after_failed_start(client, flags, &id).await;
+            return Ok(start_failed(e));
+        }
+        // The container runs on; docker leaves it (and its --rm) to the daemon.
+        Outcome::Detached => return Ok(Output::text(String::new())),
+        Outcome::Exited(code) => code,
+    };
     if flags.rm {
         if let Err(e) = client
             .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
@@ -187,13 +195,20 @@ pub async fn run(
             eprintln!("berth: removing the container: {e}");
         }
     }
-    match waited {
-        Ok(v) => {
-            let code = v["StatusCode"].as_i64().unwrap_or(EXIT_DAEMON_ERROR as i64);
-            Ok(Output::text(String::new()).with_code(code.clamp(0, 255) as u8))
-        }
-        Err(e) => daemon_error(e.into()),
+    Ok(Output::text(String::new()).with_code(exit_code(code)))
+}
+
+async fn remove_after_failed_start(client: &Client, flags: &CreateFlags, id: &str) {
+    if flags.rm {
+        let _ = client
+            .call(Method::DELETE, &format!("/containers/{id}?force=1"), None)
+            .await;
     }
+}
+
+fn start_failed(e: anyhow::Error) -> Output {
+    let code = start_failure_code(&format!("{e:#}"));
+    Output::text(String::new()).failing(e).with_code(code)
 }
 
 #[cfg(test)]

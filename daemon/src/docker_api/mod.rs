@@ -6,6 +6,8 @@
 mod containers;
 mod error;
 mod events;
+pub mod exec;
+mod hijack;
 pub mod host;
 mod images;
 mod info;
@@ -78,6 +80,10 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
     }
     // Each area answers the paths it owns and hands the others back.
     let req = match containers::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    let req = match exec::route(daemon, req).await? {
         Routed::Done(reply) => return Ok(reply),
         Routed::NotMine(req) => req,
     };

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 
@@ -20,11 +21,18 @@ pub struct ApiRequest {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     body: Option<Incoming>,
+    /// The connection, once the answer is sent, when the client asked for an upgrade.
+    upgrade: Option<OnUpgrade>,
 }
 
 impl ApiRequest {
     pub fn new(req: hyper::Request<Incoming>, path: String) -> ApiRequest {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let asks_upgrade = parts.headers.contains_key(hyper::header::UPGRADE);
+        let upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .filter(|_| asks_upgrade);
         let query = parts
             .uri
             .query()
@@ -36,7 +44,14 @@ impl ApiRequest {
             query,
             headers: parts.headers,
             body: Some(body),
+            upgrade,
         }
+    }
+
+    /// Takes the connection's upgrade, present when the client sent `Upgrade:` (the
+    /// docker CLI's `Upgrade: tcp` for attach and exec start); `None` if taken.
+    pub fn take_upgrade(&mut self) -> Option<OnUpgrade> {
+        self.upgrade.take()
     }
 
     /// The last value of query parameter `name`.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod pty;
+
 /// Fails the calling test with a clear message unless it runs as root.
 ///
 /// Root-only tests must never pass silently on a machine where they cannot run.
@@ -74,6 +76,11 @@ impl Berthd {
         let mut berthd = Berthd::new(dir);
         berthd.spawn()?;
         Ok(berthd)
+    }
+
+    /// berthd's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The test's own directory (root, state, config and log live under it).
@@ -200,6 +207,19 @@ impl Berthd {
         let mut cmd = Command::new(binary("berth")?);
         cmd.env("DOCKER_HOST", self.docker_host());
         Ok(cmd)
+    }
+
+    /// The newer docker client (28.x) the machine may ship in /usr/local/bin, talking
+    /// to this daemon; `None` where it is not installed.
+    pub fn docker_new(&self) -> Option<Command> {
+        let path = Path::new("/usr/local/bin/docker");
+        if !path.exists() {
+            return None;
+        }
+        let mut cmd = Command::new(path);
+        cmd.env("DOCKER_HOST", self.docker_host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        Some(cmd)
     }
 
     /// Debian's docker 20.10 client talking to this daemon.

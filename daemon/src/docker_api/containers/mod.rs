@@ -1,11 +1,15 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
+mod attach;
 mod create;
 mod json;
 mod logs;
+mod resize;
 mod stats;
 mod top;
 mod update;
+
+pub use resize::size as terminal_size;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,11 +82,9 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     engine::unpause(&daemon.engine, &id).await?;
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
-                (&Method::POST, "attach") => {
-                    return Err(ApiError::NotImplemented(
-                        "attach is not supported yet: start the container and follow its logs (berth run does)".into(),
-                    ))
-                }
+                (&Method::POST, "attach") => attach::handle(daemon, &id, &mut req).await?,
+                (&Method::POST, "resize") => resize::handle(daemon, &id, &req).await?,
+                (&Method::POST, "exec") => super::exec::create(daemon, &id, &mut req).await?,
                 _ => return Ok(Routed::NotMine(req)),
             }
         }
@@ -151,9 +153,14 @@ async fn wait_for(
         if done {
             return Ok(last_code);
         }
-        engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(200))).await?;
-        if condition == "next-exit" || condition == "removed" {
+        let exited = current.as_ref().is_some_and(|r| !r.state.status.has_task());
+        if exited {
+            // Exited, waiting for the next start or the removal: poll.
             tokio::time::sleep(Duration::from_millis(20)).await;
+        } else {
+            // Read the record again as soon as the exit is recorded: an auto-remove
+            // follows at once, and the exit code must be seen before it.
+            engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(200))).await?;
         }
     }
 }
