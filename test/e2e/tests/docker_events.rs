@@ -181,10 +181,16 @@ fn docker_cli_follows_events_live() -> Result<()> {
     require_root();
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
+    // Replayed from just before the run, then followed live: a follower that connects
+    // late (a loaded machine) still sees every event.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let since = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
     let mut follower = berthd
         .docker()
         .args([
             "events",
+            "--since",
+            &since,
             "--filter",
             "container=live",
             "--format",
@@ -203,8 +209,6 @@ fn docker_cli_follows_events_live() -> Result<()> {
             }
         }
     });
-    // The stream is open once the daemon answered: give the client a moment.
-    std::thread::sleep(Duration::from_millis(500));
     run_ok(
         berthd
             .docker()
