@@ -130,7 +130,21 @@ async fn wait_for(
     let id = record.id.clone();
     let first_finish = record.state.finished_at.clone();
     let mut last_code = record.state.exit_code;
+    // Exits as the engine reports them: an auto-remove may delete the record before
+    // this loop reads it again, but not the `die` event with its exit code.
+    let (_, mut exits) = daemon.engine.events_log.subscribe();
     loop {
+        while let Ok(event) = exits.try_recv() {
+            if event.actor_id == id && event.action == "die" {
+                if let Some(code) = event
+                    .attributes
+                    .get("exitCode")
+                    .and_then(|c| c.parse().ok())
+                {
+                    last_code = code;
+                }
+            }
+        }
         let current = match engine::get(&daemon.engine, &id) {
             Ok(r) => Some(r),
             Err(EngineError::NotFound { .. }) => None,
@@ -147,7 +161,7 @@ async fn wait_for(
             }
             (Some(r), _) => !r.state.status.has_task() && r.state.status != Status::Restarting,
         };
-        if let Some(r) = &current {
+        if let Some(r) = current.as_ref().filter(|r| !r.state.finished_at.is_empty()) {
             last_code = r.state.exit_code;
         }
         if done {
