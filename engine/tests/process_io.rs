@@ -35,6 +35,14 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+impl Drop for Fixture {
+    /// The containers' parent cgroup (`/berth`) goes with the last fixture, as the e2e
+    /// daemons remove it: a berthd keeps it, a test leaves nothing.
+    fn drop(&mut self) {
+        let _ = berth_fixtures::cgroups::remove_if_empty("berth");
+    }
+}
+
 fn fixture() -> Result<Fixture> {
     std::env::set_var("BERTH_SHIM_BINARY", shim_binary()?);
     let dir = tempfile::tempdir()?;

@@ -102,10 +102,9 @@ def main():
                     sent.add(port_index)
                     send(ws, b64, 2 * port_index, a.send.encode())
             entry[key] += data
-            if all(e["data"] and (e["data"].endswith(b"</HTML>\n") or b"\r\n\r\n" in e["data"]) or e["error"]
-                   for e in got.values()) and len(got) == len(a.url.split("port=")) - 1:
-                time.sleep(0.5)
-                break
+            # Read on until the server closes: it does once every forwarded
+            # connection has ended, after the pod's last bytes (stopping at the end of
+            # the headers lost a body that came in a later frame).
         out["ports"] = {str(e["prefix"].get("data", e["prefix"].get("error"))):
                         {"data": e["data"].decode(errors="replace"), "error": e["error"].decode(errors="replace")}
                         for e in got.values()}
