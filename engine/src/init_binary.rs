@@ -41,6 +41,22 @@ pub fn install(root: &Path) -> std::io::Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// Runs a freshly installed binary. Another test's thread may fork while
+    /// `install` still holds the file open for writing; until that child execs, its
+    /// copy of the descriptor makes exec fail with ETXTBSY, so a few retries.
+    fn run(cmd: &mut std::process::Command) -> std::io::Result<std::process::ExitStatus> {
+        let mut tries = 0;
+        loop {
+            match cmd.status() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     #[test]
     fn the_init_is_static_and_installs_once() -> std::io::Result<()> {
         // An ELF without a PT_INTERP program header needs no dynamic loader.
@@ -67,17 +83,12 @@ mod tests {
     fn the_init_passes_the_status_through() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = install(dir.path())?;
-        let status = std::process::Command::new(&path)
-            .args(["--", "sh", "-c", "exit 7"])
-            .status()?;
+        let status = run(std::process::Command::new(&path).args(["--", "sh", "-c", "exit 7"]))?;
         assert_eq!(status.code(), Some(7));
-        let status = std::process::Command::new(&path)
-            .args(["--", "sh", "-c", "kill -TERM $$"])
-            .status()?;
+        let status =
+            run(std::process::Command::new(&path).args(["--", "sh", "-c", "kill -TERM $$"]))?;
         assert_eq!(status.code(), Some(128 + 15));
-        let status = std::process::Command::new(&path)
-            .args(["--", "/nonexistent/x"])
-            .status()?;
+        let status = run(std::process::Command::new(&path).args(["--", "/nonexistent/x"]))?;
         assert_eq!(status.code(), Some(127));
         Ok(())
     }
@@ -90,9 +101,7 @@ mod tests {
         let path = install(dir.path())?;
         // Fields of /proc/PID/stat: 5 the process group, 8 the terminal's foreground group.
         let own_group = r#"set -- $(cat /proc/$$/stat); [ "$5" = "$$" ] || exit 9"#;
-        let status = std::process::Command::new(&path)
-            .args(["--", "sh", "-c", own_group])
-            .status()?;
+        let status = run(std::process::Command::new(&path).args(["--", "sh", "-c", own_group]))?;
         assert_eq!(status.code(), Some(0));
         let foreground = format!(
             r#"{} -- sh -c 'set -- $(cat /proc/$$/stat); [ "$5" = "$$" ] && [ "$8" = "$$" ] || exit 9'"#,
