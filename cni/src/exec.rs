@@ -179,7 +179,19 @@ impl PluginRunner {
             .stderr(Stdio::piped())
             // Its own process group, so a timeout kills iptables & co. that it started too.
             .process_group(0);
-        let mut child = cmd.spawn().map_err(ioe("spawn"))?;
+        // ETXTBSY: the plugin file is still open for writing somewhere — being
+        // installed, or a descriptor another thread's fork inherited and has not yet
+        // closed by exec. Both pass within milliseconds.
+        let mut busy = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && busy < 25 => {
+                    busy += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(ioe("spawn"))?,
+            }
+        };
         let pid = child.id() as libc::pid_t;
         // SAFETY: pidfd_open(2) on our own unreaped child; returns a new fd or -1.
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
