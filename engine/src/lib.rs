@@ -31,6 +31,7 @@ pub mod record;
 pub mod restart_policy;
 pub mod runtimes;
 pub mod shim;
+mod shim_conn;
 pub mod stats;
 pub mod store;
 pub mod update;

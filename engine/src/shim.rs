@@ -1,15 +1,16 @@
 //! Talking to a container's berth-shim: launching it (containerd's `start` bootstrap,
 //! without containerd: no event publisher) and calling its Task service over ttrpc.
 //!
-//! Every call is blocking (the shim's ttrpc is synchronous); callers run them on
+//! Every call is blocking (plain Unix sockets, see `shim_conn`); callers run them on
 //! tokio's blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use containerd_shim_protos::api;
-use containerd_shim_protos::ttrpc::context::Context;
-use containerd_shim_protos::{Client, TaskClient};
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+
+use crate::shim_conn::Conns;
 
 /// The shim namespace berthd uses (names the runtime state dir and the socket hash).
 pub const NAMESPACE: &str = "berth";
@@ -66,7 +67,7 @@ impl ExternalRuntime {
 
 /// A connected shim.
 pub struct Shim {
-    client: TaskClient,
+    conns: Conns,
     pub address: String,
 }
 
@@ -116,12 +117,12 @@ fn call_err(call: &'static str) -> impl Fn(containerd_shim_protos::ttrpc::Error)
 
 impl Shim {
     pub fn connect(address: &str) -> Result<Shim, ShimError> {
-        let client = Client::connect(address).map_err(|e| ShimError::Connect {
+        let conns = Conns::connect(address).map_err(|e| ShimError::Connect {
             address: address.to_string(),
             message: e.to_string(),
         })?;
         Ok(Shim {
-            client: TaskClient::new(client),
+            conns,
             address: address.to_string(),
         })
     }
@@ -166,8 +167,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .create(Context::default(), &req)
+            .conns
+            .call::<_, api::CreateTaskResponse>("Create", &req)
             .map_err(call_err("create"))?;
         Ok(resp.pid)
     }
@@ -178,8 +179,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .start(Context::default(), &req)
+            .conns
+            .call::<_, api::StartResponse>("Start", &req)
             .map_err(call_err("start"))?;
         Ok(resp.pid)
     }
@@ -191,8 +192,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .wait(Context::default(), &req)
+            .conns
+            .call::<_, api::WaitResponse>("Wait", &req)
             .map_err(call_err("wait"))?;
         let at = resp
             .exited_at
@@ -209,8 +210,8 @@ impl Shim {
             all,
             ..Default::default()
         };
-        self.client
-            .kill(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Kill", &req)
             .map_err(call_err("kill"))?;
         Ok(())
     }
@@ -222,8 +223,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .state(Context::default(), &req)
+            .conns
+            .call::<_, api::StateResponse>("State", &req)
             .map_err(call_err("state"))?;
         let status = format!("{:?}", resp.status.enum_value_or_default()).to_lowercase();
         Ok((status, resp.pid))
@@ -235,8 +236,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .pids(Context::default(), &req)
+            .conns
+            .call::<_, api::PidsResponse>("Pids", &req)
             .map_err(call_err("pids"))?;
         Ok(resp.processes.iter().map(|p| p.pid).collect())
     }
@@ -246,8 +247,8 @@ impl Shim {
             id: id.to_string(),
             ..Default::default()
         };
-        self.client
-            .pause(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Pause", &req)
             .map_err(call_err("pause"))?;
         Ok(())
     }
@@ -257,8 +258,8 @@ impl Shim {
             id: id.to_string(),
             ..Default::default()
         };
-        self.client
-            .resume(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Resume", &req)
             .map_err(call_err("resume"))?;
         Ok(())
     }
@@ -269,8 +270,8 @@ impl Shim {
             id: id.to_string(),
             ..Default::default()
         };
-        self.client
-            .delete(Context::default(), &req)
+        self.conns
+            .call::<_, api::DeleteResponse>("Delete", &req)
             .map_err(call_err("delete"))?;
         Ok(())
     }
@@ -291,8 +292,8 @@ impl Shim {
             spec: containerd_shim_protos::protobuf::MessageField::some(any),
             ..Default::default()
         };
-        self.client
-            .exec(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Exec", &req)
             .map_err(call_err("exec"))?;
         Ok(())
     }
@@ -305,8 +306,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .start(Context::default(), &req)
+            .conns
+            .call::<_, api::StartResponse>("Start", &req)
             .map_err(call_err("start exec"))?;
         Ok(resp.pid)
     }
@@ -319,8 +320,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .wait(Context::default(), &req)
+            .conns
+            .call::<_, api::WaitResponse>("Wait", &req)
             .map_err(call_err("wait exec"))?;
         Ok(resp.exit_status)
     }
@@ -332,8 +333,8 @@ impl Shim {
             signal,
             ..Default::default()
         };
-        self.client
-            .kill(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Kill", &req)
             .map_err(call_err("kill exec"))?;
         Ok(())
     }
@@ -345,8 +346,8 @@ impl Shim {
             exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        self.client
-            .delete(Context::default(), &req)
+        self.conns
+            .call::<_, api::DeleteResponse>("Delete", &req)
             .map_err(call_err("delete exec"))?;
         Ok(())
     }
@@ -367,8 +368,8 @@ impl Shim {
             height,
             ..Default::default()
         };
-        self.client
-            .resize_pty(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("ResizePty", &req)
             .map_err(call_err("resize"))?;
         Ok(())
     }
@@ -381,8 +382,8 @@ impl Shim {
             stdin: true,
             ..Default::default()
         };
-        self.client
-            .close_io(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("CloseIO", &req)
             .map_err(call_err("close stdin"))?;
         Ok(())
     }
@@ -399,8 +400,8 @@ impl Shim {
             resources: containerd_shim_protos::protobuf::MessageField::some(any),
             ..Default::default()
         };
-        self.client
-            .update(Context::default(), &req)
+        self.conns
+            .call::<_, Empty>("Update", &req)
             .map_err(call_err("update"))?;
         Ok(())
     }
@@ -412,8 +413,8 @@ impl Shim {
             ..Default::default()
         };
         let resp = self
-            .client
-            .connect(Context::default(), &req)
+            .conns
+            .call::<_, api::ConnectResponse>("Connect", &req)
             .map_err(call_err("connect"))?;
         Ok(resp.shim_pid)
     }
@@ -427,7 +428,7 @@ impl Shim {
             ..Default::default()
         };
         // The shim exits while answering: a broken connection is success here.
-        let _ = self.client.shutdown(Context::default(), &req);
+        let _ = self.conns.call::<_, Empty>("Shutdown", &req);
     }
 }
 

@@ -1,0 +1,271 @@
+//! berthd's side of ttrpc to a shim: unary calls over plain blocking Unix sockets.
+//!
+//! The ttrpc crate's synchronous client starts two threads per connection and wakes
+//! one of them every 10 ms to poll its socket, for as long as the connection lives.
+//! berthd keeps a connection per running container blocked in `Wait` and opens one
+//! per health check, so that polling was most of an idle berthd's CPU. A unary call
+//! needs none of it: write the request frame, read the response frame, on the
+//! calling thread. A call that finds every connection busy (one blocked in `Wait`)
+//! opens another; idle connections are kept for the next call.
+//!
+//! Framing (ttrpc's wire format): a 10-byte header — payload length and stream id as
+//! big-endian u32, the message type (1 request, 2 response) and flags — then a
+//! protobuf `Request` or `Response`. Client stream ids are odd and increase.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use containerd_shim_protos::ttrpc::proto::{
+    Codec, RequestInit, ResponseInit, MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX,
+    MESSAGE_TYPE_REQUEST, MESSAGE_TYPE_RESPONSE,
+};
+use containerd_shim_protos::ttrpc::{self, Request, Response};
+
+/// The service berth-shim serves.
+const SERVICE: &str = "containerd.task.v3.Task";
+
+/// Idle connections kept per shim.
+const IDLE_MAX: usize = 2;
+
+/// One connection, used by one call at a time.
+struct Conn {
+    stream: UnixStream,
+    next_stream: u32,
+}
+
+/// Connections to one shim's socket.
+pub(crate) struct Conns {
+    address: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+fn socket_err(what: &str, e: impl std::fmt::Display) -> ttrpc::Error {
+    ttrpc::Error::Socket(format!("{what}: {e}"))
+}
+
+impl Conns {
+    /// Connects once, so an unreachable shim is an error here and not at the first call.
+    pub(crate) fn connect(address: &str) -> Result<Conns, ttrpc::Error> {
+        let conns = Conns {
+            address: address.to_string(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let first = conns.open()?;
+        conns.idle().push(first);
+        Ok(conns)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self) -> Result<Conn, ttrpc::Error> {
+        let stream = connect_unix(&self.address)?;
+        Ok(Conn {
+            stream,
+            next_stream: 1,
+        })
+    }
+
+    /// Calls `method` of the Task service; an error status from the shim is
+    /// `Error::RpcStatus`, as from ttrpc's own client.
+    pub(crate) fn call<Req, Resp>(&self, method: &str, req: &Req) -> Result<Resp, ttrpc::Error>
+    where
+        Req: Codec,
+        Resp: Codec,
+        <Req as Codec>::E: std::fmt::Display,
+        <Resp as Codec>::E: std::fmt::Display,
+    {
+        let payload = req
+            .encode()
+            .map_err(|e| socket_err("encoding the request", e))?;
+        let mut request = <Request as RequestInit>::init_request(
+            SERVICE.to_string(),
+            method.to_string(),
+            0,
+            Vec::new(),
+        );
+        RequestInit::set_payload(&mut request, payload);
+        let body = request
+            .encode()
+            .map_err(|e| socket_err("encoding the request", e))?;
+        if body.len() > MESSAGE_LENGTH_MAX {
+            return Err(ttrpc::Error::Others(format!(
+                "{method} request of {} bytes is over ttrpc's limit of {MESSAGE_LENGTH_MAX}",
+                body.len()
+            )));
+        }
+        let pooled = self.idle().pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let response = conn.round_trip(&body)?;
+        // The connection is in step again (a whole response read): keep it.
+        {
+            let mut idle = self.idle();
+            if idle.len() < IDLE_MAX {
+                idle.push(conn);
+            }
+        }
+        let response =
+            Response::decode(&response).map_err(|e| socket_err("decoding the response", e))?;
+        if let Some(status) = ResponseInit::non_ok(&response) {
+            return Err(ttrpc::Error::RpcStatus(status));
+        }
+        Resp::decode(&response.payload).map_err(|e| socket_err("decoding the response", e))
+    }
+}
+
+impl Conn {
+    /// Sends one request frame and reads its response frame.
+    fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, ttrpc::Error> {
+        let id = self.next_stream;
+        self.next_stream = self.next_stream.wrapping_add(2);
+        let mut frame = Vec::with_capacity(MESSAGE_HEADER_LENGTH + body.len());
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.push(MESSAGE_TYPE_REQUEST);
+        frame.push(0);
+        frame.extend_from_slice(body);
+        self.stream
+            .write_all(&frame)
+            .map_err(|e| socket_err("sending to the shim", e))?;
+        let mut header = [0u8; MESSAGE_HEADER_LENGTH];
+        self.stream
+            .read_exact(&mut header)
+            .map_err(|e| socket_err("reading from the shim", e))?;
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let stream = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if header[8] != MESSAGE_TYPE_RESPONSE || stream != id || length > MESSAGE_LENGTH_MAX {
+            return Err(ttrpc::Error::Others(format!(
+                "the shim answered stream {id} with a frame of type {} for stream {stream} \
+                 and {length} bytes",
+                header[8]
+            )));
+        }
+        let mut body = vec![0u8; length];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| socket_err("reading from the shim", e))?;
+        Ok(body)
+    }
+}
+
+/// `unix:///path` or `unix://@name` (an abstract socket).
+fn connect_unix(address: &str) -> Result<UnixStream, ttrpc::Error> {
+    let Some(path) = address.strip_prefix("unix://") else {
+        return Err(ttrpc::Error::Others(format!(
+            "{address:?} is not a unix:// address"
+        )));
+    };
+    match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .map_err(|e| socket_err(address, e))?;
+            UnixStream::connect_addr(&addr)
+        }
+        None => UnixStream::connect(path),
+    }
+    .map_err(|e| socket_err(address, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::api;
+    use containerd_shim_protos::ttrpc::Code;
+    use std::os::unix::net::UnixListener;
+
+    /// A stand-in shim on a socket: answers each request with what `answer` makes of it.
+    fn serve(
+        dir: &std::path::Path,
+        answer: impl Fn(Request) -> Response + Send + 'static,
+    ) -> String {
+        let path = dir.join("shim.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut header = [0u8; MESSAGE_HEADER_LENGTH];
+                while s.read_exact(&mut header).is_ok() {
+                    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+                    let mut body = vec![0; len];
+                    s.read_exact(&mut body).unwrap();
+                    let out = answer(Request::decode(&body).unwrap()).encode().unwrap();
+                    let mut frame = (out.len() as u32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(&header[4..8]);
+                    frame.extend_from_slice(&[MESSAGE_TYPE_RESPONSE, 0]);
+                    frame.extend_from_slice(&out);
+                    s.write_all(&frame).unwrap();
+                }
+            }
+        });
+        format!("unix://{}", path.display())
+    }
+
+    #[test]
+    fn calls_carry_service_method_and_payload_and_connections_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let address = serve(dir.path(), |req| {
+            assert_eq!(req.service, SERVICE);
+            let mut resp = Response::default();
+            if req.method == "Start" {
+                let start = api::StartRequest::decode(&req.payload).unwrap();
+                let out = api::StartResponse {
+                    pid: start.id.len() as u32,
+                    ..Default::default()
+                };
+                ResponseInit::set_payload(&mut resp, out.encode().unwrap());
+            } else {
+                ResponseInit::set_status(
+                    &mut resp,
+                    ttrpc::get_status(Code::NOT_FOUND, format!("no {}", req.method)),
+                );
+            }
+            resp
+        });
+        let conns = Conns::connect(&address).unwrap();
+        for id in ["a", "abc", "abcdef"] {
+            let req = api::StartRequest {
+                id: id.to_string(),
+                ..Default::default()
+            };
+            let resp: api::StartResponse = conns.call("Start", &req).unwrap();
+            assert_eq!(resp.pid as usize, id.len());
+        }
+        // Three calls in a row used the one connection made at connect.
+        assert_eq!(conns.idle().len(), 1);
+        assert_eq!(conns.idle()[0].next_stream, 7);
+        let err = conns
+            .call::<_, api::StartResponse>("Pause", &api::PauseRequest::default())
+            .unwrap_err();
+        match err {
+            ttrpc::Error::RpcStatus(s) => assert_eq!(s.message, "no Pause"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dead_shim_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix://{}/none.sock", dir.path().display());
+        assert!(Conns::connect(&address).is_err());
+        assert!(Conns::connect("tcp://127.0.0.1:1").is_err());
+        // A shim that closes the connection without answering.
+        let path = dir.path().join("closing.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                drop(s);
+            }
+        });
+        let conns = Conns::connect(&format!("unix://{}", path.display())).unwrap();
+        let err = conns
+            .call::<_, api::StartResponse>("Start", &api::StartRequest::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("the shim"), "{err}");
+    }
+}
