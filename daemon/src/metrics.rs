@@ -206,7 +206,10 @@ pub async fn serve(
 
 fn answer<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found; metrics are at /metrics\n".into());
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found; metrics are at /metrics\n".into(),
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());
@@ -214,7 +217,10 @@ fn answer<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
     let encoder = TextEncoder::new();
     let mut body = Vec::new();
     if let Err(e) = encoder.encode(&registry.gather(), &mut body) {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        );
     }
     let mut reply = Response::new(Full::new(Bytes::from(body)));
     if let Ok(v) = encoder.format_type().parse() {
@@ -236,13 +242,21 @@ mod tests {
     #[test]
     fn routes_carry_templates_not_ids() {
         let cases = [
-            (Method::POST, "/containers/abc123/start", "/containers/{id}/start"),
+            (
+                Method::POST,
+                "/containers/abc123/start",
+                "/containers/{id}/start",
+            ),
             (Method::DELETE, "/containers/abc123", "/containers/{id}"),
             (Method::GET, "/containers/json", "/containers/json"),
             (Method::POST, "/containers/create", "/containers/create"),
             (Method::GET, "/containers/abc/nonsense", "other"),
             (Method::POST, "/exec/e1/start", "/exec/{id}/start"),
-            (Method::GET, "/images/docker.io/library/busybox:latest/json", "/images/{name}/json"),
+            (
+                Method::GET,
+                "/images/docker.io/library/busybox:latest/json",
+                "/images/{name}/json",
+            ),
             (Method::DELETE, "/images/busybox", "/images/{name}"),
             (Method::POST, "/images/create", "/images/create"),
             (Method::GET, "/_ping", "/_ping"),

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 use berth_image::pull::{LayerState, Progress, ProgressFn};
 
@@ -23,7 +25,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// Buckets for image pulls, which take up to minutes.
-const PULL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const PULL_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// What the engine records as it works.
 pub struct EngineMetrics {
@@ -90,17 +94,12 @@ impl EngineMetrics {
     /// A progress function counting downloaded layer bytes into
     /// `berth_image_pull_bytes_total`, then calling `inner`; and a timer for the pull's
     /// duration (observed when [`PullTimer::finish`] is called or it is dropped).
-    pub fn pull_progress(
-        self: &Arc<Self>,
-        inner: Option<ProgressFn>,
-    ) -> (ProgressFn, PullTimer) {
+    pub fn pull_progress(self: &Arc<Self>, inner: Option<ProgressFn>) -> (ProgressFn, PullTimer) {
         let counter = self.pull_bytes.clone();
         // Reports carry each layer's running total; the counter takes the increase.
         let seen: Mutex<HashMap<String, u64>> = Mutex::new(HashMap::new());
         let progress: ProgressFn = Arc::new(move |p: &Progress| {
-            if p.state == LayerState::Downloading
-                || p.state == LayerState::Done
-            {
+            if p.state == LayerState::Downloading || p.state == LayerState::Done {
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                 let last = seen.entry(p.layer.to_string()).or_insert(0);
                 if p.state == LayerState::Downloading && p.done > *last {
@@ -145,8 +144,7 @@ impl PullTimer {
 
 impl Drop for PullTimer {
     fn drop(&mut self) {
-        self.histogram
-            .observe(self.started.elapsed().as_secs_f64());
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -188,10 +186,7 @@ impl StateCollector {
             "berth_images",
             "Images in the image store (distinct image IDs).",
         );
-        let shims = gauge(
-            "berth_shims",
-            "berth-shim processes berthd is watching.",
-        );
+        let shims = gauge("berth_shims", "berth-shim processes berthd is watching.");
         let shim_memory = gauge(
             "berth_shim_memory_bytes",
             "Memory of the berth-shim processes berthd is watching: the sum of their PSS from /proc/<pid>/smaps_rollup (RSS where PSS is not offered).",
@@ -326,11 +321,10 @@ mod tests {
     fn pull_progress_counts_increases_once_per_byte() {
         let m = Arc::new(EngineMetrics::new());
         let (progress, timer) = m.pull_progress(None);
-        let digest: berth_snapshotter::Digest =
-            match format!("sha256:{}", "a".repeat(64)).parse() {
-                Ok(d) => d,
-                Err(e) => panic!("digest: {e}"),
-            };
+        let digest: berth_snapshotter::Digest = match format!("sha256:{}", "a".repeat(64)).parse() {
+            Ok(d) => d,
+            Err(e) => panic!("digest: {e}"),
+        };
         for (done, state) in [
             (10, LayerState::Downloading),
             (25, LayerState::Downloading),

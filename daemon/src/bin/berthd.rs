@@ -90,6 +90,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async move {
+        // Before anything answers: a metrics_address berthd cannot listen on stops it.
+        let metrics_listener = match config.metrics_address {
+            Some(address) => Some((address, metrics::bind(address).await?)),
+            None => None,
+        };
         let daemon = Arc::new(Daemon::start(config)?);
         if let Err(e) = berth_engine::reconcile(&daemon.engine).await {
             tracing::error!("reconciling containers with their shims: {e}");
@@ -102,9 +107,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("opening the CRI state")?;
         let cri_listener = Cri::bind(&cri_socket).context("binding the CRI socket")?;
         let socket = server::bind(&docker_socket)?;
-        let metrics = match daemon.config.metrics_address {
-            Some(address) => {
-                let listener = metrics::bind(address).await?;
+        let metrics = match metrics_listener {
+            Some((address, listener)) => {
                 let registry = metrics::registry(metrics::collectors(&daemon, &cri))?;
                 tracing::info!(%address, "serving Prometheus metrics at /metrics");
                 Some((registry, listener))
