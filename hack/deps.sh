@@ -21,6 +21,8 @@ packages=(
     # the SPDY library kubelet's and crictl's streaming client uses, for the CRI
     # streaming e2e tests' Go client (test/e2e/go/build-spdy.sh)
     golang-github-docker-spdystream-dev
+    # a real Prometheus that scrapes berthd's metrics in test/e2e/tests/metrics.rs
+    prometheus
 )
 
 missing=()

@@ -133,11 +133,14 @@ where
         match fut.await {
             Ok(v) => {
                 tracing::debug!(elapsed_us = start.elapsed().as_micros() as u64, "ok");
+                crate::metrics::observe_rpc(rpc, tonic::Code::Ok, start.elapsed().as_secs_f64());
                 Ok(tonic::Response::new(v))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "failed");
-                Err(e.into())
+                let status: tonic::Status = e.into();
+                crate::metrics::observe_rpc(rpc, status.code(), start.elapsed().as_secs_f64());
+                Err(status)
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod conn;
 pub mod containers;
 pub mod error;
 pub mod images;
+pub mod metrics;
 pub mod runtime;
 pub mod sandbox;
 mod server;

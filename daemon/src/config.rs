@@ -425,6 +425,8 @@ mod tests {
                 "cri_streaming.stream_idle_timeout",
             ),
             ("[cri_streaming]\nport = 1", "unknown field `port`"),
+            ("metrics_address = \"localhost\"", "metrics_address"),
+            ("metrics_address = \"127.0.0.1:99999\"", "metrics_address"),
             (
                 "[registries.\"x\"]\nfallback_to_upstream = false",
                 "needs at least one mirror",

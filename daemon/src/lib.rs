@@ -13,6 +13,7 @@ pub mod cri;
 pub mod docker_api;
 pub mod lock;
 pub mod logs;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 
@@ -47,6 +48,8 @@ pub struct Daemon {
     pub id: String,
     /// What the Docker API keeps of each exec beside the engine's record.
     pub execs: docker_api::exec::ExecTable,
+    /// What the Docker API records for Prometheus.
+    pub api_metrics: metrics::ApiMetrics,
     _locks: [lock::RootLock; 2],
 }
 
@@ -73,6 +76,7 @@ impl Daemon {
             config,
             id,
             execs: Default::default(),
+            api_metrics: Default::default(),
             _locks: locks,
         })
     }

@@ -290,11 +290,15 @@ async fn probe(
     };
     let exec_id = match exec_create(engine, id, config).await {
         Ok(e) => e,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => {
+            engine.metrics.health_check("error");
+            return failed(e.to_string());
+        }
     };
     let io = match exec_start(engine, &exec_id).await {
         Ok(io) => io,
         Err(e) => {
+            engine.metrics.health_check("error");
             exec_forget(engine, &exec_id);
             return failed(e.to_string());
         }
@@ -318,6 +322,9 @@ async fn probe(
     };
     let result = match tokio::time::timeout(timeout, run).await {
         Ok((code, mut output)) => {
+            engine
+                .metrics
+                .health_check(if code == 0 { "healthy" } else { "unhealthy" });
             output.truncate(MAX_OUTPUT);
             HealthResult {
                 start: start.clone(),
@@ -327,6 +334,7 @@ async fn probe(
             }
         }
         Err(_) => {
+            engine.metrics.health_check("timeout");
             let _ = exec_kill(engine, &exec_id, libc::SIGKILL).await;
             failed(format!(
                 "Health check exceeded timeout ({})",

@@ -22,6 +22,7 @@ pub mod init_binary;
 mod lifecycle;
 pub mod logs;
 pub mod lookup;
+pub mod metrics;
 pub mod names;
 mod oom;
 pub mod pod;
@@ -135,6 +136,8 @@ pub struct Engine {
     /// `started_at`, its health). The record is written only when the status changes;
     /// reads overlay these.
     health_now: Mutex<HashMap<String, (String, health::Health)>>,
+    /// What the engine records for Prometheus (`metrics.rs`).
+    pub metrics: Arc<metrics::EngineMetrics>,
 }
 
 impl Engine {
@@ -170,6 +173,7 @@ impl Engine {
             execs: process_io::Execs::default(),
             events_log: events::EventLog::default(),
             health_now: Mutex::new(HashMap::new()),
+            metrics: Arc::new(metrics::EngineMetrics::new()),
         })
     }
 
@@ -227,6 +231,14 @@ impl Engine {
         let conn = Arc::new(shim::Shim::connect(address)?);
         map.insert(address.to_string(), Arc::clone(&conn));
         Ok(conn)
+    }
+
+    /// The watchers' connections by shim address, as they are now.
+    pub(crate) fn watch_conns_snapshot(&self) -> Vec<(String, Arc<shim::Shim>)> {
+        let map = self.watch_conns.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(a, c)| (a.clone(), Arc::clone(c)))
+            .collect()
     }
 
     /// Drops the watchers' connection to `address` (its shim exits or died), if it is

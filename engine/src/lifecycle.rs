@@ -42,6 +42,7 @@ pub async fn start(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome, Engin
 }
 
 pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome, EngineError> {
+    let begun = std::time::Instant::now();
     let mut record = get(engine, id)?;
     match record.state.status {
         Status::Running | Status::Restarting => return Ok(StartOutcome::AlreadyRunning),
@@ -138,6 +139,10 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     record.state.stopped_by_user = false;
     crate::health::reset(&mut record);
     put(engine, &record)?;
+    engine
+        .metrics
+        .start_latency
+        .observe(begun.elapsed().as_secs_f64());
     engine
         .events_log
         .container(&record, "start", std::iter::empty());

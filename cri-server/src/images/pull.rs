@@ -32,7 +32,16 @@ pub(super) async fn pull_image(
         parts.snapshots.clone(),
         parts.store.clone(),
     );
-    let record = puller.pull(&reference, &PullOptions::default()).await?;
+    let mut opts = PullOptions::default();
+    // Counted into the engine's pull metrics when berthd runs the CRI with an engine.
+    let timer = cri.inner.engine.as_ref().map(|engine| {
+        let (progress, timer) = engine.metrics.pull_progress(None);
+        opts.progress = Some(progress);
+        timer
+    });
+    let record = puller.pull(&reference, &opts).await;
+    drop(timer);
+    let record = record?;
     tracing::info!(image = %record.name, id = %record.config_digest, "image pulled");
     Ok(cri::PullImageResponse {
         image_ref: record.config_digest.to_string(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_cri_server::Cri;
 use berth_daemon::config::{Config, DEFAULT_CONFIG_PATH};
-use berth_daemon::{cri, server, Daemon};
+use berth_daemon::{cri, metrics, server, Daemon};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -90,6 +90,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async move {
+        // Before anything answers: a metrics_address berthd cannot listen on stops it.
+        let metrics_listener = match config.metrics_address {
+            Some(address) => Some((address, metrics::bind(address).await?)),
+            None => None,
+        };
         let daemon = Arc::new(Daemon::start(config)?);
         if let Err(e) = berth_engine::reconcile(&daemon.engine).await {
             tracing::error!("reconciling containers with their shims: {e}");
@@ -102,6 +107,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("opening the CRI state")?;
         let cri_listener = Cri::bind(&cri_socket).context("binding the CRI socket")?;
         let socket = server::bind(&docker_socket)?;
+        let metrics = match metrics_listener {
+            Some((address, listener)) => {
+                let registry = metrics::registry(metrics::collectors(&daemon, &cri))?;
+                tracing::info!(%address, "serving Prometheus metrics at /metrics");
+                Some((registry, listener))
+            }
+            None => None,
+        };
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         tracing::info!(socket = %docker_socket.display(), cri_socket = %cri_socket.display(), root = %daemon.config.root.display(), "berthd serving the Docker Engine API and CRI");
@@ -114,6 +127,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!("shutting down; containers keep running");
             let _ = stop_tx.send(true);
         };
+        if let Some((registry, listener)) = metrics {
+            let mut metrics_stop = stop_rx.clone();
+            tokio::spawn(metrics::serve(registry, listener, async move {
+                let _ = metrics_stop.wait_for(|stop| *stop).await;
+            }));
+        }
         let mut cri_stop = stop_rx;
         let cri_task = tokio::spawn(cri.serve(cri_listener, async move {
             let _ = cri_stop.wait_for(|stop| *stop).await;

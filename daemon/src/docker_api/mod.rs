@@ -34,6 +34,7 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 /// Answers one request. Never fails: errors become Docker-shaped error replies.
 pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Response<Body> {
+    let begun = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // `container`: the container the request is about, as the client named it (or the
@@ -66,6 +67,12 @@ pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Resp
             Reply::error(&err)
         }
     };
+    daemon.api_metrics.observe(
+        &method,
+        strip_version(&path).unwrap_or(&path),
+        reply.status(),
+        begun.elapsed().as_secs_f64(),
+    );
     reply.into_response()
 }
 

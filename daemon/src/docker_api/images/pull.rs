@@ -153,7 +153,11 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
         header: json!({ "status": format!("Pulling from {}", r.repository), "id": object }),
         seen: Mutex::new(HashMap::new()),
     });
-    opts.progress = Some(Arc::new(move |p: &Progress| reporter.report(p)));
+    let (progress, timer) = daemon
+        .engine
+        .metrics
+        .pull_progress(Some(Arc::new(move |p: &Progress| reporter.report(p))));
+    opts.progress = Some(progress);
 
     let d = daemon.clone();
     let old = d
@@ -171,6 +175,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: ApiRequest, from: &str) -> Result
             d.engine.images.store.clone(),
         );
         let result = puller.pull(&name, &opts).await;
+        timer.finish();
         if let Ok(rec) = &result {
             pulled_event(&d, &rec.name, "pull");
             if old
