@@ -1,5 +1,6 @@
-//! Health checks: a container's check command run through the engine's exec path
-//! (as CRI's ExecSync runs), its results in the record (`state.health`, the last five
+//! Health checks: a container's check command run as an exec in the container, by a
+//! probe made once per run (`probe`: the shim connection and the exec's process kept,
+//! output in one file instead of FIFOs per check), its results in the record (`state.health`, the last five
 //! kept), `health_status` events when the status changes. One monitor task per running
 //! container; reconcile starts them again after a berthd restart.
 
@@ -7,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
-use crate::process_io::{exec_create, exec_forget, exec_kill, exec_start, exec_wait, ExecConfig};
+use crate::probe::{Probe, ProbeFailure};
 use crate::record::{ContainerRecord, Status};
 use crate::{get, put, Engine, EngineError};
 
@@ -210,25 +210,26 @@ async fn monitor(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(),
 
 async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(), EngineError> {
     let started = humantime::parse_rfc3339_weak(started_at).unwrap_or_else(|_| SystemTime::now());
+    let Some(record) = same_run(engine, id, started_at) else {
+        return Ok(());
+    };
+    // A run's check does not change while it runs.
+    let Some((config, command)) = check_of(&record) else {
+        return Ok(());
+    };
+    let start_period = Duration::from_nanos(config.start_period.max(0) as u64);
+    let in_start = |now: SystemTime| now.duration_since(started).unwrap_or_default() < start_period;
+    let interval = HealthConfig::duration(config.interval, DEFAULT_INTERVAL);
+    let start_interval = HealthConfig::duration(config.start_interval, DEFAULT_START_INTERVAL);
+    let timeout = HealthConfig::duration(config.timeout, DEFAULT_TIMEOUT);
+    let mut status = record.state.health.as_ref().map(|h| h.status.clone());
+    let mut probe: Option<Probe> = None;
     loop {
-        let Some(record) = same_run(engine, id, started_at) else {
-            return Ok(());
-        };
-        let Some((config, command)) = check_of(&record) else {
-            return Ok(());
-        };
-        let start_period = Duration::from_nanos(config.start_period.max(0) as u64);
-        let in_start =
-            |now: SystemTime| now.duration_since(started).unwrap_or_default() < start_period;
-        let starting = record
-            .state
-            .health
-            .as_ref()
-            .is_some_and(|h| h.status == "starting");
+        let starting = status.as_deref() == Some("starting");
         let wait = if starting && in_start(SystemTime::now()) {
-            HealthConfig::duration(config.start_interval, DEFAULT_START_INTERVAL)
+            start_interval
         } else {
-            HealthConfig::duration(config.interval, DEFAULT_INTERVAL)
+            interval
         };
         tokio::time::sleep(wait).await;
         let Some(record) = same_run(engine, id, started_at) else {
@@ -238,8 +239,7 @@ async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(
         if record.state.status == Status::Paused {
             continue;
         }
-        let timeout = HealthConfig::duration(config.timeout, DEFAULT_TIMEOUT);
-        let result = probe(engine, id, command, timeout).await;
+        let result = check(engine, &mut probe, &record, &command, timeout).await;
         let Some(record) = same_run(engine, id, started_at) else {
             return Ok(());
         };
@@ -249,6 +249,7 @@ async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(
         });
         let before = health.status.clone();
         health.record(result, in_start(SystemTime::now()), config.retries());
+        status = Some(health.status.clone());
         // Every result is seen at once (reads overlay it); the record is written when
         // the status changes, so a restarted berthd goes on from the last status.
         engine.set_health_now(id, started_at, Some(health.clone()));
@@ -267,12 +268,13 @@ async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(
     }
 }
 
-/// Runs the check once: its exit code and its output (stdout then stderr, cut at
-/// 4 KiB); a check running past `timeout` is killed and fails.
-async fn probe(
+/// Runs the check once (making the run's probe first, if need be): its exit code and
+/// output (cut at 4 KiB); a check running past `timeout` is killed and fails.
+async fn check(
     engine: &Arc<Engine>,
-    id: &str,
-    command: Vec<String>,
+    probe: &mut Option<Probe>,
+    record: &ContainerRecord,
+    command: &[String],
     timeout: Duration,
 ) -> HealthResult {
     let start = crate::now_rfc3339();
@@ -282,50 +284,21 @@ async fn probe(
         exit_code: -1,
         output,
     };
-    let config = ExecConfig {
-        args: command,
-        stdout: true,
-        stderr: true,
-        ..Default::default()
-    };
-    let exec_id = match exec_create(engine, id, config).await {
-        Ok(e) => e,
-        Err(e) => {
-            engine.metrics.health_check("error");
-            return failed(e.to_string());
-        }
-    };
-    let io = match exec_start(engine, &exec_id).await {
-        Ok(io) => io,
-        Err(e) => {
-            engine.metrics.health_check("error");
-            exec_forget(engine, &exec_id);
-            return failed(e.to_string());
-        }
-    };
-    let run = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let read_out = async {
-            if let Some(mut r) = io.stdout {
-                let _ = r.read_to_end(&mut out).await;
+    let p = match probe {
+        Some(p) => p,
+        None => match Probe::new(engine, record, command.to_vec()).await {
+            Ok(p) => probe.insert(p),
+            Err(e) => {
+                engine.metrics.health_check("error");
+                return failed(e.to_string());
             }
-        };
-        let read_err = async {
-            if let Some(mut r) = io.stderr {
-                let _ = r.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(read_out, read_err);
-        let code = exec_wait(engine, &exec_id).await.unwrap_or(-1);
-        out.extend_from_slice(&err);
-        (code, out)
+        },
     };
-    let result = match tokio::time::timeout(timeout, run).await {
-        Ok((code, mut output)) => {
+    match p.run(record, timeout, MAX_OUTPUT).await {
+        Ok((code, output)) => {
             engine
                 .metrics
                 .health_check(if code == 0 { "healthy" } else { "unhealthy" });
-            output.truncate(MAX_OUTPUT);
             HealthResult {
                 start: start.clone(),
                 end: crate::now_rfc3339(),
@@ -333,17 +306,18 @@ async fn probe(
                 output: String::from_utf8_lossy(&output).into_owned(),
             }
         }
-        Err(_) => {
+        Err(ProbeFailure::Error(message)) => {
+            engine.metrics.health_check("error");
+            failed(message)
+        }
+        Err(ProbeFailure::Timeout) => {
             engine.metrics.health_check("timeout");
-            let _ = exec_kill(engine, &exec_id, libc::SIGKILL).await;
             failed(format!(
                 "Health check exceeded timeout ({})",
                 humantime::format_duration(timeout)
             ))
         }
-    };
-    exec_forget(engine, &exec_id);
-    result
+    }
 }
 
 #[cfg(test)]

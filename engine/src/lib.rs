@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod names;
 mod oom;
 pub mod pod;
+mod probe;
 pub mod process_io;
 mod reconcile;
 pub mod record;

@@ -189,7 +189,7 @@ pub async fn exec_create(
 
 /// Docker's exec events: the action names the command (`exec_start: sh -c …`), the
 /// attributes the exec (and its exit code when it died).
-fn exec_event(
+pub(crate) fn exec_event(
     engine: &Engine,
     record: &ContainerRecord,
     what: &str,
@@ -209,7 +209,11 @@ fn exec_event(
 }
 
 /// The container's process (user, env, cwd, capabilities) changed as `config` asks.
-fn exec_process(config_json: &Path, pid: u32, config: &ExecConfig) -> Result<Vec<u8>, EngineError> {
+pub(crate) fn exec_process(
+    config_json: &Path,
+    pid: u32,
+    config: &ExecConfig,
+) -> Result<Vec<u8>, EngineError> {
     let bytes = std::fs::read(config_json).map_err(EngineError::internal(format!(
         "reading {}",
         config_json.display()

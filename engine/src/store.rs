@@ -132,12 +132,10 @@ impl Store {
     /// Reads one object by id.
     pub fn get<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<Option<T>, StoreError> {
         let conn = self.lock()?;
+        // Cached statements: health checks and watchers read records every second.
         let data: Option<String> = conn
-            .query_row(
-                "SELECT data FROM objects WHERE kind = ?1 AND id = ?2",
-                params![kind.as_str(), id],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT data FROM objects WHERE kind = ?1 AND id = ?2")?
+            .query_row(params![kind.as_str(), id], |row| row.get(0))
             .optional()?;
         data.map(|data| decode(kind, id, &data)).transpose()
     }
@@ -145,13 +143,11 @@ impl Store {
     /// The id of the object of `kind` called `name`, if any.
     pub fn id_by_name(&self, kind: Kind, name: &str) -> Result<Option<String>, StoreError> {
         let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT id FROM objects WHERE kind = ?1 AND name = ?2",
-                params![kind.as_str(), name],
-                |row| row.get(0),
-            )
-            .optional()?)
+        let id = conn
+            .prepare_cached("SELECT id FROM objects WHERE kind = ?1 AND name = ?2")?
+            .query_row(params![kind.as_str(), name], |row| row.get(0))
+            .optional()?;
+        Ok(id)
     }
 
     /// Every object of `kind` as (id, name, value), ordered by id.

@@ -1,0 +1,177 @@
+//! A health check's process, run every interval for as long as its container runs.
+//!
+//! The general exec path (`process_io`) makes a directory and FIFOs per exec, reads
+//! the container's config.json for the process, and connects to the shim each time:
+//! fine for a user's `exec`, most of the cost of a check run every second in fifty
+//! containers. A probe does that work once per run of its container: the exec's
+//! process is made once, the shim connection is kept, and the output goes to one
+//! plain file in the container's directory, emptied before each check (no inode made
+//! and removed per check on a disk-backed /run).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::process_io::{exec_event, exec_process, ExecConfig};
+use crate::record::ContainerRecord;
+use crate::shim::{ExecIo, Shim};
+use crate::{blocking, shim_of, Engine, EngineError};
+
+/// The check's output file in the container's directory.
+const OUTPUT: &str = "health-output";
+
+pub(crate) struct Probe {
+    engine: Arc<Engine>,
+    container_id: String,
+    args: Vec<String>,
+    /// The exec's OCI process as JSON.
+    spec: Arc<Vec<u8>>,
+    output: PathBuf,
+    shim: Option<Arc<Shim>>,
+}
+
+/// Why a check gave no exit code.
+pub(crate) enum ProbeFailure {
+    /// It could not start (or be waited for): the error's words.
+    Error(String),
+    /// It ran past the timeout and was killed.
+    Timeout,
+}
+
+impl Probe {
+    /// The probe of the run `record` describes, for the check command `args`.
+    pub(crate) async fn new(
+        engine: &Arc<Engine>,
+        record: &ContainerRecord,
+        args: Vec<String>,
+    ) -> Result<Probe, EngineError> {
+        let config = ExecConfig {
+            args: args.clone(),
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let config_json = engine.dir(&record.id).join("config.json");
+        let pid = record.state.pid;
+        let spec = blocking(move || exec_process(&config_json, pid, &config)).await?;
+        Ok(Probe {
+            engine: Arc::clone(engine),
+            container_id: record.id.clone(),
+            args,
+            spec: Arc::new(spec),
+            output: engine.dir(&record.id).join(OUTPUT),
+            shim: None,
+        })
+    }
+
+    /// Runs the check once: its exit code and up to `max_output` bytes of its output
+    /// (stdout and stderr as written); past `timeout` it is killed.
+    pub(crate) async fn run(
+        &mut self,
+        record: &ContainerRecord,
+        timeout: Duration,
+        max_output: usize,
+    ) -> Result<(i32, Vec<u8>), ProbeFailure> {
+        let shim = match &self.shim {
+            Some(s) => Arc::clone(s),
+            None => {
+                let (engine, id) = (Arc::clone(&self.engine), self.container_id.clone());
+                let shim = blocking(move || Ok(Arc::new(shim_of(&engine, &id)?)))
+                    .await
+                    .map_err(|e| ProbeFailure::Error(e.to_string()))?;
+                self.shim = Some(Arc::clone(&shim));
+                shim
+            }
+        };
+        let exec_id = crate::create::random_id();
+        let engine = &self.engine;
+        exec_event(engine, record, "exec_create", &self.args, &exec_id, None);
+        let started = {
+            let (shim, cid, eid) = (
+                Arc::clone(&shim),
+                self.container_id.clone(),
+                exec_id.clone(),
+            );
+            let (spec, output) = (Arc::clone(&self.spec), self.output.clone());
+            blocking(move || {
+                // Truncates the file of the last check: the same inode, emptied.
+                std::fs::File::create(&output).map_err(EngineError::internal(format!(
+                    "emptying {}",
+                    output.display()
+                )))?;
+                let io = ExecIo {
+                    stdout: Some(output.clone()),
+                    stderr: Some(output),
+                    ..Default::default()
+                };
+                shim.exec(&cid, &eid, &spec, &io)?;
+                if let Err(e) = shim.start_exec(&cid, &eid) {
+                    let _ = shim.delete_exec(&cid, &eid);
+                    return Err(e.into());
+                }
+                Ok(())
+            })
+            .await
+        };
+        if let Err(e) = started {
+            // A broken connection is made again at the next check.
+            self.shim = None;
+            return Err(ProbeFailure::Error(e.to_string()));
+        }
+        exec_event(engine, record, "exec_start", &self.args, &exec_id, None);
+        let mut waiter = {
+            let (shim, cid, eid) = (
+                Arc::clone(&shim),
+                self.container_id.clone(),
+                exec_id.clone(),
+            );
+            tokio::task::spawn_blocking(move || shim.wait_exec(&cid, &eid))
+        };
+        let waited = match tokio::time::timeout(timeout, &mut waiter).await {
+            Ok(joined) => Ok(joined),
+            Err(_) => {
+                let (shim, cid, eid) = (
+                    Arc::clone(&shim),
+                    self.container_id.clone(),
+                    exec_id.clone(),
+                );
+                let _ = tokio::task::spawn_blocking(move || {
+                    shim.kill_exec(&cid, &eid, libc::SIGKILL as u32)
+                })
+                .await;
+                let _ = waiter.await;
+                Err(ProbeFailure::Timeout)
+            }
+        };
+        let (cid, eid, output) = (
+            self.container_id.clone(),
+            exec_id.clone(),
+            self.output.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let _ = shim.delete_exec(&cid, &eid);
+            let mut out = Vec::new();
+            if let Ok(f) = std::fs::File::open(&output) {
+                let _ = f.take(max_output as u64).read_to_end(&mut out);
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        let code = match waited {
+            Ok(Ok(Ok(code))) => code as i32,
+            Ok(Ok(Err(e))) => {
+                self.shim = None;
+                return Err(ProbeFailure::Error(e.to_string()));
+            }
+            Ok(Err(e)) => return Err(ProbeFailure::Error(e.to_string())),
+            Err(timeout) => {
+                exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(137));
+                return Err(timeout);
+            }
+        };
+        exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(code));
+        Ok((code, read))
+    }
+}
