@@ -395,7 +395,7 @@ where
 }
 
 /// Reads from `r`, or waits forever when there is none (so `select!` skips it).
-async fn read_some<R: AsyncRead + Unpin>(
+pub(super) async fn read_some<R: AsyncRead + Unpin>(
     r: &mut Option<R>,
     buf: &mut [u8],
 ) -> std::io::Result<usize> {

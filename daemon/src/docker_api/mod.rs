@@ -46,8 +46,8 @@ pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Resp
         container = tracing::field::Empty
     );
     let result = match strip_version(&path) {
-        Ok(tail) => {
-            let req = ApiRequest::new(req, tail.to_string());
+        Ok((version, tail)) => {
+            let req = ApiRequest::new(req, tail.to_string(), version);
             tracing::Instrument::instrument(route(daemon, req), span.clone()).await
         }
         Err(err) => Err(err),
@@ -108,10 +108,13 @@ pub enum Routed {
     NotMine(ApiRequest),
 }
 
-/// Strips a `/v1.NN` prefix, refusing versions outside what berth speaks.
-fn strip_version(path: &str) -> Result<&str, ApiError> {
+/// Strips a `/v1.NN` prefix, refusing versions outside what berth speaks; the version
+/// the request is served at (berth's newest when the path names none, as dockerd
+/// does) and the rest of the path.
+fn strip_version(path: &str) -> Result<((u32, u32), &str), ApiError> {
+    let newest = parse_version(API_VERSION).unwrap_or((1, 41));
     let Some(rest) = path.strip_prefix("/v") else {
-        return Ok(path);
+        return Ok((newest, path));
     };
     let (version, tail) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -119,9 +122,8 @@ fn strip_version(path: &str) -> Result<&str, ApiError> {
     };
     let Some(asked) = parse_version(version) else {
         // Not a version prefix (e.g. `/volumes`): route the path as it is.
-        return Ok(path);
+        return Ok((newest, path));
     };
-    let newest = parse_version(API_VERSION).unwrap_or((1, 41));
     let oldest = parse_version(MIN_API_VERSION).unwrap_or((1, 24));
     if asked > newest {
         return Err(ApiError::BadRequest(format!(
@@ -133,7 +135,7 @@ fn strip_version(path: &str) -> Result<&str, ApiError> {
             "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
         )));
     }
-    Ok(tail)
+    Ok((asked, tail))
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -147,10 +149,16 @@ mod tests {
 
     #[test]
     fn version_prefixes_are_stripped_and_checked() {
-        assert_eq!(strip_version("/v1.41/info").ok(), Some("/info"));
-        assert_eq!(strip_version("/v1.24/_ping").ok(), Some("/_ping"));
-        assert_eq!(strip_version("/info").ok(), Some("/info"));
-        assert_eq!(strip_version("/volumes/x").ok(), Some("/volumes/x"));
+        assert_eq!(strip_version("/v1.41/info").ok(), Some(((1, 41), "/info")));
+        assert_eq!(
+            strip_version("/v1.24/_ping").ok(),
+            Some(((1, 24), "/_ping"))
+        );
+        assert_eq!(strip_version("/info").ok(), Some(((1, 41), "/info")));
+        assert_eq!(
+            strip_version("/volumes/x").ok(),
+            Some(((1, 41), "/volumes/x"))
+        );
         let too_new = strip_version("/v1.99/info").err().map(|e| e.to_string());
         assert!(too_new.is_some_and(|m| m.contains("too new")));
         let too_old = strip_version("/v1.12/info").err().map(|e| e.to_string());

@@ -20,13 +20,16 @@ pub struct ApiRequest {
     /// Query pairs, percent-decoded, in order.
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
+    /// The API version the request is served at: the path's `/v1.NN`, else berth's
+    /// newest.
+    pub version: (u32, u32),
     body: Option<Incoming>,
     /// The connection, once the answer is sent, when the client asked for an upgrade.
     upgrade: Option<OnUpgrade>,
 }
 
 impl ApiRequest {
-    pub fn new(req: hyper::Request<Incoming>, path: String) -> ApiRequest {
+    pub fn new(req: hyper::Request<Incoming>, path: String, version: (u32, u32)) -> ApiRequest {
         let (mut parts, body) = req.into_parts();
         let asks_upgrade = parts.headers.contains_key(hyper::header::UPGRADE);
         let upgrade = parts
@@ -43,6 +46,7 @@ impl ApiRequest {
             path,
             query,
             headers: parts.headers,
+            version,
             body: Some(body),
             upgrade,
         }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use berth_engine::{self as engine, AttachOptions};
+use berth_engine::{self as engine, AttachOptions, ContainerRecord, Status};
 
 use super::super::hijack;
 use super::{ApiError, ApiRequest, Reply};
@@ -31,7 +31,7 @@ pub async fn handle(
             "attach with logs=1 and stream=0 is not supported: read GET /containers/{id}/logs instead".into(),
         ));
     }
-    let record = engine::find(&daemon.engine, reference)?;
+    let record = attachable(daemon, reference)?;
     if !stream {
         // Neither the past nor the live output asked for: an empty stream, as dockerd.
         return Ok(hijack::respond(
@@ -53,4 +53,19 @@ pub async fn handle(
             })
         }),
     ))
+}
+
+/// The container `reference` names, refused as dockerd refuses an attach (both the
+/// hijacked and the WebSocket one): unknown (404), paused or restarting (409).
+pub(super) fn attachable(daemon: &Daemon, reference: &str) -> Result<ContainerRecord, ApiError> {
+    let record = engine::find(&daemon.engine, reference)?;
+    match record.state.status {
+        Status::Paused => Err(ApiError::Conflict(format!(
+            "container {reference} is paused, unpause the container before attach"
+        ))),
+        Status::Restarting => Err(ApiError::Conflict(format!(
+            "container {reference} is restarting, wait until the container is running"
+        ))),
+        _ => Ok(record),
+    }
 }

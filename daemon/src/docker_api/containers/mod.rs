@@ -1,6 +1,7 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
 mod attach;
+mod attach_ws;
 mod create;
 mod json;
 mod logs;
@@ -83,6 +84,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::POST, "attach") => attach::handle(daemon, &id, &mut req).await?,
+                (&Method::GET, "attach/ws") => attach_ws::handle(daemon, &id, &mut req).await?,
                 (&Method::POST, "resize") => resize::handle(daemon, &id, &req).await?,
                 (&Method::POST, "exec") => super::exec::create(daemon, &id, &mut req).await?,
                 _ => return Ok(Routed::NotMine(req)),
