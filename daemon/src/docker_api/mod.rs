@@ -69,7 +69,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> hyper::Resp
     };
     daemon.api_metrics.observe(
         &method,
-        strip_version(&path).unwrap_or(&path),
+        strip_version(&path).map_or(path.as_str(), |(_, p)| p),
         reply.status(),
         begun.elapsed().as_secs_f64(),
     );
