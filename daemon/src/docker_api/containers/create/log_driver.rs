@@ -22,6 +22,15 @@ pub struct Defaults<'a> {
 /// default as dockerd merges them (the default driver when none is named; the
 /// default options under the container's own when the drivers are the same).
 pub fn check(host_config: &Value, defaults: &Defaults<'_>) -> Result<LogSettings, ApiError> {
+    merged(host_config, defaults).map(|(settings, _)| settings)
+}
+
+/// [`check`], and the merged `LogConfig` dockerd keeps in the container's
+/// `HostConfig` (what inspect shows).
+pub fn merged(
+    host_config: &Value,
+    defaults: &Defaults<'_>,
+) -> Result<(LogSettings, Value), ApiError> {
     let config = &host_config["LogConfig"];
     let default_driver = if defaults.driver.is_empty() {
         DEFAULT_DRIVER
@@ -46,7 +55,8 @@ pub fn check(host_config: &Value, defaults: &Defaults<'_>) -> Result<LogSettings
             opts.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    settings(driver, &opts).map_err(|e| ApiError::BadRequest(e.to_string()))
+    let checked = settings(driver, &opts).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((checked, serde_json::json!({"Type": driver, "Config": opts})))
 }
 
 #[cfg(test)]
@@ -162,6 +172,11 @@ mod tests {
         assert_eq!(
             check(&hc("json-file", json!({"max-size": "2k"})), &d).ok(),
             Some(json_file(Some(2048), 2, false))
+        );
+        let (_, kept) = merged(&json!({}), &d).unwrap();
+        assert_eq!(
+            kept,
+            json!({"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}})
         );
         // Another driver: the default options do not apply.
         assert_eq!(

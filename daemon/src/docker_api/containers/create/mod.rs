@@ -58,7 +58,7 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
 /// The container a create body asks for; the body is kept as the record's request.
 fn new_container(
     name: Option<String>,
-    body: Value,
+    mut body: Value,
     log_defaults: &log_driver::Defaults<'_>,
 ) -> Result<NewContainer, ApiError> {
     fields::check(&body).map_err(ApiError::BadRequest)?;
@@ -90,7 +90,13 @@ fn new_container(
     let config = request
         .to_config()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let log = log_driver::check(hc, log_defaults)?;
+    // As dockerd: the merged LogConfig is what the container keeps (inspect shows it).
+    let (log, log_config) = log_driver::merged(hc, log_defaults)?;
+    if let Some(hc) = body["HostConfig"].as_object_mut() {
+        hc.insert("LogConfig".into(), log_config);
+    } else {
+        body["HostConfig"] = json!({ "LogConfig": log_config });
+    }
     Ok(NewContainer {
         name: name.map(|n| n.trim_start_matches('/').to_string()),
         config,
