@@ -20,13 +20,9 @@ pub struct Defaults<'a> {
 
 /// The log settings of a create's `HostConfig`: its `LogConfig` over the daemon's
 /// default as dockerd merges them (the default driver when none is named; the
-/// default options under the container's own when the drivers are the same).
-pub fn check(host_config: &Value, defaults: &Defaults<'_>) -> Result<LogSettings, ApiError> {
-    merged(host_config, defaults).map(|(settings, _)| settings)
-}
-
-/// [`check`], and the merged `LogConfig` dockerd keeps in the container's
-/// `HostConfig` (what inspect shows).
+/// default options under the container's own when the drivers are the same), and
+/// the merged `LogConfig` dockerd keeps in the container's `HostConfig` (what
+/// inspect shows).
 pub fn merged(
     host_config: &Value,
     defaults: &Defaults<'_>,
@@ -66,6 +62,10 @@ mod tests {
     use berth_engine::logs::settings::LogKind;
 
     use super::*;
+
+    fn check(hc: &Value, d: &Defaults<'_>) -> Result<LogSettings, ApiError> {
+        merged(hc, d).map(|(settings, _)| settings)
+    }
 
     fn hc(t: &str, opts: Value) -> Value {
         json!({"LogConfig": {"Type": t, "Config": opts}})
