@@ -88,21 +88,24 @@ pub fn read_all(path: &Path, format: LogFormat) -> Result<(Vec<Entry>, Follower)
             }
         }
     }
-    if let Some(file) = current {
-        follower.attach(file);
+    if let Some(mut file) = current {
+        follower.ino = Some(file.metadata()?.ino());
+        let mut records = Vec::new();
+        follower.drain(&mut file, &mut records)?;
+        entries.extend(records.into_iter().filter_map(|r| follower.lines.push(r)));
     }
-    entries.extend(follower.read_entries()?);
     Ok((entries, follower))
 }
 
 /// Reads a log's new records as they are written, across rotations: when the path
-/// names a new file, what is left in the old one is read first.
+/// names a new file, what is left of the old one (now `<path>.1`) is read first. It
+/// holds no descriptor between reads: a follower whose client went away costs nothing.
 #[derive(Debug)]
 pub struct Follower {
     path: PathBuf,
     format: LogFormat,
-    file: Option<File>,
-    ino: u64,
+    /// The inode of the file read so far; `None` before the first.
+    ino: Option<u64>,
     pos: u64,
     /// Bytes of a record not yet complete.
     carry: Vec<u8>,
@@ -114,46 +117,30 @@ impl Follower {
         Follower {
             path: path.to_path_buf(),
             format,
-            file: None,
-            ino: 0,
+            ino: None,
             pos: 0,
             carry: Vec::new(),
             lines: Assembler::default(),
         }
     }
 
-    fn attach(&mut self, file: File) {
-        self.ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
-        self.file = Some(file);
-        self.pos = 0;
-        self.carry.clear();
-    }
-
     /// A follower of what is written from now on.
     pub fn at_end(path: &Path, format: LogFormat) -> Follower {
         let mut f = Follower::new(path, format);
-        if let Ok(file) = File::open(path) {
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            f.attach(file);
-            f.pos = len;
+        if let Ok(m) = std::fs::metadata(path) {
+            f.ino = Some(m.ino());
+            f.pos = m.len();
         }
         f
     }
 
     /// A follower from the start of the current file (rotated files not included).
     pub fn from_start(path: &Path, format: LogFormat) -> Follower {
-        let mut f = Follower::new(path, format);
-        if let Ok(file) = File::open(path) {
-            f.attach(file);
-        }
-        f
+        Follower::new(path, format)
     }
 
-    /// Reads the open file to its end; complete records go to `out`.
-    fn drain(&mut self, out: &mut Vec<Record>) -> std::io::Result<()> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
+    /// Reads `file` from the position to its end; complete records go to `out`.
+    fn drain(&mut self, file: &mut File, out: &mut Vec<Record>) -> std::io::Result<()> {
         let len = file.metadata()?.len();
         if len < self.pos {
             // Truncated in place: start over, a cut record is gone.
@@ -162,7 +149,6 @@ impl Follower {
         }
         loop {
             file.seek(SeekFrom::Start(self.pos))?;
-            let before = self.carry.len();
             let n = file.by_ref().take(CHUNK).read_to_end(&mut self.carry)?;
             self.pos += n as u64;
             if let Some(end) = self.carry.iter().rposition(|b| *b == b'\n') {
@@ -173,7 +159,7 @@ impl Follower {
                     }
                 }
             }
-            if (n as u64) < CHUNK || self.carry.len() == before {
+            if (n as u64) < CHUNK {
                 return Ok(());
             }
         }
@@ -182,27 +168,25 @@ impl Follower {
     /// The records written since the last call.
     pub fn read_records(&mut self) -> std::io::Result<Vec<Record>> {
         let mut out = Vec::new();
-        // Bounded: a log rotating faster than it is read is read at its newest.
-        for _ in 0..8 {
-            if self.file.is_none() {
-                match File::open(&self.path) {
-                    Ok(f) => self.attach(f),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(e),
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        let ino = file.metadata()?.ino();
+        if let Some(old) = self.ino.filter(|old| *old != ino) {
+            // Rotated: the writer is done with the old file; what it wrote there
+            // since the last read is read first, when it is still `<path>.1`.
+            if let Ok(mut previous) = File::open(rotated(&self.path, 1, false)) {
+                if previous.metadata().map(|m| m.ino()).ok() == Some(old) {
+                    self.drain(&mut previous, &mut out)?;
                 }
             }
-            self.drain(&mut out)?;
-            match inode(&self.path) {
-                Some(ino) if ino != self.ino => {
-                    // Rotated: the writer is done with the old file; read what it
-                    // wrote there since, then go on in the new one.
-                    self.drain(&mut out)?;
-                    self.file = None;
-                    self.carry.clear();
-                }
-                _ => return Ok(out),
-            }
+            self.pos = 0;
+            self.carry.clear();
         }
+        self.ino = Some(ino);
+        self.drain(&mut file, &mut out)?;
         Ok(out)
     }
 

@@ -84,7 +84,7 @@ fn read_all_files(path: &Path, names: &[String]) -> Result<Vec<String>> {
             Some((rest.trim_end_matches(".gz").parse().ok()?, n))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut out = Vec::new();
     for (_, name) in rotated {
         let p = dir.join(name);
