@@ -355,3 +355,41 @@ fn bad_daemon_log_settings_stop_berthd_naming_the_key() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn local_rotates_too_and_logs_reads_it() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=4k",
+        "busybox",
+        "sh",
+        "-c",
+        &lines_script(1000, ""),
+    ]))?;
+    run_ok(berthd.docker().args(["wait", "loc"]))?;
+    // local's defaults: 5 files, the rotated ones compressed (in berth's CRI format).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let names = loop {
+        let (_, names) = log_files(&berthd, "loc")?;
+        if names.iter().filter(|n| n.ends_with(".gz")).count() == 4 || Instant::now() > deadline {
+            break names;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(names.len(), 5, "{names:?}");
+    let out = run_ok(berthd.docker().args(["logs", "loc"]))?;
+    let shown = numbers(&out.lines().collect::<Vec<_>>());
+    let first = *shown.first().context("no lines")?;
+    assert!(first > 0, "the oldest lines are gone");
+    assert_eq!(shown, (first..1000).collect::<Vec<_>>());
+    Ok(())
+}
