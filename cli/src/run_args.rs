@@ -125,6 +125,12 @@ pub struct CreateFlags {
     /// Security options (seccomp=unconfined|FILE, no-new-privileges).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Logging driver for the container (json-file, local, none).
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=10m, max-file=3, compress=true).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Add a host device to the container (host[:container][:rwm]).
     #[arg(long = "device")]
     pub device: Vec<String>,
@@ -182,7 +188,16 @@ impl CreateFlags {
             tmpfs.insert(path.to_string(), json!(opts));
         }
         let entrypoint = self.entrypoint.as_ref().map(|e| json!([e]));
+        let mut log_opts = Map::new();
+        for o in &self.log_opt {
+            let Some((k, v)) = o.split_once('=') else {
+                return Err(invalid("--log-opt", o, "invalid key value pair format"));
+            };
+            log_opts.insert(k.to_string(), json!(v));
+        }
         let mut host_config = json!({
+            // As docker sends it: an empty Type takes the daemon's default driver.
+            "LogConfig": {"Type": self.log_driver.as_deref().unwrap_or(""), "Config": log_opts},
             "Binds": (!binds.is_empty()).then_some(binds),
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
@@ -639,6 +654,31 @@ mod tests {
         assert_eq!(body["HostConfig"]["BlkioWeight"], 300);
         let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
         assert_eq!(body["HostConfig"]["BlkioWeight"], 0);
+        Ok(())
+    }
+
+    #[test]
+    fn log_driver_and_options_are_sent_as_docker_sends_them() -> Result<(), FlagError> {
+        let flags = CreateFlags {
+            log_driver: Some("json-file".into()),
+            log_opt: vec!["max-size=10k".into(), "max-file=3".into()],
+            ..Default::default()
+        };
+        let body = flags.to_create_body("img", &[], false, &|_| None)?;
+        assert_eq!(
+            body["HostConfig"]["LogConfig"],
+            json!({"Type": "json-file", "Config": {"max-size": "10k", "max-file": "3"}})
+        );
+        let body = CreateFlags::default().to_create_body("img", &[], false, &|_| None)?;
+        assert_eq!(
+            body["HostConfig"]["LogConfig"],
+            json!({"Type": "", "Config": {}})
+        );
+        let bad = CreateFlags {
+            log_opt: vec!["max-size".into()],
+            ..Default::default()
+        };
+        assert!(bad.to_create_body("img", &[], false, &|_| None).is_err());
         Ok(())
     }
 

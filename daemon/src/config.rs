@@ -49,6 +49,12 @@ pub struct Config {
     pub default_runtime: String,
     pub cgroup_driver: CgroupDriver,
     pub logs: LogConfig,
+    /// The log driver of Docker-API containers whose create names none (daemon.json's
+    /// `log-driver`): `json-file`, `local` or `none`.
+    pub log_driver: String,
+    /// The default driver's options (daemon.json's `log-opts`: `max-size`,
+    /// `max-file`, `compress`), under a container's own when it names that driver.
+    pub log_opts: BTreeMap<String, String>,
     /// Where Prometheus metrics are served; none when unset.
     pub metrics_address: Option<SocketAddr>,
     /// The CRI socket kubelet and crictl use; `<state>/berth.sock` when unset.
@@ -69,6 +75,8 @@ impl Default for Config {
             default_runtime: "berth".to_string(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             logs: LogConfig::default(),
+            log_driver: crate::logs::drivers::DEFAULT_DRIVER.to_string(),
+            log_opts: BTreeMap::new(),
             metrics_address: None,
             cri_socket: None,
             cri_streaming: CriStreamingConfig::default(),
@@ -242,6 +250,16 @@ impl Config {
                 self.default_runtime
             )));
         }
+        use crate::logs::drivers::{settings, LogConfigError};
+        settings(&self.log_driver, &self.log_opts).map_err(|e| match e {
+            LogConfigError::UnknownDriver(_) => {
+                invalid(format!("log_driver {:?}: {e}", self.log_driver))
+            }
+            LogConfigError::Opt { key, message } => invalid(format!(
+                "log_opts.{key} (log_driver {:?}): {message}",
+                self.log_driver
+            )),
+        })?;
         let streaming = &self.cri_streaming;
         streaming.idle_timeout().map_err(invalid)?;
         if streaming.enable_tls_streaming {
@@ -364,6 +382,7 @@ mod tests {
             root = "/tmp/berth-root"
             state = "/tmp/berth-state"
             log_level = "debug"
+            log_driver = "local"
             default_runtime = "runc"
             metrics_address = "127.0.0.1:9323"
             cri_socket = "/tmp/berth-state/cri.sock"
@@ -377,6 +396,9 @@ mod tests {
             bin_dirs = ["/usr/lib/cni"]
             [runtimes.runc]
             path = "/usr/sbin/runc"
+            [log_opts]
+            max-size = "1m"
+            max-file = "2"
             [logs]
             max_size_bytes = 1024
             max_files = 2
@@ -397,6 +419,8 @@ mod tests {
             Some(Path::new("/usr/sbin/runc"))
         );
         assert_eq!(config.logs.max_files, 2);
+        assert_eq!(config.log_driver, "local");
+        assert_eq!(config.log_opts["max-size"], "1m");
         assert_eq!(config.metrics_address.map(|a| a.port()), Some(9323));
         assert_eq!(
             config.cri_socket.as_deref(),
@@ -411,6 +435,19 @@ mod tests {
             ("cgroup_driver = \"systemd\"", "not supported yet"),
             ("log_level = \"loud\"", "log_level \"loud\""),
             ("root = \"relative\"", "must be an absolute path"),
+            (
+                "log_driver = \"syslog\"",
+                "log_driver \"syslog\": logger: no log driver named 'syslog'",
+            ),
+            (
+                "[log_opts]\nmax-size = \"lots\"",
+                "log_opts.max-size (log_driver \"json-file\"): invalid value",
+            ),
+            ("[log_opts]\nmax-file = \"3\"", "log_opts.max-file"),
+            (
+                "log_driver = \"none\"\n[log_opts]\nmax-size = \"1m\"",
+                "log_opts.max-size (log_driver \"none\"): unknown log opt",
+            ),
             ("default_runtime = \"kata\"", "names no [runtimes] entry"),
             (
                 "[cri_streaming]\nenable_tls_streaming = true",

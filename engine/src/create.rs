@@ -31,6 +31,8 @@ pub struct NewContainer {
     pub auto_remove: bool,
     /// Where the shim writes the CRI-format log; the bundle's `container.log` when unset.
     pub log_path: Option<PathBuf>,
+    /// The log's format and rotation.
+    pub log: crate::logs::settings::LogSettings,
     pub cri: Option<super::record::CriMeta>,
     pub patch_spec: Option<SpecPatch>,
 }
@@ -44,6 +46,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         restart_policy: policy,
         auto_remove,
         log_path,
+        log,
         cri,
         patch_spec,
     } = new;
@@ -145,6 +148,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         bind_sources: Some(container_spec::bind_sources(&config)),
         state: RunState::default(),
         log_path,
+        log,
         cri,
         runtime,
         health,

@@ -199,12 +199,19 @@ impl Engine {
     }
 
     /// Where the shim writes the container's log: the CRI log path when the record
-    /// names one, else the bundle's `container.log`.
+    /// names one, else `<id>-json.log` in the bundle for a json-file log (where
+    /// dockerd keeps it in its container directory), else the bundle's `container.log`.
     pub fn log_of(&self, record: &ContainerRecord) -> PathBuf {
-        record
-            .log_path
-            .clone()
-            .unwrap_or_else(|| self.log_path(&record.id))
+        if let Some(path) = &record.log_path {
+            return path.clone();
+        }
+        match record.log.kind {
+            logs::settings::LogKind::JsonFile => {
+                self.dir(&record.id).join(format!("{}-json.log", record.id))
+            }
+            logs::settings::LogKind::None => PathBuf::from("/dev/null"),
+            logs::settings::LogKind::Cri => self.log_path(&record.id),
+        }
     }
 
     /// Serialises lifecycle operations on one container.

@@ -57,7 +57,7 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     let stdin_wanted = record
         .open_stdin
         .then_some(record.stdin_once && !record.tty);
-    let log = engine.log_of(&record);
+    let log = record.log.shim_target(&engine.log_of(&record));
     let runtime = external_runtime(engine, &record)?;
     // Bind sources that do not exist are made at each start, as dockerd makes `-v`'s.
     let binds = match &record.bind_sources {

@@ -3,12 +3,11 @@
 //!
 //! The shim owns the process's end of every stream, as it does for containerd: an
 //! exec's stdio are FIFOs in the container's bundle (`exec-<id>/`) that the shim opens
-//! and the engine reads and writes; a container's own output is the CRI-format log the
+//! and the engine reads and writes; a container's own output is the log (CRI or json-file format) the
 //! shim writes, which an attach follows, and its stdin (with `open_stdin`) the FIFO
 //! `stdin` in the bundle, which the shim keeps reading across attached clients.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::container_spec::{caps, user};
+use crate::logs::files::Follower;
 use crate::record::{ContainerRecord, Status};
 use crate::shim::ExecIo;
 use crate::{blocking, find, get, shim_of, Engine, EngineError, Object, StateConflict};
@@ -597,10 +597,11 @@ pub async fn attach(
         ));
     }
     let log = engine.log_of(&record);
-    let start = match opts.logs {
-        true => 0,
-        false => std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
-    };
+    // No log (the `none` driver): an attached client gets no output, as with dockerd.
+    let follower = record.log.format().map(|format| match opts.logs {
+        true => Follower::from_start(&log, format),
+        false => Follower::at_end(&log, format),
+    });
     let mut stdout = None;
     let mut stderr = None;
     let mut sinks = [None, None];
@@ -624,7 +625,7 @@ pub async fn attach(
             engine: Arc::clone(engine),
             id: record.id.clone(),
             log,
-            offset: start,
+            follower,
             sinks,
             was_running,
             first_start: first_start.clone(),
@@ -680,12 +681,12 @@ pub async fn resize(
     blocking(move || Ok(shim_of(&d, &id)?.resize_pty(&id, "", width.into(), height.into())?)).await
 }
 
-/// Follows a container's CRI-format log into an attached client's streams.
+/// Follows a container's log into an attached client's streams.
 struct LogFollow {
     engine: Arc<Engine>,
     id: String,
     log: PathBuf,
-    offset: u64,
+    follower: Option<Follower>,
     /// stdout, stderr.
     sinks: [Option<tokio::io::DuplexStream>; 2],
     was_running: bool,
@@ -695,7 +696,6 @@ struct LogFollow {
 impl LogFollow {
     async fn run(mut self) {
         let watch = LogWatch::new(&self.log);
-        let mut pending = Vec::new();
         let mut seen_run = self.was_running;
         loop {
             // The state first: output written before a stop is read after it.
@@ -707,7 +707,7 @@ impl LogFollow {
                 }
                 Err(_) => (false, true),
             };
-            if !self.copy_new(&mut pending).await {
+            if !self.copy_new().await {
                 return;
             }
             if gone || (seen_run && !running) {
@@ -723,31 +723,28 @@ impl LogFollow {
     }
 
     /// Copies what the log gained since the last read; false when no client reads on.
-    async fn copy_new(&mut self, pending: &mut Vec<u8>) -> bool {
-        let (log, offset) = (self.log.clone(), self.offset);
-        let read = tokio::task::spawn_blocking(move || read_from(&log, offset)).await;
-        let Ok(Ok((bytes, start))) = read else {
+    async fn copy_new(&mut self) -> bool {
+        let Some(mut follower) = self.follower.take() else {
             return true;
         };
-        if start != self.offset {
-            // The log was rotated or truncated: what is left of a line is gone.
-            pending.clear();
-        }
-        self.offset = start + bytes.len() as u64;
-        pending.extend_from_slice(&bytes);
-        let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+        let read = tokio::task::spawn_blocking(move || {
+            let records = follower.read_records();
+            (follower, records)
+        })
+        .await;
+        let Ok((follower, records)) = read else {
             return true;
         };
-        let lines: Vec<u8> = pending.drain(..=end).collect();
-        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Some((stream, content)) = parse_line(line) else {
+        self.follower = Some(follower);
+        let Ok(records) = records else {
+            return true;
+        };
+        for record in records {
+            let Some(sink) = self.sinks[record.stream as usize].as_mut() else {
                 continue;
             };
-            let Some(sink) = self.sinks[stream].as_mut() else {
-                continue;
-            };
-            if sink.write_all(&content).await.is_err() {
-                self.sinks[stream] = None;
+            if sink.write_all(&record.content).await.is_err() {
+                self.sinks[record.stream as usize] = None;
                 if self.sinks.iter().all(Option::is_none) {
                     return false;
                 }
@@ -755,41 +752,6 @@ impl LogFollow {
         }
         true
     }
-}
-
-/// What the log holds from `offset` on (from 0 when it is shorter: rotated), and where
-/// that starts.
-fn read_from(log: &Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    use std::io::Seek;
-    let mut file = match std::fs::File::open(log) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let start = if len < offset { 0 } else { offset };
-    file.seek(std::io::SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.take(4 << 20).read_to_end(&mut bytes)?;
-    Ok((bytes, start))
-}
-
-/// One CRI log line as the bytes the process wrote: its stream (0 stdout, 1 stderr)
-/// and its content, with the newline a full line (`F`) had.
-fn parse_line(line: &[u8]) -> Option<(usize, Vec<u8>)> {
-    let mut fields = line.splitn(4, |b| *b == b' ');
-    let _time = fields.next()?;
-    let stream = match fields.next()? {
-        b"stdout" => 0,
-        b"stderr" => 1,
-        _ => return None,
-    };
-    let full = fields.next()?.first() == Some(&b'F');
-    let mut content = fields.next().unwrap_or_default().to_vec();
-    if full {
-        content.push(b'\n');
-    }
-    Some((stream, content))
 }
 
 /// inotify on the log's directory: any change there wakes a follower at once.
@@ -838,27 +800,5 @@ impl LogWatch {
             }
         }
         guard.clear_ready();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_line;
-
-    #[test]
-    fn log_lines_give_back_what_the_process_wrote() {
-        assert_eq!(
-            parse_line(b"2024-01-01T00:00:00.000000000Z stdout F hi there"),
-            Some((0, b"hi there\n".to_vec()))
-        );
-        assert_eq!(
-            parse_line(b"2024-01-01T00:00:00.000000000Z stderr P $ "),
-            Some((1, b"$ ".to_vec()))
-        );
-        assert_eq!(
-            parse_line(b"2024-01-01T00:00:00Z stdout F"),
-            Some((0, b"\n".to_vec()))
-        );
-        assert_eq!(parse_line(b"garbage"), None);
     }
 }

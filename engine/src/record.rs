@@ -109,6 +109,9 @@ pub struct ContainerRecord {
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// The log's format and rotation (the CRI format, unrotated, in older records).
+    #[serde(default)]
+    pub log: crate::logs::settings::LogSettings,
     /// Set for containers created through CRI.
     #[serde(default)]
     pub cri: Option<CriMeta>,

@@ -127,8 +127,8 @@ impl Shim {
         })
     }
 
-    /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` in
-    /// the CRI format, reads stdin from `stdin` when there is one (a FIFO, or
+    /// Creates the task: the shim mounts `rootfs`, writes stdout/stderr to `log` (a
+    /// log URI, [`crate::logs::settings::LogSettings::shim_target`]; empty: nowhere), reads stdin from `stdin` when there is one (a FIFO, or
     /// `reopen://` and a FIFO kept open across its clients), runs the runtime's create (the built-in runtime, or the
     /// external one in `runtime`). Returns the pid.
     #[allow(clippy::too_many_arguments)]
@@ -137,12 +137,12 @@ impl Shim {
         id: &str,
         bundle: &Path,
         rootfs: &[berth_snapshotter::Mount],
-        log: &Path,
+        log: &str,
         stdin: Option<&str>,
         terminal: bool,
         runtime: Option<&ExternalRuntime>,
     ) -> Result<u32, ShimError> {
-        let target = format!("crilog://{}", log.display());
+        let target = log.to_string();
         let options = match runtime {
             Some(r) => Some(r.options()?),
             None => None,

@@ -115,6 +115,7 @@ async fn run_with(engine: &Arc<Engine>, cmd: &[&str], process: ProcessConfig) ->
             restart_policy: Default::default(),
             auto_remove: false,
             log_path: None,
+            log: Default::default(),
             cri: None,
             patch_spec: None,
         },

@@ -1,5 +1,5 @@
-//! A process's stdio: containerd's FIFOs passed through, CRI log files the shim writes
-//! itself (`crilog://<path>` in the Create request), and terminals through the runtime's
+//! A process's stdio: containerd's FIFOs passed through, log files the shim writes
+//! itself (`crilog://<path>` or `jsonlog://<path>` in the Create request), and terminals through the runtime's
 //! console socket.
 
 use std::fs::{File, OpenOptions};
@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::backend::ProcStdio;
-use crate::crilog::{copy_stream, LogFile, Stream, DEFAULT_MAX_RECORD};
+use crate::logfile::{copy_stream, LogFile, Stream, DEFAULT_MAX_RECORD};
+use crate::logtarget::LogTarget;
 
-/// The scheme of a stdout/stderr target the shim writes as a CRI log.
-pub const CRI_LOG_SCHEME: &str = "crilog://";
+/// The scheme of a stdout/stderr target the shim writes as a CRI log (see
+/// [`crate::logtarget`] for the json-file one and rotation options).
+pub const CRI_LOG_SCHEME: &str = crate::logtarget::CRI_SCHEME;
 
 /// The scheme of a stdin FIFO that outlives its writers: when the last writer closes
 /// it (an attached client detached), the shim waits for the next one instead of
@@ -157,13 +159,19 @@ fn sink(path: &str, logs: &mut Vec<Arc<LogFile>>) -> Result<Sink, StdioError> {
     if path.is_empty() {
         return Ok(Sink::Null);
     }
-    if let Some(log_path) = path.strip_prefix(CRI_LOG_SCHEME) {
-        if let Some(l) = logs.iter().find(|l| l.path() == Path::new(log_path)) {
+    if let Some(target) = LogTarget::parse(path) {
+        let target = target.map_err(|message| StdioError::Open {
+            what: "log file",
+            path: path.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+        })?;
+        if let Some(l) = logs.iter().find(|l| l.path() == target.path) {
             return Ok(Sink::Log(Arc::clone(l)));
         }
-        let log = LogFile::open(Path::new(log_path)).map_err(|e| StdioError::Open {
+        let log_path = target.path.display().to_string();
+        let log = LogFile::open_target(target).map_err(|e| StdioError::Open {
             what: "log file",
-            path: log_path.to_string(),
+            path: log_path,
             source: std::io::Error::other(e),
         })?;
         logs.push(Arc::clone(&log));

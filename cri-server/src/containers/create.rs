@@ -148,6 +148,7 @@ async fn create_container(
             restart_policy: RestartPolicy::default(),
             auto_remove: false,
             log_path,
+            log: Default::default(),
             cri: Some(cri_meta),
             patch_spec: Some(Box::new(move |id, spec| patch.apply(id, spec))),
         },

@@ -1,3 +1,5 @@
-//! Container logs: the engine's CRI-format files served to Docker clients.
+//! Container logs for Docker clients: the log drivers ([`drivers`]) and the files the
+//! shim writes, filtered and framed ([`docker_logs`]).
 
 pub mod docker_logs;
+pub mod drivers;

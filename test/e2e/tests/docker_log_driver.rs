@@ -67,8 +67,12 @@ fn log_drivers_are_checked_and_none_keeps_nothing() -> Result<()> {
             "max-file cannot be set when max-size is not set",
         ),
         (
-            vec!["--log-opt", "max-size=1m", "--log-opt", "max-file=2"],
-            "of the json-file log driver is not applied by berth yet",
+            vec!["--log-opt", "max-size=1m", "--log-opt", "compress=true"],
+            "compress cannot be true when max-file is less than 2",
+        ),
+        (
+            vec!["--log-opt", "tag={{.Name}}"],
+            "log opt 'tag' of the json-file log driver is not applied by berth",
         ),
     ] {
         let (code, _, err) = run(berthd

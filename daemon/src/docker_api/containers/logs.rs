@@ -1,12 +1,12 @@
-//! `GET /containers/{id}/logs`: the container's CRI log, filtered and framed as Docker
-//! sends it; with `follow`, new lines as they are written until the container stops.
+//! `GET /containers/{id}/logs`: the container's log (CRI or json-file format, its
+//! rotated files first, gzipped or not), filtered and framed as Docker sends it; with
+//! `follow`, new lines as they are written, across rotations, until the container
+//! stops.
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::logs::cri_log::{read_entries, Entry};
+use berth_engine::logs::files::read_all;
 use berth_engine::{self as engine, Status};
 use bytes::Bytes;
 
@@ -50,63 +50,49 @@ fn query(req: &ApiRequest) -> Result<LogsQuery, ApiError> {
     Ok(q)
 }
 
-/// Reads complete lines from `offset`; returns the entries and the new offset.
-fn read_from(path: &Path, offset: u64) -> Result<(Vec<Entry>, u64), ApiError> {
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => {
-            return Err(ApiError::Internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // A rotated (truncated) log starts over.
-    let offset = if len < offset { 0 } else { offset };
-    f.seek(SeekFrom::Start(offset))
-        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
-        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-    let complete = buf
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let entries = read_entries(&buf[..complete]).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((entries, offset + complete as u64))
-}
-
 pub async fn handle(
     daemon: &Arc<Daemon>,
     reference: &str,
     req: &ApiRequest,
 ) -> Result<Reply, ApiError> {
     let record = engine::find(&daemon.engine, reference)?;
-    // The `none` log driver keeps nothing to read (Docker's answer, 501).
-    if record.request["HostConfig"]["LogConfig"]["Type"].as_str() == Some("none") {
-        return Err(ApiError::NotImplemented(
-            "configured logging driver does not support reading".into(),
-        ));
-    }
+    // The `none` log driver keeps nothing to read (Docker's answer, 501); records
+    // made before the log settings existed say so in their request.
+    let format = match record.log.format() {
+        Some(f) if record.request["HostConfig"]["LogConfig"]["Type"].as_str() != Some("none") => f,
+        _ => {
+            return Err(ApiError::NotImplemented(
+                "configured logging driver does not support reading".into(),
+            ))
+        }
+    };
     let q = query(req)?;
     let follow = req.query_bool("follow")?;
     let path = daemon.engine.log_of(&record);
-    let (entries, offset) = read_from(&path, 0)?;
-    let mut out = Vec::new();
-    for e in select(&entries, &q) {
-        frame(e, q.timestamps, record.tty, &mut out);
-    }
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_all(&path, format))
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the log: {e}")))?
+    };
+    let (mut entries, follower) = read.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (tx, reply) = Reply::channel(CONTENT_TYPE);
     if !follow {
-        let (tx, reply) = Reply::channel(CONTENT_TYPE);
+        entries.extend(follower.finish());
+        let mut out = Vec::new();
+        for e in select(&entries, &q) {
+            frame(e, q.timestamps, record.tty, &mut out);
+        }
         tokio::spawn(async move {
             let _ = tx.send(Bytes::from(out)).await;
         });
         return Ok(reply);
     }
-    let (tx, reply) = Reply::channel(CONTENT_TYPE);
+    let mut out = Vec::new();
+    for e in select(&entries, &q) {
+        frame(e, q.timestamps, record.tty, &mut out);
+    }
+    drop(entries);
     let daemon = Arc::clone(daemon);
     let id = record.id.clone();
     let tty = record.tty;
@@ -114,17 +100,33 @@ pub async fn handle(
         if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
             return;
         }
-        let mut offset = offset;
         let q = LogsQuery { tail: None, ..q };
+        let mut follower = Some(follower);
         loop {
             let running = match engine::get(&daemon.engine, &id) {
                 Ok(r) => r.state.status.has_task() || r.state.status == Status::Restarting,
                 Err(_) => false,
             };
-            let Ok((entries, next)) = read_from(&path, offset) else {
+            let Some(mut f) = follower.take() else {
                 return;
             };
-            offset = next;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut entries = f.read_entries();
+                if !running {
+                    // Read once more after the container stopped: its last lines,
+                    // a last unfinished one included, are in.
+                    if let Ok(e) = entries.as_mut() {
+                        e.extend(f.finish());
+                    }
+                    return (None, entries);
+                }
+                (Some(f), entries)
+            })
+            .await;
+            let Ok((next, Ok(entries))) = read else {
+                return;
+            };
+            follower = next;
             let mut chunk = Vec::new();
             for e in select(&entries, &q) {
                 frame(e, q.timestamps, tty, &mut chunk);
@@ -132,8 +134,7 @@ pub async fn handle(
             if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
                 return;
             }
-            // Read once more after the container stopped: its last lines are in.
-            if !running {
+            if follower.is_none() {
                 return;
             }
             let _ = engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(100))).await;

@@ -1,151 +1,195 @@
-//! `HostConfig.LogConfig`: the log driver and its options, checked as Docker checks
-//! them at create. `none` keeps no log (the shim writes to /dev/null and `logs`
-//! answers Docker's error); `json-file` and `local` keep the CRI-format log berth
-//! writes, which `logs` reads. Their options are checked as Docker checks them and
-//! then refused by name: berth does not rotate or compress logs yet, and an option it
-//! would drop is never accepted.
+//! `HostConfig.LogConfig`: the log driver and its options, merged with the daemon's
+//! default (`log_driver`/`log_opts` in config.toml, daemon.json's `log-driver` and
+//! `log-opts`) as dockerd merges them and checked ([`crate::logs::drivers`]) into the
+//! engine's log settings.
 
+use std::collections::BTreeMap;
+
+use berth_engine::logs::settings::LogSettings;
 use serde_json::Value;
 
 use crate::docker_api::ApiError;
+use crate::logs::drivers::{settings, DEFAULT_DRIVER};
 
-/// Where a container with the `none` driver logs.
-pub const DISCARD: &str = "/dev/null";
-
-/// The drivers berth knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogDriver {
-    JsonFile,
-    Local,
-    None,
+/// The daemon's default log configuration (config.toml's `log_driver`, `log_opts`).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults<'a> {
+    pub driver: &'a str,
+    pub opts: Option<&'a BTreeMap<String, String>>,
 }
 
-const JSON_FILE_OPTS: &[&str] = &[
-    "max-file",
-    "max-size",
-    "compress",
-    "labels",
-    "labels-regex",
-    "env",
-    "env-regex",
-    "tag",
-];
-const LOCAL_OPTS: &[&str] = &["max-file", "max-size", "compress"];
-
-/// The driver of a create's `HostConfig`, its options checked.
-pub fn check(host_config: &Value) -> Result<LogDriver, ApiError> {
+/// The log settings of a create's `HostConfig`: its `LogConfig` over the daemon's
+/// default as dockerd merges them (the default driver when none is named; the
+/// default options under the container's own when the drivers are the same), and
+/// the merged `LogConfig` dockerd keeps in the container's `HostConfig` (what
+/// inspect shows).
+pub fn merged(
+    host_config: &Value,
+    defaults: &Defaults<'_>,
+) -> Result<(LogSettings, Value), ApiError> {
     let config = &host_config["LogConfig"];
-    let name = config["Type"].as_str().unwrap_or("");
-    let (driver, known) = match name {
-        "" | "json-file" => (LogDriver::JsonFile, JSON_FILE_OPTS),
-        "local" => (LogDriver::Local, LOCAL_OPTS),
-        "none" => return Ok(LogDriver::None),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "logger: no log driver named '{other}' is registered"
-            )))
-        }
+    let default_driver = if defaults.driver.is_empty() {
+        DEFAULT_DRIVER
+    } else {
+        defaults.driver
     };
-    let name = if name.is_empty() { "json-file" } else { name };
-    let empty = serde_json::Map::new();
-    let opts = config["Config"].as_object().unwrap_or(&empty);
-    for key in opts.keys() {
-        if !known.contains(&key.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "unknown log opt '{key}' for {name} log driver"
-            )));
-        }
-    }
-    let opt = |k: &str| opts.get(k).and_then(Value::as_str);
-    let max_size = match opt("max-size") {
-        None => None,
-        Some(v) => Some(size(v).ok_or_else(|| {
-            ApiError::BadRequest(format!("invalid value for log opt max-size: {v:?}"))
-        })?),
+    let driver = match config["Type"].as_str().unwrap_or("") {
+        "" => default_driver,
+        named => named,
     };
-    if let Some(v) = opt("max-file") {
-        let n: i64 = v.parse().map_err(|_| {
-            ApiError::BadRequest(format!("invalid value for log opt max-file: {v:?}"))
-        })?;
-        if n < 1 {
-            return Err(ApiError::BadRequest(
-                "max-file cannot be less than 1".into(),
-            ));
-        }
-        if n > 1 && max_size.is_none() && driver == LogDriver::JsonFile {
-            return Err(ApiError::BadRequest(
-                "max-file cannot be set when max-size is not set".into(),
-            ));
+    let mut opts = BTreeMap::new();
+    if let Some(given) = config["Config"].as_object() {
+        for (k, v) in given {
+            let v = v.as_str().ok_or_else(|| {
+                ApiError::BadRequest(format!("invalid value for log opt {k}: {v}"))
+            })?;
+            opts.insert(k.clone(), v.to_string());
         }
     }
-    if let Some(v) = opt("compress") {
-        if v.parse::<bool>().is_err() {
-            return Err(ApiError::BadRequest(format!(
-                "invalid value for log opt compress: {v:?}"
-            )));
+    if driver == default_driver {
+        for (k, v) in defaults.opts.into_iter().flatten() {
+            opts.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    if let Some(key) = opts.keys().next() {
-        return Err(ApiError::BadRequest(format!(
-            "log opt '{key}' of the {name} log driver is not applied by berth yet (no log rotation or compression); remove it"
-        )));
-    }
-    Ok(driver)
-}
-
-/// go-units' RAMInBytes: `10m`, `1g`, `512k`, `100` (bytes), binary multiples.
-fn size(v: &str) -> Option<i64> {
-    let v = v.trim().to_ascii_lowercase();
-    let digits = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(digits);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    let bytes = (n * mult) as i64;
-    (bytes > 0).then_some(bytes)
+    let checked = settings(driver, &opts).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((checked, serde_json::json!({"Type": driver, "Config": opts})))
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
+    use berth_engine::logs::settings::LogKind;
+
     use super::*;
+
+    fn check(hc: &Value, d: &Defaults<'_>) -> Result<LogSettings, ApiError> {
+        merged(hc, d).map(|(settings, _)| settings)
+    }
 
     fn hc(t: &str, opts: Value) -> Value {
         json!({"LogConfig": {"Type": t, "Config": opts}})
     }
 
+    fn none() -> Defaults<'static> {
+        Defaults::default()
+    }
+
+    fn ok(v: Value) -> Option<LogSettings> {
+        check(&v, &none()).ok()
+    }
+
+    fn err(v: Value) -> String {
+        check(&v, &none())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    fn json_file(max_size: Option<u64>, max_files: u32, compress: bool) -> LogSettings {
+        LogSettings {
+            kind: LogKind::JsonFile,
+            max_size,
+            max_files,
+            compress,
+        }
+    }
+
     #[test]
     fn drivers_and_options_are_checked_as_dockers() {
-        assert_eq!(check(&json!({})).ok(), Some(LogDriver::JsonFile));
-        assert_eq!(check(&hc("none", json!({}))).ok(), Some(LogDriver::None));
+        assert_eq!(ok(json!({})), Some(json_file(None, 1, false)));
         assert_eq!(
-            check(&hc("json-file", json!({}))).ok(),
-            Some(LogDriver::JsonFile)
+            ok(hc("none", json!({}))).map(|s| s.kind),
+            Some(LogKind::None)
         );
-        assert_eq!(check(&hc("local", json!({}))).ok(), Some(LogDriver::Local));
-        let err = |v: Value| check(&v).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            ok(hc("json-file", json!({}))),
+            Some(json_file(None, 1, false))
+        );
+        assert_eq!(
+            ok(hc("local", json!({}))),
+            Some(LogSettings {
+                kind: LogKind::Cri,
+                max_size: Some(20 << 20),
+                max_files: 5,
+                compress: true,
+            })
+        );
+        assert_eq!(
+            ok(hc(
+                "json-file",
+                json!({"max-size": "10k", "max-file": "3", "compress": "true"})
+            )),
+            Some(json_file(Some(10240), 3, true))
+        );
+        assert_eq!(
+            ok(hc("json-file", json!({"max-size": "1m"}))),
+            Some(json_file(Some(1 << 20), 1, false))
+        );
         assert!(err(hc("syslog", json!({}))).contains("no log driver named 'syslog'"));
         assert!(
             err(hc("json-file", json!({"max-bytes": "1"}))).contains("unknown log opt 'max-bytes'")
         );
         assert!(err(hc("local", json!({"tag": "x"}))).contains("unknown log opt 'tag' for local"));
+        assert!(err(hc("none", json!({"max-size": "1m"}))).contains("unknown log opt 'max-size'"));
         assert!(err(hc("json-file", json!({"max-size": "lots"}))).contains("max-size"));
         assert!(err(hc("json-file", json!({"max-file": "3"}))).contains("max-size is not set"));
-        // Valid, and not applied: refused by name rather than dropped.
         assert!(
-            err(hc("json-file", json!({"max-size": "10m", "max-file": "3"})))
-                .contains("log opt 'max-file' of the json-file log driver is not applied")
+            err(hc("json-file", json!({"max-size": "1k", "max-file": "0"})))
+                .contains("max-file cannot be less than 1")
         );
-        assert_eq!(size("10m"), Some(10 << 20));
-        assert_eq!(size("1.5k"), Some(1536));
+        assert!(err(hc(
+            "json-file",
+            json!({"max-size": "1k", "compress": "true"})
+        ))
+        .contains("compress cannot be true"));
+        assert!(err(hc(
+            "json-file",
+            json!({"max-size": "1k", "compress": "yes"})
+        ))
+        .contains("invalid value for log opt compress"));
+        // Valid, and not applied: refused by name rather than dropped.
+        assert!(err(hc("json-file", json!({"tag": "{{.Name}}"})))
+            .contains("log opt 'tag' of the json-file log driver is not applied"));
+    }
+
+    #[test]
+    fn the_daemon_default_applies_as_dockerd_merges_it() {
+        let opts: BTreeMap<String, String> = [("max-size", "1m"), ("max-file", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let d = Defaults {
+            driver: "json-file",
+            opts: Some(&opts),
+        };
+        // No LogConfig: the default driver with its options.
+        assert_eq!(
+            check(&json!({}), &d).ok(),
+            Some(json_file(Some(1 << 20), 2, false))
+        );
+        // The same driver: its own options over the default ones.
+        assert_eq!(
+            check(&hc("json-file", json!({"max-size": "2k"})), &d).ok(),
+            Some(json_file(Some(2048), 2, false))
+        );
+        let (_, kept) = merged(&json!({}), &d).unwrap();
+        assert_eq!(
+            kept,
+            json!({"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}})
+        );
+        // Another driver: the default options do not apply.
+        assert_eq!(
+            check(&hc("none", json!({})), &d).ok().map(|s| s.kind),
+            Some(LogKind::None)
+        );
+        let d = Defaults {
+            driver: "none",
+            opts: None,
+        };
+        assert_eq!(
+            check(&json!({}), &d).ok().map(|s| s.kind),
+            Some(LogKind::None)
+        );
     }
 }

@@ -42,7 +42,11 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
         &mut body,
         berth_engine::container_spec::host_limits::oom_kill_disable_supported,
     ));
-    let new = new_container(name, body)?;
+    let defaults = log_driver::Defaults {
+        driver: &daemon.config.log_driver,
+        opts: Some(&daemon.config.log_opts),
+    };
+    let new = new_container(name, body, &defaults)?;
     let id = engine::create(&daemon.engine, new).await?;
     tracing::Span::current().record("container", id.as_str());
     for w in &warnings {
@@ -52,7 +56,11 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
 }
 
 /// The container a create body asks for; the body is kept as the record's request.
-fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiError> {
+fn new_container(
+    name: Option<String>,
+    mut body: Value,
+    log_defaults: &log_driver::Defaults<'_>,
+) -> Result<NewContainer, ApiError> {
     fields::check(&body).map_err(ApiError::BadRequest)?;
     let request: CreateRequest = serde_json::from_value(body.clone())
         .map_err(|e| ApiError::BadRequest(format!("invalid create request: {e}")))?;
@@ -82,17 +90,21 @@ fn new_container(name: Option<String>, body: Value) -> Result<NewContainer, ApiE
     let config = request
         .to_config()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let log_path = match log_driver::check(hc)? {
-        log_driver::LogDriver::None => Some(log_driver::DISCARD.into()),
-        _ => None,
-    };
+    // As dockerd: the merged LogConfig is what the container keeps (inspect shows it).
+    let (log, log_config) = log_driver::merged(hc, log_defaults)?;
+    if let Some(hc) = body["HostConfig"].as_object_mut() {
+        hc.insert("LogConfig".into(), log_config);
+    } else {
+        body["HostConfig"] = json!({ "LogConfig": log_config });
+    }
     Ok(NewContainer {
         name: name.map(|n| n.trim_start_matches('/').to_string()),
         config,
         body,
         restart_policy: policy,
         auto_remove,
-        log_path,
+        log_path: None,
+        log,
         cri: None,
         patch_spec: None,
     })
