@@ -3,8 +3,8 @@
 # with COUNT running busybox containers each (default 20): one warm-up each, then N
 # interleaved timed runs (default 10); medians and the ratio (goal <= 0.50).
 #
-# berth's --no-stream takes as `precpu` berthd's last read of the container when it is
-# 0.1-10 s old (as here after the warm-up), else it reads twice 200 ms apart (the
+# berth's --no-stream takes as `precpu` the newest of berthd's last three reads of the
+# container that is 0.1-10 s old (as here after the warm-up), else it reads twice 200 ms apart (the
 # first-call cost, printed separately); Docker waits for its collector's next
 # one-second tick. podman's first read reports CPU since the container started.
 #

@@ -1,8 +1,8 @@
 //! `GET /containers/{id}/stats?stream=…&one-shot=…`: the container's usage in Docker's
 //! JSON, read by the engine (`berth_engine::stats`, the one cgroup reader). Streamed
 //! once a second with the previous read as `precpu_stats`; `stream=false` answers one
-//! read whose `precpu_stats` is an earlier read of the same container: the last one
-//! berthd made if it is between [`MIN_AGE`] and [`MAX_AGE`] old, else one taken
+//! read whose `precpu_stats` is an earlier read of the same container: the newest of
+//! the last few berthd made that is between [`MIN_AGE`] and [`MAX_AGE`] old, else one taken
 //! [`WINDOW`] before (Docker waits for its collector's next second); `one-shot` one
 //! read at once with empty `precpu_stats`.
 
@@ -23,10 +23,14 @@ pub const WINDOW: Duration = Duration::from_millis(200);
 pub const MIN_AGE: Duration = Duration::from_millis(100);
 pub const MAX_AGE: Duration = Duration::from_secs(10);
 
-/// The last read of each container, for the next `stream=false` (entries older than
-/// [`MAX_AGE`] are dropped as others are added).
-fn last_reads() -> &'static Mutex<HashMap<String, Sample>> {
-    static LAST: OnceLock<Mutex<HashMap<String, Sample>>> = OnceLock::new();
+/// Reads kept per container: a client polling faster than [`MIN_AGE`] (a `stats
+/// --no-stream` loop) still finds one old enough a read or two back.
+const KEPT: usize = 3;
+
+/// The last reads of each container, newest last, for the next `stream=false`
+/// (entries older than [`MAX_AGE`] are dropped as others are added).
+fn last_reads() -> &'static Mutex<HashMap<String, Vec<Sample>>> {
+    static LAST: OnceLock<Mutex<HashMap<String, Vec<Sample>>>> = OnceLock::new();
     LAST.get_or_init(Default::default)
 }
 
@@ -42,18 +46,27 @@ fn berth_now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// An earlier read of `id` fit to be `precpu_stats`.
+/// The newest earlier read of `id` fit to be `precpu_stats`.
 fn earlier(id: &str) -> Option<Sample> {
     let map = last_reads().lock().unwrap_or_else(|p| p.into_inner());
-    map.get(id)
-        .filter(|s| (MIN_AGE..=MAX_AGE).contains(&age(s)))
+    map.get(id)?
+        .iter()
+        .rev()
+        .find(|s| (MIN_AGE..=MAX_AGE).contains(&age(s)))
         .cloned()
 }
 
 fn remember(id: &str, sample: &Sample) {
     let mut map = last_reads().lock().unwrap_or_else(|p| p.into_inner());
-    map.retain(|_, s| age(s) <= MAX_AGE);
-    map.insert(id.to_string(), sample.clone());
+    map.retain(|_, reads| {
+        reads.retain(|s| age(s) <= MAX_AGE);
+        !reads.is_empty()
+    });
+    let reads = map.entry(id.to_string()).or_default();
+    reads.push(sample.clone());
+    if reads.len() > KEPT {
+        reads.remove(0);
+    }
 }
 /// How often a stream sends.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -255,6 +268,26 @@ mod tests {
     use berth_engine::stats::{CgroupSample, DeviceBytes, NetDev};
 
     use super::*;
+
+    #[test]
+    fn precpu_is_the_newest_read_old_enough_a_read_or_two_back() {
+        let ago = |ms: i64| Sample {
+            at: berth_now_nanos() - ms * 1_000_000,
+            ..Default::default()
+        };
+        let id = "precpu-ring";
+        remember(id, &ago(30));
+        assert!(earlier(id).is_none(), "a read 30 ms old is too young");
+        remember(id, &ago(20_000));
+        remember(id, &ago(400));
+        remember(id, &ago(150));
+        remember(id, &ago(50));
+        // Three kept; the 20 s one was dropped as too old, 50 ms is too young.
+        let kept = last_reads().lock().unwrap()[id].len();
+        assert_eq!(kept, 3);
+        let found = earlier(id).expect("the read 150 ms old");
+        assert!((140..1_000).contains(&(age(&found).as_millis() as i64)), "{found:?}");
+    }
 
     #[test]
     fn dockers_fields_come_from_the_sample() -> Result<(), serde_json::Error> {
