@@ -41,6 +41,8 @@ pub enum CriError {
     Registry(#[from] berth_image::RegistryError),
     #[error("image store: {0}")]
     ImageStore(#[from] berth_image::store::StoreError),
+    #[error("CRI streaming server TLS: {0}")]
+    StreamingTls(#[from] crate::streaming::TlsError),
     #[error("{0}")]
     Internal(String),
 }

@@ -36,7 +36,7 @@ use berth_engine::Engine;
 use berth_image::{ImageStore, RegistryConfig};
 use berth_snapshotter::{ContentStore, Snapshotter};
 pub use error::CriError;
-pub use streaming::StreamingConfig;
+pub use streaming::{StreamingConfig, StreamingTls};
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "berth";

@@ -95,7 +95,9 @@ pub struct CriStreamingConfig {
     pub stream_server_port: u16,
     /// A connection with no traffic for this long is closed ("4h", "30m"; "0" never).
     pub stream_idle_timeout: String,
-    /// TLS for the streaming server; not supported yet (refused at load).
+    /// TLS for the streaming server (`https://` URLs): the certificate and key from
+    /// `tls_cert_file` and `tls_key_file` (PEM), or with neither, a self-signed one made
+    /// at start, as containerd does.
     pub enable_tls_streaming: bool,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -124,6 +126,35 @@ impl CriStreamingConfig {
         humantime::parse_duration(text)
             .map(Some)
             .map_err(|e| format!("cri_streaming.stream_idle_timeout {text:?}: {e}"))
+    }
+
+    /// TLS as configured: `Ok(None)` for plain HTTP. The files are read when the
+    /// server starts; here only their combination is checked.
+    pub fn tls(&self) -> Result<Option<berth_cri_server::StreamingTls>, String> {
+        let (cert, key) = (&self.tls_cert_file, &self.tls_key_file);
+        if !self.enable_tls_streaming {
+            return match (cert, key) {
+                (None, None) => Ok(None),
+                (Some(_), _) | (_, Some(_)) => Err(
+                    "cri_streaming.tls_cert_file/tls_key_file are set but enable_tls_streaming is false; set it to true to serve TLS".into(),
+                ),
+            };
+        }
+        match (cert, key) {
+            (None, None) => Ok(Some(berth_cri_server::StreamingTls::SelfSigned)),
+            (Some(cert), Some(key)) => Ok(Some(berth_cri_server::StreamingTls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, Some(key)) => Err(format!(
+                "cri_streaming.tls_key_file {} is set without tls_cert_file; set both, or neither for a self-signed certificate",
+                key.display()
+            )),
+            (Some(cert), None) => Err(format!(
+                "cri_streaming.tls_cert_file {} is set without tls_key_file; set both, or neither for a self-signed certificate",
+                cert.display()
+            )),
+        }
     }
 }
 
@@ -262,21 +293,7 @@ impl Config {
         })?;
         let streaming = &self.cri_streaming;
         streaming.idle_timeout().map_err(invalid)?;
-        if streaming.enable_tls_streaming {
-            return Err(invalid(
-                "cri_streaming.enable_tls_streaming = true is not supported yet: berth's streaming server speaks plain HTTP; keep it on loopback".into(),
-            ));
-        }
-        for (key, value) in [
-            ("tls_cert_file", &streaming.tls_cert_file),
-            ("tls_key_file", &streaming.tls_key_file),
-        ] {
-            if value.is_some() {
-                return Err(invalid(format!(
-                    "cri_streaming.{key} is set but TLS streaming is not supported yet"
-                )));
-            }
-        }
+        streaming.tls().map_err(invalid)?;
         for (host, registry) in &self.registries {
             if registry.fallback_to_upstream == Some(false) && registry.mirrors.is_empty() {
                 return Err(invalid(format!(
@@ -450,12 +467,16 @@ mod tests {
             ),
             ("default_runtime = \"kata\"", "names no [runtimes] entry"),
             (
-                "[cri_streaming]\nenable_tls_streaming = true",
-                "enable_tls_streaming = true is not supported",
+                "[cri_streaming]\ntls_key_file = \"/k\"",
+                "enable_tls_streaming is false",
             ),
             (
-                "[cri_streaming]\ntls_key_file = \"/k\"",
-                "cri_streaming.tls_key_file",
+                "[cri_streaming]\nenable_tls_streaming = true\ntls_key_file = \"/k\"",
+                "cri_streaming.tls_key_file /k is set without tls_cert_file",
+            ),
+            (
+                "[cri_streaming]\nenable_tls_streaming = true\ntls_cert_file = \"/c\"",
+                "cri_streaming.tls_cert_file /c is set without tls_key_file",
             ),
             (
                 "[cri_streaming]\nstream_idle_timeout = \"soon\"",

@@ -29,6 +29,7 @@ pub fn cri_config(daemon: &Daemon) -> CriConfig {
             port: config.cri_streaming.stream_server_port,
             // Checked when the configuration was loaded.
             idle_timeout: config.cri_streaming.idle_timeout().unwrap_or_default(),
+            tls: config.cri_streaming.tls().unwrap_or_default(),
         },
     }
 }

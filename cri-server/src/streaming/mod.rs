@@ -5,8 +5,8 @@
 //! ([`remotecommand`]: [`exec`], [`attach`]) or port-forward ([`portforward`]) protocol.
 //!
 //! Exec and attach go through the engine's process-I/O API; port-forward dials inside
-//! the pod's network namespace. One HTTP/1.1 listener ([`server`]), plain TCP (TLS is
-//! refused in berthd's configuration).
+//! the pod's network namespace. One HTTP/1.1 listener ([`server`]), plain TCP or, when
+//! configured, TLS ([`tls`]: given files or a self-signed certificate made at start).
 
 pub(crate) mod attach;
 mod channel;
@@ -16,6 +16,7 @@ mod remotecommand;
 mod server;
 mod spdy;
 mod spdy_frame;
+mod tls;
 mod tokens;
 mod websocket;
 
@@ -25,6 +26,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_cri::v1 as cri;
+pub use tls::{StreamingTls, TlsError};
 
 use crate::CriError;
 
@@ -36,6 +38,8 @@ pub struct StreamingConfig {
     pub port: u16,
     /// A connection with no traffic for this long is closed; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// TLS (`https://` URLs); `None`: plain HTTP.
+    pub tls: Option<StreamingTls>,
 }
 
 impl Default for StreamingConfig {
@@ -45,6 +49,7 @@ impl Default for StreamingConfig {
             port: 0,
             // containerd's stream_idle_timeout default.
             idle_timeout: Some(Duration::from_secs(4 * 3600)),
+            tls: None,
         }
     }
 }
@@ -77,6 +82,7 @@ pub(crate) struct StreamServer {
     listener: Mutex<Option<TcpListener>>,
     tokens: tokens::Tokens<StreamRequest>,
     idle: Option<Duration>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl StreamServer {
@@ -100,12 +106,30 @@ impl StreamServer {
                 IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             });
         }
-        tracing::info!(address = %local, "CRI streaming server listening");
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => {
+                let mut names = vec![
+                    local.ip().to_string(),
+                    "localhost".to_string(),
+                    nix::unistd::gethostname()
+                        .ok()
+                        .and_then(|h| h.into_string().ok())
+                        .unwrap_or_else(|| "localhost".to_string()),
+                ];
+                names.dedup();
+                let server = tls::server_config(tls, &names)?;
+                Some(tokio_rustls::TlsAcceptor::from(server))
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %local, scheme, "CRI streaming server listening");
         Ok(StreamServer {
-            base: format!("http://{local}"),
+            base: format!("{scheme}://{local}"),
             listener: Mutex::new(Some(listener)),
             tokens: tokens::Tokens::new(tokens::TOKEN_TTL),
             idle: config.idle_timeout,
+            tls,
         })
     }
 

@@ -83,11 +83,25 @@ pub(crate) async fn run(listener: std::net::TcpListener, cri: Cri) {
     }
 }
 
-async fn handle(mut stream: TcpStream, cri: Cri) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (req, rest) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request head"))??;
+/// A connection's byte stream: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+async fn handle(tcp: TcpStream, cri: Cri) -> io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let tls = cri.streaming().tls.clone();
+    let (stream, req, rest) = tokio::time::timeout(HEAD_TIMEOUT, async move {
+        let mut stream: Box<dyn Io> = match tls {
+            Some(acceptor) => Box::new(acceptor.accept(tcp).await?),
+            None => Box::new(tcp),
+        };
+        let (req, rest) = read_head(&mut stream).await?;
+        Ok::<_, io::Error>((stream, req, rest))
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake or request head"))??;
+    let mut stream = stream;
     let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
     let (kind, token) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let request = cri.streaming().tokens.consume(token);
@@ -137,7 +151,7 @@ async fn handle(mut stream: TcpStream, cri: Cri) -> io::Result<()> {
 
 /// An accepted connection about to be upgraded.
 pub(crate) struct Conn {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Io>,
     /// Bytes read past the request head.
     pub rest: Vec<u8>,
     pub req: HttpRequest,
@@ -153,7 +167,7 @@ impl Conn {
         impl AsyncRead + Unpin + Send + 'static,
         impl AsyncWrite + Unpin + Send + 'static,
     ) {
-        let (r, w) = self.stream.into_split();
+        let (r, w) = tokio::io::split(self.stream);
         (io::Cursor::new(self.rest).chain(r), w)
     }
 }
@@ -178,7 +192,7 @@ pub(crate) async fn respond<W: AsyncWrite + Unpin>(
     w.shutdown().await
 }
 
-async fn read_head(stream: &mut TcpStream) -> io::Result<(HttpRequest, Vec<u8>)> {
+async fn read_head<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<(HttpRequest, Vec<u8>)> {
     let mut buf = Vec::with_capacity(2048);
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

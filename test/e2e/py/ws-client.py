@@ -6,21 +6,27 @@
                        [--v5-close-stdin] [--for S]
   ws-client.py portforward URL?port=N[&port=M] [--send TEXT]
 
+An https:// URL becomes wss://, trusting only the PEM certificate of --ca FILE, or
+without verification when --ca is not given.
+
 exec (attach too) collects channels 1 (stdout), 2 (stderr) and 3 (error) until the server
 closes; portforward sends TEXT on each port's data channel and collects data and error.
 """
 import argparse
 import base64
 import json
+import ssl
 import sys
 import time
 
 import websocket
 
 
-def connect(url, protocol):
+def connect(url, protocol, ca):
+    sslopt = {"ca_certs": ca} if ca else {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
     try:
-        ws = websocket.create_connection(url, subprotocols=[protocol] if protocol else None, timeout=30)
+        ws = websocket.create_connection(url, subprotocols=[protocol] if protocol else None, timeout=30,
+                                         sslopt=sslopt)
     except websocket.WebSocketBadStatusException as e:
         print(json.dumps({"http_status": e.status_code}))
         sys.exit(0)
@@ -62,9 +68,10 @@ def main():
     p.add_argument("--send", default="")
     p.add_argument("--delay", type=float, default=0.2, help="seconds before sending stdin")
     p.add_argument("--for", dest="duration", type=float, help="read this long, then hang up")
+    p.add_argument("--ca", help="PEM certificate to trust for an https:// URL")
     a = p.parse_args()
-    url = a.url.replace("http://", "ws://", 1)
-    ws = connect(url, a.protocol)
+    url = a.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    ws = connect(url, a.protocol, a.ca)
     b64 = "base64" in a.protocol
     out = {"http_status": 101, "protocol": ws.getsubprotocol()}
     if a.mode == "exec":

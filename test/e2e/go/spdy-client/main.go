@@ -13,11 +13,17 @@
 //	spdy-client portforward URL PORT[,PORT...] REQUEST
 //	  sends REQUEST on a data stream per port (concurrently) and reads the reply
 //
+// An https:// URL is dialled with Go's crypto/tls, trusting only the PEM certificate in
+// $SPDY_CLIENT_CA_FILE, or without verification when that is unset (a server's
+// self-signed certificate, as kubelet skips verifying containerd's).
+//
 // Prints one JSON object: the HTTP status of the upgrade, then what each stream carried.
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -35,14 +41,14 @@ import (
 )
 
 type result struct {
-	HTTPStatus int               `json:"http_status"`
-	Protocol   string            `json:"protocol,omitempty"`
-	Body       string            `json:"body,omitempty"`
-	Stdout     string            `json:"stdout"`
-	Stderr     string            `json:"stderr"`
-	Error      string            `json:"error"`
+	HTTPStatus int                `json:"http_status"`
+	Protocol   string             `json:"protocol,omitempty"`
+	Body       string             `json:"body,omitempty"`
+	Stdout     string             `json:"stdout"`
+	Stderr     string             `json:"stderr"`
+	Error      string             `json:"error"`
 	Ports      map[string]portRes `json:"ports,omitempty"`
-	Fail       string            `json:"fail,omitempty"`
+	Fail       string             `json:"fail,omitempty"`
 }
 
 type portRes struct {
@@ -100,7 +106,7 @@ func upgrade(rawURL string, protocols []string) (net.Conn, *http.Response, error
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := net.Dial("tcp", u.Host)
+	conn, err := dial(u)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,6 +126,32 @@ func upgrade(rawURL string, protocols []string) (net.Conn, *http.Response, error
 		return nil, nil, err
 	}
 	return bufConn{conn, br}, resp, nil
+}
+
+// dial connects to the URL's host: plain TCP for http, TLS for https.
+func dial(u *url.URL) (net.Conn, error) {
+	switch u.Scheme {
+	case "http":
+		return net.Dial("tcp", u.Host)
+	case "https":
+	default:
+		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
+	}
+	config := &tls.Config{ServerName: u.Hostname()}
+	if file := os.Getenv("SPDY_CLIENT_CA_FILE"); file != "" {
+		pem, err := ioutil.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate", file)
+		}
+		config.RootCAs = pool
+	} else {
+		config.InsecureSkipVerify = true
+	}
+	return tls.Dial("tcp", u.Host, config)
 }
 
 func refused(resp *http.Response) result {
