@@ -146,6 +146,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         auto_remove,
         restart_policy: policy,
         bind_sources: Some(container_spec::bind_sources(&config)),
+        volumes: Vec::new(),
         state: RunState::default(),
         log_path,
         log,

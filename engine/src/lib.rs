@@ -37,6 +37,7 @@ mod shim_conn;
 pub mod stats;
 pub mod store;
 pub mod update;
+pub mod volumes;
 mod watch;
 
 use std::collections::HashMap;
@@ -139,6 +140,8 @@ pub struct Engine {
     health_now: Mutex<HashMap<String, (String, health::Health)>>,
     /// What the engine records for Prometheus (`metrics.rs`).
     pub metrics: Arc<metrics::EngineMetrics>,
+    /// Serialises volume creates, removals and prunes (`volumes.rs`).
+    volumes_lock: Mutex<()>,
 }
 
 impl Engine {
@@ -175,6 +178,7 @@ impl Engine {
             events_log: events::EventLog::default(),
             health_now: Mutex::new(HashMap::new()),
             metrics: Arc::new(metrics::EngineMetrics::new()),
+            volumes_lock: Mutex::new(()),
         })
     }
 
@@ -276,6 +280,11 @@ impl Engine {
     fn forget_lock(&self, id: &str) {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id);
+    }
+
+    /// Held while volumes are created or removed.
+    fn volumes_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.volumes_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes everyone waiting for a state change.
