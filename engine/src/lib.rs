@@ -50,7 +50,10 @@ pub use image::{config as image_config, find as find_image, normalise as normali
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
-pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use lifecycle::{
+    remove_locked, remove_locked_with_volumes, remove_with_volumes, shim_of, start_locked,
+    stop_locked,
+};
 pub use oom::cgroup_path;
 pub use process_io::{
     attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,

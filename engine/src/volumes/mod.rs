@@ -6,6 +6,8 @@
 //! A volume is in use while a container record names it (`ContainerRecord::volumes`),
 //! whatever the container's state; removal is refused then, as Docker refuses it.
 
+mod attach;
+mod copy_up;
 mod filter;
 pub mod name;
 
@@ -15,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use attach::VolumeMount;
+pub(crate) use attach::{attach, detach};
+pub use copy_up::copy_up;
 pub use filter::VolumeFilter;
 
 use crate::record::ContainerRecord;
@@ -323,7 +328,10 @@ fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<String>>, EngineError> 
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, _, record) in engine.store.list::<ContainerRecord>(Kind::Container)? {
         for v in record.volumes {
-            map.entry(v).or_default().push(id.clone());
+            let users = map.entry(v.name).or_default();
+            if !users.contains(&id) {
+                users.push(id.clone());
+            }
         }
     }
     Ok(map)

@@ -55,7 +55,15 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
         auto_remove: false,
         restart_policy: Default::default(),
         bind_sources: None,
-        volumes: volumes.iter().map(|v| v.to_string()).collect(),
+        volumes: volumes
+            .iter()
+            .map(|v| VolumeMount {
+                name: v.to_string(),
+                destination: "/data".into(),
+                read_only: false,
+                anonymous: false,
+            })
+            .collect(),
         state: RunState::default(),
         log_path: None,
         log: Default::default(),
