@@ -255,7 +255,7 @@ fn build_spec(
 struct Undo<'a> {
     dir: Option<PathBuf>,
     snapshot: Option<String>,
-    /// Anonymous volumes made for the container.
+    /// Volumes made for the container.
     volumes: Vec<String>,
     engine: &'a Engine,
 }

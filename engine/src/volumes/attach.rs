@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{create, data_dir, remove, NewVolume};
+use super::{create, data_dir, read, remove, NewVolume};
 use crate::config::{ContainerConfig, Mount, MountKind};
 use crate::container_spec::clean_path;
 use crate::{Engine, EngineError};
@@ -31,7 +31,8 @@ pub(crate) struct Attached {
     pub mounts: Vec<VolumeMount>,
     /// (data directory, destination): fill from the image when the volume is empty.
     pub copy_up: Vec<(PathBuf, String)>,
-    /// Anonymous volumes made here: removed again if the create fails.
+    /// Volumes made here (anonymous ones, and named ones that did not exist): removed
+    /// again if the create fails, so a refused create leaves nothing.
     pub made: Vec<String>,
 }
 
@@ -73,6 +74,10 @@ pub(crate) fn attach(
                 continue;
             };
             let anonymous = name.is_none();
+            let existed = match name {
+                Some(n) => read(engine, n)?.is_some(),
+                None => false,
+            };
             let volume = create(
                 engine,
                 NewVolume {
@@ -82,7 +87,7 @@ pub(crate) fn attach(
                 },
             )?;
             let vname = volume.record.name.clone();
-            if anonymous {
+            if !existed {
                 attached.made.push(vname.clone());
             }
             *source = data_dir(engine, &vname).to_string_lossy().into_owned();
@@ -110,8 +115,8 @@ pub(crate) fn attach(
     }
 }
 
-/// Removes anonymous volumes (a failed create's, or a removed container's); a volume
-/// still in use by another container stays. Errors are logged: the container is gone.
+/// Removes volumes a failed create made, or a removed container's anonymous ones; a
+/// volume still in use by another container stays. Errors are logged: the container is gone.
 pub(crate) fn detach(engine: &Engine, names: &[String]) {
     for name in names {
         match remove(engine, name, true) {
