@@ -88,10 +88,12 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
                 dir: None,
                 snapshot: None,
                 volumes: Vec::new(),
+                pending: Vec::new(),
                 engine: &d,
             };
             let attached = crate::volumes::attach(&d, &mut config, &image_volumes)?;
             undo.volumes = attached.made.clone();
+            undo.pending = attached.pending.clone();
             undo.dir = Some(dir.clone());
             std::fs::create_dir(&dir)
                 .map_err(EngineError::internal(format!("creating {}", dir.display())))?;
@@ -172,7 +174,10 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         runtime,
         health,
     };
-    if let Err(e) = put(engine, &record) {
+    let stored = put(engine, &record);
+    // The record names the volumes now (or nothing will).
+    crate::volumes::release(engine, &attached.pending);
+    if let Err(e) = stored {
         let _ = engine.images.snapshots.remove(&snapshot);
         let _ = std::fs::remove_dir_all(&dir);
         crate::volumes::detach(engine, &attached.made);
@@ -257,6 +262,8 @@ struct Undo<'a> {
     snapshot: Option<String>,
     /// Volumes made for the container.
     volumes: Vec<String>,
+    /// Volumes attached (in use until released).
+    pending: Vec<String>,
     engine: &'a Engine,
 }
 
@@ -265,6 +272,7 @@ impl Undo<'_> {
         self.dir = None;
         self.snapshot = None;
         self.volumes.clear();
+        self.pending.clear();
     }
 }
 
@@ -275,6 +283,7 @@ impl Drop for Undo<'_> {
                 tracing::warn!("removing snapshot {s} after a failed create: {e}");
             }
         }
+        crate::volumes::release(self.engine, &self.pending);
         crate::volumes::detach(self.engine, &self.volumes);
         if let Some(d) = self.dir.take() {
             let _ = std::fs::remove_dir_all(d);

@@ -143,8 +143,11 @@ pub struct Engine {
     health_now: Mutex<HashMap<String, (String, health::Health)>>,
     /// What the engine records for Prometheus (`metrics.rs`).
     pub metrics: Arc<metrics::EngineMetrics>,
-    /// Serialises volume creates, removals and prunes (`volumes.rs`).
+    /// Serialises volume creates, removals and prunes (`volumes/`).
     volumes_lock: Mutex<()>,
+    /// Volumes attached by creates in progress (how many each): in use, though no
+    /// record names them yet.
+    volumes_pending: Mutex<HashMap<String, usize>>,
 }
 
 impl Engine {
@@ -182,6 +185,7 @@ impl Engine {
             health_now: Mutex::new(HashMap::new()),
             metrics: Arc::new(metrics::EngineMetrics::new()),
             volumes_lock: Mutex::new(()),
+            volumes_pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -288,6 +292,35 @@ impl Engine {
     /// Held while volumes are created or removed.
     fn volumes_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.volumes_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn volumes_pending_add(&self, name: &str) {
+        let mut map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn volumes_pending_remove(&self, name: &str) {
+        let mut map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(name);
+            }
+        }
+    }
+
+    fn volumes_pending_names(&self) -> Vec<String> {
+        let map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
     }
 
     /// Wakes everyone waiting for a state change.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{create, data_dir, read, remove, NewVolume};
+use super::{create_locked, data_dir, read, remove, NewVolume};
 use crate::config::{ContainerConfig, Mount, MountKind};
 use crate::container_spec::clean_path;
 use crate::{Engine, EngineError};
@@ -34,11 +34,15 @@ pub(crate) struct Attached {
     /// Volumes made here (anonymous ones, and named ones that did not exist): removed
     /// again if the create fails, so a refused create leaves nothing.
     pub made: Vec<String>,
+    /// Every volume attached: in use until [`release`] (the record names them then).
+    pub pending: Vec<String>,
 }
 
 /// Adds the image's volumes (when the config asks), makes or finds every volume the
-/// config mounts and fills in its data directory. On an error, the anonymous volumes
-/// made so far are removed again.
+/// config mounts and fills in its data directory. Each is in use from then on, so no
+/// removal or prune takes it before the record is stored; the caller [`release`]s
+/// them after storing the record (or before undoing). On an error, the volumes made
+/// so far are removed again.
 pub(crate) fn attach(
     engine: &Engine,
     config: &mut ContainerConfig,
@@ -74,11 +78,12 @@ pub(crate) fn attach(
                 continue;
             };
             let anonymous = name.is_none();
+            let guard = engine.volumes_lock();
             let existed = match name {
                 Some(n) => read(engine, n)?.is_some(),
                 None => false,
             };
-            let volume = create(
+            let volume = create_locked(
                 engine,
                 NewVolume {
                     name: name.clone(),
@@ -87,6 +92,9 @@ pub(crate) fn attach(
                 },
             )?;
             let vname = volume.record.name.clone();
+            engine.volumes_pending_add(&vname);
+            attached.pending.push(vname.clone());
+            drop(guard);
             if !existed {
                 attached.made.push(vname.clone());
             }
@@ -109,9 +117,18 @@ pub(crate) fn attach(
     match result {
         Ok(()) => Ok(attached),
         Err(e) => {
+            release(engine, &attached.pending);
             detach(engine, &attached.made);
             Err(e)
         }
+    }
+}
+
+/// Ends the in-use mark [`attach`] set: the record names the volumes now, or the create
+/// failed.
+pub(crate) fn release(engine: &Engine, names: &[String]) {
+    for name in names {
+        engine.volumes_pending_remove(name);
     }
 }
 

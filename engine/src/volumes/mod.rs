@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use attach::VolumeMount;
-pub(crate) use attach::{attach, detach};
+pub(crate) use attach::{attach, detach, release};
 pub use copy_up::copy_up;
 pub use filter::VolumeFilter;
 
@@ -106,6 +106,12 @@ pub fn data_dir(engine: &Engine, name: &str) -> PathBuf {
 /// same (Docker's create is idempotent); anything refused is refused before anything
 /// is made.
 pub fn create(engine: &Engine, new: NewVolume) -> Result<Volume, EngineError> {
+    let _guard = engine.volumes_lock();
+    create_locked(engine, new)
+}
+
+/// `create` with the volumes' lock held.
+fn create_locked(engine: &Engine, new: NewVolume) -> Result<Volume, EngineError> {
     let driver = match new.driver.as_deref() {
         None | Some("") => LOCAL_DRIVER,
         Some(LOCAL_DRIVER) => LOCAL_DRIVER,
@@ -131,7 +137,6 @@ pub fn create(engine: &Engine, new: NewVolume) -> Result<Volume, EngineError> {
             name::NAME_PATTERN
         )));
     }
-    let _guard = engine.volumes_lock();
     if let Some(existing) = read(engine, &name)? {
         if existing.driver != driver {
             return Err(EngineError::Invalid(format!(
@@ -323,9 +328,16 @@ fn records(engine: &Engine) -> Result<Vec<VolumeRecord>, EngineError> {
         .collect()
 }
 
-/// Volume name → the containers (ids) whose records name it.
+/// What a volume attached by a create in progress (no record names it yet) is used by.
+const BEING_CREATED: &str = "(a container being created)";
+
+/// Volume name → the containers (ids) whose records name it; a volume attached by a
+/// create in progress is used by [`BEING_CREATED`].
 fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<String>>, EngineError> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in engine.volumes_pending_names() {
+        map.entry(name).or_default().push(BEING_CREATED.to_string());
+    }
     for (id, _, record) in engine.store.list::<ContainerRecord>(Kind::Container)? {
         for v in record.volumes {
             let users = map.entry(v.name).or_default();

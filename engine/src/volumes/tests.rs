@@ -237,3 +237,52 @@ fn a_newer_record_is_refused() -> TestResult {
     ));
     Ok(())
 }
+
+#[test]
+fn attached_volumes_are_in_use_until_released_and_a_failed_attach_leaves_nothing() -> TestResult {
+    use crate::config::{ContainerConfig, Mount, MountKind};
+    let tmp = tempfile::tempdir()?;
+    let engine = open(tmp.path())?;
+    let volume = |name: Option<&str>, destination: &str| Mount {
+        destination: destination.into(),
+        kind: MountKind::Volume {
+            name: name.map(str::to_string),
+            read_only: false,
+            nocopy: false,
+            source: String::new(),
+        },
+    };
+    let mut config = ContainerConfig {
+        mounts: vec![volume(Some("named"), "/n")],
+        image_volumes: true,
+        ..Default::default()
+    };
+    // The image's /n is covered by the named volume; /srv gets an anonymous one.
+    let attached = attach(&engine, &mut config, &["/n".into(), "/srv/".into()])?;
+    assert_eq!(attached.mounts.len(), 2);
+    assert_eq!(attached.mounts[1].destination, "/srv");
+    assert!(attached.mounts[1].anonymous);
+    assert!(
+        matches!(&config.mounts[1].kind, MountKind::Volume { source, .. } if source.ends_with("/_data"))
+    );
+    let all = PruneOptions {
+        all: true,
+        ..Default::default()
+    };
+    assert!(prune(&engine, &all)?.names.is_empty());
+    assert!(matches!(
+        remove(&engine, "named", false),
+        Err(EngineError::VolumeInUse { .. })
+    ));
+    release(&engine, &attached.pending);
+    assert_eq!(prune(&engine, &all)?.names.len(), 2);
+
+    // A bad name after a good one: the one made is removed again.
+    let mut config = ContainerConfig {
+        mounts: vec![volume(Some("fine"), "/a"), volume(Some("b/ad"), "/b")],
+        ..Default::default()
+    };
+    assert!(attach(&engine, &mut config, &[]).is_err());
+    assert!(list(&engine, &VolumeFilter::default())?.is_empty());
+    Ok(())
+}
