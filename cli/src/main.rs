@@ -313,6 +313,11 @@ enum Command {
         #[command(subcommand)]
         command: ContainerGroup,
     },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: commands::volume::VolumeCommand,
+    },
     /// Show the berth version information.
     Version {
         /// Format the output using the given Go template.
@@ -426,6 +431,7 @@ fn main() -> ExitCode {
             Command::Login(a) => login::login(&cli.host, a).await,
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
+            Command::Volume { command } => commands::volume::run(&client, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,

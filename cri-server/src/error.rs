@@ -159,12 +159,15 @@ impl From<EngineError> for CriError {
                     Object::Container => "container",
                     Object::Image => "image",
                     Object::Exec => "exec",
+                    Object::Volume => "volume",
                 },
                 id: reference,
             },
             // A concurrent create of the same name won the store's name index.
             e @ EngineError::NameInUse { .. } => CriError::AlreadyExists(e.to_string()),
-            e @ EngineError::State { .. } => CriError::FailedPrecondition(e.to_string()),
+            e @ (EngineError::State { .. } | EngineError::VolumeInUse { .. }) => {
+                CriError::FailedPrecondition(e.to_string())
+            }
             EngineError::Invalid(m) => CriError::InvalidArgument(m),
             e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
         }

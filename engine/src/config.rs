@@ -26,6 +26,9 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// The health check; `None`: the image's.
     pub health: Option<crate::health::HealthConfig>,
+    /// Anonymous volumes at the image's `VOLUME` paths that no mount covers (Docker's
+    /// rule; the CRI does not ask for them).
+    pub image_volumes: bool,
 }
 
 /// The container's process, as overrides of what the image says.
@@ -104,6 +107,17 @@ pub enum MountKind {
     /// A tmpfs: `noexec`, `nosuid`, `nodev` unless `options` has `exec`, `suid`,
     /// `dev`; the other options follow in order (`ro`, `size=…`, `mode=…`).
     Tmpfs { options: Vec<String> },
+    /// A volume of the local driver (`engine/src/volumes/`), made on first use.
+    Volume {
+        /// `None`: an anonymous volume, with a generated name.
+        name: Option<String>,
+        read_only: bool,
+        /// Do not copy the image's content at the destination into an empty volume.
+        nocopy: bool,
+        /// The volume's data directory on the host: filled in by the engine's create;
+        /// front doors leave it empty.
+        source: String,
+    },
 }
 
 /// A bind's mount propagation.

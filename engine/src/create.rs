@@ -41,7 +41,7 @@ pub struct NewContainer {
 pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, EngineError> {
     let NewContainer {
         name,
-        config,
+        mut config,
         body,
         restart_policy: policy,
         auto_remove,
@@ -60,6 +60,12 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let health = health_of(&config, &image_config)?;
+    let image_volumes: Vec<String> = image_config
+        .config
+        .as_ref()
+        .and_then(|c| c.volumes.as_ref())
+        .map(|v| v.keys().cloned().collect())
+        .unwrap_or_default();
     let id = random_id();
     // Held until the record is stored (or the create fails): no other create can take
     // the name meanwhile.
@@ -74,15 +80,21 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let parent = img.chain_id.as_ref().map(|c| c.to_string());
 
     let d = Arc::clone(engine);
-    let (spec, dir) = {
+    let (spec, dir, config, attached) = {
         let (id, snapshot, parent) = (id.clone(), snapshot.clone(), parent.clone());
-        let (config, defaults) = (config.clone(), defaults.clone());
+        let defaults = defaults.clone();
         blocking(move || {
             let mut undo = Undo {
-                dir: Some(dir.clone()),
+                dir: None,
                 snapshot: None,
+                volumes: Vec::new(),
+                pending: Vec::new(),
                 engine: &d,
             };
+            let attached = crate::volumes::attach(&d, &mut config, &image_volumes)?;
+            undo.volumes = attached.made.clone();
+            undo.pending = attached.pending.clone();
+            undo.dir = Some(dir.clone());
             std::fs::create_dir(&dir)
                 .map_err(EngineError::internal(format!("creating {}", dir.display())))?;
             let mounts = d
@@ -96,7 +108,15 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
                 "creating {}",
                 rootfs.display()
             )))?;
-            let mut spec = build_spec(&d, &id, &config, &defaults, &mounts, &rootfs)?;
+            let mut spec = build_spec(
+                &d,
+                &id,
+                &config,
+                &defaults,
+                &mounts,
+                &rootfs,
+                &attached.copy_up,
+            )?;
             if let Some(patch) = patch_spec {
                 patch(&id, &mut spec)?;
             }
@@ -105,7 +125,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
             std::fs::write(dir.join("config.json"), bytes)
                 .map_err(EngineError::internal("writing config.json"))?;
             undo.disarm();
-            Ok((spec, dir))
+            Ok((spec, dir, config, attached))
         })
         .await?
     };
@@ -146,6 +166,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         auto_remove,
         restart_policy: policy,
         bind_sources: Some(container_spec::bind_sources(&config)),
+        volumes: attached.mounts,
         state: RunState::default(),
         log_path,
         log,
@@ -153,9 +174,13 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         runtime,
         health,
     };
-    if let Err(e) = put(engine, &record) {
+    let stored = put(engine, &record);
+    // The record names the volumes now (or nothing will).
+    crate::volumes::release(engine, &attached.pending);
+    if let Err(e) = stored {
         let _ = engine.images.snapshots.remove(&snapshot);
         let _ = std::fs::remove_dir_all(&dir);
+        crate::volumes::detach(engine, &attached.made);
         return Err(e);
     }
     drop(claim);
@@ -195,6 +220,7 @@ fn build_spec(
     defaults: &container_spec::ImageDefaults,
     mounts: &[berth_snapshotter::Mount],
     rootfs: &Path,
+    copy_up: &[(PathBuf, String)],
 ) -> Result<oci_spec::runtime::Spec, EngineError> {
     let mut mounted = Vec::new();
     let result = (|| {
@@ -202,6 +228,12 @@ fn build_spec(
             m.mount(rootfs)
                 .map_err(EngineError::internal("mounting the root filesystem"))?;
             mounted.push(());
+        }
+        // A new volume is filled from the image while its root filesystem is mounted.
+        for (volume, destination) in copy_up {
+            crate::volumes::copy_up(rootfs, destination, volume).map_err(EngineError::internal(
+                format!("filling the volume at {destination}"),
+            ))?;
         }
         let caps = container_spec::bounding_set()
             .map_err(EngineError::internal("reading berthd's capabilities"))?;
@@ -228,6 +260,10 @@ fn build_spec(
 struct Undo<'a> {
     dir: Option<PathBuf>,
     snapshot: Option<String>,
+    /// Volumes made for the container.
+    volumes: Vec<String>,
+    /// Volumes attached (in use until released).
+    pending: Vec<String>,
     engine: &'a Engine,
 }
 
@@ -235,6 +271,8 @@ impl Undo<'_> {
     fn disarm(&mut self) {
         self.dir = None;
         self.snapshot = None;
+        self.volumes.clear();
+        self.pending.clear();
     }
 }
 
@@ -245,6 +283,8 @@ impl Drop for Undo<'_> {
                 tracing::warn!("removing snapshot {s} after a failed create: {e}");
             }
         }
+        crate::volumes::release(self.engine, &self.pending);
+        crate::volumes::detach(self.engine, &self.volumes);
         if let Some(d) = self.dir.take() {
             let _ = std::fs::remove_dir_all(d);
         }

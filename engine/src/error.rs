@@ -17,6 +17,7 @@ pub enum Object {
     Image,
     /// A process started in a running container.
     Exec,
+    Volume,
 }
 
 impl fmt::Display for Object {
@@ -25,6 +26,7 @@ impl fmt::Display for Object {
             Object::Container => "container",
             Object::Image => "image",
             Object::Exec => "exec instance",
+            Object::Volume => "volume",
         })
     }
 }
@@ -78,6 +80,12 @@ pub enum EngineError {
     /// The request cannot be done in the container's current state.
     #[error("container {id} {conflict}")]
     State { id: String, conflict: StateConflict },
+    /// Removal of a volume that containers (their ids) use.
+    #[error("volume {name} is in use by containers {containers:?}")]
+    VolumeInUse {
+        name: String,
+        containers: Vec<String>,
+    },
     /// The request itself is wrong; the message names what.
     #[error("{0}")]
     Invalid(String),

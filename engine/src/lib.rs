@@ -37,6 +37,7 @@ mod shim_conn;
 pub mod stats;
 pub mod store;
 pub mod update;
+pub mod volumes;
 mod watch;
 
 use std::collections::HashMap;
@@ -49,7 +50,10 @@ pub use image::{config as image_config, find as find_image, normalise as normali
 pub use lifecycle::{
     kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
-pub use lifecycle::{remove_locked, shim_of, start_locked, stop_locked};
+pub use lifecycle::{
+    remove_locked, remove_locked_with_volumes, remove_with_volumes, shim_of, start_locked,
+    stop_locked,
+};
 pub use oom::cgroup_path;
 pub use process_io::{
     attach, exec_create, exec_forget, exec_inspect, exec_kill, exec_resize, exec_start, exec_wait,
@@ -139,6 +143,11 @@ pub struct Engine {
     health_now: Mutex<HashMap<String, (String, health::Health)>>,
     /// What the engine records for Prometheus (`metrics.rs`).
     pub metrics: Arc<metrics::EngineMetrics>,
+    /// Serialises volume creates, removals and prunes (`volumes/`).
+    volumes_lock: Mutex<()>,
+    /// Volumes attached by creates in progress (how many each): in use, though no
+    /// record names them yet.
+    volumes_pending: Mutex<HashMap<String, usize>>,
 }
 
 impl Engine {
@@ -175,6 +184,8 @@ impl Engine {
             events_log: events::EventLog::default(),
             health_now: Mutex::new(HashMap::new()),
             metrics: Arc::new(metrics::EngineMetrics::new()),
+            volumes_lock: Mutex::new(()),
+            volumes_pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -276,6 +287,40 @@ impl Engine {
     fn forget_lock(&self, id: &str) {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id);
+    }
+
+    /// Held while volumes are created or removed.
+    fn volumes_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.volumes_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn volumes_pending_add(&self, name: &str) {
+        let mut map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn volumes_pending_remove(&self, name: &str) {
+        let mut map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(name);
+            }
+        }
+    }
+
+    fn volumes_pending_names(&self) -> Vec<String> {
+        let map = self
+            .volumes_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
     }
 
     /// Wakes everyone waiting for a state change.

@@ -335,6 +335,42 @@ pub async fn remove(engine: &Arc<Engine>, reference: &str, force: bool) -> Resul
     remove_locked(engine, &record.id, force).await
 }
 
+/// `remove`, then the anonymous volumes the container had (`docker rm -v`); a named
+/// volume stays, and so does one another container still uses.
+pub async fn remove_with_volumes(
+    engine: &Arc<Engine>,
+    reference: &str,
+    force: bool,
+) -> Result<(), EngineError> {
+    let record = super::find(engine, reference)?;
+    let _guard = engine.lock(&record.id).await;
+    remove_locked_with_volumes(engine, &record.id, force).await
+}
+
+/// `remove_with_volumes` with the container's lock held.
+pub async fn remove_locked_with_volumes(
+    engine: &Arc<Engine>,
+    id: &str,
+    force: bool,
+) -> Result<(), EngineError> {
+    let anonymous: Vec<String> = get(engine, id)?
+        .volumes
+        .into_iter()
+        .filter(|v| v.anonymous)
+        .map(|v| v.name)
+        .collect();
+    remove_locked(engine, id, force).await?;
+    if !anonymous.is_empty() {
+        let d = Arc::clone(engine);
+        blocking(move || {
+            crate::volumes::detach(&d, &anonymous);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Result<(), EngineError> {
     let record = get(engine, id)?;
     if record.state.status.has_task() {

@@ -105,6 +105,9 @@ pub struct ContainerRecord {
     /// written before berth kept them, whose `-v` binds are read from `request`.
     #[serde(default)]
     pub bind_sources: Option<Vec<String>>,
+    /// The volumes the container mounts: in use while this record exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volumes::VolumeMount>,
     pub state: RunState,
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]

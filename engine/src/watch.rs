@@ -161,7 +161,8 @@ async fn after_exit(engine: &Arc<Engine>, id: &str) -> Result<(), EngineError> {
     let record = get(engine, id)?;
     if record.auto_remove {
         let _guard = engine.lock(id).await;
-        return lifecycle::remove_locked(engine, id, true).await;
+        // Docker's `--rm` takes the anonymous volumes along.
+        return lifecycle::remove_locked_with_volumes(engine, id, true).await;
     }
     let ran_for = match (
         humantime::parse_rfc3339_weak(&record.state.started_at),

@@ -20,6 +20,7 @@ pub mod stream;
 pub mod tag;
 pub mod update;
 pub mod version;
+pub mod volume;
 
 /// What a command prints, and the error that makes it exit non-zero after printing.
 pub struct Output {

@@ -319,6 +319,8 @@ fn engine_config(config: &cri::ContainerConfig, image: &str) -> Result<Container
         labels: config.labels.clone().into_iter().collect(),
         // CRI has no health checks (kubelet probes through ExecSync).
         health: None,
+        // containerd's CRI makes image volumes only when configured to; berth does not.
+        image_volumes: false,
         // The namespaces are replaced by the pod's in the patch.
         network: NetworkAttachment {
             mode: NetworkMode::None,

@@ -59,6 +59,14 @@ impl From<berth_engine::EngineError> for ApiError {
                 what: Object::Exec,
                 reference,
             } => ApiError::NotFound(format!("No such exec instance: {reference}")),
+            EngineError::NotFound {
+                what: Object::Volume,
+                reference,
+            } => ApiError::NotFound(format!("get {reference}: no such volume")),
+            EngineError::VolumeInUse { name, containers } => ApiError::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                containers.join(", ")
+            )),
             EngineError::NameInUse { name, other_id } => ApiError::Conflict(format!(
                 "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
             )),

@@ -15,6 +15,7 @@ mod ping;
 mod reply;
 mod request;
 mod version;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -95,6 +96,10 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         Routed::NotMine(req) => req,
     };
     let req = match images::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    let req = match volumes::route(daemon, req).await? {
         Routed::Done(reply) => return Ok(reply),
         Routed::NotMine(req) => req,
     };

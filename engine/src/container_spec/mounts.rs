@@ -62,12 +62,35 @@ pub fn user_mount(m: &config::Mount) -> Mount {
             }
             oci_mount(&m.destination, "tmpfs", "tmpfs", options)
         }
+        MountKind::Volume {
+            read_only, source, ..
+        } => oci_mount(
+            &m.destination,
+            "bind",
+            source,
+            vec![
+                "rbind".into(),
+                if *read_only { "ro" } else { "rw" }.into(),
+                "rprivate".into(),
+            ],
+        ),
     }
 }
 
 /// The config's mounts; one on a default destination (say, a tmpfs on /dev/shm)
 /// replaces the default.
 pub(super) fn with_user_mounts(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
+    for m in &c.config().mounts {
+        if let MountKind::Volume { source, name, .. } = &m.kind {
+            if source.is_empty() {
+                return Err(SpecError::Mount(format!(
+                    "the volume {} at {} has no data directory (the engine's create resolves volumes)",
+                    name.as_deref().unwrap_or("(anonymous)"),
+                    m.destination
+                )));
+            }
+        }
+    }
     let user_mounts: Vec<Mount> = c.config().mounts.iter().map(user_mount).collect();
     check_duplicates(&user_mounts)?;
     let mut all = spec.mounts().clone().unwrap_or_default();

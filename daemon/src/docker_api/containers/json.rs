@@ -132,7 +132,27 @@ fn network_ports(r: &ContainerRecord) -> Value {
     Value::Object(ports)
 }
 
-fn summary(r: &ContainerRecord, now: SystemTime) -> Value {
+/// `Mounts`: the container's volumes as Docker's `MountPoint`s (binds and tmpfs are
+/// not listed yet).
+fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
+    r.volumes
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "Type": "volume",
+                "Name": v.name,
+                "Source": berth_engine::volumes::data_dir(engine, &v.name),
+                "Destination": v.destination,
+                "Driver": berth_engine::volumes::LOCAL_DRIVER,
+                "Mode": "",
+                "RW": !v.read_only,
+                "Propagation": "",
+            })
+        })
+        .collect()
+}
+
+fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) -> Value {
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -146,7 +166,7 @@ fn summary(r: &ContainerRecord, now: SystemTime) -> Value {
         "Status": status_text(r, now),
         "HostConfig": {"NetworkMode": network_mode(r)},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": mounts(engine, r),
     })
 }
 
@@ -229,7 +249,10 @@ pub fn list(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
         records.truncate(l as usize);
     }
     let now = SystemTime::now();
-    let out: Vec<Value> = records.iter().map(|r| summary(r, now)).collect();
+    let out: Vec<Value> = records
+        .iter()
+        .map(|r| summary(&daemon.engine, r, now))
+        .collect();
     Ok(Reply::json(&Value::Array(out)))
 }
 
@@ -313,7 +336,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         "ExecIDs": null,
         "HostConfig": host_config,
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
-        "Mounts": [],
+        "Mounts": mounts(&daemon.engine, &r),
         "Config": {
             "Hostname": req["Hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_string).unwrap_or_else(|| r.id.chars().take(12).collect()),
             "Domainname": req["Domainname"].as_str().unwrap_or(""),

@@ -67,7 +67,13 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                 }
                 (&Method::POST, "wait") => wait(daemon, &id, req.query("condition")).await?,
                 (&Method::DELETE, "") => {
-                    engine::remove(&daemon.engine, &id, req.query_bool("force")?).await?;
+                    let force = req.query_bool("force")?;
+                    // `rm -v`: the anonymous volumes go with the container.
+                    if req.query_bool("v")? {
+                        engine::remove_with_volumes(&daemon.engine, &id, force).await?;
+                    } else {
+                        engine::remove(&daemon.engine, &id, force).await?;
+                    }
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,

@@ -1,6 +1,6 @@
 //! `POST /images/create?fromSrc=-&repo=…&tag=…`: a root filesystem tarball in the
 //! request body becomes a one-layer image; `changes` (`CMD`, `ENTRYPOINT`, `ENV`,
-//! `WORKDIR`, `USER`, `LABEL`) set its runtime defaults.
+//! `WORKDIR`, `USER`, `LABEL`, `HEALTHCHECK`, `VOLUME`) set its runtime defaults.
 
 use std::sync::Arc;
 
@@ -115,9 +115,21 @@ fn apply_change(c: &mut ContainerConfig, line: &str) -> Result<(), ApiError> {
             c.labels.get_or_insert_with(Default::default).insert(k, v);
         }
         "HEALTHCHECK" => c.healthcheck = Some(healthcheck(rest)?),
+        // `VOLUME ["/a", "/b"]` or `VOLUME /a /b`.
+        "VOLUME" => {
+            let paths = serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
+            if paths.is_empty() {
+                return Err(ApiError::BadRequest(format!("VOLUME needs a path: {line:?}")));
+            }
+            let volumes = c.volumes.get_or_insert_with(Default::default);
+            for p in paths {
+                volumes.insert(p, json!({}));
+            }
+        }
         _ => {
             return Err(ApiError::BadRequest(format!(
-                "unsupported change {line:?}: berth import takes CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL and HEALTHCHECK"
+                "unsupported change {line:?}: berth import takes CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, HEALTHCHECK and VOLUME"
             )))
         }
     }
@@ -186,6 +198,11 @@ mod tests {
         assert_eq!(c.entrypoint.as_ref().map(|e| e[2].as_str()), Some("echo"));
         assert_eq!(c.env.as_deref(), Some(&["A=b".to_string()][..]));
         assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        apply_change(&mut c, r#"VOLUME ["/data"]"#).unwrap();
+        apply_change(&mut c, "VOLUME /a /b").unwrap();
+        let volumes: Vec<&String> = c.volumes.iter().flatten().map(|(k, _)| k).collect();
+        assert_eq!(volumes, ["/a", "/b", "/data"]);
+        assert!(apply_change(&mut c, "VOLUME").is_err());
         assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
     }
 

@@ -27,6 +27,7 @@ const CONFIG: &[&str] = &[
     "ExposedPorts",
     "StopSignal",
     "Healthcheck",
+    "Volumes",
     "HostConfig",
     "NetworkingConfig",
 ];
@@ -113,10 +114,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
     }
     let yet = " yet";
     let hints = [
-        (
-            "Volumes",
-            " (anonymous volumes: bind a host directory with -v /host:/path instead)",
-        ),
         ("HostConfig.Dns", yet),
         ("HostConfig.DnsOptions", yet),
         ("HostConfig.DnsSearch", yet),
@@ -265,8 +262,10 @@ mod tests {
             refused(&["HostConfig", "Dns"], json!(["1.1.1.1"])),
             "HostConfig.Dns is not supported yet"
         );
-        assert!(refused(&["Volumes"], json!({"/data": {}}))
-            .starts_with("Volumes is not supported (anonymous volumes"));
+        assert_eq!(
+            refused(&["HostConfig", "VolumesFrom"], json!(["other"])),
+            "HostConfig.VolumesFrom is not supported yet"
+        );
         // A field Docker does not have either.
         assert_eq!(
             refused(&["HostConfig", "Memroy"], json!(5)),

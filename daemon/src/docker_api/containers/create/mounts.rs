@@ -51,6 +51,7 @@ pub struct TmpfsOptions {
 struct Mode {
     read_only: bool,
     propagation: Option<Propagation>,
+    nocopy: bool,
 }
 
 /// Docker's check of a `-v` mode: known words, at most one of each kind.
@@ -58,6 +59,7 @@ fn parse_mode(mode: &str) -> Option<Mode> {
     let mut out = Mode {
         read_only: false,
         propagation: None,
+        nocopy: false,
     };
     if mode.is_empty() {
         return Some(out);
@@ -76,6 +78,9 @@ fn parse_mode(mode: &str) -> Option<Mode> {
         kinds[kind] += 1;
         if word == "ro" {
             out.read_only = true;
+        }
+        if word == "nocopy" {
+            out.nocopy = true;
         }
         if kind == 2 {
             out.propagation = Propagation::parse(word);
@@ -101,9 +106,35 @@ fn check_target(kind: &str, target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `-v host:container[:mode]` binds; their missing sources are made at start. Named
-/// and anonymous volumes arrive with the volumes issue; until then they are refused by
-/// name rather than silently made.
+/// An anonymous volume at `destination` (`-v /path`, `Config.Volumes`, an image's
+/// `VOLUME`), made by the engine's create.
+pub fn anonymous_volume(destination: &str, read_only: bool, nocopy: bool) -> Mount {
+    Mount {
+        destination: clean(destination),
+        kind: MountKind::Volume {
+            name: None,
+            read_only,
+            nocopy,
+            source: String::new(),
+        },
+    }
+}
+
+/// `Config.Volumes` (`{"/data": {}}`, the docker CLI's `-v /data`): anonymous volumes
+/// at absolute paths.
+pub fn config_volumes(volumes: &BTreeMap<String, Value>) -> Result<Vec<Mount>, SpecError> {
+    let mut out = Vec::new();
+    for path in volumes.keys() {
+        check_target("volume", path).map_err(SpecError::Mount)?;
+        out.push(anonymous_volume(path, false, false));
+    }
+    Ok(out)
+}
+
+/// `-v host:container[:mode]` binds (their missing sources are made at start),
+/// `-v name:container[:mode]` named volumes (made on first use) and `-v /container`
+/// anonymous volumes. A volume's mode may be `ro`/`rw` and `nocopy`; a propagation is
+/// refused (Docker applies none to volumes).
 pub fn binds(binds: &[String]) -> Result<Vec<Mount>, SpecError> {
     let mut out = Vec::new();
     for raw in binds {
@@ -113,10 +144,12 @@ pub fn binds(binds: &[String]) -> Result<Vec<Mount>, SpecError> {
         }
         let parts: Vec<&str> = raw.splitn(3, ':').collect();
         let (source, target, mode) = match parts.as_slice() {
-            [_] => {
-                return Err(SpecError::Mount(format!(
-                    "bind {raw:?}: anonymous volumes are not supported yet; bind a host path (/host/dir:{raw})"
-                )))
+            [target] => {
+                check_target("volume", target).map_err(|e| {
+                    SpecError::Mount(format!("invalid volume specification: '{raw}': {e}"))
+                })?;
+                out.push(anonymous_volume(target, false, false));
+                continue;
             }
             // `/foo:rw` is a destination with a mode, not a bind.
             [_, m] if parse_mode(m).is_some() => return Err(invalid()),
@@ -127,8 +160,28 @@ pub fn binds(binds: &[String]) -> Result<Vec<Mount>, SpecError> {
         let mode =
             parse_mode(mode).ok_or_else(|| SpecError::Mount(format!("invalid mode: {mode}")))?;
         if !source.starts_with('/') {
+            check_target("volume", target).map_err(|e| {
+                SpecError::Mount(format!("invalid volume specification: '{raw}': {e}"))
+            })?;
+            if mode.propagation.is_some() {
+                return Err(SpecError::Mount(format!(
+                    "invalid volume specification: '{raw}': a propagation mode is not applied to volumes"
+                )));
+            }
+            out.push(Mount {
+                destination: clean(target),
+                kind: MountKind::Volume {
+                    name: Some(source.to_string()),
+                    read_only: mode.read_only,
+                    nocopy: mode.nocopy,
+                    source: String::new(),
+                },
+            });
+            continue;
+        }
+        if mode.nocopy {
             return Err(SpecError::Mount(format!(
-                "bind {raw:?}: named volumes are not supported yet; use an absolute host path"
+                "invalid volume specification: '{raw}': nocopy applies to volumes, not to binds"
             )));
         }
         check_target("bind", target)
@@ -250,15 +303,60 @@ pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Mount>, SpecError> {
                 });
             }
             "volume" => {
-                return Err(err(
-                    "volumes are not supported yet; use type=bind with a host path or type=tmpfs"
-                        .into(),
-                ))
+                if m.bind_options.is_some() {
+                    return Err(err("field BindOptions must not be specified".into()));
+                }
+                if m.tmpfs_options.is_some() {
+                    return Err(err("field TmpfsOptions must not be specified".into()));
+                }
+                let nocopy = volume_options(m.volume_options.as_ref()).map_err(err)?;
+                out.push(Mount {
+                    destination: clean(&m.target),
+                    kind: MountKind::Volume {
+                        name: (!m.source.is_empty()).then(|| m.source.clone()),
+                        read_only: m.read_only,
+                        nocopy,
+                        source: String::new(),
+                    },
+                });
             }
             _ => return Err(err("mount type unknown".into())),
         }
     }
     Ok(out)
+}
+
+/// `VolumeOptions` of a `--mount type=volume`: `NoCopy` is applied; labels, a driver
+/// and its options (which would make the volume differently) are refused by name.
+fn volume_options(opts: Option<&Value>) -> Result<bool, String> {
+    let Some(Value::Object(opts)) = opts else {
+        return Ok(false);
+    };
+    let mut nocopy = false;
+    for (k, v) in opts {
+        let unset = match v {
+            Value::Null => true,
+            Value::Object(o) => o.is_empty(),
+            Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        match k.as_str() {
+            "NoCopy" => nocopy = v.as_bool().unwrap_or(false),
+            // The local driver with no options is what berth makes.
+            "DriverConfig"
+                if v["Name"]
+                    .as_str()
+                    .is_none_or(|n| n.is_empty() || n == "local")
+                    && v["Options"].as_object().is_none_or(|o| o.is_empty()) => {}
+            _ if unset => {}
+            other => {
+                return Err(format!(
+                    "field VolumeOptions.{other} is not supported by berth yet"
+                ))
+            }
+        }
+    }
+    Ok(nocopy)
 }
 
 /// A tmpfs size as Docker writes it: in the largest of g, m, k that divides it.
@@ -345,8 +443,9 @@ mod tests {
                 "/tmp:/",
                 "invalid volume specification: '/tmp:/': invalid mount config for type \"bind\": invalid specification: destination can't be '/'",
             ),
-            ("vol:/data", "named volumes are not supported yet"),
-            ("/data", "anonymous volumes are not supported yet"),
+            ("vol:/data:rshared", "a propagation mode is not applied to volumes"),
+            ("/h:/data:nocopy", "nocopy applies to volumes"),
+            ("data", "mount path must be absolute"),
         ] {
             let err = err_of(binds(&strings(&[raw])));
             assert!(err.contains(expected), "{raw}: {err}");
@@ -381,13 +480,56 @@ mod tests {
             (json!({"Type": "bind", "Source": src, "Target": "/x", "BindOptions": {"CreateMountpoint": true}}), "field BindOptions.CreateMountpoint is not supported by berth"),
             (json!({"Type": "bind", "Source": src, "Target": "/x", "VolumeOptions": {}}), "field VolumeOptions must not be specified"),
             (json!({"Type": "tmpfs", "Source": src, "Target": "/x"}), "invalid mount config for type \"tmpfs\": field Source must not be specified"),
-            (json!({"Type": "volume", "Source": "v", "Target": "/x"}), "volumes are not supported yet"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"Labels": {"a": "b"}}}), "field VolumeOptions.Labels is not supported by berth yet"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}), "field VolumeOptions.DriverConfig is not supported"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "BindOptions": {}}), "field BindOptions must not be specified"),
             (json!({"Type": "npipe", "Source": src, "Target": "/x"}), "invalid mount config for type \"npipe\": mount type unknown"),
         ] {
             let err = err_of(mounts(&specs(json!([m.clone()]))));
             assert!(err.contains(expected), "{m}: {err}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn volumes_from_binds_mounts_and_config() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let vol = |name: Option<&str>, dest: &str, read_only: bool, nocopy: bool| Mount {
+            destination: dest.into(),
+            kind: MountKind::Volume {
+                name: name.map(str::to_string),
+                read_only,
+                nocopy,
+                source: String::new(),
+            },
+        };
+        assert_eq!(
+            binds(&strings(&["db:/data:ro,nocopy", "/anon/", "cache:/c"])).ok(),
+            Some(vec![
+                vol(Some("db"), "/data", true, true),
+                vol(None, "/anon", false, false),
+                vol(Some("cache"), "/c", false, false),
+            ])
+        );
+        assert_eq!(
+            mounts(&specs(json!([
+                {"Type": "volume", "Source": "db", "Target": "/d", "ReadOnly": true,
+                 "VolumeOptions": {"NoCopy": true, "DriverConfig": {"Name": "local"}}},
+                {"Type": "volume", "Target": "/e"}
+            ])))
+            .ok(),
+            Some(vec![
+                vol(Some("db"), "/d", true, true),
+                vol(None, "/e", false, false)
+            ])
+        );
+        let config: BTreeMap<String, Value> = [("/x/".to_string(), json!({}))].into();
+        assert_eq!(
+            config_volumes(&config).ok(),
+            Some(vec![vol(None, "/x", false, false)])
+        );
+        let bad: BTreeMap<String, Value> = [("x".to_string(), json!({}))].into();
+        assert!(config_volumes(&bad).is_err());
     }
 
     #[test]

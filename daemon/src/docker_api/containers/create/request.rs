@@ -35,6 +35,8 @@ pub struct CreateRequest {
     /// `--expose`: `{"80/tcp": {}}`.
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub healthcheck: Option<berth_engine::health::HealthConfig>,
+    /// Anonymous volumes (`-v /path`): `{"/data": {}}`.
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub host_config: HostConfig,
 }
 
@@ -184,6 +186,13 @@ impl CreateRequest {
         let mut mounts = mounts::binds(hc.binds.as_deref().unwrap_or_default())?;
         mounts.extend(mounts::tmpfs(&hc.tmpfs.clone().unwrap_or_default())?);
         mounts.extend(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?);
+        // `Config.Volumes` where no bind or mount already is, as dockerd skips them.
+        let config_volumes = mounts::config_volumes(&self.volumes.clone().unwrap_or_default())?;
+        for v in config_volumes {
+            if !mounts.iter().any(|m| m.destination == v.destination) {
+                mounts.push(v);
+            }
+        }
         let security = security_opts(hc.security_opt.as_deref().unwrap_or_default())?;
         Ok(ContainerConfig {
             image: self.image.clone(),
@@ -250,6 +259,7 @@ impl CreateRequest {
             runtime: hc.runtime.clone(),
             labels: self.labels.clone().unwrap_or_default(),
             health: self.healthcheck.clone(),
+            image_volumes: true,
         })
     }
 

@@ -170,9 +170,9 @@ fn bad_requests_are_refused_with_the_reason() {
             "needs to be an absolute path",
         ),
         (
-            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["vol:/data"]}}),
+            json!({"Cmd": ["x"], "HostConfig": {"Binds": ["vol:/data:rshared"]}}),
             json!({}),
-            "named volumes are not supported yet",
+            "a propagation mode is not applied to volumes",
         ),
         (
             json!({"Cmd": ["x"], "HostConfig": {"Mounts": [
