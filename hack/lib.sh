@@ -46,3 +46,74 @@ remove_berth_cgroup_parent() {
         if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
     done
 }
+
+# A private podman for the benchmarks: root, runroot, configs and CNI config all under
+# $WORK/podman (WORK is the calling script's temp dir), so nothing of the host's podman
+# is read or written. podman_ runs podman there.
+podman_() {
+    CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
+# Image copies (import, save) write containers/image's blob-info cache under
+# /var/lib/containers/cache, which no option moves: run them in a private mount
+# namespace with a tmpfs there (or over /var/lib when that directory does not exist).
+podman_copy() {
+    unshare --mount --propagation private -- env \
+        CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        sh -c 'if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers
+               else mount -t tmpfs tmpfs /var/lib; fi && exec podman "$@"' \
+        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
+# podman_setup TAR: writes the private podman's configs (cgroupfs, runc, file locks and
+# events, no network) and imports TAR as localhost/busybox:latest.
+podman_setup() {
+    echo "setting up podman (private root, runroot and containers.conf)..." >&2
+    mkdir -p "$WORK/podman"
+    # Hard RLIMIT_NOFILE here is 20000, below podman's default ulimits: pass explicit ones.
+    cat >"$WORK/podman/containers.conf" <<TOML
+[containers]
+netns = "none"
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+# Per-container locks as files under tmp_dir, not in the host-wide /dev/shm/libpod_lock.
+lock_type = "file"
+events_logger = "file"
+events_logfile_path = "$WORK/podman/events.log"
+tmp_dir = "$WORK/podman/tmp"
+volume_path = "$WORK/podman/volumes"
+static_dir = "$WORK/podman/static"
+[network]
+network_backend = "cni"
+network_config_dir = "$WORK/podman/net"
+TOML
+    cat >"$WORK/podman/storage.conf" <<TOML
+[storage]
+driver = "overlay"
+graphroot = "$WORK/podman/root"
+runroot = "$WORK/podman/runroot"
+TOML
+    echo 'unqualified-search-registries = []' >"$WORK/podman/registries.conf"
+    podman_copy import -q --change 'CMD ["/bin/sh"]' "$1" localhost/busybox:latest >/dev/null
+}
+
+# podman_cleanup: removes the private podman's containers (when it was set up), then
+# unmounts whatever is left under $WORK and removes it; podman's cleanup processes may
+# still hold its overlay mount for a moment, hence the retries.
+podman_cleanup() {
+    if [ -f "$WORK/podman/containers.conf" ]; then
+        podman_ rm -af -t 0 >/dev/null 2>&1
+    fi
+    for _ in 1 2 3; do
+        grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+        rm -rf "$WORK" 2>/dev/null && break
+        sleep 0.5
+    done
+}

@@ -24,25 +24,6 @@ CTR_NS=bench-run-$$
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (containers)" >&2; exit 1; }
 
 ctr_() { ctr --address "$WORK/ctd/c.sock" --namespace "$CTR_NS" "$@"; }
-podman_() {
-    CONTAINERS_CONF="$WORK/podman/containers.conf" \
-        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
-        podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
-}
-
-# Image copies (import, save) write containers/image's blob-info cache under
-# /var/lib/containers/cache, which no option moves: run them in a private mount
-# namespace with a tmpfs there (or over /var/lib when that directory does not exist).
-podman_copy() {
-    unshare --mount --propagation private -- env \
-        CONTAINERS_CONF="$WORK/podman/containers.conf" \
-        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
-        sh -c 'if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers
-               else mount -t tmpfs tmpfs /var/lib; fi && exec podman "$@"' \
-        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
-}
 
 cleanup() {
     set +e
@@ -57,11 +38,8 @@ cleanup() {
         kill "$CTD_PID" 2>/dev/null
         wait "$CTD_PID" 2>/dev/null
     fi
-    if [ -f "$WORK/podman/containers.conf" ]; then
-        podman_ rm -af >/dev/null 2>&1
-    fi
-    grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-    rm -rf "$WORK" "/run/berth/runtime/$CTR_NS"
+    podman_cleanup
+    rm -rf "/run/berth/runtime/$CTR_NS"
     remove_berth_cgroup_parent
 }
 trap cleanup EXIT
@@ -77,35 +55,7 @@ echo "starting a private berthd..." >&2
 start_berthd "$BIN" "$WORK/berth" || exit 1
 "$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
 
-echo "setting up podman (private root, runroot and containers.conf)..." >&2
-mkdir -p "$WORK/podman"
-# Hard RLIMIT_NOFILE here is 20000, below podman's default ulimits: pass explicit ones.
-cat >"$WORK/podman/containers.conf" <<TOML
-[containers]
-netns = "none"
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-# Per-container locks as files under tmp_dir, not in the host-wide /dev/shm/libpod_lock.
-lock_type = "file"
-events_logger = "file"
-events_logfile_path = "$WORK/podman/events.log"
-tmp_dir = "$WORK/podman/tmp"
-volume_path = "$WORK/podman/volumes"
-static_dir = "$WORK/podman/static"
-[network]
-network_backend = "cni"
-network_config_dir = "$WORK/podman/net"
-TOML
-cat >"$WORK/podman/storage.conf" <<TOML
-[storage]
-driver = "overlay"
-graphroot = "$WORK/podman/root"
-runroot = "$WORK/podman/runroot"
-TOML
-echo 'unqualified-search-registries = []' >"$WORK/podman/registries.conf"
-podman_copy import -q --change 'CMD ["/bin/sh"]' "$WORK/busybox.tar" localhost/busybox:latest >/dev/null
+podman_setup "$WORK/busybox.tar"
 
 CTR=""
 if command -v containerd >/dev/null && command -v ctr >/dev/null; then

@@ -24,23 +24,6 @@ BERTHD_PID=""
 
 [ "$(id -u)" = 0 ] || { echo "stats.sh needs root (containers)" >&2; exit 1; }
 
-podman_() {
-    CONTAINERS_CONF="$WORK/podman/containers.conf" \
-        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
-        podman --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
-}
-# See run.sh: image copies write a blob-info cache no option moves.
-podman_copy() {
-    unshare --mount --propagation private -- env \
-        CONTAINERS_CONF="$WORK/podman/containers.conf" \
-        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
-        sh -c 'if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers
-               else mount -t tmpfs tmpfs /var/lib; fi && exec podman "$@"' \
-        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
-}
-
 cleanup() {
     set +e
     if [ -n "$BERTHD_PID" ]; then
@@ -48,15 +31,7 @@ cleanup() {
         kill "$BERTHD_PID" 2>/dev/null
         wait "$BERTHD_PID" 2>/dev/null
     fi
-    if [ -f "$WORK/podman/containers.conf" ]; then
-        podman_ rm -af -t 0 >/dev/null 2>&1
-    fi
-    # podman's cleanup processes may still hold its overlay mount for a moment.
-    for _ in 1 2 3; do
-        grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-        rm -rf "$WORK" 2>/dev/null && break
-        sleep 0.5
-    done
+    podman_cleanup
     remove_berth_cgroup_parent
 }
 trap cleanup EXIT
@@ -73,33 +48,7 @@ echo "starting a private berthd..." >&2
 start_berthd "$BIN" "$WORK/berth" || exit 1
 "$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
 
-echo "setting up podman (private root, runroot and containers.conf)..." >&2
-mkdir -p "$WORK/podman"
-cat >"$WORK/podman/containers.conf" <<TOML
-[containers]
-netns = "none"
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-lock_type = "file"
-events_logger = "file"
-events_logfile_path = "$WORK/podman/events.log"
-tmp_dir = "$WORK/podman/tmp"
-volume_path = "$WORK/podman/volumes"
-static_dir = "$WORK/podman/static"
-[network]
-network_backend = "cni"
-network_config_dir = "$WORK/podman/net"
-TOML
-cat >"$WORK/podman/storage.conf" <<TOML
-[storage]
-driver = "overlay"
-graphroot = "$WORK/podman/root"
-runroot = "$WORK/podman/runroot"
-TOML
-echo 'unqualified-search-registries = []' >"$WORK/podman/registries.conf"
-podman_copy import -q --change 'CMD ["/bin/sh"]' "$WORK/busybox.tar" localhost/busybox:latest >/dev/null
+podman_setup "$WORK/busybox.tar"
 
 echo "starting $COUNT containers in each..." >&2
 for i in $(seq "$COUNT"); do
