@@ -286,7 +286,10 @@ mod tests {
         let kept = last_reads().lock().unwrap()[id].len();
         assert_eq!(kept, 3);
         let found = earlier(id).expect("the read 150 ms old");
-        assert!((140..1_000).contains(&(age(&found).as_millis() as i64)), "{found:?}");
+        assert!(
+            (140..1_000).contains(&(age(&found).as_millis() as i64)),
+            "{found:?}"
+        );
     }
 
     #[test]
