@@ -8,18 +8,14 @@
 //! calling thread. A call that finds every connection busy (one blocked in `Wait`)
 //! opens another; idle connections are kept for the next call.
 //!
-//! Framing (ttrpc's wire format): a 10-byte header — payload length and stream id as
-//! big-endian u32, the message type (1 request, 2 response) and flags — then a
-//! protobuf `Request` or `Response`. Client stream ids are odd and increase.
+//! Framing is ttrpc's (`berth_shim::frame`, which the shim's server uses too); client
+//! stream ids are odd and increase.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use containerd_shim_protos::ttrpc::proto::{
-    Codec, RequestInit, ResponseInit, MESSAGE_HEADER_LENGTH, MESSAGE_LENGTH_MAX,
-    MESSAGE_TYPE_REQUEST, MESSAGE_TYPE_RESPONSE,
-};
+use berth_shim::frame;
+use containerd_shim_protos::ttrpc::proto::{Codec, RequestInit, ResponseInit};
 use containerd_shim_protos::ttrpc::{self, Request, Response};
 
 /// The service berth-shim serves.
@@ -90,10 +86,11 @@ impl Conns {
         let body = request
             .encode()
             .map_err(|e| socket_err("encoding the request", e))?;
-        if body.len() > MESSAGE_LENGTH_MAX {
+        if body.len() > frame::LENGTH_MAX {
             return Err(ttrpc::Error::Others(format!(
-                "{method} request of {} bytes is over ttrpc's limit of {MESSAGE_LENGTH_MAX}",
-                body.len()
+                "{method} request of {} bytes is over ttrpc's limit of {}",
+                body.len(),
+                frame::LENGTH_MAX
             )));
         }
         let pooled = self.idle().pop();
@@ -123,33 +120,23 @@ impl Conn {
     fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, ttrpc::Error> {
         let id = self.next_stream;
         self.next_stream = self.next_stream.wrapping_add(2);
-        let mut frame = Vec::with_capacity(MESSAGE_HEADER_LENGTH + body.len());
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&id.to_be_bytes());
-        frame.push(MESSAGE_TYPE_REQUEST);
-        frame.push(0);
-        frame.extend_from_slice(body);
-        self.stream
-            .write_all(&frame)
+        frame::write_frame(&mut self.stream, id, frame::REQUEST, body)
             .map_err(|e| socket_err("sending to the shim", e))?;
-        let mut header = [0u8; MESSAGE_HEADER_LENGTH];
-        self.stream
-            .read_exact(&mut header)
+        let header = frame::read_header(&mut self.stream)
+            .and_then(|h| h.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))
             .map_err(|e| socket_err("reading from the shim", e))?;
-        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let stream = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if header[8] != MESSAGE_TYPE_RESPONSE || stream != id || length > MESSAGE_LENGTH_MAX {
+        if header.kind != frame::RESPONSE
+            || header.stream_id != id
+            || header.length as usize > frame::LENGTH_MAX
+        {
             return Err(ttrpc::Error::Others(format!(
-                "the shim answered stream {id} with a frame of type {} for stream {stream} \
-                 and {length} bytes",
-                header[8]
+                "the shim answered stream {id} with a frame of type {} for stream {} \
+                 and {} bytes",
+                header.kind, header.stream_id, header.length
             )));
         }
-        let mut body = vec![0u8; length];
-        self.stream
-            .read_exact(&mut body)
-            .map_err(|e| socket_err("reading from the shim", e))?;
-        Ok(body)
+        frame::read_body(&mut self.stream, header.length)
+            .map_err(|e| socket_err("reading from the shim", e))
     }
 }
 
@@ -176,33 +163,25 @@ fn connect_unix(address: &str) -> Result<UnixStream, ttrpc::Error> {
 mod tests {
     use super::*;
     use containerd_shim_protos::api;
-    use containerd_shim_protos::ttrpc::Code;
     use std::os::unix::net::UnixListener;
+    use std::sync::Arc;
 
-    /// A stand-in shim on a socket: answers each request with what `answer` makes of it.
+    use berth_shim::server::Dispatch;
+    use containerd_shim_protos::ttrpc::Code;
+
+    /// A stand-in shim on a socket, served by the shim's own server: answers each
+    /// request with what `answer` makes of it.
     fn serve(
         dir: &std::path::Path,
-        answer: impl Fn(Request) -> Response + Send + 'static,
+        answer: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> String {
         let path = dir.join("shim.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                let mut header = [0u8; MESSAGE_HEADER_LENGTH];
-                while s.read_exact(&mut header).is_ok() {
-                    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-                    let mut body = vec![0; len];
-                    s.read_exact(&mut body).unwrap();
-                    let out = answer(Request::decode(&body).unwrap()).encode().unwrap();
-                    let mut frame = (out.len() as u32).to_be_bytes().to_vec();
-                    frame.extend_from_slice(&header[4..8]);
-                    frame.extend_from_slice(&[MESSAGE_TYPE_RESPONSE, 0]);
-                    frame.extend_from_slice(&out);
-                    s.write_all(&frame).unwrap();
-                }
-            }
+        let dispatch = Arc::new(Dispatch {
+            answer: Box::new(answer),
+            blocking: &[],
         });
+        std::thread::spawn(move || berth_shim::server::serve(listener, dispatch));
         format!("unix://{}", path.display())
     }
 

@@ -1,7 +1,8 @@
 //! The serving shim (after `start` detached it) and the `delete` subcommand.
 
 use std::io::Write;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
@@ -10,14 +11,14 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::{Message, MessageField};
-use containerd_shim_protos::ttrpc;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::bootstrap::{Flags, LISTEN_FD_ENV, SOCKET_DIR};
 use crate::events::Publisher;
 use crate::exit_record::ExitRecord;
 use crate::reaper::{become_subreaper, block_sigchld, Reaper};
-use crate::task::service::{make_runtime, methods, RuntimeChoice, TaskService};
+use crate::server;
+use crate::task::service::{dispatch, make_runtime, RuntimeChoice, TaskService};
 use crate::task::{timestamp, Supervisor};
 
 /// The environment variable naming the default OCI runtime binary.
@@ -101,14 +102,13 @@ pub fn serve(flags: &Flags) -> Result<()> {
         default_runtime(&flags.namespace),
         shutdown_tx,
     ));
-    let mut server = ttrpc::Server::new()
-        .add_listener(fd)
-        .context("using the inherited listener")?
-        .register_service(methods(service))
-        .set_thread_count_default(2)
-        .set_thread_count_min(1)
-        .set_thread_count_max(3);
-    server.start().context("starting the ttrpc server")?;
+    let listener = inherited_listener(fd).context("using the inherited listener")?;
+    let dispatch = Arc::new(dispatch(service));
+    std::thread::Builder::new()
+        .name("ttrpc".into())
+        .stack_size(64 * 1024)
+        .spawn(move || server::serve(listener, dispatch))
+        .context("starting the ttrpc server")?;
     tracing::info!(id = %flags.id, "shim serving");
     let _ = shutdown_rx.recv();
     tracing::info!("shim shutting down");
@@ -118,6 +118,19 @@ pub fn serve(flags: &Flags) -> Result<()> {
     // Give the Shutdown reply a moment to leave, then go.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::process::exit(0)
+}
+
+/// The listener `start` left at `fd`, blocking and closed on exec (the runtime's
+/// children must not hold it).
+fn inherited_listener(fd: RawFd) -> Result<UnixListener> {
+    // SAFETY: `fd` is the listening socket `start` passed us and nothing else owns it.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    listener.set_nonblocking(false)?;
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(listener)
 }
 
 /// The path a listening unix socket is bound to.

@@ -170,14 +170,27 @@ impl Runtime for OciBinary {
         self.simple("start", id, &["start", id]).map(drop)
     }
 
-    fn exec(&self, process: &Path, spawn: Spawn<'_>) -> Result<i32, RuntimeError> {
+    fn exec(
+        &self,
+        process: &[u8],
+        process_file: &Path,
+        spawn: Spawn<'_>,
+    ) -> Result<i32, RuntimeError> {
+        std::fs::write(process_file, process).map_err(|e| RuntimeError::Failed {
+            runtime: self.name.clone(),
+            op: "exec",
+            id: spawn.id.to_string(),
+            message: format!("writing {}: {e}", process_file.display()),
+        })?;
         let args = vec![
             "exec".into(),
             "--detach".into(),
             "--process".into(),
-            process.as_os_str().to_owned(),
+            process_file.as_os_str().to_owned(),
         ];
-        self.spawning("exec", args, spawn)
+        let result = self.spawning("exec", args, spawn);
+        let _ = std::fs::remove_file(process_file);
+        result
     }
 
     fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {

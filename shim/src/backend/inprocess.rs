@@ -106,16 +106,22 @@ impl Runtime for BuiltIn {
         Ok(())
     }
 
-    fn exec(&self, process: &Path, spawn: Spawn<'_>) -> Result<i32, RuntimeError> {
+    /// The process JSON is parsed as given and the pid returned: no process file, no
+    /// pid file (an ext4 inode made and removed for each, every exec, every probe).
+    fn exec(
+        &self,
+        process: &[u8],
+        _process_file: &Path,
+        spawn: Spawn<'_>,
+    ) -> Result<i32, RuntimeError> {
         let id = spawn.id;
-        let text = std::fs::read(process).map_err(|e| self.err("exec", id, e))?;
         let proc: oci_spec::runtime::Process =
-            serde_json::from_slice(&text).map_err(|e| self.err("exec", id, e))?;
+            serde_json::from_slice(process).map_err(|e| self.err("exec", id, e))?;
         let fds = stdio_fds(spawn.stdio).map_err(|e| self.err("exec", id, e))?;
         let opts = ExecOptions {
             process: Some(proc),
             console_socket: spawn.console_socket.map(Path::to_path_buf),
-            pid_file: Some(spawn.pid_file.clone()),
+            pid_file: None,
             stdio: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
             ..ExecOptions::default()
         };

@@ -69,9 +69,16 @@ pub trait Runtime: Send + Sync {
     fn create(&self, bundle: &Path, spawn: Spawn<'_>) -> Result<i32, RuntimeError>;
     /// Starts the created container's init process.
     fn start(&self, id: &str) -> Result<(), RuntimeError>;
-    /// Runs the process described by the OCI process JSON at `process` inside the
-    /// container, detached; returns its pid.
-    fn exec(&self, process: &Path, spawn: Spawn<'_>) -> Result<i32, RuntimeError>;
+    /// Runs the process described by the OCI process JSON `process` inside the
+    /// container, detached; returns its pid. A runtime binary reads the JSON from
+    /// `process_file` (written and removed around the call) and writes the pid to
+    /// `spawn.pid_file`; the built-in runtime needs neither file.
+    fn exec(
+        &self,
+        process: &[u8],
+        process_file: &Path,
+        spawn: Spawn<'_>,
+    ) -> Result<i32, RuntimeError>;
     /// Sends `signal` to the init process (`all`: to every process of the container).
     fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError>;
     /// Deletes the container (`force`: even when running).

@@ -313,9 +313,6 @@ impl Supervisor {
                 spec,
             )
         };
-        let spec_path = paths.exec_spec(exec_id);
-        std::fs::write(&spec_path, &spec)
-            .map_err(|e| TaskError::Internal(format!("writing {}: {e}", spec_path.display())))?;
         let console = self.console_path(id, exec_id);
         let prepared = PreparedIo::prepare(
             &io_paths.stdin,
@@ -332,9 +329,7 @@ impl Supervisor {
             console_socket: console_socket.as_deref(),
             pid_file: paths.pid_file(exec_id),
         };
-        let result = runtime.exec(&spec_path, spawn);
-        let _ = std::fs::remove_file(&spec_path);
-        let pid = result?;
+        let pid = runtime.exec(&spec, &paths.exec_spec(exec_id), spawn)?;
         let io = pending.start()?;
         let early = {
             let mut t = self.lock();

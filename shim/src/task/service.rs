@@ -19,9 +19,9 @@ use containerd_shim_protos::cgroups::metrics::{
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
 use containerd_shim_protos::shim::oci::Options as RuncOptions;
-use containerd_shim_protos::ttrpc::{self, Code, TtrpcContext};
+use containerd_shim_protos::ttrpc::proto::ResponseInit;
+use containerd_shim_protos::ttrpc::{self, Code, Request, Response};
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
-use containerd_shim_protos::Task;
 use serde::{Deserialize, Serialize};
 
 use super::process::{IoPaths, ProcStatus};
@@ -31,6 +31,7 @@ use crate::backend::inprocess::BuiltIn;
 use crate::backend::Runtime;
 use crate::mount::MountSpec;
 use crate::reaper::Reaper;
+use crate::server::Dispatch;
 
 /// The runtime a container was created with, saved in its bundle so the `delete`
 /// subcommand can clean up after a dead shim.
@@ -164,12 +165,9 @@ fn release_free_memory() {
     }
 }
 
-impl Task for TaskService {
-    fn create(
-        &self,
-        _: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> ttrpc::Result<CreateTaskResponse> {
+/// The Task methods, called by [`TaskService::answer`].
+impl TaskService {
+    fn create(&self, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
         let _span = tracing::info_span!("create", container = %req.id).entered();
         if !req.checkpoint.is_empty() {
             return Err(status(TaskError::InvalidArgument(
@@ -215,7 +213,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+    fn start(&self, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let pid = self
             .supervisor
             .start(&req.id, &req.exec_id)
@@ -226,7 +224,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+    fn state(&self, req: StateRequest) -> ttrpc::Result<StateResponse> {
         let v = self
             .supervisor
             .state(&req.id, &req.exec_id)
@@ -253,14 +251,14 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+    fn kill(&self, req: KillRequest) -> ttrpc::Result<Empty> {
         self.supervisor
             .kill(&req.id, &req.exec_id, req.signal, req.all)
             .map_err(status)?;
         Ok(Empty::new())
     }
 
-    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+    fn delete(&self, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
         let (pid, code, at) = self
             .supervisor
             .delete(&req.id, &req.exec_id)
@@ -272,7 +270,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+    fn exec(&self, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let spec = req.spec.as_ref().map(|a| a.value.clone()).ok_or_else(|| {
             status(TaskError::InvalidArgument(
                 "exec without a process spec".into(),
@@ -295,14 +293,14 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+    fn resize_pty(&self, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
         self.supervisor
             .resize(&req.id, &req.exec_id, req.width, req.height)
             .map_err(status)?;
         Ok(Empty::new())
     }
 
-    fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+    fn close_io(&self, req: CloseIORequest) -> ttrpc::Result<Empty> {
         if req.stdin {
             self.supervisor
                 .close_stdin(&req.id, &req.exec_id)
@@ -311,7 +309,7 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+    fn pids(&self, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
         let pids = runtime.pids(&req.id).map_err(|e| status(e.into()))?;
         let execs = self.supervisor.exec_pids(&req.id);
@@ -333,17 +331,17 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+    fn pause(&self, req: PauseRequest) -> ttrpc::Result<Empty> {
         self.supervisor.set_paused(&req.id, true).map_err(status)?;
         Ok(Empty::new())
     }
 
-    fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+    fn resume(&self, req: ResumeRequest) -> ttrpc::Result<Empty> {
         self.supervisor.set_paused(&req.id, false).map_err(status)?;
         Ok(Empty::new())
     }
 
-    fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+    fn stats(&self, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
         let stats = runtime.stats(&req.id).map_err(|e| status(e.into()))?;
         let metrics = cgroup_metrics(&stats).write_to_bytes().map_err(|e| {
@@ -361,7 +359,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+    fn update(&self, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
         let (runtime, _) = self.supervisor.runtime(&req.id).map_err(status)?;
         let resources = req
             .resources
@@ -378,7 +376,7 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+    fn wait(&self, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         let (code, at) = self
             .supervisor
             .wait(&req.id, &req.exec_id)
@@ -389,7 +387,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+    fn connect(&self, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
         let mut resp = ConnectResponse::new();
         resp.shim_pid = std::process::id();
         if let Ok((_, pid)) = self.supervisor.runtime(&req.id) {
@@ -399,7 +397,7 @@ impl Task for TaskService {
         Ok(resp)
     }
 
-    fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+    fn shutdown(&self, req: ShutdownRequest) -> ttrpc::Result<Empty> {
         if req.now || self.supervisor.is_empty() {
             let _ = self
                 .shutdown
@@ -411,8 +409,6 @@ impl Task for TaskService {
     }
 }
 
-/// The ttrpc method table: served under containerd 1.6's `containerd.task.v2.Task` and
-/// under `containerd.task.v3.Task` (same messages, renamed package).
 /// containerd's cgroup metrics message for the container's usage.
 fn cgroup_metrics(s: &berth_runtime::Stats) -> Metrics {
     let mut m = Metrics::new();
@@ -437,16 +433,85 @@ fn cgroup_metrics(s: &berth_runtime::Stats) -> Metrics {
     m
 }
 
-pub fn methods(
-    service: Arc<TaskService>,
-) -> HashMap<String, Box<dyn ttrpc::MethodHandler + Send + Sync>> {
-    let mut out = HashMap::new();
-    for (path, handler) in containerd_shim_protos::create_task(service.clone()) {
-        out.insert(
-            path.replace("containerd.task.v3.Task", "containerd.task.v2.Task"),
-            handler,
-        );
+/// The services served: containerd 1.6's `containerd.task.v2.Task` and
+/// `containerd.task.v3.Task` (same messages, renamed package).
+const SERVICES: [&str; 2] = ["containerd.task.v2.Task", "containerd.task.v3.Task"];
+
+/// Decodes a request's payload, calls `method`, encodes its answer.
+fn call<Req: Message, Resp: Message>(
+    payload: &[u8],
+    method: impl FnOnce(Req) -> ttrpc::Result<Resp>,
+) -> Response {
+    let req = match Req::parse_from_bytes(payload) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::init_status(ttrpc::get_status(
+                Code::INVALID_ARGUMENT,
+                format!("Unpack request error {e}"),
+            ))
+        }
+    };
+    match method(req).and_then(|resp| {
+        resp.write_to_bytes()
+            .map_err(|e| ttrpc::Error::Others(format!("Encoding response {e}")))
+    }) {
+        Ok(payload) => {
+            let mut r = Response::init_status(ttrpc::get_status(Code::OK, ""));
+            ResponseInit::set_payload(&mut r, payload);
+            r
+        }
+        Err(ttrpc::Error::RpcStatus(s)) => Response::init_status(s),
+        Err(e) => Response::init_status(ttrpc::get_status(Code::UNKNOWN, format!("{e:?}"))),
     }
-    out.extend(containerd_shim_protos::create_task(service));
-    out
+}
+
+impl TaskService {
+    /// Answers one ttrpc request with the method it names, with the statuses the ttrpc
+    /// crate's server gave: an unknown method is INVALID_ARGUMENT "… does not exist",
+    /// Checkpoint (not implemented) NOT_FOUND "… is not supported".
+    pub fn answer(&self, req: &Request) -> Response {
+        if !SERVICES.contains(&req.service.as_str()) {
+            return does_not_exist(req);
+        }
+        let p = &req.payload;
+        match req.method.as_str() {
+            "State" => call(p, |r| self.state(r)),
+            "Create" => call(p, |r| self.create(r)),
+            "Start" => call(p, |r| self.start(r)),
+            "Delete" => call(p, |r| self.delete(r)),
+            "Pids" => call(p, |r| self.pids(r)),
+            "Pause" => call(p, |r| self.pause(r)),
+            "Resume" => call(p, |r| self.resume(r)),
+            "Kill" => call(p, |r| self.kill(r)),
+            "Exec" => call(p, |r| self.exec(r)),
+            "ResizePty" => call(p, |r| self.resize_pty(r)),
+            "CloseIO" => call(p, |r| self.close_io(r)),
+            "Update" => call(p, |r| self.update(r)),
+            "Wait" => call(p, |r| self.wait(r)),
+            "Stats" => call(p, |r| self.stats(r)),
+            "Connect" => call(p, |r| self.connect(r)),
+            "Shutdown" => call(p, |r| self.shutdown(r)),
+            "Checkpoint" => Response::init_status(ttrpc::get_status(
+                Code::NOT_FOUND,
+                "/containerd.task.v3.Task/Checkpoint is not supported",
+            )),
+            _ => does_not_exist(req),
+        }
+    }
+}
+
+fn does_not_exist(req: &Request) -> Response {
+    Response::init_status(ttrpc::get_status(
+        Code::INVALID_ARGUMENT,
+        format!("/{}/{} does not exist", req.service, req.method),
+    ))
+}
+
+/// The shim's ttrpc server's table: every method answered by `service`, Wait (which
+/// blocks until the process exits) on a thread of its own.
+pub fn dispatch(service: Arc<TaskService>) -> Dispatch {
+    Dispatch {
+        answer: Box::new(move |req| service.answer(req)),
+        blocking: &["Wait"],
+    }
 }
