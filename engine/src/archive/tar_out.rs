@@ -61,6 +61,8 @@ impl<W: Write> Writer<W> {
                         }
                         return self.entry(parent, name, &st, tar_name);
                     }
+                    // Gone since it was listed: skipped, as tar(1) does.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
                     Err(e) => return Err(e),
                 };
                 let st = super::fsutil::fstat(dir.as_fd())?;
@@ -68,7 +70,16 @@ impl<W: Write> Writer<W> {
             }
             libc::S_IFREG => self.file(parent, name, st, tar_name),
             libc::S_IFLNK => {
-                let target = readlink_at(parent, name)?;
+                let target = match readlink_at(parent, name) {
+                    Ok(t) => t,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        // Replaced by something else since its lstat.
+                        let st = lstat_at(parent, name)?;
+                        return self.entry(parent, name, &st, tar_name);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let mut h = header(st, tar::EntryType::Symlink);
                 self.append(&mut h, tar_name, Some(&target), io::empty())
             }
@@ -134,6 +145,7 @@ impl<W: Write> Writer<W> {
                 let st = lstat_at(parent, name)?;
                 return self.entry(parent, name, &st, tar_name);
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         };
         let st = super::fsutil::fstat(fd.as_fd())?;
