@@ -223,6 +223,8 @@ enum ContainerCommand {
     },
     /// Display the running processes of a container.
     Top { container: String },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(commands::cp::CpArgs),
     /// Rename a container.
     Rename { container: String, new_name: String },
     /// Pause all processes within one or more containers.
@@ -623,6 +625,7 @@ async fn container_command(
             container::inspect(client, containers, format.as_deref()).await
         }
         C::Top { container } => container::top(client, container).await,
+        C::Cp(a) => commands::cp::run(host, a).await,
         C::Rename {
             container,
             new_name,

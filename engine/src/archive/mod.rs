@@ -383,3 +383,38 @@ pub async fn extract(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_as_dockerd() {
+        let s = split("/etc/passwd");
+        assert_eq!(
+            (s.dir, s.base.as_str(), s.rebase.as_str()),
+            (PathBuf::from("etc"), "passwd", "passwd")
+        );
+        let s = split("/a/link/");
+        assert_eq!(
+            (s.dir, s.base.as_str(), s.rebase.as_str()),
+            (PathBuf::from("a/link"), "", "link")
+        );
+        let s = split("/a/dir/.");
+        assert_eq!(
+            (s.dir, s.base.as_str(), s.rebase.as_str()),
+            (PathBuf::from("a/dir"), "", ".")
+        );
+        let s = split("/../../x");
+        assert_eq!((s.dir, s.base.as_str()), (PathBuf::new(), "x"));
+        let s = split("/");
+        assert_eq!((s.dir, s.base.as_str()), (PathBuf::new(), ""));
+    }
+
+    #[test]
+    fn modes_are_go_file_modes() {
+        assert_eq!(go_mode(libc::S_IFDIR | 0o755), (1 << 31) | 0o755);
+        assert_eq!(go_mode(libc::S_IFLNK | 0o777), (1 << 27) | 0o777);
+        assert_eq!(go_mode(libc::S_IFREG | 0o4755), (1 << 23) | 0o755);
+    }
+}

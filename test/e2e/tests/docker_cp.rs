@@ -241,3 +241,92 @@ pub fn tar_list(bytes: &[u8]) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect())
 }
+
+/// The same rules through berth's own CLI.
+#[test]
+fn berth_cp_both_ways() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.berth()?.args([
+        "run",
+        "-d",
+        "--name",
+        "b1",
+        "-v",
+        "bvol:/data",
+        "busybox",
+        "sleep",
+        "1000",
+    ]))?;
+    let host = tempfile::tempdir()?;
+    let src = host.path().join("src");
+    fs::create_dir_all(src.join("sub"))?;
+    fs::write(src.join("a.txt"), "alpha\n")?;
+    fs::write(src.join("sub/b.txt"), "beta\n")?;
+    std::os::unix::fs::symlink("a.txt", src.join("link"))?;
+    let berth = || berthd.berth();
+    run_ok(berth()?.arg("cp").arg(src.join("a.txt")).arg("b1:/tmp/"))?;
+    assert_eq!(exec(&berthd, "b1", "cat /tmp/a.txt")?, "alpha\n");
+    run_ok(berth()?.arg("cp").arg(&src).arg("b1:/tmp/newdir"))?;
+    assert_eq!(exec(&berthd, "b1", "cat /tmp/newdir/sub/b.txt")?, "beta\n");
+    assert_eq!(
+        exec(&berthd, "b1", "readlink /tmp/newdir/link")?.trim(),
+        "a.txt"
+    );
+    run_ok(berth()?.arg("cp").arg(&src).arg("b1:/data"))?;
+    assert_eq!(
+        fs::read_to_string(berthd.root().join("volumes/bvol/_data/src/a.txt"))?,
+        "alpha\n"
+    );
+    run_ok(
+        berth()?
+            .arg("cp")
+            .arg(format!("{}/.", src.display()))
+            .arg("b1:/tmp/contents"),
+    )?;
+    assert_eq!(exec(&berthd, "b1", "cat /tmp/contents/a.txt")?, "alpha\n");
+    let (code, _, err) = run(berth()?.arg("cp").arg(src.join("a.txt")).arg("b1:/nope/x"))?;
+    assert_ne!(code, 0, "{err}");
+
+    let out = host.path().join("out");
+    fs::create_dir(&out)?;
+    run_ok(berth()?.arg("cp").arg("b1:/tmp/newdir").arg(&out))?;
+    assert_eq!(fs::read_to_string(out.join("newdir/sub/b.txt"))?, "beta\n");
+    assert_eq!(fs::read_link(out.join("newdir/link"))?, Path::new("a.txt"));
+    run_ok(
+        berth()?
+            .arg("cp")
+            .arg("b1:/tmp/newdir/.")
+            .arg(out.join("c2")),
+    )?;
+    assert_eq!(fs::read_to_string(out.join("c2/a.txt"))?, "alpha\n");
+    run_ok(
+        berth()?
+            .arg("cp")
+            .arg("b1:/tmp/newdir")
+            .arg(out.join("renamed")),
+    )?;
+    assert_eq!(fs::read_to_string(out.join("renamed/a.txt"))?, "alpha\n");
+    run_ok(berth()?.arg("cp").arg("b1:/tmp/a.txt").arg(out.join("f")))?;
+    assert_eq!(fs::read_to_string(out.join("f"))?, "alpha\n");
+    exec(&berthd, "b1", "ln -s /tmp/a.txt /tmp/abs-link")?;
+    run_ok(berth()?.args(["cp", "-L", "b1:/tmp/abs-link"]).arg(&out))?;
+    assert_eq!(fs::read_to_string(out.join("abs-link"))?, "alpha\n");
+    let o = berth()?.args(["cp", "b1:/tmp/newdir", "-"]).output()?;
+    assert!(o.status.success());
+    assert!(tar_list(&o.stdout)?.iter().any(|l| l == "newdir/sub/b.txt"));
+    let (code, _, err) = run(berth()?.arg("cp").arg("b1:/missing").arg(&out))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container:path: b1:/missing"), "{err}");
+    run_ok(berthd.docker().args(["stop", "-t", "1", "b1"]))?;
+    run_ok(
+        berth()?
+            .arg("cp")
+            .arg("b1:/data/src/sub/b.txt")
+            .arg(out.join("stopped")),
+    )?;
+    assert_eq!(fs::read_to_string(out.join("stopped"))?, "beta\n");
+    run_ok(berthd.docker().args(["rm", "-f", "b1"]))?;
+    Ok(())
+}
