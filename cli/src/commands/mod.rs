@@ -7,6 +7,7 @@ pub mod cp;
 pub mod credentials;
 pub mod events;
 pub mod exec;
+pub mod export;
 pub mod hijack;
 pub mod image_http;
 pub mod image_inspect;

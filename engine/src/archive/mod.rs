@@ -8,6 +8,7 @@
 //! thread with a private mount namespace holding the container's filesystem as
 //! dockerd shows it ([`view`]), under the container's lifecycle lock.
 
+mod export;
 mod fsutil;
 mod tar_in;
 mod tar_out;
@@ -19,6 +20,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use berth_snapshotter::changes::{Change, ChangeKind};
+pub use export::{changes, export};
 pub use tar_in::ExtractOptions;
 
 use crate::{Engine, EngineError};

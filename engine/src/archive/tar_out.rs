@@ -32,6 +32,26 @@ pub fn write<W: Write>(view: &View, target: Target, rebase: &str, out: W) -> io:
     w.tar.into_inner()?.flush()
 }
 
+/// The tar of the whole root: its entries at the top (`bin/`, `etc/passwd`), as
+/// `docker export` writes them.
+pub fn write_root<W: Write>(view: &View, out: W) -> io::Result<()> {
+    let mut w = Writer {
+        tar: tar::Builder::new(out),
+        links: HashMap::new(),
+    };
+    let dir = open_at(view.root(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    for child in list_dir(dir.try_clone()?)? {
+        let c = cstring(&child)?;
+        let st = match lstat_at(dir.as_fd(), &c) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        w.entry(dir.as_fd(), &c, &st, &child)?;
+    }
+    w.tar.into_inner()?.flush()
+}
+
 struct Writer<W: Write> {
     tar: tar::Builder<W>,
     /// Hard links: (dev, ino) of files with more than one link → their first name.

@@ -330,3 +330,68 @@ fn berth_cp_both_ways() -> Result<()> {
     run_ok(berthd.docker().args(["rm", "-f", "b1"]))?;
     Ok(())
 }
+
+/// `export | tar t` and `diff` through both CLIs.
+#[test]
+fn export_and_diff() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "ed",
+        "-v",
+        "edvol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /added.txt; mkdir -p /newdir/sub; echo x > /newdir/sub/f; \
+         echo changed >> /etc/passwd; rm /bin/true; echo v > /vol/in-volume",
+    ]))?;
+    // docker export | tar t: the root's entries, not the volume's content.
+    let o = berthd
+        .docker()
+        .args(["export", "ed"])
+        .stdout(Stdio::piped())
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listing = tar_list(&o.stdout)?;
+    for want in ["added.txt", "bin/busybox", "etc/passwd", "newdir/sub/f"] {
+        assert!(listing.iter().any(|l| l == want), "{want} in export");
+    }
+    assert!(
+        !listing.iter().any(|l| l == "bin/true"),
+        "a deleted file exported"
+    );
+    assert!(
+        !listing.iter().any(|l| l.ends_with("in-volume")),
+        "volume content exported"
+    );
+    let host = tempfile::tempdir()?;
+    let file = host.path().join("ed.tar");
+    run_ok(berthd.berth()?.args(["export", "-o"]).arg(&file).arg("ed"))?;
+    assert_eq!(tar_list(&fs::read(&file)?)?, listing);
+
+    let diff = run_ok(berthd.docker().args(["diff", "ed"]))?;
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in [
+        "A /added.txt",
+        "A /newdir",
+        "A /newdir/sub",
+        "A /newdir/sub/f",
+        "C /etc",
+        "C /etc/passwd",
+        "C /bin",
+        "D /bin/true",
+    ] {
+        assert!(lines.contains(&want), "{want:?} in {lines:?}");
+    }
+    assert!(!lines.iter().any(|l| l.contains("/vol")), "{lines:?}");
+    assert_eq!(run_ok(berthd.berth()?.args(["diff", "ed"]))?, diff);
+    let (code, _, err) = run(berthd.docker().args(["diff", "nosuch"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    run_ok(berthd.docker().args(["rm", "ed"]))?;
+    Ok(())
+}

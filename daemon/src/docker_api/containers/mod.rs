@@ -4,6 +4,7 @@ mod archive;
 mod attach;
 mod attach_ws;
 mod create;
+mod export;
 mod json;
 mod logs;
 mod resize;
@@ -80,6 +81,8 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                 (&Method::HEAD, "archive") => archive::head(daemon, &id, &req).await?,
                 (&Method::GET, "archive") => archive::get(daemon, &id, &req).await?,
                 (&Method::PUT, "archive") => archive::put(daemon, &id, &mut req).await?,
+                (&Method::GET, "export") => export::export(daemon, &id).await?,
+                (&Method::GET, "changes") => export::changes(daemon, &id).await?,
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
                 (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
                 (&Method::POST, "update") => update::handle(daemon, &id, &mut req).await?,
