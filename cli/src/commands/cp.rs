@@ -177,20 +177,62 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
             (p, Some((src_base.clone(), base(dst))))
         }
     };
-    // The tar is spooled to a temp file, then unpacked: the tar crate reads sync.
-    let mut tmp = tempfile::tempfile().context("a temporary file for the archive")?;
+    // The body is unpacked as it arrives, on a blocking thread fed through a
+    // bounded channel (the tar crate reads synchronously).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(32);
+    let keep_owner = args.archive;
+    let unpacker = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        };
+        unpack(reader, &into, rename, keep_owner)
+    });
+    let mut feed_err = None;
     while let Some(frame) = body.frame().await {
-        if let Some(d) = frame?.data_ref() {
-            tmp.write_all(d)?;
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    let tx = tx.clone();
+                    let sent = tokio::task::spawn_blocking(move || tx.send(d).is_ok()).await;
+                    if !matches!(sent, Ok(true)) {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                feed_err = Some(e);
+                break;
+            }
         }
     }
-    use std::io::Seek;
-    tmp.rewind()?;
-    let keep_owner = args.archive;
-    tokio::task::spawn_blocking(move || unpack(tmp, &into, rename, keep_owner))
-        .await
-        .context("unpacking")??;
+    drop(tx);
+    unpacker.await.context("unpacking")??;
+    if let Some(e) = feed_err {
+        return Err(e).context("reading the archive from the daemon");
+    }
     Ok(())
+}
+
+/// A blocking reader over the chunks of a response body.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(c) => self.chunk = c,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -230,7 +272,7 @@ fn rebased(name: &[u8], old: &str, new: &str) -> Option<Vec<u8>> {
 }
 
 fn unpack(
-    file: std::fs::File,
+    file: impl std::io::Read,
     into: &Path,
     rename: Option<(String, String)>,
     keep_owner: bool,
