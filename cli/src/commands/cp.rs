@@ -179,7 +179,7 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
     };
     // The body is unpacked as it arrives, on a blocking thread fed through a
     // bounded channel (the tar crate reads synchronously).
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(32);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     let keep_owner = args.archive;
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
@@ -193,9 +193,7 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
         match frame {
             Ok(f) => {
                 if let Ok(d) = f.into_data() {
-                    let tx = tx.clone();
-                    let sent = tokio::task::spawn_blocking(move || tx.send(d).is_ok()).await;
-                    if !matches!(sent, Ok(true)) {
+                    if tx.send(d).await.is_err() {
                         break;
                     }
                 }
@@ -216,16 +214,16 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
 
 /// A blocking reader over the chunks of a response body.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
     chunk: Bytes,
 }
 
 impl std::io::Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(c) => self.chunk = c,
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
@@ -325,10 +323,45 @@ fn unpack(
             std::fs::hard_link(&from, &dest).with_context(|| format!("link {}", dest.display()))?;
             continue;
         }
+        if kind == tar::EntryType::Regular {
+            write_file(&mut entry, &dest, keep_owner)
+                .with_context(|| format!("extracting {}", dest.display()))?;
+            continue;
+        }
         entry
             .unpack(&dest)
             .with_context(|| format!("extracting {}", dest.display()))?;
     }
+    Ok(())
+}
+
+/// A regular file's data copied in large writes (the tar crate copies 8 KiB at a
+/// time), then its mode, owner (with `-a`) and mtime.
+fn write_file(
+    entry: &mut tar::Entry<impl std::io::Read>,
+    dest: &Path,
+    keep_owner: bool,
+) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let h = entry.header();
+    let mode = h.mode().unwrap_or(0o644) & 0o7777;
+    let mtime = h.mtime().unwrap_or(0);
+    let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        std::io::copy(entry, &mut w)?;
+        w.flush()?;
+    }
+    if keep_owner {
+        std::os::unix::fs::fchown(&f, Some(uid as u32), Some(gid as u32))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))?;
     Ok(())
 }
 

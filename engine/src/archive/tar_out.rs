@@ -14,10 +14,7 @@ use super::Target;
 
 pub fn write<W: Write>(view: &View, target: Target, rebase: &str, out: W) -> io::Result<()> {
     let _ = view;
-    let mut w = Writer {
-        tar: tar::Builder::new(out),
-        links: HashMap::new(),
-    };
+    let mut w = Writer::new(out);
     match target {
         Target::Itself(fd) => {
             let st = super::fsutil::fstat(fd.as_fd())?;
@@ -29,16 +26,13 @@ pub fn write<W: Write>(view: &View, target: Target, rebase: &str, out: W) -> io:
             w.entry(parent.as_fd(), &name, &st, rebase.as_bytes())?;
         }
     }
-    w.tar.into_inner()?.flush()
+    w.finish()
 }
 
 /// The tar of the whole root: its entries at the top (`bin/`, `etc/passwd`), as
 /// `docker export` writes them.
 pub fn write_root<W: Write>(view: &View, out: W) -> io::Result<()> {
-    let mut w = Writer {
-        tar: tar::Builder::new(out),
-        links: HashMap::new(),
-    };
+    let mut w = Writer::new(out);
     let dir = open_at(view.root(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     for child in list_dir(dir.try_clone()?)? {
         let c = cstring(&child)?;
@@ -49,16 +43,53 @@ pub fn write_root<W: Write>(view: &View, out: W) -> io::Result<()> {
         };
         w.entry(dir.as_fd(), &c, &st, &child)?;
     }
-    w.tar.into_inner()?.flush()
+    w.finish()
 }
 
+/// Copies file data in large reads; the tar crate's builder copies 8 KiB at a time.
+const COPY_BUF: usize = 1 << 20;
+
 struct Writer<W: Write> {
-    tar: tar::Builder<W>,
+    out: W,
+    buf: Vec<u8>,
     /// Hard links: (dev, ino) of files with more than one link → their first name.
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl<W: Write> Writer<W> {
+    fn new(out: W) -> Self {
+        Writer {
+            out,
+            buf: vec![0; COPY_BUF],
+            links: HashMap::new(),
+        }
+    }
+
+    /// The end-of-archive blocks.
+    fn finish(mut self) -> io::Result<()> {
+        self.out.write_all(&[0u8; 1024])?;
+        self.out.flush()
+    }
+
+    /// Writes a header block, then `size` bytes of `body` padded to a block.
+    fn raw(&mut self, h: &tar::Header, size: u64, mut body: impl Read) -> io::Result<()> {
+        self.out.write_all(h.as_bytes())?;
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = body.read(&mut self.buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its header",
+                ));
+            }
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        let pad = (512 - (size % 512) as usize) % 512;
+        self.out.write_all(&[0u8; 512][..pad])
+    }
     fn entry(
         &mut self,
         parent: BorrowedFd,
@@ -204,7 +235,8 @@ impl<W: Write> Writer<W> {
         let n = name.len().min(100);
         field[..n].copy_from_slice(&name[..n]);
         h.set_cksum();
-        self.tar.append(h, body)
+        let size = h.size()?;
+        self.raw(h, size, body)
     }
 
     fn long(&mut self, kind: u8, value: &[u8]) -> io::Result<()> {
@@ -217,7 +249,7 @@ impl<W: Write> Writer<W> {
         data.push(0);
         h.set_size(data.len() as u64);
         h.set_cksum();
-        self.tar.append(&h, data.as_slice())
+        self.raw(&h, data.len() as u64, data.as_slice())
     }
 }
 

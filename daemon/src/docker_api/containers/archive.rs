@@ -55,14 +55,12 @@ pub async fn put(daemon: &Arc<Daemon>, id: &str, req: &mut ApiRequest) -> Result
         return Err(ApiError::BadRequest("the request has no body".into()));
     };
     // The body goes to the extracting thread through a bounded channel.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let pump = tokio::spawn(async move {
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { break };
             if let Some(data) = frame.data_ref() {
-                let (data, tx) = (data.clone(), tx.clone());
-                let sent = tokio::task::spawn_blocking(move || tx.send(data).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
+                if tx.send(data.clone()).await.is_err() {
                     break;
                 }
             }
@@ -80,16 +78,16 @@ pub async fn put(daemon: &Arc<Daemon>, id: &str, req: &mut ApiRequest) -> Result
 
 /// A blocking reader over the chunks of a request body.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
     chunk: bytes::Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(c) => self.chunk = c,
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
