@@ -395,3 +395,40 @@ fn export_and_diff() -> Result<()> {
     run_ok(berthd.docker().args(["rm", "ed"]))?;
     Ok(())
 }
+
+/// `-a` (`copyUIDGID`): files take the container user's ids; without it, the tar's.
+#[test]
+fn cp_archive_mode_sets_the_container_user() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "ug",
+        "-u",
+        "1234:2345",
+        "busybox",
+        "sleep",
+        "1000",
+    ]))?;
+    let host = tempfile::tempdir()?;
+    let f = host.path().join("owned");
+    fs::write(&f, "x")?;
+    std::os::unix::fs::chown(&f, Some(42), Some(43))?;
+    run_ok(berthd.docker().args(["cp", "-a"]).arg(&f).arg("ug:/tmp/a"))?;
+    assert_eq!(
+        exec(&berthd, "ug", "stat -c %u:%g /tmp/a")?.trim(),
+        "1234:2345"
+    );
+    run_ok(berthd.docker().arg("cp").arg(&f).arg("ug:/tmp/b"))?;
+    assert_eq!(exec(&berthd, "ug", "stat -c %u:%g /tmp/b")?.trim(), "42:43");
+    run_ok(berthd.berth()?.args(["cp", "-a"]).arg(&f).arg("ug:/tmp/c"))?;
+    assert_eq!(
+        exec(&berthd, "ug", "stat -c %u:%g /tmp/c")?.trim(),
+        "1234:2345"
+    );
+    run_ok(berthd.docker().args(["rm", "-f", "ug"]))?;
+    Ok(())
+}
