@@ -82,15 +82,16 @@ pub struct Device {
     pub permissions: String,
 }
 
-/// A mount the container asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A mount the container asks for (kept in the record as created, volumes named).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mount {
     /// An absolute path in the container.
     pub destination: String,
     pub kind: MountKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum MountKind {
     /// A host path bound into the container.
     Bind {
@@ -121,7 +122,8 @@ pub enum MountKind {
 }
 
 /// A bind's mount propagation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Propagation {
     Private,
     #[default]

@@ -55,6 +55,7 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
         auto_remove: false,
         restart_policy: Default::default(),
         bind_sources: None,
+        mounts: Vec::new(),
         volumes: volumes
             .iter()
             .map(|v| VolumeMount {
