@@ -109,6 +109,16 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
     put(engine, &record)?;
+    // Volumes mounted for it that no running container uses any more.
+    let (d, names): (_, Vec<String>) = (
+        Arc::clone(engine),
+        record.volumes.iter().map(|v| v.name.clone()).collect(),
+    );
+    blocking(move || {
+        crate::volumes::unmount_unused(&d, &names);
+        Ok(())
+    })
+    .await?;
     if oom_killed {
         engine
             .events_log

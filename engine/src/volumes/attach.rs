@@ -99,7 +99,9 @@ pub(crate) fn attach(
                 attached.made.push(vname.clone());
             }
             *source = data_dir(engine, &vname).to_string_lossy().into_owned();
-            if !*nocopy {
+            // A device mounted only while a container runs is not filled from the
+            // image (it is not mounted now).
+            if !*nocopy && volume.record.options.is_empty() {
                 attached
                     .copy_up
                     .push((PathBuf::from(source.as_str()), m.destination.clone()));

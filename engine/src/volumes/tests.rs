@@ -154,7 +154,9 @@ fn bad_input_is_refused_and_nothing_is_made() -> TestResult {
             ..Default::default()
         },
     );
-    assert!(matches!(&err, Err(EngineError::Invalid(m)) if m.contains("\"type\"")));
+    assert!(
+        matches!(&err, Err(EngineError::Invalid(m)) if m.contains("missing required option: \"device\""))
+    );
     assert!(list(&engine, &VolumeFilter::default())?.is_empty());
     let top = dir(&engine);
     assert!(!top.exists() || std::fs::read_dir(&top)?.next().is_none());

@@ -310,7 +310,11 @@ fn bad_volume_input_is_refused_and_nothing_is_made() -> Result<()> {
         (&["volume", "create", "-d", "nfs", "remote"], "nfs"),
         (
             &["volume", "create", "-o", "type=tmpfs", "t"],
-            "\"type\" is not supported",
+            "missing required option: \"device\"",
+        ),
+        (
+            &["volume", "create", "-o", "colour=blue", "t"],
+            "invalid option: \"colour\"",
         ),
         (
             &["run", "--rm", "-v", "bad..name!:/x", "busybox", "true"],
