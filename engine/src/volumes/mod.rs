@@ -435,17 +435,28 @@ fn with_users(engine: &Engine, record: VolumeRecord) -> Result<Volume, EngineErr
     })
 }
 
-/// Bytes of the regular files under `path` (links not followed), for a prune's
-/// `SpaceReclaimed`; what cannot be read counts nothing.
+/// Bytes of the files under `path` as Docker counts a directory's size: regular files
+/// and symlinks (their own size, not followed), each inode once, directories not
+/// counted; what cannot be read counts nothing.
 pub fn du(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    du_walk(path, &mut seen)
+}
+
+fn du_walk(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
     if !meta.is_dir() {
-        return if meta.is_file() { meta.len() } else { 0 };
+        return if seen.insert((meta.dev(), meta.ino())) {
+            meta.len()
+        } else {
+            0
+        };
     }
     std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| du(&e.path())).sum())
+        .map(|entries| entries.flatten().map(|e| du_walk(&e.path(), seen)).sum())
         .unwrap_or(0)
 }
 

@@ -262,6 +262,38 @@ fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) 
     })
 }
 
+/// Bytes of the files in the container's writable layer (what `SizeRw` reports).
+pub fn size_rw(engine: &berth_engine::Engine, r: &ContainerRecord) -> u64 {
+    engine
+        .images
+        .snapshots
+        .fs_path(&r.snapshot)
+        .map(|p| berth_engine::volumes::du(&p))
+        .unwrap_or(0)
+}
+
+/// The containers of `GET /system/df`: list entries with `SizeRw` and `SizeRootFs`
+/// (the writable layer over the image's size).
+pub fn df_entries(
+    engine: &berth_engine::Engine,
+    records: &[ContainerRecord],
+    image_sizes: &std::collections::HashMap<String, u64>,
+) -> Vec<Value> {
+    let now = SystemTime::now();
+    let mut out: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let rw = size_rw(engine, r);
+            let mut entry = summary(engine, r, now);
+            entry["SizeRw"] = json!(rw);
+            entry["SizeRootFs"] = json!(rw + image_sizes.get(&r.image_id).copied().unwrap_or(0));
+            entry
+        })
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e["Created"].as_i64().unwrap_or(0)));
+    out
+}
+
 /// The `filters` query: `{"name":["x"],"status":["running"],"label":["a=b"],…}`.
 fn parse_filters(req: &ApiRequest) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     let Some(raw) = req.query("filters").filter(|f| !f.is_empty()) else {
@@ -427,7 +459,10 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         "AppArmorProfile": "",
         "ExecIDs": null,
         "HostConfig": host_config,
-        "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "MergedDir": dir.join("rootfs"),
+            "UpperDir": daemon.engine.images.snapshots.fs_path(&r.snapshot).ok(),
+        }},
         "Mounts": mounts(&daemon.engine, &r),
         "Config": {
             "Hostname": req["Hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_string).unwrap_or_else(|| r.id.chars().take(12).collect()),
