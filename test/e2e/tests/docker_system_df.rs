@@ -261,3 +261,93 @@ print("ok")
     assert_eq!(out.trim(), "ok");
     Ok(())
 }
+
+#[test]
+fn berth_system_df_agrees_with_docker_and_system_prune_frees_what_it_says() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "gone",
+        "-v",
+        "vv:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1024 count=100 && dd if=/dev/zero of=/d/f bs=1024 count=50",
+    ]))?;
+    run_ok(berthd.docker().args(["rm", "gone"]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "gone2",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=100",
+    ]))?;
+    // The same figures as docker's own CLI computes from the same answer.
+    for args in [
+        &["system", "df"][..],
+        &[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}}:{{.TotalCount}}:{{.Active}}:{{.Size}}:{{.Reclaimable}}",
+        ],
+    ] {
+        let ours = run_ok(berthd.berth()?.args(args))?;
+        let theirs = run_ok(berthd.docker().args(args))?;
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+    let verbose = run_ok(berthd.berth()?.args(["system", "df", "-v"]))?;
+    assert!(
+        verbose.contains("vv") && verbose.contains("gone2"),
+        "{verbose}"
+    );
+
+    let (code, _, err) = berth_e2e::run(berthd.berth()?.args(["system", "prune"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("-f/--force"), "{err}");
+    let df = system_df(&berthd)?;
+    let rw = by_name(&df["Containers"], "Names", "/gone2").context("gone2")?["SizeRw"]
+        .as_u64()
+        .unwrap_or(0);
+    let vol = by_name(&df["Volumes"], "Name", "vv").context("vv")?["UsageData"]["Size"]
+        .as_u64()
+        .unwrap_or(0);
+    let image = df["LayersSize"].as_u64().unwrap_or(0);
+    assert!(rw >= 100 * 1024 && vol == 50 * 1024 && image > 0, "{df}");
+    // Stopped containers and dangling images (none); the volume stays.
+    let out = run_ok(berthd.berth()?.args(["system", "prune", "-f"]))?;
+    assert!(out.starts_with("Deleted Containers:\n"), "{out}");
+    assert!(
+        out.ends_with(&format!("Total reclaimed space: {}\n", human_size(rw))),
+        "{out}"
+    );
+    let names = run_ok(berthd.docker().args(["volume", "ls", "-q"]))?;
+    assert_eq!(names.trim(), "vv");
+    // With --volumes and -a: the volume and the image, now unused.
+    let out = run_ok(
+        berthd
+            .berth()?
+            .args(["system", "prune", "-f", "-a", "--volumes"]),
+    )?;
+    assert!(out.contains("Deleted Volumes:\nvv\n"), "{out}");
+    assert!(out.contains("untagged: busybox:latest"), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "Total reclaimed space: {}\n",
+            human_size(vol + image)
+        )),
+        "{out}"
+    );
+    let df = system_df(&berthd)?;
+    assert_eq!(df["LayersSize"], 0, "{df}");
+    assert_eq!(df["Volumes"], serde_json::json!([]));
+    Ok(())
+}
