@@ -64,10 +64,9 @@ fn size(v: u64) -> String {
 
 /// `size (percent%)` as docker writes a reclaimable amount.
 fn with_percent(reclaimable: u64, total: u64) -> String {
-    if total > 0 {
-        format!("{} ({}%)", size(reclaimable), reclaimable * 100 / total)
-    } else {
-        size(reclaimable)
+    match (reclaimable * 100).checked_div(total) {
+        Some(percent) => format!("{} ({percent}%)", size(reclaimable)),
+        None => size(reclaimable),
     }
 }
 
