@@ -118,7 +118,24 @@ pub enum MountKind {
         /// The volume's data directory on the host: filled in by the engine's create;
         /// front doors leave it empty.
         source: String,
+        /// How to make the volume when it does not exist yet (`--mount`'s
+        /// `volume-opt`s and labels); an existing volume is used as it is.
+        #[serde(default, skip_serializing_if = "VolumeCreate::is_empty")]
+        create: VolumeCreate,
     },
+}
+
+/// The labels and local driver options a mount makes its volume with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeCreate {
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl VolumeCreate {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.options.is_empty()
+    }
 }
 
 /// A bind's mount propagation.

@@ -61,6 +61,7 @@ pub(crate) fn attach(
                     read_only: false,
                     nocopy: false,
                     source: String::new(),
+                    create: Default::default(),
                 },
             });
         }
@@ -73,6 +74,7 @@ pub(crate) fn attach(
                 read_only,
                 nocopy,
                 source,
+                create,
             } = &mut m.kind
             else {
                 continue;
@@ -88,6 +90,8 @@ pub(crate) fn attach(
                 NewVolume {
                     name: name.clone(),
                     anonymous,
+                    labels: create.labels.clone(),
+                    options: create.options.clone(),
                     ..Default::default()
                 },
             )?;

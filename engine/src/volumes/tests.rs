@@ -253,6 +253,7 @@ fn attached_volumes_are_in_use_until_released_and_a_failed_attach_leaves_nothing
             read_only: false,
             nocopy: false,
             source: String::new(),
+            create: Default::default(),
         },
     };
     let mut config = ContainerConfig {

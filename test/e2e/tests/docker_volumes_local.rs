@@ -95,6 +95,29 @@ fn tmpfs_volumes_mount_while_used() -> Result<()> {
     assert_eq!(mounted_type(&data), None);
     run_ok(berthd.docker().args(["volume", "rm", "tv"]))?;
     assert!(!data.exists());
+
+    // --mount makes its volume with the local driver's options and labels.
+    let out = run_ok(berthd.docker().args([
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=mt,target=/m,volume-driver=local,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=2m,volume-label=team=x",
+        "busybox",
+        "grep",
+        " /m ",
+        "/proc/mounts",
+    ]))?;
+    assert!(out.contains("tmpfs") && out.contains("size=2048k"), "{out}");
+    let inspect = run_ok(berthd.docker().args([
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Labels.team}} {{.Options.type}} {{.Options.o}}",
+        "mt",
+    ]))?;
+    assert_eq!(inspect.trim(), "x tmpfs size=2m");
+    assert_eq!(mounted_type(&berthd.root().join("volumes/mt/_data")), None);
+    run_ok(berthd.docker().args(["volume", "rm", "mt"]))?;
     Ok(())
 }
 

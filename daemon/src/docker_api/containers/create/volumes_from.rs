@@ -51,6 +51,7 @@ pub fn mounts_of(source: &ContainerRecord, read_only: bool) -> Vec<Mount> {
                     read_only: v.read_only || read_only,
                     nocopy: true,
                     source: String::new(),
+                    create: Default::default(),
                 },
             })
             .collect();
@@ -84,6 +85,7 @@ pub fn mounts_of(source: &ContainerRecord, read_only: bool) -> Vec<Mount> {
                     read_only: *ro || read_only,
                     nocopy: true,
                     source: String::new(),
+                    create: Default::default(),
                 },
                 MountKind::Tmpfs { options } => {
                     let mut options = options.clone();
