@@ -247,3 +247,62 @@ fn bad_local_options_are_refused() -> Result<()> {
     run_ok(berthd.docker().args(["volume", "rm", "gone"]))?;
     Ok(())
 }
+
+#[test]
+fn a_volume_whose_user_died_while_berthd_was_down_is_unmounted_at_its_start() -> Result<()> {
+    require_root();
+    let mut berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "rv",
+    ]))?;
+    for name in ["stays", "dies"] {
+        run_ok(berthd.docker().args([
+            "run", "-d", "--name", name, "-v", "rv:/r", "busybox", "sleep", "300",
+        ]))?;
+    }
+    let data = berthd.root().join("volumes/rv/_data");
+    let pid = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.State.Pid}}", "dies"]),
+    )?;
+    berthd.kill9()?;
+    let pid: i32 = pid.trim().parse()?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    berthd.restart()?;
+    // One user still runs: mounted.
+    let state = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.State.Status}}", "dies"]),
+    )?;
+    assert_eq!(state.trim(), "exited");
+    assert_eq!(mounted_type(&data).as_deref(), Some("tmpfs"));
+    // The other dies while berthd is down too: its start unmounts the volume.
+    let pid = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.State.Pid}}", "stays"]),
+    )?;
+    berthd.kill9()?;
+    let pid: i32 = pid.trim().parse()?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    berthd.restart()?;
+    assert_eq!(mounted_type(&data), None);
+    run_ok(berthd.docker().args(["rm", "stays", "dies"]))?;
+    run_ok(berthd.docker().args(["volume", "rm", "rv"]))?;
+    Ok(())
+}
