@@ -282,8 +282,14 @@ fn inspect_lists_every_mount_with_dockerds_fields() -> Result<()> {
         "--tmpfs",
         "/not-listed",
         "busybox",
-        "true",
+        "sh",
+        "-c",
+        "stat -c %a /m-tmpfs; for m in /m-vol /b-modes /v-named-ro /v-named /m-bind; do \
+         grep \" $m \" /proc/mounts | cut -d' ' -f4 | cut -d, -f1; done",
     ]))?;
+    // Each option applied.
+    let out = run_ok(berthd.docker().args(["start", "-a", "all"]))?;
+    assert_eq!(out, "1770\nro\nro\nro\nrw\nrw\n");
     let got = mounts(&berthd, "all")?;
     let anon = got
         .iter()
