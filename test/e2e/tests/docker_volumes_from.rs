@@ -136,6 +136,13 @@ fn volumes_from_backup_and_restore_with_tar() -> Result<()> {
          grep -q ' /flagtmp ' /proc/mounts && echo flagtmp; true",
     ]))?;
     assert_eq!(out, "db\nfrom the host\nscratch\n");
+    let asked =
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "-f", "{{.HostConfig.VolumesFrom}}", "reader"]),
+        )?;
+    assert_eq!(asked.trim(), "[dbstore:ro]");
     // Without a mode, the source's modes: the volume writable, the bind not.
     let out = run_ok(berthd.docker().args([
         "run",
