@@ -255,6 +255,11 @@ pub fn prune(engine: &Engine, options: &PruneOptions) -> Result<Pruned, EngineEr
         {
             continue;
         }
+        // A device still mounted (left by a crash) is not what the prune frees.
+        if let Err(e) = local_opts::unmount_all(&data_dir(engine, &record.name)) {
+            tracing::warn!(volume = %record.name, error = %e, "prune: cannot unmount the volume");
+            continue;
+        }
         let size = du(&dir(engine).join(&record.name));
         match destroy(engine, &record.name) {
             Ok(()) => {
