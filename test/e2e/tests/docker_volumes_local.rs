@@ -22,6 +22,27 @@ fn mounted_type(path: &Path) -> Option<String> {
     })
 }
 
+/// Whether berthd has the container as exited.
+fn exited(berthd: &Berthd, name: &str) -> bool {
+    run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.State.Status}}", name]),
+    )
+    .is_ok_and(|s| s.trim() == "exited")
+}
+
+/// Whether `check` holds within 10 seconds.
+fn eventually(check: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 #[test]
 fn tmpfs_volumes_mount_while_used() -> Result<()> {
     require_root();
@@ -280,13 +301,12 @@ fn a_volume_whose_user_died_while_berthd_was_down_is_unmounted_at_its_start() ->
         nix::sys::signal::Signal::SIGKILL,
     )?;
     berthd.restart()?;
+    // The exit is learned from the shim (at once, or when its wait returns).
+    assert!(
+        eventually(|| exited(&berthd, "dies")),
+        "dies is seen exited"
+    );
     // One user still runs: mounted.
-    let state = run_ok(
-        berthd
-            .docker()
-            .args(["inspect", "-f", "{{.State.Status}}", "dies"]),
-    )?;
-    assert_eq!(state.trim(), "exited");
     assert_eq!(mounted_type(&data).as_deref(), Some("tmpfs"));
     // The other dies while berthd is down too: its start unmounts the volume.
     let pid = run_ok(
@@ -301,7 +321,14 @@ fn a_volume_whose_user_died_while_berthd_was_down_is_unmounted_at_its_start() ->
         nix::sys::signal::Signal::SIGKILL,
     )?;
     berthd.restart()?;
-    assert_eq!(mounted_type(&data), None);
+    assert!(
+        eventually(|| exited(&berthd, "stays")),
+        "stays is seen exited"
+    );
+    assert!(
+        eventually(|| mounted_type(&data).is_none()),
+        "unmounted once the last user's exit is learned"
+    );
     run_ok(berthd.docker().args(["rm", "stays", "dies"]))?;
     run_ok(berthd.docker().args(["volume", "rm", "rv"]))?;
     Ok(())
