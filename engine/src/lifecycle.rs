@@ -131,7 +131,7 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
             crate::volumes::release(engine, &mounted);
             let d = Arc::clone(engine);
             let _ = blocking(move || {
-                crate::volumes::unmount_unused(&d, &mounted);
+                crate::volumes::unmount_unused(&d, &mounted, None);
                 Ok(())
             })
             .await;

@@ -68,7 +68,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
             .into_iter()
             .map(|v| v.record.name)
             .collect();
-        crate::volumes::unmount_unused(&d, &names);
+        crate::volumes::unmount_unused(&d, &names, None);
         Ok(())
     })
     .await?;

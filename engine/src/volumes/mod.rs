@@ -336,15 +336,16 @@ pub(crate) fn mount_for_start(
         Err(e) => {
             release(engine, &marked);
             drop(_guard);
-            unmount_unused(engine, &marked);
+            unmount_unused(engine, &marked, None);
             Err(e)
         }
     }
 }
 
 /// Unmounts the volumes among `names` that are mounted and that no running (or
-/// starting) container uses any more. Errors are logged: the container has stopped.
-pub(crate) fn unmount_unused(engine: &Engine, names: &[String]) {
+/// starting) container uses any more, `exited` (a container whose exit is being
+/// recorded) not counted. Errors are logged: the container has stopped.
+pub(crate) fn unmount_unused(engine: &Engine, names: &[String], exited: Option<&str>) {
     let _guard = engine.volumes_lock();
     let pending = engine.volumes_pending_names();
     let records = match engine.store.list::<ContainerRecord>(Kind::Container) {
@@ -359,8 +360,10 @@ pub(crate) fn unmount_unused(engine: &Engine, names: &[String]) {
         if pending.contains(name) || !local_opts::is_mounted(&data) {
             continue;
         }
-        let running = records.iter().any(|(_, _, r)| {
-            r.state.status.has_task() && r.volumes.iter().any(|v| &v.name == name)
+        let running = records.iter().any(|(id, _, r)| {
+            Some(id.as_str()) != exited
+                && r.state.status.has_task()
+                && r.volumes.iter().any(|v| &v.name == name)
         });
         if running {
             continue;
