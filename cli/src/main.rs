@@ -324,6 +324,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::volume::VolumeCommand,
     },
+    /// Manage berth: disk usage, pruning.
+    System {
+        #[command(subcommand)]
+        command: commands::system::SystemCommand,
+    },
     /// Show the berth version information.
     Version {
         /// Format the output using the given Go template.
@@ -438,6 +443,7 @@ fn main() -> ExitCode {
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Volume { command } => commands::volume::run(&client, command).await,
+            Command::System { command } => commands::system::run(&client, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,

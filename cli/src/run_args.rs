@@ -61,6 +61,9 @@ pub struct CreateFlags {
     /// Mount a tmpfs directory (path[:options]).
     #[arg(long = "tmpfs")]
     pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s) (name[:ro|rw]).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short = 'm', long = "memory")]
     pub memory: Option<String>,
@@ -204,6 +207,7 @@ impl CreateFlags {
             "RestartPolicy": restart_policy(self.restart.as_deref())?,
             "AutoRemove": self.rm,
             "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),
+            "VolumesFrom": (!self.volumes_from.is_empty()).then_some(&self.volumes_from),
             "Memory": self.memory.as_deref().map(|m| parse_bytes("--memory", m)).transpose()?.unwrap_or(0),
             "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
             "CpuShares": self.cpu_shares.unwrap_or(0),

@@ -67,6 +67,21 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
     let group_guard = engine.shim_group_lock(record.shim_group()).await;
+    // Volumes with the local driver's options are mounted before the runtime binds
+    // their data directories, and stay in use until the container runs or fails.
+    let volume_names: Vec<String> = record.volumes.iter().map(|v| v.name.clone()).collect();
+    let mounted = {
+        let (d, names) = (Arc::clone(engine), volume_names.clone());
+        blocking(move || crate::volumes::mount_for_start(&d, &names)).await
+    };
+    let mounted = match mounted {
+        Ok(m) => m,
+        Err(e) => {
+            record.state.error = e.to_string();
+            let _ = put(engine, &record);
+            return Err(e);
+        }
+    };
     let started = blocking(move || {
         let _group_guard = group_guard;
         crate::container_spec::create_bind_sources(&binds)
@@ -113,6 +128,13 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     let (address, pid, started_at) = match started {
         Ok(s) => s,
         Err(e) => {
+            crate::volumes::release(engine, &mounted);
+            let d = Arc::clone(engine);
+            let _ = blocking(move || {
+                crate::volumes::unmount_unused(&d, &mounted, None);
+                Ok(())
+            })
+            .await;
             record.state.error = e.to_string();
             if record.state.status == Status::Exited || !record.state.started_at.is_empty() {
                 record.state.exit_code = 128;
@@ -138,7 +160,10 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     record.state.oom_killed = false;
     record.state.stopped_by_user = false;
     crate::health::reset(&mut record);
-    put(engine, &record)?;
+    let stored = put(engine, &record);
+    // The record says it runs now: its volumes are in use by it.
+    crate::volumes::release(engine, &mounted);
+    stored?;
     engine
         .metrics
         .start_latency

@@ -60,6 +60,18 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
             }
         }
     }
+    // Volume mounts left by a berthd that stopped between a mount and its undoing.
+    let d = Arc::clone(engine);
+    blocking(move || {
+        let filter = crate::volumes::VolumeFilter::default();
+        let names: Vec<String> = crate::volumes::list(&d, &filter)?
+            .into_iter()
+            .map(|v| v.record.name)
+            .collect();
+        crate::volumes::unmount_unused(&d, &names, None);
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

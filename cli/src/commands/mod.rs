@@ -19,6 +19,7 @@ pub mod pull;
 pub mod run;
 pub mod stats;
 pub mod stream;
+pub mod system;
 pub mod tag;
 pub mod update;
 pub mod version;

@@ -14,6 +14,7 @@ mod info;
 mod ping;
 mod reply;
 mod request;
+mod system_df;
 mod version;
 mod volumes;
 
@@ -84,6 +85,7 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         (&Method::GET, "/version") => return Ok(version::handle(&daemon.host)),
         (&Method::GET, "/info") => return info::handle(daemon),
         (&Method::GET, "/events") => return events::handle(daemon, &req),
+        (&Method::GET, "/system/df") => return system_df::handle(daemon).await,
         _ => {}
     }
     // Each area answers the paths it owns and hands the others back.

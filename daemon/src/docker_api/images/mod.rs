@@ -7,11 +7,12 @@
 mod archive;
 mod auth;
 mod delete;
+pub mod df;
 pub(super) mod filters;
 mod import;
 mod inspect;
 mod list;
-mod prune;
+pub mod prune;
 mod pull;
 mod push;
 mod registry_auth;

@@ -37,6 +37,7 @@ const HOST_CONFIG: &[&str] = &[
     "Binds",
     "Mounts",
     "Tmpfs",
+    "VolumesFrom",
     "NetworkMode",
     "PortBindings",
     "PublishAllPorts",
@@ -118,7 +119,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
         ("HostConfig.DnsOptions", yet),
         ("HostConfig.DnsSearch", yet),
         ("HostConfig.ExtraHosts", yet),
-        ("HostConfig.VolumesFrom", yet),
         ("HostConfig.VolumeDriver", yet),
     ];
     let hint = hints
@@ -263,8 +263,8 @@ mod tests {
             "HostConfig.Dns is not supported yet"
         );
         assert_eq!(
-            refused(&["HostConfig", "VolumesFrom"], json!(["other"])),
-            "HostConfig.VolumesFrom is not supported yet"
+            refused(&["HostConfig", "VolumeDriver"], json!("other")),
+            "HostConfig.VolumeDriver is not supported yet"
         );
         // A field Docker does not have either.
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use berth_engine::config::{
-    ContainerConfig, Device, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort,
+    ContainerConfig, Device, Mount, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort,
     Resources, Rlimit, Seccomp, Security,
 };
 use berth_engine::container_spec::{seccomp_profile, SpecError};
@@ -49,6 +49,8 @@ pub struct HostConfig {
     /// `--mount`.
     pub mounts: Option<Vec<mounts::MountSpec>>,
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--volumes-from name[:ro|rw]`: resolved by the create handler.
+    pub volumes_from: Option<Vec<String>>,
     pub network_mode: String,
     /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
     pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
@@ -181,11 +183,23 @@ fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
 impl CreateRequest {
     /// berth's container config for this request; what Docker would refuse is refused
     /// with Docker's words.
+    #[cfg(test)]
     pub fn to_config(&self) -> Result<ContainerConfig, SpecError> {
+        self.to_config_with(Vec::new())
+    }
+
+    /// [`Self::to_config`] with the mounts `VolumesFrom` resolved to: each where no
+    /// bind, tmpfs or mount of this request is (they override it, as in dockerd).
+    pub fn to_config_with(&self, volumes_from: Vec<Mount>) -> Result<ContainerConfig, SpecError> {
         let hc = &self.host_config;
         let mut mounts = mounts::binds(hc.binds.as_deref().unwrap_or_default())?;
         mounts.extend(mounts::tmpfs(&hc.tmpfs.clone().unwrap_or_default())?);
         mounts.extend(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?);
+        for m in volumes_from {
+            if !mounts.iter().any(|o| o.destination == m.destination) {
+                mounts.push(m);
+            }
+        }
         // `Config.Volumes` where no bind or mount already is, as dockerd skips them.
         let config_volumes = mounts::config_volumes(&self.volumes.clone().unwrap_or_default())?;
         for v in config_volumes {
