@@ -8,7 +8,6 @@
 //! plain file in the container's directory, emptied before each check (no inode made
 //! and removed per check on a disk-backed /run).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +27,9 @@ pub(crate) struct Probe {
     /// The exec's OCI process as JSON.
     spec: Arc<Vec<u8>>,
     output: PathBuf,
+    /// `output`, open for the run: emptied and read through this descriptor, so a
+    /// check opens no file on berthd's side.
+    output_file: Arc<std::fs::File>,
     shim: Option<Arc<Shim>>,
 }
 
@@ -54,13 +56,26 @@ impl Probe {
         };
         let config_json = engine.dir(&record.id).join("config.json");
         let pid = record.state.pid;
-        let spec = blocking(move || exec_process(&config_json, pid, &config)).await?;
+        let output = engine.dir(&record.id).join(OUTPUT);
+        let path = output.clone();
+        let (spec, output_file) = blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(EngineError::internal(format!("opening {}", path.display())))?;
+            Ok((exec_process(&config_json, pid, &config)?, file))
+        })
+        .await?;
         Ok(Probe {
             engine: Arc::clone(engine),
             container_id: record.id.clone(),
             args,
             spec: Arc::new(spec),
-            output: engine.dir(&record.id).join(OUTPUT),
+            output,
+            output_file: Arc::new(output_file),
             shim: None,
         })
     }
@@ -100,10 +115,14 @@ impl Probe {
                 self.args.clone(),
             );
             let (spec, output) = (Arc::clone(&self.spec), self.output.clone());
+            let file = Arc::clone(&self.output_file);
             tokio::task::spawn_blocking(move || -> Result<(u32, Vec<u8>), String> {
-                // Truncates the file of the last check: the same inode, emptied.
-                std::fs::File::create(&output)
-                    .map_err(|e| format!("emptying {}: {e}", output.display()))?;
+                // The last check's output goes: the same inode, emptied (if it is not
+                // empty already: a quiet check costs no truncate).
+                let emptied = file
+                    .metadata()
+                    .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
+                emptied.map_err(|e| format!("emptying {}: {e}", output.display()))?;
                 let io = ExecIo {
                     stdout: Some(output.clone()),
                     stderr: Some(output.clone()),
@@ -120,9 +139,7 @@ impl Probe {
                 let _ = shim.delete_exec(&cid, &eid);
                 let code = waited.map_err(|e| EngineError::from(e).to_string())?;
                 let mut out = Vec::new();
-                if let Ok(f) = std::fs::File::open(&output) {
-                    let _ = f.take(max_output as u64).read_to_end(&mut out);
-                }
+                read_head(&file, max_output, &mut out);
                 Ok((code, out))
             })
         };
@@ -158,4 +175,21 @@ impl Probe {
             Err(e) => Err(ProbeFailure::Error(e.to_string())),
         }
     }
+}
+
+/// Up to `max` bytes from the start of `file` (pread: the descriptor's offset is not
+/// used, so the file can be read again after the next check writes it).
+fn read_head(file: &std::fs::File, max: usize, out: &mut Vec<u8>) {
+    use std::os::unix::fs::FileExt;
+    out.resize(max, 0);
+    let mut filled = 0;
+    while filled < max {
+        match file.read_at(&mut out[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    out.truncate(filled);
 }
