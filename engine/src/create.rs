@@ -167,6 +167,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         restart_policy: policy,
         bind_sources: Some(container_spec::bind_sources(&config)),
         volumes: attached.mounts,
+        networks: Vec::new(),
         state: RunState::default(),
         log_path,
         log,

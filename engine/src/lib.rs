@@ -24,6 +24,7 @@ pub mod logs;
 pub mod lookup;
 pub mod metrics;
 pub mod names;
+pub mod networks;
 mod oom;
 pub mod pod;
 mod probe;
@@ -148,6 +149,8 @@ pub struct Engine {
     /// Volumes attached by creates in progress (how many each): in use, though no
     /// record names them yet.
     volumes_pending: Mutex<HashMap<String, usize>>,
+    /// Serialises network creates, removals and prunes (`networks/`).
+    networks_lock: Mutex<()>,
 }
 
 impl Engine {
@@ -186,6 +189,7 @@ impl Engine {
             metrics: Arc::new(metrics::EngineMetrics::new()),
             volumes_lock: Mutex::new(()),
             volumes_pending: Mutex::new(HashMap::new()),
+            networks_lock: Mutex::new(()),
         })
     }
 
@@ -290,6 +294,10 @@ impl Engine {
     }
 
     /// Held while volumes are created or removed.
+    fn networks_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.networks_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn volumes_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.volumes_lock.lock().unwrap_or_else(|p| p.into_inner())
     }

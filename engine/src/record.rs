@@ -108,6 +108,10 @@ pub struct ContainerRecord {
     /// The volumes the container mounts: in use while this record exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<crate::volumes::VolumeMount>,
+    /// Its endpoints on networks (`networks/`): the networks are in use while this
+    /// record exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::networks::Endpoint>,
     pub state: RunState,
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]

@@ -11,6 +11,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     NotImplemented(String),
@@ -23,6 +25,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +66,13 @@ impl From<berth_engine::EngineError> for ApiError {
                 what: Object::Volume,
                 reference,
             } => ApiError::NotFound(format!("get {reference}: no such volume")),
+            EngineError::NotFound {
+                what: Object::Network,
+                reference,
+            } => ApiError::NotFound(format!("network {reference} not found")),
+            e @ EngineError::NetworkInUse { .. } => ApiError::Forbidden(e.to_string()),
+            e @ EngineError::NetworkNameInUse(_) => ApiError::Conflict(e.to_string()),
+            EngineError::Forbidden(m) => ApiError::Forbidden(m),
             EngineError::VolumeInUse { name, containers } => ApiError::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 containers.join(", ")
