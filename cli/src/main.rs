@@ -313,6 +313,11 @@ enum Command {
         #[command(subcommand)]
         command: ContainerGroup,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: commands::network::NetworkCommand,
+    },
     /// Manage volumes.
     Volume {
         #[command(subcommand)]
@@ -432,6 +437,7 @@ fn main() -> ExitCode {
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Volume { command } => commands::volume::run(&client, command).await,
+            Command::Network { command } => commands::network::run(&client, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
