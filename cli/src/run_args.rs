@@ -110,6 +110,12 @@ pub struct CreateFlags {
     /// Connect the container to a network.
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104) on the user network.
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Give extended privileges to this container.
     #[arg(long = "privileged")]
     pub privileged: bool,
@@ -251,6 +257,18 @@ impl CreateFlags {
             "Labels": labels,
             "HostConfig": host_config,
         });
+        if self.ip.is_some() || !self.network_alias.is_empty() {
+            // Docker's: the endpoint of the network mode's network.
+            let net = self.network.as_deref().unwrap_or("default");
+            let mut endpoint = json!({});
+            if let Some(ip) = &self.ip {
+                endpoint["IPAMConfig"] = json!({"IPv4Address": ip});
+            }
+            if !self.network_alias.is_empty() {
+                endpoint["Aliases"] = json!(self.network_alias);
+            }
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
+        }
         if let Some(check) = self
             .health
             .healthcheck()

@@ -118,6 +118,8 @@ pub struct Engine {
     pub images: images::Images,
     pub runtimes: RuntimeHandlers,
     root: PathBuf,
+    /// Runtime state (`--state`).
+    state: PathBuf,
     containers: PathBuf,
     shim_binary: PathBuf,
     /// berth's container init, installed under the root (`init_binary`).
@@ -169,15 +171,17 @@ impl Engine {
             path: root.join("berth-init"),
             source,
         })?;
+        let shim_address = state.join("shim");
         Ok(Engine {
             store,
             images,
             runtimes: config.runtimes,
             root,
+            state,
             containers,
             shim_binary: shim_binary(),
             init_binary,
-            shim_address: state.join("shim"),
+            shim_address,
             changed: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
             locks: Mutex::new(HashMap::new()),
@@ -196,6 +200,11 @@ impl Engine {
     /// The persistent root the engine keeps its state under.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The runtime state dir (`--state`).
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// berth's container init on the host.

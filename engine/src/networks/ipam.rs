@@ -72,6 +72,11 @@ impl Ipv4Net {
         Ipv4Addr::from(self.first() + u32::from(self.prefix < 31))
     }
 
+    /// The last host address (below the broadcast, below /31).
+    pub fn last_host(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.last() - u32::from(self.prefix < 31))
+    }
+
     /// A host address: inside, neither the network's nor (below /31) its broadcast.
     pub fn is_host(self, ip: Ipv4Addr) -> bool {
         let n = u32::from(ip);

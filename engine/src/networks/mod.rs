@@ -11,7 +11,9 @@
 //! (`ContainerRecord::networks`), whatever the container's state; removal is refused
 //! then, as Docker refuses it.
 
+pub mod attach;
 mod filter;
+pub mod firewall;
 pub mod ipam;
 
 use std::collections::BTreeMap;
@@ -85,6 +87,16 @@ pub struct Endpoint {
     /// Names other containers on the network find it by, besides its name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// While attached (running): the address given, its prefix length, the network's
+    /// gateway and the interface's MAC address; empty when stopped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip_address: String,
+    #[serde(default)]
+    pub prefix_len: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac_address: String,
 }
 
 /// A network with what is known about it now.
@@ -364,9 +376,32 @@ pub fn remove(engine: &Engine, reference: &str) -> Result<(), EngineError> {
             id: record.id,
         });
     }
-    engine.store.delete(Kind::Network, &record.id)?;
+    destroy(engine, &record)?;
     tracing::info!(network = %record.name, "network removed");
     Ok(())
+}
+
+/// The record, the host bridge and the network's CNI config, with the networks' lock
+/// held; the isolation rules follow.
+fn destroy(engine: &Engine, record: &NetworkRecord) -> Result<(), EngineError> {
+    if firewall::bridge_exists(&record.bridge) {
+        let out = std::process::Command::new("ip")
+            .args(["link", "del", &record.bridge])
+            .output()
+            .map_err(EngineError::internal("running ip link del"))?;
+        if !out.status.success() && firewall::bridge_exists(&record.bridge) {
+            return Err(EngineError::broken(
+                format!(
+                    "removing bridge {} of network {}",
+                    record.bridge, record.name
+                ),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(attach::dir(engine).join("conf").join(&record.id));
+    engine.store.delete(Kind::Network, &record.id)?;
+    firewall::sync_locked(engine)
 }
 
 /// Removes the user networks no container uses that the filter takes; their names.
@@ -381,7 +416,7 @@ pub fn prune(engine: &Engine, filter: &NetworkFilter) -> Result<Vec<String>, Eng
         {
             continue;
         }
-        engine.store.delete(Kind::Network, &record.id)?;
+        destroy(engine, &record)?;
         tracing::info!(network = %record.name, "network pruned");
         pruned.push(record.name);
     }
@@ -474,6 +509,11 @@ fn check_version(record: NetworkRecord) -> Result<NetworkRecord, EngineError> {
         });
     }
     Ok(record)
+}
+
+/// The network with this exact id.
+pub(crate) fn find_by_id(engine: &Engine, id: &str) -> Result<NetworkRecord, EngineError> {
+    read(engine, id)?.ok_or_else(|| not_found(id))
 }
 
 fn read(engine: &Engine, id: &str) -> Result<Option<NetworkRecord>, EngineError> {

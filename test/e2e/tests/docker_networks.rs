@@ -179,3 +179,311 @@ fn bad_input_is_refused_with_nothing_made() -> Result<()> {
     assert_eq!(names(&berthd, &[])?, ["bridge", "host", "none", "one"]);
     Ok(())
 }
+
+/// Host-side traces of berth's networking for this daemon: veths on the test's
+/// bridges, host-local leases, the CNI cache, namespace pins, berth's nft table and
+/// the CNI masquerade chains of its containers.
+fn traces(berthd: &Berthd, bridges: &[&str]) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for b in bridges {
+        let out =
+            run_ok(std::process::Command::new("ip").args(["-o", "link", "show", "master", b]))
+                .unwrap_or_default();
+        found.extend(out.lines().map(|l| format!("veth on {b}: {l}")));
+    }
+    let state = berthd.state().join("networks");
+    for sub in ["cni/results", "netns"] {
+        if let Ok(entries) = std::fs::read_dir(state.join(sub)) {
+            found.extend(
+                entries
+                    .flatten()
+                    .map(|e| format!("{sub}: {:?}", e.file_name())),
+            );
+        }
+    }
+    if let Ok(nets) = std::fs::read_dir(state.join("ipam")) {
+        for net in nets.flatten() {
+            for lease in std::fs::read_dir(net.path())?.flatten() {
+                let name = lease.file_name().to_string_lossy().into_owned();
+                // host-local keeps its lock and last-reserved markers besides leases.
+                if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                    found.push(format!("lease: {name}"));
+                }
+            }
+        }
+    }
+    // The CNI plugins' per-container rules (masquerade, firewall) name its address.
+    let rules = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    found.extend(
+        rules
+            .lines()
+            .filter(|l| l.starts_with("-A") && (l.contains("10.218.") || l.contains("10.219.")))
+            .map(|l| format!("iptables: {l}")),
+    );
+    let tables = run_ok(std::process::Command::new("nft").args(["list", "tables"]))?;
+    let ours = tables_of(berthd, &tables);
+    found.extend(ours.into_iter().map(|t| format!("nft: {t}")));
+    Ok(found)
+}
+
+fn table_name(berthd: &Berthd) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in berthd.root().as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("table inet berth_{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// This daemon's nft table in a `nft list tables` listing: berth names it after an
+/// FNV-1a hash of the root (engine/src/networks/firewall.rs).
+fn tables_of(berthd: &Berthd, listing: &str) -> Vec<String> {
+    let ours = table_name(berthd);
+    listing
+        .lines()
+        .filter(|l| l.trim() == ours)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the test's bridges and this daemon's nft table when the test ends early
+/// (a passing test has removed them through berth already).
+struct HostCleanup {
+    bridges: Vec<&'static str>,
+    table: String,
+}
+
+impl Drop for HostCleanup {
+    fn drop(&mut self) {
+        for b in &self.bridges {
+            if std::path::Path::new("/sys/class/net").join(b).exists() {
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "del", b])
+                    .status();
+            }
+        }
+        if let Some(name) = self.table.strip_prefix("table inet ") {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "inet", name])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn ip_of(berthd: &Berthd, name: &str, network: &str) -> Result<String> {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+    Ok(
+        run_ok(berthd.docker().args(["inspect", "--format", &format, name]))?
+            .trim()
+            .to_string(),
+    )
+}
+
+#[test]
+fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
+    require_root();
+    let mut berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let tables_before = run_ok(std::process::Command::new("nft").args(["list", "tables"]))?;
+    let ours_before = tables_of(&berthd, &tables_before);
+    let _cleanup = HostCleanup {
+        bridges: vec!["bt-e2e-a", "bt-e2e-b"],
+        table: tables_of(&berthd, &format!("{}\n", table_name(&berthd)))
+            .pop()
+            .unwrap_or_default(),
+    };
+    for (name, subnet, bridge) in [
+        ("neta", "10.218.0.0/24", "bt-e2e-a"),
+        ("netb", "10.219.0.0/24", "bt-e2e-b"),
+    ] {
+        run_ok(berthd.docker().args([
+            "network",
+            "create",
+            "--subnet",
+            subnet,
+            "-o",
+            &format!("com.docker.network.bridge.name={bridge}"),
+            name,
+        ]))?;
+    }
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--network",
+        "neta",
+        "--network-alias",
+        "web",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "a2",
+        "--network",
+        "neta",
+        "--ip",
+        "10.218.0.77",
+        "busybox",
+        "sleep",
+        "300",
+    ]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "b1",
+        "--network",
+        "netb",
+        "busybox",
+        "sleep",
+        "300",
+    ]))?;
+    let a1 = ip_of(&berthd, "a1", "neta")?;
+    assert!(a1.starts_with("10.218.0."), "{a1}");
+    assert_eq!(ip_of(&berthd, "a2", "neta")?, "10.218.0.77");
+    let b1 = ip_of(&berthd, "b1", "netb")?;
+    assert!(b1.starts_with("10.219.0."), "{b1}");
+    let a2_json: Value = serde_json::from_str(&run_ok(berthd.docker().args(["inspect", "a2"]))?)?;
+    let ep = &a2_json[0]["NetworkSettings"]["Networks"]["neta"];
+    assert_eq!(ep["Gateway"], "10.218.0.1");
+    assert_eq!(ep["IPPrefixLen"], 24);
+    assert!(
+        ep["MacAddress"].as_str().is_some_and(|m| m.len() == 17),
+        "{ep}"
+    );
+    let alias: Value = serde_json::from_str(&run_ok(berthd.docker().args([
+        "inspect",
+        "--format",
+        "{{json (index .NetworkSettings.Networks \"neta\").Aliases}}",
+        "a1",
+    ]))?)?;
+    assert!(
+        alias
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "web")),
+        "{alias}"
+    );
+
+    // Same network: reached by address (ping and HTTP).
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "a2", "ping", "-c", "1", "-W", "3", &a1]),
+    )?;
+    assert!(out.contains("1 packets received"), "{out}");
+    // (Debian's static busybox wget crashes in its resolver; nc speaks HTTP here.)
+    let get = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {a1} 80");
+    let out = run_ok(berthd.docker().args(["exec", "a2", "sh", "-c", &get]))?;
+    let a1_hostname = run_ok(berthd.docker().args(["exec", "a1", "hostname"]))?;
+    assert!(
+        out.starts_with("HTTP/1.") && out.ends_with(&a1_hostname),
+        "{out:?}"
+    );
+    // Another network: not reached.
+    let (code, _, _) = run(berthd
+        .docker()
+        .args(["exec", "b1", "ping", "-c", "1", "-W", "2", &a1]))?;
+    assert_ne!(code, 0, "netb reached neta");
+    let (_, out, _) = run(berthd.docker().args(["exec", "b1", "sh", "-c", &get]))?;
+    assert!(
+        !out.contains("HTTP/1."),
+        "netb reached neta's httpd: {out:?}"
+    );
+    // The files dockerd writes.
+    let hosts = run_ok(berthd.docker().args(["exec", "a2", "cat", "/etc/hosts"]))?;
+    let hostname = run_ok(berthd.docker().args(["exec", "a2", "hostname"]))?;
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+    assert!(
+        hosts.ends_with(&format!("10.218.0.77\t{}\n", hostname.trim())),
+        "{hosts}"
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "a2", "cat", "/etc/hostname"]))?,
+        hostname
+    );
+    // Network inspect lists the attached containers; rm is refused while they are.
+    let neta = inspect(&berthd, "neta")?;
+    assert_eq!(
+        neta["Containers"].as_object().map(|m| m.len()),
+        Some(2),
+        "{neta}"
+    );
+    let (code, _, err) = run(berthd.docker().args(["network", "rm", "neta"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("has active endpoints"), "{err}");
+    // Unknown network: refused, nothing made.
+    let (code, _, err) =
+        run(berthd
+            .docker()
+            .args(["run", "--network", "nope", "busybox", "true"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("network nope not found"), "{err}");
+
+    // The leak probe sees the live attachments first.
+    let live = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    let count = |what: &str| live.iter().filter(|t| t.starts_with(what)).count();
+    assert_eq!(count("veth on"), 3, "{live:?}");
+    assert_eq!(count("lease:"), 3, "{live:?}");
+    assert_eq!(count("netns:"), 3, "{live:?}");
+    assert!(ours_before.is_empty(), "{ours_before:?}");
+    assert_eq!(count("nft:"), 1, "{live:?}");
+    assert!(count("iptables:") >= 3, "{live:?}");
+
+    // berthd killed with SIGKILL, and b1's process while berthd is down: the
+    // restart's reconcile learns the exit and detaches b1; removals detach the rest.
+    let b1_pid = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "--format", "{{.State.Pid}}", "b1"]),
+    )?;
+    berthd.kill9()?;
+    run_ok(std::process::Command::new("kill").args(["-9", b1_pid.trim()]))?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    berthd.restart()?;
+    // Only a1's and a2's attachments are left.
+    let after = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    let count = |what: &str| after.iter().filter(|t| t.starts_with(what)).count();
+    for what in ["veth on bt-e2e-a", "lease:", "netns:", "cni/results:"] {
+        assert_eq!(count(what), 2, "{what}: {after:?}");
+    }
+    assert_eq!(count("veth on bt-e2e-b"), 0, "{after:?}");
+    assert!(!after.iter().any(|t| t.contains("10.219.")), "{after:?}");
+    assert_eq!(
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "--format", "{{.State.Status}}", "b1"])
+        )?
+        .trim(),
+        "exited"
+    );
+    run_ok(berthd.docker().args(["stop", "-t", "0", "a2"]))?;
+    let after_stop = traces(&berthd, &["bt-e2e-a"])?;
+    assert_eq!(
+        after_stop.iter().filter(|t| t.starts_with("veth")).count(),
+        1,
+        "a stopped container keeps its veth: {after_stop:?}"
+    );
+    run_ok(berthd.docker().args(["rm", "-f", "a1", "a2"]))?;
+    run_ok(berthd.docker().args(["rm", "b1"]))?;
+    run_ok(berthd.docker().args(["network", "rm", "neta", "netb"]))?;
+    let left = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    for b in ["bt-e2e-a", "bt-e2e-b"] {
+        assert!(
+            !std::path::Path::new("/sys/class/net").join(b).exists(),
+            "bridge {b} left"
+        );
+    }
+    Ok(())
+}

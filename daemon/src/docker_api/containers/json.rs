@@ -118,6 +118,45 @@ fn ports(r: &ContainerRecord) -> Value {
     Value::Array(ports)
 }
 
+/// `NetworkSettings.Networks`: each endpoint as Docker's `EndpointSettings`, the
+/// addresses filled while the container runs.
+fn networks(r: &ContainerRecord) -> Value {
+    let map: serde_json::Map<String, Value> = r
+        .networks
+        .iter()
+        .map(|e| {
+            let ipam = if e.requested_ip.is_empty() {
+                Value::Null
+            } else {
+                json!({"IPv4Address": e.requested_ip})
+            };
+            let mut aliases = e.aliases.clone();
+            if r.state.status.has_task() {
+                aliases.push(r.id[..12.min(r.id.len())].to_string());
+            }
+            (
+                e.network_name.clone(),
+                json!({
+                    "IPAMConfig": ipam,
+                    "Links": null,
+                    "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                    "NetworkID": e.network_id,
+                    "EndpointID": "",
+                    "Gateway": e.gateway,
+                    "IPAddress": e.ip_address,
+                    "IPPrefixLen": e.prefix_len,
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "MacAddress": e.mac_address,
+                    "DriverOpts": null,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
 /// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
 /// the ports are listed ([`ports_listed`]).
 fn network_ports(r: &ContainerRecord) -> Value {
@@ -165,7 +204,7 @@ fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) 
         "State": r.state.status.as_str(),
         "Status": status_text(r, now),
         "HostConfig": {"NetworkMode": network_mode(r)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks(r)},
         "Mounts": mounts(engine, r),
     })
 }
@@ -359,7 +398,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
-            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
+            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": networks(&r),
         },
     });
     // Docker shows Health only for a container with a check, and its check in Config.
