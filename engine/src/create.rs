@@ -62,6 +62,11 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let health = health_of(&config, &image_config)?;
     let endpoints = crate::networks::attach::endpoints_for(engine, &config)?;
     let networked = !endpoints.is_empty();
+    let ports = if networked {
+        crate::networks::ports::requested(&config.network, &exposed_ports)?
+    } else {
+        Vec::new()
+    };
     let image_volumes: Vec<String> = image_config
         .config
         .as_ref()
@@ -176,6 +181,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         bind_sources: Some(container_spec::bind_sources(&config)),
         volumes: attached.mounts,
         networks: endpoints,
+        ports,
         state: RunState::default(),
         log_path,
         log,

@@ -235,6 +235,9 @@ pub fn setup(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
     if record.networks.is_empty() {
         return Ok(());
     }
+    // Host ports first: a refusal leaves nothing made.
+    let others = crate::list(engine)?;
+    super::ports::assign(record, &others)?;
     let path = netns_path(engine, &record.id);
     let ns = Netns::at(&path);
     if !ns.is_pinned() {
@@ -255,7 +258,8 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let mut first_ip = None;
-    for ep in &mut record.networks {
+    let mappings = super::ports::mappings(record);
+    for (i, ep) in record.networks.iter_mut().enumerate() {
         let net = find_by_id(engine, &ep.network_id)?;
         let cni = cni_of(engine, &net)?;
         let prefix = Ipv4Net::parse(&net.subnet).map(|n| n.prefix).unwrap_or(16);
@@ -263,6 +267,9 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
             id: record.id.clone(),
             name: record.name.clone(),
             netns: path.clone(),
+            // The ports are published through the first network, as Docker's are
+            // through the container's first endpoint.
+            port_mappings: if i == 0 { mappings.clone() } else { Vec::new() },
             ips: if ep.requested_ip.is_empty() {
                 Vec::new()
             } else {
@@ -320,6 +327,9 @@ fn hosts_is_ours(path: &std::path::Path) -> bool {
 /// the errors are reported together.
 pub fn teardown(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
     let errors = detach_id(engine, &record.id);
+    for b in &mut record.ports {
+        b.host_port = 0;
+    }
     for ep in &mut record.networks {
         ep.ip_address.clear();
         ep.mac_address.clear();

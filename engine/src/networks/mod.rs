@@ -15,6 +15,7 @@ pub mod attach;
 mod filter;
 pub mod firewall;
 pub mod ipam;
+pub mod ports;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -487,3 +487,145 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
     }
     Ok(())
 }
+
+/// An HTTP GET of /hostname from the host; the body, or None when nothing answers.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    for _ in 0..20 {
+        if let Ok(mut s) =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+                .ok()?;
+            s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n").ok()?;
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.") {
+                return Some(out);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[test]
+fn published_ports_answer_from_the_host() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let _cleanup = HostCleanup {
+        bridges: vec!["bt-e2e-pub"],
+        table: table_name(&berthd),
+    };
+    run_ok(berthd.docker().args([
+        "network",
+        "create",
+        "--subnet",
+        "10.220.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=bt-e2e-pub",
+        "pub",
+    ]))?;
+    let port = free_port()?;
+    let httpd = ["httpd", "-f", "-p", "80", "-h", "/etc"];
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web1", "--network", "pub", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .arg("busybox")
+        .args(httpd);
+    run_ok(&mut cmd)?;
+    let hostname = run_ok(berthd.docker().args(["exec", "web1", "hostname"]))?;
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&hostname)),
+        "{body:?}"
+    );
+    let out = run_ok(berthd.docker().args(["port", "web1"]))?;
+    assert_eq!(out.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    let out =
+        run_ok(
+            berthd
+                .docker()
+                .args(["ps", "--format", "{{.Ports}}", "--filter", "name=web1"]),
+        )?;
+    assert_eq!(out.trim(), format!("127.0.0.1:{port}->80/tcp"));
+
+    // -P: every exposed port on a random host port.
+    run_ok(
+        berthd
+            .docker()
+            .args([
+                "run",
+                "-d",
+                "--name",
+                "web2",
+                "--network",
+                "pub",
+                "--expose",
+                "80",
+                "-P",
+                "busybox",
+            ])
+            .args(httpd),
+    )?;
+    let out = run_ok(berthd.docker().args(["port", "web2", "80/tcp"]))?;
+    let random: u16 = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(random > 0, "{out:?}");
+    let hostname2 = run_ok(berthd.docker().args(["exec", "web2", "hostname"]))?;
+    let body = http_get(&format!("127.0.0.1:{random}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&hostname2)),
+        "{body:?}"
+    );
+
+    // The same host port again: refused at start in Docker's words, nothing attached.
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web3", "--network", "pub", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .arg("busybox")
+        .args(httpd);
+    let (code, _, err) = run(&mut cmd)?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "Bind for 127.0.0.1:{port} failed: port is already allocated"
+        )),
+        "{err}"
+    );
+    let netns = std::fs::read_dir(berthd.state().join("networks/netns"))?.count();
+    assert_eq!(netns, 2, "the refused start left a namespace");
+
+    let live = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    assert!(
+        live.lines().any(|l| l.starts_with("-A")
+            && l.contains("10.220.0.")
+            && l.contains(&port.to_string())),
+        "the probe does not see the live DNAT rule: {live}"
+    );
+    run_ok(berthd.docker().args(["rm", "-f", "web1", "web2", "web3"]))?;
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_none(),
+        "still published"
+    );
+    let rules = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    assert!(
+        !rules
+            .lines()
+            .any(|l| l.starts_with("-A") && l.contains("10.220.0.")),
+        "rules left: {rules}"
+    );
+    run_ok(berthd.docker().args(["network", "rm", "pub"]))?;
+    Ok(())
+}

@@ -100,7 +100,10 @@ fn network_mode(r: &ContainerRecord) -> String {
 /// while it runs, on the default (bridge) network; not on `none`, `host` or another
 /// container's network.
 fn ports_listed(r: &ContainerRecord) -> bool {
-    r.state.status.has_task() && matches!(network_mode(r).as_str(), "default" | "bridge")
+    let mode = network_mode(r);
+    r.state.status.has_task()
+        && !matches!(mode.as_str(), "host" | "none")
+        && !mode.starts_with("container:")
 }
 
 /// The `Ports` of the list: each exposed port without a public one (berth publishes
@@ -109,12 +112,25 @@ fn ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!([]);
     }
-    let ports: Vec<Value> = r
+    let mut ports: Vec<Value> = r
         .exposed_ports
         .iter()
         .filter_map(|k| berth_engine::container_spec::ports::parse(k))
+        .filter(|(port, proto)| {
+            !r.ports
+                .iter()
+                .any(|b| b.host_port != 0 && b.container_port == *port && b.protocol == *proto)
+        })
         .map(|(port, proto)| json!({"PrivatePort": port, "Type": proto}))
         .collect();
+    ports.extend(r.ports.iter().filter(|b| b.host_port != 0).map(|b| {
+        json!({
+            "IP": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+            "PrivatePort": b.container_port,
+            "PublicPort": b.host_port,
+            "Type": b.protocol,
+        })
+    }));
     Value::Array(ports)
 }
 
@@ -163,11 +179,23 @@ fn network_ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!({});
     }
-    let ports: serde_json::Map<String, Value> = r
+    let mut ports: serde_json::Map<String, Value> = r
         .exposed_ports
         .iter()
         .map(|k| (k.clone(), Value::Null))
         .collect();
+    for b in r.ports.iter().filter(|b| b.host_port != 0) {
+        let entry = ports.entry(b.key()).or_insert_with(|| json!([]));
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({
+                "HostIp": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+                "HostPort": b.host_port.to_string(),
+            }));
+        }
+    }
     Value::Object(ports)
 }
 
