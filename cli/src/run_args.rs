@@ -257,18 +257,6 @@ impl CreateFlags {
             "Labels": labels,
             "HostConfig": host_config,
         });
-        if self.ip.is_some() || !self.network_alias.is_empty() {
-            // Docker's: the endpoint of the network mode's network.
-            let net = self.network.as_deref().unwrap_or("default");
-            let mut endpoint = json!({});
-            if let Some(ip) = &self.ip {
-                endpoint["IPAMConfig"] = json!({"IPv4Address": ip});
-            }
-            if !self.network_alias.is_empty() {
-                endpoint["Aliases"] = json!(self.network_alias);
-            }
-            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
-        }
         if let Some(check) = self
             .health
             .healthcheck()
@@ -277,6 +265,24 @@ impl CreateFlags {
             body["Healthcheck"] = check;
         }
         strip_nulls(&mut body);
+        if self.ip.is_some() || !self.network_alias.is_empty() {
+            // Docker's: the network mode's endpoint, every field of its
+            // EndpointSettings sent (the unset ones zero or null).
+            let net = self.network.as_deref().unwrap_or("default");
+            let mut ipam = json!({});
+            if let Some(ip) = &self.ip {
+                ipam["IPv4Address"] = json!(ip);
+            }
+            let endpoint = json!({
+                "IPAMConfig": ipam,
+                "Links": null,
+                "Aliases": (!self.network_alias.is_empty()).then_some(&self.network_alias),
+                "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
+            });
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
+        }
         Ok(body)
     }
 

@@ -629,3 +629,70 @@ fn published_ports_answer_from_the_host() -> Result<()> {
     run_ok(berthd.docker().args(["network", "rm", "pub"]))?;
     Ok(())
 }
+
+#[test]
+fn internal_networks_have_no_way_out() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let _cleanup = HostCleanup {
+        bridges: vec!["bt-e2e-o", "bt-e2e-c"],
+        table: table_name(&berthd),
+    };
+    for (name, subnet, bridge, internal) in [
+        ("open", "10.221.0.0/24", "bt-e2e-o", false),
+        ("closed", "10.222.0.0/24", "bt-e2e-c", true),
+    ] {
+        let mut cmd = berthd.docker();
+        cmd.args(["network", "create", "--subnet", subnet, "-o"])
+            .arg(format!("com.docker.network.bridge.name={bridge}"));
+        if internal {
+            cmd.arg("--internal");
+        }
+        run_ok(cmd.arg(name))?;
+        run_ok(berthd.docker().args([
+            "run",
+            "-d",
+            "--name",
+            &format!("c-{name}"),
+            "--network",
+            name,
+            "busybox",
+            "sleep",
+            "300",
+        ]))?;
+    }
+    // The open network routes out through its gateway: the other bridge's address
+    // (the host's, on a bridge of this test) answers.
+    let out = run_ok(berthd.docker().args([
+        "exec",
+        "c-open",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "3",
+        "10.222.0.1",
+    ]))?;
+    assert!(out.contains("1 packets received"), "{out}");
+    let routes = run_ok(berthd.docker().args(["exec", "c-open", "ip", "route"]))?;
+    assert!(routes.contains("default via 10.221.0.1"), "{routes}");
+    // The internal one has no default route and reaches nothing beyond its subnet.
+    let routes = run_ok(berthd.docker().args(["exec", "c-closed", "ip", "route"]))?;
+    assert!(!routes.contains("default"), "{routes}");
+    let (code, out, _) = run(berthd.docker().args([
+        "exec",
+        "c-closed",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "10.221.0.1",
+    ]))?;
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(inspect(&berthd, "closed")?["Internal"], true);
+    run_ok(berthd.docker().args(["rm", "-f", "c-open", "c-closed"]))?;
+    run_ok(berthd.docker().args(["network", "rm", "open", "closed"]))?;
+    Ok(())
+}
