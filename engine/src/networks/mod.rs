@@ -104,8 +104,16 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     pub record: NetworkRecord,
-    /// The containers with an endpoint on it: (id, name).
-    pub containers: Vec<(String, String)>,
+    /// The containers with an endpoint on it.
+    pub containers: Vec<Attached>,
+}
+
+/// A container on a network, as network inspect lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub id: String,
+    pub name: String,
+    pub endpoint: Endpoint,
 }
 
 /// What `create` is asked for.
@@ -534,14 +542,16 @@ fn records(engine: &Engine) -> Result<Vec<NetworkRecord>, EngineError> {
         .collect()
 }
 
-/// Network id → the containers (id, name) whose records have an endpoint on it.
-fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<(String, String)>>, EngineError> {
-    let mut map: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+/// Network id → the containers whose records have an endpoint on it.
+fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<Attached>>, EngineError> {
+    let mut map: BTreeMap<String, Vec<Attached>> = BTreeMap::new();
     for (id, _, record) in engine.store.list::<ContainerRecord>(Kind::Container)? {
         for e in &record.networks {
-            map.entry(e.network_id.clone())
-                .or_default()
-                .push((id.clone(), record.name.clone()));
+            map.entry(e.network_id.clone()).or_default().push(Attached {
+                id: id.clone(),
+                name: record.name.clone(),
+                endpoint: e.clone(),
+            });
         }
     }
     Ok(map)

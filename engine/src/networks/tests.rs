@@ -190,7 +190,12 @@ fn pool_subnets_lookup_remove_prune() -> TestResult {
 
     attach_record(&engine, "c1", &a)?;
     let a_now = get(&engine, "alpha")?;
-    assert_eq!(a_now.containers, [("c1".to_string(), "c-c1".to_string())]);
+    let on: Vec<(&str, &str)> = a_now
+        .containers
+        .iter()
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(on, [("c1", "c-c1")]);
     let e = remove(&engine, "alpha").unwrap_err().to_string();
     assert_eq!(
         e,

@@ -28,14 +28,20 @@ pub fn network(n: &Network, containers: bool) -> Value {
     let attached: Map<String, Value> = if containers {
         n.containers
             .iter()
-            .map(|(id, name)| {
+            .map(|c| {
+                let e = &c.endpoint;
+                let ip = if e.ip_address.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", e.ip_address, e.prefix_len)
+                };
                 (
-                    id.clone(),
+                    c.id.clone(),
                     json!({
-                        "Name": name,
+                        "Name": c.name,
                         "EndpointID": "",
-                        "MacAddress": "",
-                        "IPv4Address": "",
+                        "MacAddress": e.mac_address,
+                        "IPv4Address": ip,
                         "IPv6Address": "",
                     }),
                 )
