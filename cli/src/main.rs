@@ -223,6 +223,12 @@ enum ContainerCommand {
     },
     /// Display the running processes of a container.
     Top { container: String },
+    /// List port mappings or a specific mapping for the container.
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        private_port: Option<String>,
+    },
     /// Rename a container.
     Rename { container: String, new_name: String },
     /// Pause all processes within one or more containers.
@@ -629,6 +635,10 @@ async fn container_command(
             container::inspect(client, containers, format.as_deref()).await
         }
         C::Top { container } => container::top(client, container).await,
+        C::Port {
+            container,
+            private_port,
+        } => container::port(client, container, private_port.as_deref()).await,
         C::Rename {
             container,
             new_name,

@@ -107,6 +107,9 @@ pub struct CreateFlags {
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Connect the container to a network.
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
@@ -207,6 +210,7 @@ impl CreateFlags {
             "Binds": (!binds.is_empty()).then_some(binds),
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
+            "PublishAllPorts": self.publish_all,
             "RestartPolicy": restart_policy(self.restart.as_deref())?,
             "AutoRemove": self.rm,
             "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),

@@ -67,7 +67,7 @@ fn default_network_is_made_once_and_kept() -> TestResult {
     };
     let names: Vec<String> = list(&engine, &builtin)?
         .into_iter()
-        .map(|n| (n.record.name))
+        .map(|n| n.record.name)
         .collect();
     assert_eq!(names, ["bridge", "host", "none"]);
     let host_id = get(&engine, "host")?.record.id;

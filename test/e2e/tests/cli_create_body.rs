@@ -254,6 +254,7 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
             "db",
             "busybox",
         ],
+        vec!["create", "-P", "busybox"],
         vec!["create", "--runtime", "runc", "busybox"],
         vec!["create", "--blkio-weight", "300", "busybox"],
         vec![

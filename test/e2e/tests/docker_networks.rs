@@ -549,6 +549,11 @@ fn published_ports_answer_from_the_host() -> Result<()> {
     );
     let out = run_ok(berthd.docker().args(["port", "web1"]))?;
     assert_eq!(out.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    assert_eq!(run_ok(berthd.berth()?.args(["port", "web1"]))?, out);
+    assert_eq!(
+        run_ok(berthd.berth()?.args(["port", "web1", "80"]))?.trim(),
+        format!("127.0.0.1:{port}")
+    );
     let out =
         run_ok(
             berthd
