@@ -701,3 +701,69 @@ fn internal_networks_have_no_way_out() -> Result<()> {
     run_ok(berthd.docker().args(["network", "rm", "open", "closed"]))?;
     Ok(())
 }
+
+#[test]
+fn a_restart_policy_brings_the_container_back_on_its_network() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let _cleanup = HostCleanup {
+        bridges: vec!["bt-e2e-rr"],
+        table: table_name(&berthd),
+    };
+    run_ok(berthd.docker().args([
+        "network",
+        "create",
+        "--subnet",
+        "10.225.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=bt-e2e-rr",
+        "rrn",
+    ]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--network",
+        "rrn",
+        "--ip",
+        "10.225.0.9",
+        "--name",
+        "rr",
+        "busybox",
+        "sleep",
+        "300",
+    ]))?;
+    let pid = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "--format", "{{.State.Pid}}", "rr"]),
+    )?;
+    run_ok(std::process::Command::new("kill").args(["-9", pid.trim()]))?;
+    let mut state = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        state = run_ok(berthd.docker().args([
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Status}}",
+            "rr",
+        ]))?;
+        if state.trim() == "1 running" {
+            break;
+        }
+    }
+    assert_eq!(state.trim(), "1 running");
+    assert_eq!(ip_of(&berthd, "rr", "rrn")?, "10.225.0.9");
+    let out =
+        run_ok(
+            berthd
+                .docker()
+                .args(["exec", "rr", "ping", "-c", "1", "-W", "3", "10.225.0.1"]),
+        )?;
+    assert!(out.contains("1 packets received"), "{out}");
+    run_ok(berthd.docker().args(["rm", "-f", "rr"]))?;
+    run_ok(berthd.docker().args(["network", "rm", "rrn"]))?;
+    Ok(())
+}
