@@ -182,8 +182,9 @@ fn bad_input_is_refused_with_nothing_made() -> Result<()> {
 
 /// Host-side traces of berth's networking for this daemon: veths on the test's
 /// bridges, host-local leases, the CNI cache, namespace pins, berth's nft table and
-/// the CNI masquerade chains of its containers.
-fn traces(berthd: &Berthd, bridges: &[&str]) -> Result<Vec<String>> {
+/// the iptables rules naming the test's subnets (`prefixes`: the CNI plugins'
+/// masquerade, firewall and DNAT rules of its containers).
+fn traces(berthd: &Berthd, bridges: &[&str], prefixes: &[&str]) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for b in bridges {
         let out =
@@ -217,7 +218,7 @@ fn traces(berthd: &Berthd, bridges: &[&str]) -> Result<Vec<String>> {
     found.extend(
         rules
             .lines()
-            .filter(|l| l.starts_with("-A") && (l.contains("10.218.") || l.contains("10.219.")))
+            .filter(|l| l.starts_with("-A") && prefixes.iter().any(|p| l.contains(p)))
             .map(|l| format!("iptables: {l}")),
     );
     let tables = run_ok(std::process::Command::new("nft").args(["list", "tables"]))?;
@@ -430,7 +431,11 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
     assert!(err.contains("network nope not found"), "{err}");
 
     // The leak probe sees the live attachments first.
-    let live = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    let live = traces(
+        &berthd,
+        &["bt-e2e-a", "bt-e2e-b"],
+        &["10.218.0.", "10.219.0."],
+    )?;
     let count = |what: &str| live.iter().filter(|t| t.starts_with(what)).count();
     assert_eq!(count("veth on"), 3, "{live:?}");
     assert_eq!(count("lease:"), 3, "{live:?}");
@@ -451,7 +456,11 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
     std::thread::sleep(std::time::Duration::from_millis(500));
     berthd.restart()?;
     // Only a1's and a2's attachments are left.
-    let after = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    let after = traces(
+        &berthd,
+        &["bt-e2e-a", "bt-e2e-b"],
+        &["10.218.0.", "10.219.0."],
+    )?;
     let count = |what: &str| after.iter().filter(|t| t.starts_with(what)).count();
     for what in ["veth on bt-e2e-a", "lease:", "netns:", "cni/results:"] {
         assert_eq!(count(what), 2, "{what}: {after:?}");
@@ -468,7 +477,7 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
         "exited"
     );
     run_ok(berthd.docker().args(["stop", "-t", "0", "a2"]))?;
-    let after_stop = traces(&berthd, &["bt-e2e-a"])?;
+    let after_stop = traces(&berthd, &["bt-e2e-a"], &["10.218.0."])?;
     assert_eq!(
         after_stop.iter().filter(|t| t.starts_with("veth")).count(),
         1,
@@ -477,7 +486,11 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
     run_ok(berthd.docker().args(["rm", "-f", "a1", "a2"]))?;
     run_ok(berthd.docker().args(["rm", "b1"]))?;
     run_ok(berthd.docker().args(["network", "rm", "neta", "netb"]))?;
-    let left = traces(&berthd, &["bt-e2e-a", "bt-e2e-b"])?;
+    let left = traces(
+        &berthd,
+        &["bt-e2e-a", "bt-e2e-b"],
+        &["10.218.0.", "10.219.0."],
+    )?;
     assert!(left.is_empty(), "left behind: {left:?}");
     for b in ["bt-e2e-a", "bt-e2e-b"] {
         assert!(
@@ -765,5 +778,101 @@ fn a_restart_policy_brings_the_container_back_on_its_network() -> Result<()> {
     assert!(out.contains("1 packets received"), "{out}");
     run_ok(berthd.docker().args(["rm", "-f", "rr"]))?;
     run_ok(berthd.docker().args(["network", "rm", "rrn"]))?;
+    Ok(())
+}
+
+#[test]
+fn concurrent_runs_and_removals_leave_nothing() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    for (name, subnet, bridge) in [
+        ("ca", "10.233.0.0/24", "bt-e2e-ca"),
+        ("cb", "10.234.0.0/24", "bt-e2e-cb"),
+    ] {
+        run_ok(berthd.docker().args([
+            "network",
+            "create",
+            "--subnet",
+            subnet,
+            "-o",
+            &format!("com.docker.network.bridge.name={bridge}"),
+            name,
+        ]))?;
+    }
+    let _cleanup = HostCleanup {
+        bridges: vec!["bt-e2e-ca", "bt-e2e-cb"],
+        table: table_name(&berthd),
+    };
+    let names: Vec<String> = (0..8).map(|i| format!("par{i}")).collect();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let berthd = &berthd;
+                s.spawn(move || {
+                    let net = if i % 2 == 0 { "ca" } else { "cb" };
+                    run_ok(berthd.docker().args([
+                        "run",
+                        "-d",
+                        "--name",
+                        name,
+                        "--network",
+                        net,
+                        "-p",
+                        "127.0.0.1::80",
+                        "busybox",
+                        "sleep",
+                        "300",
+                    ]))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a run thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let live = traces(
+        &berthd,
+        &["bt-e2e-ca", "bt-e2e-cb"],
+        &["10.233.0.", "10.234.0."],
+    )?;
+    let count = |what: &str| live.iter().filter(|t| t.starts_with(what)).count();
+    assert_eq!(count("veth on"), 8, "{live:?}");
+    assert_eq!(count("lease:"), 8, "{live:?}");
+    assert_eq!(count("netns:"), 8, "{live:?}");
+    assert!(count("iptables:") >= 8, "{live:?}");
+    let ports: Vec<String> = names
+        .iter()
+        .map(|n| run_ok(berthd.docker().args(["port", n, "80"])))
+        .collect::<Result<_>>()?;
+    let mut unique = ports.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 8, "host ports given twice: {ports:?}");
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let berthd = &berthd;
+                s.spawn(move || run_ok(berthd.docker().args(["rm", "-f", name])))
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("an rm thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    run_ok(berthd.docker().args(["network", "rm", "ca", "cb"]))?;
+    let left = traces(
+        &berthd,
+        &["bt-e2e-ca", "bt-e2e-cb"],
+        &["10.233.0.", "10.234.0."],
+    )?;
+    assert!(left.is_empty(), "left behind: {left:?}");
     Ok(())
 }
