@@ -229,6 +229,12 @@ enum ContainerCommand {
         /// PRIVATE_PORT[/PROTO]
         private_port: Option<String>,
     },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(commands::cp::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::export::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff { container: String },
     /// Rename a container.
     Rename { container: String, new_name: String },
     /// Pause all processes within one or more containers.
@@ -639,6 +645,9 @@ async fn container_command(
             container,
             private_port,
         } => container::port(client, container, private_port.as_deref()).await,
+        C::Cp(a) => commands::cp::run(host, a).await,
+        C::Export(a) => commands::export::export(host, a).await,
+        C::Diff { container } => commands::export::diff(host, container).await,
         C::Rename {
             container,
             new_name,

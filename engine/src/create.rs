@@ -307,10 +307,24 @@ impl Drop for Undo<'_> {
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
     let mut b = [0u8; N];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
+    let mut filled = 0;
+    // getrandom(2): no file to open per id (health checks make an exec id a second per
+    // container); short reads and EINTR are retried.
+    while filled < N {
+        // SAFETY: writes at most N - filled bytes into `b` from `filled`.
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    if filled < N {
+        use std::io::Read;
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = f.read_exact(&mut b);
+        }
     }
     b
 }

@@ -10,6 +10,7 @@
 //! holds the CRI-format log (`container.log`), the shim's `address` and its durable
 //! exit record.
 
+pub mod archive;
 pub mod config;
 pub mod container_spec;
 mod create;

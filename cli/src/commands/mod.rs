@@ -3,9 +3,11 @@
 pub mod archive;
 pub mod attach;
 pub mod container;
+pub mod cp;
 pub mod credentials;
 pub mod events;
 pub mod exec;
+pub mod export;
 pub mod hijack;
 pub mod image_http;
 pub mod image_inspect;

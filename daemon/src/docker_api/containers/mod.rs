@@ -1,8 +1,10 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
+mod archive;
 mod attach;
 mod attach_ws;
 mod create;
+mod export;
 mod json;
 mod logs;
 mod resize;
@@ -76,6 +78,11 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     }
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
+                (&Method::HEAD, "archive") => archive::head(daemon, &id, &req).await?,
+                (&Method::GET, "archive") => archive::get(daemon, &id, &req).await?,
+                (&Method::PUT, "archive") => archive::put(daemon, &id, &mut req).await?,
+                (&Method::GET, "export") => export::export(daemon, &id).await?,
+                (&Method::GET, "changes") => export::changes(daemon, &id).await?,
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
                 (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
                 (&Method::POST, "update") => update::handle(daemon, &id, &mut req).await?,

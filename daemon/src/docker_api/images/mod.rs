@@ -18,7 +18,7 @@ mod registry_auth;
 mod remove;
 mod resolve;
 mod shape;
-mod stream;
+pub(crate) mod stream;
 mod tag;
 
 use std::sync::Arc;
