@@ -223,6 +223,12 @@ enum ContainerCommand {
     },
     /// Display the running processes of a container.
     Top { container: String },
+    /// List port mappings or a specific mapping for the container.
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        private_port: Option<String>,
+    },
     /// Copy files/folders between a container and the local filesystem.
     Cp(commands::cp::CpArgs),
     /// Export a container's filesystem as a tar archive.
@@ -318,6 +324,11 @@ enum Command {
     Container {
         #[command(subcommand)]
         command: ContainerGroup,
+    },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: commands::network::NetworkCommand,
     },
     /// Manage volumes.
     Volume {
@@ -444,6 +455,7 @@ fn main() -> ExitCode {
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Volume { command } => commands::volume::run(&client, command).await,
             Command::System { command } => commands::system::run(&client, command).await,
+            Command::Network { command } => commands::network::run(&client, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
@@ -635,6 +647,10 @@ async fn container_command(
             container::inspect(client, containers, format.as_deref()).await
         }
         C::Top { container } => container::top(client, container).await,
+        C::Port {
+            container,
+            private_port,
+        } => container::port(client, container, private_port.as_deref()).await,
         C::Cp(a) => commands::cp::run(host, a).await,
         C::Export(a) => commands::export::export(host, a).await,
         C::Diff { container } => commands::export::diff(host, container).await,

@@ -110,9 +110,18 @@ pub struct CreateFlags {
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Connect the container to a network.
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104) on the user network.
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Give extended privileges to this container.
     #[arg(long = "privileged")]
     pub privileged: bool,
@@ -204,6 +213,7 @@ impl CreateFlags {
             "Binds": (!binds.is_empty()).then_some(binds),
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
+            "PublishAllPorts": self.publish_all,
             "RestartPolicy": restart_policy(self.restart.as_deref())?,
             "AutoRemove": self.rm,
             "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),
@@ -263,6 +273,24 @@ impl CreateFlags {
             body["Healthcheck"] = check;
         }
         strip_nulls(&mut body);
+        if self.ip.is_some() || !self.network_alias.is_empty() {
+            // Docker's: the network mode's endpoint, every field of its
+            // EndpointSettings sent (the unset ones zero or null).
+            let net = self.network.as_deref().unwrap_or("default");
+            let mut ipam = json!({});
+            if let Some(ip) = &self.ip {
+                ipam["IPv4Address"] = json!(ip);
+            }
+            let endpoint = json!({
+                "IPAMConfig": ipam,
+                "Links": null,
+                "Aliases": (!self.network_alias.is_empty()).then_some(&self.network_alias),
+                "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
+            });
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
+        }
         Ok(body)
     }
 

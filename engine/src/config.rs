@@ -245,6 +245,12 @@ pub struct NetworkAttachment {
     /// nothing) until container networks land.
     pub published_ports: Vec<PublishedPort>,
     pub publish_all: bool,
+    /// With [`NetworkMode::Bridge`]: the network's name or id.
+    pub network: String,
+    /// The IPv4 address asked for on it (`--ip`); empty: any.
+    pub ip: String,
+    /// More names on it (`--network-alias`), kept for name resolution.
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -253,9 +259,13 @@ pub enum NetworkMode {
     Host,
     /// A network namespace with loopback only.
     None,
-    /// The default network; until networks land, loopback only as with `None`.
+    /// The default network; until the default bridge is attached, loopback only as
+    /// with `None`.
     #[default]
     Default,
+    /// A user bridge network (`--network NAME`, named in
+    /// [`NetworkAttachment::network`]).
+    Bridge,
 }
 
 /// A container port published on the host.

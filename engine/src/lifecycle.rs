@@ -64,6 +64,15 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
         Some(sources) => sources.clone(),
         None => legacy_bind_sources(&record),
     };
+    if !record.networks.is_empty() {
+        let d = Arc::clone(engine);
+        let mut attaching = record.clone();
+        record = blocking(move || {
+            crate::networks::attach::setup(&d, &mut attaching)?;
+            Ok(attaching)
+        })
+        .await?;
+    }
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
     let group_guard = engine.shim_group_lock(record.shim_group()).await;
@@ -135,6 +144,17 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
                 Ok(())
             })
             .await;
+            if !record.networks.is_empty() {
+                let d = Arc::clone(engine);
+                let mut detaching = record.clone();
+                record = blocking(move || {
+                    if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
+                        tracing::warn!("undoing a failed start's network attachment: {e}");
+                    }
+                    Ok(detaching)
+                })
+                .await?;
+            }
             record.state.error = e.to_string();
             if record.state.status == Status::Exited || !record.state.started_at.is_empty() {
                 record.state.exit_code = 128;
@@ -412,7 +432,13 @@ pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Resul
     let address = std::fs::read_to_string(engine.dir(id).join("address")).ok();
     let d = Arc::clone(engine);
     let (cid, snapshot) = (id.to_string(), record.snapshot.clone());
+    let mut detached = record.clone();
     blocking(move || {
+        // Nothing of its networks stays (a stop already detached it; this is for a
+        // crash between).
+        if !detached.networks.is_empty() {
+            crate::networks::attach::teardown(&d, &mut detached)?;
+        }
         let dir = d.dir(&cid);
         // A rootfs still mounted (a shim that died before deleting) goes first.
         let rootfs = dir.join("rootfs");

@@ -15,9 +15,16 @@ use crate::Engine;
 pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
     let records = list(engine)?;
     let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    // Containers that may still be running: their attachments stay.
+    let live: HashSet<String> = records
+        .iter()
+        .filter(|r| r.state.status.has_task() || r.state.status == Status::Restarting)
+        .map(|r| r.id.clone())
+        .collect();
     let d = Arc::clone(engine);
     blocking(move || {
         remove_leftovers(&d, &known);
+        crate::networks::attach::reconcile(&d, &live);
         Ok(())
     })
     .await?;

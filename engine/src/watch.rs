@@ -116,6 +116,19 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     };
     unmount(Some(id.to_string())).await?;
     let mut record = record;
+    if !record.networks.is_empty() {
+        let d = Arc::clone(engine);
+        let mut detaching = record.clone();
+        record = blocking(move || {
+            if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
+                // Left in the CNI cache: the next start, the removal or berthd's
+                // reconcile finishes it.
+                tracing::warn!(id = %detaching.id, "detaching the exited container: {e}");
+            }
+            Ok(detaching)
+        })
+        .await?;
+    }
     record.state.status = Status::Exited;
     record.state.exit_code = code;
     record.state.oom_killed = oom_killed;

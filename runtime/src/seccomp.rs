@@ -198,4 +198,9 @@ impl Filter {
     pub fn len(&self) -> usize {
         self.program.len()
     }
+
+    /// Whether the program has no instructions.
+    pub fn is_empty(&self) -> bool {
+        self.program.is_empty()
+    }
 }

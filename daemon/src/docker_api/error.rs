@@ -66,6 +66,13 @@ impl From<berth_engine::EngineError> for ApiError {
                 what: Object::Volume,
                 reference,
             } => ApiError::NotFound(format!("get {reference}: no such volume")),
+            EngineError::NotFound {
+                what: Object::Network,
+                reference,
+            } => ApiError::NotFound(format!("network {reference} not found")),
+            e @ EngineError::NetworkInUse { .. } => ApiError::Forbidden(e.to_string()),
+            e @ EngineError::NetworkNameInUse(_) => ApiError::Conflict(e.to_string()),
+            EngineError::Forbidden(m) => ApiError::Forbidden(m),
             EngineError::VolumeInUse { name, containers } => ApiError::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 containers.join(", ")

@@ -11,6 +11,7 @@ mod hijack;
 pub mod host;
 mod images;
 mod info;
+mod networks;
 mod ping;
 mod reply;
 mod request;
@@ -102,6 +103,10 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         Routed::NotMine(req) => req,
     };
     let req = match volumes::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    let req = match networks::route(daemon, req).await? {
         Routed::Done(reply) => return Ok(reply),
         Routed::NotMine(req) => req,
     };

@@ -65,6 +65,8 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
                 anonymous: false,
             })
             .collect(),
+        networks: Vec::new(),
+        ports: Vec::new(),
         state: RunState::default(),
         log_path: None,
         log: Default::default(),

@@ -100,7 +100,10 @@ fn network_mode(r: &ContainerRecord) -> String {
 /// while it runs, on the default (bridge) network; not on `none`, `host` or another
 /// container's network.
 fn ports_listed(r: &ContainerRecord) -> bool {
-    r.state.status.has_task() && matches!(network_mode(r).as_str(), "default" | "bridge")
+    let mode = network_mode(r);
+    r.state.status.has_task()
+        && !matches!(mode.as_str(), "host" | "none")
+        && !mode.starts_with("container:")
 }
 
 /// The `Ports` of the list: each exposed port without a public one (berth publishes
@@ -109,13 +112,65 @@ fn ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!([]);
     }
-    let ports: Vec<Value> = r
+    let mut ports: Vec<Value> = r
         .exposed_ports
         .iter()
         .filter_map(|k| berth_engine::container_spec::ports::parse(k))
+        .filter(|(port, proto)| {
+            !r.ports
+                .iter()
+                .any(|b| b.host_port != 0 && b.container_port == *port && b.protocol == *proto)
+        })
         .map(|(port, proto)| json!({"PrivatePort": port, "Type": proto}))
         .collect();
+    ports.extend(r.ports.iter().filter(|b| b.host_port != 0).map(|b| {
+        json!({
+            "IP": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+            "PrivatePort": b.container_port,
+            "PublicPort": b.host_port,
+            "Type": b.protocol,
+        })
+    }));
     Value::Array(ports)
+}
+
+/// `NetworkSettings.Networks`: each endpoint as Docker's `EndpointSettings`, the
+/// addresses filled while the container runs.
+fn networks(r: &ContainerRecord) -> Value {
+    let map: serde_json::Map<String, Value> = r
+        .networks
+        .iter()
+        .map(|e| {
+            let ipam = if e.requested_ip.is_empty() {
+                Value::Null
+            } else {
+                json!({"IPv4Address": e.requested_ip})
+            };
+            let mut aliases = e.aliases.clone();
+            if r.state.status.has_task() {
+                aliases.push(r.id[..12.min(r.id.len())].to_string());
+            }
+            (
+                e.network_name.clone(),
+                json!({
+                    "IPAMConfig": ipam,
+                    "Links": null,
+                    "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                    "NetworkID": e.network_id,
+                    "EndpointID": "",
+                    "Gateway": e.gateway,
+                    "IPAddress": e.ip_address,
+                    "IPPrefixLen": e.prefix_len,
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "MacAddress": e.mac_address,
+                    "DriverOpts": null,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
 }
 
 /// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
@@ -124,11 +179,23 @@ fn network_ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!({});
     }
-    let ports: serde_json::Map<String, Value> = r
+    let mut ports: serde_json::Map<String, Value> = r
         .exposed_ports
         .iter()
         .map(|k| (k.clone(), Value::Null))
         .collect();
+    for b in r.ports.iter().filter(|b| b.host_port != 0) {
+        let entry = ports.entry(b.key()).or_insert_with(|| json!([]));
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({
+                "HostIp": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+                "HostPort": b.host_port.to_string(),
+            }));
+        }
+    }
     Value::Object(ports)
 }
 
@@ -257,7 +324,7 @@ fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) 
         "State": r.state.status.as_str(),
         "Status": status_text(r, now),
         "HostConfig": {"NetworkMode": network_mode(r)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks(r)},
         "Mounts": mounts(engine, r),
     })
 }
@@ -486,7 +553,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
-            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
+            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": networks(&r),
         },
     });
     // Docker shows Health only for a container with a check, and its check in Config.

@@ -38,6 +38,10 @@ pub struct CreateRequest {
     /// Anonymous volumes (`-v /path`): `{"/data": {}}`.
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub host_config: HostConfig,
+    /// `EndpointsConfig.<network>`: `IPAMConfig.IPv4Address` (`--ip`) and `Aliases`
+    /// (`--network-alias`) of the network mode's endpoint (the rest is checked unset
+    /// in `fields.rs`).
+    pub networking_config: Option<serde_json::Value>,
 }
 
 /// `HostConfig`: what the host gives the container.
@@ -283,10 +287,29 @@ impl CreateRequest {
         let mode = match hc.network_mode.as_str() {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
-            // Until user-defined networks land, bridge is the default network.
+            // Until the default bridge is attached, bridge is the default network.
             "" | "default" | "bridge" => NetworkMode::Default,
-            other => return Err(SpecError::NetworkMode(other.to_string())),
+            other if other.starts_with("container:") => {
+                return Err(SpecError::NetworkMode(other.to_string()))
+            }
+            _ => NetworkMode::Bridge,
         };
+        let endpoint = self
+            .networking_config
+            .as_ref()
+            .and_then(|nc| nc["EndpointsConfig"].as_object())
+            .and_then(|eps| eps.values().next().cloned())
+            .unwrap_or_default();
+        let ip = endpoint["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let aliases: Vec<String> = endpoint["Aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
         // Checked by the engine, against the image's.
         let exposed_ports: Vec<String> = self
             .exposed_ports
@@ -310,10 +333,17 @@ impl CreateRequest {
             })
             .collect();
         Ok(NetworkAttachment {
+            network: if mode == NetworkMode::Bridge {
+                hc.network_mode.clone()
+            } else {
+                String::new()
+            },
             mode,
             exposed_ports,
             published_ports,
             publish_all: hc.publish_all_ports,
+            ip,
+            aliases,
         })
     }
 }
@@ -337,10 +367,22 @@ mod tests {
             ("bridge", NetworkMode::Default),
             ("none", NetworkMode::None),
             ("host", NetworkMode::Host),
+            ("backend", NetworkMode::Bridge),
         ] {
             let c = config(json!({"HostConfig": {"NetworkMode": mode}}))?;
             assert_eq!(c.network.mode, want, "{mode}");
         }
+        let c = config(json!({"HostConfig": {"NetworkMode": "backend"},
+            "NetworkingConfig": {"EndpointsConfig": {"backend": {
+                "IPAMConfig": {"IPv4Address": "10.1.0.9"}, "Aliases": ["db"]}}}}))?;
+        assert_eq!(
+            (
+                c.network.network.as_str(),
+                c.network.ip.as_str(),
+                c.network.aliases.as_slice()
+            ),
+            ("backend", "10.1.0.9", &["db".to_string()][..])
+        );
         assert!(
             config(json!({"HostConfig": {"NetworkMode": "container:x"}}))
                 .is_err_and(|e| e.contains("\"container:x\" is not supported yet"))
