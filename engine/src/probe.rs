@@ -119,9 +119,9 @@ impl Probe {
             tokio::task::spawn_blocking(move || -> Result<(u32, Vec<u8>), String> {
                 // The last check's output goes: the same inode, emptied (if it is not
                 // empty already: a quiet check costs no truncate).
-                let emptied = file
-                    .metadata()
-                    .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
+                let emptied =
+                    file.metadata()
+                        .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
                 emptied.map_err(|e| format!("emptying {}: {e}", output.display()))?;
                 let io = ExecIo {
                     stdout: Some(output.clone()),
