@@ -106,6 +106,10 @@ impl Runtime for BuiltIn {
         Ok(())
     }
 
+    fn exec_leaves_files(&self) -> bool {
+        false
+    }
+
     /// The process JSON is parsed as given and the pid returned: no process file, no
     /// pid file (an ext4 inode made and removed for each, every exec, every probe).
     fn exec(

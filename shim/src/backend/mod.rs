@@ -79,6 +79,11 @@ pub trait Runtime: Send + Sync {
         process_file: &Path,
         spawn: Spawn<'_>,
     ) -> Result<i32, RuntimeError>;
+    /// Whether `exec` leaves files in the bundle (a runtime binary's pid file) that
+    /// go when the exec is deleted.
+    fn exec_leaves_files(&self) -> bool {
+        true
+    }
     /// Sends `signal` to the init process (`all`: to every process of the container).
     fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError>;
     /// Deletes the container (`force`: even when running).

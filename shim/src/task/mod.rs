@@ -543,10 +543,16 @@ impl Supervisor {
             let (code, at) = p.exit.unwrap_or((0, SystemTime::now()));
             let pid = p.pid;
             c.execs.remove(exec_id);
+            let files = c
+                .runtime
+                .exec_leaves_files()
+                .then(|| [c.paths.pid_file(exec_id), c.paths.exec_spec(exec_id)]);
+            drop(t);
             // The exec's files in the bundle go with it: kubelet's probes make an exec
             // every few seconds for the life of the container.
-            let _ = std::fs::remove_file(c.paths.pid_file(exec_id));
-            let _ = std::fs::remove_file(c.paths.exec_spec(exec_id));
+            for f in files.iter().flatten() {
+                let _ = std::fs::remove_file(f);
+            }
             return Ok((pid, code, at));
         }
         let (runtime, paths, pid, status, exit, mounted) = {
