@@ -111,12 +111,9 @@ pub fn serve_connection(stream: UnixStream, dispatch: &Arc<Dispatch>) {
         let id = header.stream_id;
         if dispatch.blocking.contains(&request.method.as_str()) {
             let (d, w) = (Arc::clone(dispatch), Arc::clone(&writer));
-            let spawned = std::thread::Builder::new()
-                .name("ttrpc-wait".into())
-                .stack_size(BLOCKING_STACK)
-                .spawn(move || {
-                    let _ = respond(&w, id, (d.answer)(&request));
-                });
+            let spawned = blocking_pool().run(Box::new(move || {
+                let _ = respond(&w, id, (d.answer)(&request));
+            }));
             if let Err(e) = spawned {
                 let status = ttrpc::get_status(
                     Code::RESOURCE_EXHAUSTED,
@@ -130,6 +127,90 @@ pub fn serve_connection(stream: UnixStream, dispatch: &Arc<Dispatch>) {
         }
         if respond(&writer, id, (dispatch.answer)(&request)).is_err() {
             return;
+        }
+    }
+}
+
+/// A blocking call, answered on a thread of the pool.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How long a blocking call's thread waits for the next one before it ends.
+const BLOCKING_IDLE: Duration = Duration::from_secs(30);
+
+/// Threads for blocking calls: a thread that has answered its call waits a while for
+/// the next one instead of ending, so a client that waits for an exec every second
+/// (a health check) does not make and end a thread each time.
+struct BlockingPool {
+    state: Mutex<PoolState>,
+    wake: std::sync::Condvar,
+}
+
+struct PoolState {
+    jobs: std::collections::VecDeque<Job>,
+    /// Threads waiting for a job; the queue never holds more jobs than this.
+    idle: usize,
+}
+
+fn blocking_pool() -> &'static BlockingPool {
+    static POOL: std::sync::OnceLock<BlockingPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| BlockingPool {
+        state: Mutex::new(PoolState {
+            jobs: std::collections::VecDeque::new(),
+            idle: 0,
+        }),
+        wake: std::sync::Condvar::new(),
+    })
+}
+
+impl BlockingPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `job` on an idle thread, or on a new one.
+    fn run(&'static self, job: Job) -> std::io::Result<()> {
+        {
+            let mut st = self.lock();
+            if st.idle > st.jobs.len() {
+                st.jobs.push_back(job);
+                self.wake.notify_one();
+                return Ok(());
+            }
+        }
+        std::thread::Builder::new()
+            .name("ttrpc-wait".into())
+            .stack_size(BLOCKING_STACK)
+            .spawn(move || self.work(job))
+            .map(drop)
+    }
+
+    fn work(&self, first: Job) {
+        first();
+        let mut st = self.lock();
+        st.idle += 1;
+        let mut deadline = std::time::Instant::now() + BLOCKING_IDLE;
+        loop {
+            // A queued job is taken before a timeout is believed: a job is never left
+            // for a thread that has gone.
+            if let Some(job) = st.jobs.pop_front() {
+                st.idle -= 1;
+                drop(st);
+                job();
+                st = self.lock();
+                st.idle += 1;
+                deadline = std::time::Instant::now() + BLOCKING_IDLE;
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                st.idle -= 1;
+                return;
+            }
+            st = self
+                .wake
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -268,5 +349,39 @@ mod tests {
         frame::write_frame(&mut c, 5, frame::REQUEST, &request("Echo", b"ok")).unwrap();
         let (id, r) = read_response(&mut c);
         assert_eq!((id, r.payload.as_slice()), (5, &b"ok"[..]));
+    }
+
+    #[test]
+    fn the_blocking_pool_runs_every_job_and_a_blocked_one_holds_up_no_other() {
+        let pool = blocking_pool();
+        let (release, blocked) = mpsc::channel::<()>();
+        let (done, finished) = mpsc::channel::<u32>();
+        let d = done.clone();
+        pool.run(Box::new(move || {
+            let _ = blocked.recv();
+            let _ = d.send(0);
+        }))
+        .unwrap();
+        // Jobs after it, some while threads are idle, some while none is.
+        for i in 1..=20u32 {
+            let d = done.clone();
+            pool.run(Box::new(move || {
+                let _ = d.send(i);
+            }))
+            .unwrap();
+            if i % 5 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut got: Vec<u32> = (0..20)
+            .map(|_| finished.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (1..=20).collect::<Vec<_>>());
+        release.send(()).unwrap();
+        assert_eq!(finished.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        // Threads that answered wait for the next job instead of ending.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(pool.lock().idle >= 1);
     }
 }
