@@ -1,7 +1,8 @@
 //! The image builder: the Dockerfile front end (`dockerfile`: parser directives, logical
 //! lines, heredocs, typed instructions with their source lines, and Docker's variable
 //! substitution) and the `.dockerignore` matcher (`dockerignore`). Nothing here knows the
-//! engine; the executor takes the parsed file.
+//! engine; the executor (`executor`) builds a parsed file on berth's engine.
 
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod executor;

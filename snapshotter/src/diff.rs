@@ -81,7 +81,8 @@ impl<W: Write> Walk<W> {
         }
         if ft.is_dir() {
             let mut h = header(&meta, EntryType::Directory, 0);
-            self.out.append_data(&mut h, format!("{rel}/"), io::empty())?;
+            self.out
+                .append_data(&mut h, format!("{rel}/"), io::empty())?;
             if opaque(abs) {
                 let mut h = header(&meta, EntryType::Regular, 0);
                 h.set_mode(0o644);
@@ -185,7 +186,10 @@ mod tests {
         fs::create_dir(&back).unwrap();
         crate::apply_layer(&mut bytes.as_slice(), &back, &Default::default()).unwrap();
         assert_eq!(fs::read_to_string(back.join("etc/conf.d/a")).unwrap(), "a");
-        assert_eq!(fs::read_link(back.join("etc/link")).unwrap().to_str(), Some("conf.d/a"));
+        assert_eq!(
+            fs::read_link(back.join("etc/link")).unwrap().to_str(),
+            Some("conf.d/a")
+        );
         assert_eq!(
             fs::metadata(back.join("etc/b")).unwrap().ino(),
             fs::metadata(back.join("etc/conf.d/a")).unwrap().ino()
