@@ -42,6 +42,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--label`s, set on the result.
     pub labels: BTreeMap<String, String>,
+    /// `--network`: RUN steps' network unless a step says `RUN --network`.
+    pub network: Option<NetworkMode>,
 }
 
 /// The built image.
@@ -456,7 +458,7 @@ impl Run<'_> {
             env,
             user: cfg.user.clone().unwrap_or_default(),
             working_dir: cfg.working_dir.clone().unwrap_or_default(),
-            network: match r.network {
+            network: match r.network.clone().or_else(|| self.req.network.clone()) {
                 None | Some(NetworkMode::Default) => berth_engine::config::NetworkMode::Default,
                 Some(NetworkMode::None) => berth_engine::config::NetworkMode::None,
                 Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,

@@ -1,0 +1,259 @@
+//! `docker build` against berthd with Debian's docker 20.10 client (the classic
+//! builder protocol, `DOCKER_BUILDKIT=0`): a Dockerfile using each instruction berth's
+//! builder carries out, checked by running the built image and inspecting it; a failing
+//! RUN leaves no image, container or mount; a syntax error names the line; COPY of a
+//! path leading out of the context is refused.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+use berth_e2e::{require_root, run, run_ok, Berthd};
+use serde_json::Value;
+
+fn docker_build(berthd: &Berthd) -> Command {
+    let mut cmd = berthd.docker();
+    cmd.env("DOCKER_BUILDKIT", "0").arg("build");
+    cmd
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> Result<()> {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(p, content)?;
+    Ok(())
+}
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE}
+ARG GREETING=hello
+ENV APP_HOME=/srv/app \
+    PATH=/srv/app/bin:$PATH
+LABEL org.example.name="demo app" version=1
+MAINTAINER berth tests
+WORKDIR $APP_HOME
+COPY --chown=www-data:users app.txt ./
+COPY --chmod=0705 bin/ bin/
+ADD files.tar.gz /opt/
+RUN echo "$GREETING from run" > /srv/app/run.txt \
+ && rm /etc/hostname \
+ && echo 'builder:x:1234:100::/home/builder:/bin/sh' >> /etc/passwd
+RUN <<EOF
+mkdir -p /srv/app/heredoc
+echo heredoc > /srv/app/heredoc/out
+EOF
+COPY <<-EOT /srv/app/conf.txt
+	key=${GREETING}
+	EOT
+USER builder
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=30s --retries=2 CMD true
+ONBUILD RUN echo child
+SHELL ["/bin/sh", "-ec"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo default cmd"]
+"#;
+
+fn context(dir: &Path) -> Result<()> {
+    write(dir, "Dockerfile", DOCKERFILE)?;
+    write(dir, "app.txt", "app\n")?;
+    write(dir, "bin/tool", "#!/bin/sh\necho tool\n")?;
+    fs::set_permissions(dir.join("bin/tool"), fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(dir.join("app.txt"), fs::Permissions::from_mode(0o644))?;
+    let payload = dir.join("payload");
+    write(&payload, "in/file", "from the tar\n")?;
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&payload)
+            .args(["-czf"])
+            .arg(dir.join("files.tar.gz"))
+            .arg("in"),
+    )?;
+    fs::remove_dir_all(&payload)?;
+    write(dir, "ignored.txt", "never sent\n")?;
+    write(dir, ".dockerignore", "ignored.txt\n")?;
+    Ok(())
+}
+
+#[test]
+fn docker_build_applies_every_instruction() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    context(ctx.path())?;
+    let out = run_ok(
+        docker_build(&berthd)
+            .args([
+                "-t",
+                "demo:1",
+                "-t",
+                "demo:latest",
+                "--build-arg",
+                "GREETING=hi",
+                "--label",
+                "extra=yes",
+            ])
+            .arg(ctx.path()),
+    )?;
+    assert!(out.contains("Step 1/22 : ARG BASE=busybox"), "{out}");
+    assert!(out.contains("Step 3/22 : ARG GREETING=hello"), "{out}");
+    assert!(out.contains("Successfully tagged demo:1"), "{out}");
+    assert!(out.contains("Successfully tagged demo:latest"), "{out}");
+    assert!(out.contains("Successfully built "), "{out}");
+
+    // CMD is the entrypoint's argument; a command replaces it.
+    let out = run_ok(berthd.docker().args(["run", "--rm", "demo:1"]))?;
+    assert_eq!(out, "default cmd\n");
+    let script = "id -u; id -g; pwd; cat run.txt heredoc/out conf.txt /opt/in/file; \
+                  stat -c '%u:%g %a' app.txt bin/tool; echo $APP_HOME; tool; \
+                  test -e /etc/hostname && echo host || echo nohost; \
+                  test -e ignored.txt && echo ignored || echo absent";
+    let out = run_ok(berthd.docker().args(["run", "--rm", "demo:latest", script]))?;
+    assert_eq!(
+        out,
+        "1234\n100\n/srv/app\nhi from run\nheredoc\nkey=hi\nfrom the tar\n33:100 644\n0:0 705\n/srv/app\ntool\nnohost\nabsent\n"
+    );
+
+    let inspect = run_ok(berthd.docker().args(["image", "inspect", "demo:1"]))?;
+    let v: Value = serde_json::from_str(&inspect)?;
+    let c = &v[0]["Config"];
+    assert_eq!(c["User"], "builder");
+    assert_eq!(c["WorkingDir"], "/srv/app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["echo default cmd"]));
+    assert_eq!(c["Labels"]["org.example.name"], "demo app");
+    assert_eq!(c["Labels"]["version"], "1");
+    assert_eq!(c["Labels"]["extra"], "yes");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some(), "{c}");
+    assert!(c["ExposedPorts"].get("53/udp").is_some(), "{c}");
+    assert!(c["Volumes"].get("/data").is_some(), "{c}");
+    assert_eq!(c["StopSignal"], "SIGQUIT");
+    let env: Vec<String> = serde_json::from_value(c["Env"].clone())?;
+    assert!(env.contains(&"APP_HOME=/srv/app".to_string()), "{env:?}");
+    assert!(
+        env.iter().any(|e| e.starts_with("PATH=/srv/app/bin:")),
+        "{env:?}"
+    );
+    // Build args are not kept in the image.
+    assert!(!env.iter().any(|e| e.starts_with("GREETING")), "{env:?}");
+
+    let history = run_ok(berthd.docker().args([
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "demo:1",
+    ]))?;
+    assert!(
+        history.contains("/bin/sh -c #(nop)  ENV APP_HOME=/srv/app"),
+        "{history}"
+    );
+    assert!(
+        history.contains("|2 BASE=busybox GREETING=hi /bin/sh -c echo \"$GREETING from run\"")
+            || history.contains("|1 GREETING=hi /bin/sh -c echo \"$GREETING from run\""),
+        "{history}"
+    );
+    Ok(())
+}
+
+#[test]
+fn failing_run_leaves_nothing_behind() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let images_before = run_ok(berthd.docker().args(["images", "-aq"]))?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nENV A=1\nRUN echo before-fail && exit 3\nCMD [\"true\"]\n",
+    )?;
+    let (code, stdout, stderr) = run(docker_build(&berthd).args(["-t", "broken"]).arg(ctx.path()))?;
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("before-fail"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "The command '/bin/sh -c echo before-fail && exit 3' returned a non-zero code: 3"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(run_ok(berthd.docker().args(["ps", "-aq"]))?, "");
+    assert_eq!(
+        run_ok(berthd.docker().args(["images", "-aq"]))?,
+        images_before
+    );
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let root = berthd.root().display().to_string();
+    assert!(!mounts.contains(&root), "a mount under {root} is left");
+    let snapshots = fs::read_dir(berthd.root().join("snapshots"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(
+        !snapshots.iter().any(|s| s.contains("container-")),
+        "{snapshots:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_dockerfiles_and_paths_are_refused() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN true\nFOO bar\n",
+    )?;
+    let (code, _, stderr) = run(docker_build(&berthd).arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("dockerfile parse error line 3: unknown instruction: FOO"),
+        "{stderr}"
+    );
+
+    // A symlink in the context that leads out of it.
+    symlink("/etc", ctx.path().join("outside"))?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nCOPY outside/passwd /x\n",
+    )?;
+    let (code, _, stderr) = run(docker_build(&berthd).arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("forbidden path outside the build context: outside/passwd"),
+        "{stderr}"
+    );
+    // `..` leading out.
+    write(ctx.path(), "Dockerfile", "FROM busybox\nCOPY ../x /x\n")?;
+    let (code, _, stderr) = run(docker_build(&berthd).arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("forbidden path outside the build context"),
+        "{stderr}"
+    );
+    // A parameter berth does not apply is refused by name.
+    write(ctx.path(), "Dockerfile", "FROM busybox\n")?;
+    let (code, _, stderr) = run(docker_build(&berthd)
+        .args(["--memory", "64m"])
+        .arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("memory"), "{stderr}");
+    assert_eq!(run_ok(berthd.docker().args(["ps", "-aq"]))?, "");
+    Ok(())
+}
