@@ -5,4 +5,5 @@
 
 pub mod dockerfile;
 pub mod dockerignore;
+#[cfg(feature = "executor")]
 pub mod executor;

@@ -281,6 +281,8 @@ enum ContainerGroup {
 enum Command {
     #[command(flatten)]
     Containers(ContainerCommand),
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Download an image from a registry.
     Pull(pull::PullArgs),
     /// Upload an image to a registry.
@@ -419,6 +421,7 @@ fn main() -> ExitCode {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
             Command::Containers(c) => container_command(&client, &cli.host, c).await,
+            Command::Build(a) => commands::build::build(&cli.host, a).await,
             Command::Pull(a) => pull::pull(&cli.host, a).await,
             Command::Push(a) => pull::push(&cli.host, a).await,
             Command::Images(a) => images::run(&client, a).await,

@@ -257,3 +257,101 @@ fn bad_dockerfiles_and_paths_are_refused() -> Result<()> {
     assert_eq!(run_ok(berthd.docker().args(["ps", "-aq"]))?, "");
     Ok(())
 }
+
+#[test]
+fn berth_build_flags() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    let elsewhere = tempfile::tempdir()?;
+    write(ctx.path(), "keep.txt", "kept\n")?;
+    write(ctx.path(), "drop.txt", "dropped\n")?;
+    write(ctx.path(), "docs/a.md", "a\n")?;
+    write(ctx.path(), "docs/README.md", "readme\n")?;
+    write(
+        ctx.path(),
+        ".dockerignore",
+        "drop.txt\ndocs\n!docs/README.md\n",
+    )?;
+    // A Dockerfile outside the context; --target stops before the failing stage.
+    write(
+        elsewhere.path(),
+        "Dockerfile",
+        "FROM busybox AS base\nARG V=1\nRUN echo \"base $V\" > /base.txt\n\
+         FROM base AS final\nCOPY . /ctx/\nCMD [\"cat\", \"/base.txt\"]\n\
+         FROM final AS never\nRUN exit 9\n",
+    )?;
+    let iid = elsewhere.path().join("iid");
+    let out = run_ok(
+        berthd
+            .berth()?
+            .args(["build", "-q", "-t", "b1", "-t", "b2:v", "--target", "final"])
+            .args(["--build-arg", "V=7", "--label", "l=1", "--iidfile"])
+            .arg(&iid)
+            .arg("-f")
+            .arg(elsewhere.path().join("Dockerfile"))
+            .arg(ctx.path()),
+    )?;
+    let id = fs::read_to_string(&iid)?;
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(out.trim(), id);
+    assert_eq!(
+        run_ok(berthd.berth()?.args(["run", "--rm", "b2:v"]))?,
+        "base 7\n"
+    );
+    let listing = run_ok(berthd.berth()?.args([
+        "run",
+        "--rm",
+        "b1",
+        "sh",
+        "-c",
+        "cd /ctx && find . -type f | sort",
+    ]))?;
+    // As with Docker: .dockerignore is in the context, the Dockerfile added from
+    // outside it is not.
+    assert_eq!(listing, "./.dockerignore\n./docs/README.md\n./keep.txt\n");
+    let inspect = run_ok(berthd.docker().args(["image", "inspect", "b1"]))?;
+    let v: Value = serde_json::from_str(&inspect)?;
+    assert_eq!(v[0]["Id"], id.as_str());
+    assert_eq!(v[0]["Config"]["Labels"]["l"], "1");
+
+    // `-f -` with `<Dockerfile>.dockerignore` beside a named Dockerfile.
+    write(
+        ctx.path(),
+        "sub.Dockerfile",
+        "FROM busybox\nCOPY drop.txt keep.txt /\n",
+    )?;
+    write(ctx.path(), "sub.Dockerfile.dockerignore", "keep.txt\n")?;
+    let (code, _, stderr) = run(berthd
+        .berth()?
+        .args(["build", "-f"])
+        .arg(ctx.path().join("sub.Dockerfile"))
+        .arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("keep.txt"), "{stderr}");
+    let mut child = berthd
+        .berth()?
+        .args(["build", "-t", "fromstdin", "-f", "-"])
+        .arg(ctx.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("piped stdin"),
+        b"FROM busybox\nCOPY keep.txt /\n",
+    )?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Step 2/2 : COPY keep.txt /"));
+    assert_eq!(
+        run_ok(
+            berthd
+                .berth()?
+                .args(["run", "--rm", "fromstdin", "cat", "/keep.txt"])
+        )?,
+        "kept\n"
+    );
+    Ok(())
+}

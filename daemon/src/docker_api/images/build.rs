@@ -191,6 +191,25 @@ fn unpack(tar: &std::path::Path, dir: &std::path::Path) -> Result<(), ApiError> 
         .map_err(|e| bad(format!("reading the build context: {e}")))
 }
 
+/// As dockerd does: the Dockerfile and `.dockerignore` stay out of the context the
+/// steps see when `.dockerignore` lists them (the docker CLI lists a Dockerfile it
+/// added from outside the context or from STDIN).
+fn remove_ignored_build_files(dir: &std::path::Path, dockerfile: &str) -> Result<(), ApiError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(".dockerignore")) else {
+        return Ok(());
+    };
+    let ignore = berth_build::dockerignore::Ignore::parse(&text)
+        .map_err(|e| bad(format!("reading .dockerignore: {e}")))?;
+    for f in [dockerfile, ".dockerignore"] {
+        if ignore.is_excluded(f) {
+            if let Ok(p) = berth_build::executor::copy::resolve(dir, f) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
     let (mut build, quiet, dockerfile_name) = options(&req)?;
     let images = &daemon.engine.images;
@@ -215,6 +234,7 @@ pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, 
     })?;
     build.dockerfile =
         dockerfile::parse(&dockerfile_name, &text).map_err(|e| bad(e.to_string()))?;
+    remove_ignored_build_files(dir.path(), &dockerfile_name)?;
     build
         .dockerfile
         .target(build.target.as_deref())
