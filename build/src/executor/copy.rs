@@ -67,6 +67,9 @@ pub struct CopyStep<'a> {
     pub chmod: Option<u32>,
     /// ADD: unpack local tar archives.
     pub extract: bool,
+    /// The sources are another stage's or image's root filesystem (`--from`): paths
+    /// and symlinks resolve inside it as if it were `/`, instead of being refused.
+    pub scoped: bool,
 }
 
 fn forbidden(src: &str, full: &Path) -> String {
@@ -78,6 +81,12 @@ fn forbidden(src: &str, full: &Path) -> String {
 
 /// Resolves `rel` inside `ctx`, following symlinks only while they stay inside.
 pub fn resolve(ctx: &Path, src: &str) -> Result<PathBuf, String> {
+    resolve_in(ctx, src, false)
+}
+
+/// Resolves `src` under `ctx`: refusing what leads out (a build context), or, when
+/// `scoped` (a root filesystem), treating `ctx` as `/` for `..` and absolute links.
+pub fn resolve_in(ctx: &Path, src: &str, scoped: bool) -> Result<PathBuf, String> {
     let mut parts: Vec<String> = Vec::new();
     let mut pending: Vec<String> = src
         .split('/')
@@ -90,7 +99,7 @@ pub fn resolve(ctx: &Path, src: &str) -> Result<PathBuf, String> {
         match p.as_str() {
             "." => continue,
             ".." => {
-                if parts.pop().is_none() {
+                if parts.pop().is_none() && !scoped {
                     return Err(forbidden(src, &ctx.join(src)));
                 }
                 continue;
@@ -110,10 +119,13 @@ pub fn resolve(ctx: &Path, src: &str) -> Result<PathBuf, String> {
             return Err(format!("too many links resolving {src}"));
         }
         let target = fs::read_link(&here).map_err(|e| format!("{}: {e}", here.display()))?;
-        if target.is_absolute() {
-            return Err(forbidden(src, &target));
-        }
         parts.pop();
+        if target.is_absolute() {
+            if !scoped {
+                return Err(forbidden(src, &target));
+            }
+            parts.clear();
+        }
         // The target's own components, then what remained.
         for c in target.components().rev() {
             match c {
@@ -166,9 +178,9 @@ fn glob(pattern: &[char], name: &[char]) -> bool {
 }
 
 /// The context paths (relative) a source names: itself, or a wildcard's matches.
-pub fn expand_source(ctx: &Path, src: &str) -> Result<Vec<String>, String> {
+pub fn expand_source(ctx: &Path, src: &str, scoped: bool) -> Result<Vec<String>, String> {
     let cleaned = clean(&format!("/{src}"));
-    let mut depth = 0i32;
+    let mut depth = if scoped { i32::MAX / 2 } else { 0 };
     for p in src.split('/') {
         match p {
             "" | "." => {}
@@ -193,7 +205,7 @@ pub fn expand_source(ctx: &Path, src: &str) -> Result<Vec<String>, String> {
                 next.push(join(base, element));
                 continue;
             }
-            let dir = resolve(ctx, base)?;
+            let dir = resolve_in(ctx, base, scoped)?;
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
@@ -370,12 +382,12 @@ pub fn write<W: Write>(
     builder.mode(tar::HeaderMode::Complete);
     let mut sources = Vec::new();
     for s in &step.sources {
-        let matched = expand_source(ctx, s)?;
+        let matched = expand_source(ctx, s, step.scoped)?;
         if matched.is_empty() && has_glob(s) {
             continue;
         }
         for m in matched {
-            let host = resolve(ctx, &m)?;
+            let host = resolve_in(ctx, &m, step.scoped)?;
             if fs::symlink_metadata(&host).is_err() {
                 return Err(format!(
                     "{kw} failed: file not found in build context or excluded by .dockerignore: stat {m}: file does not exist"
@@ -563,6 +575,7 @@ mod tests {
             owner: (0, 0),
             chmod: None,
             extract: false,
+            scoped: false,
         }
     }
 
@@ -644,6 +657,17 @@ mod tests {
         // A symlink staying inside is followed.
         symlink("src/sub", t.path().join("inside")).unwrap();
         assert!(write(&step(&["inside/b.txt"], "/b"), t.path(), &Empty, Vec::new()).is_ok());
+        // In a root filesystem (--from), `/` is its root: absolute links resolve there.
+        fs::create_dir_all(t.path().join("etc")).unwrap();
+        fs::write(t.path().join("etc/passwd"), "p").unwrap();
+        assert_eq!(
+            resolve_in(t.path(), "abs/passwd", true).unwrap(),
+            t.path().join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in(t.path(), "../../one.json", true).unwrap(),
+            t.path().join("one.json")
+        );
     }
 
     #[test]

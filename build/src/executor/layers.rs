@@ -148,3 +148,81 @@ pub fn write_image(
         .map_err(|e| format!("storing image {}: {e}", rec.name))?;
     Ok((rec, old))
 }
+
+/// A read-only view of a root filesystem mounted for the length of a step (COPY
+/// --from); unmounted and removed by `unmount`, or on drop when a step fails first.
+pub struct View<'a> {
+    images: &'a Images,
+    key: String,
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl<'a> View<'a> {
+    pub fn mount(images: &'a Images, diff_ids: &[Digest]) -> Result<View<'a>, String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!("build-view-{}-{n}", std::process::id());
+        let dir = images.uploads.join(&key);
+        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut view = View {
+            images,
+            key,
+            dir,
+            mounted: false,
+        };
+        let Some(top) = chain_ids(diff_ids).last().map(|c| c.to_string()) else {
+            // No layers: an empty root.
+            return Ok(view);
+        };
+        let mounts = images
+            .snapshots
+            .view(&view.key, Some(&top))
+            .map_err(|e| format!("a view of the source image: {e}"))?;
+        for m in &mounts {
+            m.mount(&view.dir)
+                .map_err(|e| format!("mounting the source image: {e}"))?;
+            view.mounted = true;
+        }
+        Ok(view)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    fn release(&mut self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if self.mounted {
+            match berth_snapshotter::mount::unmount(&self.dir) {
+                Ok(()) => self.mounted = false,
+                Err(e) => errors.push(format!("unmounting {}: {e}", self.dir.display())),
+            }
+        }
+        if !self.mounted {
+            if self.images.snapshots.exists(&self.key) {
+                if let Err(e) = self.images.snapshots.remove(&self.key) {
+                    errors.push(format!("removing the view {}: {e}", self.key));
+                }
+            }
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    pub fn unmount(mut self) -> Result<(), String> {
+        self.release()
+    }
+}
+
+impl Drop for View<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::warn!(error = %e, "cleaning up a build view");
+        }
+    }
+}

@@ -491,12 +491,6 @@ impl Run<'_> {
             _ => unreachable!("COPY or ADD"),
         };
         let fail = BuildError::Step;
-        if c.from.is_some() {
-            let _ = done;
-            return Err(fail(format!(
-                "{keyword} --from is not supported by berth's builder yet"
-            )));
-        }
         if c.checksum.is_some() {
             return Err(fail(
                 "ADD --checksum applies only to URLs, which berth's builder does not fetch".into(),
@@ -557,11 +551,30 @@ impl Run<'_> {
             owner,
             chmod,
             extract: keyword == "ADD",
+            scoped: false,
         };
-        let ctx = self.req.context.clone();
-        let layer = layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
-            copy::write(&step, &ctx, &rootfs, w).map(|_| ())
-        })
+        let layer = match &c.from {
+            None => {
+                let ctx = self.req.context.clone();
+                layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
+                    copy::write(&step, &ctx, &rootfs, w).map(|_| ())
+                })
+            }
+            Some(from) => {
+                let source = self.source_layers(from, done)?;
+                let step = copy::CopyStep {
+                    scoped: true,
+                    extract: false,
+                    ..step
+                };
+                let view = layers::View::mount(images, &source).map_err(fail)?;
+                let result = layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
+                    copy::write(&step, view.path(), &rootfs, w).map(|_| ())
+                });
+                view.unmount().map_err(fail)?;
+                result
+            }
+        }
         .map_err(fail)?;
         let created_by = format!(
             "{} #(nop) {keyword} {}:{} in {dest} ",
@@ -577,6 +590,32 @@ impl Run<'_> {
         st.layers.push(layer);
         st.history(created_by, false);
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// The layers `COPY --from=` names: an earlier stage (by name or index) or an image.
+    fn source_layers(&self, from: &str, done: &[State]) -> Result<Vec<Digest>, BuildError> {
+        let df = &self.req.dockerfile;
+        let lower = from.to_ascii_lowercase();
+        let by_name = df.stages[..done.len()]
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()));
+        let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
+        if let Some(i) = by_name.or(by_index) {
+            return Ok(done[i].image.rootfs.diff_ids.clone());
+        }
+        if from.parse::<usize>().is_ok()
+            || df.stages.iter().any(|s| s.name() == Some(lower.as_str()))
+        {
+            return Err(BuildError::Step(format!(
+                "invalid from flag value {from}: refers to a stage that is not built before this one"
+            )));
+        }
+        let images = &self.engine.images;
+        let rec = berth_engine::find_image(images, from)
+            .map_err(|e| BuildError::Step(format!("invalid from flag value {from}: {e}")))?;
+        Ok(rec.diff_ids)
     }
 }
 

@@ -355,3 +355,46 @@ fn berth_build_flags() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn multi_stage_copy_from() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox AS build\n\
+         RUN mkdir -p /out && echo built > /out/artifact && ln -s /out/artifact /out/link\n\
+         FROM scratch AS bare\n\
+         COPY --from=build /out/artifact /artifact\n\
+         FROM busybox\n\
+         COPY --from=build --chown=www-data:www-data /out/ /app/\n\
+         COPY --from=1 /artifact /from-index\n\
+         COPY --from=busybox /etc/group /group-from-image\n",
+    )?;
+    run_ok(docker_build(&berthd).args(["-t", "multi"]).arg(ctx.path()))?;
+    let out = run_ok(berthd.docker().args([
+        "run",
+        "--rm",
+        "multi",
+        "sh",
+        "-c",
+        "cat /app/artifact; readlink /app/link; stat -c %U /app/artifact; cat /from-index; head -1 /group-from-image",
+    ]))?;
+    assert_eq!(out, "built\n/out/artifact\nwww-data\nbuilt\nroot:x:0:\n");
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let root = berthd.root().display().to_string();
+    assert!(!mounts.contains(&root), "a mount under {root} is left");
+    // A stage that comes later, or none, is refused by name.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nCOPY --from=later /x /x\nFROM busybox AS later\n",
+    )?;
+    let (code, _, stderr) = run(docker_build(&berthd).arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("invalid from flag value later"), "{stderr}");
+    Ok(())
+}
