@@ -369,6 +369,33 @@ fn extract<W: Write>(
     Ok(())
 }
 
+/// The files a step's sources name: (name in the source, host path), wildcards
+/// expanded; a missing source is an error in Docker's words.
+pub fn sources(
+    kw: &str,
+    ctx: &Path,
+    given: &[String],
+    scoped: bool,
+) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut sources = Vec::new();
+    for s in given {
+        let matched = expand_source(ctx, s, scoped)?;
+        if matched.is_empty() && has_glob(s) {
+            continue;
+        }
+        for m in matched {
+            let host = resolve_in(ctx, &m, scoped)?;
+            if fs::symlink_metadata(&host).is_err() {
+                return Err(format!(
+                    "{kw} failed: file not found in build context or excluded by .dockerignore: stat {m}: file does not exist"
+                ));
+            }
+            sources.push((m, host));
+        }
+    }
+    Ok(sources)
+}
+
 /// Writes the step's files into `out`.
 pub fn write<W: Write>(
     step: &CopyStep,
@@ -380,22 +407,7 @@ pub fn write<W: Write>(
     let io_err = |e: io::Error| format!("{kw} failed: {e}");
     let mut builder = Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
-    let mut sources = Vec::new();
-    for s in &step.sources {
-        let matched = expand_source(ctx, s, step.scoped)?;
-        if matched.is_empty() && has_glob(s) {
-            continue;
-        }
-        for m in matched {
-            let host = resolve_in(ctx, &m, step.scoped)?;
-            if fs::symlink_metadata(&host).is_err() {
-                return Err(format!(
-                    "{kw} failed: file not found in build context or excluded by .dockerignore: stat {m}: file does not exist"
-                ));
-            }
-            sources.push((m, host));
-        }
-    }
+    let sources = sources(kw, ctx, &step.sources, step.scoped)?;
     if sources.is_empty() && step.heredocs.is_empty() {
         return Err(format!("{kw} failed: no source files were specified"));
     }

@@ -7,6 +7,7 @@
 //! runs a container whose changes become a layer (`run.rs`). A failed step leaves no
 //! image: the intermediate records a RUN needed are removed, the container too.
 
+pub mod cache;
 pub mod config;
 pub mod copy;
 pub mod layers;
@@ -44,6 +45,8 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// `--network`: RUN steps' network unless a step says `RUN --network`.
     pub network: Option<NetworkMode>,
+    /// `--no-cache`: run every step (the results still fill the cache).
+    pub no_cache: bool,
 }
 
 /// The built image.
@@ -84,6 +87,8 @@ struct State {
     /// The stage's ARGs with values, in order.
     args: Vec<(String, String)>,
     cmd_set: bool,
+    /// The cache key of the state (the base's ID, then one step after another).
+    key: String,
 }
 
 impl State {
@@ -143,6 +148,7 @@ struct Run<'a> {
     meta: Vec<(String, String)>,
     /// Records written for RUN containers, removed at the end.
     intermediates: Vec<String>,
+    cache: cache::Cache,
 }
 
 fn shell_err(step: &Step) -> impl Fn(ShellError) -> BuildError + '_ {
@@ -164,6 +170,7 @@ pub async fn build(
         used_args: BTreeSet::new(),
         meta: Vec::new(),
         intermediates: Vec::new(),
+        cache: cache::Cache::open(engine.root()),
     };
     let result = r.build().await;
     let keep = result.as_ref().ok().map(|b| b.id.clone());
@@ -272,7 +279,14 @@ impl Run<'_> {
             let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
             labels.extend(self.req.labels.clone());
         }
-        fin.image.created = Some(now());
+        // The last step's time, so a build served wholly from the cache gives the
+        // same image.
+        fin.image.created = fin
+            .image
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| Some(now()));
         self.finish(fin)
     }
 
@@ -329,6 +343,7 @@ impl Run<'_> {
             let mut st = done[i].clone();
             st.args.clear();
             st.cmd_set = false;
+            st.key = cache::key(&st.key, "stage");
             return Ok(st);
         }
         if image == "scratch" {
@@ -352,6 +367,7 @@ impl Run<'_> {
                 layers: vec![],
                 args: vec![],
                 cmd_set: false,
+                key: "scratch".into(),
             });
         }
         let images = &self.engine.images;
@@ -365,10 +381,11 @@ impl Run<'_> {
             layers: rec.layers.clone(),
             args: vec![],
             cmd_set: false,
+            key: cache::of_digest(&rec.config_digest),
         })
     }
 
-    async fn step(
+    async fn execute(
         &mut self,
         st: &mut State,
         step: &Step,
@@ -377,20 +394,8 @@ impl Run<'_> {
         let fail = |m: String| BuildError::Step(m);
         match &step.instruction {
             Instruction::From(_) => unreachable!("FROM starts a stage"),
-            Instruction::Arg(decls) => {
-                let vars = st.vars();
-                for d in decls {
-                    let default = d
-                        .default
-                        .as_deref()
-                        .map(|v| crate::dockerfile::shell::process_word(v, self.escape, &vars))
-                        .transpose()
-                        .map_err(shell_err(step))?;
-                    if let Some(v) = self.arg_value(&d.name, default) {
-                        st.args.retain(|(k, _)| k != &d.name);
-                        st.args.push((d.name.clone(), v));
-                    }
-                }
+            Instruction::Arg(_) => {
+                // The values were taken in `step`.
                 let cfg = st.cfg();
                 st.history(config::nop_created_by(&step.text, &cfg), true);
             }
@@ -594,6 +599,96 @@ impl Run<'_> {
 }
 
 impl Run<'_> {
+    /// One step: its cache key from the state's and what the step is; the cached
+    /// result when there is one (and `--no-cache` was not asked), else the step run
+    /// and its result cached.
+    async fn step(
+        &mut self,
+        st: &mut State,
+        step: &Step,
+        done: &[State],
+    ) -> Result<(), BuildError> {
+        let vars = st.vars();
+        let desc = match &step.instruction {
+            Instruction::Arg(decls) => {
+                for d in decls {
+                    let default = d
+                        .default
+                        .as_deref()
+                        .map(|v| crate::dockerfile::shell::process_word(v, self.escape, &vars))
+                        .transpose()
+                        .map_err(shell_err(step))?;
+                    if let Some(v) = self.arg_value(&d.name, default) {
+                        st.args.retain(|(k, _)| k != &d.name);
+                        st.args.push((d.name.clone(), v));
+                    }
+                }
+                format!("{:?}|{:?}", step.instruction, st.args)
+            }
+            Instruction::Run(_) => format!("{:?}|{:?}", step.instruction, st.args),
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                let expanded =
+                    expand(&step.instruction, self.escape, &vars).map_err(shell_err(step))?;
+                let c = match &expanded {
+                    Instruction::Copy(c) | Instruction::Add(c) => c,
+                    _ => unreachable!("COPY or ADD"),
+                };
+                let what = match &c.from {
+                    Some(from) => format!("from:{}", self.source_key(from, done)?),
+                    None => {
+                        let kw = step.instruction.keyword();
+                        let srcs = copy::sources(kw, &self.req.context, &c.sources, false)
+                            .map_err(BuildError::Step)?;
+                        cache::checksum(&self.req.context, &srcs)
+                            .map_err(|e| BuildError::Step(format!("{kw} failed: {e}")))?
+                    }
+                };
+                format!("{expanded:?}|{what}")
+            }
+            other => format!(
+                "{:?}",
+                expand(other, self.escape, &vars).map_err(shell_err(step))?
+            ),
+        };
+        let key = cache::key(&st.key, &desc);
+        if !self.req.no_cache {
+            if let Some(e) = self.cache.get(&self.engine.images, &key) {
+                self.say(" ---> Using cache\n".into());
+                st.image = e.image;
+                st.layers = e.layers;
+                st.cmd_set = e.cmd_set;
+                st.key = key;
+                return Ok(());
+            }
+        }
+        self.execute(st, step, done).await?;
+        self.cache.put(
+            &key,
+            &cache::Entry {
+                image: st.image.clone(),
+                layers: st.layers.clone(),
+                cmd_set: st.cmd_set,
+            },
+        );
+        st.key = key;
+        Ok(())
+    }
+
+    /// The cache key of what `COPY --from=` names.
+    fn source_key(&self, from: &str, done: &[State]) -> Result<String, BuildError> {
+        let df = &self.req.dockerfile;
+        let lower = from.to_ascii_lowercase();
+        let by_name = df.stages[..done.len()]
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()));
+        let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
+        if let Some(i) = by_name.or(by_index) {
+            return Ok(done[i].key.clone());
+        }
+        let diff_ids = self.source_layers(from, done)?;
+        Ok(format!("{diff_ids:?}"))
+    }
+
     /// The layers `COPY --from=` names: an earlier stage (by name or index) or an image.
     fn source_layers(&self, from: &str, done: &[State]) -> Result<Vec<Digest>, BuildError> {
         let df = &self.req.dockerfile;

@@ -398,3 +398,83 @@ fn multi_stage_copy_from() -> Result<()> {
     assert!(stderr.contains("invalid from flag value later"), "{stderr}");
     Ok(())
 }
+
+/// The steps of a build's output that were served from the cache (1-based).
+fn cached_steps(out: &str) -> Vec<usize> {
+    out.split("Step ")
+        .skip(1)
+        .filter(|s| s.contains(" ---> Using cache"))
+        .filter_map(|s| s.split('/').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn cache_by_content_and_its_invalidation() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(ctx.path(), "a.txt", "a1\n")?;
+    write(ctx.path(), "b.txt", "b1\n")?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nENV X=1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy-a\n\
+         COPY b.txt /b.txt\nRUN cat /b.txt > /copy-b\nCMD [\"sh\"]\n",
+    )?;
+    let build = |extra: &[&str]| -> Result<String> {
+        run_ok(
+            berthd
+                .berth()?
+                .args(["build", "-t", "cached"])
+                .args(extra)
+                .arg(ctx.path()),
+        )
+    };
+    let id = || -> Result<String> {
+        Ok(run_ok(
+            berthd
+                .docker()
+                .args(["image", "inspect", "-f", "{{.Id}}", "cached"]),
+        )?)
+    };
+    let first = build(&[])?;
+    assert!(cached_steps(&first).is_empty(), "{first}");
+    let first_id = id()?;
+    let second = build(&[])?;
+    assert_eq!(cached_steps(&second), vec![2, 3, 4, 5, 6, 7], "{second}");
+    assert_eq!(
+        id()?,
+        first_id,
+        "a build wholly from the cache is the same image"
+    );
+    // The same content written again (a new mtime) still hits.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(ctx.path(), "a.txt", "a1\n")?;
+    assert_eq!(cached_steps(&build(&[])?), vec![2, 3, 4, 5, 6, 7]);
+    // A changed file invalidates its COPY and every step after it.
+    write(ctx.path(), "b.txt", "b2\n")?;
+    let changed = build(&[])?;
+    assert_eq!(cached_steps(&changed), vec![2, 3, 4], "{changed}");
+    assert_eq!(
+        run_ok(
+            berthd
+                .berth()?
+                .args(["run", "--rm", "cached", "cat", "/copy-b"])
+        )?,
+        "b2\n"
+    );
+    // --no-cache runs every step.
+    let uncached = build(&["--no-cache"])?;
+    assert!(cached_steps(&uncached).is_empty(), "{uncached}");
+    // A build arg is part of a RUN's key.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nARG V=1\nRUN echo $V > /v\n",
+    )?;
+    build(&[])?;
+    assert_eq!(cached_steps(&build(&[])?), vec![2, 3]);
+    assert!(cached_steps(&build(&["--build-arg", "V=2"])?).is_empty());
+    Ok(())
+}

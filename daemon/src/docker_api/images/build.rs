@@ -143,8 +143,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         }
     };
     let quiet = req.query_bool("q")?;
-    // There is no build cache yet: every build runs every step, as with --no-cache.
-    req.query_bool("nocache")?;
+    let no_cache = req.query_bool("nocache")?;
     let dockerfile = req
         .query("dockerfile")
         .filter(|s| !s.is_empty())
@@ -167,6 +166,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         target,
         labels: json_map(req, "labels")?,
         network,
+        no_cache,
     };
     Ok((r, quiet, dockerfile))
 }
