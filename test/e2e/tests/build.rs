@@ -432,11 +432,11 @@ fn cache_by_content_and_its_invalidation() -> Result<()> {
         )
     };
     let id = || -> Result<String> {
-        Ok(run_ok(
+        run_ok(
             berthd
                 .docker()
                 .args(["image", "inspect", "-f", "{{.Id}}", "cached"]),
-        )?)
+        )
     };
     let first = build(&[])?;
     assert!(cached_steps(&first).is_empty(), "{first}");
