@@ -8,6 +8,7 @@
 //! image: the intermediate records a RUN needed are removed, the container too.
 
 pub mod cache;
+pub mod commit;
 pub mod config;
 pub mod copy;
 pub mod layers;

@@ -478,3 +478,71 @@ fn cache_by_content_and_its_invalidation() -> Result<()> {
     assert!(cached_steps(&build(&["--build-arg", "V=2"])?).is_empty());
     Ok(())
 }
+
+#[test]
+fn docker_commit_makes_a_layer_of_the_changes() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /made && rm /bin/vi",
+    ]))?;
+    let id = run_ok(berthd.docker().args([
+        "commit",
+        "-m",
+        "a message",
+        "-a",
+        "someone",
+        "-c",
+        "ENV COMMITTED=1",
+        "-c",
+        "CMD [\"cat\", \"/made\"]",
+        "c1",
+        "committed:1",
+    ]))?;
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["run", "--rm", "committed:1"]))?,
+        "data\n"
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args([
+            "run",
+            "--rm",
+            "committed:1",
+            "sh",
+            "-c",
+            "test -e /bin/vi && echo yes || echo no; echo $COMMITTED",
+        ]))?,
+        "no\n1\n"
+    );
+    let inspect = run_ok(berthd.docker().args(["image", "inspect", "committed:1"]))?;
+    let v: Value = serde_json::from_str(&inspect)?;
+    assert_eq!(v[0]["Id"], id.trim());
+    assert_eq!(v[0]["Author"], "someone");
+    let history =
+        run_ok(
+            berthd
+                .docker()
+                .args(["history", "--format", "{{.Comment}}", "committed:1"]),
+        )?;
+    assert!(history.contains("a message"), "{history}");
+    // A change that is no config instruction is refused, nothing made.
+    let (code, _, stderr) = run(berthd
+        .docker()
+        .args(["commit", "-c", "RUN true", "c1", "never:1"]))?;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("run is not a valid change command"),
+        "{stderr}"
+    );
+    let (code, _, _) = run(berthd.docker().args(["image", "inspect", "never:1"]))?;
+    assert_ne!(code, 0);
+    Ok(())
+}
