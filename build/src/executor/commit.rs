@@ -85,7 +85,7 @@ pub async fn commit(engine: &Arc<Engine>, req: CommitRequest) -> Result<String, 
                 .map(|_| ())
                 .map_err(|e| format!("reading the container's changes: {e}"))
         })
-        .map_err(|e| invalid(e))
+        .map_err(invalid)
     })();
     if paused {
         berth_engine::unpause(engine, &record.id).await?;
