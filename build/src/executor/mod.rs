@@ -32,6 +32,10 @@ use crate::dockerfile::{
 /// Where the build's progress text goes (lines with their `\n`).
 pub type Output = Arc<dyn Fn(String) + Send + Sync>;
 
+/// Asked between steps and while a RUN runs: true stops the build (the client went
+/// away), leaving nothing behind.
+pub type Cancelled = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// What to build.
 pub struct BuildRequest {
     pub dockerfile: Dockerfile,
@@ -48,7 +52,10 @@ pub struct BuildRequest {
     pub network: Option<NetworkMode>,
     /// `--no-cache`: run every step (the results still fill the cache).
     pub no_cache: bool,
+    pub cancelled: Option<Cancelled>,
 }
+
+const CANCELLED: &str = "the build was cancelled: the client went away";
 
 /// The built image.
 #[derive(Debug, Clone)]
@@ -470,9 +477,15 @@ impl Run<'_> {
                 Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,
             },
         };
-        let layer = run::run(self.engine, spec, &st.image.rootfs.diff_ids, self.out)
-            .await
-            .map_err(BuildError::Step)?;
+        let layer = run::run(
+            self.engine,
+            spec,
+            &st.image.rootfs.diff_ids,
+            self.out,
+            self.req.cancelled.clone(),
+        )
+        .await
+        .map_err(BuildError::Step)?;
         st.image.rootfs.diff_ids.push(layer.digest.clone());
         st.layers.push(layer);
         let mut created_by = args.join(" ");

@@ -11,7 +11,7 @@ use berth_engine::logs::settings::LogSettings;
 use berth_engine::{Engine, NewContainer};
 use berth_image::manifest::Descriptor;
 
-use super::Output;
+use super::{Cancelled, Output};
 
 /// What a RUN container runs with.
 pub struct RunSpec {
@@ -31,6 +31,7 @@ pub async fn run(
     spec: RunSpec,
     diff_ids: &[berth_snapshotter::Digest],
     out: &Output,
+    cancelled: Option<Cancelled>,
 ) -> Result<Descriptor, String> {
     let config = ContainerConfig {
         image: spec.image.clone(),
@@ -64,7 +65,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     out(format!(" ---> Running in {}\n", &id[..12]));
-    let result = run_created(engine, &id, &spec.args, diff_ids, out).await;
+    let result = run_created(engine, &id, &spec.args, diff_ids, out, cancelled).await;
     let removed = berth_engine::remove(engine, &id, true).await;
     out(format!("Removing intermediate container {}\n", &id[..12]));
     let layer = result?;
@@ -78,6 +79,7 @@ async fn run_created(
     args: &[String],
     diff_ids: &[berth_snapshotter::Digest],
     out: &Output,
+    cancelled: Option<Cancelled>,
 ) -> Result<Descriptor, String> {
     let record = berth_engine::get(engine, id).map_err(|e| e.to_string())?;
     let log = engine.log_of(&record);
@@ -96,6 +98,12 @@ async fn run_created(
         }
         if done {
             break;
+        }
+        if cancelled.as_ref().is_some_and(|c| c()) {
+            // The container goes with the step (removed by the caller).
+            let _ = berth_engine::kill(engine, id, "SIGKILL").await;
+            let _ = berth_engine::wait_exit(engine, id, Some(Duration::from_secs(10))).await;
+            return Err(super::CANCELLED.into());
         }
     }
     for e in follower.finish() {

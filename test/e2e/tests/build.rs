@@ -546,3 +546,66 @@ fn docker_commit_makes_a_layer_of_the_changes() -> Result<()> {
     assert_ne!(code, 0);
     Ok(())
 }
+
+#[test]
+fn a_build_whose_client_goes_away_leaves_nothing() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let images_before = run_ok(berthd.docker().args(["images", "-aq"]))?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN echo started && sleep 60\nCMD [\"true\"]\n",
+    )?;
+    let mut child = docker_build(&berthd)
+        .args(["-t", "cancelled"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    // Wait until the RUN's container runs, then the client goes away.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("started") {
+        let n = std::io::Read::read(&mut stdout, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("started"), "{seen}");
+    child.kill()?;
+    child.wait()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ps = run_ok(berthd.docker().args(["ps", "-aq"]))?;
+        if ps.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build container is still there: {ps}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        run_ok(berthd.docker().args(["images", "-aq"]))?,
+        images_before
+    );
+    let root = berthd.root().display().to_string();
+    loop {
+        let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mounts under {root} are left: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}

@@ -167,6 +167,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         labels: json_map(req, "labels")?,
         network,
         no_cache,
+        cancelled: None,
     };
     Ok((r, quiet, dockerfile))
 }
@@ -242,6 +243,8 @@ pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, 
     build.context = dir.path().to_path_buf();
 
     let (msgs, reply) = Messages::new();
+    let watch = msgs.clone();
+    build.cancelled = Some(Arc::new(move || watch.is_closed()));
     let d = daemon.clone();
     // The build's text goes through an unbounded queue so none is dropped when the
     // client reads slower than a RUN writes.
