@@ -53,6 +53,8 @@ pub struct BuildRequest {
     /// `--no-cache`: run every step (the results still fill the cache).
     pub no_cache: bool,
     pub cancelled: Option<Cancelled>,
+    /// Keep the containers of successful RUN steps (the API's `rm=false`).
+    pub keep_containers: bool,
 }
 
 const CANCELLED: &str = "the build was cancelled: the client went away";
@@ -483,6 +485,7 @@ impl Run<'_> {
             &st.image.rootfs.diff_ids,
             self.out,
             self.req.cancelled.clone(),
+            self.req.keep_containers,
         )
         .await
         .map_err(BuildError::Step)?;

@@ -32,6 +32,7 @@ pub async fn run(
     diff_ids: &[berth_snapshotter::Digest],
     out: &Output,
     cancelled: Option<Cancelled>,
+    keep: bool,
 ) -> Result<Descriptor, String> {
     let config = ContainerConfig {
         image: spec.image.clone(),
@@ -66,6 +67,9 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     out(format!(" ---> Running in {}\n", &id[..12]));
     let result = run_created(engine, &id, &spec.args, diff_ids, out, cancelled).await;
+    if keep && result.is_ok() {
+        return result;
+    }
     let removed = berth_engine::remove(engine, &id, true).await;
     out(format!("Removing intermediate container {}\n", &id[..12]));
     let layer = result?;

@@ -609,3 +609,56 @@ fn a_build_whose_client_goes_away_leaves_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+const SDK_BUILD: &str = r#"
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+image, logs = c.images.build(path=sys.argv[2], tag="sdkbuilt:1", buildargs={"V": "3"})
+text = "".join(l.get("stream", "") for l in logs)
+assert "Step 3/4 : RUN" in text, text
+assert image.tags == ["sdkbuilt:1"], image.tags
+print(c.containers.run("sdkbuilt:1", remove=True).decode(), end="")
+# The SDK's default rm=False keeps the RUN step's container, as Docker does.
+print(len(c.containers.list(all=True)))
+try:
+    c.images.build(path=sys.argv[2], dockerfile="Broken.Dockerfile")
+    print("no error")
+except docker.errors.BuildError as e:
+    print("BuildError", e.msg)
+except docker.errors.APIError as e:
+    print("APIError", e.explanation)
+"#;
+
+#[test]
+fn python_sdk_builds() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nARG V\nRUN echo \"v=$V\" > /v\nCMD [\"cat\", \"/v\"]\n",
+    )?;
+    write(
+        ctx.path(),
+        "Broken.Dockerfile",
+        "FROM busybox\nRUN exit 4\n",
+    )?;
+    let script = ctx.path().join("sdk.py");
+    fs::write(&script, SDK_BUILD)?;
+    let out = run_ok(
+        Command::new("python3")
+            .arg(&script)
+            .arg(berthd.docker_host())
+            .arg(ctx.path()),
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "v=3", "{out}");
+    assert_eq!(lines[1], "1", "{out}");
+    assert!(
+        lines[2].contains("BuildError") && lines[2].contains("returned a non-zero code: 4"),
+        "{out}"
+    );
+    Ok(())
+}

@@ -21,10 +21,6 @@ use crate::Daemon;
 /// other refused, with why.
 const ZERO_ONLY: &[(&str, &[&str], &str)] = &[
     ("remote", &[""], "a remote context (URL or git)"),
-    ("pull", &["", "0", "false"], "--pull"),
-    ("squash", &["", "0", "false"], "--squash"),
-    ("forcerm", &["", "0", "false", "1", "true"], ""),
-    ("rm", &["", "1", "true"], "--rm=false"),
     ("memory", &["", "0"], "--memory"),
     ("memswap", &["", "0"], "--memory-swap"),
     ("cpushares", &["", "0"], "--cpu-shares"),
@@ -60,6 +56,10 @@ const APPLIED: &[&str] = &[
     "target",
     "networkmode",
     "platform",
+    "rm",
+    "forcerm",
+    "pull",
+    "squash",
 ];
 
 fn bad(m: String) -> ApiError {
@@ -143,6 +143,20 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         }
     };
     let quiet = req.query_bool("q")?;
+    for (name, flag) in [("pull", "--pull"), ("squash", "--squash")] {
+        if req.query_bool(name)? {
+            return Err(bad(format!(
+                "the build parameter {name} ({flag}) is not supported by berth's builder"
+            )));
+        }
+    }
+    // rm=false (the Python SDK's default) keeps the containers of successful steps,
+    // as Docker does; failed steps' containers always go (forcerm is berth's rule).
+    let keep_containers = match req.query("rm") {
+        None | Some("") => false,
+        Some(_) => !req.query_bool("rm")?,
+    };
+    req.query_bool("forcerm")?;
     let no_cache = req.query_bool("nocache")?;
     let dockerfile = req
         .query("dockerfile")
@@ -168,6 +182,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         network,
         no_cache,
         cancelled: None,
+        keep_containers,
     };
     Ok((r, quiet, dockerfile))
 }
