@@ -71,14 +71,26 @@ impl Cache {
         }
     }
 
-    /// Removes every entry (`builder prune`); returns how many.
-    pub fn prune(&self) -> usize {
+    /// Removes every entry (`builder prune`); returns their keys and the bytes the
+    /// entry files took.
+    pub fn prune(&self) -> (Vec<String>, u64) {
         let Ok(rd) = fs::read_dir(&self.dir) else {
-            return 0;
+            return (Vec::new(), 0);
         };
-        rd.flatten()
-            .filter(|e| fs::remove_file(e.path()).is_ok())
-            .count()
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        for e in rd.flatten() {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(e.path()).is_ok() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(k) = name.strip_suffix(".json") {
+                    keys.push(k.to_string());
+                }
+                bytes += size;
+            }
+        }
+        keys.sort();
+        (keys, bytes)
     }
 }
 

@@ -339,3 +339,29 @@ pub async fn build(host: &str, args: &BuildArgs) -> Result<Output> {
         String::new()
     }))
 }
+
+/// `berth builder prune`.
+pub async fn prune(client: &crate::client::Client, all: bool, force: bool) -> Result<Output> {
+    if !force {
+        bail!(
+            "WARNING! This will remove all dangling build cache.\nberth asks no questions: pass -f/--force to prune"
+        );
+    }
+    let path = format!("/build/prune?all={}", all as u8);
+    let v = client.post_json(&path, None).await?;
+    let mut out = String::new();
+    let deleted = v["CachesDeleted"].as_array().cloned().unwrap_or_default();
+    if !deleted.is_empty() {
+        out.push_str("Deleted build cache objects:\n");
+        for d in deleted {
+            out.push_str(d.as_str().unwrap_or(""));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        crate::units::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0), 4)
+    ));
+    Ok(Output::text(out))
+}

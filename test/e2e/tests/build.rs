@@ -662,3 +662,33 @@ fn python_sdk_builds() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn builder_prune_empties_the_cache() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(ctx.path(), "f", "content\n")?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nCOPY f /f\nRUN cp /f /g\n",
+    )?;
+    let build =
+        || -> Result<String> { run_ok(berthd.berth()?.args(["build", "-t", "p"]).arg(ctx.path())) };
+    build()?;
+    assert_eq!(cached_steps(&build()?), vec![2, 3]);
+    // Refused without -f, as nothing asks.
+    let (code, _, _) = run(berthd.berth()?.args(["builder", "prune"]))?;
+    assert_ne!(code, 0);
+    let out = run_ok(berthd.berth()?.args(["builder", "prune", "-f"]))?;
+    assert!(out.contains("Deleted build cache objects:"), "{out}");
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert!(cached_steps(&build()?).is_empty());
+    // The docker CLI's prune goes to the same endpoint.
+    let out = run_ok(berthd.docker().args(["builder", "prune", "-f"]))?;
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert!(cached_steps(&build()?).is_empty());
+    Ok(())
+}

@@ -7,6 +7,7 @@
 mod archive;
 mod auth;
 mod build;
+mod build_prune;
 mod commit;
 mod delete;
 pub(super) mod filters;
@@ -37,6 +38,7 @@ pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiE
     let reply = match (&method, path.as_str()) {
         (&Method::POST, "/auth") => auth::login(daemon, req).await?,
         (&Method::POST, "/build") => build::handle(daemon, req).await?,
+        (&Method::POST, "/build/prune") => build_prune::handle(daemon, &req).await?,
         (&Method::POST, "/commit") => commit::handle(daemon, req).await?,
         (&Method::POST, "/images/create") => {
             if let Some(src) = req.query("fromSrc").map(str::to_string) {
