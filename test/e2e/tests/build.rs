@@ -692,3 +692,33 @@ fn builder_prune_empties_the_cache() -> Result<()> {
     assert!(cached_steps(&build()?).is_empty());
     Ok(())
 }
+
+#[test]
+fn newer_docker_client_builds_with_the_classic_builder() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    let Some(mut docker) = berthd.docker_new() else {
+        eprintln!("skipped: /usr/local/bin/docker (the 28.x client) is not installed");
+        return Ok(());
+    };
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(ctx.path(), "f", "from 28\n")?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n",
+    )?;
+    let out = run_ok(
+        docker
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-t", "new:1"])
+            .arg(ctx.path()),
+    )?;
+    assert!(out.contains("Successfully tagged new:1"), "{out}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["run", "--rm", "new:1"]))?,
+        "from 28\n"
+    );
+    Ok(())
+}
