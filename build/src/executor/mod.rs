@@ -200,11 +200,8 @@ impl Run<'_> {
     async fn build(&mut self) -> Result<Built, BuildError> {
         let df = &self.req.dockerfile;
         let last = df.target(self.req.target.as_deref())?;
-        let total = df.step_count(last);
-        let mut n = 0;
+        // The meta ARGs' values first: the stages a target needs depend on them.
         for step in &df.meta_args {
-            n += 1;
-            self.say(format!("Step {n}/{total} : {}\n", step.text));
             let Instruction::Arg(decls) =
                 expand(&step.instruction, self.escape, &self.meta).map_err(shell_err(step))?
             else {
@@ -216,8 +213,26 @@ impl Run<'_> {
                 }
             }
         }
+        let needed = self.needed_stages(last);
+        let total = df.meta_args.len()
+            + df.stages[..=last]
+                .iter()
+                .zip(&needed)
+                .filter(|(_, n)| **n)
+                .map(|(s, _)| 1 + s.steps.len())
+                .sum::<usize>();
+        let mut n = 0;
+        for step in &df.meta_args {
+            n += 1;
+            self.say(format!("Step {n}/{total} : {}\n", step.text));
+        }
         let mut done: Vec<State> = Vec::new();
-        for stage in &df.stages[..=last] {
+        for (si, stage) in df.stages[..=last].iter().enumerate() {
+            if !needed[si] {
+                // Not needed by the target: never referenced, so a placeholder.
+                done.push(self.base("scratch", &done, df)?);
+                continue;
+            }
             n += 1;
             self.say(format!("Step {n}/{total} : {}\n", stage.from.text));
             let Instruction::From(from) = expand(&stage.from.instruction, self.escape, &self.meta)
@@ -616,6 +631,56 @@ impl Run<'_> {
 }
 
 impl Run<'_> {
+    /// Which stages up to `last` the target needs: itself and, transitively, the
+    /// stages its FROM and `COPY --from` name (a `--from` with a variable in it
+    /// counts as needing every earlier stage).
+    fn needed_stages(&self, last: usize) -> Vec<bool> {
+        let df = &self.req.dockerfile;
+        let index_of = |name: &str, before: usize| -> Option<usize> {
+            let lower = name.to_ascii_lowercase();
+            df.stages[..before]
+                .iter()
+                .position(|s| s.name() == Some(lower.as_str()))
+                .or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+        };
+        let deps: Vec<Vec<usize>> = df.stages[..=last]
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                let mut d = Vec::new();
+                if let Ok(Instruction::From(f)) =
+                    expand(&stage.from.instruction, self.escape, &self.meta)
+                {
+                    let lower = f.image.to_ascii_lowercase();
+                    d.extend(
+                        df.stages[..i]
+                            .iter()
+                            .position(|s| s.name() == Some(lower.as_str())),
+                    );
+                }
+                for step in &stage.steps {
+                    if let Instruction::Copy(c) = &step.instruction {
+                        match c.from.as_deref() {
+                            Some(f) if f.contains('$') => d.extend(0..i),
+                            Some(f) => d.extend(index_of(f, i)),
+                            None => {}
+                        }
+                    }
+                }
+                d
+            })
+            .collect();
+        let mut needed = vec![false; last + 1];
+        let mut todo = vec![last];
+        while let Some(i) = todo.pop() {
+            if !needed[i] {
+                needed[i] = true;
+                todo.extend(deps[i].iter().copied());
+            }
+        }
+        needed
+    }
+
     /// One step: its cache key from the state's and what the step is; the cached
     /// result when there is one (and `--no-cache` was not asked), else the step run
     /// and its result cached.

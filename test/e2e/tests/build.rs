@@ -365,16 +365,24 @@ fn multi_stage_copy_from() -> Result<()> {
     write(
         ctx.path(),
         "Dockerfile",
-        "FROM busybox AS build\n\
+        "FROM busybox AS unneeded\n\
+         RUN exit 7\n\
+         FROM busybox AS build\n\
          RUN mkdir -p /out && echo built > /out/artifact && ln -s /out/artifact /out/link\n\
          FROM scratch AS bare\n\
          COPY --from=build /out/artifact /artifact\n\
          FROM busybox\n\
          COPY --from=build --chown=www-data:www-data /out/ /app/\n\
-         COPY --from=1 /artifact /from-index\n\
+         COPY --from=2 /artifact /from-index\n\
          COPY --from=busybox /etc/group /group-from-image\n",
     )?;
-    run_ok(docker_build(&berthd).args(["-t", "multi"]).arg(ctx.path()))?;
+    // Only the stages the result needs are built: the failing one is not.
+    let built = run_ok(docker_build(&berthd).args(["-t", "multi"]).arg(ctx.path()))?;
+    assert!(!built.contains("exit 7"), "{built}");
+    assert!(
+        built.contains("Step 1/8 : FROM busybox AS build"),
+        "{built}"
+    );
     let out = run_ok(berthd.docker().args([
         "run",
         "--rm",
@@ -391,9 +399,11 @@ fn multi_stage_copy_from() -> Result<()> {
     write(
         ctx.path(),
         "Dockerfile",
-        "FROM busybox\nCOPY --from=later /x /x\nFROM busybox AS later\n",
+        "FROM busybox AS first\nCOPY --from=later /x /x\nFROM busybox AS later\n",
     )?;
-    let (code, _, stderr) = run(docker_build(&berthd).arg(ctx.path()))?;
+    let (code, _, stderr) = run(docker_build(&berthd)
+        .args(["--target", "first"])
+        .arg(ctx.path()))?;
     assert_ne!(code, 0);
     assert!(stderr.contains("invalid from flag value later"), "{stderr}");
     Ok(())
