@@ -23,6 +23,9 @@ packages=(
     golang-github-docker-spdystream-dev
     # a real Prometheus that scrapes berthd's metrics in test/e2e/tests/metrics.rs
     prometheus
+    # raw archive uploads (curl over the socket, tars made by python3's tarfile) in
+    # test/e2e/tests/docker_cp_hostile.rs
+    curl python3
 )
 
 missing=()

@@ -223,6 +223,18 @@ enum ContainerCommand {
     },
     /// Display the running processes of a container.
     Top { container: String },
+    /// List port mappings or a specific mapping for the container.
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        private_port: Option<String>,
+    },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(commands::cp::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::export::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff { container: String },
     /// Rename a container.
     Rename { container: String, new_name: String },
     /// Pause all processes within one or more containers.
@@ -333,10 +345,20 @@ enum Command {
         #[command(subcommand)]
         command: ContainerGroup,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: commands::network::NetworkCommand,
+    },
     /// Manage volumes.
     Volume {
         #[command(subcommand)]
         command: commands::volume::VolumeCommand,
+    },
+    /// Manage berth: disk usage, pruning.
+    System {
+        #[command(subcommand)]
+        command: commands::system::SystemCommand,
     },
     /// Show the berth version information.
     Version {
@@ -456,6 +478,8 @@ fn main() -> ExitCode {
             Command::Logout(a) => login::logout(a).await,
             Command::Image { command } => image_command(&client, &cli.host, command).await,
             Command::Volume { command } => commands::volume::run(&client, command).await,
+            Command::System { command } => commands::system::run(&client, command).await,
+            Command::Network { command } => commands::network::run(&client, command).await,
             Command::Container { command } => match command {
                 ContainerGroup::Each(c) => container_command(&client, &cli.host, c).await,
                 ContainerGroup::Prune { force } => container::prune(&client, *force).await,
@@ -647,6 +671,13 @@ async fn container_command(
             container::inspect(client, containers, format.as_deref()).await
         }
         C::Top { container } => container::top(client, container).await,
+        C::Port {
+            container,
+            private_port,
+        } => container::port(client, container, private_port.as_deref()).await,
+        C::Cp(a) => commands::cp::run(host, a).await,
+        C::Export(a) => commands::export::export(host, a).await,
+        C::Diff { container } => commands::export::diff(host, container).await,
         C::Rename {
             container,
             new_name,

@@ -61,6 +61,9 @@ pub struct CreateFlags {
     /// Mount a tmpfs directory (path[:options]).
     #[arg(long = "tmpfs")]
     pub tmpfs: Vec<String>,
+    /// Mount volumes from the specified container(s) (name[:ro|rw]).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short = 'm', long = "memory")]
     pub memory: Option<String>,
@@ -107,9 +110,18 @@ pub struct CreateFlags {
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Connect the container to a network.
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104) on the user network.
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Give extended privileges to this container.
     #[arg(long = "privileged")]
     pub privileged: bool,
@@ -201,9 +213,11 @@ impl CreateFlags {
             "Binds": (!binds.is_empty()).then_some(binds),
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
+            "PublishAllPorts": self.publish_all,
             "RestartPolicy": restart_policy(self.restart.as_deref())?,
             "AutoRemove": self.rm,
             "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),
+            "VolumesFrom": (!self.volumes_from.is_empty()).then_some(&self.volumes_from),
             "Memory": self.memory.as_deref().map(|m| parse_bytes("--memory", m)).transpose()?.unwrap_or(0),
             "NanoCpus": self.cpus.as_deref().map(parse_cpus).transpose()?.unwrap_or(0),
             "CpuShares": self.cpu_shares.unwrap_or(0),
@@ -259,6 +273,24 @@ impl CreateFlags {
             body["Healthcheck"] = check;
         }
         strip_nulls(&mut body);
+        if self.ip.is_some() || !self.network_alias.is_empty() {
+            // Docker's: the network mode's endpoint, every field of its
+            // EndpointSettings sent (the unset ones zero or null).
+            let net = self.network.as_deref().unwrap_or("default");
+            let mut ipam = json!({});
+            if let Some(ip) = &self.ip {
+                ipam["IPv4Address"] = json!(ip);
+            }
+            let endpoint = json!({
+                "IPAMConfig": ipam,
+                "Links": null,
+                "Aliases": (!self.network_alias.is_empty()).then_some(&self.network_alias),
+                "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null,
+            });
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: endpoint}});
+        }
         Ok(body)
     }
 

@@ -160,14 +160,18 @@ impl From<EngineError> for CriError {
                     Object::Image => "image",
                     Object::Exec => "exec",
                     Object::Volume => "volume",
+                    Object::Network => "network",
                 },
                 id: reference,
             },
             // A concurrent create of the same name won the store's name index.
-            e @ EngineError::NameInUse { .. } => CriError::AlreadyExists(e.to_string()),
-            e @ (EngineError::State { .. } | EngineError::VolumeInUse { .. }) => {
-                CriError::FailedPrecondition(e.to_string())
+            e @ (EngineError::NameInUse { .. } | EngineError::NetworkNameInUse(_)) => {
+                CriError::AlreadyExists(e.to_string())
             }
+            e @ (EngineError::State { .. }
+            | EngineError::VolumeInUse { .. }
+            | EngineError::NetworkInUse { .. }
+            | EngineError::Forbidden(_)) => CriError::FailedPrecondition(e.to_string()),
             EngineError::Invalid(m) => CriError::InvalidArgument(m),
             e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
         }

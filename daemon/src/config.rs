@@ -61,6 +61,8 @@ pub struct Config {
     pub cri_socket: Option<PathBuf>,
     /// CRI's streaming server (Exec, Attach, PortForward), named as containerd's keys.
     pub cri_streaming: CriStreamingConfig,
+    /// The default `bridge` network of Docker-API containers.
+    pub networks: NetworksConfig,
 }
 
 impl Default for Config {
@@ -80,6 +82,30 @@ impl Default for Config {
             metrics_address: None,
             cri_socket: None,
             cri_streaming: CriStreamingConfig::default(),
+            networks: NetworksConfig::default(),
+        }
+    }
+}
+
+/// `[networks]`: the default `bridge` network, as made on berthd's first start (a
+/// change later does not move a network already made).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworksConfig {
+    /// The host bridge of the default network (dockerd's `docker0`); not `berth0`,
+    /// which the pods' default CNI network uses.
+    pub default_bridge: String,
+    /// Its IPv4 subnet; unset: 172.17.0.0/16 unless the host's routes cover part of
+    /// it, else the next free one of Docker's pools.
+    pub default_subnet: Option<String>,
+}
+
+impl Default for NetworksConfig {
+    fn default() -> Self {
+        let def = berth_engine::networks::DefaultBridge::default();
+        NetworksConfig {
+            default_bridge: def.bridge,
+            default_subnet: def.subnet,
         }
     }
 }

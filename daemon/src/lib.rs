@@ -36,6 +36,8 @@ pub enum StartError {
     Lock(#[from] lock::LockError),
     #[error(transparent)]
     Engine(#[from] berth_engine::OpenError),
+    #[error("making the default bridge network ([networks] in the config): {0}")]
+    Networks(String),
 }
 
 /// Everything a request handler needs, shared by all of them.
@@ -69,6 +71,12 @@ impl Daemon {
             state: config.state.clone(),
             runtimes: config.runtime_handlers(),
         })?;
+        let default_bridge = berth_engine::networks::DefaultBridge {
+            bridge: config.networks.default_bridge.clone(),
+            subnet: config.networks.default_subnet.clone(),
+        };
+        berth_engine::networks::ensure_default(&engine, &default_bridge)
+            .map_err(|e| StartError::Networks(e.to_string()))?;
         let id = engine_id(&config.root)?;
         Ok(Daemon {
             engine: Arc::new(engine),

@@ -82,15 +82,16 @@ pub struct Device {
     pub permissions: String,
 }
 
-/// A mount the container asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A mount the container asks for (kept in the record as created, volumes named).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mount {
     /// An absolute path in the container.
     pub destination: String,
     pub kind: MountKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum MountKind {
     /// A host path bound into the container.
     Bind {
@@ -117,11 +118,29 @@ pub enum MountKind {
         /// The volume's data directory on the host: filled in by the engine's create;
         /// front doors leave it empty.
         source: String,
+        /// How to make the volume when it does not exist yet (`--mount`'s
+        /// `volume-opt`s and labels); an existing volume is used as it is.
+        #[serde(default, skip_serializing_if = "VolumeCreate::is_empty")]
+        create: VolumeCreate,
     },
 }
 
+/// The labels and local driver options a mount makes its volume with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeCreate {
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl VolumeCreate {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.options.is_empty()
+    }
+}
+
 /// A bind's mount propagation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Propagation {
     Private,
     #[default]
@@ -226,6 +245,12 @@ pub struct NetworkAttachment {
     /// nothing) until container networks land.
     pub published_ports: Vec<PublishedPort>,
     pub publish_all: bool,
+    /// With [`NetworkMode::Bridge`]: the network's name or id.
+    pub network: String,
+    /// The IPv4 address asked for on it (`--ip`); empty: any.
+    pub ip: String,
+    /// More names on it (`--network-alias`), kept for name resolution.
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -234,9 +259,13 @@ pub enum NetworkMode {
     Host,
     /// A network namespace with loopback only.
     None,
-    /// The default network; until networks land, loopback only as with `None`.
+    /// The default network; until the default bridge is attached, loopback only as
+    /// with `None`.
     #[default]
     Default,
+    /// A user bridge network (`--network NAME`, named in
+    /// [`NetworkAttachment::network`]).
+    Bridge,
 }
 
 /// A container port published on the host.

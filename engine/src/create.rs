@@ -60,6 +60,13 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let health = health_of(&config, &image_config)?;
+    let endpoints = crate::networks::attach::endpoints_for(engine, &config)?;
+    let networked = !endpoints.is_empty();
+    let ports = if networked {
+        crate::networks::ports::requested(&config.network, &exposed_ports)?
+    } else {
+        Vec::new()
+    };
     let image_volumes: Vec<String> = image_config
         .config
         .as_ref()
@@ -103,6 +110,9 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
                 .prepare(&snapshot, parent.as_deref())
                 .map_err(EngineError::internal("preparing the root filesystem"))?;
             undo.snapshot = Some(snapshot.clone());
+            if networked {
+                crate::networks::attach::add_files(&d, &id, &mut config)?;
+            }
             let rootfs = dir.join("rootfs");
             std::fs::create_dir(&rootfs).map_err(EngineError::internal(format!(
                 "creating {}",
@@ -117,6 +127,9 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
                 &rootfs,
                 &attached.copy_up,
             )?;
+            if networked {
+                join_netns(&mut spec, &crate::networks::attach::netns_path(&d, &id));
+            }
             if let Some(patch) = patch_spec {
                 patch(&id, &mut spec)?;
             }
@@ -167,6 +180,9 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         restart_policy: policy,
         bind_sources: Some(container_spec::bind_sources(&config)),
         volumes: attached.mounts,
+        mounts: config.mounts.clone(),
+        networks: endpoints,
+        ports,
         state: RunState::default(),
         log_path,
         log,
@@ -292,10 +308,24 @@ impl Drop for Undo<'_> {
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
     let mut b = [0u8; N];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
+    let mut filled = 0;
+    // getrandom(2): no file to open per id (health checks make an exec id a second per
+    // container); short reads and EINTR are retried.
+    while filled < N {
+        // SAFETY: writes at most N - filled bytes into `b` from `filled`.
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    if filled < N {
+        use std::io::Read;
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = f.read_exact(&mut b);
+        }
     }
     b
 }
@@ -305,6 +335,20 @@ fn random_u64() -> u64 {
 }
 
 /// A 64-hex-digit container id, as Docker's.
+/// Points the spec's network namespace at the pin a start makes.
+fn join_netns(spec: &mut oci_spec::runtime::Spec, path: &Path) {
+    use oci_spec::runtime::LinuxNamespaceType;
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(namespaces) = linux.namespaces_mut() {
+            for ns in namespaces.iter_mut() {
+                if ns.typ() == LinuxNamespaceType::Network {
+                    ns.set_path(Some(path.to_path_buf()));
+                }
+            }
+        }
+    }
+}
+
 pub(crate) fn random_id() -> String {
     random_bytes::<32>()
         .iter()

@@ -18,6 +18,7 @@ pub enum Object {
     /// A process started in a running container.
     Exec,
     Volume,
+    Network,
 }
 
 impl fmt::Display for Object {
@@ -27,6 +28,7 @@ impl fmt::Display for Object {
             Object::Image => "image",
             Object::Exec => "exec instance",
             Object::Volume => "volume",
+            Object::Network => "network",
         })
     }
 }
@@ -86,6 +88,16 @@ pub enum EngineError {
         name: String,
         containers: Vec<String>,
     },
+    /// Removal of a network a container has an endpoint on.
+    #[error("error while removing network: network {name} id {id} has active endpoints")]
+    NetworkInUse { name: String, id: String },
+    /// Another network has the name.
+    #[error("network with name {0} already exists")]
+    NetworkNameInUse(String),
+    /// The request is well-formed but not allowed (a predefined network, an address
+    /// space taken); the message names why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request itself is wrong; the message names what.
     #[error("{0}")]
     Invalid(String),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::probe::{Probe, ProbeFailure};
 use crate::record::{ContainerRecord, Status};
+use crate::store::Kind;
 use crate::{get, put, Engine, EngineError};
 
 /// Docker's defaults.
@@ -208,6 +209,21 @@ async fn monitor(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(),
     result
 }
 
+/// The container's status while the run that started at `started_at` goes on: two
+/// fields of its record, not the whole record decoded (this is read before every check).
+fn run_status(engine: &Engine, id: &str, started_at: &str) -> Option<Status> {
+    let [status, started] = engine
+        .store
+        .get_fields(
+            Kind::Container,
+            id,
+            ["$.state.status", "$.state.started_at"],
+        )
+        .ok()??;
+    let status: Status = serde_json::from_value(serde_json::Value::String(status?)).ok()?;
+    (status.has_task() && started.as_deref() == Some(started_at)).then_some(status)
+}
+
 async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(), EngineError> {
     let started = humantime::parse_rfc3339_weak(started_at).unwrap_or_else(|_| SystemTime::now());
     let Some(record) = same_run(engine, id, started_at) else {
@@ -222,48 +238,48 @@ async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(
     let interval = HealthConfig::duration(config.interval, DEFAULT_INTERVAL);
     let start_interval = HealthConfig::duration(config.start_interval, DEFAULT_START_INTERVAL);
     let timeout = HealthConfig::duration(config.timeout, DEFAULT_TIMEOUT);
-    let mut status = record.state.health.as_ref().map(|h| h.status.clone());
+    // Only this monitor changes the run's health: it keeps it, and the record is
+    // written when the status changes.
+    let mut health = record.state.health.clone().unwrap_or_else(|| Health {
+        status: "starting".into(),
+        ..Default::default()
+    });
+    // The record as of the run's start (its name, image and labels name the exec
+    // events), read again when the status changes.
+    let mut record = Arc::new(record);
     let mut probe: Option<Probe> = None;
     loop {
-        let starting = status.as_deref() == Some("starting");
-        let wait = if starting && in_start(SystemTime::now()) {
+        let wait = if health.status == "starting" && in_start(SystemTime::now()) {
             start_interval
         } else {
             interval
         };
         tokio::time::sleep(wait).await;
-        let Some(record) = same_run(engine, id, started_at) else {
+        let Some(status) = run_status(engine, id, started_at) else {
             return Ok(());
         };
         // A paused container is not probed (Docker's rule).
-        if record.state.status == Status::Paused {
+        if status == Status::Paused {
             continue;
         }
         let result = check(engine, &mut probe, &record, &command, timeout).await;
-        let Some(record) = same_run(engine, id, started_at) else {
-            return Ok(());
-        };
-        let mut health = record.state.health.clone().unwrap_or_else(|| Health {
-            status: "starting".into(),
-            ..Default::default()
-        });
         let before = health.status.clone();
         health.record(result, in_start(SystemTime::now()), config.retries());
-        status = Some(health.status.clone());
         // Every result is seen at once (reads overlay it); the record is written when
         // the status changes, so a restarted berthd goes on from the last status.
         engine.set_health_now(id, started_at, Some(health.clone()));
         if health.status != before {
             let _guard = engine.lock(id).await;
-            let Some(mut record) = same_run(engine, id, started_at) else {
+            let Some(mut fresh) = same_run(engine, id, started_at) else {
                 return Ok(());
             };
-            record.state.health = Some(health.clone());
-            put(engine, &record)?;
+            fresh.state.health = Some(health.clone());
+            put(engine, &fresh)?;
             let action = format!("health_status: {}", health.status);
             engine
                 .events_log
-                .container(&record, &action, std::iter::empty());
+                .container(&fresh, &action, std::iter::empty());
+            record = Arc::new(fresh);
         }
     }
 }
@@ -273,7 +289,7 @@ async fn watch_run(engine: &Arc<Engine>, id: &str, started_at: &str) -> Result<(
 async fn check(
     engine: &Arc<Engine>,
     probe: &mut Option<Probe>,
-    record: &ContainerRecord,
+    record: &Arc<ContainerRecord>,
     command: &[String],
     timeout: Duration,
 ) -> HealthResult {

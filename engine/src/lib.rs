@@ -10,6 +10,7 @@
 //! holds the CRI-format log (`container.log`), the shim's `address` and its durable
 //! exit record.
 
+pub mod archive;
 pub mod config;
 pub mod container_spec;
 mod create;
@@ -24,6 +25,7 @@ pub mod logs;
 pub mod lookup;
 pub mod metrics;
 pub mod names;
+pub mod networks;
 mod oom;
 pub mod pod;
 mod probe;
@@ -117,6 +119,8 @@ pub struct Engine {
     pub images: images::Images,
     pub runtimes: RuntimeHandlers,
     root: PathBuf,
+    /// Runtime state (`--state`).
+    state: PathBuf,
     containers: PathBuf,
     shim_binary: PathBuf,
     /// berth's container init, installed under the root (`init_binary`).
@@ -148,6 +152,8 @@ pub struct Engine {
     /// Volumes attached by creates in progress (how many each): in use, though no
     /// record names them yet.
     volumes_pending: Mutex<HashMap<String, usize>>,
+    /// Serialises network creates, removals and prunes (`networks/`).
+    networks_lock: Mutex<()>,
 }
 
 impl Engine {
@@ -166,15 +172,17 @@ impl Engine {
             path: root.join("berth-init"),
             source,
         })?;
+        let shim_address = state.join("shim");
         Ok(Engine {
             store,
             images,
             runtimes: config.runtimes,
             root,
+            state,
             containers,
             shim_binary: shim_binary(),
             init_binary,
-            shim_address: state.join("shim"),
+            shim_address,
             changed: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(1024).0,
             locks: Mutex::new(HashMap::new()),
@@ -186,12 +194,18 @@ impl Engine {
             metrics: Arc::new(metrics::EngineMetrics::new()),
             volumes_lock: Mutex::new(()),
             volumes_pending: Mutex::new(HashMap::new()),
+            networks_lock: Mutex::new(()),
         })
     }
 
     /// The persistent root the engine keeps its state under.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The runtime state dir (`--state`).
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// berth's container init on the host.
@@ -290,6 +304,10 @@ impl Engine {
     }
 
     /// Held while volumes are created or removed.
+    fn networks_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.networks_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn volumes_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.volumes_lock.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -64,9 +64,33 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
         Some(sources) => sources.clone(),
         None => legacy_bind_sources(&record),
     };
+    if !record.networks.is_empty() {
+        let d = Arc::clone(engine);
+        let mut attaching = record.clone();
+        record = blocking(move || {
+            crate::networks::attach::setup(&d, &mut attaching)?;
+            Ok(attaching)
+        })
+        .await?;
+    }
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
     let group_guard = engine.shim_group_lock(record.shim_group()).await;
+    // Volumes with the local driver's options are mounted before the runtime binds
+    // their data directories, and stay in use until the container runs or fails.
+    let volume_names: Vec<String> = record.volumes.iter().map(|v| v.name.clone()).collect();
+    let mounted = {
+        let (d, names) = (Arc::clone(engine), volume_names.clone());
+        blocking(move || crate::volumes::mount_for_start(&d, &names)).await
+    };
+    let mounted = match mounted {
+        Ok(m) => m,
+        Err(e) => {
+            record.state.error = e.to_string();
+            let _ = put(engine, &record);
+            return Err(e);
+        }
+    };
     let started = blocking(move || {
         let _group_guard = group_guard;
         crate::container_spec::create_bind_sources(&binds)
@@ -113,6 +137,24 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     let (address, pid, started_at) = match started {
         Ok(s) => s,
         Err(e) => {
+            crate::volumes::release(engine, &mounted);
+            let d = Arc::clone(engine);
+            let _ = blocking(move || {
+                crate::volumes::unmount_unused(&d, &mounted, None);
+                Ok(())
+            })
+            .await;
+            if !record.networks.is_empty() {
+                let d = Arc::clone(engine);
+                let mut detaching = record.clone();
+                record = blocking(move || {
+                    if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
+                        tracing::warn!("undoing a failed start's network attachment: {e}");
+                    }
+                    Ok(detaching)
+                })
+                .await?;
+            }
             record.state.error = e.to_string();
             if record.state.status == Status::Exited || !record.state.started_at.is_empty() {
                 record.state.exit_code = 128;
@@ -138,7 +180,10 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
     record.state.oom_killed = false;
     record.state.stopped_by_user = false;
     crate::health::reset(&mut record);
-    put(engine, &record)?;
+    let stored = put(engine, &record);
+    // The record says it runs now: its volumes are in use by it.
+    crate::volumes::release(engine, &mounted);
+    stored?;
     engine
         .metrics
         .start_latency
@@ -387,7 +432,13 @@ pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Resul
     let address = std::fs::read_to_string(engine.dir(id).join("address")).ok();
     let d = Arc::clone(engine);
     let (cid, snapshot) = (id.to_string(), record.snapshot.clone());
+    let mut detached = record.clone();
     blocking(move || {
+        // Nothing of its networks stays (a stop already detached it; this is for a
+        // crash between).
+        if !detached.networks.is_empty() {
+            crate::networks::attach::teardown(&d, &mut detached)?;
+        }
         let dir = d.dir(&cid);
         // A rootfs still mounted (a shim that died before deleting) goes first.
         let rootfs = dir.join("rootfs");

@@ -8,7 +8,6 @@
 //! plain file in the container's directory, emptied before each check (no inode made
 //! and removed per check on a disk-backed /run).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +27,9 @@ pub(crate) struct Probe {
     /// The exec's OCI process as JSON.
     spec: Arc<Vec<u8>>,
     output: PathBuf,
+    /// `output`, open for the run: emptied and read through this descriptor, so a
+    /// check opens no file on berthd's side.
+    output_file: Arc<std::fs::File>,
     shim: Option<Arc<Shim>>,
 }
 
@@ -54,22 +56,39 @@ impl Probe {
         };
         let config_json = engine.dir(&record.id).join("config.json");
         let pid = record.state.pid;
-        let spec = blocking(move || exec_process(&config_json, pid, &config)).await?;
+        let output = engine.dir(&record.id).join(OUTPUT);
+        let path = output.clone();
+        let (spec, output_file) = blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(EngineError::internal(format!("opening {}", path.display())))?;
+            Ok((exec_process(&config_json, pid, &config)?, file))
+        })
+        .await?;
         Ok(Probe {
             engine: Arc::clone(engine),
             container_id: record.id.clone(),
             args,
             spec: Arc::new(spec),
-            output: engine.dir(&record.id).join(OUTPUT),
+            output,
+            output_file: Arc::new(output_file),
             shim: None,
         })
     }
 
     /// Runs the check once: its exit code and up to `max_output` bytes of its output
     /// (stdout and stderr as written); past `timeout` it is killed.
+    ///
+    /// One blocking job does the whole exec (empty the output file, exec, start, wait,
+    /// delete, read the output): a check costs one hand-off to the blocking pool, not
+    /// one per call.
     pub(crate) async fn run(
         &mut self,
-        record: &ContainerRecord,
+        record: &Arc<ContainerRecord>,
         timeout: Duration,
         max_output: usize,
     ) -> Result<(i32, Vec<u8>), ProbeFailure> {
@@ -87,49 +106,45 @@ impl Probe {
         let exec_id = crate::create::random_id();
         let engine = &self.engine;
         exec_event(engine, record, "exec_create", &self.args, &exec_id, None);
-        let started = {
-            let (shim, cid, eid) = (
-                Arc::clone(&shim),
+        let mut job = {
+            let (engine, record, shim) =
+                (Arc::clone(engine), Arc::clone(record), Arc::clone(&shim));
+            let (cid, eid, args) = (
                 self.container_id.clone(),
                 exec_id.clone(),
+                self.args.clone(),
             );
             let (spec, output) = (Arc::clone(&self.spec), self.output.clone());
-            blocking(move || {
-                // Truncates the file of the last check: the same inode, emptied.
-                std::fs::File::create(&output).map_err(EngineError::internal(format!(
-                    "emptying {}",
-                    output.display()
-                )))?;
+            let file = Arc::clone(&self.output_file);
+            tokio::task::spawn_blocking(move || -> Result<(u32, Vec<u8>), String> {
+                // The last check's output goes: the same inode, emptied (if it is not
+                // empty already: a quiet check costs no truncate).
+                let emptied =
+                    file.metadata()
+                        .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
+                emptied.map_err(|e| format!("emptying {}: {e}", output.display()))?;
                 let io = ExecIo {
                     stdout: Some(output.clone()),
-                    stderr: Some(output),
+                    stderr: Some(output.clone()),
                     ..Default::default()
                 };
-                shim.exec(&cid, &eid, &spec, &io)?;
+                shim.exec(&cid, &eid, &spec, &io)
+                    .map_err(|e| EngineError::from(e).to_string())?;
                 if let Err(e) = shim.start_exec(&cid, &eid) {
                     let _ = shim.delete_exec(&cid, &eid);
-                    return Err(e.into());
+                    return Err(EngineError::from(e).to_string());
                 }
-                Ok(())
+                exec_event(&engine, &record, "exec_start", &args, &eid, None);
+                let waited = shim.wait_exec(&cid, &eid);
+                let _ = shim.delete_exec(&cid, &eid);
+                let code = waited.map_err(|e| EngineError::from(e).to_string())?;
+                let mut out = Vec::new();
+                read_head(&file, max_output, &mut out);
+                Ok((code, out))
             })
-            .await
         };
-        if let Err(e) = started {
-            // A broken connection is made again at the next check.
-            self.shim = None;
-            return Err(ProbeFailure::Error(e.to_string()));
-        }
-        exec_event(engine, record, "exec_start", &self.args, &exec_id, None);
-        let mut waiter = {
-            let (shim, cid, eid) = (
-                Arc::clone(&shim),
-                self.container_id.clone(),
-                exec_id.clone(),
-            );
-            tokio::task::spawn_blocking(move || shim.wait_exec(&cid, &eid))
-        };
-        let waited = match tokio::time::timeout(timeout, &mut waiter).await {
-            Ok(joined) => Ok(joined),
+        let joined = match tokio::time::timeout(timeout, &mut job).await {
+            Ok(joined) => joined,
             Err(_) => {
                 let (shim, cid, eid) = (
                     Arc::clone(&shim),
@@ -140,38 +155,41 @@ impl Probe {
                     shim.kill_exec(&cid, &eid, libc::SIGKILL as u32)
                 })
                 .await;
-                let _ = waiter.await;
-                Err(ProbeFailure::Timeout)
-            }
-        };
-        let (cid, eid, output) = (
-            self.container_id.clone(),
-            exec_id.clone(),
-            self.output.clone(),
-        );
-        let read = tokio::task::spawn_blocking(move || {
-            let _ = shim.delete_exec(&cid, &eid);
-            let mut out = Vec::new();
-            if let Ok(f) = std::fs::File::open(&output) {
-                let _ = f.take(max_output as u64).read_to_end(&mut out);
-            }
-            out
-        })
-        .await
-        .unwrap_or_default();
-        let code = match waited {
-            Ok(Ok(Ok(code))) => code as i32,
-            Ok(Ok(Err(e))) => {
-                self.shim = None;
-                return Err(ProbeFailure::Error(e.to_string()));
-            }
-            Ok(Err(e)) => return Err(ProbeFailure::Error(e.to_string())),
-            Err(timeout) => {
+                // The job sees the kill as the exit, deletes the exec and ends.
+                let _ = job.await;
                 exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(137));
-                return Err(timeout);
+                return Err(ProbeFailure::Timeout);
             }
         };
-        exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(code));
-        Ok((code, read))
+        match joined {
+            Ok(Ok((code, out))) => {
+                let code = code as i32;
+                exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(code));
+                Ok((code, out))
+            }
+            Ok(Err(message)) => {
+                // A broken connection is made again at the next check.
+                self.shim = None;
+                Err(ProbeFailure::Error(message))
+            }
+            Err(e) => Err(ProbeFailure::Error(e.to_string())),
+        }
     }
+}
+
+/// Up to `max` bytes from the start of `file` (pread: the descriptor's offset is not
+/// used, so the file can be read again after the next check writes it).
+fn read_head(file: &std::fs::File, max: usize, out: &mut Vec<u8>) {
+    use std::os::unix::fs::FileExt;
+    out.resize(max, 0);
+    let mut filled = 0;
+    while filled < max {
+        match file.read_at(&mut out[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    out.truncate(filled);
 }

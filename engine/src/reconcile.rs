@@ -15,9 +15,16 @@ use crate::Engine;
 pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
     let records = list(engine)?;
     let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    // Containers that may still be running: their attachments stay.
+    let live: HashSet<String> = records
+        .iter()
+        .filter(|r| r.state.status.has_task() || r.state.status == Status::Restarting)
+        .map(|r| r.id.clone())
+        .collect();
     let d = Arc::clone(engine);
     blocking(move || {
         remove_leftovers(&d, &known);
+        crate::networks::attach::reconcile(&d, &live);
         Ok(())
     })
     .await?;
@@ -60,6 +67,18 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
             }
         }
     }
+    // Volume mounts left by a berthd that stopped between a mount and its undoing.
+    let d = Arc::clone(engine);
+    blocking(move || {
+        let filter = crate::volumes::VolumeFilter::default();
+        let names: Vec<String> = crate::volumes::list(&d, &filter)?
+            .into_iter()
+            .map(|v| v.record.name)
+            .collect();
+        crate::volumes::unmount_unused(&d, &names, None);
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

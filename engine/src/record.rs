@@ -108,6 +108,18 @@ pub struct ContainerRecord {
     /// The volumes the container mounts: in use while this record exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<crate::volumes::VolumeMount>,
+    /// The mounts as the container was created with them (volumes named, their data
+    /// directories filled in), for inspect's `Mounts` and `--volumes-from`; empty in
+    /// records written before berth kept them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::config::Mount>,
+    /// Its endpoints on networks (`networks/`): the networks are in use while this
+    /// record exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::networks::Endpoint>,
+    /// Its published ports (on a bridge network), with their host ports while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::networks::ports::PortBinding>,
     pub state: RunState,
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]

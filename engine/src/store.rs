@@ -140,6 +140,28 @@ impl Store {
         data.map(|data| decode(kind, id, &data)).transpose()
     }
 
+    /// Two text fields of an object (SQLite `json_extract` paths such as
+    /// `$.state.status`), without decoding the whole object: for a reader that polls one
+    /// record every second (a health check asking whether its run goes on).
+    pub fn get_fields(
+        &self,
+        kind: Kind,
+        id: &str,
+        paths: [&str; 2],
+    ) -> Result<Option<[Option<String>; 2]>, StoreError> {
+        let conn = self.lock()?;
+        let fields = conn
+            .prepare_cached(
+                "SELECT json_extract(data, ?3), json_extract(data, ?4) FROM objects
+                 WHERE kind = ?1 AND id = ?2",
+            )?
+            .query_row(params![kind.as_str(), id, paths[0], paths[1]], |row| {
+                Ok([row.get(0)?, row.get(1)?])
+            })
+            .optional()?;
+        Ok(fields)
+    }
+
     /// The id of the object of `kind` called `name`, if any.
     pub fn id_by_name(&self, kind: Kind, name: &str) -> Result<Option<String>, StoreError> {
         let conn = self.lock()?;

@@ -102,13 +102,40 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     })
     .await?;
 
-    let mut record = get(engine, id)?;
+    // Volumes mounted for it that no other running container uses: unmounted before
+    // the exit is recorded, so whoever waits for it finds them unmounted; and again
+    // after, for users exiting together (each saw the other still running).
+    let record = get(engine, id)?;
+    let names: Vec<String> = record.volumes.iter().map(|v| v.name.clone()).collect();
+    let unmount = |exited: Option<String>| {
+        let (d, names) = (Arc::clone(engine), names.clone());
+        blocking(move || {
+            crate::volumes::unmount_unused(&d, &names, exited.as_deref());
+            Ok(())
+        })
+    };
+    unmount(Some(id.to_string())).await?;
+    let mut record = record;
+    if !record.networks.is_empty() {
+        let d = Arc::clone(engine);
+        let mut detaching = record.clone();
+        record = blocking(move || {
+            if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
+                // Left in the CNI cache: the next start, the removal or berthd's
+                // reconcile finishes it.
+                tracing::warn!(id = %detaching.id, "detaching the exited container: {e}");
+            }
+            Ok(detaching)
+        })
+        .await?;
+    }
     record.state.status = Status::Exited;
     record.state.exit_code = code;
     record.state.oom_killed = oom_killed;
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
     put(engine, &record)?;
+    unmount(None).await?;
     if oom_killed {
         engine
             .events_log

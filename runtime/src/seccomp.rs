@@ -1,5 +1,9 @@
-//! Seccomp filters from the spec, built with libseccomp before fork and loaded by
-//! the container init just before exec.
+//! Seccomp filters from the spec, built with libseccomp and compiled to BPF before
+//! fork, and loaded by the container process just before exec.
+//!
+//! The filter is compiled once (libseccomp's export), not at load: a process that
+//! execs into a running container every second (a health check) reuses the program
+//! its container's first exec compiled, and the child only makes one seccomp(2) call.
 
 use std::str::FromStr;
 
@@ -53,9 +57,10 @@ fn op(o: LinuxSeccompOperator, value: u64, value_two: Option<u64>) -> (ScmpCompa
     }
 }
 
-/// A filter ready to load.
+/// A filter ready to load: the BPF program libseccomp generated. Cheap to clone.
+#[derive(Clone)]
 pub struct Filter {
-    ctx: ScmpFilterContext,
+    program: std::sync::Arc<Vec<libc::sock_filter>>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -121,12 +126,81 @@ pub fn build(spec: &LinuxSeccomp) -> Result<Filter> {
             res.map_err(|e| se(&format!("rule for {n}"), e))?;
         }
     }
-    Ok(Filter { ctx })
+    compile(&ctx)
+}
+
+/// The BPF program of `ctx`, as libseccomp would load it (through a memfd: libseccomp
+/// 2.5 exports to a file descriptor only).
+fn compile(ctx: &ScmpFilterContext) -> Result<Filter> {
+    use std::io::{Read, Seek};
+    use std::os::fd::FromRawFd;
+    // SAFETY: a constant C string and flags; the fd returned is owned by `file` below.
+    let fd = unsafe { libc::memfd_create(c"berth-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(se(
+            "making a memfd for the program",
+            nix::errno::Errno::last(),
+        ));
+    }
+    // SAFETY: `fd` was just made and nothing else owns it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    ctx.export_bpf(&mut file)
+        .map_err(|e| se("compiling the filter", e))?;
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| se("reading the compiled filter", e))?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 || bytes.len() / size > u16::MAX as usize {
+        return Err(se(
+            "compiling the filter",
+            format!("libseccomp gave a program of {} bytes", bytes.len()),
+        ));
+    }
+    let program = bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Ok(Filter {
+        program: std::sync::Arc::new(program),
+    })
 }
 
 impl Filter {
-    /// Loads the filter into the calling thread.
+    /// Loads the filter into the calling thread (seccomp(2) with no flags, as
+    /// libseccomp loads a filter without TSYNC, LOG or SSB attributes).
     pub fn load(&self) -> Result<()> {
-        self.ctx.load().map_err(|e| se("loading the filter", e))
+        let prog = libc::sock_fprog {
+            len: self.program.len() as u16,
+            filter: self.program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at a live program of `len` instructions for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(se("loading the filter", nix::errno::Errno::last()));
+        }
+        Ok(())
+    }
+
+    /// The number of BPF instructions.
+    pub fn len(&self) -> usize {
+        self.program.len()
+    }
+
+    /// Whether the program has no instructions.
+    pub fn is_empty(&self) -> bool {
+        self.program.is_empty()
     }
 }

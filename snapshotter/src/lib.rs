@@ -5,6 +5,7 @@
 //!   unreferenced blobs.
 //! - [`apply`]: streams a (decompressed) layer tar into a directory, turning whiteouts
 //!   into overlay's form and refusing every entry that would land outside it.
+//! - [`changes`]: a writable snapshot's changes (`docker diff`) read from its upper.
 //! - [`diff`]: a writable snapshot's upper directory written back as a layer tar
 //!   (whiteouts and opaque directories in the OCI form).
 //! - [`snapshots`]: overlay snapshots keyed by chain ID (`prepare`, `view`, `commit`,
@@ -12,6 +13,7 @@
 //!   filesystems, including images with more layers than one page of mount options holds.
 
 pub mod apply;
+pub mod changes;
 pub mod content;
 pub mod diff;
 pub mod digest;

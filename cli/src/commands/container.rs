@@ -347,6 +347,54 @@ pub async fn inspect(
     })
 }
 
+/// `port`: the container's published ports from inspect's `NetworkSettings.Ports`,
+/// as docker prints them (`80/tcp -> 0.0.0.0:8080`; with a port, only its host sides).
+pub async fn port(client: &Client, name: &str, private: Option<&str>) -> anyhow::Result<Output> {
+    let v = client
+        .get_json(&format!("/containers/{}/json", enc(name)))
+        .await?;
+    let ports = v["NetworkSettings"]["Ports"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let wanted = private.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut out = String::new();
+    let mut keys: Vec<&String> = ports.keys().collect();
+    keys.sort_by_key(|k| {
+        let (n, proto) = k.split_once('/').unwrap_or((k, ""));
+        (n.parse::<u32>().unwrap_or(0), proto.to_string())
+    });
+    for key in keys {
+        if wanted.as_ref().is_some_and(|w| w != key) {
+            continue;
+        }
+        for b in ports[key].as_array().into_iter().flatten() {
+            let host = format!(
+                "{}:{}",
+                b["HostIp"].as_str().unwrap_or(""),
+                b["HostPort"].as_str().unwrap_or("")
+            );
+            if wanted.is_some() {
+                out.push_str(&format!("{host}\n"));
+            } else {
+                out.push_str(&format!("{key} -> {host}\n"));
+            }
+        }
+    }
+    if out.is_empty() {
+        if let Some(w) = wanted {
+            anyhow::bail!("No public port '{w}' published for {name}");
+        }
+    }
+    Ok(Output::text(out))
+}
+
 /// `top`: the container's processes as a table.
 pub async fn top(client: &Client, name: &str) -> anyhow::Result<Output> {
     let v = client

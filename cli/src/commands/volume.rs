@@ -98,7 +98,7 @@ pub async fn run(client: &Client, command: &VolumeCommand) -> Result<Output> {
     }
 }
 
-fn key_values(flag: &str, entries: &[String]) -> Result<BTreeMap<String, String>> {
+pub(crate) fn key_values(flag: &str, entries: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for e in entries {
         let (k, v) = e.split_once('=').unwrap_or((e, ""));

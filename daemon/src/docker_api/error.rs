@@ -9,6 +9,8 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -22,6 +24,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -63,6 +66,13 @@ impl From<berth_engine::EngineError> for ApiError {
                 what: Object::Volume,
                 reference,
             } => ApiError::NotFound(format!("get {reference}: no such volume")),
+            EngineError::NotFound {
+                what: Object::Network,
+                reference,
+            } => ApiError::NotFound(format!("network {reference} not found")),
+            e @ EngineError::NetworkInUse { .. } => ApiError::Forbidden(e.to_string()),
+            e @ EngineError::NetworkNameInUse(_) => ApiError::Conflict(e.to_string()),
+            EngineError::Forbidden(m) => ApiError::Forbidden(m),
             EngineError::VolumeInUse { name, containers } => ApiError::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 containers.join(", ")
@@ -91,6 +101,21 @@ impl From<berth_engine::EngineError> for ApiError {
             }),
             EngineError::Invalid(m) => ApiError::BadRequest(m),
             e @ EngineError::Internal { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Archive errors as dockerd answers `cp`: 404 for a missing path, 400 for a bad
+/// target or upload, 403 for a read-only root or volume.
+impl From<berth_engine::archive::ArchiveError> for ApiError {
+    fn from(e: berth_engine::archive::ArchiveError) -> Self {
+        use berth_engine::archive::ArchiveError as A;
+        match e {
+            A::Engine(e) => e.into(),
+            e @ A::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            e @ (A::NotDirectory | A::Invalid(_)) => ApiError::BadRequest(e.to_string()),
+            e @ A::ReadOnly(_) => ApiError::Forbidden(e.to_string()),
+            e @ (A::Io { .. } | A::Internal(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

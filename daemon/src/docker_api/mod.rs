@@ -11,9 +11,11 @@ mod hijack;
 pub mod host;
 mod images;
 mod info;
+mod networks;
 mod ping;
 mod reply;
 mod request;
+mod system_df;
 mod version;
 mod volumes;
 
@@ -84,6 +86,7 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         (&Method::GET, "/version") => return Ok(version::handle(&daemon.host)),
         (&Method::GET, "/info") => return info::handle(daemon),
         (&Method::GET, "/events") => return events::handle(daemon, &req),
+        (&Method::GET, "/system/df") => return system_df::handle(daemon).await,
         _ => {}
     }
     // Each area answers the paths it owns and hands the others back.
@@ -100,6 +103,10 @@ async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Reply, ApiError>
         Routed::NotMine(req) => req,
     };
     let req = match volumes::route(daemon, req).await? {
+        Routed::Done(reply) => return Ok(reply),
+        Routed::NotMine(req) => req,
+    };
+    let req = match networks::route(daemon, req).await? {
         Routed::Done(reply) => return Ok(reply),
         Routed::NotMine(req) => req,
     };

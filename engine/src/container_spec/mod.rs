@@ -258,6 +258,8 @@ fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> 
         // Until user-defined networks land, the default network is a private network
         // namespace with loopback only, like `--network none`.
         namespaces.push(namespace(LinuxNamespaceType::Network));
+        // On a bridge network the engine publishes them (`networks/ports.rs`).
+        let bridge = network.mode == NetworkMode::Bridge;
         let mut published: Vec<&str> = network
             .published_ports
             .iter()
@@ -265,10 +267,10 @@ fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> 
             .collect();
         // One entry per port, however many host bindings it has.
         published.dedup();
-        if !published.is_empty() {
+        if !published.is_empty() && !bridge {
             return Err(SpecError::Ports(published.join(", ")));
         }
-        if network.publish_all {
+        if network.publish_all && !bridge {
             return Err(SpecError::Ports("-P".into()));
         }
     }

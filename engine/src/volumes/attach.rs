@@ -61,6 +61,7 @@ pub(crate) fn attach(
                     read_only: false,
                     nocopy: false,
                     source: String::new(),
+                    create: Default::default(),
                 },
             });
         }
@@ -73,6 +74,7 @@ pub(crate) fn attach(
                 read_only,
                 nocopy,
                 source,
+                create,
             } = &mut m.kind
             else {
                 continue;
@@ -88,6 +90,8 @@ pub(crate) fn attach(
                 NewVolume {
                     name: name.clone(),
                     anonymous,
+                    labels: create.labels.clone(),
+                    options: create.options.clone(),
                     ..Default::default()
                 },
             )?;
@@ -99,7 +103,9 @@ pub(crate) fn attach(
                 attached.made.push(vname.clone());
             }
             *source = data_dir(engine, &vname).to_string_lossy().into_owned();
-            if !*nocopy {
+            // A device mounted only while a container runs is not filled from the
+            // image (it is not mounted now).
+            if !*nocopy && volume.record.options.is_empty() {
                 attached
                     .copy_up
                     .push((PathBuf::from(source.as_str()), m.destination.clone()));

@@ -1,11 +1,11 @@
 //! Copy-up: the image's content at a volume's destination copied into the volume
 //! when it is empty, as Docker fills a new volume. Modes and owners are kept; links
 //! are copied as links, never followed, so nothing outside the container's root
-//! filesystem is read. A destination reached through a symlink in the image is not
-//! copied (Docker resolves it inside the root; berth does not yet).
+//! filesystem is read. A destination reached through a symlink in the image is
+//! resolved inside the root filesystem, as the runtime resolves it to mount there.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Errors of a copy-up.
 #[derive(Debug, thiserror::Error)]
@@ -29,24 +29,16 @@ pub fn copy_up(rootfs: &Path, destination: &str, volume: &Path) -> Result<bool, 
     {
         return Ok(false);
     }
-    let mut src = rootfs.to_path_buf();
-    for part in Path::new(destination).components() {
-        let Component::Normal(part) = part else {
-            continue;
-        };
-        src.push(part);
-        match std::fs::symlink_metadata(&src) {
-            Ok(m) if m.file_type().is_symlink() => {
-                tracing::warn!(
-                    destination,
-                    "the image's path is a symlink; the volume is not filled from it"
-                );
-                return Ok(false);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(err(&src)(e)),
-        }
+    // The destination as the runtime will mount it: links in the image resolved
+    // inside the root filesystem (an absolute one from the root, `..` stopping there),
+    // never out of it.
+    let src = berth_runtime::rootfs::paths::secure_join(rootfs, Path::new(destination));
+    match std::fs::symlink_metadata(&src) {
+        // Still a link: a loop (too many hops); nothing to fill from.
+        Ok(m) if m.file_type().is_symlink() => return Ok(false),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(err(&src)(e)),
     }
     let meta = std::fs::symlink_metadata(&src).map_err(err(&src))?;
     if !meta.is_dir() {
@@ -140,12 +132,29 @@ mod tests {
         std::fs::write(rootfs.join("data/new"), b"x")?;
         assert!(!copy_up(&rootfs, "/data", &vol)?);
         assert!(!vol.join("new").exists());
-        // Missing in the image, or through a symlink: nothing copied.
+        // Missing in the image: nothing copied. A link to the host's /etc is the
+        // image's /etc, which this image has not: nothing read from the host.
         let other = tmp.path().join("other");
         std::fs::create_dir(&other)?;
         assert!(!copy_up(&rootfs, "/nope", &other)?);
         assert!(!copy_up(&rootfs, "/etc-link", &other)?);
         assert!(std::fs::read_dir(&other)?.next().is_none());
+        // Through links inside the image (a parent that is a link, absolute or
+        // relative, with `..` stopping at the root): the image's directory.
+        std::fs::create_dir_all(rootfs.join("var/lib/real"))?;
+        std::fs::write(rootfs.join("var/lib/real/db"), b"rows")?;
+        std::os::unix::fs::symlink("/var/lib", rootfs.join("srv"))?;
+        std::os::unix::fs::symlink("../../../../var/lib/real", rootfs.join("var/alias"))?;
+        std::os::unix::fs::symlink("loop", rootfs.join("loop"))?;
+        for (destination, name) in [("/srv/real", "a"), ("/var/alias", "b")] {
+            let vol = tmp.path().join(name);
+            std::fs::create_dir(&vol)?;
+            assert!(copy_up(&rootfs, destination, &vol)?, "{destination}");
+            assert_eq!(std::fs::read(vol.join("db"))?, b"rows");
+        }
+        let looped = tmp.path().join("looped");
+        std::fs::create_dir(&looped)?;
+        assert!(!copy_up(&rootfs, "/loop", &looped)?);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 mod attach;
 mod copy_up;
 mod filter;
+pub mod local_opts;
 pub mod name;
 
 use std::collections::BTreeMap;
@@ -41,8 +42,8 @@ pub struct VolumeRecord {
     pub driver: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The driver's options (always empty for now: the local driver's `type`,
-    /// `device` and `o` are refused).
+    /// The local driver's options (`type`, `device`, `o`: [`local_opts`]); with them
+    /// the data directory is a mount while a container using the volume runs.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     /// RFC 3339, seconds.
@@ -121,16 +122,13 @@ fn create_locked(engine: &Engine, new: NewVolume) -> Result<Volume, EngineError>
             )))
         }
     };
-    if let Some(key) = new.options.keys().next() {
-        return Err(EngineError::Invalid(format!(
-            "volume driver option {key:?} is not supported by berth yet (the local driver's type, device and o options are not implemented)"
-        )));
-    }
     let anonymous = new.anonymous;
     let name = match new.name {
         Some(n) if !n.is_empty() => n,
         _ => name::generated(),
     };
+    local_opts::parse(&new.options)
+        .map_err(|e| EngineError::Invalid(format!("create {name}: {e}")))?;
     if !name::is_valid(&name) {
         return Err(EngineError::Invalid(format!(
             "create {name}: {name:?} includes invalid characters for a local volume name, only {:?} are allowed. If you intended to pass a host directory, use absolute path",
@@ -151,7 +149,7 @@ fn create_locked(engine: &Engine, new: NewVolume) -> Result<Volume, EngineError>
         name: name.clone(),
         driver: driver.to_string(),
         labels: new.labels,
-        options: BTreeMap::new(),
+        options: new.options,
         created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         anonymous,
     };
@@ -257,6 +255,11 @@ pub fn prune(engine: &Engine, options: &PruneOptions) -> Result<Pruned, EngineEr
         {
             continue;
         }
+        // A device still mounted (left by a crash) is not what the prune frees.
+        if let Err(e) = local_opts::unmount_all(&data_dir(engine, &record.name)) {
+            tracing::warn!(volume = %record.name, error = %e, "prune: cannot unmount the volume");
+            continue;
+        }
         let size = du(&dir(engine).join(&record.name));
         match destroy(engine, &record.name) {
             Ok(()) => {
@@ -275,6 +278,11 @@ pub fn prune(engine: &Engine, options: &PruneOptions) -> Result<Pruned, EngineEr
 /// removed again.
 fn destroy(engine: &Engine, name: &str) -> Result<(), EngineError> {
     let path = dir(engine).join(name);
+    // Never into a mounted device (a bind's files are the host's).
+    local_opts::unmount_all(&data_dir(engine, name)).map_err(|e| EngineError::Internal {
+        context: format!("removing volume {name}"),
+        source: e.into(),
+    })?;
     match std::fs::remove_dir_all(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -288,6 +296,83 @@ fn destroy(engine: &Engine, name: &str) -> Result<(), EngineError> {
     engine.store.delete(Kind::Volume, name)?;
     tracing::debug!(volume = %name, "volume removed");
     Ok(())
+}
+
+/// Mounts the volumes among `names` that have the local driver's options and are not
+/// mounted yet, for a container that starts. Each such volume is marked in use until
+/// the caller [`release`]s the returned names (once the container runs, or its start
+/// failed; then [`unmount_unused`]).
+pub(crate) fn mount_for_start(
+    engine: &Engine,
+    names: &[String],
+) -> Result<Vec<String>, EngineError> {
+    let _guard = engine.volumes_lock();
+    let mut marked = Vec::new();
+    let result = (|| {
+        for name in names {
+            let Some(record) = read(engine, name)? else {
+                continue;
+            };
+            let Ok(Some(m)) = local_opts::parse(&record.options) else {
+                continue;
+            };
+            engine.volumes_pending_add(name);
+            marked.push(name.clone());
+            let data = data_dir(engine, name);
+            if !local_opts::is_mounted(&data) {
+                m.mount(&data).map_err(|e| {
+                    EngineError::Invalid(format!(
+                        "error while mounting volume '{}': {e}",
+                        data.display()
+                    ))
+                })?;
+                tracing::debug!(volume = %name, "volume mounted");
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(marked),
+        Err(e) => {
+            release(engine, &marked);
+            drop(_guard);
+            unmount_unused(engine, &marked, None);
+            Err(e)
+        }
+    }
+}
+
+/// Unmounts the volumes among `names` that are mounted and that no running (or
+/// starting) container uses any more, `exited` (a container whose exit is being
+/// recorded) not counted. Errors are logged: the container has stopped.
+pub(crate) fn unmount_unused(engine: &Engine, names: &[String], exited: Option<&str>) {
+    let _guard = engine.volumes_lock();
+    let pending = engine.volumes_pending_names();
+    let records = match engine.store.list::<ContainerRecord>(Kind::Container) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "volumes: cannot read containers; nothing unmounted");
+            return;
+        }
+    };
+    for name in names {
+        let data = data_dir(engine, name);
+        if pending.contains(name) || !local_opts::is_mounted(&data) {
+            continue;
+        }
+        let running = records.iter().any(|(id, _, r)| {
+            Some(id.as_str()) != exited
+                && r.state.status.has_task()
+                && r.volumes.iter().any(|v| &v.name == name)
+        });
+        if running {
+            continue;
+        }
+        match local_opts::unmount_all(&data) {
+            Ok(()) => tracing::debug!(volume = %name, "volume unmounted"),
+            Err(e) => tracing::warn!(volume = %name, error = %e, "unmounting a volume"),
+        }
+    }
 }
 
 fn not_found(name: &str) -> EngineError {
@@ -358,17 +443,28 @@ fn with_users(engine: &Engine, record: VolumeRecord) -> Result<Volume, EngineErr
     })
 }
 
-/// Bytes of the regular files under `path` (links not followed), for a prune's
-/// `SpaceReclaimed`; what cannot be read counts nothing.
+/// Bytes of the files under `path` as Docker counts a directory's size: regular files
+/// and symlinks (their own size, not followed), each inode once, directories not
+/// counted; what cannot be read counts nothing.
 pub fn du(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    du_walk(path, &mut seen)
+}
+
+fn du_walk(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
     if !meta.is_dir() {
-        return if meta.is_file() { meta.len() } else { 0 };
+        return if seen.insert((meta.dev(), meta.ino())) {
+            meta.len()
+        } else {
+            0
+        };
     }
     std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| du(&e.path())).sum())
+        .map(|entries| entries.flatten().map(|e| du_walk(&e.path(), seen)).sum())
         .unwrap_or(0)
 }
 

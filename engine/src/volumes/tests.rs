@@ -55,6 +55,7 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
         auto_remove: false,
         restart_policy: Default::default(),
         bind_sources: None,
+        mounts: Vec::new(),
         volumes: volumes
             .iter()
             .map(|v| VolumeMount {
@@ -64,6 +65,8 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
                 anonymous: false,
             })
             .collect(),
+        networks: Vec::new(),
+        ports: Vec::new(),
         state: RunState::default(),
         log_path: None,
         log: Default::default(),
@@ -153,7 +156,9 @@ fn bad_input_is_refused_and_nothing_is_made() -> TestResult {
             ..Default::default()
         },
     );
-    assert!(matches!(&err, Err(EngineError::Invalid(m)) if m.contains("\"type\"")));
+    assert!(
+        matches!(&err, Err(EngineError::Invalid(m)) if m.contains("missing required option: \"device\""))
+    );
     assert!(list(&engine, &VolumeFilter::default())?.is_empty());
     let top = dir(&engine);
     assert!(!top.exists() || std::fs::read_dir(&top)?.next().is_none());
@@ -250,6 +255,7 @@ fn attached_volumes_are_in_use_until_released_and_a_failed_attach_leaves_nothing
             read_only: false,
             nocopy: false,
             source: String::new(),
+            create: Default::default(),
         },
     };
     let mut config = ContainerConfig {

@@ -1,8 +1,10 @@
 //! `exec`: a new process in a running container's namespaces and cgroup.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
@@ -32,6 +34,73 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
+/// What every exec into one run of a container shares, derived from its state and
+/// config.json: the spec's process, the compiled seccomp filter, the init's namespaces
+/// and its cgroups' task files, open. Reading, parsing and compiling these for each
+/// exec was most of an exec's cost in the shim (a health check every second).
+pub(crate) struct ExecBase {
+    /// The init (pid and start time) and config.json (inode, size, mtime) it was made
+    /// from: a base is used only while all are the same.
+    key: (i32, u64, FileStamp),
+    process: Option<Process>,
+    filter: Option<seccomp::Filter>,
+    ns: NsPlan,
+    cgroup_files: Vec<OwnedFd>,
+}
+
+type FileStamp = (u64, u64, i64, i64);
+
+fn stamp(path: &std::path::Path) -> Result<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
+    Ok((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The bases of the containers this runtime has exec'd into, dropped with the
+/// container (or replaced when its init or config.json changes).
+#[derive(Clone, Default)]
+pub(crate) struct ExecBases(Arc<Mutex<HashMap<String, Arc<ExecBase>>>>);
+
+impl std::fmt::Debug for ExecBases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecBases")
+    }
+}
+
+impl ExecBases {
+    fn get(&self, saved: &state::Saved) -> Result<Arc<ExecBase>> {
+        let config = saved.bundle.join("config.json");
+        let key = (saved.pid, saved.pid_start, stamp(&config)?);
+        if let Some(b) = self.lock().get(&saved.id) {
+            if b.key == key {
+                return Ok(Arc::clone(b));
+            }
+        }
+        let spec = plan::load_spec(&saved.bundle)?;
+        let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(seccomp::build(s)?),
+            None => None,
+        };
+        let base = Arc::new(ExecBase {
+            key,
+            process: spec.process().clone(),
+            filter,
+            ns: NsPlan::join_process(saved.pid)?,
+            cgroup_files: saved.cgroup.open_self_join()?,
+        });
+        self.lock().insert(saved.id.clone(), Arc::clone(&base));
+        Ok(base)
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecBase>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A started exec'd process.
 #[derive(Debug)]
 pub struct Exec {
@@ -57,20 +126,16 @@ impl Runtime {
                 wanted: "exec needs a running container",
             });
         }
-        let spec = plan::load_spec(&saved.bundle)?;
+        let base = self.execs.get(&saved)?;
         let process = match &o.process {
             Some(p) => p.clone(),
-            None => spec
-                .process()
+            None => base
+                .process
                 .clone()
                 .ok_or_else(|| Error::InvalidSpec("process is missing".into()))?,
         };
-        let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(seccomp::build(s)?),
-            None => None,
-        };
-        let pplan = ProcPlan::from_spec(&process, filter)?;
-        let ns = NsPlan::join_process(saved.pid)?;
+        let pplan = ProcPlan::from_spec(&process, base.filter.clone())?;
+        let ns = &base.ns;
         let console: Option<OwnedFd> = match (&o.console_fd, &o.console_socket) {
             (Some(_), _) | (None, None) => None,
             (None, Some(p)) => Some(
@@ -85,8 +150,7 @@ impl Runtime {
                 "a terminal needs --console-socket".into(),
             ));
         }
-        let cgroup_files = saved.cgroup.open_self_join()?;
-        let cgroup_fds: Vec<RawFd> = cgroup_files.iter().map(|f| f.as_raw_fd()).collect();
+        let cgroup_fds: Vec<RawFd> = base.cgroup_files.iter().map(|f| f.as_raw_fd()).collect();
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("socketpair", e))?;
         // SAFETY: the child only joins the container and ends in execve or _exit.
         let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))?;
@@ -98,20 +162,12 @@ impl Runtime {
                         let _ = nix::unistd::dup2(*fd, t as RawFd);
                     }
                 }
-                exec_main(
-                    &ns,
-                    &cgroup_fds,
-                    &pplan,
-                    console_fd,
-                    o.preserve_fds,
-                    &theirs,
-                )
+                exec_main(ns, &cgroup_fds, &pplan, console_fd, o.preserve_fds, &theirs)
             }
             ForkResult::Parent { child } => child.as_raw(),
         };
         drop(theirs);
         drop(console);
-        drop(cgroup_files);
         let mut pid = 0;
         let result = loop {
             match ours.recv() {

@@ -15,6 +15,8 @@ pub use exec::{Exec, ExecOptions};
 #[derive(Debug, Clone)]
 pub struct Runtime {
     root: PathBuf,
+    /// What execs into a running container share, per container (see `exec.rs`).
+    execs: exec::ExecBases,
 }
 
 /// runc's default root is /run/runc; ours:
@@ -22,7 +24,10 @@ pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
 
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Runtime { root: root.into() }
+        Runtime {
+            root: root.into(),
+            execs: exec::ExecBases::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {

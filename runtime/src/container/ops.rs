@@ -113,6 +113,7 @@ impl Runtime {
             }
             wait_gone(&saved)?;
         }
+        self.execs.forget(id);
         let mut errs = Vec::new();
         if let Err(e) = saved.cgroup.remove() {
             errs.push(e.to_string());

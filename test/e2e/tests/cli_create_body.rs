@@ -244,6 +244,17 @@ fn berth_builds_the_create_request_docker_sends() -> Result<()> {
             "busybox",
         ],
         vec!["run", "-d", "--name", "bg", "busybox", "sleep", "1"],
+        vec![
+            "create",
+            "--network",
+            "backend",
+            "--ip",
+            "10.1.0.9",
+            "--network-alias",
+            "db",
+            "busybox",
+        ],
+        vec!["create", "-P", "busybox"],
         vec!["create", "--runtime", "runc", "busybox"],
         vec!["create", "--blkio-weight", "300", "busybox"],
         vec![

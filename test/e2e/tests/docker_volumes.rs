@@ -310,7 +310,11 @@ fn bad_volume_input_is_refused_and_nothing_is_made() -> Result<()> {
         (&["volume", "create", "-d", "nfs", "remote"], "nfs"),
         (
             &["volume", "create", "-o", "type=tmpfs", "t"],
-            "\"type\" is not supported",
+            "missing required option: \"device\"",
+        ),
+        (
+            &["volume", "create", "-o", "colour=blue", "t"],
+            "invalid option: \"colour\"",
         ),
         (
             &["run", "--rm", "-v", "bad..name!:/x", "busybox", "true"],
@@ -349,5 +353,70 @@ fn bad_volume_input_is_refused_and_nothing_is_made() -> Result<()> {
         .is_empty());
     let top = berthd.root().join("volumes");
     assert!(!top.exists() || std::fs::read_dir(&top)?.next().is_none());
+    Ok(())
+}
+
+#[test]
+fn image_volumes_behind_links_are_filled_from_inside_the_image() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    let dir = tempfile::tempdir()?;
+    let rootfs = dir.path().join("rootfs");
+    berth_fixtures::busybox_rootfs(&rootfs)?;
+    // /app is a link to /opt/app (absolute: resolved inside the image, not on the
+    // host), /cfg a relative link climbing past the root; both volumes' parents.
+    std::fs::create_dir_all(rootfs.join("opt/app/data"))?;
+    std::fs::write(rootfs.join("opt/app/data/seed"), "seeded\n")?;
+    std::fs::create_dir_all(rootfs.join("etc/conf/d"))?;
+    std::fs::write(rootfs.join("etc/conf/d/x.conf"), "k=v\n")?;
+    std::os::unix::fs::symlink("/opt/app", rootfs.join("app"))?;
+    std::os::unix::fs::symlink("../../../etc/conf", rootfs.join("cfg"))?;
+    let tar = dir.path().join("rootfs.tar");
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    run_ok(
+        berthd
+            .berth()?
+            .args(["import", "--change", r#"VOLUME ["/app/data", "/cfg/d"]"#])
+            .arg(&tar)
+            .arg("linked"),
+    )?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "linked-c",
+        "linked",
+        "sh",
+        "-c",
+        "cat /app/data/seed /cfg/d/x.conf",
+    ]))?;
+    let out = run_ok(berthd.docker().args(["logs", "linked-c"]))?;
+    assert_eq!(out, "seeded\nk=v\n");
+    let mounts = run_ok(berthd.docker().args([
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}}={{.Name}} {{end}}",
+        "linked-c",
+    ]))?;
+    let mut found = 0;
+    for m in mounts.split_whitespace() {
+        let (dest, name) = m.split_once('=').unwrap_or_default();
+        let file = match dest {
+            "/app/data" => "seed",
+            "/cfg/d" => "x.conf",
+            _ => continue,
+        };
+        assert!(data(&berthd, name).join(file).is_file(), "{m}");
+        found += 1;
+    }
+    assert_eq!(found, 2, "{mounts}");
+    run_ok(berthd.docker().args(["rm", "-v", "linked-c"]))?;
+    assert!(volume_names(&berthd, &[])?.is_empty());
     Ok(())
 }

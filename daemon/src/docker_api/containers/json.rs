@@ -100,7 +100,10 @@ fn network_mode(r: &ContainerRecord) -> String {
 /// while it runs, on the default (bridge) network; not on `none`, `host` or another
 /// container's network.
 fn ports_listed(r: &ContainerRecord) -> bool {
-    r.state.status.has_task() && matches!(network_mode(r).as_str(), "default" | "bridge")
+    let mode = network_mode(r);
+    r.state.status.has_task()
+        && !matches!(mode.as_str(), "host" | "none")
+        && !mode.starts_with("container:")
 }
 
 /// The `Ports` of the list: each exposed port without a public one (berth publishes
@@ -109,13 +112,65 @@ fn ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!([]);
     }
-    let ports: Vec<Value> = r
+    let mut ports: Vec<Value> = r
         .exposed_ports
         .iter()
         .filter_map(|k| berth_engine::container_spec::ports::parse(k))
+        .filter(|(port, proto)| {
+            !r.ports
+                .iter()
+                .any(|b| b.host_port != 0 && b.container_port == *port && b.protocol == *proto)
+        })
         .map(|(port, proto)| json!({"PrivatePort": port, "Type": proto}))
         .collect();
+    ports.extend(r.ports.iter().filter(|b| b.host_port != 0).map(|b| {
+        json!({
+            "IP": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+            "PrivatePort": b.container_port,
+            "PublicPort": b.host_port,
+            "Type": b.protocol,
+        })
+    }));
     Value::Array(ports)
+}
+
+/// `NetworkSettings.Networks`: each endpoint as Docker's `EndpointSettings`, the
+/// addresses filled while the container runs.
+fn networks(r: &ContainerRecord) -> Value {
+    let map: serde_json::Map<String, Value> = r
+        .networks
+        .iter()
+        .map(|e| {
+            let ipam = if e.requested_ip.is_empty() {
+                Value::Null
+            } else {
+                json!({"IPv4Address": e.requested_ip})
+            };
+            let mut aliases = e.aliases.clone();
+            if r.state.status.has_task() {
+                aliases.push(r.id[..12.min(r.id.len())].to_string());
+            }
+            (
+                e.network_name.clone(),
+                json!({
+                    "IPAMConfig": ipam,
+                    "Links": null,
+                    "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
+                    "NetworkID": e.network_id,
+                    "EndpointID": "",
+                    "Gateway": e.gateway,
+                    "IPAddress": e.ip_address,
+                    "IPPrefixLen": e.prefix_len,
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "MacAddress": e.mac_address,
+                    "DriverOpts": null,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
 }
 
 /// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
@@ -124,32 +179,136 @@ fn network_ports(r: &ContainerRecord) -> Value {
     if !ports_listed(r) {
         return json!({});
     }
-    let ports: serde_json::Map<String, Value> = r
+    let mut ports: serde_json::Map<String, Value> = r
         .exposed_ports
         .iter()
         .map(|k| (k.clone(), Value::Null))
         .collect();
+    for b in r.ports.iter().filter(|b| b.host_port != 0) {
+        let entry = ports.entry(b.key()).or_insert_with(|| json!([]));
+        if entry.is_null() {
+            *entry = json!([]);
+        }
+        if let Some(list) = entry.as_array_mut() {
+            list.push(json!({
+                "HostIp": if b.host_ip.is_empty() { "0.0.0.0" } else { &b.host_ip },
+                "HostPort": b.host_port.to_string(),
+            }));
+        }
+    }
     Value::Object(ports)
 }
 
-/// `Mounts`: the container's volumes as Docker's `MountPoint`s (binds and tmpfs are
-/// not listed yet).
+/// `Mounts`: the container's mount points as dockerd lists them (`--tmpfs` is not one
+/// of them). Records written before berth kept mounts list their volumes only.
 fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
-    r.volumes
-        .iter()
-        .map(|v| {
-            serde_json::json!({
-                "Type": "volume",
-                "Name": v.name,
-                "Source": berth_engine::volumes::data_dir(engine, &v.name),
-                "Destination": v.destination,
-                "Driver": berth_engine::volumes::LOCAL_DRIVER,
-                "Mode": "",
-                "RW": !v.read_only,
-                "Propagation": "",
+    use berth_engine::config::MountKind;
+    if r.mounts.is_empty() {
+        return r
+            .volumes
+            .iter()
+            .map(|v| {
+                let source = berth_engine::volumes::data_dir(engine, &v.name);
+                volume_point(
+                    &v.name,
+                    &source.to_string_lossy(),
+                    &v.destination,
+                    "",
+                    !v.read_only,
+                )
             })
+            .collect();
+    }
+    r.mounts
+        .iter()
+        .filter(|m| !super::create::from_tmpfs_flag(r, m))
+        .map(|m| {
+            let mode = mount_mode(r, &m.destination);
+            match &m.kind {
+                MountKind::Bind {
+                    source,
+                    read_only,
+                    propagation,
+                    ..
+                } => json!({
+                    "Type": "bind",
+                    "Source": source,
+                    "Destination": m.destination,
+                    "Mode": mode.unwrap_or_default(),
+                    "RW": !read_only,
+                    "Propagation": propagation.as_str(),
+                }),
+                MountKind::Tmpfs { options } => json!({
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": m.destination,
+                    "Mode": "",
+                    "RW": !options.iter().any(|o| o == "ro"),
+                    "Propagation": "",
+                }),
+                MountKind::Volume {
+                    name,
+                    read_only,
+                    source,
+                    ..
+                } => {
+                    // dockerd's local driver marks a volume asked for by `-v` or
+                    // `--mount` with an empty mode as `z`.
+                    let mode = match mode {
+                        Some(m) if m.is_empty() => "z".to_string(),
+                        Some(m) => m,
+                        None => String::new(),
+                    };
+                    volume_point(
+                        name.as_deref().unwrap_or_default(),
+                        source,
+                        &m.destination,
+                        &mode,
+                        !read_only,
+                    )
+                }
+            }
         })
         .collect()
+}
+
+fn volume_point(name: &str, source: &str, destination: &str, mode: &str, rw: bool) -> Value {
+    json!({
+        "Type": "volume",
+        "Name": name,
+        "Source": source,
+        "Destination": destination,
+        "Driver": berth_engine::volumes::LOCAL_DRIVER,
+        "Mode": mode,
+        "RW": rw,
+        "Propagation": "",
+    })
+}
+
+/// The mode dockerd keeps for the mount at `destination`: the `-v` (`Binds`) entry's
+/// mode as written, empty for a `--mount`; `None` when neither asked for it (an
+/// image's or `Config.Volumes`' volume, one from `--volumes-from`).
+fn mount_mode(r: &ContainerRecord, destination: &str) -> Option<String> {
+    let hc = &r.request["HostConfig"];
+    for bind in hc["Binds"].as_array().into_iter().flatten() {
+        let Some(bind) = bind.as_str() else { continue };
+        let parts: Vec<&str> = bind.splitn(3, ':').collect();
+        let (target, mode) = match parts.as_slice() {
+            [t] => (*t, ""),
+            [_, t] => (*t, ""),
+            [_, t, m] => (*t, *m),
+            _ => continue,
+        };
+        if berth_engine::container_spec::clean_path(target) == destination {
+            return Some(mode.to_string());
+        }
+    }
+    let from_mount = hc["Mounts"].as_array().into_iter().flatten().any(|m| {
+        m["Target"]
+            .as_str()
+            .is_some_and(|t| berth_engine::container_spec::clean_path(t) == destination)
+    });
+    from_mount.then(String::new)
 }
 
 fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) -> Value {
@@ -165,9 +324,41 @@ fn summary(engine: &berth_engine::Engine, r: &ContainerRecord, now: SystemTime) 
         "State": r.state.status.as_str(),
         "Status": status_text(r, now),
         "HostConfig": {"NetworkMode": network_mode(r)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": networks(r)},
         "Mounts": mounts(engine, r),
     })
+}
+
+/// Bytes of the files in the container's writable layer (what `SizeRw` reports).
+pub fn size_rw(engine: &berth_engine::Engine, r: &ContainerRecord) -> u64 {
+    engine
+        .images
+        .snapshots
+        .fs_path(&r.snapshot)
+        .map(|p| berth_engine::volumes::du(&p))
+        .unwrap_or(0)
+}
+
+/// The containers of `GET /system/df`: list entries with `SizeRw` and `SizeRootFs`
+/// (the writable layer over the image's size).
+pub fn df_entries(
+    engine: &berth_engine::Engine,
+    records: &[ContainerRecord],
+    image_sizes: &std::collections::HashMap<String, u64>,
+) -> Vec<Value> {
+    let now = SystemTime::now();
+    let mut out: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let rw = size_rw(engine, r);
+            let mut entry = summary(engine, r, now);
+            entry["SizeRw"] = json!(rw);
+            entry["SizeRootFs"] = json!(rw + image_sizes.get(&r.image_id).copied().unwrap_or(0));
+            entry
+        })
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e["Created"].as_i64().unwrap_or(0)));
+    out
 }
 
 /// The `filters` query: `{"name":["x"],"status":["running"],"label":["a=b"],…}`.
@@ -335,7 +526,10 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         "AppArmorProfile": "",
         "ExecIDs": null,
         "HostConfig": host_config,
-        "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": dir.join("rootfs")}},
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "MergedDir": dir.join("rootfs"),
+            "UpperDir": daemon.engine.images.snapshots.fs_path(&r.snapshot).ok(),
+        }},
         "Mounts": mounts(&daemon.engine, &r),
         "Config": {
             "Hostname": req["Hostname"].as_str().filter(|h| !h.is_empty()).map(str::to_string).unwrap_or_else(|| r.id.chars().take(12).collect()),
@@ -359,7 +553,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
-            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {},
+            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": networks(&r),
         },
     });
     // Docker shows Health only for a container with a check, and its check in Config.

@@ -1,8 +1,10 @@
 //! `/containers/…`: container endpoints (create, start, stop, logs, …).
 
+mod archive;
 mod attach;
 mod attach_ws;
 mod create;
+mod export;
 mod json;
 mod logs;
 mod resize;
@@ -10,6 +12,7 @@ mod stats;
 mod top;
 mod update;
 
+pub use json::df_entries;
 pub use resize::size as terminal_size;
 
 use std::sync::Arc;
@@ -32,7 +35,7 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
     let reply = match (&method, rest.as_str()) {
         (&Method::POST, "create") => create::create(daemon, &mut req).await?,
         (&Method::GET, "json") => json::list(daemon, &req)?,
-        (&Method::POST, "prune") => prune(daemon).await?,
+        (&Method::POST, "prune") => prune(daemon, &req).await?,
         _ => {
             let (id, action) = match rest.split_once('/') {
                 Some((id, action)) => (id.to_string(), action.to_string()),
@@ -76,6 +79,11 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
                     }
                     Reply::empty(StatusCode::NO_CONTENT)
                 }
+                (&Method::HEAD, "archive") => archive::head(daemon, &id, &req).await?,
+                (&Method::GET, "archive") => archive::get(daemon, &id, &req).await?,
+                (&Method::PUT, "archive") => archive::put(daemon, &id, &mut req).await?,
+                (&Method::GET, "export") => export::export(daemon, &id).await?,
+                (&Method::GET, "changes") => export::changes(daemon, &id).await?,
                 (&Method::GET, "logs") => logs::handle(daemon, &id, &req).await?,
                 (&Method::GET, "stats") => stats::handle(daemon, &id, &req).await?,
                 (&Method::POST, "update") => update::handle(daemon, &id, &mut req).await?,
@@ -219,18 +227,61 @@ fn rename(daemon: &Arc<Daemon>, reference: &str, name: Option<&str>) -> Result<R
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn prune(daemon: &Arc<Daemon>) -> Result<Reply, ApiError> {
+/// `POST /containers/prune`: the containers not running (created, exited, dead),
+/// filtered by `until` (created before) and `label`/`label!`; `SpaceReclaimed` is the
+/// size of their writable layers.
+async fn prune(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
+    use super::images::filters;
+    let f = filters::parse(req.query("filters"))?;
+    filters::only(&f, &["until", "label", "label!"])?;
+    let until = match f.get("until").and_then(|v| v.last()) {
+        Some(u) => Some(super::images::prune::until_secs(u)?),
+        None => None,
+    };
     let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
     for r in engine::list(&daemon.engine)? {
-        if matches!(
+        if !matches!(
             r.state.status,
             Status::Exited | Status::Created | Status::Dead
         ) {
-            engine::remove(&daemon.engine, &r.id, false).await?;
-            deleted.push(r.id);
+            continue;
+        }
+        let labels = json!(r.labels);
+        if !filters::labels_match(&f, &labels) || labels_excluded(&f, &labels) {
+            continue;
+        }
+        let created = humantime::parse_rfc3339_weak(&r.created)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        if until.is_some_and(|u| created > u) {
+            continue;
+        }
+        let size = json::size_rw(&daemon.engine, &r);
+        match engine::remove(&daemon.engine, &r.id, false).await {
+            Ok(()) => {
+                reclaimed += size;
+                deleted.push(r.id);
+            }
+            // Started or removed meanwhile.
+            Err(EngineError::State { .. } | EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(Reply::json(
-        &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
-    ))
+    Ok(Reply::json(&json!({
+        "ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { json!(deleted) },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+/// The `label!` filter: a container with any of these labels (`key` or `key=value`)
+/// is left alone.
+fn labels_excluded(f: &super::images::filters::Filters, labels: &serde_json::Value) -> bool {
+    f.get("label!").is_some_and(|not| {
+        not.iter().any(|w| match w.split_once('=') {
+            Some((k, v)) => labels[k].as_str() == Some(v),
+            None => labels.get(w).is_some(),
+        })
+    })
 }

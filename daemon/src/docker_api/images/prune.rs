@@ -76,7 +76,7 @@ pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, Api
 }
 
 /// `until`: seconds since the epoch, an RFC 3339 time, or a duration ago (`24h`).
-fn until_secs(v: &str) -> Result<i64, ApiError> {
+pub fn until_secs(v: &str) -> Result<i64, ApiError> {
     if let Ok(n) = v.parse::<i64>() {
         return Ok(n);
     }

@@ -1,5 +1,5 @@
 //! `POST /volumes/create`: `Name` (empty: a generated one), `Driver` (only `local`),
-//! `DriverOpts` (refused by name: the local driver's options are not implemented),
+//! `DriverOpts` (the local driver's `type`, `device`, `o`; anything else refused by name),
 //! `Labels`; 201 with the volume, the existing one when the name is taken.
 
 use std::collections::BTreeMap;

@@ -8,6 +8,8 @@ mod prune;
 mod remove;
 mod shape;
 
+pub use shape::volume as shape;
+
 use std::sync::Arc;
 
 use hyper::Method;

@@ -37,6 +37,7 @@ const HOST_CONFIG: &[&str] = &[
     "Binds",
     "Mounts",
     "Tmpfs",
+    "VolumesFrom",
     "NetworkMode",
     "PortBindings",
     "PublishAllPorts",
@@ -118,7 +119,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
         ("HostConfig.DnsOptions", yet),
         ("HostConfig.DnsSearch", yet),
         ("HostConfig.ExtraHosts", yet),
-        ("HostConfig.VolumesFrom", yet),
         ("HostConfig.VolumeDriver", yet),
     ];
     let hint = hints
@@ -150,8 +150,9 @@ pub fn check(body: &Value) -> Result<(), String> {
     networking(body)
 }
 
-/// `NetworkingConfig`: one endpoint, the container's network mode's, with nothing set
-/// (no addresses, aliases, links or driver options until container networks land).
+/// `NetworkingConfig`: one endpoint, the container's network mode's, with only its
+/// `IPAMConfig.IPv4Address` and `Aliases` set (applied by `request.rs`; links,
+/// IPv6 and link-local addresses and driver options are refused by name).
 fn networking(body: &Value) -> Result<(), String> {
     let Some(nc) = body.get("NetworkingConfig").and_then(Value::as_object) else {
         return Ok(());
@@ -175,10 +176,14 @@ fn networking(body: &Value) -> Result<(), String> {
                     if mode.is_empty() { "default" } else { mode }
                 ));
             }
-            unset(
-                &format!("NetworkingConfig.EndpointsConfig.{name}"),
-                settings,
-            )?;
+            let mut rest = settings.clone();
+            if let Some(obj) = rest.as_object_mut() {
+                obj.remove("Aliases");
+                if let Some(ipam) = obj.get_mut("IPAMConfig").and_then(Value::as_object_mut) {
+                    ipam.remove("IPv4Address");
+                }
+            }
+            unset(&format!("NetworkingConfig.EndpointsConfig.{name}"), &rest)?;
         }
     }
     Ok(())
@@ -263,8 +268,8 @@ mod tests {
             "HostConfig.Dns is not supported yet"
         );
         assert_eq!(
-            refused(&["HostConfig", "VolumesFrom"], json!(["other"])),
-            "HostConfig.VolumesFrom is not supported yet"
+            refused(&["HostConfig", "VolumeDriver"], json!("other")),
+            "HostConfig.VolumeDriver is not supported yet"
         );
         // A field Docker does not have either.
         assert_eq!(
@@ -273,10 +278,10 @@ mod tests {
         );
         assert_eq!(
             refused(
-                &["NetworkingConfig", "EndpointsConfig", "default", "Aliases"],
+                &["NetworkingConfig", "EndpointsConfig", "default", "Links"],
                 json!(["web"])
             ),
-            "NetworkingConfig.EndpointsConfig.default.Aliases is not supported"
+            "NetworkingConfig.EndpointsConfig.default.Links is not supported"
         );
         let mut other = docker_cli_default();
         other["NetworkingConfig"]["EndpointsConfig"] = json!({"mynet": {}});

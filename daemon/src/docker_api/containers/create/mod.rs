@@ -8,6 +8,7 @@ pub mod log_driver;
 mod mounts;
 mod oom;
 mod request;
+mod volumes_from;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 pub use request::CreateRequest;
+pub use volumes_from::from_tmpfs_flag;
 
 use crate::docker_api::{ApiError, ApiRequest, Reply};
 use crate::Daemon;
@@ -46,7 +48,15 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
         driver: &daemon.config.log_driver,
         opts: Some(&daemon.config.log_opts),
     };
-    let new = new_container(name, body, &defaults)?;
+    let engine = &daemon.engine;
+    // A missing source is a bad request, not a 404: docker's run and create read a 404
+    // as a missing image and go pulling it (dockerd's 404 sends them to the registry).
+    let new = new_container(name, body, &defaults, &|reference| {
+        engine::find(engine, reference).map_err(|e| match ApiError::from(e) {
+            ApiError::NotFound(m) => ApiError::BadRequest(m),
+            other => other,
+        })
+    })?;
     let id = engine::create(&daemon.engine, new).await?;
     tracing::Span::current().record("container", id.as_str());
     for w in &warnings {
@@ -55,11 +65,15 @@ pub(super) async fn create(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result
     Ok(Reply::json(&json!({"Id": id, "Warnings": warnings})).with_status(StatusCode::CREATED))
 }
 
+/// Finds a container (`VolumesFrom`) by id, name or id prefix.
+type FindContainer<'a> = &'a dyn Fn(&str) -> Result<engine::ContainerRecord, ApiError>;
+
 /// The container a create body asks for; the body is kept as the record's request.
 fn new_container(
     name: Option<String>,
     mut body: Value,
     log_defaults: &log_driver::Defaults<'_>,
+    find: FindContainer<'_>,
 ) -> Result<NewContainer, ApiError> {
     fields::check(&body).map_err(ApiError::BadRequest)?;
     let request: CreateRequest = serde_json::from_value(body.clone())
@@ -87,8 +101,18 @@ fn new_container(
             )));
         }
     }
+    // Later sources override earlier ones at the same destination.
+    let mut from: Vec<berth_engine::config::Mount> = Vec::new();
+    for spec in request.host_config.volumes_from.iter().flatten() {
+        let (reference, read_only) = volumes_from::parse(spec).map_err(ApiError::BadRequest)?;
+        let source = find(&reference)?;
+        for m in volumes_from::mounts_of(&source, read_only) {
+            from.retain(|o| o.destination != m.destination);
+            from.push(m);
+        }
+    }
     let config = request
-        .to_config()
+        .to_config_with(from)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // As dockerd: the merged LogConfig is what the container keeps (inspect shows it).
     let (log, log_config) = log_driver::merged(hc, log_defaults)?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_engine::config::{Mount, MountKind, Propagation};
+use berth_engine::config::{Mount, MountKind, Propagation, VolumeCreate};
 use berth_engine::container_spec::{clean_path as clean, SpecError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -116,6 +116,7 @@ pub fn anonymous_volume(destination: &str, read_only: bool, nocopy: bool) -> Mou
             read_only,
             nocopy,
             source: String::new(),
+            create: Default::default(),
         },
     }
 }
@@ -175,6 +176,7 @@ pub fn binds(binds: &[String]) -> Result<Vec<Mount>, SpecError> {
                     read_only: mode.read_only,
                     nocopy: mode.nocopy,
                     source: String::new(),
+                    create: Default::default(),
                 },
             });
             continue;
@@ -309,7 +311,7 @@ pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Mount>, SpecError> {
                 if m.tmpfs_options.is_some() {
                     return Err(err("field TmpfsOptions must not be specified".into()));
                 }
-                let nocopy = volume_options(m.volume_options.as_ref()).map_err(err)?;
+                let (nocopy, create) = volume_options(m.volume_options.as_ref()).map_err(err)?;
                 out.push(Mount {
                     destination: clean(&m.target),
                     kind: MountKind::Volume {
@@ -317,6 +319,7 @@ pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Mount>, SpecError> {
                         read_only: m.read_only,
                         nocopy,
                         source: String::new(),
+                        create,
                     },
                 });
             }
@@ -326,29 +329,42 @@ pub fn mounts(specs: &[MountSpec]) -> Result<Vec<Mount>, SpecError> {
     Ok(out)
 }
 
-/// `VolumeOptions` of a `--mount type=volume`: `NoCopy` is applied; labels, a driver
-/// and its options (which would make the volume differently) are refused by name.
-fn volume_options(opts: Option<&Value>) -> Result<bool, String> {
+/// `VolumeOptions` of a `--mount type=volume`: `NoCopy`, and what a volume made by
+/// this mount is made with (`Labels`, the local driver's `DriverConfig.Options`);
+/// another driver is refused by name.
+fn volume_options(opts: Option<&Value>) -> Result<(bool, VolumeCreate), String> {
     let Some(Value::Object(opts)) = opts else {
-        return Ok(false);
+        return Ok((false, VolumeCreate::default()));
+    };
+    let strings = |v: &Value, field: &str| -> Result<BTreeMap<String, String>, String> {
+        match v {
+            Value::Null => Ok(BTreeMap::new()),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| match v.as_str() {
+                    Some(s) => Ok((k.clone(), s.to_string())),
+                    None => Err(format!("field VolumeOptions.{field}.{k} must be a string")),
+                })
+                .collect(),
+            _ => Err(format!("field VolumeOptions.{field} must be an object")),
+        }
     };
     let mut nocopy = false;
+    let mut create = VolumeCreate::default();
     for (k, v) in opts {
-        let unset = match v {
-            Value::Null => true,
-            Value::Object(o) => o.is_empty(),
-            Value::String(s) => s.is_empty(),
-            _ => false,
-        };
         match k.as_str() {
             "NoCopy" => nocopy = v.as_bool().unwrap_or(false),
-            // The local driver with no options is what berth makes.
-            "DriverConfig"
-                if v["Name"]
-                    .as_str()
-                    .is_none_or(|n| n.is_empty() || n == "local")
-                    && v["Options"].as_object().is_none_or(|o| o.is_empty()) => {}
-            _ if unset => {}
+            "Labels" => create.labels = strings(v, "Labels")?,
+            "DriverConfig" => {
+                let name = v["Name"].as_str().unwrap_or_default();
+                if !name.is_empty() && name != "local" {
+                    return Err(format!(
+                        "field VolumeOptions.DriverConfig: volume driver {name:?} is not supported (berth has only the local driver)"
+                    ));
+                }
+                create.options = strings(&v["Options"], "DriverConfig.Options")?;
+            }
+            _ if v.is_null() => {}
             other => {
                 return Err(format!(
                     "field VolumeOptions.{other} is not supported by berth yet"
@@ -356,7 +372,7 @@ fn volume_options(opts: Option<&Value>) -> Result<bool, String> {
             }
         }
     }
-    Ok(nocopy)
+    Ok((nocopy, create))
 }
 
 /// A tmpfs size as Docker writes it: in the largest of g, m, k that divides it.
@@ -480,8 +496,9 @@ mod tests {
             (json!({"Type": "bind", "Source": src, "Target": "/x", "BindOptions": {"CreateMountpoint": true}}), "field BindOptions.CreateMountpoint is not supported by berth"),
             (json!({"Type": "bind", "Source": src, "Target": "/x", "VolumeOptions": {}}), "field VolumeOptions must not be specified"),
             (json!({"Type": "tmpfs", "Source": src, "Target": "/x"}), "invalid mount config for type \"tmpfs\": field Source must not be specified"),
-            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"Labels": {"a": "b"}}}), "field VolumeOptions.Labels is not supported by berth yet"),
-            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}), "field VolumeOptions.DriverConfig is not supported"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"Labels": {"a": 1}}}), "field VolumeOptions.Labels.a must be a string"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"Foo": 1}}), "field VolumeOptions.Foo is not supported by berth yet"),
+            (json!({"Type": "volume", "Source": "v", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}), "volume driver \"nfs\" is not supported"),
             (json!({"Type": "volume", "Source": "v", "Target": "/x", "BindOptions": {}}), "field BindOptions must not be specified"),
             (json!({"Type": "npipe", "Source": src, "Target": "/x"}), "invalid mount config for type \"npipe\": mount type unknown"),
         ] {
@@ -501,6 +518,7 @@ mod tests {
                 read_only,
                 nocopy,
                 source: String::new(),
+                create: Default::default(),
             },
         };
         assert_eq!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use berth_engine::config::{
-    ContainerConfig, Device, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort,
+    ContainerConfig, Device, Mount, NetworkAttachment, NetworkMode, ProcessConfig, PublishedPort,
     Resources, Rlimit, Seccomp, Security,
 };
 use berth_engine::container_spec::{seccomp_profile, SpecError};
@@ -38,6 +38,10 @@ pub struct CreateRequest {
     /// Anonymous volumes (`-v /path`): `{"/data": {}}`.
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub host_config: HostConfig,
+    /// `EndpointsConfig.<network>`: `IPAMConfig.IPv4Address` (`--ip`) and `Aliases`
+    /// (`--network-alias`) of the network mode's endpoint (the rest is checked unset
+    /// in `fields.rs`).
+    pub networking_config: Option<serde_json::Value>,
 }
 
 /// `HostConfig`: what the host gives the container.
@@ -49,6 +53,8 @@ pub struct HostConfig {
     /// `--mount`.
     pub mounts: Option<Vec<mounts::MountSpec>>,
     pub tmpfs: Option<BTreeMap<String, String>>,
+    /// `--volumes-from name[:ro|rw]`: resolved by the create handler.
+    pub volumes_from: Option<Vec<String>>,
     pub network_mode: String,
     /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
     pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
@@ -181,11 +187,23 @@ fn security_opts(opts: &[String]) -> Result<SecurityOpts, SpecError> {
 impl CreateRequest {
     /// berth's container config for this request; what Docker would refuse is refused
     /// with Docker's words.
+    #[cfg(test)]
     pub fn to_config(&self) -> Result<ContainerConfig, SpecError> {
+        self.to_config_with(Vec::new())
+    }
+
+    /// [`Self::to_config`] with the mounts `VolumesFrom` resolved to: each where no
+    /// bind, tmpfs or mount of this request is (they override it, as in dockerd).
+    pub fn to_config_with(&self, volumes_from: Vec<Mount>) -> Result<ContainerConfig, SpecError> {
         let hc = &self.host_config;
         let mut mounts = mounts::binds(hc.binds.as_deref().unwrap_or_default())?;
         mounts.extend(mounts::tmpfs(&hc.tmpfs.clone().unwrap_or_default())?);
         mounts.extend(mounts::mounts(hc.mounts.as_deref().unwrap_or_default())?);
+        for m in volumes_from {
+            if !mounts.iter().any(|o| o.destination == m.destination) {
+                mounts.push(m);
+            }
+        }
         // `Config.Volumes` where no bind or mount already is, as dockerd skips them.
         let config_volumes = mounts::config_volumes(&self.volumes.clone().unwrap_or_default())?;
         for v in config_volumes {
@@ -269,10 +287,29 @@ impl CreateRequest {
         let mode = match hc.network_mode.as_str() {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
-            // Until user-defined networks land, bridge is the default network.
+            // Until the default bridge is attached, bridge is the default network.
             "" | "default" | "bridge" => NetworkMode::Default,
-            other => return Err(SpecError::NetworkMode(other.to_string())),
+            other if other.starts_with("container:") => {
+                return Err(SpecError::NetworkMode(other.to_string()))
+            }
+            _ => NetworkMode::Bridge,
         };
+        let endpoint = self
+            .networking_config
+            .as_ref()
+            .and_then(|nc| nc["EndpointsConfig"].as_object())
+            .and_then(|eps| eps.values().next().cloned())
+            .unwrap_or_default();
+        let ip = endpoint["IPAMConfig"]["IPv4Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let aliases: Vec<String> = endpoint["Aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
         // Checked by the engine, against the image's.
         let exposed_ports: Vec<String> = self
             .exposed_ports
@@ -296,10 +333,17 @@ impl CreateRequest {
             })
             .collect();
         Ok(NetworkAttachment {
+            network: if mode == NetworkMode::Bridge {
+                hc.network_mode.clone()
+            } else {
+                String::new()
+            },
             mode,
             exposed_ports,
             published_ports,
             publish_all: hc.publish_all_ports,
+            ip,
+            aliases,
         })
     }
 }
@@ -323,10 +367,22 @@ mod tests {
             ("bridge", NetworkMode::Default),
             ("none", NetworkMode::None),
             ("host", NetworkMode::Host),
+            ("backend", NetworkMode::Bridge),
         ] {
             let c = config(json!({"HostConfig": {"NetworkMode": mode}}))?;
             assert_eq!(c.network.mode, want, "{mode}");
         }
+        let c = config(json!({"HostConfig": {"NetworkMode": "backend"},
+            "NetworkingConfig": {"EndpointsConfig": {"backend": {
+                "IPAMConfig": {"IPv4Address": "10.1.0.9"}, "Aliases": ["db"]}}}}))?;
+        assert_eq!(
+            (
+                c.network.network.as_str(),
+                c.network.ip.as_str(),
+                c.network.aliases.as_slice()
+            ),
+            ("backend", "10.1.0.9", &["db".to_string()][..])
+        );
         assert!(
             config(json!({"HostConfig": {"NetworkMode": "container:x"}}))
                 .is_err_and(|e| e.contains("\"container:x\" is not supported yet"))

@@ -1,0 +1,496 @@
+//! `berth cp`: files between a container and the host, with docker cp's path rules:
+//! `CONTAINER:SRC DEST` and `SRC CONTAINER:DEST`, `-` for a tar on stdin/stdout, a
+//! directory copied into an existing directory or to a new name, a path ending in
+//! `/.` for a directory's contents, `-L` to follow a source link, `-a` to keep (or,
+//! into a container, set to the container user's) ownership.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Args;
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use super::image_http::{check, q, send, Call};
+use super::Output;
+
+#[derive(Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information).
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH.
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    pub src: String,
+    pub dest: String,
+}
+
+/// `CONTAINER:PATH` or a local path (one starting with `/` or `.`, or with no `:`).
+fn split_arg(arg: &str) -> (Option<&str>, &str) {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return (None, arg);
+    }
+    match arg.split_once(':') {
+        Some((c, p)) if !c.is_empty() => (Some(c), p),
+        _ => (None, arg),
+    }
+}
+
+pub async fn run(host: &str, args: &CpArgs) -> Result<Output> {
+    match (split_arg(&args.src), split_arg(&args.dest)) {
+        ((Some(_), _), (Some(_), _)) => bail!("copying between containers is not supported"),
+        ((None, _), (None, _)) => bail!("must specify at least one container source"),
+        ((Some(c), src), (None, dst)) => from_container(host, args, c, src, dst).await?,
+        ((None, src), (Some(c), dst)) => to_container(host, args, src, c, dst).await?,
+    }
+    Ok(Output::text(String::new()))
+}
+
+struct Stat {
+    is_dir: bool,
+    is_link: bool,
+    link_target: String,
+}
+
+/// `HEAD …/archive?path=`: `None` when the path is not there.
+async fn stat(host: &str, container: &str, path: &str) -> Result<Option<Stat>> {
+    let resp = send(
+        host,
+        Call {
+            method: Method::HEAD,
+            path: format!("/containers/{}/archive?path={}", q(container), q(path)),
+            headers: vec![],
+            body: None,
+        },
+    )
+    .await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        // The container itself, or the path in it?
+        let c = send(
+            host,
+            Call {
+                method: Method::GET,
+                path: format!("/containers/{}/json", q(container)),
+                headers: vec![],
+                body: None,
+            },
+        )
+        .await?;
+        check(c).await?;
+        return Ok(None);
+    }
+    let resp = check(resp).await?;
+    parse_stat(resp.headers()).map(Some)
+}
+
+fn parse_stat(headers: &hyper::HeaderMap) -> Result<Stat> {
+    let raw = headers
+        .get("x-docker-container-path-stat")
+        .context("the daemon sent no X-Docker-Container-Path-Stat header")?;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(raw.as_bytes())
+        .context("bad X-Docker-Container-Path-Stat header")?;
+    let v: Value =
+        serde_json::from_slice(&json).context("bad X-Docker-Container-Path-Stat header")?;
+    let mode = v["mode"].as_u64().unwrap_or(0);
+    Ok(Stat {
+        is_dir: mode & (1 << 31) != 0,
+        is_link: mode & (1 << 27) != 0,
+        link_target: v["linkTarget"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// Go's `filepath.Base`.
+fn base(path: &str) -> String {
+    let t = path.trim_end_matches('/');
+    if t.is_empty() {
+        return "/".into();
+    }
+    t.rsplit('/').next().unwrap_or(t).to_string()
+}
+
+fn contents_of(path: &str) -> bool {
+    path.ends_with("/.") || path == "."
+}
+
+async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str) -> Result<()> {
+    let not_found = || anyhow::anyhow!("Error: No such container:path: {c}:{src}");
+    let st = stat(host, c, src).await?.ok_or_else(not_found)?;
+    let (mut path, mut rebase) = (src.to_string(), None);
+    if args.follow_link && st.is_link && !st.link_target.is_empty() {
+        path = st.link_target.clone();
+        rebase = Some(base(src));
+    }
+    let resp = send(
+        host,
+        Call {
+            method: Method::GET,
+            path: format!("/containers/{}/archive?path={}", q(c), q(&path)),
+            headers: vec![],
+            body: None,
+        },
+    )
+    .await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Err(not_found());
+    }
+    let resp = check(resp).await?;
+    let got = parse_stat(resp.headers())?;
+    let mut body = resp.into_body();
+    if dst == "-" {
+        let mut out = std::io::stdout().lock();
+        while let Some(frame) = body.frame().await {
+            if let Some(d) = frame?.data_ref() {
+                out.write_all(d)?;
+            }
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    // Where the entries go and what their first element becomes.
+    let src_base = if contents_of(&path) {
+        ".".to_string()
+    } else {
+        base(&path)
+    };
+    let dst_path = Path::new(dst);
+    let (into, rename) = match std::fs::metadata(dst_path) {
+        Ok(m) if m.is_dir() => (
+            dst_path.to_path_buf(),
+            rebase.map(|r| (src_base.clone(), r)),
+        ),
+        Ok(_) if got.is_dir => bail!("cannot copy directory to file: {dst}"),
+        Ok(_) => (parent(dst_path), Some((src_base.clone(), base(dst)))),
+        Err(_) => {
+            if dst.ends_with('/') && !got.is_dir {
+                bail!("destination directory {dst:?} must exist");
+            }
+            let p = parent(dst_path);
+            if !p.is_dir() {
+                bail!("stat {}: no such file or directory", p.display());
+            }
+            (p, Some((src_base.clone(), base(dst))))
+        }
+    };
+    // The body is unpacked as it arrives, on a blocking thread fed through a
+    // bounded channel (the tar crate reads synchronously).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let keep_owner = args.archive;
+    let unpacker = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        };
+        unpack(reader, &into, rename, keep_owner)
+    });
+    let mut feed_err = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    if tx.send(d).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                feed_err = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    unpacker.await.context("unpacking")??;
+    if let Some(e) = feed_err {
+        return Err(e).context("reading the archive from the daemon");
+    }
+    Ok(())
+}
+
+/// A blocking reader over the chunks of a response body.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
+}
+
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(x) if !x.as_os_str().is_empty() => x.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Renames an entry whose first element is `old` to start with `new` instead.
+fn rebased(name: &[u8], old: &str, new: &str) -> Option<Vec<u8>> {
+    let name = if let Some(rest) = name.strip_prefix(b"./") {
+        if old == "." {
+            let mut v = new.as_bytes().to_vec();
+            v.push(b'/');
+            v.extend_from_slice(rest);
+            return Some(v);
+        }
+        rest
+    } else {
+        name
+    };
+    let o = old.as_bytes();
+    if name == o || name.strip_suffix(b"/") == Some(o) {
+        let mut v = new.as_bytes().to_vec();
+        if name.ends_with(b"/") {
+            v.push(b'/');
+        }
+        return Some(v);
+    }
+    if name.len() > o.len() && name.starts_with(o) && name[o.len()] == b'/' {
+        let mut v = new.as_bytes().to_vec();
+        v.extend_from_slice(&name[o.len()..]);
+        return Some(v);
+    }
+    None
+}
+
+fn unpack(
+    file: impl std::io::Read,
+    into: &Path,
+    rename: Option<(String, String)>,
+    keep_owner: bool,
+) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut ar = tar::Archive::new(file);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_preserve_ownerships(keep_owner);
+    ar.set_overwrite(true);
+    let place = |name: Vec<u8>| -> Result<PathBuf> {
+        let name = match &rename {
+            Some((old, new)) => rebased(&name, old, new).unwrap_or(name),
+            None => name,
+        };
+        let rel = Path::new(std::ffi::OsStr::from_bytes(&name));
+        if rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        }) {
+            bail!(
+                "refusing archive entry {:?}: it leaves the destination",
+                rel.display().to_string()
+            );
+        }
+        Ok(into.join(rel))
+    };
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let dest = place(entry.path_bytes().into_owned())?;
+        let kind = entry.header().entry_type();
+        if let Ok(m) = std::fs::symlink_metadata(&dest) {
+            if !(m.is_dir() && kind == tar::EntryType::Directory) {
+                if m.is_dir() {
+                    std::fs::remove_dir_all(&dest)
+                } else {
+                    std::fs::remove_file(&dest)
+                }
+                .with_context(|| format!("replacing {}", dest.display()))?;
+            }
+        }
+        if kind == tar::EntryType::Link {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let from = place(link)?;
+            std::fs::hard_link(&from, &dest).with_context(|| format!("link {}", dest.display()))?;
+            continue;
+        }
+        if kind == tar::EntryType::Regular {
+            write_file(&mut entry, &dest, keep_owner)
+                .with_context(|| format!("extracting {}", dest.display()))?;
+            continue;
+        }
+        entry
+            .unpack(&dest)
+            .with_context(|| format!("extracting {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// A regular file's data copied in large writes (the tar crate copies 8 KiB at a
+/// time), then its mode, owner (with `-a`) and mtime.
+fn write_file(
+    entry: &mut tar::Entry<impl std::io::Read>,
+    dest: &Path,
+    keep_owner: bool,
+) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let h = entry.header();
+    let mode = h.mode().unwrap_or(0o644) & 0o7777;
+    let mtime = h.mtime().unwrap_or(0);
+    let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        std::io::copy(entry, &mut w)?;
+        w.flush()?;
+    }
+    if keep_owner {
+        std::os::unix::fs::fchown(&f, Some(uid as u32), Some(gid as u32))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))?;
+    Ok(())
+}
+
+async fn to_container(host: &str, args: &CpArgs, src: &str, c: &str, dst: &str) -> Result<()> {
+    let mut dst_path = dst.to_string();
+    let mut st = stat(host, c, &dst_path).await?;
+    if let Some(s) = st.as_ref().filter(|s| s.is_link) {
+        let target = if s.link_target.starts_with('/') {
+            s.link_target.clone()
+        } else {
+            format!("{}/{}", parent_str(dst), s.link_target)
+        };
+        dst_path = target;
+        st = stat(host, c, &dst_path).await?;
+    }
+    let dst_is_dir = st.as_ref().is_some_and(|s| s.is_dir);
+    let (put_path, body) = if src == "-" {
+        if !dst_is_dir {
+            bail!("destination \"{c}:{dst}\" must be a directory");
+        }
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        (dst_path, buf)
+    } else {
+        let mut local = PathBuf::from(src);
+        if args.follow_link {
+            local = std::fs::canonicalize(&local).with_context(|| format!("stat {src}"))?;
+        }
+        let meta = std::fs::symlink_metadata(&local)
+            .map_err(|_| anyhow::anyhow!("stat {src}: no such file or directory"))?;
+        let contents = contents_of(src);
+        let (put_path, prefix) = match &st {
+            Some(_) if dst_is_dir => (
+                dst_path.clone(),
+                if contents { String::new() } else { base(src) },
+            ),
+            Some(_) if meta.is_dir() => bail!("cannot copy directory"),
+            Some(_) => (parent_str(&dst_path), base(&dst_path)),
+            None => {
+                if dst_path.ends_with('/') && !meta.is_dir() {
+                    bail!("no such directory: {c}:{dst}");
+                }
+                (parent_str(&dst_path), base(&dst_path))
+            }
+        };
+        let tar = tokio::task::spawn_blocking(move || build_tar(&local, &prefix))
+            .await
+            .context("archiving")??;
+        (put_path, tar)
+    };
+    let mut path = format!(
+        "/containers/{}/archive?path={}&noOverwriteDirNonDir=true",
+        q(c),
+        q(&put_path)
+    );
+    if args.archive {
+        path.push_str("&copyUIDGID=true");
+    }
+    let resp = send(
+        host,
+        Call {
+            method: Method::PUT,
+            path,
+            headers: vec![],
+            body: Some(("application/x-tar", Bytes::from(body))),
+        },
+    )
+    .await?;
+    check(resp).await?;
+    Ok(())
+}
+
+fn parent_str(path: &str) -> String {
+    let t = path.trim_end_matches('/');
+    match t.rsplit_once('/') {
+        Some(("", _)) => "/".into(),
+        Some((p, _)) => p.into(),
+        None => ".".into(),
+    }
+}
+
+/// A tar of `src` whose entries start with `prefix` (`prefix/…`), or of its
+/// children at the top when `prefix` is empty; links are archived as links.
+fn build_tar(src: &Path, prefix: &str) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    let meta = std::fs::symlink_metadata(src)?;
+    if meta.is_dir() {
+        if prefix.is_empty() {
+            for e in std::fs::read_dir(src)? {
+                let e = e?;
+                let name = e.file_name();
+                if e.file_type()?.is_dir() {
+                    b.append_dir_all(&name, e.path())?;
+                } else {
+                    b.append_path_with_name(e.path(), &name)?;
+                }
+            }
+        } else {
+            b.append_dir_all(prefix, src)?;
+        }
+    } else {
+        b.append_path_with_name(src, prefix)?;
+    }
+    Ok(b.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_as_docker_cp() {
+        assert_eq!(split_arg("c1:/etc"), (Some("c1"), "/etc"));
+        assert_eq!(split_arg("/tmp/a:b"), (None, "/tmp/a:b"));
+        assert_eq!(split_arg("./c1:x"), (None, "./c1:x"));
+        assert_eq!(split_arg("file"), (None, "file"));
+        assert_eq!(split_arg("-"), (None, "-"));
+    }
+
+    #[test]
+    fn entries_rebase_on_their_first_element() {
+        assert_eq!(rebased(b"dir/", "dir", "new").unwrap(), b"new/");
+        assert_eq!(rebased(b"dir/a/b", "dir", "new").unwrap(), b"new/a/b");
+        assert!(rebased(b"dirx/a", "dir", "new").is_none());
+        assert_eq!(rebased(b"./a.txt", ".", "new").unwrap(), b"new/a.txt");
+        assert_eq!(base("/a/b/"), "b");
+        assert_eq!(parent_str("/a"), "/");
+        assert_eq!(parent_str("/a/b/"), "/a");
+    }
+}

@@ -1,0 +1,46 @@
+//! `/networks…`: list, create, inspect, remove and prune bridge networks, one file per
+//! operation; the work is the engine's (`berth_engine::networks`). `connect` and
+//! `disconnect` answer 501 until containers join networks at run time.
+
+mod create;
+mod inspect;
+mod list;
+mod prune;
+mod remove;
+mod shape;
+
+use std::sync::Arc;
+
+use hyper::Method;
+
+use super::{ApiError, ApiRequest, Routed};
+use crate::Daemon;
+
+/// Answers the network endpoints; hands every other path back.
+pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, ApiError> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    let reply = match (&method, path.as_str()) {
+        (&Method::GET, "/networks") => list::handle(daemon, &req).await?,
+        (&Method::POST, "/networks/create") => create::handle(daemon, &mut req).await?,
+        (&Method::POST, "/networks/prune") => prune::handle(daemon, &req).await?,
+        (&Method::POST, p)
+            if p.starts_with("/networks/")
+                && (p.ends_with("/connect") || p.ends_with("/disconnect")) =>
+        {
+            return Err(ApiError::NotImplemented(
+                "network connect and disconnect are not supported by berth yet".into(),
+            ))
+        }
+        (_, p) if p.starts_with("/networks/") && !p["/networks/".len()..].contains('/') => {
+            let reference = p["/networks/".len()..].to_string();
+            match method {
+                Method::GET => inspect::handle(daemon, &req, reference).await?,
+                Method::DELETE => remove::handle(daemon, reference).await?,
+                _ => return Ok(Routed::NotMine(req)),
+            }
+        }
+        _ => return Ok(Routed::NotMine(req)),
+    };
+    Ok(Routed::Done(reply))
+}

@@ -1,0 +1,433 @@
+//! A container on a bridge network: its network namespace pinned at
+//! `<state>/networks/netns/<id>`, attached at start through the CNI chain made from
+//! the network's record (bridge, host-local, firewall, portmap; `<state>/networks/
+//! conf/<network id>/`), detached when it stops or is removed, and after a berthd
+//! crash by `reconcile` (the CNI result cache under `<state>/networks/cni` replays
+//! every DEL). Its `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` are files in
+//! the bundle bound into it, written as dockerd writes them.
+
+use std::path::PathBuf;
+
+use berth_cni::{Cni, CniOptions, Netns, PodNetwork};
+
+use super::ipam::Ipv4Net;
+use super::{find_by_id, firewall, Endpoint, NetworkRecord};
+use crate::config::{ContainerConfig, Mount, MountKind, NetworkMode};
+use crate::record::ContainerRecord;
+use crate::{Engine, EngineError};
+
+/// `<state>/networks`.
+pub fn dir(engine: &Engine) -> PathBuf {
+    engine.state().join("networks")
+}
+
+/// Where container `id`'s network namespace is pinned while it runs.
+pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
+    dir(engine).join("netns").join(id)
+}
+
+/// The CNI manager of one network: its conflist in a dir of its own.
+fn cni_of(engine: &Engine, net: &NetworkRecord) -> Result<Cni, EngineError> {
+    let conf_dir = dir(engine).join("conf").join(&net.id);
+    std::fs::create_dir_all(&conf_dir).map_err(EngineError::internal(format!(
+        "creating {}",
+        conf_dir.display()
+    )))?;
+    let path = conf_dir.join("berth.conflist");
+    let bytes = serde_json::to_vec_pretty(&conflist(engine, net))
+        .map_err(EngineError::internal("encoding a network's conflist"))?;
+    if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+        std::fs::write(&path, bytes)
+            .map_err(EngineError::internal(format!("writing {}", path.display())))?;
+    }
+    Ok(Cni::new(CniOptions {
+        conf_dir,
+        cache_dir: dir(engine).join("cni"),
+        default_network: None,
+        ..CniOptions::default()
+    }))
+}
+
+/// The chain for a network: an internal one has no masquerading and no default route.
+pub fn conflist(engine: &Engine, net: &NetworkRecord) -> serde_json::Value {
+    let mut range = serde_json::json!({"subnet": net.subnet, "gateway": net.gateway});
+    if let Some(r) = net.ip_range.as_deref().and_then(|r| Ipv4Net::parse(r).ok()) {
+        range["rangeStart"] = r.first_host().to_string().into();
+        range["rangeEnd"] = r.last_host().to_string().into();
+    }
+    let routes = if net.internal {
+        serde_json::json!([])
+    } else {
+        serde_json::json!([{"dst": "0.0.0.0/0"}])
+    };
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        // CNI names the cache entries and masquerade chains by it: unique per network.
+        "name": format!("berth-{}", &net.id[..12]),
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": true,
+                "ipMasq": !net.internal,
+                "hairpinMode": true,
+                // `--ip`: host-local takes the requested address from runtimeConfig.
+                "capabilities": {"ips": true},
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[range]],
+                    "routes": routes,
+                    "dataDir": dir(engine).join("ipam").display().to_string(),
+                },
+            },
+            {"type": "firewall", "backend": "iptables"},
+            {"type": "portmap", "snat": true, "capabilities": {"portMappings": true}},
+        ],
+    })
+}
+
+/// Checks a create's network request and returns the endpoints to record: the named
+/// network must exist, `--ip` must be a free-to-ask host address of its subnet.
+pub fn endpoints_for(
+    engine: &Engine,
+    config: &ContainerConfig,
+) -> Result<Vec<Endpoint>, EngineError> {
+    let n = &config.network;
+    if n.mode != NetworkMode::Bridge {
+        if !n.ip.is_empty() {
+            return Err(EngineError::Invalid(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if !n.aliases.is_empty() {
+            return Err(EngineError::Invalid(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    // Refused as a bad request, not as a missing object: the docker CLI answers a 404
+    // on create by pulling the image.
+    let net = match super::get(engine, &n.network) {
+        Ok(net) => net.record,
+        Err(EngineError::NotFound { .. }) => {
+            return Err(EngineError::Invalid(format!(
+                "network {} not found",
+                n.network
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    if net.builtin {
+        return Err(EngineError::Invalid(format!(
+            "network {}: containers join the default bridge network only without --network, and berth does not attach to it yet",
+            net.name
+        )));
+    }
+    if !n.ip.is_empty() {
+        let ip: std::net::Ipv4Addr =
+            n.ip.parse()
+                .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {}", n.ip)))?;
+        let subnet = Ipv4Net::parse(&net.subnet).map_err(EngineError::Invalid)?;
+        if !subnet.is_host(ip) || net.gateway == n.ip {
+            return Err(EngineError::Invalid(format!(
+                "Invalid address {}: It does not belong to any of this network's subnets",
+                n.ip
+            )));
+        }
+    }
+    Ok(vec![Endpoint {
+        network_id: net.id,
+        network_name: net.name,
+        requested_ip: n.ip.clone(),
+        aliases: n.aliases.clone(),
+        ..Default::default()
+    }])
+}
+
+/// The container's hostname as its spec gets it.
+pub fn hostname_of(config: &ContainerConfig, id: &str) -> String {
+    if config.hostname.is_empty() {
+        id[..12.min(id.len())].to_string()
+    } else {
+        config.hostname.clone()
+    }
+}
+
+/// Writes the bundle's hosts, hostname and resolv.conf (the address comes at start)
+/// and binds them at the paths no mount of the container covers.
+pub fn add_files(
+    engine: &Engine,
+    id: &str,
+    config: &mut ContainerConfig,
+) -> Result<(), EngineError> {
+    let bundle = engine.dir(id);
+    let hostname = hostname_of(config, id);
+    write(&bundle.join("hostname"), &format!("{hostname}\n"))?;
+    write(
+        &bundle.join("hosts"),
+        &hosts(&hostname, &config.domainname, None),
+    )?;
+    write(&bundle.join("resolv.conf"), &resolv_conf())?;
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let destination = format!("/etc/{name}");
+        if config.mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        config.mounts.push(Mount {
+            destination,
+            kind: MountKind::Bind {
+                source: bundle.join(name).display().to_string(),
+                read_only: false,
+                recursive: false,
+                propagation: Default::default(),
+                create_source: false,
+            },
+        });
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), EngineError> {
+    std::fs::write(path, text).map_err(EngineError::internal(format!("writing {}", path.display())))
+}
+
+/// dockerd's /etc/hosts: loopback and IPv6 names, then the container's address with its
+/// hostname (and `hostname.domain` first when a domain is set).
+pub fn hosts(hostname: &str, domain: &str, ip: Option<&str>) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = ip {
+        if domain.is_empty() {
+            s.push_str(&format!("{ip}\t{hostname}\n"));
+        } else {
+            s.push_str(&format!("{ip}\t{hostname}.{domain} {hostname}\n"));
+        }
+    }
+    s
+}
+
+/// The host's resolv.conf without loopback nameservers, which mean nothing inside the
+/// container's namespace (dockerd's rule); none left: none (berth sends no DNS
+/// traffic anywhere the host did not configure).
+pub fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    filter_resolv(&host)
+}
+
+fn filter_resolv(host: &str) -> String {
+    host.lines()
+        .filter(|l| {
+            let mut f = l.split_whitespace();
+            !(f.next() == Some("nameserver")
+                && f.next()
+                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Attaches a starting container to its networks; on failure nothing stays attached.
+/// Fills the endpoints' addresses in `record` (the caller stores it).
+pub fn setup(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
+    if record.networks.is_empty() {
+        return Ok(());
+    }
+    // Host ports first: a refusal leaves nothing made.
+    let others = crate::list(engine)?;
+    super::ports::assign(record, &others)?;
+    let path = netns_path(engine, &record.id);
+    let ns = Netns::at(&path);
+    if !ns.is_pinned() {
+        Netns::create(path.parent().unwrap_or(&path), &record.id).map_err(
+            EngineError::internal("creating the container's network namespace"),
+        )?;
+    }
+    let result = setup_all(engine, record);
+    if result.is_err() {
+        let _ = teardown(engine, record);
+    }
+    result
+}
+
+fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
+    let path = netns_path(engine, &record.id);
+    let hostname = std::fs::read_to_string(engine.dir(&record.id).join("hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut first_ip = None;
+    let mappings = super::ports::mappings(record);
+    for (i, ep) in record.networks.iter_mut().enumerate() {
+        let net = find_by_id(engine, &ep.network_id)?;
+        let cni = cni_of(engine, &net)?;
+        let prefix = Ipv4Net::parse(&net.subnet).map(|n| n.prefix).unwrap_or(16);
+        let pod = PodNetwork {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            netns: path.clone(),
+            // The ports are published through the first network, as Docker's are
+            // through the container's first endpoint.
+            port_mappings: if i == 0 { mappings.clone() } else { Vec::new() },
+            ips: if ep.requested_ip.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("{}/{prefix}", ep.requested_ip)]
+            },
+            ..Default::default()
+        };
+        let attached = cni.setup(&pod).map_err(|e| EngineError::Internal {
+            context: format!("attaching to network {}", net.name),
+            source: e.into(),
+        })?;
+        let ipc = attached.result.ips.first();
+        ep.ip_address = ipc
+            .and_then(|c| c.ip())
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        ep.prefix_len = u8::try_from(
+            ipc.and_then(|c| c.address.split('/').nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(u32::from(prefix)),
+        )
+        .unwrap_or(prefix);
+        ep.gateway = net.gateway.clone();
+        ep.mac_address = attached
+            .result
+            .interfaces
+            .iter()
+            .find(|i| !i.sandbox.is_empty())
+            .map(|i| i.mac.clone())
+            .unwrap_or_default();
+        ep.network_name = net.name.clone();
+        if first_ip.is_none() {
+            first_ip = Some(ep.ip_address.clone());
+        }
+    }
+    let domain = record.request["Domainname"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let hosts_path = engine.dir(&record.id).join("hosts");
+    if hosts_is_ours(&hosts_path) {
+        write(&hosts_path, &hosts(&hostname, &domain, first_ip.as_deref()))?;
+    }
+    firewall::sync(engine)
+}
+
+/// Whether the bundle's hosts file is still berth's (always, today; a user's bind of
+/// /etc/hosts does not point here).
+fn hosts_is_ours(path: &std::path::Path) -> bool {
+    path.exists()
+}
+
+/// Detaches a container from its networks (DEL from the cache; safe to repeat, also
+/// when nothing is attached) and removes its namespace pin. Every network is tried;
+/// the errors are reported together.
+pub fn teardown(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
+    let errors = detach_id(engine, &record.id);
+    for b in &mut record.ports {
+        b.host_port = 0;
+    }
+    for ep in &mut record.networks {
+        ep.ip_address.clear();
+        ep.mac_address.clear();
+        ep.gateway.clear();
+        ep.prefix_len = 0;
+    }
+    if let Err(e) = firewall::sync(engine) {
+        tracing::warn!(error = %e, "updating berth's network isolation rules");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::broken(
+            format!("detaching container {} from its networks", record.id),
+            errors.join("; "),
+        ))
+    }
+}
+
+/// DEL of every cached attachment of container `id`, then its namespace pin.
+fn detach_id(engine: &Engine, id: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    let cni = Cni::new(CniOptions {
+        conf_dir: dir(engine).join("conf").join("-none-"),
+        cache_dir: dir(engine).join("cni"),
+        default_network: None,
+        ..CniOptions::default()
+    });
+    let path = netns_path(engine, id);
+    match cni.cached_attachments() {
+        Ok(all) => {
+            if all.iter().any(|a| a.pod_id == id) {
+                let pod = PodNetwork {
+                    id: id.to_string(),
+                    netns: path.clone(),
+                    ..Default::default()
+                };
+                if let Err(e) = cni.teardown(&pod) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    if let Err(e) = Netns::at(&path).remove() {
+        errors.push(e.to_string());
+    }
+    errors
+}
+
+/// Containers with a cached attachment (or a namespace pin) that are not running:
+/// after a berthd crash, what their stop could not undo. Detached now.
+pub fn reconcile(engine: &Engine, running: &std::collections::HashSet<String>) {
+    let cni = Cni::new(CniOptions {
+        conf_dir: dir(engine).join("conf").join("-none-"),
+        cache_dir: dir(engine).join("cni"),
+        default_network: None,
+        ..CniOptions::default()
+    });
+    let mut ids: Vec<String> = cni
+        .cached_attachments()
+        .map(|all| all.into_iter().map(|a| a.pod_id).collect())
+        .unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir(dir(engine).join("netns")) {
+        ids.extend(
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned()),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    for id in ids.into_iter().filter(|id| !running.contains(id)) {
+        tracing::info!(id = %id, "detaching a stopped container from its networks");
+        for e in detach_id(engine, &id) {
+            tracing::warn!(id = %id, "detaching: {e}");
+        }
+    }
+    if let Err(e) = firewall::sync(engine) {
+        tracing::warn!(error = %e, "updating berth's network isolation rules");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_resolv_as_dockerd_writes_them() {
+        let h = hosts("web", "", Some("10.1.0.2"));
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
+        assert!(h.ends_with("ff02::2\tip6-allrouters\n10.1.0.2\tweb\n"));
+        assert!(hosts("web", "example.org", Some("10.1.0.2"))
+            .ends_with("10.1.0.2\tweb.example.org web\n"));
+        assert!(!hosts("web", "", None).contains("web"));
+        assert_eq!(
+            filter_resolv("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\n"),
+            "nameserver 192.0.2.1\nsearch lan\n"
+        );
+    }
+}

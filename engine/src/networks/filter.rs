@@ -1,0 +1,143 @@
+//! Which networks a list or a prune takes: Docker's `dangling`, `driver`, `id`,
+//! `label`, `label!`, `name`, `scope` and `type` filters, neutral (each front door
+//! parses its own syntax).
+
+use std::collections::BTreeMap;
+
+use super::NetworkRecord;
+
+/// Every non-empty part must match; within a part, any value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NetworkFilter {
+    /// Used by no container (`false`: used by one).
+    pub dangling: Option<bool>,
+    pub drivers: Vec<String>,
+    /// Prefixes of the id.
+    pub ids: Vec<String>,
+    /// `key` or `key=value`: each must be among the network's labels.
+    pub labels: Vec<String>,
+    /// `key` or `key=value`: none may be among them.
+    pub not_labels: Vec<String>,
+    /// Substrings of the name.
+    pub names: Vec<String>,
+    /// `local` (every berth network), `swarm` or `global` (none).
+    pub scopes: Vec<String>,
+    /// `builtin` (bridge, host, none) or `custom`.
+    pub types: Vec<String>,
+}
+
+/// What a filter looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub driver: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub builtin: bool,
+    pub in_use: bool,
+}
+
+impl NetworkFilter {
+    pub fn matches(&self, c: Candidate<'_>) -> bool {
+        let any = |values: &[String], f: &dyn Fn(&str) -> bool| {
+            values.is_empty() || values.iter().any(|v| f(v))
+        };
+        // Builtin networks are never dangling (Docker's rule).
+        self.dangling.is_none_or(|d| d != (c.in_use || c.builtin))
+            && any(&self.drivers, &|d| d == c.driver)
+            && any(&self.ids, &|i| c.id.starts_with(i))
+            && self.labels.iter().all(|l| has_label(c.labels, l))
+            && !self.not_labels.iter().any(|l| has_label(c.labels, l))
+            && any(&self.names, &|n| c.name.contains(n))
+            && any(&self.scopes, &|s| s == "local")
+            && any(&self.types, &|t| {
+                t == if c.builtin { "builtin" } else { "custom" }
+            })
+    }
+
+    pub fn matches_record(&self, r: &NetworkRecord, in_use: bool) -> bool {
+        self.matches(Candidate {
+            id: &r.id,
+            name: &r.name,
+            driver: &r.driver,
+            labels: &r.labels,
+            builtin: r.builtin,
+            in_use,
+        })
+    }
+}
+
+fn has_label(labels: &BTreeMap<String, String>, wanted: &str) -> bool {
+    match wanted.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(wanted),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_must_match() {
+        let labels: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())]
+            .into_iter()
+            .collect();
+        let c = Candidate {
+            id: "abcdef",
+            name: "backend",
+            driver: "bridge",
+            labels: &labels,
+            builtin: false,
+            in_use: false,
+        };
+        assert!(NetworkFilter::default().matches(c));
+        let f = |f: NetworkFilter| f.matches(c);
+        assert!(f(NetworkFilter {
+            ids: vec!["abc".into()],
+            ..Default::default()
+        }));
+        assert!(!f(NetworkFilter {
+            ids: vec!["bcd".into()],
+            ..Default::default()
+        }));
+        assert!(f(NetworkFilter {
+            names: vec!["end".into()],
+            ..Default::default()
+        }));
+        assert!(f(NetworkFilter {
+            labels: vec!["env=prod".into()],
+            ..Default::default()
+        }));
+        assert!(!f(NetworkFilter {
+            not_labels: vec!["env".into()],
+            ..Default::default()
+        }));
+        assert!(f(NetworkFilter {
+            types: vec!["custom".into()],
+            ..Default::default()
+        }));
+        assert!(!f(NetworkFilter {
+            types: vec!["builtin".into()],
+            ..Default::default()
+        }));
+        assert!(!f(NetworkFilter {
+            scopes: vec!["swarm".into()],
+            ..Default::default()
+        }));
+        assert!(f(NetworkFilter {
+            dangling: Some(true),
+            ..Default::default()
+        }));
+        let used = Candidate { in_use: true, ..c };
+        assert!(!NetworkFilter {
+            dangling: Some(true),
+            ..Default::default()
+        }
+        .matches(used));
+        assert!(!f(NetworkFilter {
+            drivers: vec!["host".into()],
+            ..Default::default()
+        }));
+    }
+}
