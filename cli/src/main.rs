@@ -290,9 +290,29 @@ enum ContainerGroup {
 }
 
 #[derive(Subcommand)]
+enum BuilderCommand {
+    /// Remove build cache.
+    Prune {
+        /// Remove all unused build cache, not just dangling ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
     Containers(ContainerCommand),
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
+    /// Manage builds.
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
     /// Download an image from a registry.
     Pull(pull::PullArgs),
     /// Upload an image to a registry.
@@ -441,6 +461,10 @@ fn main() -> ExitCode {
             Command::Version { format } => commands::version::run(&client, format.as_deref()).await,
             Command::Info { format } => commands::info::run(&client, format.as_deref()).await,
             Command::Containers(c) => container_command(&client, &cli.host, c).await,
+            Command::Build(a) => commands::build::build(&cli.host, a).await,
+            Command::Builder {
+                command: BuilderCommand::Prune { all, force },
+            } => commands::build::prune(&client, *all, *force).await,
             Command::Pull(a) => pull::pull(&cli.host, a).await,
             Command::Push(a) => pull::push(&cli.host, a).await,
             Command::Images(a) => images::run(&client, a).await,

@@ -50,7 +50,7 @@ pub use create::{create, NewContainer, SpecPatch};
 pub use error::{EngineError, Object, StateConflict};
 pub use image::{config as image_config, find as find_image, normalise as normalise_image};
 pub use lifecycle::{
-    kill, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
+    kill, parse_signal, pause, remove, restart, start, stop, top, unpause, wait_exit, StartOutcome,
 };
 pub use lifecycle::{
     remove_locked, remove_locked_with_volumes, remove_with_volumes, shim_of, start_locked,

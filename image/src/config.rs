@@ -16,6 +16,9 @@ pub struct ImageConfig {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// `MAINTAINER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
     pub rootfs: RootFs,
@@ -48,6 +51,12 @@ pub struct ContainerConfig {
     /// Docker's `HEALTHCHECK` (`{"Test": […], "Interval": ns, …}`), kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<serde_json::Value>,
+    /// `SHELL`: what shell-form RUN, CMD and ENTRYPOINT run under (Docker's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// `ONBUILD` triggers, as written, run by a build FROM this image.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "OnBuild")]
+    pub on_build: Option<Vec<String>>,
 }
 
 /// `rootfs`: the diff IDs (digests of the uncompressed layer tars), bottom first.

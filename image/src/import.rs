@@ -77,6 +77,7 @@ pub fn import(
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
+        author: None,
         config: config.or_else(|| Some(ContainerConfig::default())),
         rootfs: RootFs {
             kind: "layers".into(),

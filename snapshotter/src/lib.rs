@@ -6,6 +6,8 @@
 //! - [`apply`]: streams a (decompressed) layer tar into a directory, turning whiteouts
 //!   into overlay's form and refusing every entry that would land outside it.
 //! - [`changes`]: a writable snapshot's changes (`docker diff`) read from its upper.
+//! - [`diff`]: a writable snapshot's upper directory written back as a layer tar
+//!   (whiteouts and opaque directories in the OCI form).
 //! - [`snapshots`]: overlay snapshots keyed by chain ID (`prepare`, `view`, `commit`,
 //!   `remove`, `usage`, `diff_size`, `list`) and the mounts that give containers their root
 //!   filesystems, including images with more layers than one page of mount options holds.
@@ -13,6 +15,7 @@
 pub mod apply;
 pub mod changes;
 pub mod content;
+pub mod diff;
 pub mod digest;
 pub mod mount;
 mod safepath;

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod build;
 pub mod container;
 pub mod cp;
 pub mod credentials;

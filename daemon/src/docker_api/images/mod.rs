@@ -1,4 +1,4 @@
-//! `/images/…` and `/auth`: image endpoints (pull, import, list, inspect, history, tag,
+//! `/images/…`, `/build` and `/auth`: image endpoints (build, pull, import, list, inspect, history, tag,
 //! remove, prune, push, save, load, search) and registry login.
 //!
 //! One file per operation; names may contain slashes (`host:5000/ns/app:1`), so
@@ -6,6 +6,9 @@
 
 mod archive;
 mod auth;
+mod build;
+mod build_prune;
+mod commit;
 mod delete;
 pub mod df;
 pub(super) mod filters;
@@ -35,6 +38,9 @@ pub async fn route(daemon: &Arc<Daemon>, req: ApiRequest) -> Result<Routed, ApiE
     let path = req.path.clone();
     let reply = match (&method, path.as_str()) {
         (&Method::POST, "/auth") => auth::login(daemon, req).await?,
+        (&Method::POST, "/build") => build::handle(daemon, req).await?,
+        (&Method::POST, "/build/prune") => build_prune::handle(daemon, &req).await?,
+        (&Method::POST, "/commit") => commit::handle(daemon, req).await?,
         (&Method::POST, "/images/create") => {
             if let Some(src) = req.query("fromSrc").map(str::to_string) {
                 import::handle(daemon, req, &src).await?

@@ -50,6 +50,11 @@ impl Messages {
         let _ = self.tx.try_send(Bytes::from(line));
     }
 
+    /// Whether the client went away (the reply's body was dropped).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     pub async fn status(&self, status: &str) {
         self.send(serde_json::json!({ "status": status })).await;
     }

@@ -1,0 +1,803 @@
+//! The executor: a parsed Dockerfile built on berth's engine, step by step as Docker's
+//! classic builder does (its `Step N/M :` output, its history lines), into an image
+//! record per tag.
+//!
+//! FROM takes a local image, an earlier stage or `scratch`; config instructions change
+//! the config (`config.rs`); COPY/ADD write a layer from the context (`copy.rs`); RUN
+//! runs a container whose changes become a layer (`run.rs`). A failed step leaves no
+//! image: the intermediate records a RUN needed are removed, the container too.
+
+pub mod cache;
+pub mod commit;
+pub mod config;
+pub mod copy;
+pub mod layers;
+pub mod run;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_engine::Engine;
+use berth_image::config::{ContainerConfig, History, ImageConfig, RootFs};
+use berth_image::manifest::Descriptor;
+use berth_snapshotter::Digest;
+
+use crate::dockerfile::expand::expand;
+use crate::dockerfile::shell::ShellError;
+use crate::dockerfile::{
+    instructions, CommandForm, Dockerfile, Instruction, NetworkMode, ParseError, Step,
+};
+
+/// Where the build's progress text goes (lines with their `\n`).
+pub type Output = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Asked between steps and while a RUN runs: true stops the build (the client went
+/// away), leaving nothing behind.
+pub type Cancelled = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What to build.
+pub struct BuildRequest {
+    pub dockerfile: Dockerfile,
+    /// The context, unpacked.
+    pub context: PathBuf,
+    /// Normalised references to tag the result with.
+    pub tags: Vec<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    /// `--label`s, set on the result.
+    pub labels: BTreeMap<String, String>,
+    /// `--network`: RUN steps' network unless a step says `RUN --network`.
+    pub network: Option<NetworkMode>,
+    /// `--no-cache`: run every step (the results still fill the cache).
+    pub no_cache: bool,
+    pub cancelled: Option<Cancelled>,
+    /// Keep the containers of successful RUN steps (the API's `rm=false`).
+    pub keep_containers: bool,
+}
+
+const CANCELLED: &str = "the build was cancelled: the client went away";
+
+/// The built image.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// `sha256:…`
+    pub id: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A step failed; the message is Docker's where Docker has one.
+    #[error("{0}")]
+    Step(String),
+}
+
+/// Arguments Docker lets a build set without an ARG declaring them.
+const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+#[derive(Clone)]
+struct State {
+    image: ImageConfig,
+    layers: Vec<Descriptor>,
+    /// The stage's ARGs with values, in order.
+    args: Vec<(String, String)>,
+    cmd_set: bool,
+    /// The cache key of the state (the base's ID, then one step after another).
+    key: String,
+}
+
+impl State {
+    fn cfg(&self) -> ContainerConfig {
+        self.image.config.clone().unwrap_or_default()
+    }
+
+    /// What `$name` sees at this step: ARGs, then ENV (which wins).
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut v = self.args.clone();
+        for e in self.cfg().env.unwrap_or_default() {
+            if let Some((k, val)) = e.split_once('=') {
+                v.push((k.to_string(), val.to_string()));
+            }
+        }
+        v
+    }
+
+    fn id(&self) -> Result<Digest, String> {
+        Ok(Digest::of(&layers::config_bytes(&self.image)?))
+    }
+
+    fn history(&mut self, created_by: String, empty: bool) {
+        self.image.history.push(History {
+            created: Some(now()),
+            created_by: Some(created_by),
+            comment: None,
+            empty_layer: empty.then_some(true),
+        });
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+struct Run<'a> {
+    engine: &'a Arc<Engine>,
+    req: &'a BuildRequest,
+    out: &'a Output,
+    escape: char,
+    used_args: BTreeSet<String>,
+    meta: Vec<(String, String)>,
+    /// Records written for RUN containers, removed at the end.
+    intermediates: Vec<String>,
+    cache: cache::Cache,
+}
+
+fn shell_err(step: &Step) -> impl Fn(ShellError) -> BuildError + '_ {
+    move |e| BuildError::Step(format!("{}: {e}", step.text))
+}
+
+/// Builds the image `req` describes, reporting progress to `out`.
+pub async fn build(
+    engine: &Arc<Engine>,
+    req: &BuildRequest,
+    out: &Output,
+) -> Result<Built, BuildError> {
+    let _gc = engine.images.gc_lock.read().await;
+    let mut r = Run {
+        engine,
+        req,
+        out,
+        escape: req.dockerfile.directives.escape,
+        used_args: BTreeSet::new(),
+        meta: Vec::new(),
+        intermediates: Vec::new(),
+        cache: cache::Cache::open(engine.root()),
+    };
+    let result = r.build().await;
+    let keep = result.as_ref().ok().map(|b| b.id.clone());
+    for name in std::mem::take(&mut r.intermediates) {
+        if Some(&name) != keep.as_ref() {
+            let _ = engine.images.store.remove(&name);
+        }
+    }
+    result
+}
+
+impl Run<'_> {
+    fn say(&self, s: String) {
+        (self.out)(s)
+    }
+
+    async fn build(&mut self) -> Result<Built, BuildError> {
+        let df = &self.req.dockerfile;
+        let last = df.target(self.req.target.as_deref())?;
+        // The meta ARGs' values first: the stages a target needs depend on them.
+        for step in &df.meta_args {
+            let Instruction::Arg(decls) =
+                expand(&step.instruction, self.escape, &self.meta).map_err(shell_err(step))?
+            else {
+                continue;
+            };
+            for d in decls {
+                if let Some(v) = self.arg_value(&d.name, d.default) {
+                    self.meta.push((d.name.clone(), v));
+                }
+            }
+        }
+        let needed = self.needed_stages(last);
+        let total = df.meta_args.len()
+            + df.stages[..=last]
+                .iter()
+                .zip(&needed)
+                .filter(|(_, n)| **n)
+                .map(|(s, _)| 1 + s.steps.len())
+                .sum::<usize>();
+        let mut n = 0;
+        for step in &df.meta_args {
+            n += 1;
+            self.say(format!("Step {n}/{total} : {}\n", step.text));
+        }
+        let mut done: Vec<State> = Vec::new();
+        for (si, stage) in df.stages[..=last].iter().enumerate() {
+            if !needed[si] {
+                // Not needed by the target: never referenced, so a placeholder.
+                done.push(self.base("scratch", &done, df)?);
+                continue;
+            }
+            n += 1;
+            self.say(format!("Step {n}/{total} : {}\n", stage.from.text));
+            let Instruction::From(from) = expand(&stage.from.instruction, self.escape, &self.meta)
+                .map_err(shell_err(&stage.from))?
+            else {
+                unreachable!("a stage starts with FROM");
+            };
+            if let Some(p) = &from.platform {
+                let host = format!("linux/{}", host_arch());
+                if p != &host && p != "linux" {
+                    return Err(BuildError::Step(format!(
+                        "platform {p:?} is not supported: berth builds for {host}"
+                    )));
+                }
+            }
+            let mut st = self.base(&from.image, &done, df)?;
+            self.say(format!(
+                " ---> {}\n",
+                short(&st.id().map_err(BuildError::Step)?)
+            ));
+            let triggers = st
+                .image
+                .config
+                .as_mut()
+                .and_then(|c| c.on_build.take())
+                .unwrap_or_default();
+            if !triggers.is_empty() {
+                self.say(format!("# Executing {} build triggers\n", triggers.len()));
+            }
+            for t in triggers {
+                let instruction = instructions::parse(&t, &[], self.escape).map_err(|e| {
+                    BuildError::Step(format!("the base image's ONBUILD trigger {t:?}: {e}"))
+                })?;
+                let step = Step {
+                    line: 0,
+                    end_line: 0,
+                    text: t.clone(),
+                    instruction,
+                };
+                self.step(&mut st, &step, &done).await?;
+            }
+            for step in &stage.steps {
+                n += 1;
+                self.say(format!("Step {n}/{total} : {}\n", step.text));
+                self.step(&mut st, step, &done).await?;
+                self.say(format!(
+                    " ---> {}\n",
+                    short(&st.id().map_err(BuildError::Step)?)
+                ));
+            }
+            done.push(st);
+        }
+        let unused: Vec<&String> = self
+            .req
+            .build_args
+            .keys()
+            .filter(|k| !self.used_args.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            self.say(format!(
+                "[Warning] One or more build-args [{}] were not consumed\n",
+                names.join(" ")
+            ));
+        }
+        let mut fin = done.swap_remove(last);
+        if !self.req.labels.is_empty() {
+            let cfg = fin.image.config.get_or_insert_with(Default::default);
+            let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
+            labels.extend(self.req.labels.clone());
+        }
+        // The last step's time, so a build served wholly from the cache gives the
+        // same image.
+        fin.image.created = fin
+            .image
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| Some(now()));
+        self.finish(fin)
+    }
+
+    fn finish(&mut self, fin: State) -> Result<Built, BuildError> {
+        let images = &self.engine.images;
+        let names: Vec<String> = if self.req.tags.is_empty() {
+            vec![String::new()]
+        } else {
+            self.req.tags.clone()
+        };
+        let mut id = String::new();
+        for name in &names {
+            let (rec, old) = layers::write_image(images, &fin.image, &fin.layers, name)
+                .map_err(BuildError::Step)?;
+            id = rec.config_digest.to_string();
+            self.intermediates.retain(|n| n != &id);
+            if let Some(old) = old.filter(|o| o.config_digest != rec.config_digest) {
+                let _ = images.keep_dangling(Some(old));
+            }
+        }
+        let digest = Digest::of(&layers::config_bytes(&fin.image).map_err(BuildError::Step)?);
+        self.say(format!("Successfully built {}\n", short(&digest)));
+        for t in &self.req.tags {
+            self.say(format!("Successfully tagged {}\n", display_tag(t)));
+        }
+        Ok(Built {
+            id,
+            tags: self.req.tags.clone(),
+        })
+    }
+
+    /// The value a declared ARG takes: the build's, else its default, else a meta
+    /// ARG's of that name.
+    fn arg_value(&mut self, name: &str, default: Option<String>) -> Option<String> {
+        if let Some(v) = self.req.build_args.get(name) {
+            self.used_args.insert(name.to_string());
+            return Some(v.clone());
+        }
+        default.or_else(|| {
+            self.meta
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    fn base(&self, image: &str, done: &[State], df: &Dockerfile) -> Result<State, BuildError> {
+        let lower = image.to_ascii_lowercase();
+        if let Some(i) = df.stages[..done.len()]
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()))
+        {
+            let mut st = done[i].clone();
+            st.args.clear();
+            st.cmd_set = false;
+            st.key = cache::key(&st.key, "stage");
+            return Ok(st);
+        }
+        if image == "scratch" {
+            return Ok(State {
+                image: ImageConfig {
+                    architecture: host_arch().into(),
+                    os: "linux".into(),
+                    config: Some(ContainerConfig {
+                        env: Some(vec![
+                            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                                .into(),
+                        ]),
+                        ..Default::default()
+                    }),
+                    rootfs: RootFs {
+                        kind: "layers".into(),
+                        diff_ids: vec![],
+                    },
+                    ..Default::default()
+                },
+                layers: vec![],
+                args: vec![],
+                cmd_set: false,
+                key: "scratch".into(),
+            });
+        }
+        let images = &self.engine.images;
+        let rec = berth_engine::find_image(images, image).map_err(|e| {
+            BuildError::Step(format!("pull access denied for {image}, repository does not exist or may require 'docker login': {e}"))
+        })?;
+        let cfg = berth_engine::image_config(images, &rec)
+            .map_err(|e| BuildError::Step(e.to_string()))?;
+        Ok(State {
+            image: cfg,
+            layers: rec.layers.clone(),
+            args: vec![],
+            cmd_set: false,
+            key: cache::of_digest(&rec.config_digest),
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        st: &mut State,
+        step: &Step,
+        done: &[State],
+    ) -> Result<(), BuildError> {
+        let fail = |m: String| BuildError::Step(m);
+        match &step.instruction {
+            Instruction::From(_) => unreachable!("FROM starts a stage"),
+            Instruction::Arg(_) => {
+                // The values were taken in `step`.
+                let cfg = st.cfg();
+                st.history(config::nop_created_by(&step.text, &cfg), true);
+            }
+            Instruction::Run(r) => self.run(st, step, r).await?,
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                let expanded =
+                    expand(&step.instruction, self.escape, &st.vars()).map_err(shell_err(step))?;
+                self.copy(st, &expanded, done)?;
+            }
+            other => {
+                let expanded = expand(other, self.escape, &st.vars()).map_err(shell_err(step))?;
+                config::apply(&mut st.image, &expanded, &mut st.cmd_set).map_err(fail)?;
+                let cfg = st.cfg();
+                st.history(config::nop_created_by(&step.text, &cfg), true);
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        st: &mut State,
+        step: &Step,
+        r: &instructions::Run,
+    ) -> Result<(), BuildError> {
+        if !r.mounts.is_empty() {
+            return Err(BuildError::Step(
+                "RUN --mount is not supported by berth's builder yet".into(),
+            ));
+        }
+        if let Some(s) = &r.security {
+            return Err(BuildError::Step(format!(
+                "RUN --security={s} is not supported by berth's builder"
+            )));
+        }
+        let cfg = st.cfg();
+        let args = match &r.command {
+            CommandForm::Exec(v) => v.clone(),
+            CommandForm::Shell(_) => {
+                let mut v = config::shell(&cfg);
+                v.push(r.shell_script().unwrap_or_default());
+                v
+            }
+        };
+        // The image the container starts from: this step's parent, stored by ID.
+        let images = &self.engine.images;
+        let (rec, _) =
+            layers::write_image(images, &st.image, &st.layers, "").map_err(BuildError::Step)?;
+        let parent = rec.name.clone();
+        if !self.intermediates.contains(&parent) {
+            self.intermediates.push(parent.clone());
+        }
+        let mut env = cfg.env.clone().unwrap_or_default();
+        for (k, v) in &st.args {
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k))
+            {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        let spec = run::RunSpec {
+            image: parent,
+            args: args.clone(),
+            env,
+            user: cfg.user.clone().unwrap_or_default(),
+            working_dir: cfg.working_dir.clone().unwrap_or_default(),
+            network: match r.network.clone().or_else(|| self.req.network.clone()) {
+                None | Some(NetworkMode::Default) => berth_engine::config::NetworkMode::Default,
+                Some(NetworkMode::None) => berth_engine::config::NetworkMode::None,
+                Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,
+            },
+        };
+        let layer = run::run(
+            self.engine,
+            spec,
+            &st.image.rootfs.diff_ids,
+            self.out,
+            self.req.cancelled.clone(),
+            self.req.keep_containers,
+        )
+        .await
+        .map_err(BuildError::Step)?;
+        st.image.rootfs.diff_ids.push(layer.digest.clone());
+        st.layers.push(layer);
+        let mut created_by = args.join(" ");
+        if !st.args.is_empty() {
+            let pairs: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            created_by = format!("|{} {} {created_by}", pairs.len(), pairs.join(" "));
+        }
+        let _ = step;
+        st.history(created_by, false);
+        Ok(())
+    }
+
+    fn copy(
+        &mut self,
+        st: &mut State,
+        ins: &Instruction,
+        done: &[State],
+    ) -> Result<(), BuildError> {
+        let (c, keyword) = match ins {
+            Instruction::Copy(c) => (c, "COPY"),
+            Instruction::Add(c) => (c, "ADD"),
+            _ => unreachable!("COPY or ADD"),
+        };
+        let fail = BuildError::Step;
+        if c.checksum.is_some() {
+            return Err(fail(
+                "ADD --checksum applies only to URLs, which berth's builder does not fetch".into(),
+            ));
+        }
+        if c.parents || !c.exclude.is_empty() || c.keep_git_dir {
+            return Err(fail(format!(
+                "{keyword} --parents, --exclude and --keep-git-dir are not supported by berth's builder"
+            )));
+        }
+        if keyword == "ADD"
+            && c.sources
+                .iter()
+                .any(|s| s.contains("://") || s.starts_with("git@"))
+        {
+            return Err(fail(
+                "ADD from a URL is not supported by berth's builder yet".into(),
+            ));
+        }
+        let images = &self.engine.images;
+        let rootfs = copy::Layers(layers::layer_dirs(images, &st.image.rootfs.diff_ids));
+        let owner = match &c.chown {
+            Some(spec) => copy::owner(spec, &rootfs).map_err(fail)?,
+            None => (0, 0),
+        };
+        let chmod = c
+            .chmod
+            .as_deref()
+            .map(copy::mode)
+            .transpose()
+            .map_err(fail)?;
+        let cfg = st.cfg();
+        let workdir = cfg.working_dir.clone().unwrap_or_default();
+        let dest = if c.dest.starts_with('/') {
+            c.dest.clone()
+        } else {
+            let base = if workdir.is_empty() {
+                "/".to_string()
+            } else {
+                workdir
+            };
+            let joined = format!("{}/{}", base.trim_end_matches('/'), c.dest);
+            if c.dest.ends_with('/') || c.dest == "." || c.dest.ends_with("/.") {
+                format!("{}/", config::clean(&joined))
+            } else {
+                config::clean(&joined)
+            }
+        };
+        let step = copy::CopyStep {
+            keyword,
+            sources: c.sources.clone(),
+            heredocs: c
+                .heredocs
+                .iter()
+                .map(|h| (h.name.clone(), h.content.clone()))
+                .collect(),
+            dest: dest.clone(),
+            owner,
+            chmod,
+            extract: keyword == "ADD",
+            scoped: false,
+        };
+        let layer = match &c.from {
+            None => {
+                let ctx = self.req.context.clone();
+                layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
+                    copy::write(&step, &ctx, &rootfs, w).map(|_| ())
+                })
+            }
+            Some(from) => {
+                let source = self.source_layers(from, done)?;
+                let step = copy::CopyStep {
+                    scoped: true,
+                    extract: false,
+                    ..step
+                };
+                let view = layers::View::mount(images, &source).map_err(fail)?;
+                let result = layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
+                    copy::write(&step, view.path(), &rootfs, w).map(|_| ())
+                });
+                view.unmount().map_err(fail)?;
+                result
+            }
+        }
+        .map_err(fail)?;
+        let created_by = format!(
+            "{} #(nop) {keyword} {}:{} in {dest} ",
+            config::shell(&cfg).join(" "),
+            if c.sources.len() == 1 {
+                "file"
+            } else {
+                "multi"
+            },
+            layer.digest.hex()
+        );
+        st.image.rootfs.diff_ids.push(layer.digest.clone());
+        st.layers.push(layer);
+        st.history(created_by, false);
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Which stages up to `last` the target needs: itself and, transitively, the
+    /// stages its FROM and `COPY --from` name (a `--from` with a variable in it
+    /// counts as needing every earlier stage).
+    fn needed_stages(&self, last: usize) -> Vec<bool> {
+        let df = &self.req.dockerfile;
+        let index_of = |name: &str, before: usize| -> Option<usize> {
+            let lower = name.to_ascii_lowercase();
+            df.stages[..before]
+                .iter()
+                .position(|s| s.name() == Some(lower.as_str()))
+                .or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+        };
+        let deps: Vec<Vec<usize>> = df.stages[..=last]
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                let mut d = Vec::new();
+                if let Ok(Instruction::From(f)) =
+                    expand(&stage.from.instruction, self.escape, &self.meta)
+                {
+                    let lower = f.image.to_ascii_lowercase();
+                    d.extend(
+                        df.stages[..i]
+                            .iter()
+                            .position(|s| s.name() == Some(lower.as_str())),
+                    );
+                }
+                for step in &stage.steps {
+                    if let Instruction::Copy(c) = &step.instruction {
+                        match c.from.as_deref() {
+                            Some(f) if f.contains('$') => d.extend(0..i),
+                            Some(f) => d.extend(index_of(f, i)),
+                            None => {}
+                        }
+                    }
+                }
+                d
+            })
+            .collect();
+        let mut needed = vec![false; last + 1];
+        let mut todo = vec![last];
+        while let Some(i) = todo.pop() {
+            if !needed[i] {
+                needed[i] = true;
+                todo.extend(deps[i].iter().copied());
+            }
+        }
+        needed
+    }
+
+    /// One step: its cache key from the state's and what the step is; the cached
+    /// result when there is one (and `--no-cache` was not asked), else the step run
+    /// and its result cached.
+    async fn step(
+        &mut self,
+        st: &mut State,
+        step: &Step,
+        done: &[State],
+    ) -> Result<(), BuildError> {
+        let vars = st.vars();
+        let desc = match &step.instruction {
+            Instruction::Arg(decls) => {
+                for d in decls {
+                    let default = d
+                        .default
+                        .as_deref()
+                        .map(|v| crate::dockerfile::shell::process_word(v, self.escape, &vars))
+                        .transpose()
+                        .map_err(shell_err(step))?;
+                    if let Some(v) = self.arg_value(&d.name, default) {
+                        st.args.retain(|(k, _)| k != &d.name);
+                        st.args.push((d.name.clone(), v));
+                    }
+                }
+                format!("{:?}|{:?}", step.instruction, st.args)
+            }
+            Instruction::Run(_) => format!("{:?}|{:?}", step.instruction, st.args),
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                let expanded =
+                    expand(&step.instruction, self.escape, &vars).map_err(shell_err(step))?;
+                let c = match &expanded {
+                    Instruction::Copy(c) | Instruction::Add(c) => c,
+                    _ => unreachable!("COPY or ADD"),
+                };
+                let what = match &c.from {
+                    Some(from) => format!("from:{}", self.source_key(from, done)?),
+                    None => {
+                        let kw = step.instruction.keyword();
+                        let srcs = copy::sources(kw, &self.req.context, &c.sources, false)
+                            .map_err(BuildError::Step)?;
+                        cache::checksum(&self.req.context, &srcs)
+                            .map_err(|e| BuildError::Step(format!("{kw} failed: {e}")))?
+                    }
+                };
+                format!("{expanded:?}|{what}")
+            }
+            other => format!(
+                "{:?}",
+                expand(other, self.escape, &vars).map_err(shell_err(step))?
+            ),
+        };
+        let key = cache::key(&st.key, &desc);
+        if !self.req.no_cache {
+            if let Some(e) = self.cache.get(&self.engine.images, &key) {
+                self.say(" ---> Using cache\n".into());
+                st.image = e.image;
+                st.layers = e.layers;
+                st.cmd_set = e.cmd_set;
+                st.key = key;
+                return Ok(());
+            }
+        }
+        self.execute(st, step, done).await?;
+        self.cache.put(
+            &key,
+            &cache::Entry {
+                image: st.image.clone(),
+                layers: st.layers.clone(),
+                cmd_set: st.cmd_set,
+            },
+        );
+        st.key = key;
+        Ok(())
+    }
+
+    /// The cache key of what `COPY --from=` names.
+    fn source_key(&self, from: &str, done: &[State]) -> Result<String, BuildError> {
+        let df = &self.req.dockerfile;
+        let lower = from.to_ascii_lowercase();
+        let by_name = df.stages[..done.len()]
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()));
+        let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
+        if let Some(i) = by_name.or(by_index) {
+            return Ok(done[i].key.clone());
+        }
+        let diff_ids = self.source_layers(from, done)?;
+        Ok(format!("{diff_ids:?}"))
+    }
+
+    /// The layers `COPY --from=` names: an earlier stage (by name or index) or an image.
+    fn source_layers(&self, from: &str, done: &[State]) -> Result<Vec<Digest>, BuildError> {
+        let df = &self.req.dockerfile;
+        let lower = from.to_ascii_lowercase();
+        let by_name = df.stages[..done.len()]
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()));
+        let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
+        if let Some(i) = by_name.or(by_index) {
+            return Ok(done[i].image.rootfs.diff_ids.clone());
+        }
+        if from.parse::<usize>().is_ok()
+            || df.stages.iter().any(|s| s.name() == Some(lower.as_str()))
+        {
+            return Err(BuildError::Step(format!(
+                "invalid from flag value {from}: refers to a stage that is not built before this one"
+            )));
+        }
+        let images = &self.engine.images;
+        let rec = berth_engine::find_image(images, from)
+            .map_err(|e| BuildError::Step(format!("invalid from flag value {from}: {e}")))?;
+        Ok(rec.diff_ids)
+    }
+}
+
+/// A tag as the docker CLI shows it (`docker.io/library/x:1` → `x:1`).
+pub fn display_tag(t: &str) -> String {
+    let t = t.strip_prefix("docker.io/").unwrap_or(t);
+    t.strip_prefix("library/").unwrap_or(t).to_string()
+}
