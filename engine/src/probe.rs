@@ -128,14 +128,9 @@ impl Probe {
                     stderr: Some(output.clone()),
                     ..Default::default()
                 };
-                shim.exec(&cid, &eid, &spec, &io)
-                    .map_err(|e| EngineError::from(e).to_string())?;
-                if let Err(e) = shim.start_exec(&cid, &eid) {
-                    let _ = shim.delete_exec(&cid, &eid);
-                    return Err(EngineError::from(e).to_string());
-                }
-                exec_event(&engine, &record, "exec_start", &args, &eid, None);
-                let waited = shim.wait_exec(&cid, &eid);
+                let waited = shim.run_exec(&cid, &eid, &spec, &io, || {
+                    exec_event(&engine, &record, "exec_start", &args, &eid, None);
+                });
                 let _ = shim.delete_exec(&cid, &eid);
                 let code = waited.map_err(|e| EngineError::from(e).to_string())?;
                 let mut out = Vec::new();

@@ -103,6 +103,23 @@ pub fn launch(
     Ok(address)
 }
 
+/// The Exec request registering `spec` (an OCI process, JSON) with the stdio in `io`.
+fn exec_request(id: &str, exec_id: &str, spec: &[u8], io: &ExecIo) -> api::ExecProcessRequest {
+    let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+    any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".to_string();
+    any.value = spec.to_vec();
+    api::ExecProcessRequest {
+        id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        terminal: io.terminal,
+        stdin: path_or_empty(io.stdin.as_deref()),
+        stdout: path_or_empty(io.stdout.as_deref()),
+        stderr: path_or_empty(io.stderr.as_deref()),
+        spec: containerd_shim_protos::protobuf::MessageField::some(any),
+        ..Default::default()
+    }
+}
+
 fn call_err(call: &'static str) -> impl Fn(containerd_shim_protos::ttrpc::Error) -> ShimError {
     move |e| ShimError::Call {
         call,
@@ -276,22 +293,80 @@ impl Shim {
         Ok(())
     }
 
+    /// Registers, starts and waits for an exec in one batch of calls
+    /// (`Conns::call_batch`: one write, the shim woken once to read the three):
+    /// `started` is called when the start is answered. The exec's exit status; a failed
+    /// start deletes the exec again.
+    pub fn run_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        spec: &[u8],
+        io: &ExecIo,
+        mut started: impl FnMut(),
+    ) -> Result<u32, ShimError> {
+        use containerd_shim_protos::ttrpc::proto::Codec;
+        let encode = |what: &'static str, bytes: Result<Vec<u8>, _>| {
+            bytes.map_err(
+                |e: containerd_shim_protos::protobuf::Error| ShimError::Call {
+                    call: what,
+                    message: format!("encoding the request: {e}"),
+                },
+            )
+        };
+        let exec = encode("exec", Codec::encode(&exec_request(id, exec_id, spec, io)))?;
+        let start = encode(
+            "start exec",
+            Codec::encode(&api::StartRequest {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                ..Default::default()
+            }),
+        )?;
+        let wait = encode(
+            "wait exec",
+            Codec::encode(&api::WaitRequest {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                ..Default::default()
+            }),
+        )?;
+        let calls = [("Exec", exec), ("Start", start), ("Wait", wait)];
+        let mut answers = self
+            .conns
+            .call_batch(&calls, |i, answer| {
+                if i == 1 && answer.is_ok() {
+                    started();
+                }
+            })
+            .map_err(call_err("exec"))?
+            .into_iter();
+        let (exec, start, wait) = match (answers.next(), answers.next(), answers.next()) {
+            (Some(e), Some(s), Some(w)) => (e, s, w),
+            _ => {
+                return Err(ShimError::Call {
+                    call: "exec",
+                    message: "the shim gave fewer answers than calls".into(),
+                })
+            }
+        };
+        exec.map_err(call_err("exec"))?;
+        if let Err(e) = start {
+            let _ = self.delete_exec(id, exec_id);
+            return Err(call_err("start exec")(e));
+        }
+        let wait = wait.map_err(call_err("wait exec"))?;
+        let resp: api::WaitResponse = Codec::decode(&wait).map_err(|e| ShimError::Call {
+            call: "wait exec",
+            message: format!("decoding the response: {e}"),
+        })?;
+        Ok(resp.exit_status)
+    }
+
     /// Registers an exec process in the container: `spec` is its OCI process (JSON);
     /// its stdio goes through the FIFOs (or files) in `io`.
     pub fn exec(&self, id: &str, exec_id: &str, spec: &[u8], io: &ExecIo) -> Result<(), ShimError> {
-        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
-        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".to_string();
-        any.value = spec.to_vec();
-        let req = api::ExecProcessRequest {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            terminal: io.terminal,
-            stdin: path_or_empty(io.stdin.as_deref()),
-            stdout: path_or_empty(io.stdout.as_deref()),
-            stderr: path_or_empty(io.stderr.as_deref()),
-            spec: containerd_shim_protos::protobuf::MessageField::some(any),
-            ..Default::default()
-        };
+        let req = exec_request(id, exec_id, spec, io);
         self.conns
             .call::<_, Empty>("Exec", &req)
             .map_err(call_err("exec"))?;

@@ -73,32 +73,15 @@ impl Conns {
         <Req as Codec>::E: std::fmt::Display,
         <Resp as Codec>::E: std::fmt::Display,
     {
-        let payload = req
-            .encode()
-            .map_err(|e| socket_err("encoding the request", e))?;
-        let mut request = <Request as RequestInit>::init_request(
-            SERVICE.to_string(),
-            method.to_string(),
-            0,
-            Vec::new(),
-        );
-        RequestInit::set_payload(&mut request, payload);
-        let body = request
-            .encode()
-            .map_err(|e| socket_err("encoding the request", e))?;
-        if body.len() > frame::LENGTH_MAX {
-            return Err(ttrpc::Error::Others(format!(
-                "{method} request of {} bytes is over ttrpc's limit of {}",
-                body.len(),
-                frame::LENGTH_MAX
-            )));
-        }
+        let body = request_body(method, req)?;
         let pooled = self.idle().pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => self.open()?,
         };
         let response = conn.round_trip(&body)?;
+        let response =
+            Response::decode(&response).map_err(|e| socket_err("decoding the response", e))?;
         // The connection is in step again (a whole response read): keep it.
         {
             let mut idle = self.idle();
@@ -106,13 +89,105 @@ impl Conns {
                 idle.push(conn);
             }
         }
-        let response =
-            Response::decode(&response).map_err(|e| socket_err("decoding the response", e))?;
-        if let Some(status) = ResponseInit::non_ok(&response) {
-            return Err(ttrpc::Error::RpcStatus(status));
-        }
-        Resp::decode(&response.payload).map_err(|e| socket_err("decoding the response", e))
+        Resp::decode(&payload_of(&response)?).map_err(|e| socket_err("decoding the response", e))
     }
+
+    /// Calls written in one go and answered on one connection: the shim's server
+    /// reads them in order and answers each as it is done (a blocking one, `Wait`,
+    /// when it is), so a sequence such as exec, start, wait costs the shim one wake-up
+    /// to read it instead of one per call. `answered(i, result)` is called as each
+    /// answer comes (in the order they come); the answers (payloads, or the call's error)
+    /// are returned in the calls' order. An error of the connection itself fails all.
+    pub(crate) fn call_batch(
+        &self,
+        calls: &[(&str, Vec<u8>)],
+        mut answered: impl FnMut(usize, &Result<Vec<u8>, ttrpc::Error>),
+    ) -> Result<Vec<Result<Vec<u8>, ttrpc::Error>>, ttrpc::Error> {
+        let mut frames = Vec::new();
+        let pooled = self.idle().pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let mut ids = Vec::with_capacity(calls.len());
+        for (method, payload) in calls {
+            let body = encoded_request(method, payload.clone())?;
+            let id = conn.next_stream;
+            conn.next_stream = conn.next_stream.wrapping_add(2);
+            frame::write_frame(&mut frames, id, frame::REQUEST, &body)
+                .map_err(|e| socket_err("framing the request", e))?;
+            ids.push(id);
+        }
+        std::io::Write::write_all(&mut conn.stream, &frames)
+            .map_err(|e| socket_err("sending to the shim", e))?;
+        let mut results: Vec<Option<Result<Vec<u8>, ttrpc::Error>>> =
+            (0..calls.len()).map(|_| None).collect();
+        for _ in 0..calls.len() {
+            let (id, body) = conn.read_response()?;
+            let Some(i) = ids.iter().position(|x| *x == id) else {
+                return Err(ttrpc::Error::Others(format!(
+                    "the shim answered stream {id}, which was not asked"
+                )));
+            };
+            let result = Response::decode(&body)
+                .map_err(|e| socket_err("decoding the response", e))
+                .and_then(|r| payload_of(&r));
+            answered(i, &result);
+            results[i] = Some(result);
+        }
+        {
+            let mut idle = self.idle();
+            if idle.len() < IDLE_MAX {
+                idle.push(conn);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ttrpc::Error::Others("no answer".into()))))
+            .collect())
+    }
+}
+
+/// A request frame's body: `req` for `method` of the Task service.
+pub(crate) fn request_body<Req>(method: &str, req: &Req) -> Result<Vec<u8>, ttrpc::Error>
+where
+    Req: Codec,
+    <Req as Codec>::E: std::fmt::Display,
+{
+    let payload = req
+        .encode()
+        .map_err(|e| socket_err("encoding the request", e))?;
+    encoded_request(method, payload)
+}
+
+fn encoded_request(method: &str, payload: Vec<u8>) -> Result<Vec<u8>, ttrpc::Error> {
+    let mut request = <Request as RequestInit>::init_request(
+        SERVICE.to_string(),
+        method.to_string(),
+        0,
+        Vec::new(),
+    );
+    RequestInit::set_payload(&mut request, payload);
+    let body = request
+        .encode()
+        .map_err(|e| socket_err("encoding the request", e))?;
+    if body.len() > frame::LENGTH_MAX {
+        return Err(ttrpc::Error::Others(format!(
+            "{method} request of {} bytes is over ttrpc's limit of {}",
+            body.len(),
+            frame::LENGTH_MAX
+        )));
+    }
+    Ok(body)
+}
+
+/// The payload of an OK response; an error status is `Error::RpcStatus`, as from
+/// ttrpc's own client.
+fn payload_of(response: &Response) -> Result<Vec<u8>, ttrpc::Error> {
+    if let Some(status) = ResponseInit::non_ok(response) {
+        return Err(ttrpc::Error::RpcStatus(status));
+    }
+    Ok(response.payload.clone())
 }
 
 impl Conn {
@@ -122,21 +197,29 @@ impl Conn {
         self.next_stream = self.next_stream.wrapping_add(2);
         frame::write_frame(&mut self.stream, id, frame::REQUEST, body)
             .map_err(|e| socket_err("sending to the shim", e))?;
+        let (answered, body) = self.read_response()?;
+        if answered != id {
+            return Err(ttrpc::Error::Others(format!(
+                "the shim answered stream {answered} when {id} was asked"
+            )));
+        }
+        Ok(body)
+    }
+
+    /// The next response frame: its stream id and body.
+    fn read_response(&mut self) -> Result<(u32, Vec<u8>), ttrpc::Error> {
         let header = frame::read_header(&mut self.stream)
             .and_then(|h| h.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))
             .map_err(|e| socket_err("reading from the shim", e))?;
-        if header.kind != frame::RESPONSE
-            || header.stream_id != id
-            || header.length as usize > frame::LENGTH_MAX
-        {
+        if header.kind != frame::RESPONSE || header.length as usize > frame::LENGTH_MAX {
             return Err(ttrpc::Error::Others(format!(
-                "the shim answered stream {id} with a frame of type {} for stream {} \
-                 and {} bytes",
-                header.kind, header.stream_id, header.length
+                "the shim answered stream {} with a frame of type {} and {} bytes",
+                header.stream_id, header.kind, header.length
             )));
         }
-        frame::read_body(&mut self.stream, header.length)
-            .map_err(|e| socket_err("reading from the shim", e))
+        let body = frame::read_body(&mut self.stream, header.length)
+            .map_err(|e| socket_err("reading from the shim", e))?;
+        Ok((header.stream_id, body))
     }
 }
 
