@@ -169,7 +169,7 @@ pub fn add_files(
         &bundle.join("hosts"),
         &hosts(&hostname, &config.domainname, None),
     )?;
-    write(&bundle.join("resolv.conf"), &resolv_conf())?;
+    write(&bundle.join("resolv.conf"), &resolv_for(engine, config)?)?;
     for name in ["hostname", "hosts", "resolv.conf"] {
         let destination = format!("/etc/{name}");
         if config.mounts.iter().any(|m| m.destination == destination) {
@@ -207,6 +207,64 @@ pub fn hosts(hostname: &str, domain: &str, ip: Option<&str>) -> String {
         }
     }
     s
+}
+
+/// A container's resolv.conf: on a user network the embedded DNS server at the
+/// gateway (`--dns` servers become its upstreams for this container), elsewhere the
+/// host's nameservers or `--dns`; `--dns-search` and `--dns-option` replace the
+/// host's `search` and `options`, as dockerd does.
+fn resolv_for(engine: &Engine, config: &ContainerConfig) -> Result<String, EngineError> {
+    let n = &config.network;
+    check_dns(n)?;
+    if n.mode == NetworkMode::Bridge {
+        let net = super::get(engine, &n.network)?.record;
+        if !net.builtin {
+            let gateway = net.gateway.parse().map_err(|_| {
+                EngineError::broken(
+                    format!("network {}", net.name),
+                    format!("bad gateway {}", net.gateway),
+                )
+            })?;
+            return Ok(super::dns::embedded_resolv_conf(
+                gateway,
+                &n.dns_search,
+                &n.dns_options,
+            ));
+        }
+    }
+    let mut r = super::dns::ResolvConf::parse(&resolv_conf());
+    if !n.dns.is_empty() {
+        r.nameservers = n.dns.iter().filter_map(|d| d.parse().ok()).collect();
+    }
+    if !n.dns_search.is_empty() {
+        r.search = n.dns_search.clone();
+    }
+    if !n.dns_options.is_empty() {
+        r.options = n.dns_options.clone();
+    }
+    Ok(r.render())
+}
+
+/// `--dns` values must be IP addresses; `--dns-search` values domain names.
+pub fn check_dns(n: &crate::config::NetworkAttachment) -> Result<(), EngineError> {
+    for d in &n.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(EngineError::Invalid(format!("{d} is not an ip address")));
+        }
+    }
+    for s in &n.dns_search {
+        if s != "." && (s.is_empty() || s.len() > 255 || s.contains(char::is_whitespace)) {
+            return Err(EngineError::Invalid(format!("{s} is not a valid domain")));
+        }
+    }
+    if let Some(o) = n
+        .dns_options
+        .iter()
+        .find(|o| o.is_empty() || o.contains(char::is_whitespace))
+    {
+        return Err(EngineError::Invalid(format!("invalid DNS option {o:?}")));
+    }
+    Ok(())
 }
 
 /// The host's resolv.conf without loopback nameservers, which mean nothing inside the
@@ -313,7 +371,8 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
     if hosts_is_ours(&hosts_path) {
         write(&hosts_path, &hosts(&hostname, &domain, first_ip.as_deref()))?;
     }
-    firewall::sync(engine)
+    firewall::sync(engine)?;
+    super::dns::sync(engine, Some(record))
 }
 
 /// Whether the bundle's hosts file is still berth's (always, today; a user's bind of
@@ -338,6 +397,9 @@ pub fn teardown(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Eng
     }
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
+    }
+    if let Err(e) = super::dns::sync(engine, Some(record)) {
+        tracing::warn!(error = %e, "updating the networks' DNS servers");
     }
     if errors.is_empty() {
         Ok(())
@@ -410,6 +472,9 @@ pub fn reconcile(engine: &Engine, running: &std::collections::HashSet<String>) {
     }
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
+    }
+    if let Err(e) = super::dns::sync(engine, None) {
+        tracing::warn!(error = %e, "starting the networks' DNS servers");
     }
 }
 

@@ -12,6 +12,7 @@
 //! then, as Docker refuses it.
 
 pub mod attach;
+pub mod dns;
 mod filter;
 pub mod firewall;
 pub mod ipam;
