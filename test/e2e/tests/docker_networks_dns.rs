@@ -217,8 +217,66 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     )?;
     assert!(out.contains("1 packets received"), "{out}");
     // Another network: NXDOMAIN.
-    assert_eq!(lookup(&berthd, "y1", "x1")?, None);
-    assert_eq!(lookup(&berthd, "y1", "db")?, None);
+    sleeper("y2", "dnsy", &[])?;
+    assert_eq!(lookup(&berthd, "y2", "x1")?, None);
+    assert_eq!(lookup(&berthd, "y2", "db")?, None);
+    assert_eq!(lookup(&berthd, "x2", "y2")?, None);
+    let (code, _, _) = run(berthd
+        .docker()
+        .args(["exec", "y2", "ping", "-c", "1", "-W", "2", &x1]))?;
+    assert_ne!(code, 0, "dnsy reached dnsx");
+
+    // Connected to dnsx while running: y2 resolves and reaches x1, and is found by
+    // its alias; disconnected: neither.
+    run_ok(
+        berthd
+            .docker()
+            .args(["network", "connect", "--alias", "cache", "dnsx", "y2"]),
+    )?;
+    let y2_x = ip_of(&berthd, "y2", "dnsx")?;
+    assert!(y2_x.starts_with("10.221.0."), "{y2_x}");
+    assert_eq!(lookup(&berthd, "y2", "x1")?, Some(vec![x1.clone()]));
+    assert_eq!(lookup(&berthd, "x2", "cache")?, Some(vec![y2_x.clone()]));
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "y2", "ping", "-c", "1", "-W", "3", &x1]),
+    )?;
+    assert!(out.contains("1 packets received"), "{out}");
+    let (code, _, err) = run(berthd.docker().args(["network", "connect", "dnsx", "y2"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists in network dnsx"), "{err}");
+    run_ok(
+        berthd
+            .docker()
+            .args(["network", "disconnect", "dnsx", "y2"]),
+    )?;
+    assert_eq!(lookup(&berthd, "y2", "x1")?, None);
+    assert_eq!(lookup(&berthd, "x2", "cache")?, None);
+    let (code, _, _) = run(berthd
+        .docker()
+        .args(["exec", "y2", "ping", "-c", "1", "-W", "2", &x1]))?;
+    assert_ne!(code, 0, "reached dnsx after disconnect");
+    let links = run_ok(berthd.docker().args(["exec", "y2", "ip", "-o", "link"]))?;
+    assert!(!links.contains("eth1"), "{links}");
+    let (code, _, err) = run(berthd
+        .docker()
+        .args(["network", "disconnect", "dnsx", "y2"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("is not connected to network dnsx"), "{err}");
+    // berth's CLI does the same.
+    run_ok(
+        berthd
+            .berth()?
+            .args(["network", "connect", "--alias", "cache2", "dnsx", "y2"]),
+    )?;
+    assert!(lookup(&berthd, "x2", "cache2")?.is_some());
+    run_ok(
+        berthd
+            .berth()?
+            .args(["network", "disconnect", "-f", "dnsx", "y2"]),
+    )?;
+    assert_eq!(lookup(&berthd, "x2", "cache2")?, None);
     // Other names go to the upstream (the fake one on loopback).
     assert_eq!(
         lookup(&berthd, "x2", "fwd.example")?,
@@ -267,7 +325,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     // A stopped container is no longer answered; the last one gone closes the server.
     run_ok(berthd.docker().args(["stop", "-t", "0", "x1"]))?;
     assert_eq!(lookup(&berthd, "x2", "x1")?, None);
-    run_ok(berthd.docker().args(["rm", "-f", "x1", "x2", "y1"]))?;
+    run_ok(berthd.docker().args(["rm", "-f", "x1", "x2", "y1", "y2"]))?;
     assert_eq!(
         listening_on(gw_x),
         (false, false),

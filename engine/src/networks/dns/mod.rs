@@ -14,11 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
-use server::{Server, Table};
-
-use super::ipam::Ipv4Net;
 use crate::record::ContainerRecord;
 use crate::{Engine, EngineError};
+use server::{Client, Server, Table};
 
 /// The engine's DNS servers, by network id.
 #[derive(Default)]
@@ -31,6 +29,7 @@ struct State {
     /// None: the host's /etc/resolv.conf nameservers, read at each sync.
     upstreams: Option<Vec<SocketAddr>>,
     servers: HashMap<String, Server>,
+    table: std::sync::Arc<std::sync::RwLock<Table>>,
 }
 
 impl Dns {
@@ -177,9 +176,14 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             .map(|ip| SocketAddr::new(ip, 53))
             .collect()
     });
-    let mut tables: BTreeMap<String, (Ipv4Addr, Table)> = BTreeMap::new();
+    // Each network's members: (names, address) per running container on it.
+    let mut members: BTreeMap<String, Vec<(Vec<String>, Ipv4Addr)>> = BTreeMap::new();
+    let mut gateways: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
     let mut networks: HashMap<String, Option<super::NetworkRecord>> = HashMap::new();
+    // Each client: its addresses' networks and its own upstreams.
+    let mut clients: Vec<(Ipv4Addr, Vec<String>, Vec<SocketAddr>)> = Vec::new();
     for r in &records {
+        let mut on: Vec<(Ipv4Addr, String)> = Vec::new();
         for ep in r.networks.iter().filter(|e| !e.ip_address.is_empty()) {
             let net = networks
                 .entry(ep.network_id.clone())
@@ -190,36 +194,46 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             let (Ok(gateway), Ok(ip)) = (net.gateway.parse(), ep.ip_address.parse()) else {
                 continue;
             };
-            let (_, table) = tables.entry(net.id.clone()).or_insert_with(|| {
-                (
-                    gateway,
-                    Table {
-                        subnet: Ipv4Net::parse(&net.subnet).ok(),
-                        upstreams: upstreams.clone(),
-                        ..Default::default()
-                    },
-                )
-            });
+            gateways.insert(net.id.clone(), gateway);
             let mut names = names_of(engine, r);
             names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
             names.sort();
             names.dedup();
-            for n in names {
-                let addrs = table.names.entry(n).or_default();
-                if !addrs.contains(&ip) {
-                    addrs.push(ip);
-                }
-            }
-            let own = dns_servers_of(r);
-            if !own.is_empty() {
-                table.client_upstreams.insert(ip, own);
-            }
+            members.entry(net.id.clone()).or_default().push((names, ip));
+            on.push((ip, net.id.clone()));
+        }
+        let own = dns_servers_of(r);
+        let nets: Vec<String> = on.iter().map(|(_, n)| n.clone()).collect();
+        for (ip, _) in on {
+            clients.push((ip, nets.clone(), own.clone()));
         }
     }
+    let mut table = Table {
+        upstreams,
+        ..Default::default()
+    };
+    for (ip, nets, own) in clients {
+        let mut c = Client {
+            upstreams: own,
+            ..Default::default()
+        };
+        for n in &nets {
+            for (names, addr) in members.get(n).into_iter().flatten() {
+                for name in names {
+                    let addrs = c.names.entry(name.clone()).or_default();
+                    if !addrs.contains(addr) {
+                        addrs.push(*addr);
+                    }
+                }
+            }
+        }
+        table.clients.insert(ip, c);
+    }
+    *state.table.write().unwrap_or_else(|p| p.into_inner()) = table;
     let gone: Vec<String> = state
         .servers
         .iter()
-        .filter(|(id, s)| tables.get(*id).map(|(g, _)| *g) != Some(s.gateway))
+        .filter(|(id, s)| gateways.get(*id) != Some(&s.gateway))
         .map(|(id, _)| id.clone())
         .collect();
     for id in gone {
@@ -228,12 +242,11 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             s.stop();
         }
     }
-    for (id, (gateway, table)) in tables {
-        if let Some(s) = state.servers.get(&id) {
-            *s.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+    for (id, gateway) in gateways {
+        if state.servers.contains_key(&id) {
             continue;
         }
-        match Server::start(gateway, 53, table) {
+        match Server::start(gateway, 53, state.table.clone()) {
             Ok(s) => {
                 state.servers.insert(id, s);
             }

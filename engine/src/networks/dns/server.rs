@@ -2,6 +2,7 @@
 //! answers: names of the network's containers from its table, other names with a dot
 //! forwarded to the upstream resolvers, queries from outside the subnet refused.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::codec;
-use crate::networks::ipam::Ipv4Net;
 
 /// How long a record is cached by clients (Docker's embedded server says 600 s).
 const TTL: u32 = 600;
@@ -19,17 +19,23 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the listener threads look whether they are to stop.
 const POLL: Duration = Duration::from_millis(200);
 
-/// What one network's server answers from.
+/// What the servers answer from, shared by all of them: by client address (a
+/// running container's address on one of its networks), the names it may resolve.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
-    /// Clients outside it are refused.
-    pub subnet: Option<Ipv4Net>,
-    /// Lowercase names (container names, aliases, hostnames, short ids) and addresses.
-    pub names: std::collections::BTreeMap<String, Vec<Ipv4Addr>>,
-    /// The resolvers other names go to; a client's own (`--dns`) first.
+    pub clients: BTreeMap<Ipv4Addr, Client>,
+    /// The resolvers other names go to.
     pub upstreams: Vec<SocketAddr>,
-    /// Containers with `--dns`: their upstreams instead, by address.
-    pub client_upstreams: std::collections::BTreeMap<Ipv4Addr, Vec<SocketAddr>>,
+}
+
+/// One container as a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// Lowercase names (container names, aliases, hostnames, short ids) of the
+    /// containers on its networks, and their addresses on those networks.
+    pub names: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// Its `--dns` servers: its upstreams instead of the table's.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// What to do with a query.
@@ -42,9 +48,9 @@ pub enum Outcome {
 
 /// Decides an answer for `msg` from `client`.
 pub fn resolve(table: &Table, client: Ipv4Addr, msg: &[u8]) -> Outcome {
-    if !table.subnet.is_some_and(|s| s.contains(client)) {
+    let Some(client) = table.clients.get(&client) else {
         return codec::bare_error(msg, codec::REFUSED).map_or(Outcome::Drop, Outcome::Reply);
-    }
+    };
     let q = match codec::parse_query(msg) {
         Ok(q) => q,
         Err(_) => {
@@ -52,7 +58,7 @@ pub fn resolve(table: &Table, client: Ipv4Addr, msg: &[u8]) -> Outcome {
         }
     };
     if q.is_internet() {
-        if let Some(addrs) = table.names.get(&q.name) {
+        if let Some(addrs) = client.names.get(&q.name) {
             let addrs: &[Ipv4Addr] = if q.qtype == codec::TYPE_A { addrs } else { &[] };
             return Outcome::Reply(codec::answer(&q, codec::NOERROR, addrs, TTL));
         }
@@ -61,10 +67,11 @@ pub fn resolve(table: &Table, client: Ipv4Addr, msg: &[u8]) -> Outcome {
             return Outcome::Reply(codec::answer(&q, codec::NXDOMAIN, &[], TTL));
         }
     }
-    let upstreams = table
-        .client_upstreams
-        .get(&client)
-        .unwrap_or(&table.upstreams);
+    let upstreams = if client.upstreams.is_empty() {
+        &table.upstreams
+    } else {
+        &client.upstreams
+    };
     if upstreams.is_empty() {
         return Outcome::Reply(codec::answer(&q, codec::SERVFAIL, &[], TTL));
     }
@@ -104,20 +111,22 @@ pub struct Server {
     pub gateway: Ipv4Addr,
     /// 53, or what the system gave for 0 (tests).
     pub port: u16,
-    pub table: Arc<RwLock<Table>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Binds UDP and TCP port 53 on `gateway` (`port` in tests).
-    pub fn start(gateway: Ipv4Addr, port: u16, table: Table) -> std::io::Result<Server> {
+    pub fn start(
+        gateway: Ipv4Addr,
+        port: u16,
+        table: Arc<RwLock<Table>>,
+    ) -> std::io::Result<Server> {
         let udp = UdpSocket::bind((gateway, port))?;
         let port = udp.local_addr()?.port();
         let tcp = TcpListener::bind((gateway, port))?;
         udp.set_read_timeout(Some(POLL))?;
         tcp.set_nonblocking(true)?;
-        let table = Arc::new(RwLock::new(table));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = vec![
             spawn_udp(udp, table.clone(), stop.clone())?,
@@ -126,7 +135,6 @@ impl Server {
         Ok(Server {
             gateway,
             port,
-            table,
             stop,
             threads,
         })
@@ -247,19 +255,18 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        let mut t = Table {
-            subnet: Some(Ipv4Net::parse("127.0.0.0/8").unwrap()),
-            ..Default::default()
-        };
-        t.names
+        let mut c = Client::default();
+        c.names
             .insert("web".into(), vec![Ipv4Addr::new(10, 9, 0, 2)]);
+        let mut t = Table::default();
+        t.clients.insert(Ipv4Addr::LOCALHOST, c);
         t
     }
 
     #[test]
     fn answers_names_refuses_strangers_and_keeps_single_labels_home() {
         let t = table();
-        let local = Ipv4Addr::new(127, 0, 0, 5);
+        let local = Ipv4Addr::LOCALHOST;
         let q = codec::query(7, "WEB", codec::TYPE_A);
         let Outcome::Reply(r) = resolve(&t, local, &q) else {
             panic!("not answered")
@@ -304,7 +311,7 @@ mod tests {
         });
         let mut t = table();
         t.upstreams = vec![up_addr];
-        let server = Server::start(Ipv4Addr::LOCALHOST, 0, t).unwrap();
+        let server = Server::start(Ipv4Addr::LOCALHOST, 0, Arc::new(RwLock::new(t))).unwrap();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
