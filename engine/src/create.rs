@@ -64,7 +64,8 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let networked = !endpoints.is_empty();
     crate::networks::attach::check_dns(&config.network)?;
     let n = &config.network;
-    if !networked && !(n.dns.is_empty() && n.dns_search.is_empty() && n.dns_options.is_empty()) {
+    let dns_given = !(n.dns.is_empty() && n.dns_search.is_empty() && n.dns_options.is_empty());
+    if dns_given && !networked {
         return Err(EngineError::Invalid(
             "conflicting options: dns and the network mode".into(),
         ));
