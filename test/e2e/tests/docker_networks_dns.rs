@@ -243,6 +243,13 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
             .args(["exec", "y2", "ping", "-c", "1", "-W", "3", &x1]),
     )?;
     assert!(out.contains("1 packets received"), "{out}");
+    // A restart brings both interfaces back.
+    run_ok(berthd.docker().args(["restart", "-t", "0", "y2"]))?;
+    let links = run_ok(berthd.docker().args(["exec", "y2", "ip", "-o", "link"]))?;
+    assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
+    let y2_x = ip_of(&berthd, "y2", "dnsx")?;
+    assert_eq!(lookup(&berthd, "y2", "x1")?, Some(vec![x1.clone()]));
+    assert_eq!(lookup(&berthd, "x2", "cache")?, Some(vec![y2_x.clone()]));
     let (code, _, err) = run(berthd.docker().args(["network", "connect", "dnsx", "y2"]))?;
     assert_ne!(code, 0);
     assert!(err.contains("already exists in network dnsx"), "{err}");
@@ -259,6 +266,18 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     assert_ne!(code, 0, "reached dnsx after disconnect");
     let links = run_ok(berthd.docker().args(["exec", "y2", "ip", "-o", "link"]))?;
     assert!(!links.contains("eth1"), "{links}");
+    // Nor is its CNI attachment (first shown live with eth0's).
+    let cached = |berthd: &Berthd| -> Vec<String> {
+        std::fs::read_dir(berthd.state().join("networks/cni/results"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let now = cached(&berthd);
+    assert!(now.iter().any(|f| f.ends_with("-eth0")), "{now:?}");
+    assert!(!now.iter().any(|f| f.ends_with("-eth1")), "{now:?}");
     let (code, _, err) = run(berthd
         .docker()
         .args(["network", "disconnect", "dnsx", "y2"]))?;
@@ -336,6 +355,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
         (false, false),
         "listener left on dnsy's gateway"
     );
+    assert_eq!(cached(&berthd), Vec::<String>::new());
     run_ok(berthd.docker().args(["network", "rm", "dnsx", "dnsy"]))?;
     berthd.stop()?;
     Ok(())
