@@ -122,6 +122,15 @@ pub struct CreateFlags {
     /// Add network-scoped alias for the container.
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Give extended privileges to this container.
     #[arg(long = "privileged")]
     pub privileged: bool,
@@ -214,6 +223,9 @@ impl CreateFlags {
             "NetworkMode": self.network.as_deref().unwrap_or("default"),
             "PortBindings": bindings,
             "PublishAllPorts": self.publish_all,
+            "Dns": self.dns,
+            "DnsSearch": self.dns_search,
+            "DnsOptions": self.dns_option,
             "RestartPolicy": restart_policy(self.restart.as_deref())?,
             "AutoRemove": self.rm,
             "Tmpfs": (!tmpfs.is_empty()).then_some(Value::Object(tmpfs)),

@@ -98,6 +98,23 @@ pub struct NetworksConfig {
     /// Its IPv4 subnet; unset: 172.17.0.0/16 unless the host's routes cover part of
     /// it, else the next free one of Docker's pools.
     pub default_subnet: Option<String>,
+    /// Where the user networks' DNS servers forward names that are not containers'
+    /// (`"ip"` or `"ip:port"`); empty: the host's /etc/resolv.conf nameservers.
+    pub dns_upstreams: Vec<String>,
+}
+
+impl NetworksConfig {
+    /// `dns_upstreams` as socket addresses (port 53 unless given).
+    pub fn dns_upstreams(&self) -> Result<Vec<std::net::SocketAddr>, String> {
+        self.dns_upstreams
+            .iter()
+            .map(|u| {
+                u.parse::<std::net::SocketAddr>()
+                    .or_else(|_| u.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                    .map_err(|_| format!("dns_upstreams: {u:?} is not an IP address or IP:port"))
+            })
+            .collect()
+    }
 }
 
 impl Default for NetworksConfig {
@@ -106,6 +123,7 @@ impl Default for NetworksConfig {
         NetworksConfig {
             default_bridge: def.bridge,
             default_subnet: def.subnet,
+            dns_upstreams: Vec::new(),
         }
     }
 }

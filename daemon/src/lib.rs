@@ -77,6 +77,13 @@ impl Daemon {
         };
         berth_engine::networks::ensure_default(&engine, &default_bridge)
             .map_err(|e| StartError::Networks(e.to_string()))?;
+        let upstreams = config
+            .networks
+            .dns_upstreams()
+            .map_err(StartError::Networks)?;
+        if !upstreams.is_empty() {
+            engine.dns.set_upstreams(upstreams);
+        }
         let id = engine_id(&config.root)?;
         Ok(Daemon {
             engine: Arc::new(engine),

@@ -251,6 +251,12 @@ pub struct NetworkAttachment {
     pub ip: String,
     /// More names on it (`--network-alias`), kept for name resolution.
     pub aliases: Vec<String>,
+    /// `--dns`: the container's nameservers (on a user network, the embedded
+    /// server's upstreams for it), checked to be IP addresses.
+    pub dns: Vec<String>,
+    /// `--dns-search` and `--dns-option`: its resolv.conf's `search` and `options`.
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -62,6 +62,14 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let health = health_of(&config, &image_config)?;
     let endpoints = crate::networks::attach::endpoints_for(engine, &config)?;
     let networked = !endpoints.is_empty();
+    crate::networks::attach::check_dns(&config.network)?;
+    let n = &config.network;
+    let dns_given = !(n.dns.is_empty() && n.dns_search.is_empty() && n.dns_options.is_empty());
+    if dns_given && !networked {
+        return Err(EngineError::Invalid(
+            "conflicting options: dns and the network mode".into(),
+        ));
+    }
     let ports = if networked {
         crate::networks::ports::requested(&config.network, &exposed_ports)?
     } else {

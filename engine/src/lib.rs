@@ -154,6 +154,8 @@ pub struct Engine {
     volumes_pending: Mutex<HashMap<String, usize>>,
     /// Serialises network creates, removals and prunes (`networks/`).
     networks_lock: Mutex<()>,
+    /// The embedded DNS servers of user networks (`networks/dns/`).
+    pub dns: networks::dns::Dns,
 }
 
 impl Engine {
@@ -195,6 +197,7 @@ impl Engine {
             volumes_lock: Mutex::new(()),
             volumes_pending: Mutex::new(HashMap::new()),
             networks_lock: Mutex::new(()),
+            dns: Default::default(),
         })
     }
 

@@ -29,6 +29,31 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks.
     Prune(PruneArgs),
+    /// Connect a container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    pub network: String,
+    pub container: String,
+    /// Add network-scoped alias for the container.
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    pub network: String,
+    pub container: String,
+    /// Force the container to disconnect from a network.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args)]
@@ -111,6 +136,34 @@ pub async fn run(client: &Client, command: &NetworkCommand) -> Result<Output> {
         NetworkCommand::Inspect(a) => inspect(client, a).await,
         NetworkCommand::Rm(a) => rm(client, a).await,
         NetworkCommand::Prune(a) => prune(client, a).await,
+        NetworkCommand::Connect(a) => {
+            let body = json!({
+                "Container": a.container,
+                "EndpointConfig": {
+                    "IPAMConfig": {"IPv4Address": a.ip.as_deref().unwrap_or("")},
+                    "Aliases": a.alias,
+                },
+            });
+            client
+                .call(
+                    Method::POST,
+                    &format!("/networks/{}/connect", q(&a.network)),
+                    Some(body),
+                )
+                .await?;
+            Ok(Output::text(String::new()))
+        }
+        NetworkCommand::Disconnect(a) => {
+            let body = json!({"Container": a.container, "Force": a.force});
+            client
+                .call(
+                    Method::POST,
+                    &format!("/networks/{}/disconnect", q(&a.network)),
+                    Some(body),
+                )
+                .await?;
+            Ok(Output::text(String::new()))
+        }
     }
 }
 

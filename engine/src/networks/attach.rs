@@ -27,7 +27,7 @@ pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
 }
 
 /// The CNI manager of one network: its conflist in a dir of its own.
-fn cni_of(engine: &Engine, net: &NetworkRecord) -> Result<Cni, EngineError> {
+fn cni_of(engine: &Engine, net: &NetworkRecord, if_name: &str) -> Result<Cni, EngineError> {
     let conf_dir = dir(engine).join("conf").join(&net.id);
     std::fs::create_dir_all(&conf_dir).map_err(EngineError::internal(format!(
         "creating {}",
@@ -44,6 +44,7 @@ fn cni_of(engine: &Engine, net: &NetworkRecord) -> Result<Cni, EngineError> {
         conf_dir,
         cache_dir: dir(engine).join("cni"),
         default_network: None,
+        if_name: if_name.to_string(),
         ..CniOptions::default()
     }))
 }
@@ -126,16 +127,7 @@ pub fn endpoints_for(
         )));
     }
     if !n.ip.is_empty() {
-        let ip: std::net::Ipv4Addr =
-            n.ip.parse()
-                .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {}", n.ip)))?;
-        let subnet = Ipv4Net::parse(&net.subnet).map_err(EngineError::Invalid)?;
-        if !subnet.is_host(ip) || net.gateway == n.ip {
-            return Err(EngineError::Invalid(format!(
-                "Invalid address {}: It does not belong to any of this network's subnets",
-                n.ip
-            )));
-        }
+        check_ip(&net, &n.ip)?;
     }
     Ok(vec![Endpoint {
         network_id: net.id,
@@ -144,6 +136,20 @@ pub fn endpoints_for(
         aliases: n.aliases.clone(),
         ..Default::default()
     }])
+}
+
+/// `--ip` must be a host address of the network's subnet, not its gateway.
+pub fn check_ip(net: &NetworkRecord, ip: &str) -> Result<(), EngineError> {
+    let addr: std::net::Ipv4Addr = ip
+        .parse()
+        .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {ip}")))?;
+    let subnet = Ipv4Net::parse(&net.subnet).map_err(EngineError::Invalid)?;
+    if !subnet.is_host(addr) || net.gateway == ip {
+        return Err(EngineError::Invalid(format!(
+            "Invalid address {ip}: It does not belong to any of this network's subnets"
+        )));
+    }
+    Ok(())
 }
 
 /// The container's hostname as its spec gets it.
@@ -169,7 +175,7 @@ pub fn add_files(
         &bundle.join("hosts"),
         &hosts(&hostname, &config.domainname, None),
     )?;
-    write(&bundle.join("resolv.conf"), &resolv_conf())?;
+    write(&bundle.join("resolv.conf"), &resolv_for(engine, config)?)?;
     for name in ["hostname", "hosts", "resolv.conf"] {
         let destination = format!("/etc/{name}");
         if config.mounts.iter().any(|m| m.destination == destination) {
@@ -207,6 +213,64 @@ pub fn hosts(hostname: &str, domain: &str, ip: Option<&str>) -> String {
         }
     }
     s
+}
+
+/// A container's resolv.conf: on a user network the embedded DNS server at the
+/// gateway (`--dns` servers become its upstreams for this container), elsewhere the
+/// host's nameservers or `--dns`; `--dns-search` and `--dns-option` replace the
+/// host's `search` and `options`, as dockerd does.
+fn resolv_for(engine: &Engine, config: &ContainerConfig) -> Result<String, EngineError> {
+    let n = &config.network;
+    check_dns(n)?;
+    if n.mode == NetworkMode::Bridge {
+        let net = super::get(engine, &n.network)?.record;
+        if !net.builtin {
+            let gateway = net.gateway.parse().map_err(|_| {
+                EngineError::broken(
+                    format!("network {}", net.name),
+                    format!("bad gateway {}", net.gateway),
+                )
+            })?;
+            return Ok(super::dns::embedded_resolv_conf(
+                gateway,
+                &n.dns_search,
+                &n.dns_options,
+            ));
+        }
+    }
+    let mut r = super::dns::ResolvConf::parse(&resolv_conf());
+    if !n.dns.is_empty() {
+        r.nameservers = n.dns.iter().filter_map(|d| d.parse().ok()).collect();
+    }
+    if !n.dns_search.is_empty() {
+        r.search = n.dns_search.clone();
+    }
+    if !n.dns_options.is_empty() {
+        r.options = n.dns_options.clone();
+    }
+    Ok(r.render())
+}
+
+/// `--dns` values must be IP addresses; `--dns-search` values domain names.
+pub fn check_dns(n: &crate::config::NetworkAttachment) -> Result<(), EngineError> {
+    for d in &n.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(EngineError::Invalid(format!("{d} is not an ip address")));
+        }
+    }
+    for s in &n.dns_search {
+        if s != "." && (s.is_empty() || s.len() > 255 || s.contains(char::is_whitespace)) {
+            return Err(EngineError::Invalid(format!("{s} is not a valid domain")));
+        }
+    }
+    if let Some(o) = n
+        .dns_options
+        .iter()
+        .find(|o| o.is_empty() || o.contains(char::is_whitespace))
+    {
+        return Err(EngineError::Invalid(format!("invalid DNS option {o:?}")));
+    }
+    Ok(())
 }
 
 /// The host's resolv.conf without loopback nameservers, which mean nothing inside the
@@ -253,54 +317,17 @@ pub fn setup(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
 }
 
 fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
-    let path = netns_path(engine, &record.id);
     let hostname = std::fs::read_to_string(engine.dir(&record.id).join("hostname"))
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let mut first_ip = None;
     let mappings = super::ports::mappings(record);
+    let (id, name) = (record.id.clone(), record.name.clone());
     for (i, ep) in record.networks.iter_mut().enumerate() {
-        let net = find_by_id(engine, &ep.network_id)?;
-        let cni = cni_of(engine, &net)?;
-        let prefix = Ipv4Net::parse(&net.subnet).map(|n| n.prefix).unwrap_or(16);
-        let pod = PodNetwork {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            netns: path.clone(),
-            // The ports are published through the first network, as Docker's are
-            // through the container's first endpoint.
-            port_mappings: if i == 0 { mappings.clone() } else { Vec::new() },
-            ips: if ep.requested_ip.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!("{}/{prefix}", ep.requested_ip)]
-            },
-            ..Default::default()
-        };
-        let attached = cni.setup(&pod).map_err(|e| EngineError::Internal {
-            context: format!("attaching to network {}", net.name),
-            source: e.into(),
-        })?;
-        let ipc = attached.result.ips.first();
-        ep.ip_address = ipc
-            .and_then(|c| c.ip())
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        ep.prefix_len = u8::try_from(
-            ipc.and_then(|c| c.address.split('/').nth(1))
-                .and_then(|p| p.parse::<u32>().ok())
-                .unwrap_or(u32::from(prefix)),
-        )
-        .unwrap_or(prefix);
-        ep.gateway = net.gateway.clone();
-        ep.mac_address = attached
-            .result
-            .interfaces
-            .iter()
-            .find(|i| !i.sandbox.is_empty())
-            .map(|i| i.mac.clone())
-            .unwrap_or_default();
-        ep.network_name = net.name.clone();
+        // The ports are published through the first network, as Docker's are
+        // through the container's first endpoint.
+        let ports = if i == 0 { mappings.clone() } else { Vec::new() };
+        attach_one(engine, &id, &name, i, ep, ports)?;
         if first_ip.is_none() {
             first_ip = Some(ep.ip_address.clone());
         }
@@ -313,7 +340,89 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
     if hosts_is_ours(&hosts_path) {
         write(&hosts_path, &hosts(&hostname, &domain, first_ip.as_deref()))?;
     }
-    firewall::sync(engine)
+    firewall::sync(engine)?;
+    super::dns::sync(engine, Some(record))
+}
+
+/// The interface of the endpoint at `index`.
+pub fn if_name_of(index: usize, ep: &Endpoint) -> String {
+    if ep.if_name.is_empty() {
+        format!("eth{index}")
+    } else {
+        ep.if_name.clone()
+    }
+}
+
+/// ADD of one endpoint into container `id`'s pinned namespace; fills its addresses.
+pub fn attach_one(
+    engine: &Engine,
+    id: &str,
+    name: &str,
+    index: usize,
+    ep: &mut Endpoint,
+    port_mappings: Vec<berth_cni::PortMapping>,
+) -> Result<(), EngineError> {
+    let net = find_by_id(engine, &ep.network_id)?;
+    ep.if_name = if_name_of(index, ep);
+    let cni = cni_of(engine, &net, &ep.if_name)?;
+    let prefix = Ipv4Net::parse(&net.subnet).map(|n| n.prefix).unwrap_or(16);
+    let pod = PodNetwork {
+        id: id.to_string(),
+        name: name.to_string(),
+        netns: netns_path(engine, id),
+        port_mappings,
+        ips: if ep.requested_ip.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("{}/{prefix}", ep.requested_ip)]
+        },
+        ..Default::default()
+    };
+    let attached = cni.setup(&pod).map_err(|e| EngineError::Internal {
+        context: format!("attaching to network {}", net.name),
+        source: e.into(),
+    })?;
+    let ipc = attached.result.ips.first();
+    ep.ip_address = ipc
+        .and_then(|c| c.ip())
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    ep.prefix_len = u8::try_from(
+        ipc.and_then(|c| c.address.split('/').nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(u32::from(prefix)),
+    )
+    .unwrap_or(prefix);
+    ep.gateway = net.gateway.clone();
+    ep.mac_address = attached
+        .result
+        .interfaces
+        .iter()
+        .find(|i| !i.sandbox.is_empty())
+        .map(|i| i.mac.clone())
+        .unwrap_or_default();
+    ep.network_name = net.name.clone();
+    Ok(())
+}
+
+/// DEL of container `id`'s attachment through interface `if_name` (one network).
+pub fn detach_one(engine: &Engine, id: &str, if_name: &str) -> Result<(), EngineError> {
+    let cni = Cni::new(CniOptions {
+        conf_dir: dir(engine).join("conf").join("-none-"),
+        cache_dir: dir(engine).join("cni"),
+        default_network: None,
+        if_name: if_name.to_string(),
+        ..CniOptions::default()
+    });
+    let pod = PodNetwork {
+        id: id.to_string(),
+        netns: netns_path(engine, id),
+        ..Default::default()
+    };
+    cni.teardown(&pod).map_err(|e| EngineError::Internal {
+        context: format!("detaching container {id} from a network"),
+        source: e.into(),
+    })
 }
 
 /// Whether the bundle's hosts file is still berth's (always, today; a user's bind of
@@ -339,6 +448,9 @@ pub fn teardown(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Eng
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
     }
+    if let Err(e) = super::dns::sync(engine, Some(record)) {
+        tracing::warn!(error = %e, "updating the networks' DNS servers");
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -361,13 +473,15 @@ fn detach_id(engine: &Engine, id: &str) -> Vec<String> {
     let path = netns_path(engine, id);
     match cni.cached_attachments() {
         Ok(all) => {
-            if all.iter().any(|a| a.pod_id == id) {
-                let pod = PodNetwork {
-                    id: id.to_string(),
-                    netns: path.clone(),
-                    ..Default::default()
-                };
-                if let Err(e) = cni.teardown(&pod) {
+            let mut ifs: Vec<String> = all
+                .into_iter()
+                .filter(|a| a.pod_id == id)
+                .map(|a| a.if_name)
+                .collect();
+            ifs.sort();
+            ifs.dedup();
+            for if_name in ifs {
+                if let Err(e) = detach_one(engine, id, &if_name) {
                     errors.push(e.to_string());
                 }
             }
@@ -410,6 +524,9 @@ pub fn reconcile(engine: &Engine, running: &std::collections::HashSet<String>) {
     }
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
+    }
+    if let Err(e) = super::dns::sync(engine, None) {
+        tracing::warn!(error = %e, "starting the networks' DNS servers");
     }
 }
 

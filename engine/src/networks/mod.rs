@@ -12,6 +12,8 @@
 //! then, as Docker refuses it.
 
 pub mod attach;
+pub mod connect;
+pub mod dns;
 mod filter;
 pub mod firewall;
 pub mod ipam;
@@ -98,6 +100,10 @@ pub struct Endpoint {
     pub gateway: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac_address: String,
+    /// The interface in the container (`eth0`, …); empty in older records: `eth` and
+    /// the endpoint's position.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub if_name: String,
 }
 
 /// A network with what is known about it now.

@@ -175,7 +175,8 @@ fn bad_input_is_refused_with_nothing_made() -> Result<()> {
         &["rm", "bridge"],
         "bridge is a pre-defined network and cannot be removed",
     )?;
-    refused(&["connect", "one", "x"], "not supported by berth yet")?;
+    refused(&["connect", "one", "x"], "No such container: x")?;
+    refused(&["connect", "nope", "x"], "No such")?;
     assert_eq!(names(&berthd, &[])?, ["bridge", "host", "none", "one"]);
     Ok(())
 }

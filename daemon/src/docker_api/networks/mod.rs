@@ -1,8 +1,9 @@
 //! `/networks…`: list, create, inspect, remove and prune bridge networks, one file per
-//! operation; the work is the engine's (`berth_engine::networks`). `connect` and
-//! `disconnect` answer 501 until containers join networks at run time.
+//! operation; the work is the engine's (`berth_engine::networks`).
 
+mod connect;
 mod create;
+mod disconnect;
 mod inspect;
 mod list;
 mod prune;
@@ -24,13 +25,13 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
         (&Method::GET, "/networks") => list::handle(daemon, &req).await?,
         (&Method::POST, "/networks/create") => create::handle(daemon, &mut req).await?,
         (&Method::POST, "/networks/prune") => prune::handle(daemon, &req).await?,
-        (&Method::POST, p)
-            if p.starts_with("/networks/")
-                && (p.ends_with("/connect") || p.ends_with("/disconnect")) =>
-        {
-            return Err(ApiError::NotImplemented(
-                "network connect and disconnect are not supported by berth yet".into(),
-            ))
+        (&Method::POST, p) if p.starts_with("/networks/") && p.ends_with("/connect") => {
+            let reference = p["/networks/".len()..p.len() - "/connect".len()].to_string();
+            connect::handle(daemon, &mut req, reference).await?
+        }
+        (&Method::POST, p) if p.starts_with("/networks/") && p.ends_with("/disconnect") => {
+            let reference = p["/networks/".len()..p.len() - "/disconnect".len()].to_string();
+            disconnect::handle(daemon, &mut req, reference).await?
         }
         (_, p) if p.starts_with("/networks/") && !p["/networks/".len()..].contains('/') => {
             let reference = p["/networks/".len()..].to_string();

@@ -41,6 +41,11 @@ const HOST_CONFIG: &[&str] = &[
     "NetworkMode",
     "PortBindings",
     "PublishAllPorts",
+    // Written into resolv.conf (`networks/attach.rs`), `Dns` also the embedded DNS
+    // server's upstreams.
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
     "RestartPolicy",
     "AutoRemove",
     "Memory",
@@ -115,9 +120,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
     }
     let yet = " yet";
     let hints = [
-        ("HostConfig.Dns", yet),
-        ("HostConfig.DnsOptions", yet),
-        ("HostConfig.DnsSearch", yet),
         ("HostConfig.ExtraHosts", yet),
         ("HostConfig.VolumeDriver", yet),
     ];
@@ -262,10 +264,6 @@ mod tests {
         assert_eq!(
             refused(&["HostConfig", "MemorySwappiness"], json!(0)),
             "HostConfig.MemorySwappiness is not supported"
-        );
-        assert_eq!(
-            refused(&["HostConfig", "Dns"], json!(["1.1.1.1"])),
-            "HostConfig.Dns is not supported yet"
         );
         assert_eq!(
             refused(&["HostConfig", "VolumeDriver"], json!("other")),

@@ -56,6 +56,10 @@ pub struct HostConfig {
     /// `--volumes-from name[:ro|rw]`: resolved by the create handler.
     pub volumes_from: Option<Vec<String>>,
     pub network_mode: String,
+    /// `--dns`, `--dns-option`, `--dns-search`.
+    pub dns: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
     /// `-p`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
     pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
     #[serde(rename = "PublishAllPorts")]
@@ -344,6 +348,9 @@ impl CreateRequest {
             publish_all: hc.publish_all_ports,
             ip,
             aliases,
+            dns: hc.dns.clone().unwrap_or_default(),
+            dns_search: hc.dns_search.clone().unwrap_or_default(),
+            dns_options: hc.dns_options.clone().unwrap_or_default(),
         })
     }
 }
