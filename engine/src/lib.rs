@@ -458,10 +458,21 @@ pub fn list(engine: &Engine) -> Result<Vec<ContainerRecord>, EngineError> {
 }
 
 pub fn put(engine: &Engine, record: &ContainerRecord) -> Result<(), EngineError> {
+    put_unannounced(engine, record)?;
+    engine.notify();
+    Ok(())
+}
+
+/// [`put`] without waking the tasks waiting for a record to change: for a writer that
+/// has more to do first (the exit watcher sends `die` before a `stop` waiting for the
+/// exit may send `stop`), and then calls `engine.notify()`.
+pub(crate) fn put_unannounced(
+    engine: &Engine,
+    record: &ContainerRecord,
+) -> Result<(), EngineError> {
     engine
         .store
         .put(Kind::Container, &record.id, Some(&record.name), record)?;
-    engine.notify();
     if let Some(kind) = event_kind(record.state.status) {
         engine.emit(record, kind);
     }

@@ -134,8 +134,9 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     record.state.oom_killed = oom_killed;
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
-    put(engine, &record)?;
-    unmount(None).await?;
+    // The record, then its events, then the waiters (a `stop` waiting for this exit
+    // sends its `stop` after our `die`, as dockerd's order is).
+    crate::put_unannounced(engine, &record)?;
     if oom_killed {
         engine
             .events_log
@@ -143,7 +144,9 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     }
     let exit_code = ("exitCode".to_string(), code.to_string());
     engine.events_log.container(&record, "die", [exit_code]);
+    engine.notify();
     tracing::info!(id, code, "container exited");
+    unmount(None).await?;
     Ok(())
 }
 
