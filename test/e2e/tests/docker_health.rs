@@ -65,6 +65,11 @@ fn docker_cli_sees_starting_unhealthy_and_healthy() -> Result<()> {
         "300ms",
         "--health-retries",
         "2",
+        // Starting for the first seconds (the first check comes at the start
+        // interval, 5 s by default), however slowly this busy machine runs the
+        // commands below: the "starting" read is not a race.
+        "--health-start-period",
+        "2s",
         "busybox",
         "sleep",
         "1000",
