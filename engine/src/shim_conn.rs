@@ -330,4 +330,73 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("the shim"), "{err}");
     }
+
+    #[test]
+    fn a_batch_is_answered_per_call_in_the_calls_order_with_a_blocking_call_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shim.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (exited, exit) = std::sync::mpsc::channel::<()>();
+        let exit = std::sync::Mutex::new(exit);
+        let dispatch = Arc::new(Dispatch {
+            answer: Box::new(move |req: &Request| {
+                let mut resp = Response::default();
+                match req.method.as_str() {
+                    "Start" => {
+                        let out = api::StartResponse {
+                            pid: 42,
+                            ..Default::default()
+                        };
+                        ResponseInit::set_payload(&mut resp, out.encode().unwrap());
+                    }
+                    // Answered once the test lets the "process" exit.
+                    "Wait" => {
+                        exit.lock().unwrap().recv().unwrap();
+                        let out = api::WaitResponse {
+                            exit_status: 3,
+                            ..Default::default()
+                        };
+                        ResponseInit::set_payload(&mut resp, out.encode().unwrap());
+                    }
+                    other => ResponseInit::set_status(
+                        &mut resp,
+                        ttrpc::get_status(Code::NOT_FOUND, format!("no {other}")),
+                    ),
+                }
+                resp
+            }),
+            blocking: &["Wait"],
+        });
+        std::thread::spawn(move || berth_shim::server::serve(listener, dispatch));
+        let conns = Conns::connect(&format!("unix://{}", path.display())).unwrap();
+        let calls = [
+            ("Wait", api::WaitRequest::default().encode().unwrap()),
+            ("Start", api::StartRequest::default().encode().unwrap()),
+            ("Pause", api::PauseRequest::default().encode().unwrap()),
+        ];
+        let mut order = Vec::new();
+        let answers = conns
+            .call_batch(&calls, |i, answer| {
+                // The Wait (blocked in the shim) comes last: release it when the
+                // others are in.
+                if order.len() == 1 {
+                    exited.send(()).unwrap();
+                }
+                order.push((i, answer.is_ok()));
+            })
+            .unwrap();
+        assert_eq!(order, [(1, true), (2, false), (0, true)]);
+        let wait = api::WaitResponse::decode(answers[0].as_ref().unwrap()).unwrap();
+        assert_eq!(wait.exit_status, 3);
+        let start = api::StartResponse::decode(answers[1].as_ref().unwrap()).unwrap();
+        assert_eq!(start.pid, 42);
+        match &answers[2] {
+            Err(ttrpc::Error::RpcStatus(s)) => assert_eq!(s.message, "no Pause"),
+            other => panic!("{other:?}"),
+        }
+        // The connection is in step again and kept.
+        assert_eq!(conns.idle().len(), 1);
+        let resp: api::StartResponse = conns.call("Start", &api::StartRequest::default()).unwrap();
+        assert_eq!(resp.pid, 42);
+    }
 }
