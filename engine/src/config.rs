@@ -241,8 +241,7 @@ pub struct NetworkAttachment {
     /// `port[/tcp|udp|sctp]` keys the container says it listens on (checked).
     pub exposed_ports: Vec<String>,
     /// Ports to publish on the host, and whether to publish every exposed port on a
-    /// host port of its own: refused (but on the host's network, where they mean
-    /// nothing) until container networks land.
+    /// host port of its own: published on a bridge network, refused on `none`.
     pub published_ports: Vec<PublishedPort>,
     pub publish_all: bool,
     /// With [`NetworkMode::Bridge`]: the network's name or id.
@@ -259,8 +258,7 @@ pub enum NetworkMode {
     Host,
     /// A network namespace with loopback only.
     None,
-    /// The default network; until the default bridge is attached, loopback only as
-    /// with `None`.
+    /// The default `bridge` network (loopback only on an engine without one).
     #[default]
     Default,
     /// A user bridge network (`--network NAME`, named in

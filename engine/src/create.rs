@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::record::{ContainerRecord, RunState};
 use super::{blocking, image, now_rfc3339, put, EngineError};
-use crate::config::ContainerConfig;
+use crate::config::{ContainerConfig, NetworkMode};
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
 use crate::Engine;
@@ -67,6 +67,12 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     } else {
         Vec::new()
     };
+    let publishes = !config.network.published_ports.is_empty() || config.network.publish_all;
+    if !networked && publishes && config.network.mode == NetworkMode::Default {
+        return Err(EngineError::Invalid(
+            "publishing ports needs the default bridge network, which this engine has not".into(),
+        ));
+    }
     let image_volumes: Vec<String> = image_config
         .config
         .as_ref()

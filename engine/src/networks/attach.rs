@@ -93,6 +93,9 @@ pub fn endpoints_for(
     config: &ContainerConfig,
 ) -> Result<Vec<Endpoint>, EngineError> {
     let n = &config.network;
+    if n.mode == NetworkMode::Default {
+        return default_endpoint(engine, config);
+    }
     if n.mode != NetworkMode::Bridge {
         if !n.ip.is_empty() {
             return Err(EngineError::Invalid(
@@ -119,10 +122,13 @@ pub fn endpoints_for(
         }
         Err(e) => return Err(e),
     };
+    if net.builtin && net.name == super::DEFAULT_NETWORK {
+        return default_endpoint(engine, config);
+    }
     if net.builtin {
         return Err(EngineError::Invalid(format!(
-            "network {}: containers join the default bridge network only without --network, and berth does not attach to it yet",
-            net.name
+            "network {}: use --network {} to join it",
+            net.name, net.name
         )));
     }
     if !n.ip.is_empty() {
@@ -142,6 +148,36 @@ pub fn endpoints_for(
         network_name: net.name,
         requested_ip: n.ip.clone(),
         aliases: n.aliases.clone(),
+        ..Default::default()
+    }])
+}
+
+/// A container without `--network` joins the default `bridge` network, the record
+/// berthd makes at start; where there is none (an engine without a daemon's
+/// networks, as in unit tests), loopback only.
+fn default_endpoint(
+    engine: &Engine,
+    config: &ContainerConfig,
+) -> Result<Vec<Endpoint>, EngineError> {
+    let n = &config.network;
+    if !n.ip.is_empty() {
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
+    }
+    if !n.aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    let net = match super::get(engine, super::DEFAULT_NETWORK) {
+        Ok(net) if net.record.builtin && net.record.driver == "bridge" => net.record,
+        Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(vec![Endpoint {
+        network_id: net.id,
+        network_name: net.name,
         ..Default::default()
     }])
 }

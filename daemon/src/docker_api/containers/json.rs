@@ -147,7 +147,10 @@ fn networks(r: &ContainerRecord) -> Value {
                 json!({"IPv4Address": e.requested_ip})
             };
             let mut aliases = e.aliases.clone();
-            if r.state.status.has_task() {
+            // The default bridge has no names (Docker's endpoints there have none).
+            if r.state.status.has_task()
+                && e.network_name != berth_engine::networks::DEFAULT_NETWORK
+            {
                 aliases.push(r.id[..12.min(r.id.len())].to_string());
             }
             (
@@ -171,6 +174,31 @@ fn networks(r: &ContainerRecord) -> Value {
         })
         .collect();
     Value::Object(map)
+}
+
+/// Inspect's `NetworkSettings`: the top-level address fields are the default
+/// bridge endpoint's, as dockerd fills them (empty on other networks).
+fn network_settings(r: &ContainerRecord) -> Value {
+    let default = r
+        .networks
+        .iter()
+        .find(|e| e.network_name == berth_engine::networks::DEFAULT_NETWORK);
+    let field =
+        |f: fn(&berth_engine::networks::Endpoint) -> String| default.map(f).unwrap_or_default();
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": network_ports(r),
+        "SandboxKey": "", "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": "",
+        "Gateway": field(|e| e.gateway.clone()),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": field(|e| e.ip_address.clone()),
+        "IPPrefixLen": default.map(|e| e.prefix_len).unwrap_or(0),
+        "IPv6Gateway": "",
+        "MacAddress": field(|e| e.mac_address.clone()),
+        "Networks": networks(r),
+    })
 }
 
 /// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
@@ -551,10 +579,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "Labels": r.labels,
             "StopSignal": r.stop_signal,
         },
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
-            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": networks(&r),
-        },
+        "NetworkSettings": network_settings(&r),
     });
     // Docker shows Health only for a container with a check, and its check in Config.
     if let Some(health) = &s.health {

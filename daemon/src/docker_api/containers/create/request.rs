@@ -287,7 +287,6 @@ impl CreateRequest {
         let mode = match hc.network_mode.as_str() {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
-            // Until the default bridge is attached, bridge is the default network.
             "" | "default" | "bridge" => NetworkMode::Default,
             other if other.starts_with("container:") => {
                 return Err(SpecError::NetworkMode(other.to_string()))
