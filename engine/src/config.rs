@@ -250,6 +250,9 @@ pub struct NetworkAttachment {
     pub ip: String,
     /// More names on it (`--network-alias`), kept for name resolution.
     pub aliases: Vec<String>,
+    /// `--add-host` entries, `name:ip` (`ip` may be `host-gateway`), written into
+    /// the container's /etc/hosts.
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -93,6 +93,14 @@ pub fn endpoints_for(
     config: &ContainerConfig,
 ) -> Result<Vec<Endpoint>, EngineError> {
     let n = &config.network;
+    if !n.extra_hosts.is_empty() {
+        if matches!(n.mode, NetworkMode::Host | NetworkMode::None) {
+            return Err(EngineError::Invalid(
+                "--add-host (ExtraHosts) is applied on bridge networks only".into(),
+            ));
+        }
+        extra_hosts(engine, &n.extra_hosts)?;
+    }
     if n.mode == NetworkMode::Default {
         return default_endpoint(engine, config);
     }
@@ -182,6 +190,43 @@ fn default_endpoint(
     }])
 }
 
+/// `--add-host` entries (`name:ip`, split at the first colon as Docker does) as
+/// /etc/hosts lines' (ip, name); `host-gateway` is the default bridge's gateway.
+pub fn extra_hosts(
+    engine: &Engine,
+    entries: &[String],
+) -> Result<Vec<(String, String)>, EngineError> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (name, ip) = entry
+            .split_once(':')
+            .ok_or_else(|| EngineError::Invalid(format!("bad format for add-host: {entry:?}")))?;
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(EngineError::Invalid(format!(
+                "bad format for add-host: {entry:?}"
+            )));
+        }
+        let ip = if ip == "host-gateway" {
+            match super::get(engine, super::DEFAULT_NETWORK) {
+                Ok(net) if !net.record.gateway.is_empty() => net.record.gateway,
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "unable to derive the IP value for host-gateway".into(),
+                    ))
+                }
+            }
+        } else if ip.parse::<std::net::IpAddr>().is_ok() {
+            ip.to_string()
+        } else {
+            return Err(EngineError::Invalid(format!(
+                "invalid IP address in add-host: {ip:?}"
+            )));
+        };
+        out.push((ip, name.to_string()));
+    }
+    Ok(out)
+}
+
 /// The container's hostname as its spec gets it.
 pub fn hostname_of(config: &ContainerConfig, id: &str) -> String {
     if config.hostname.is_empty() {
@@ -201,9 +246,10 @@ pub fn add_files(
     let bundle = engine.dir(id);
     let hostname = hostname_of(config, id);
     write(&bundle.join("hostname"), &format!("{hostname}\n"))?;
+    let extra = extra_hosts(engine, &config.network.extra_hosts)?;
     write(
         &bundle.join("hosts"),
-        &hosts(&hostname, &config.domainname, None),
+        &hosts(&hostname, &config.domainname, &extra, None),
     )?;
     write(&bundle.join("resolv.conf"), &resolv_conf())?;
     for name in ["hostname", "hosts", "resolv.conf"] {
@@ -229,12 +275,16 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), EngineError> {
     std::fs::write(path, text).map_err(EngineError::internal(format!("writing {}", path.display())))
 }
 
-/// dockerd's /etc/hosts: loopback and IPv6 names, then the container's address with its
-/// hostname (and `hostname.domain` first when a domain is set).
-pub fn hosts(hostname: &str, domain: &str, ip: Option<&str>) -> String {
+/// dockerd's /etc/hosts: loopback and IPv6 names, the `--add-host` entries, then the
+/// container's address with its hostname (and `hostname.domain` first when a domain
+/// is set).
+pub fn hosts(hostname: &str, domain: &str, extra: &[(String, String)], ip: Option<&str>) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for (addr, name) in extra {
+        s.push_str(&format!("{addr}\t{name}\n"));
+    }
     if let Some(ip) = ip {
         if domain.is_empty() {
             s.push_str(&format!("{ip}\t{hostname}\n"));
@@ -345,9 +395,19 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
         .as_str()
         .unwrap_or("")
         .to_string();
+    let entries: Vec<String> = record.request["HostConfig"]["ExtraHosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    let extra = extra_hosts(engine, &entries)?;
     let hosts_path = engine.dir(&record.id).join("hosts");
     if hosts_is_ours(&hosts_path) {
-        write(&hosts_path, &hosts(&hostname, &domain, first_ip.as_deref()))?;
+        write(
+            &hosts_path,
+            &hosts(&hostname, &domain, &extra, first_ip.as_deref()),
+        )?;
     }
     firewall::sync(engine)
 }
@@ -455,12 +515,15 @@ mod tests {
 
     #[test]
     fn hosts_and_resolv_as_dockerd_writes_them() {
-        let h = hosts("web", "", Some("10.1.0.2"));
+        let h = hosts("web", "", &[], Some("10.1.0.2"));
         assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
         assert!(h.ends_with("ff02::2\tip6-allrouters\n10.1.0.2\tweb\n"));
-        assert!(hosts("web", "example.org", Some("10.1.0.2"))
+        assert!(hosts("web", "example.org", &[], Some("10.1.0.2"))
             .ends_with("10.1.0.2\tweb.example.org web\n"));
-        assert!(!hosts("web", "", None).contains("web"));
+        assert!(!hosts("web", "", &[], None).contains("web"));
+        let extra = [("192.0.2.9".to_string(), "db".to_string())];
+        assert!(hosts("web", "", &extra, Some("10.1.0.2"))
+            .ends_with("ff02::2\tip6-allrouters\n192.0.2.9\tdb\n10.1.0.2\tweb\n"));
         assert_eq!(
             filter_resolv("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\n"),
             "nameserver 192.0.2.1\nsearch lan\n"

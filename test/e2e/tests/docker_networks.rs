@@ -1061,3 +1061,55 @@ fn containers_without_network_join_the_default_bridge() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn add_host_hostname_and_domainname_in_etc_files() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let gateway = berthd.default_subnet().replace(".0/24", ".1");
+    let out = run_ok(berthd.docker().args([
+        "run",
+        "--rm",
+        "--add-host",
+        "db:192.0.2.9",
+        "--add-host",
+        "gw:host-gateway",
+        "--hostname",
+        "web",
+        "--domainname",
+        "example.org",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; echo --; cat /etc/hostname; hostname; ip -o -4 addr show eth0",
+    ]))?;
+    let (hosts, rest) = out.split_once("--\n").unwrap_or((&out, ""));
+    let ip = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/24"))
+        .unwrap_or_default();
+    assert!(!ip.is_empty(), "{out}");
+    assert!(
+        hosts.ends_with(&format!(
+            "ff02::2\tip6-allrouters\n192.0.2.9\tdb\n{gateway}\tgw\n{ip}\tweb.example.org web\n"
+        )),
+        "{hosts}"
+    );
+    assert!(rest.starts_with("web\nweb\n"), "{rest}");
+
+    // Bad entries are refused by name, and --add-host is not dropped off a bridge.
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "db:192.0.2.9",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("--add-host"), "{err}");
+    Ok(())
+}

@@ -41,6 +41,7 @@ const HOST_CONFIG: &[&str] = &[
     "NetworkMode",
     "PortBindings",
     "PublishAllPorts",
+    "ExtraHosts",
     "RestartPolicy",
     "AutoRemove",
     "Memory",
@@ -118,7 +119,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
         ("HostConfig.Dns", yet),
         ("HostConfig.DnsOptions", yet),
         ("HostConfig.DnsSearch", yet),
-        ("HostConfig.ExtraHosts", yet),
         ("HostConfig.VolumeDriver", yet),
     ];
     let hint = hints

@@ -60,6 +60,8 @@ pub struct HostConfig {
     pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
     #[serde(rename = "PublishAllPorts")]
     pub publish_all_ports: bool,
+    /// `--add-host name:ip` (`host-gateway` for the ip: the default bridge's gateway).
+    pub extra_hosts: Option<Vec<String>>,
     pub memory: i64,
     pub memory_reservation: i64,
     pub memory_swap: i64,
@@ -341,6 +343,7 @@ impl CreateRequest {
             exposed_ports,
             published_ports,
             publish_all: hc.publish_all_ports,
+            extra_hosts: hc.extra_hosts.clone().unwrap_or_default(),
             ip,
             aliases,
         })
