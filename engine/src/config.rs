@@ -244,7 +244,8 @@ pub struct NetworkAttachment {
     /// host port of its own: published on a bridge network, refused on `none`.
     pub published_ports: Vec<PublishedPort>,
     pub publish_all: bool,
-    /// With [`NetworkMode::Bridge`]: the network's name or id.
+    /// With [`NetworkMode::Bridge`]: the network's name or id; with
+    /// [`NetworkMode::Container`]: the container's.
     pub network: String,
     /// The IPv4 address asked for on it (`--ip`); empty: any.
     pub ip: String,
@@ -267,6 +268,9 @@ pub enum NetworkMode {
     /// A user bridge network (`--network NAME`, named in
     /// [`NetworkAttachment::network`]).
     Bridge,
+    /// Another container's network namespace (`--network container:NAME`, the name
+    /// or id in [`NetworkAttachment::network`]), joined at each start.
+    Container,
 }
 
 /// A container port published on the host.

@@ -60,6 +60,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let health = health_of(&config, &image_config)?;
+    let network_container = crate::networks::attach::container_mode(engine, &mut config)?;
     let endpoints = crate::networks::attach::endpoints_for(engine, &config)?;
     let networked = !endpoints.is_empty();
     let ports = if networked {
@@ -189,6 +190,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         mounts: config.mounts.clone(),
         networks: endpoints,
         ports,
+        network_container,
         state: RunState::default(),
         log_path,
         log,

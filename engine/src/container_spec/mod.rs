@@ -50,12 +50,10 @@ pub enum SpecError {
     Device(String),
     #[error("{0}")]
     Ulimit(String),
-    #[error(
-        "network mode {0:?} is not supported yet (berth gives containers none, host or default)"
-    )]
+    #[error("invalid network mode {0:?}")]
     NetworkMode(String),
     #[error(
-        "publishing ports ({0}) is not supported yet: until container networks land, berth gives containers loopback only (--network none) or the host's network (--network host)"
+        "publishing ports ({0}) needs a bridge network (the default one or a user network), not --network none, host or container:"
     )]
     Ports(String),
     #[error("invalid exposed port {0:?}: expected port[/tcp|udp|sctp], one port per entry")]

@@ -227,6 +227,115 @@ pub fn extra_hosts(
     Ok(out)
 }
 
+/// `--network container:X`: checks the request in Docker's words (X must exist; no
+/// hostname, published ports, `--add-host`, `--ip` or aliases of its own), binds X's
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf when it has them, and returns X's
+/// id. Other modes: none.
+pub fn container_mode(
+    engine: &Engine,
+    config: &mut ContainerConfig,
+) -> Result<Option<String>, EngineError> {
+    let n = &config.network;
+    if n.mode != NetworkMode::Container {
+        return Ok(None);
+    }
+    let conflict = |what: &str| {
+        Err(EngineError::Invalid(format!(
+            "conflicting options: {what} and the network mode"
+        )))
+    };
+    if !config.hostname.is_empty() {
+        return conflict("hostname");
+    }
+    if !n.extra_hosts.is_empty() {
+        return conflict("custom host-to-IP mapping");
+    }
+    if !n.published_ports.is_empty() || n.publish_all {
+        return conflict("port publishing");
+    }
+    if !n.ip.is_empty() {
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
+    }
+    if !n.aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    // A bad request, not a 404: the docker CLI answers a 404 on create by pulling.
+    let target = match crate::find(engine, &n.network) {
+        Ok(t) => t,
+        Err(EngineError::NotFound { .. }) => {
+            return Err(EngineError::Invalid(format!(
+                "No such container: {}",
+                n.network
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let bundle = engine.dir(&target.id);
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let source = bundle.join(name);
+        let destination = format!("/etc/{name}");
+        if !source.exists() || config.mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        config.mounts.push(Mount {
+            destination,
+            kind: MountKind::Bind {
+                source: source.display().to_string(),
+                read_only: false,
+                recursive: false,
+                propagation: Default::default(),
+                create_source: false,
+            },
+        });
+    }
+    Ok(Some(target.id))
+}
+
+/// At start of a `--network container:X` container: X must be running; the bundle's
+/// spec then joins X's network namespace (`/proc/<pid>/ns/net`) and takes its
+/// hostname, as dockerd does.
+pub fn join_container(engine: &Engine, id: &str, target: &str) -> Result<(), EngineError> {
+    let t = crate::get(engine, target)
+        .map_err(|_| EngineError::Invalid(format!("No such container: {target}")))?;
+    if t.state.status != crate::record::Status::Running || t.state.pid == 0 {
+        return Err(EngineError::Invalid(format!(
+            "cannot join network of a non running container: {target}"
+        )));
+    }
+    let path = engine.dir(id).join("config.json");
+    let read = |p: &std::path::Path| -> Result<oci_spec::runtime::Spec, EngineError> {
+        let bytes =
+            std::fs::read(p).map_err(EngineError::internal(format!("reading {}", p.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(EngineError::internal(format!("decoding {}", p.display())))
+    };
+    let mut spec = read(&path)?;
+    let hostname = read(&engine.dir(target).join("config.json"))?
+        .hostname()
+        .clone();
+    spec.set_hostname(hostname);
+    let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", t.state.pid));
+    if let Some(namespaces) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+    {
+        for ns in namespaces.iter_mut() {
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                ns.set_path(Some(netns.clone()));
+            }
+        }
+    }
+    let bytes =
+        serde_json::to_vec_pretty(&spec).map_err(EngineError::internal("encoding config.json"))?;
+    std::fs::write(&path, bytes)
+        .map_err(EngineError::internal(format!("writing {}", path.display())))
+}
+
 /// The container's hostname as its spec gets it.
 pub fn hostname_of(config: &ContainerConfig, id: &str) -> String {
     if config.hostname.is_empty() {

@@ -1113,3 +1113,108 @@ fn add_host_hostname_and_domainname_in_etc_files() -> Result<()> {
     assert!(err.contains("--add-host"), "{err}");
     Ok(())
 }
+
+#[test]
+fn network_container_shares_the_namespace() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    // Docker's errors: an unknown container, a stopped one, conflicting options.
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    run_ok(
+        berthd
+            .docker()
+            .args(["create", "--name", "stopped", "busybox", "sleep", "600"]),
+    )?;
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:stopped",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot join network of a non running container"),
+        "{err}"
+    );
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:stopped",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("conflicting options: hostname and the network mode"),
+        "{err}"
+    );
+
+    let port = free_port()?;
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .args(["busybox", "sleep", "600"]);
+    run_ok(&mut cmd)?;
+    let ip = setting(&berthd, "web", "IPAddress")?;
+    let web_host = run_ok(berthd.docker().args(["exec", "web", "hostname"]))?;
+    // The sidecar sees web's interfaces and address, its hostname and /etc/hosts, and
+    // what it serves is published through web's port.
+    let sidecar = run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "side",
+        "--network",
+        "container:web",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]))?;
+    assert_eq!(sidecar.trim().len(), 64, "{sidecar}");
+    let links = |name: &str| -> Result<String> {
+        run_ok(
+            berthd
+                .docker()
+                .args(["exec", name, "ip", "-o", "-4", "addr"]),
+        )
+    };
+    let side_links = links("side")?;
+    assert_eq!(side_links, links("web")?);
+    assert!(side_links.contains(&format!("{ip}/24")), "{side_links}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "side", "hostname"]))?,
+        web_host
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "side", "cat", "/etc/hosts"]))?,
+        run_ok(berthd.docker().args(["exec", "web", "cat", "/etc/hosts"]))?
+    );
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&web_host)),
+        "{body:?}"
+    );
+    // It has no endpoint of its own.
+    assert_eq!(setting(&berthd, "side", "IPAddress")?, "");
+    run_ok(berthd.docker().args(["rm", "-f", "side", "web", "stopped"]))?;
+    Ok(())
+}
