@@ -1215,6 +1215,40 @@ fn network_container_shares_the_namespace() -> Result<()> {
     );
     // It has no endpoint of its own.
     assert_eq!(setting(&berthd, "side", "IPAddress")?, "");
+    let side_ns = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "side", "readlink", "/proc/self/ns/net"]),
+    )?;
+    let web_ns = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "web", "readlink", "/proc/self/ns/net"]),
+    )?;
+    assert_eq!(side_ns, web_ns);
+
+    // --network host is the host's namespace; none is one of its own, loopback only.
+    let host_ns = std::fs::read_link("/proc/self/ns/net")?;
+    let ns_of = |mode: &str| -> Result<String> {
+        run_ok(berthd.docker().args([
+            "run",
+            "--rm",
+            "--network",
+            mode,
+            "busybox",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; ls /sys/class/net",
+        ]))
+    };
+    let host = ns_of("host")?;
+    assert!(
+        host.starts_with(&format!("{}\n", host_ns.display())),
+        "{host}"
+    );
+    let none = ns_of("none")?;
+    assert!(!none.contains(&host_ns.display().to_string()), "{none}");
+    assert!(none.ends_with("]\nlo\n"), "{none}");
     run_ok(berthd.docker().args(["rm", "-f", "side", "web", "stopped"]))?;
     Ok(())
 }
