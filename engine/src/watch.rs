@@ -134,8 +134,8 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     record.state.oom_killed = oom_killed;
     record.state.pid = 0;
     record.state.finished_at = rfc3339(at);
-    put(engine, &record)?;
-    unmount(None).await?;
+    // The events go out before the exit is stored: a `stop` waiting for it reports
+    // its own event after `die`, as Docker orders them.
     if oom_killed {
         engine
             .events_log
@@ -143,6 +143,8 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     }
     let exit_code = ("exitCode".to_string(), code.to_string());
     engine.events_log.container(&record, "die", [exit_code]);
+    put(engine, &record)?;
+    unmount(None).await?;
     tracing::info!(id, code, "container exited");
     Ok(())
 }

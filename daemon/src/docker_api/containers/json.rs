@@ -229,6 +229,26 @@ fn network_ports(r: &ContainerRecord) -> Value {
 
 /// `Mounts`: the container's mount points as dockerd lists them (`--tmpfs` is not one
 /// of them). Records written before berth kept mounts list their volumes only.
+/// The /etc/hostname, /etc/hosts and /etc/resolv.conf berth binds from a bundle (the
+/// container's, or with `--network container:` the other one's): not in `Mounts`, as
+/// dockerd lists none of its own.
+fn etc_file(
+    engine: &berth_engine::Engine,
+    r: &ContainerRecord,
+    m: &berth_engine::config::Mount,
+) -> bool {
+    let berth_engine::config::MountKind::Bind { source, .. } = &m.kind else {
+        return false;
+    };
+    let source = std::path::Path::new(source);
+    let containers = engine.dir(&r.id);
+    let in_a_bundle = source.parent().and_then(|p| p.parent()) == containers.parent();
+    let name = source.file_name().map(|n| n.to_string_lossy().into_owned());
+    in_a_bundle
+        && matches!(name.as_deref(), Some("hostname" | "hosts" | "resolv.conf"))
+        && name.is_some_and(|n| m.destination == format!("/etc/{n}"))
+}
+
 fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
     use berth_engine::config::MountKind;
     if r.mounts.is_empty() {
@@ -249,7 +269,7 @@ fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
     }
     r.mounts
         .iter()
-        .filter(|m| !super::create::from_tmpfs_flag(r, m))
+        .filter(|m| !super::create::from_tmpfs_flag(r, m) && !etc_file(engine, r, m))
         .map(|m| {
             let mode = mount_mode(r, &m.destination);
             match &m.kind {
