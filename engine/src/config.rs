@@ -241,11 +241,11 @@ pub struct NetworkAttachment {
     /// `port[/tcp|udp|sctp]` keys the container says it listens on (checked).
     pub exposed_ports: Vec<String>,
     /// Ports to publish on the host, and whether to publish every exposed port on a
-    /// host port of its own: refused (but on the host's network, where they mean
-    /// nothing) until container networks land.
+    /// host port of its own: published on a bridge network, refused on `none`.
     pub published_ports: Vec<PublishedPort>,
     pub publish_all: bool,
-    /// With [`NetworkMode::Bridge`]: the network's name or id.
+    /// With [`NetworkMode::Bridge`]: the network's name or id; with
+    /// [`NetworkMode::Container`]: the container's.
     pub network: String,
     /// The IPv4 address asked for on it (`--ip`); empty: any.
     pub ip: String,
@@ -257,6 +257,9 @@ pub struct NetworkAttachment {
     /// `--dns-search` and `--dns-option`: its resolv.conf's `search` and `options`.
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `--add-host` entries, `name:ip` (`ip` may be `host-gateway`), written into
+    /// the container's /etc/hosts.
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -265,13 +268,15 @@ pub enum NetworkMode {
     Host,
     /// A network namespace with loopback only.
     None,
-    /// The default network; until the default bridge is attached, loopback only as
-    /// with `None`.
+    /// The default `bridge` network (loopback only on an engine without one).
     #[default]
     Default,
     /// A user bridge network (`--network NAME`, named in
     /// [`NetworkAttachment::network`]).
     Bridge,
+    /// Another container's network namespace (`--network container:NAME`, the name
+    /// or id in [`NetworkAttachment::network`]), joined at each start.
+    Container,
 }
 
 /// A container port published on the host.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::record::{ContainerRecord, RunState};
 use super::{blocking, image, now_rfc3339, put, EngineError};
-use crate::config::ContainerConfig;
+use crate::config::{ContainerConfig, NetworkMode};
 use crate::container_spec::{self, SpecInputs};
 use crate::restart_policy::RestartPolicy;
 use crate::Engine;
@@ -60,6 +60,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     let exposed_ports = container_spec::ports::exposed(&config.network.exposed_ports, &defaults)
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let health = health_of(&config, &image_config)?;
+    let network_container = crate::networks::attach::container_mode(engine, &mut config)?;
     let endpoints = crate::networks::attach::endpoints_for(engine, &config)?;
     let networked = !endpoints.is_empty();
     crate::networks::attach::check_dns(&config.network)?;
@@ -75,6 +76,12 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
     } else {
         Vec::new()
     };
+    let publishes = !config.network.published_ports.is_empty() || config.network.publish_all;
+    if !networked && publishes && config.network.mode == NetworkMode::Default {
+        return Err(EngineError::Invalid(
+            "publishing ports needs the default bridge network, which this engine has not".into(),
+        ));
+    }
     let image_volumes: Vec<String> = image_config
         .config
         .as_ref()
@@ -191,6 +198,7 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
         mounts: config.mounts.clone(),
         networks: endpoints,
         ports,
+        network_container,
         state: RunState::default(),
         log_path,
         log,

@@ -73,6 +73,9 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
         })
         .await?;
     }
+    if let Some(target) = record.network_container.clone() {
+        crate::networks::attach::join_container(engine, &record.id, &target)?;
+    }
     // The shim may be shared (a pod's): no other container of its group may start
     // it or let it go meanwhile.
     let group_guard = engine.shim_group_lock(record.shim_group()).await;

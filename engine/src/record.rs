@@ -120,6 +120,10 @@ pub struct ContainerRecord {
     /// Its published ports (on a bridge network), with their host ports while it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::networks::ports::PortBinding>,
+    /// `--network container:X`: the id of the container whose network namespace this
+    /// one joins at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_container: Option<String>,
     pub state: RunState,
     /// Where the shim writes the CRI-format log; `None`: the bundle's `container.log`.
     #[serde(default)]

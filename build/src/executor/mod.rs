@@ -489,8 +489,12 @@ impl Run<'_> {
             user: cfg.user.clone().unwrap_or_default(),
             working_dir: cfg.working_dir.clone().unwrap_or_default(),
             network: match r.network.clone().or_else(|| self.req.network.clone()) {
-                None | Some(NetworkMode::Default) => berth_engine::config::NetworkMode::Default,
-                Some(NetworkMode::None) => berth_engine::config::NetworkMode::None,
+                // RUN steps keep a loopback-only namespace: joining the default
+                // bridge would bind /etc/hosts and friends into the step's rootfs,
+                // whose diff becomes the layer.
+                None | Some(NetworkMode::Default) | Some(NetworkMode::None) => {
+                    berth_engine::config::NetworkMode::None
+                }
                 Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,
             },
         };

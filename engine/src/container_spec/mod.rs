@@ -50,12 +50,10 @@ pub enum SpecError {
     Device(String),
     #[error("{0}")]
     Ulimit(String),
-    #[error(
-        "network mode {0:?} is not supported yet (berth gives containers none, host or default)"
-    )]
+    #[error("invalid network mode {0:?}")]
     NetworkMode(String),
     #[error(
-        "publishing ports ({0}) is not supported yet: until container networks land, berth gives containers loopback only (--network none) or the host's network (--network host)"
+        "publishing ports ({0}) needs a bridge network (the default one or a user network), not --network none, host or container:"
     )]
     Ports(String),
     #[error("invalid exposed port {0:?}: expected port[/tcp|udp|sctp], one port per entry")]
@@ -244,8 +242,8 @@ fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
 }
 
 /// Private pid, ipc, uts, mount namespaces; a network one unless on the host's
-/// network; a cgroup one on cgroup v2 hosts. Published ports are refused until
-/// container networks land.
+/// network; a cgroup one on cgroup v2 hosts. Published ports are refused but on a
+/// bridge network.
 fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> {
     let network = &c.config().network;
     let mut namespaces = vec![
@@ -255,11 +253,11 @@ fn with_namespaces(spec: &mut Spec, c: &Container<'_>) -> Result<(), SpecError> 
         namespace(LinuxNamespaceType::Mount),
     ];
     if network.mode != NetworkMode::Host {
-        // Until user-defined networks land, the default network is a private network
-        // namespace with loopback only, like `--network none`.
         namespaces.push(namespace(LinuxNamespaceType::Network));
-        // On a bridge network the engine publishes them (`networks/ports.rs`).
-        let bridge = network.mode == NetworkMode::Bridge;
+        // On a bridge network (the default one or a user's) the engine publishes them
+        // (`networks/ports.rs`); an engine without a default bridge refuses them at
+        // create.
+        let bridge = matches!(network.mode, NetworkMode::Bridge | NetworkMode::Default);
         let mut published: Vec<&str> = network
             .published_ports
             .iter()

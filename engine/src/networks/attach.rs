@@ -94,6 +94,17 @@ pub fn endpoints_for(
     config: &ContainerConfig,
 ) -> Result<Vec<Endpoint>, EngineError> {
     let n = &config.network;
+    if !n.extra_hosts.is_empty() {
+        if matches!(n.mode, NetworkMode::Host | NetworkMode::None) {
+            return Err(EngineError::Invalid(
+                "--add-host (ExtraHosts) is applied on bridge networks only".into(),
+            ));
+        }
+        extra_hosts(engine, &n.extra_hosts)?;
+    }
+    if n.mode == NetworkMode::Default {
+        return default_endpoint(engine, config);
+    }
     if n.mode != NetworkMode::Bridge {
         if !n.ip.is_empty() {
             return Err(EngineError::Invalid(
@@ -120,10 +131,13 @@ pub fn endpoints_for(
         }
         Err(e) => return Err(e),
     };
+    if net.builtin && net.name == super::DEFAULT_NETWORK {
+        return default_endpoint(engine, config);
+    }
     if net.builtin {
         return Err(EngineError::Invalid(format!(
-            "network {}: containers join the default bridge network only without --network, and berth does not attach to it yet",
-            net.name
+            "network {}: use --network {} to join it",
+            net.name, net.name
         )));
     }
     if !n.ip.is_empty() {
@@ -152,6 +166,182 @@ pub fn check_ip(net: &NetworkRecord, ip: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A container without `--network` joins the default `bridge` network, the record
+/// berthd makes at start; where there is none (an engine without a daemon's
+/// networks, as in unit tests), loopback only.
+fn default_endpoint(
+    engine: &Engine,
+    config: &ContainerConfig,
+) -> Result<Vec<Endpoint>, EngineError> {
+    let n = &config.network;
+    if !n.ip.is_empty() {
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
+    }
+    if !n.aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    let net = match super::get(engine, super::DEFAULT_NETWORK) {
+        Ok(net) if net.record.builtin && net.record.driver == "bridge" => net.record,
+        Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(vec![Endpoint {
+        network_id: net.id,
+        network_name: net.name,
+        ..Default::default()
+    }])
+}
+
+/// `--add-host` entries (`name:ip`, split at the first colon as Docker does) as
+/// /etc/hosts lines' (ip, name); `host-gateway` is the default bridge's gateway.
+pub fn extra_hosts(
+    engine: &Engine,
+    entries: &[String],
+) -> Result<Vec<(String, String)>, EngineError> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (name, ip) = entry
+            .split_once(':')
+            .ok_or_else(|| EngineError::Invalid(format!("bad format for add-host: {entry:?}")))?;
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(EngineError::Invalid(format!(
+                "bad format for add-host: {entry:?}"
+            )));
+        }
+        let ip = if ip == "host-gateway" {
+            match super::get(engine, super::DEFAULT_NETWORK) {
+                Ok(net) if !net.record.gateway.is_empty() => net.record.gateway,
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "unable to derive the IP value for host-gateway".into(),
+                    ))
+                }
+            }
+        } else if ip.parse::<std::net::IpAddr>().is_ok() {
+            ip.to_string()
+        } else {
+            return Err(EngineError::Invalid(format!(
+                "invalid IP address in add-host: {ip:?}"
+            )));
+        };
+        out.push((ip, name.to_string()));
+    }
+    Ok(out)
+}
+
+/// `--network container:X`: checks the request in Docker's words (X must exist; no
+/// hostname, published ports, `--add-host`, `--ip` or aliases of its own), binds X's
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf when it has them, and returns X's
+/// id. Other modes: none.
+pub fn container_mode(
+    engine: &Engine,
+    config: &mut ContainerConfig,
+) -> Result<Option<String>, EngineError> {
+    let n = &config.network;
+    if n.mode != NetworkMode::Container {
+        return Ok(None);
+    }
+    let conflict = |what: &str| {
+        Err(EngineError::Invalid(format!(
+            "conflicting options: {what} and the network mode"
+        )))
+    };
+    if !config.hostname.is_empty() {
+        return conflict("hostname");
+    }
+    if !n.extra_hosts.is_empty() {
+        return conflict("custom host-to-IP mapping");
+    }
+    if !n.published_ports.is_empty() || n.publish_all {
+        return conflict("port publishing");
+    }
+    if !n.ip.is_empty() {
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
+    }
+    if !n.aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    // A bad request, not a 404: the docker CLI answers a 404 on create by pulling.
+    let target = match crate::find(engine, &n.network) {
+        Ok(t) => t,
+        Err(EngineError::NotFound { .. }) => {
+            return Err(EngineError::Invalid(format!(
+                "No such container: {}",
+                n.network
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let bundle = engine.dir(&target.id);
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let source = bundle.join(name);
+        let destination = format!("/etc/{name}");
+        if !source.exists() || config.mounts.iter().any(|m| m.destination == destination) {
+            continue;
+        }
+        config.mounts.push(Mount {
+            destination,
+            kind: MountKind::Bind {
+                source: source.display().to_string(),
+                read_only: false,
+                recursive: false,
+                propagation: Default::default(),
+                create_source: false,
+            },
+        });
+    }
+    Ok(Some(target.id))
+}
+
+/// At start of a `--network container:X` container: X must be running; the bundle's
+/// spec then joins X's network namespace (`/proc/<pid>/ns/net`) and takes its
+/// hostname, as dockerd does.
+pub fn join_container(engine: &Engine, id: &str, target: &str) -> Result<(), EngineError> {
+    let t = crate::get(engine, target)
+        .map_err(|_| EngineError::Invalid(format!("No such container: {target}")))?;
+    if t.state.status != crate::record::Status::Running || t.state.pid == 0 {
+        return Err(EngineError::Invalid(format!(
+            "cannot join network of a non running container: {target}"
+        )));
+    }
+    let path = engine.dir(id).join("config.json");
+    let read = |p: &std::path::Path| -> Result<oci_spec::runtime::Spec, EngineError> {
+        let bytes =
+            std::fs::read(p).map_err(EngineError::internal(format!("reading {}", p.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(EngineError::internal(format!("decoding {}", p.display())))
+    };
+    let mut spec = read(&path)?;
+    let hostname = read(&engine.dir(target).join("config.json"))?
+        .hostname()
+        .clone();
+    spec.set_hostname(hostname);
+    let netns = std::path::PathBuf::from(format!("/proc/{}/ns/net", t.state.pid));
+    if let Some(namespaces) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+    {
+        for ns in namespaces.iter_mut() {
+            if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
+                ns.set_path(Some(netns.clone()));
+            }
+        }
+    }
+    let bytes =
+        serde_json::to_vec_pretty(&spec).map_err(EngineError::internal("encoding config.json"))?;
+    std::fs::write(&path, bytes)
+        .map_err(EngineError::internal(format!("writing {}", path.display())))
+}
+
 /// The container's hostname as its spec gets it.
 pub fn hostname_of(config: &ContainerConfig, id: &str) -> String {
     if config.hostname.is_empty() {
@@ -171,9 +361,10 @@ pub fn add_files(
     let bundle = engine.dir(id);
     let hostname = hostname_of(config, id);
     write(&bundle.join("hostname"), &format!("{hostname}\n"))?;
+    let extra = extra_hosts(engine, &config.network.extra_hosts)?;
     write(
         &bundle.join("hosts"),
-        &hosts(&hostname, &config.domainname, None),
+        &hosts(&hostname, &config.domainname, &extra, None),
     )?;
     write(&bundle.join("resolv.conf"), &resolv_for(engine, config)?)?;
     for name in ["hostname", "hosts", "resolv.conf"] {
@@ -199,12 +390,16 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), EngineError> {
     std::fs::write(path, text).map_err(EngineError::internal(format!("writing {}", path.display())))
 }
 
-/// dockerd's /etc/hosts: loopback and IPv6 names, then the container's address with its
-/// hostname (and `hostname.domain` first when a domain is set).
-pub fn hosts(hostname: &str, domain: &str, ip: Option<&str>) -> String {
+/// dockerd's /etc/hosts: loopback and IPv6 names, the `--add-host` entries, then the
+/// container's address with its hostname (and `hostname.domain` first when a domain
+/// is set).
+pub fn hosts(hostname: &str, domain: &str, extra: &[(String, String)], ip: Option<&str>) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for (addr, name) in extra {
+        s.push_str(&format!("{addr}\t{name}\n"));
+    }
     if let Some(ip) = ip {
         if domain.is_empty() {
             s.push_str(&format!("{ip}\t{hostname}\n"));
@@ -336,9 +531,19 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
         .as_str()
         .unwrap_or("")
         .to_string();
+    let entries: Vec<String> = record.request["HostConfig"]["ExtraHosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    let extra = extra_hosts(engine, &entries)?;
     let hosts_path = engine.dir(&record.id).join("hosts");
     if hosts_is_ours(&hosts_path) {
-        write(&hosts_path, &hosts(&hostname, &domain, first_ip.as_deref()))?;
+        write(
+            &hosts_path,
+            &hosts(&hostname, &domain, &extra, first_ip.as_deref()),
+        )?;
     }
     firewall::sync(engine)?;
     super::dns::sync(engine, Some(record))
@@ -536,12 +741,15 @@ mod tests {
 
     #[test]
     fn hosts_and_resolv_as_dockerd_writes_them() {
-        let h = hosts("web", "", Some("10.1.0.2"));
+        let h = hosts("web", "", &[], Some("10.1.0.2"));
         assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
         assert!(h.ends_with("ff02::2\tip6-allrouters\n10.1.0.2\tweb\n"));
-        assert!(hosts("web", "example.org", Some("10.1.0.2"))
+        assert!(hosts("web", "example.org", &[], Some("10.1.0.2"))
             .ends_with("10.1.0.2\tweb.example.org web\n"));
-        assert!(!hosts("web", "", None).contains("web"));
+        assert!(!hosts("web", "", &[], None).contains("web"));
+        let extra = [("192.0.2.9".to_string(), "db".to_string())];
+        assert!(hosts("web", "", &extra, Some("10.1.0.2"))
+            .ends_with("ff02::2\tip6-allrouters\n192.0.2.9\tdb\n10.1.0.2\tweb\n"));
         assert_eq!(
             filter_resolv("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\n"),
             "nameserver 192.0.2.1\nsearch lan\n"

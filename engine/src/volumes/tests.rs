@@ -67,6 +67,7 @@ fn container_using(engine: &Engine, id: &str, volumes: &[&str]) -> TestResult {
             .collect(),
         networks: Vec::new(),
         ports: Vec::new(),
+        network_container: None,
         state: RunState::default(),
         log_path: None,
         log: Default::default(),

@@ -43,6 +43,85 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 pub struct Berthd {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    net: NetSlot,
+}
+
+/// Where test daemons claim their default bridge slots: one file per slot holding
+/// the claiming process's id, so that concurrent test processes (and the threads of
+/// one) never share a bridge or a subnet; a dead process's claim is taken over.
+const NET_SLOTS: &str = "/run/berth-e2e-nets";
+
+/// A default bridge of a test berthd's own: `bte2e-<n>` on `172.30.<n>.0/24`, written
+/// into its config (`[networks]`) unless the test's config has that table already,
+/// and removed (with the daemon's nft table) when the [`Berthd`] goes.
+struct NetSlot {
+    n: u8,
+}
+
+impl NetSlot {
+    fn claim() -> Result<NetSlot> {
+        std::fs::create_dir_all(NET_SLOTS)?;
+        let me = std::process::id().to_string();
+        for _round in 0..2 {
+            for n in 0..=254u8 {
+                let path = Path::new(NET_SLOTS).join(n.to_string());
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut f) => {
+                        use std::io::Write;
+                        f.write_all(me.as_bytes())?;
+                        return Ok(NetSlot { n });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                        let alive =
+                            !owner.is_empty() && Path::new("/proc").join(owner.trim()).exists();
+                        if !alive {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        bail!("no free default bridge slot under {NET_SLOTS}")
+    }
+
+    fn bridge(&self) -> String {
+        format!("bte2e-{}", self.n)
+    }
+
+    fn subnet(&self) -> String {
+        format!("172.30.{}.0/24", self.n)
+    }
+
+    /// Removes the bridge and the engine's nft table (named as
+    /// `engine::networks::firewall::table` names it, from the root path).
+    fn clean(&self, root: &Path) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .stderr(Stdio::null())
+            .status();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in root.as_os_str().as_encoded_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let table = format!("berth_{:012x}", h & 0xffff_ffff_ffff);
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &table])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Path::new(NET_SLOTS).join(self.n.to_string()));
+    }
 }
 
 /// The cgroup berthd puts containers under (`/berth/<id>`), in every hierarchy.
@@ -56,15 +135,32 @@ const BERTHD_CGROUP: &str = "berth";
 static LIVE: Mutex<usize> = Mutex::new(0);
 
 impl Berthd {
-    fn new(dir: tempfile::TempDir) -> Berthd {
+    fn new(dir: tempfile::TempDir) -> Result<Berthd> {
+        let net = NetSlot::claim()?;
         *LIVE.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Berthd { child: None, dir }
+        Ok(Berthd {
+            child: None,
+            dir,
+            net,
+        })
+    }
+
+    /// The host bridge of this daemon's default `bridge` network (unless the test's
+    /// config names another).
+    pub fn default_bridge(&self) -> String {
+        self.net.bridge()
+    }
+
+    /// The subnet of this daemon's default `bridge` network (unless the test's config
+    /// names another).
+    pub fn default_subnet(&self) -> String {
+        self.net.subnet()
     }
 
     /// Starts berthd on fresh dirs and waits until its Docker API socket answers.
     pub fn start() -> Result<Berthd> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
-        let mut berthd = Berthd::new(dir);
+        let mut berthd = Berthd::new(dir)?;
         berthd.spawn()?;
         Ok(berthd)
     }
@@ -73,7 +169,7 @@ impl Berthd {
     pub fn start_with_config(config: &str) -> Result<Berthd> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         std::fs::write(dir.path().join("config.toml"), config)?;
-        let mut berthd = Berthd::new(dir);
+        let mut berthd = Berthd::new(dir)?;
         berthd.spawn()?;
         Ok(berthd)
     }
@@ -89,6 +185,19 @@ impl Berthd {
     }
 
     fn spawn(&mut self) -> Result<()> {
+        // Every start (a test may rewrite the config before a restart) gets this
+        // daemon's own default bridge unless the config sets `[networks]` itself.
+        let config = std::fs::read_to_string(self.config_path())?;
+        if !config.contains("[networks]") {
+            std::fs::write(
+                self.config_path(),
+                format!(
+                    "{config}\n[networks]\ndefault_bridge = \"{}\"\ndefault_subnet = \"{}\"\n",
+                    self.net.bridge(),
+                    self.net.subnet()
+                ),
+            )?;
+        }
         let child = Command::new(binary("berthd")?)
             .arg("--root")
             .arg(self.root())
@@ -283,6 +392,7 @@ impl Drop for Berthd {
         if let Err(err) = self.stop() {
             eprintln!("stopping berthd: {err:#}");
         }
+        self.net.clean(&self.root());
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         *live = live.saturating_sub(1);
         if *live == 0 {

@@ -68,9 +68,9 @@ fn run_logs_ps_inspect_stop_rm_through_berth() -> Result<()> {
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "{id}");
     let mut logs = String::new();
-    eventually(10, "six lines of logs", || {
+    eventually(10, "seven lines of logs", || {
         logs = run_ok(berthd.berth()?.args(["logs", "web"]))?;
-        Ok(logs.lines().count() >= 6)
+        Ok(logs.lines().count() >= 7)
     })?;
     let lines: Vec<&str> = logs.lines().collect();
     assert_eq!(
@@ -79,8 +79,9 @@ fn run_logs_ps_inspect_stop_rm_through_berth() -> Result<()> {
         "{logs}"
     );
     assert_eq!(
-        lines[5], "lo",
-        "--network none semantics: loopback only: {logs}"
+        &lines[5..7],
+        ["eth0", "lo"],
+        "the default bridge network: its eth0 and loopback: {logs}"
     );
 
     let ps = run_ok(berthd.berth()?.arg("ps"))?;

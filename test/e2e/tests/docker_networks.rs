@@ -8,11 +8,10 @@ use anyhow::Result;
 use berth_e2e::{require_root, run, run_ok, Berthd};
 use serde_json::Value;
 
-/// berthd with a default bridge of its own, apart from other tests' daemons.
+/// berthd with a default bridge of its own (the harness gives each daemon one),
+/// apart from other tests' daemons.
 fn berthd() -> Result<Berthd> {
-    Berthd::start_with_config(
-        "[networks]\ndefault_bridge = \"bt-e2e-def\"\ndefault_subnet = \"10.213.0.0/24\"\n",
-    )
+    Berthd::start()
 }
 
 fn names(berthd: &Berthd, filters: &[&str]) -> Result<Vec<String>> {
@@ -37,11 +36,15 @@ fn builtin_and_user_networks() -> Result<()> {
     assert_eq!(names(&berthd, &[])?, ["bridge", "host", "none"]);
     let bridge = inspect(&berthd, "bridge")?;
     assert_eq!(bridge["Driver"], "bridge");
-    assert_eq!(bridge["IPAM"]["Config"][0]["Subnet"], "10.213.0.0/24");
-    assert_eq!(bridge["IPAM"]["Config"][0]["Gateway"], "10.213.0.1");
+    let subnet = berthd.default_subnet();
+    assert_eq!(bridge["IPAM"]["Config"][0]["Subnet"], subnet.as_str());
+    assert_eq!(
+        bridge["IPAM"]["Config"][0]["Gateway"],
+        subnet.replace(".0/24", ".1").as_str()
+    );
     assert_eq!(
         bridge["Options"]["com.docker.network.bridge.name"],
-        "bt-e2e-def"
+        berthd.default_bridge().as_str()
     );
     assert_eq!(inspect(&berthd, "none")?["Driver"], "null");
 
@@ -107,7 +110,7 @@ fn builtin_and_user_networks() -> Result<()> {
     assert_eq!(inspect(&berthd, "backend")?["Id"], id.as_str());
     assert_eq!(
         inspect(&berthd, "bridge")?["IPAM"]["Config"][0]["Subnet"],
-        "10.213.0.0/24"
+        berthd.default_subnet().as_str()
     );
 
     let out = run_ok(berthd.docker().args(["network", "rm", "backend"]))?;
@@ -140,7 +143,7 @@ fn bad_input_is_refused_with_nothing_made() -> Result<()> {
         "Pool overlaps with other one on this address space",
     )?;
     refused(
-        &["create", "--subnet", "10.213.0.0/16", "three"],
+        &["create", "--subnet", "172.30.0.0/16", "three"],
         "Pool overlaps with other one on this address space",
     )?;
     refused(&["create", "one"], "network with name one already exists")?;
@@ -875,5 +878,378 @@ fn concurrent_runs_and_removals_leave_nothing() -> Result<()> {
         &["10.233.0.", "10.234.0."],
     )?;
     assert!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+/// A top-level `NetworkSettings` field of a container, as the docker CLI shows it.
+fn setting(berthd: &Berthd, name: &str, field: &str) -> Result<String> {
+    let format = format!("{{{{.NetworkSettings.{field}}}}}");
+    Ok(
+        run_ok(berthd.docker().args(["inspect", "--format", &format, name]))?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// The host's resolv.conf as dockerd gives it to a default-bridge container: the
+/// host's resolvers, loopback ones left out.
+fn expected_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let mut f = l.split_whitespace();
+            !(f.next() == Some("nameserver")
+                && f.next()
+                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn containers_without_network_join_the_default_bridge() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let bridge = berthd.default_bridge();
+    let subnet = berthd.default_subnet();
+    let prefix = subnet.trim_end_matches("0/24").to_string();
+    assert!(prefix.starts_with("172."), "{subnet}");
+
+    run_ok(
+        berthd
+            .docker()
+            .args(["run", "-d", "--name", "c1", "busybox", "sleep", "600"]),
+    )?;
+    let port = free_port()?;
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .args(["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    run_ok(&mut cmd)?;
+
+    // dockerd's top-level fields are the default bridge endpoint's.
+    let ip = setting(&berthd, "c1", "IPAddress")?;
+    assert!(ip.starts_with(&prefix), "{ip} not in {subnet}");
+    assert_eq!(ip, ip_of(&berthd, "c1", "bridge")?);
+    assert_eq!(setting(&berthd, "c1", "Gateway")?, format!("{prefix}1"));
+    assert_eq!(setting(&berthd, "c1", "IPPrefixLen")?, "24");
+    let mac = setting(&berthd, "c1", "MacAddress")?;
+    assert_eq!(mac.len(), 17, "{mac:?}");
+    assert_eq!(
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "--format", "{{.HostConfig.NetworkMode}}", "c1"])
+        )?
+        .trim(),
+        "default"
+    );
+    // The address is on the container's eth0 and the veth on the daemon's bridge.
+    let addr = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "c1", "ip", "-o", "-4", "addr", "show", "eth0"]),
+    )?;
+    assert!(addr.contains(&format!("{ip}/24")), "{addr}");
+    let veths =
+        run_ok(std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge]))?;
+    assert_eq!(veths.lines().count(), 2, "{veths}");
+
+    // /etc/hosts, /etc/hostname and /etc/resolv.conf as dockerd writes them.
+    let hostname = run_ok(berthd.docker().args(["exec", "c1", "hostname"]))?;
+    let hostname = hostname.trim();
+    assert_eq!(hostname.len(), 12, "{hostname}");
+    let hosts = run_ok(berthd.docker().args(["exec", "c1", "cat", "/etc/hosts"]))?;
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+    assert!(hosts.ends_with(&format!("{ip}\t{hostname}\n")), "{hosts}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "c1", "cat", "/etc/hostname"]))?,
+        format!("{hostname}\n")
+    );
+    assert_eq!(
+        run_ok(
+            berthd
+                .docker()
+                .args(["exec", "c1", "cat", "/etc/resolv.conf"])
+        )?,
+        expected_resolv_conf()
+    );
+
+    // Another default-bridge container by address, and -p from the host.
+    let web_ip = setting(&berthd, "web", "IPAddress")?;
+    assert!(web_ip.starts_with(&prefix) && web_ip != ip, "{web_ip}");
+    let web_host = run_ok(berthd.docker().args(["exec", "web", "hostname"]))?;
+    run_ok(
+        berthd
+            .docker()
+            .args(["exec", "c1", "ping", "-c", "1", "-W", "3", &web_ip]),
+    )?;
+    // (Debian's static busybox wget crashes in its resolver; nc speaks HTTP here.)
+    let get = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 80");
+    let got = run_ok(berthd.docker().args(["exec", "c1", "sh", "-c", &get]))?;
+    assert!(got.ends_with(&web_host), "{got}");
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&web_host)),
+        "{body:?}"
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["port", "web"]))?.trim(),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    // Outbound through masquerading: the bridge plugin's rule for the address.
+    let nat = run_ok(std::process::Command::new("iptables-save").args(["-t", "nat"]))?;
+    assert!(
+        nat.lines()
+            .any(|l| l.starts_with("-A POSTROUTING") && l.contains(&ip)),
+        "no masquerade rule for {ip}: {nat}"
+    );
+
+    // A --rm run gets an address too and leaves nothing.
+    let out = run_ok(berthd.docker().args([
+        "run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]))?;
+    assert!(out.contains(&prefix), "{out}");
+
+    // Bad input in Docker's words (the docker CLI drops --ip without a user network,
+    // so the API is asked directly).
+    let body = format!(
+        r#"{{"Image": "busybox", "Cmd": ["true"], "HostConfig": {{"NetworkMode": "bridge"}},
+            "NetworkingConfig": {{"EndpointsConfig": {{"bridge": {{"IPAMConfig": {{"IPv4Address": "{prefix}99"}}}}}}}}}}"#
+    );
+    let out = run_ok(std::process::Command::new("curl").args([
+        "-s",
+        "-w",
+        " %{http_code}",
+        "--unix-socket",
+        &berthd.docker_socket().to_string_lossy(),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        "http://localhost/v1.41/containers/create",
+    ]))?;
+    assert!(
+        out.contains("user specified IP address is supported on user defined networks only")
+            && out.ends_with(" 400"),
+        "{out}"
+    );
+
+    let live = traces(&berthd, &[&bridge], &[&prefix])?;
+    assert!(
+        live.iter().any(|t| t.contains("lease")),
+        "the probe sees no live lease: {live:?}"
+    );
+    run_ok(berthd.docker().args(["rm", "-f", "c1", "web"]))?;
+    let mut left = traces(&berthd, &[&bridge], &[&prefix])?;
+    // berth's nft table stays while the default bridge exists (it goes with it).
+    left.retain(|t| !t.starts_with("nft:"));
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_none(),
+        "still published"
+    );
+
+    // The harness removes the daemon's bridge when it goes.
+    drop(berthd);
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} left"
+    );
+    Ok(())
+}
+
+#[test]
+fn add_host_hostname_and_domainname_in_etc_files() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let gateway = berthd.default_subnet().replace(".0/24", ".1");
+    let out = run_ok(berthd.docker().args([
+        "run",
+        "--rm",
+        "--add-host",
+        "db:192.0.2.9",
+        "--add-host",
+        "gw:host-gateway",
+        "--hostname",
+        "web",
+        "--domainname",
+        "example.org",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; echo --; cat /etc/hostname; hostname; ip -o -4 addr show eth0",
+    ]))?;
+    let (hosts, rest) = out.split_once("--\n").unwrap_or((&out, ""));
+    let ip = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/24"))
+        .unwrap_or_default();
+    assert!(!ip.is_empty(), "{out}");
+    assert!(
+        hosts.ends_with(&format!(
+            "ff02::2\tip6-allrouters\n192.0.2.9\tdb\n{gateway}\tgw\n{ip}\tweb.example.org web\n"
+        )),
+        "{hosts}"
+    );
+    assert!(rest.starts_with("web\nweb\n"), "{rest}");
+
+    // Bad entries are refused by name, and --add-host is not dropped off a bridge.
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "db:192.0.2.9",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("--add-host"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn network_container_shares_the_namespace() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    // Docker's errors: an unknown container, a stopped one, conflicting options.
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    run_ok(
+        berthd
+            .docker()
+            .args(["create", "--name", "stopped", "busybox", "sleep", "600"]),
+    )?;
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:stopped",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot join network of a non running container"),
+        "{err}"
+    );
+    let (code, _, err) = run(berthd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "container:stopped",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ]))?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("conflicting options: hostname and the network mode"),
+        "{err}"
+    );
+
+    let port = free_port()?;
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .args(["busybox", "sleep", "600"]);
+    run_ok(&mut cmd)?;
+    let ip = setting(&berthd, "web", "IPAddress")?;
+    let web_host = run_ok(berthd.docker().args(["exec", "web", "hostname"]))?;
+    // The sidecar sees web's interfaces and address, its hostname and /etc/hosts, and
+    // what it serves is published through web's port.
+    let sidecar = run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "side",
+        "--network",
+        "container:web",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]))?;
+    assert_eq!(sidecar.trim().len(), 64, "{sidecar}");
+    let links = |name: &str| -> Result<String> {
+        run_ok(
+            berthd
+                .docker()
+                .args(["exec", name, "ip", "-o", "-4", "addr"]),
+        )
+    };
+    let side_links = links("side")?;
+    assert_eq!(side_links, links("web")?);
+    assert!(side_links.contains(&format!("{ip}/24")), "{side_links}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "side", "hostname"]))?,
+        web_host
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["exec", "side", "cat", "/etc/hosts"]))?,
+        run_ok(berthd.docker().args(["exec", "web", "cat", "/etc/hosts"]))?
+    );
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&web_host)),
+        "{body:?}"
+    );
+    // It has no endpoint of its own.
+    assert_eq!(setting(&berthd, "side", "IPAddress")?, "");
+    let side_ns = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "side", "readlink", "/proc/self/ns/net"]),
+    )?;
+    let web_ns = run_ok(
+        berthd
+            .docker()
+            .args(["exec", "web", "readlink", "/proc/self/ns/net"]),
+    )?;
+    assert_eq!(side_ns, web_ns);
+
+    // --network host is the host's namespace; none is one of its own, loopback only.
+    let host_ns = std::fs::read_link("/proc/self/ns/net")?;
+    let ns_of = |mode: &str| -> Result<String> {
+        run_ok(berthd.docker().args([
+            "run",
+            "--rm",
+            "--network",
+            mode,
+            "busybox",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; ls /sys/class/net",
+        ]))
+    };
+    let host = ns_of("host")?;
+    assert!(
+        host.starts_with(&format!("{}\n", host_ns.display())),
+        "{host}"
+    );
+    let none = ns_of("none")?;
+    assert!(!none.contains(&host_ns.display().to_string()), "{none}");
+    assert!(none.ends_with("]\nlo\n"), "{none}");
+    run_ok(berthd.docker().args(["rm", "-f", "side", "web", "stopped"]))?;
     Ok(())
 }

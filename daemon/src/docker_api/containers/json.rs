@@ -147,7 +147,10 @@ fn networks(r: &ContainerRecord) -> Value {
                 json!({"IPv4Address": e.requested_ip})
             };
             let mut aliases = e.aliases.clone();
-            if r.state.status.has_task() {
+            // The default bridge has no names (Docker's endpoints there have none).
+            if r.state.status.has_task()
+                && e.network_name != berth_engine::networks::DEFAULT_NETWORK
+            {
                 aliases.push(r.id[..12.min(r.id.len())].to_string());
             }
             (
@@ -171,6 +174,31 @@ fn networks(r: &ContainerRecord) -> Value {
         })
         .collect();
     Value::Object(map)
+}
+
+/// Inspect's `NetworkSettings`: the top-level address fields are the default
+/// bridge endpoint's, as dockerd fills them (empty on other networks).
+fn network_settings(r: &ContainerRecord) -> Value {
+    let default = r
+        .networks
+        .iter()
+        .find(|e| e.network_name == berth_engine::networks::DEFAULT_NETWORK);
+    let field =
+        |f: fn(&berth_engine::networks::Endpoint) -> String| default.map(f).unwrap_or_default();
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": network_ports(r),
+        "SandboxKey": "", "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": "",
+        "Gateway": field(|e| e.gateway.clone()),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": field(|e| e.ip_address.clone()),
+        "IPPrefixLen": default.map(|e| e.prefix_len).unwrap_or(0),
+        "IPv6Gateway": "",
+        "MacAddress": field(|e| e.mac_address.clone()),
+        "Networks": networks(r),
+    })
 }
 
 /// `NetworkSettings.Ports` of inspect: `{"80/tcp": null}` for each exposed port while
@@ -201,6 +229,26 @@ fn network_ports(r: &ContainerRecord) -> Value {
 
 /// `Mounts`: the container's mount points as dockerd lists them (`--tmpfs` is not one
 /// of them). Records written before berth kept mounts list their volumes only.
+/// The /etc/hostname, /etc/hosts and /etc/resolv.conf berth binds from a bundle (the
+/// container's, or with `--network container:` the other one's): not in `Mounts`, as
+/// dockerd lists none of its own.
+fn etc_file(
+    engine: &berth_engine::Engine,
+    r: &ContainerRecord,
+    m: &berth_engine::config::Mount,
+) -> bool {
+    let berth_engine::config::MountKind::Bind { source, .. } = &m.kind else {
+        return false;
+    };
+    let source = std::path::Path::new(source);
+    let containers = engine.dir(&r.id);
+    let in_a_bundle = source.parent().and_then(|p| p.parent()) == containers.parent();
+    let name = source.file_name().map(|n| n.to_string_lossy().into_owned());
+    in_a_bundle
+        && matches!(name.as_deref(), Some("hostname" | "hosts" | "resolv.conf"))
+        && name.is_some_and(|n| m.destination == format!("/etc/{n}"))
+}
+
 fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
     use berth_engine::config::MountKind;
     if r.mounts.is_empty() {
@@ -221,7 +269,7 @@ fn mounts(engine: &berth_engine::Engine, r: &ContainerRecord) -> Value {
     }
     r.mounts
         .iter()
-        .filter(|m| !super::create::from_tmpfs_flag(r, m))
+        .filter(|m| !super::create::from_tmpfs_flag(r, m) && !etc_file(engine, r, m))
         .map(|m| {
             let mode = mount_mode(r, &m.destination);
             match &m.kind {
@@ -551,10 +599,7 @@ pub fn inspect(daemon: &Arc<Daemon>, reference: &str) -> Result<Reply, ApiError>
             "Labels": r.labels,
             "StopSignal": r.stop_signal,
         },
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": network_ports(&r),
-            "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": networks(&r),
-        },
+        "NetworkSettings": network_settings(&r),
     });
     // Docker shows Health only for a container with a check, and its check in Config.
     if let Some(health) = &s.health {

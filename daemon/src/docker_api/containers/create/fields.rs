@@ -46,6 +46,7 @@ const HOST_CONFIG: &[&str] = &[
     "Dns",
     "DnsOptions",
     "DnsSearch",
+    "ExtraHosts",
     "RestartPolicy",
     "AutoRemove",
     "Memory",
@@ -120,7 +121,6 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
     }
     let yet = " yet";
     let hints = [
-        ("HostConfig.ExtraHosts", yet),
         ("HostConfig.VolumeDriver", yet),
     ];
     let hint = hints

@@ -64,6 +64,8 @@ pub struct HostConfig {
     pub port_bindings: Option<BTreeMap<String, Option<Vec<serde_json::Value>>>>,
     #[serde(rename = "PublishAllPorts")]
     pub publish_all_ports: bool,
+    /// `--add-host name:ip` (`host-gateway` for the ip: the default bridge's gateway).
+    pub extra_hosts: Option<Vec<String>>,
     pub memory: i64,
     pub memory_reservation: i64,
     pub memory_swap: i64,
@@ -291,11 +293,9 @@ impl CreateRequest {
         let mode = match hc.network_mode.as_str() {
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
-            // Until the default bridge is attached, bridge is the default network.
             "" | "default" | "bridge" => NetworkMode::Default,
-            other if other.starts_with("container:") => {
-                return Err(SpecError::NetworkMode(other.to_string()))
-            }
+            "container:" => return Err(SpecError::NetworkMode("container:".into())),
+            other if other.starts_with("container:") => NetworkMode::Container,
             _ => NetworkMode::Bridge,
         };
         let endpoint = self
@@ -337,15 +337,16 @@ impl CreateRequest {
             })
             .collect();
         Ok(NetworkAttachment {
-            network: if mode == NetworkMode::Bridge {
-                hc.network_mode.clone()
-            } else {
-                String::new()
+            network: match mode {
+                NetworkMode::Bridge => hc.network_mode.clone(),
+                NetworkMode::Container => hc.network_mode["container:".len()..].to_string(),
+                _ => String::new(),
             },
             mode,
             exposed_ports,
             published_ports,
             publish_all: hc.publish_all_ports,
+            extra_hosts: hc.extra_hosts.clone().unwrap_or_default(),
             ip,
             aliases,
             dns: hc.dns.clone().unwrap_or_default(),
@@ -390,10 +391,15 @@ mod tests {
             ),
             ("backend", "10.1.0.9", &["db".to_string()][..])
         );
-        assert!(
-            config(json!({"HostConfig": {"NetworkMode": "container:x"}}))
-                .is_err_and(|e| e.contains("\"container:x\" is not supported yet"))
+        let c = config(json!({"HostConfig": {"NetworkMode": "container:web"}}))?;
+        assert_eq!(
+            (c.network.mode, c.network.network.as_str()),
+            (NetworkMode::Container, "web")
         );
+        assert!(config(json!({"HostConfig": {"NetworkMode": "container:"}}))
+            .is_err_and(|e| e.contains("invalid network mode \"container:\"")));
+        let c = config(json!({"HostConfig": {"ExtraHosts": ["db:192.0.2.9"]}}))?;
+        assert_eq!(c.network.extra_hosts, ["db:192.0.2.9"]);
         let c = config(json!({"ExposedPorts": {"9000/tcp": {}, "53/udp": {}},
             "HostConfig": {"PortBindings": {
                 "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}, {"HostPort": "8081"}],

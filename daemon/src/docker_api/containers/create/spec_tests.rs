@@ -196,18 +196,18 @@ fn bad_requests_are_refused_with_the_reason() {
             "bounding set",
         ),
         (
-            json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "container:abc"}}),
+            json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "container:"}}),
             json!({}),
-            "not supported yet",
+            "invalid network mode \"container:\"",
         ),
         (
-            json!({"Cmd": ["x"], "HostConfig": {
+            json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "none",
                 "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}}),
             json!({}),
-            "publishing ports (80/tcp) is not supported yet",
+            "publishing ports (80/tcp) needs a bridge network",
         ),
         (
-            json!({"Cmd": ["x"], "HostConfig": {"PublishAllPorts": true}}),
+            json!({"Cmd": ["x"], "HostConfig": {"NetworkMode": "none", "PublishAllPorts": true}}),
             json!({}),
             "publishing ports (-P)",
         ),
