@@ -179,7 +179,7 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
     };
     // The body is unpacked as it arrives, on a blocking thread fed through a
     // bounded channel (the tar crate reads synchronously).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let keep_owner = args.archive;
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
@@ -188,18 +188,30 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
         };
         unpack(reader, &into, rename, keep_owner)
     });
+    // The body's frames are small (what one socket read gave): they are gathered
+    // into chunks of FEED bytes, so the unpacking thread is woken once per chunk,
+    // not once per frame (each wake-up is a trip through a busy scheduler).
+    const FEED: usize = 1 << 20;
     let mut feed_err = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
+    let mut gathered = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
-                    if tx.send(d).await.is_err() {
+                    gathered.extend_from_slice(&d);
+                    if gathered.len() >= FEED && tx.send(gathered.split().freeze()).await.is_err() {
                         break;
                     }
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 feed_err = Some(e);
+                break;
+            }
+            None => {
+                if !gathered.is_empty() {
+                    let _ = tx.send(gathered.split().freeze()).await;
+                }
                 break;
             }
         }
