@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use super::image_http::{check, q, send, Call};
+use super::image_http::{check, q, send, send_body, Call, ChannelBody};
 use super::Output;
 
 #[derive(Args)]
@@ -179,7 +179,7 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
     };
     // The body is unpacked as it arrives, on a blocking thread fed through a
     // bounded channel (the tar crate reads synchronously).
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let keep_owner = args.archive;
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader {
@@ -188,18 +188,30 @@ async fn from_container(host: &str, args: &CpArgs, c: &str, src: &str, dst: &str
         };
         unpack(reader, &into, rename, keep_owner)
     });
+    // The body's frames are small (what one socket read gave): they are gathered
+    // into chunks of FEED bytes, so the unpacking thread is woken once per chunk,
+    // not once per frame (each wake-up is a trip through a busy scheduler).
+    const FEED: usize = 1 << 20;
     let mut feed_err = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
+    let mut gathered = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
-                    if tx.send(d).await.is_err() {
+                    gathered.extend_from_slice(&d);
+                    if gathered.len() >= FEED && tx.send(gathered.split().freeze()).await.is_err() {
                         break;
                     }
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 feed_err = Some(e);
+                break;
+            }
+            None => {
+                if !gathered.is_empty() {
+                    let _ = tx.send(gathered.split().freeze()).await;
+                }
                 break;
             }
         }
@@ -300,20 +312,28 @@ fn unpack(
         }
         Ok(into.join(rel))
     };
+    // One buffer for every file's data; directories' times are set at the end
+    // (writing their children would change them).
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut dir_times = Vec::new();
     for entry in ar.entries()? {
         let mut entry = entry?;
         let dest = place(entry.path_bytes().into_owned())?;
         let kind = entry.header().entry_type();
-        if let Ok(m) = std::fs::symlink_metadata(&dest) {
-            if !(m.is_dir() && kind == tar::EntryType::Directory) {
-                if m.is_dir() {
-                    std::fs::remove_dir_all(&dest)
-                } else {
-                    std::fs::remove_file(&dest)
+        if kind == tar::EntryType::Regular {
+            // Created with O_EXCL first: a name already there (the usual case is
+            // none) is replaced and the creation tried once more.
+            let res = match write_file(&mut entry, &dest, keep_owner, &mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    replace(&dest, kind)?;
+                    write_file(&mut entry, &dest, keep_owner, &mut buf)
                 }
-                .with_context(|| format!("replacing {}", dest.display()))?;
-            }
+                r => r,
+            };
+            res.with_context(|| format!("extracting {}", dest.display()))?;
+            continue;
         }
+        replace(&dest, kind)?;
         if kind == tar::EntryType::Link {
             let link = entry
                 .link_name_bytes()
@@ -323,25 +343,55 @@ fn unpack(
             std::fs::hard_link(&from, &dest).with_context(|| format!("link {}", dest.display()))?;
             continue;
         }
-        if kind == tar::EntryType::Regular {
-            write_file(&mut entry, &dest, keep_owner)
-                .with_context(|| format!("extracting {}", dest.display()))?;
-            continue;
+        if kind == tar::EntryType::Directory {
+            if let Ok(mtime) = entry.header().mtime() {
+                dir_times.push((dest.clone(), mtime));
+            }
         }
         entry
             .unpack(&dest)
             .with_context(|| format!("extracting {}", dest.display()))?;
     }
+    // Deepest first, so setting a parent's times comes after its children's.
+    for (dir, mtime) in dir_times.iter().rev() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
+        let times = std::fs::FileTimes::new().set_modified(t).set_accessed(t);
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.set_times(times);
+        }
+    }
     Ok(())
 }
 
-/// A regular file's data copied in large writes (the tar crate copies 8 KiB at a
-/// time), then its mode, owner (with `-a`) and mtime.
+/// Removes what is at `dest` unless it is a directory and the entry one too
+/// (then the entry's files go into it, as docker cp does).
+fn replace(dest: &Path, kind: tar::EntryType) -> Result<()> {
+    if let Ok(m) = std::fs::symlink_metadata(dest) {
+        if !(m.is_dir() && kind == tar::EntryType::Directory) {
+            if m.is_dir() {
+                std::fs::remove_dir_all(dest)
+            } else {
+                std::fs::remove_file(dest)
+            }
+            .with_context(|| format!("replacing {}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// File data is copied in reads and writes of up to this much (the tar crate
+/// copies 8 KiB at a time).
+const COPY_BUF: usize = 1 << 20;
+
+/// A regular file's data copied in large writes, then its mode, owner (with
+/// `-a`) and mtime, all on the open fd. `AlreadyExists` when `dest` is taken.
 fn write_file(
     entry: &mut tar::Entry<impl std::io::Read>,
     dest: &Path,
     keep_owner: bool,
-) -> Result<()> {
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    use std::io::Read;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let h = entry.header();
     let mode = h.mode().unwrap_or(0o644) & 0o7777;
@@ -352,10 +402,24 @@ fn write_file(
         .create_new(true)
         .mode(0o600)
         .open(dest)?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
-        std::io::copy(entry, &mut w)?;
-        w.flush()?;
+    loop {
+        // Fill the buffer as far as the entry goes, then one write.
+        let mut n = 0;
+        while n < buf.len() {
+            match entry.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+        if n < buf.len() {
+            break;
+        }
     }
     if keep_owner {
         std::os::unix::fs::fchown(&f, Some(uid as u32), Some(gid as u32))?;
@@ -378,13 +442,19 @@ async fn to_container(host: &str, args: &CpArgs, src: &str, c: &str, dst: &str) 
         st = stat(host, c, &dst_path).await?;
     }
     let dst_is_dir = st.as_ref().is_some_and(|s| s.is_dir);
-    let (put_path, body) = if src == "-" {
+    // The tar is made on a blocking thread and sent as it is made, in chunks
+    // through a bounded channel: nothing holds the whole archive.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (put_path, producer) = if src == "-" {
         if !dst_is_dir {
             bail!("destination \"{c}:{dst}\" must be a directory");
         }
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        (dst_path, buf)
+        let producer = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut w = ChunkWriter::new(tx);
+            let r = std::io::copy(&mut std::io::stdin().lock(), &mut w);
+            w.finish(r.map(drop).context("reading stdin"))
+        });
+        (dst_path, producer)
     } else {
         let mut local = PathBuf::from(src);
         if args.follow_link {
@@ -407,10 +477,12 @@ async fn to_container(host: &str, args: &CpArgs, src: &str, c: &str, dst: &str) 
                 (parent_str(&dst_path), base(&dst_path))
             }
         };
-        let tar = tokio::task::spawn_blocking(move || build_tar(&local, &prefix))
-            .await
-            .context("archiving")??;
-        (put_path, tar)
+        let producer = tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut w = ChunkWriter::new(tx);
+            let r = build_tar(&local, &prefix, &mut w);
+            w.finish(r.with_context(|| format!("archiving {}", local.display())))
+        });
+        (put_path, producer)
     };
     let mut path = format!(
         "/containers/{}/archive?path={}&noOverwriteDirNonDir=true",
@@ -420,18 +492,98 @@ async fn to_container(host: &str, args: &CpArgs, src: &str, c: &str, dst: &str) 
     if args.archive {
         path.push_str("&copyUIDGID=true");
     }
-    let resp = send(
+    let resp = send_body(
         host,
         Call {
             method: Method::PUT,
             path,
-            headers: vec![],
-            body: Some(("application/x-tar", Bytes::from(body))),
+            headers: vec![("content-type", "application/x-tar".into())],
+            body: None,
         },
+        ChannelBody(rx),
     )
-    .await?;
-    check(resp).await?;
+    .await;
+    // The daemon's refusal is the error to show when it answered one (it may have
+    // stopped reading early, which ends the producer); otherwise a local failure
+    // (an unreadable file), which cut the request short.
+    let produced = producer.await.context("archiving")?;
+    match resp {
+        Ok(r) if !r.status().is_success() => {
+            check(r).await?;
+        }
+        Ok(r) => {
+            produced?;
+            check(r).await?;
+        }
+        Err(e) => {
+            produced?;
+            return Err(e);
+        }
+    }
     Ok(())
+}
+
+/// Sends what is written to it in chunks of [`CHUNK`] through a channel; a send
+/// fails when the request is gone (the daemon answered early, with an error).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 512 << 10;
+
+impl ChunkWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Self {
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(Ok(Bytes::from(chunk))).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the daemon stopped reading the archive",
+            )
+        })
+    }
+
+    /// Sends the rest, or, when making the archive failed, an error that aborts
+    /// the request (so the daemon never takes a cut archive for a whole one). A
+    /// daemon that stopped reading is not an error here: its answer says why.
+    fn finish(mut self, made: Result<()>) -> Result<()> {
+        match made {
+            Ok(()) => {
+                let _ = self.send();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn parent_str(path: &str) -> String {
@@ -445,8 +597,8 @@ fn parent_str(path: &str) -> String {
 
 /// A tar of `src` whose entries start with `prefix` (`prefix/…`), or of its
 /// children at the top when `prefix` is empty; links are archived as links.
-fn build_tar(src: &Path, prefix: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+fn build_tar(src: &Path, prefix: &str, out: impl Write) -> Result<()> {
+    let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
     let meta = std::fs::symlink_metadata(src)?;
@@ -467,7 +619,8 @@ fn build_tar(src: &Path, prefix: &str) -> Result<Vec<u8>> {
     } else {
         b.append_path_with_name(src, prefix)?;
     }
-    Ok(b.into_inner()?)
+    b.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,6 +34,49 @@ fn socket(host: &str) -> Result<PathBuf> {
 
 /// Sends `call` and returns the response with its body still to be read.
 pub async fn send(host: &str, call: Call<'_>) -> Result<Response<Incoming>> {
+    let (request, payload) = match call.body {
+        Some((content_type, bytes)) => (
+            Call {
+                headers: [
+                    call.headers,
+                    vec![("content-type", content_type.to_string())],
+                ]
+                .concat(),
+                body: None,
+                ..call
+            },
+            bytes,
+        ),
+        None => (call, Bytes::new()),
+    };
+    send_body(host, request, Full::new(payload)).await
+}
+
+/// A request body fed chunk by chunk through a channel (sent chunked): an `Err`
+/// aborts the request.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<hyper::body::Frame<Bytes>>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+/// Sends `call` (whose `body` is ignored) with `body` as the request body.
+pub async fn send_body<B>(host: &str, call: Call<'_>, body: B) -> Result<Response<Incoming>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = socket(host)?;
     let stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
@@ -50,16 +93,7 @@ pub async fn send(host: &str, call: Call<'_>) -> Result<Response<Incoming>> {
     for (k, v) in call.headers {
         builder = builder.header(k, v);
     }
-    let payload = match call.body {
-        Some((content_type, bytes)) => {
-            builder = builder.header("content-type", content_type);
-            bytes
-        }
-        None => Bytes::new(),
-    };
-    Ok(sender
-        .send_request(builder.body(Full::new(payload))?)
-        .await?)
+    Ok(sender.send_request(builder.body(body)?).await?)
 }
 
 /// Fails with the daemon's message (`Error response from daemon: …`) on an error status.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -75,6 +75,7 @@ pub fn extract(
         owner,
         parents: HashMap::new(),
         dir_times: Vec::new(),
+        buf: vec![0; COPY_BUF],
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive
@@ -110,6 +111,33 @@ struct Extractor<'v> {
     /// Parent directories resolved so far, by their path under `dest`.
     parents: HashMap<PathBuf, OwnedFd>,
     dir_times: Vec<(OwnedFd, std::ffi::CString, u64)>,
+    /// Files' data goes through this, in writes of up to its size.
+    buf: Vec<u8>,
+}
+
+/// The size of [`Extractor::buf`] (`io::copy` would write 8 KiB at a time).
+const COPY_BUF: usize = 1 << 20;
+
+/// Copies `from` into `to` in writes of up to `buf.len()` bytes.
+fn copy_large(mut from: impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        if n < buf.len() {
+            return Ok(());
+        }
+    }
 }
 
 /// Cleans an entry name lexically against the target directory; `None` when it
@@ -223,7 +251,8 @@ impl Extractor<'_> {
                 )
                 .map_err(|e| self.io("create", &rel, e))?;
                 let mut file = std::fs::File::from(fd);
-                io::copy(&mut entry, &mut file).map_err(|e| self.io("write", &rel, e))?;
+                copy_large(&mut entry, &mut file, &mut self.buf)
+                    .map_err(|e| self.io("write", &rel, e))?;
                 fchown_fchmod(file.as_fd(), uid, gid, mode)
                     .map_err(|e| self.io("chown/chmod", &rel, e))?;
             }

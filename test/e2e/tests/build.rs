@@ -564,6 +564,102 @@ fn docker_commit_makes_a_layer_of_the_changes() -> Result<()> {
     Ok(())
 }
 
+/// `docker commit` of a running container: paused while its layer is written (its
+/// `pause` and `unpause` events, in that order, around the commit), running again
+/// after; `--pause=false` leaves it running; the image has what it wrote.
+#[test]
+fn docker_commit_pauses_a_running_container_by_default() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let now = || {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    };
+    run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo written > /state; sleep 1000",
+    ]))?;
+    let mut waited = 0;
+    while run(berthd
+        .docker()
+        .args(["exec", "live", "test", "-e", "/state"]))?
+    .0 != 0
+    {
+        waited += 1;
+        assert!(waited < 100, "the container never wrote /state");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let actions = |since: &str| -> Result<Vec<String>> {
+        let out = run_ok(berthd.docker().args([
+            "events",
+            "--since",
+            since,
+            "--until",
+            &now(),
+            "--filter",
+            "container=live",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}}",
+        ]))?;
+        Ok(out.lines().map(str::to_string).collect())
+    };
+
+    let t0 = now();
+    run_ok(berthd.docker().args(["commit", "live", "live:paused"]))?;
+    let seen = actions(&t0)?;
+    let pause = seen.iter().position(|a| a == "pause");
+    let unpause = seen.iter().position(|a| a == "unpause");
+    assert!(
+        matches!((pause, unpause), (Some(p), Some(u)) if p < u),
+        "events around a default commit: {seen:?}"
+    );
+    assert_eq!(
+        run_ok(
+            berthd
+                .docker()
+                .args(["inspect", "-f", "{{.State.Status}}", "live"])
+        )?
+        .trim(),
+        "running"
+    );
+
+    let t1 = now();
+    run_ok(
+        berthd
+            .docker()
+            .args(["commit", "--pause=false", "live", "live:unpaused"]),
+    )?;
+    let seen = actions(&t1)?;
+    assert!(
+        !seen.iter().any(|a| a == "pause" || a == "unpause"),
+        "events around a --pause=false commit: {seen:?}"
+    );
+    for image in ["live:paused", "live:unpaused"] {
+        assert_eq!(
+            run_ok(
+                berthd
+                    .docker()
+                    .args(["run", "--rm", image, "cat", "/state"])
+            )?,
+            "written\n",
+            "{image}"
+        );
+    }
+    run_ok(berthd.docker().args(["rm", "-f", "live"]))?;
+    Ok(())
+}
+
 #[test]
 fn a_build_whose_client_goes_away_leaves_nothing() -> Result<()> {
     require_root();

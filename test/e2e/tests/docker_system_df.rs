@@ -351,3 +351,130 @@ fn berth_system_df_agrees_with_docker_and_system_prune_frees_what_it_says() -> R
     assert_eq!(df["Volumes"], serde_json::json!([]));
     Ok(())
 }
+
+/// Debian's docker 20.10 `system prune -f` (which calls `/containers/prune`,
+/// `/networks/prune`, `/images/prune` and `/build/prune`) and `-a --volumes`: what it
+/// lists is gone, what it keeps is there, and the total it prints is what `system df`
+/// said those objects took.
+#[test]
+fn docker_cli_system_prune_frees_what_it_says() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "gone",
+        "-v",
+        "vv:/d",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/d/f",
+        "bs=1024",
+        "count=70",
+    ]))?;
+    run_ok(berthd.docker().args(["rm", "gone"]))?;
+    run_ok(berthd.docker().args([
+        "run",
+        "--name",
+        "stopped",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=120",
+    ]))?;
+    let stopped = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.Id}}", "stopped"]),
+    )?;
+    run_ok(berthd.docker().args(["network", "create", "unused-net"]))?;
+    run_ok(berthd.docker().args(["network", "create", "used-net"]))?;
+    let running = run_ok(berthd.docker().args([
+        "run",
+        "-d",
+        "--name",
+        "running",
+        "--network",
+        "used-net",
+        "busybox",
+        "sleep",
+        "1000",
+    ]))?;
+
+    let df = system_df(&berthd)?;
+    let rw = by_name(&df["Containers"], "Names", "/stopped").context("stopped")?["SizeRw"]
+        .as_u64()
+        .unwrap_or(0);
+    let vol = by_name(&df["Volumes"], "Name", "vv").context("vv")?["UsageData"]["Size"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(rw >= 120 * 1024 && vol == 70 * 1024, "{df}");
+
+    let out = run_ok(berthd.docker().args(["system", "prune", "-f"]))?;
+    assert!(
+        out.contains(&format!("Deleted Containers:\n{}\n", stopped.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Deleted Networks:\nunused-net\n"), "{out}");
+    assert!(!out.contains("Deleted Volumes"), "{out}");
+    assert!(
+        out.ends_with(&format!("Total reclaimed space: {}\n", human_size(rw))),
+        "{out}"
+    );
+    let ps = run_ok(berthd.docker().args(["ps", "-aq", "--no-trunc"]))?;
+    assert_eq!(ps.trim(), running.trim());
+    let nets = run_ok(
+        berthd
+            .docker()
+            .args(["network", "ls", "--format", "{{.Name}}"]),
+    )?;
+    assert!(nets.lines().any(|n| n == "used-net"), "{nets}");
+    assert!(!nets.lines().any(|n| n == "unused-net"), "{nets}");
+    assert_eq!(
+        run_ok(berthd.docker().args(["volume", "ls", "-q"]))?.trim(),
+        "vv"
+    );
+
+    // -a --volumes: the now unused volume, and no image while a container uses it.
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["system", "prune", "-f", "-a", "--volumes"]),
+    )?;
+    assert!(out.contains("Deleted Volumes:\nvv\n"), "{out}");
+    assert!(!out.contains("untagged: busybox"), "{out}");
+    assert!(
+        out.ends_with(&format!("Total reclaimed space: {}\n", human_size(vol))),
+        "{out}"
+    );
+    assert_eq!(
+        run_ok(berthd.docker().args(["volume", "ls", "-q"]))?.trim(),
+        ""
+    );
+    // Once nothing uses it, the image goes too, with everything it took.
+    run_ok(berthd.docker().args(["rm", "-f", "running"]))?;
+    let image = system_df(&berthd)?["LayersSize"].as_u64().unwrap_or(0);
+    assert!(image > 0);
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["system", "prune", "-f", "-a", "--volumes"]),
+    )?;
+    assert!(
+        out.contains("Deleted Images:\nuntagged: busybox:latest\n"),
+        "{out}"
+    );
+    assert!(out.contains("Deleted Networks:\nused-net\n"), "{out}");
+    assert!(
+        out.ends_with(&format!("Total reclaimed space: {}\n", human_size(image))),
+        "{out}"
+    );
+    let df = system_df(&berthd)?;
+    assert_eq!(df["LayersSize"], 0, "{df}");
+    assert_eq!(df["Images"], serde_json::json!([]), "{df}");
+    Ok(())
+}

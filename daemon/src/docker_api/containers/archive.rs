@@ -54,16 +54,24 @@ pub async fn put(daemon: &Arc<Daemon>, id: &str, req: &mut ApiRequest) -> Result
     let Some(mut body) = req.take_body() else {
         return Err(ApiError::BadRequest("the request has no body".into()));
     };
-    // The body goes to the extracting thread through a bounded channel.
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    // The body goes to the extracting thread through a bounded channel, its
+    // frames (one socket read each) gathered into chunks of up to 1 MiB so the
+    // thread is woken once per chunk.
+    const FEED: usize = 1 << 20;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
     let pump = tokio::spawn(async move {
+        let mut gathered = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
+            let Ok(frame) = frame else { return };
             if let Some(data) = frame.data_ref() {
-                if tx.send(data.clone()).await.is_err() {
-                    break;
+                gathered.extend_from_slice(data);
+                if gathered.len() >= FEED && tx.send(gathered.split().freeze()).await.is_err() {
+                    return;
                 }
             }
+        }
+        if !gathered.is_empty() {
+            let _ = tx.send(gathered.split().freeze()).await;
         }
     });
     let reader = ChannelReader {
