@@ -605,7 +605,12 @@ impl Run<'_> {
         })
     }
 
-    fn base(&self, image: &str, done: &[Option<State>], df: &Dockerfile) -> Result<State, BuildError> {
+    fn base(
+        &self,
+        image: &str,
+        done: &[Option<State>],
+        df: &Dockerfile,
+    ) -> Result<State, BuildError> {
         let lower = image.to_ascii_lowercase();
         if let Some(i) = df.stages[..done.len()]
             .iter()

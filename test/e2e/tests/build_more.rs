@@ -57,18 +57,13 @@ fn independent_stages_overlap_in_time() -> Result<()> {
     )?;
     // The output still reads one stage after another, numbered as Docker numbers.
     let a = out.find("Step 2/9 : RUN").expect("stage a's RUN");
-    let b = out.find("Step 3/9 : FROM busybox AS b").expect("stage b's FROM");
+    let b = out
+        .find("Step 3/9 : FROM busybox AS b")
+        .expect("stage b's FROM");
     let last = out.find("Step 5/9 : FROM busybox").expect("the last stage");
     assert!(a < b && b < last, "{out}");
     let times = run_ok(berthd.docker().args([
-        "run",
-        "--rm",
-        "par",
-        "cat",
-        "/a.start",
-        "/a.end",
-        "/b.start",
-        "/b.end",
+        "run", "--rm", "par", "cat", "/a.start", "/a.end", "/b.start", "/b.end",
     ]))?;
     let t: Vec<u64> = times
         .lines()
@@ -147,17 +142,20 @@ fn platform_args_and_foreign_platforms() -> Result<()> {
         out,
         format!("linux/{arch} linux {arch} [] linux/{arch} linux {arch} []\n")
     );
-    let env = run_ok(berthd.docker().args([
-        "image",
-        "inspect",
-        "-f",
-        "{{json .Config.Env}}",
-        "plat",
-    ]))?;
+    let env =
+        run_ok(
+            berthd
+                .docker()
+                .args(["image", "inspect", "-f", "{{json .Config.Env}}", "plat"]),
+        )?;
     assert!(env.contains(&format!("\"ARCH={arch}\"")), "{env}");
 
     // Another platform, on the command line or in FROM, is refused by name.
-    let other = if arch == "arm64" { "linux/amd64" } else { "linux/arm64" };
+    let other = if arch == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
     let (code, _, stderr) = run(docker_build(&berthd)
         .args(["--platform", other, "-t", "foreign"])
         .arg(ctx.path()))?;
@@ -171,7 +169,10 @@ fn platform_args_and_foreign_platforms() -> Result<()> {
         "Dockerfile",
         &format!("FROM --platform={other} busybox\nRUN true\n"),
     )?;
-    let (code, _, stderr) = run(berthd.berth()?.args(["build", "-t", "foreign"]).arg(ctx.path()))?;
+    let (code, _, stderr) = run(berthd
+        .berth()?
+        .args(["build", "-t", "foreign"])
+        .arg(ctx.path()))?;
     assert_ne!(code, 0);
     assert!(
         stderr.contains(&format!("platform \"{other}\" is not supported")),

@@ -227,9 +227,12 @@ fn remove_ignored_build_files(dir: &std::path::Path, dockerfile: &str) -> Result
 }
 
 pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
-    let (mut build, quiet, dockerfile_name) = options(&req)?;
+    let options = options(&req);
     let images = &daemon.engine.images;
+    // The body is read before a bad parameter is answered: a client still sending
+    // its context would otherwise see a broken pipe instead of the error.
     let spooled = spool_body(&mut req, &images.uploads).await?;
+    let (mut build, quiet, dockerfile_name) = options?;
     let dir = tempfile::Builder::new()
         .prefix("build-context-")
         .tempdir_in(&images.uploads)
