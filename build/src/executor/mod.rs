@@ -28,6 +28,7 @@ use berth_image::manifest::Descriptor;
 use berth_snapshotter::Digest;
 
 use crate::dockerfile::expand::expand;
+use crate::dockerfile::mounts::{MountType, RunMount, Sharing};
 use crate::dockerfile::shell::ShellError;
 use crate::dockerfile::{
     instructions, CommandForm, Dockerfile, Instruction, NetworkMode, ParseError, Step,
@@ -345,7 +346,7 @@ impl<'a> Run<'a> {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn say(&self, s: String) {
         (self.out)(s)
     }
@@ -675,7 +676,7 @@ impl Run<'_> {
                 let cfg = st.cfg();
                 st.history(config::nop_created_by(&step.text, &cfg), true);
             }
-            Instruction::Run(r) => self.run(st, step, r).await?,
+            Instruction::Run(r) => self.run(st, step, r, done).await?,
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let expanded =
                     expand(&step.instruction, self.escape, &st.vars()).map_err(shell_err(step))?;
@@ -696,18 +697,148 @@ impl Run<'_> {
         st: &mut State,
         step: &Step,
         r: &instructions::Run,
+        done: &[Option<State>],
     ) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::Step(
-                "RUN --mount is not supported by berth's builder yet".into(),
-            ));
+        let mut views = Vec::new();
+        let result = self.run_mounted(st, step, r, done, &mut views).await;
+        for v in views {
+            let _ = v.unmount();
         }
+        result
+    }
+
+    /// A `RUN --mount` as a mount of the step's container; read-only views of stages
+    /// or images it binds go into `views` (unmounted by the caller).
+    fn run_mount<'v>(
+        &self,
+        m: &RunMount,
+        workdir: &str,
+        done: &[Option<State>],
+        views: &mut Vec<layers::View<'v>>,
+    ) -> Result<Option<berth_engine::config::Mount>, BuildError>
+    where
+        'a: 'v,
+    {
+        let fail = BuildError::Step;
+        let target = m.target.clone().unwrap_or_default();
+        let bind = |source: PathBuf, read_only: bool| berth_engine::config::MountKind::Bind {
+            source: source.display().to_string(),
+            read_only,
+            recursive: false,
+            propagation: Default::default(),
+            create_source: false,
+        };
+        let kind = match m.kind {
+            MountType::Bind => {
+                if !m.read_only {
+                    return Err(fail(
+                        "RUN --mount=type=bind,rw is not supported by berth's builder: its writes would reach the source".into(),
+                    ));
+                }
+                let source = m.source.clone().unwrap_or_else(|| ".".into());
+                let root = match &m.from {
+                    None => self.req.context.clone(),
+                    Some(from) => {
+                        let layers = self.source_layers(from, done)?;
+                        let engine: &'a Arc<Engine> = self.engine;
+                        let view = layers::View::mount(&engine.images, &layers).map_err(fail)?;
+                        let p = view.path().to_path_buf();
+                        views.push(view);
+                        p
+                    }
+                };
+                let found =
+                    copy::sources("RUN --mount", &root, &[source.clone()], m.from.is_some())
+                        .map_err(fail)?;
+                let Some((_, host)) = found.into_iter().next() else {
+                    return Err(fail(format!("RUN --mount: {source}: not found")));
+                };
+                bind(host, true)
+            }
+            MountType::Cache => {
+                if m.from.is_some() {
+                    return Err(fail(
+                        "RUN --mount=type=cache,from= is not supported by berth's builder".into(),
+                    ));
+                }
+                if matches!(m.sharing, Some(Sharing::Private) | Some(Sharing::Locked)) {
+                    return Err(fail("RUN --mount=type=cache: only sharing=shared is supported by berth's builder".into()));
+                }
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let dir = self
+                    .engine
+                    .root()
+                    .join("build-cache-mounts")
+                    .join(cache::key("cache-mount", &id));
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = m.mode.unwrap_or(0o755);
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                    std::os::unix::fs::chown(
+                        &dir,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    )
+                    .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                }
+                bind(dir, m.read_only)
+            }
+            MountType::Tmpfs => {
+                let mut options = vec!["exec".to_string(), "suid".to_string(), "dev".to_string()];
+                if let Some(size) = &m.size {
+                    options.push(format!("size={size}"));
+                }
+                berth_engine::config::MountKind::Tmpfs { options }
+            }
+            MountType::Secret => {
+                if m.required {
+                    return Err(fail(format!(
+                        "secret {} not found: berth's builder has no build secrets yet",
+                        m.id.as_deref().unwrap_or(&target)
+                    )));
+                }
+                // Not required and none given: no mount, as BuildKit does.
+                return Ok(None);
+            }
+            MountType::Ssh => {
+                return Err(fail(
+                    "RUN --mount=type=ssh is not supported by berth's builder".into(),
+                ))
+            }
+        };
+        let destination = if target.starts_with('/') {
+            target
+        } else {
+            config::clean(&format!("{}/{target}", workdir.trim_end_matches('/')))
+        };
+        Ok(Some(berth_engine::config::Mount { destination, kind }))
+    }
+
+    async fn run_mounted<'v>(
+        &self,
+        st: &mut State,
+        step: &Step,
+        r: &instructions::Run,
+        done: &[Option<State>],
+        views: &mut Vec<layers::View<'v>>,
+    ) -> Result<(), BuildError>
+    where
+        'a: 'v,
+    {
         if let Some(s) = &r.security {
             return Err(BuildError::Step(format!(
                 "RUN --security={s} is not supported by berth's builder"
             )));
         }
         let cfg = st.cfg();
+        let workdir = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            mounts.extend(self.run_mount(m, &workdir, done, views)?);
+        }
         let args = match &r.command {
             CommandForm::Exec(v) => v.clone(),
             CommandForm::Shell(_) => {
@@ -747,6 +878,7 @@ impl Run<'_> {
                 Some(NetworkMode::None) => berth_engine::config::NetworkMode::None,
                 Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,
             },
+            mounts,
         };
         let layer = run::run(
             self.engine,
@@ -886,7 +1018,7 @@ impl Run<'_> {
 
 impl Run<'_> {
     /// Which stages up to `last` the target needs, and each stage's dependencies: itself and, transitively, the
-    /// stages its FROM and `COPY --from` name (a `--from` with a variable in it
+    /// stages its FROM, `COPY --from` and `RUN --mount=from=` name (a `--from` with a variable in it
     /// counts as needing every earlier stage).
     fn needed_stages(&self, last: usize) -> (Vec<bool>, Vec<Vec<usize>>) {
         let df = &self.req.dockerfile;
@@ -913,11 +1045,18 @@ impl Run<'_> {
                     );
                 }
                 for step in &stage.steps {
-                    if let Instruction::Copy(c) = &step.instruction {
-                        match c.from.as_deref() {
-                            Some(f) if f.contains('$') => d.extend(0..i),
-                            Some(f) => d.extend(index_of(f, i)),
-                            None => {}
+                    let froms: Vec<&str> = match &step.instruction {
+                        Instruction::Copy(c) => c.from.as_deref().into_iter().collect(),
+                        Instruction::Run(r) => {
+                            r.mounts.iter().filter_map(|m| m.from.as_deref()).collect()
+                        }
+                        _ => vec![],
+                    };
+                    for f in froms {
+                        if f.contains('$') {
+                            d.extend(0..i);
+                        } else {
+                            d.extend(index_of(f, i));
                         }
                     }
                 }
@@ -961,7 +1100,28 @@ impl Run<'_> {
                 }
                 format!("{:?}|{:?}", step.instruction, st.args)
             }
-            Instruction::Run(_) => format!("{:?}|{:?}", step.instruction, st.args),
+            Instruction::Run(r) => {
+                // What a bind mount shows is part of the step, as a COPY's files are.
+                let mut what = String::new();
+                for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+                    match &m.from {
+                        Some(from) => {
+                            what.push_str(&format!("|from:{}", self.source_key(from, done)?))
+                        }
+                        None => {
+                            let src = m.source.clone().unwrap_or_else(|| ".".into());
+                            let ctx = &self.req.context;
+                            let srcs = copy::sources("RUN --mount", ctx, &[src], false)
+                                .map_err(BuildError::Step)?;
+                            let sum = cache::checksum(ctx, &srcs)
+                                .map_err(|e| BuildError::Step(format!("RUN --mount: {e}")))?;
+                            what.push('|');
+                            what.push_str(&sum);
+                        }
+                    }
+                }
+                format!("{:?}|{:?}{what}", step.instruction, st.args)
+            }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let expanded =
                     expand(&step.instruction, self.escape, &vars).map_err(shell_err(step))?;

@@ -182,3 +182,78 @@ fn platform_args_and_foreign_platforms() -> Result<()> {
     assert_eq!(images.trim(), "");
     Ok(())
 }
+
+#[test]
+fn run_mounts_and_network() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(ctx.path(), "data.txt", "one\n")?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox AS tools\n\
+         RUN mkdir /tools && echo from-stage > /tools/note\n\
+         FROM busybox\n\
+         WORKDIR /work\n\
+         RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /copied\n\
+         RUN --mount=type=bind,from=tools,source=/tools,target=t cat /work/t/note > /stage-note\n\
+         RUN --mount=type=cache,target=/var/cache/c echo x >> /var/cache/c/count && wc -l < /var/cache/c/count > /count\n\
+         RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/f && grep -q ' /scratch tmpfs' /proc/mounts && echo tmpfs > /tmpfs\n\
+         RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo nosecret > /secret\n\
+         RUN --network=none tail -n +3 /proc/net/dev | wc -l > /links\n",
+    )?;
+    let show = "cat /copied /stage-note /count /tmpfs /secret /links; \
+                cat /var/cache/c/count /scratch/f 2>/dev/null | wc -l";
+    run_ok(docker_build(&berthd).args(["-t", "m1"]).arg(ctx.path()))?;
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["run", "--rm", "m1", "sh", "-c", show]),
+    )?;
+    assert_eq!(out, "one\nfrom-stage\n1\ntmpfs\nnosecret\n1\n0\n");
+    // The cache mount keeps its contents from build to build; a changed file under a
+    // bind mount runs its step again.
+    write(ctx.path(), "data.txt", "two\n")?;
+    let built = run_ok(
+        berthd
+            .berth()?
+            .args(["build", "--no-cache", "-t", "m2"])
+            .arg(ctx.path()),
+    )?;
+    assert!(built.contains("Successfully tagged m2"), "{built}");
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["run", "--rm", "m2", "sh", "-c", show]),
+    )?;
+    assert_eq!(out, "two\nfrom-stage\n2\ntmpfs\nnosecret\n1\n0\n");
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let root = berthd.root().display().to_string();
+    assert!(!mounts.contains(&root), "a mount under {root} is left");
+
+    // What berth does not do is refused by name.
+    for (line, want) in [
+        (
+            "RUN --mount=type=bind,source=data.txt,target=/d,rw true",
+            "type=bind,rw is not supported",
+        ),
+        (
+            "RUN --mount=type=secret,id=tok,required true",
+            "secret tok not found",
+        ),
+        (
+            "RUN --mount=type=bind,source=../x,target=/d true",
+            "outside the build context",
+        ),
+    ] {
+        write(ctx.path(), "Dockerfile", &format!("FROM busybox\n{line}\n"))?;
+        let (code, _, stderr) = run(docker_build(&berthd).args(["-t", "bad"]).arg(ctx.path()))?;
+        assert_ne!(code, 0, "{line}");
+        assert!(stderr.contains(want), "{line}: {stderr}");
+    }
+    let ps = run_ok(berthd.docker().args(["ps", "-aq"]))?;
+    assert_eq!(ps.trim(), "", "containers left: {ps}");
+    Ok(())
+}
