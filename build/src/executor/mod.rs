@@ -60,6 +60,8 @@ pub struct BuildRequest {
     pub cancelled: Option<Cancelled>,
     /// Keep the containers of successful RUN steps (the API's `rm=false`).
     pub keep_containers: bool,
+    /// After each step, how long it took (berth's `progress=plain`).
+    pub timings: bool,
 }
 
 const CANCELLED: &str = "the build was cancelled: the client went away";
@@ -553,11 +555,18 @@ impl<'a> Run<'a> {
             }
             *n += 1;
             self.say(format!("Step {n}/{total} : {}\n", step.text));
+            let began = std::time::Instant::now();
             self.step(&mut st, step, done).await?;
             self.say(format!(
                 " ---> {}\n",
                 short(&st.id().map_err(BuildError::Step)?)
             ));
+            if self.req.timings {
+                self.say(format!(
+                    " ---> Step {n}/{total} done in {:.3}s\n",
+                    began.elapsed().as_secs_f64()
+                ));
+            }
         }
         Ok(st)
     }

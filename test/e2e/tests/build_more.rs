@@ -257,3 +257,47 @@ fn run_mounts_and_network() -> Result<()> {
     assert_eq!(ps.trim(), "", "containers left: {ps}");
     Ok(())
 }
+
+#[test]
+fn progress_plain_shows_step_times() -> Result<()> {
+    require_root();
+    let berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN sleep 1 && echo slept > /s\nENV A=1\n",
+    )?;
+    let build = |progress: &str| -> Result<String> {
+        run_ok(
+            berthd
+                .berth()?
+                .args(["build", "--progress", progress, "-t", "prog"])
+                .arg(ctx.path()),
+        )
+    };
+    let out = build("plain")?;
+    let secs: f64 = out
+        .split(" ---> Step 2/3 done in ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .ok_or_else(|| anyhow::anyhow!("no time for step 2: {out}"))?
+        .parse()?;
+    assert!(secs >= 1.0, "{out}");
+    assert!(out.contains(" ---> Step 3/3 done in "), "{out}");
+    // Cached the second time, and quick.
+    let out = build("plain")?;
+    assert!(out.contains(" ---> Using cache"), "{out}");
+    let out = build("tty")?;
+    assert!(!out.contains("done in"), "{out}");
+    let (code, _, stderr) = run(berthd
+        .berth()?
+        .args(["build", "--progress", "fancy"])
+        .arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("fancy"), "{stderr}");
+    let out = run_ok(berthd.docker().args(["run", "--rm", "prog", "cat", "/s"]))?;
+    assert_eq!(out, "slept\n");
+    Ok(())
+}

@@ -60,6 +60,7 @@ const APPLIED: &[&str] = &[
     "forcerm",
     "pull",
     "squash",
+    "progress",
 ];
 
 fn bad(m: String) -> ApiError {
@@ -183,6 +184,15 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         no_cache,
         cancelled: None,
         keep_containers,
+        timings: match req.query("progress").unwrap_or("") {
+            "" | "auto" | "tty" => false,
+            "plain" => true,
+            other => {
+                return Err(bad(format!(
+                    "invalid progress mode {other:?}: use auto, plain or tty"
+                )))
+            }
+        },
     };
     Ok((r, quiet, dockerfile))
 }
