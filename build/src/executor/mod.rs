@@ -41,6 +41,10 @@ pub type Output = Arc<dyn Fn(String) + Send + Sync>;
 /// away), leaving nothing behind.
 pub type Cancelled = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Pulls an image reference (`--pull`); the build holds the GC lock meanwhile.
+pub type Pull =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
 /// What to build.
 pub struct BuildRequest {
     pub dockerfile: Dockerfile,
@@ -62,6 +66,8 @@ pub struct BuildRequest {
     pub keep_containers: bool,
     /// After each step, how long it took (berth's `progress=plain`).
     pub timings: bool,
+    /// `--pull`: each FROM image (not a stage, not `scratch`) pulled before use.
+    pub pull: Option<Pull>,
 }
 
 const CANCELLED: &str = "the build was cancelled: the client went away";
@@ -522,6 +528,19 @@ impl<'a> Run<'a> {
                     "platform {p:?} is not supported: berth builds for {host}"
                 )));
             }
+        }
+        let stage_name = from.image.to_ascii_lowercase();
+        let is_stage = df.stages[..si]
+            .iter()
+            .any(|s| s.name() == Some(stage_name.as_str()));
+        if let Some(pull) = self
+            .req
+            .pull
+            .as_ref()
+            .filter(|_| !is_stage && from.image != "scratch")
+        {
+            self.say(format!("Pulling {}\n", from.image));
+            pull(from.image.clone()).await.map_err(BuildError::Step)?;
         }
         let mut st = self.base(&from.image, done, df)?;
         self.say(format!(

@@ -301,3 +301,63 @@ fn progress_plain_shows_step_times() -> Result<()> {
     assert_eq!(out, "slept\n");
     Ok(())
 }
+
+#[test]
+fn pull_refreshes_the_base_from_a_loopback_registry() -> Result<()> {
+    require_root();
+    let tmp = tempfile::tempdir()?;
+    let registry = berth_fixtures::Registry::start()?;
+    let one = berth_fixtures::images::base(&tmp.path().join("base"))?;
+    let source = registry.push(&one, "base:1")?;
+    let berthd = Berthd::start()?;
+    let ctx = tempfile::tempdir()?;
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!("FROM {source}\nENV BUILT=yes\n"),
+    )?;
+    // Without --pull a missing base is an error; with it the base is pulled.
+    let (code, _, stderr) = run(docker_build(&berthd).args(["-t", "p1"]).arg(ctx.path()))?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("pull access denied"), "{stderr}");
+    let out = run_ok(
+        berthd
+            .berth()?
+            .args(["build", "--pull", "-t", "p1"])
+            .arg(ctx.path()),
+    )?;
+    assert!(out.contains(&format!("Pulling {source}")), "{out}");
+    let env =
+        run_ok(
+            berthd
+                .docker()
+                .args(["image", "inspect", "-f", "{{json .Config.Env}}", "p1"]),
+        )?;
+    assert!(env.contains("\"BUILT=yes\""), "{env}");
+    let base_id = run_ok(
+        berthd
+            .docker()
+            .args(["image", "inspect", "-f", "{{.Id}}", &source]),
+    )?;
+    let p1_layers =
+        run_ok(
+            berthd
+                .docker()
+                .args(["image", "inspect", "-f", "{{json .RootFS.Layers}}", "p1"]),
+        )?;
+    // The docker CLI's --pull, the classic protocol's pull=1, pulls too.
+    run_ok(
+        docker_build(&berthd)
+            .args(["--pull", "-t", "p2"])
+            .arg(ctx.path()),
+    )?;
+    let p2_layers =
+        run_ok(
+            berthd
+                .docker()
+                .args(["image", "inspect", "-f", "{{json .RootFS.Layers}}", "p2"]),
+        )?;
+    assert_eq!(p1_layers, p2_layers);
+    assert!(base_id.trim().starts_with("sha256:"), "{base_id}");
+    Ok(())
+}

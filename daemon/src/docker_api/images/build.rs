@@ -144,7 +144,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         }
     };
     let quiet = req.query_bool("q")?;
-    for (name, flag) in [("pull", "--pull"), ("squash", "--squash")] {
+    for (name, flag) in [("squash", "--squash")] {
         if req.query_bool(name)? {
             return Err(bad(format!(
                 "the build parameter {name} ({flag}) is not supported by berth's builder"
@@ -184,6 +184,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         no_cache,
         cancelled: None,
         keep_containers,
+        pull: None,
         timings: match req.query("progress").unwrap_or("") {
             "" | "auto" | "tty" => false,
             "plain" => true,
@@ -236,6 +237,30 @@ fn remove_ignored_build_files(dir: &std::path::Path, dockerfile: &str) -> Result
     Ok(())
 }
 
+/// `--pull`: the image pulled anonymously (the build already holds the GC lock).
+async fn pull_for_build(daemon: &Arc<Daemon>, image: &str) -> Result<(), String> {
+    let r = super::pull::reference(image, None).map_err(|e| e.to_string())?;
+    let client = super::registry_auth::client(daemon, &r.registry, &Default::default())
+        .map_err(|e| e.to_string())?;
+    let name = r.to_string();
+    let images = &daemon.engine.images;
+    let old = images.store.get(&name).ok().flatten();
+    let puller = berth_image::Puller::new(
+        client,
+        images.content.clone(),
+        images.snapshots.clone(),
+        images.store.clone(),
+    );
+    let rec = puller
+        .pull(&name, &Default::default())
+        .await
+        .map_err(|e| format!("pulling {image}: {e}"))?;
+    if let Some(old) = old.filter(|o| o.config_digest != rec.config_digest) {
+        let _ = images.keep_dangling(Some(old));
+    }
+    Ok(())
+}
+
 pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
     let options = options(&req);
     let images = &daemon.engine.images;
@@ -269,6 +294,13 @@ pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, 
         .target(build.target.as_deref())
         .map_err(|e| bad(e.to_string()))?;
     build.context = dir.path().to_path_buf();
+    if req.query_bool("pull")? {
+        let d = daemon.clone();
+        build.pull = Some(Arc::new(move |image: String| {
+            let d = d.clone();
+            Box::pin(async move { pull_for_build(&d, &image).await })
+        }));
+    }
 
     let (msgs, reply) = Messages::new();
     let watch = msgs.clone();
