@@ -775,9 +775,13 @@ impl<'a> Run<'a> {
                         p
                     }
                 };
-                let found =
-                    copy::sources("RUN --mount", &root, &[source.clone()], m.from.is_some())
-                        .map_err(fail)?;
+                let found = copy::sources(
+                    "RUN --mount",
+                    &root,
+                    std::slice::from_ref(&source),
+                    m.from.is_some(),
+                )
+                .map_err(fail)?;
                 let Some((_, host)) = found.into_iter().next() else {
                     return Err(fail(format!("RUN --mount: {source}: not found")));
                 };
