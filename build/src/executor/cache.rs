@@ -23,6 +23,7 @@ pub struct Entry {
     pub cmd_set: bool,
 }
 
+#[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
 }

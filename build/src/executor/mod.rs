@@ -15,8 +15,12 @@ pub mod layers;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use berth_engine::Engine;
 use berth_image::config::{ContainerConfig, History, ImageConfig, RootFs};
@@ -24,6 +28,7 @@ use berth_image::manifest::Descriptor;
 use berth_snapshotter::Digest;
 
 use crate::dockerfile::expand::expand;
+use crate::dockerfile::mounts::{MountType, RunMount, Sharing};
 use crate::dockerfile::shell::ShellError;
 use crate::dockerfile::{
     instructions, CommandForm, Dockerfile, Instruction, NetworkMode, ParseError, Step,
@@ -35,6 +40,10 @@ pub type Output = Arc<dyn Fn(String) + Send + Sync>;
 /// Asked between steps and while a RUN runs: true stops the build (the client went
 /// away), leaving nothing behind.
 pub type Cancelled = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Pulls an image reference (`--pull`); the build holds the GC lock meanwhile.
+pub type Pull =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// What to build.
 pub struct BuildRequest {
@@ -55,6 +64,10 @@ pub struct BuildRequest {
     pub cancelled: Option<Cancelled>,
     /// Keep the containers of successful RUN steps (the API's `rm=false`).
     pub keep_containers: bool,
+    /// After each step, how long it took (berth's `progress=plain`).
+    pub timings: bool,
+    /// `--pull`: each FROM image (not a stage, not `scratch`) pulled before use.
+    pub pull: Option<Pull>,
 }
 
 const CANCELLED: &str = "the build was cancelled: the client went away";
@@ -145,6 +158,33 @@ fn host_arch() -> &'static str {
     }
 }
 
+/// The variant Docker names for the host's architecture (`v7` for 32-bit arm).
+fn host_variant() -> &'static str {
+    match std::env::consts::ARCH {
+        "arm" => "v7",
+        _ => "",
+    }
+}
+
+/// `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` and their `BUILD…`
+/// twins: berth builds for the host, so both describe it.
+fn platform_args() -> Vec<(String, String)> {
+    let (arch, variant) = (host_arch(), host_variant());
+    let platform = if variant.is_empty() {
+        format!("linux/{arch}")
+    } else {
+        format!("linux/{arch}/{variant}")
+    };
+    let mut v = Vec::new();
+    for side in ["BUILD", "TARGET"] {
+        v.push((format!("{side}PLATFORM"), platform.clone()));
+        v.push((format!("{side}OS"), "linux".to_string()));
+        v.push((format!("{side}ARCH"), arch.to_string()));
+        v.push((format!("{side}VARIANT"), variant.to_string()));
+    }
+    v
+}
+
 fn short(d: &Digest) -> String {
     d.hex()[..12].to_string()
 }
@@ -152,13 +192,55 @@ fn short(d: &Digest) -> String {
 struct Run<'a> {
     engine: &'a Arc<Engine>,
     req: &'a BuildRequest,
-    out: &'a Output,
+    /// The build's output, or the stage's when stages run side by side.
+    out: Output,
     escape: char,
-    used_args: BTreeSet<String>,
+    used_args: Arc<Mutex<BTreeSet<String>>>,
     meta: Vec<(String, String)>,
     /// Records written for RUN containers, removed at the end.
-    intermediates: Vec<String>,
+    intermediates: Arc<Mutex<Vec<String>>>,
     cache: cache::Cache,
+    /// Set when a stage failed: the stages running beside it stop.
+    failed: Arc<AtomicBool>,
+    /// The client's cancellation or a failed sibling stage.
+    stop: Cancelled,
+}
+
+/// What a stage stopped by a failed sibling reports (the sibling's error wins).
+const SIBLING_FAILED: &str = "stopped: another stage of the build failed";
+
+/// Runs the futures concurrently on the current task and returns their outputs in
+/// order, once all are done (none is dropped half way: a RUN always cleans up).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Stage `i` of `done`, which the dependency order built before the stage asking.
+fn built(done: &[Option<State>], i: usize) -> Result<&State, BuildError> {
+    done[i].as_ref().ok_or_else(|| {
+        BuildError::Step(format!(
+            "stage {i} is used but was not built: berth's builder did not see the reference"
+        ))
+    })
 }
 
 fn shell_err(step: &Step) -> impl Fn(ShellError) -> BuildError + '_ {
@@ -172,19 +254,28 @@ pub async fn build(
     out: &Output,
 ) -> Result<Built, BuildError> {
     let _gc = engine.images.gc_lock.read().await;
+    let failed = Arc::new(AtomicBool::new(false));
+    let stop: Cancelled = {
+        let failed = failed.clone();
+        let client = req.cancelled.clone();
+        Arc::new(move || failed.load(Ordering::SeqCst) || client.as_ref().is_some_and(|c| c()))
+    };
     let mut r = Run {
         engine,
         req,
-        out,
+        out: out.clone(),
         escape: req.dockerfile.directives.escape,
-        used_args: BTreeSet::new(),
+        used_args: Default::default(),
         meta: Vec::new(),
-        intermediates: Vec::new(),
+        intermediates: Default::default(),
         cache: cache::Cache::open(engine.root()),
+        failed,
+        stop,
     };
     let result = r.build().await;
     let keep = result.as_ref().ok().map(|b| b.id.clone());
-    for name in std::mem::take(&mut r.intermediates) {
+    let names = std::mem::take(&mut *r.intermediates.lock().unwrap());
+    for name in names {
         if Some(&name) != keep.as_ref() {
             let _ = engine.images.store.remove(&name);
         }
@@ -192,7 +283,78 @@ pub async fn build(
     result
 }
 
-impl Run<'_> {
+/// Passes the outputs of stages running side by side on in stage order: the first
+/// one's as it comes, each next one's (held until then) once those before it ended.
+#[derive(Clone)]
+struct Relay {
+    out: Output,
+    state: Arc<Mutex<RelayState>>,
+}
+
+struct RelayState {
+    live: usize,
+    held: Vec<Vec<String>>,
+    ended: Vec<bool>,
+}
+
+impl Relay {
+    fn new(out: Output, n: usize) -> Relay {
+        Relay {
+            out,
+            state: Arc::new(Mutex::new(RelayState {
+                live: 0,
+                held: vec![Vec::new(); n],
+                ended: vec![false; n],
+            })),
+        }
+    }
+
+    fn output(&self, k: usize) -> Output {
+        let relay = self.clone();
+        Arc::new(move |s: String| {
+            let mut st = relay.state.lock().unwrap();
+            if st.live == k {
+                (relay.out)(s);
+            } else {
+                st.held[k].push(s);
+            }
+        })
+    }
+
+    fn finish(&self, k: usize) {
+        let mut st = self.state.lock().unwrap();
+        st.ended[k] = true;
+        while st.live < st.ended.len() && st.ended[st.live] {
+            st.live += 1;
+            let live = st.live;
+            if live < st.held.len() {
+                for s in std::mem::take(&mut st.held[live]) {
+                    (self.out)(s);
+                }
+            }
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    /// The same build, its output going to `out`.
+    fn with_output(&self, out: Output) -> Run<'a> {
+        Run {
+            engine: self.engine,
+            req: self.req,
+            out,
+            escape: self.escape,
+            used_args: self.used_args.clone(),
+            meta: self.meta.clone(),
+            intermediates: self.intermediates.clone(),
+            cache: self.cache.clone(),
+            failed: self.failed.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl<'a> Run<'a> {
     fn say(&self, s: String) {
         (self.out)(s)
     }
@@ -200,6 +362,9 @@ impl Run<'_> {
     async fn build(&mut self) -> Result<Built, BuildError> {
         let df = &self.req.dockerfile;
         let last = df.target(self.req.target.as_deref())?;
+        // The platform ARGs, in the global scope as BuildKit defines them (a stage
+        // sees one after `ARG NAME`).
+        self.meta = platform_args();
         // The meta ARGs' values first: the stages a target needs depend on them.
         for step in &df.meta_args {
             let Instruction::Arg(decls) =
@@ -213,7 +378,7 @@ impl Run<'_> {
                 }
             }
         }
-        let needed = self.needed_stages(last);
+        let (needed, deps) = self.needed_stages(last);
         let total = df.meta_args.len()
             + df.stages[..=last]
                 .iter()
@@ -226,70 +391,76 @@ impl Run<'_> {
             n += 1;
             self.say(format!("Step {n}/{total} : {}\n", step.text));
         }
-        let mut done: Vec<State> = Vec::new();
+        // Each needed stage's first step number, as if built one after another.
+        let mut first = vec![0; last + 1];
         for (si, stage) in df.stages[..=last].iter().enumerate() {
-            if !needed[si] {
-                // Not needed by the target: never referenced, so a placeholder.
-                done.push(self.base("scratch", &done, df)?);
-                continue;
+            if needed[si] {
+                first[si] = n;
+                n += 1 + stage.steps.len();
             }
-            n += 1;
-            self.say(format!("Step {n}/{total} : {}\n", stage.from.text));
-            let Instruction::From(from) = expand(&stage.from.instruction, self.escape, &self.meta)
-                .map_err(shell_err(&stage.from))?
-            else {
-                unreachable!("a stage starts with FROM");
-            };
-            if let Some(p) = &from.platform {
-                let host = format!("linux/{}", host_arch());
-                if p != &host && p != "linux" {
-                    return Err(BuildError::Step(format!(
-                        "platform {p:?} is not supported: berth builds for {host}"
-                    )));
+        }
+        // Stages in waves: a stage runs once every stage it names is built; the
+        // stages of a wave run at the same time.
+        let mut level = vec![0usize; last + 1];
+        for si in 0..=last {
+            level[si] = deps[si].iter().map(|d| level[*d] + 1).max().unwrap_or(0);
+        }
+        let waves = (0..=last)
+            .filter(|i| needed[*i])
+            .map(|i| level[i])
+            .max()
+            .unwrap_or(0);
+        let mut done: Vec<Option<State>> = vec![None; last + 1];
+        for wave in 0..=waves {
+            let stages: Vec<usize> = (0..=last)
+                .filter(|i| needed[*i] && level[*i] == wave)
+                .collect();
+            // One stage's output goes out as it comes; the others' is held and goes
+            // out in stage order, so the output reads as one stage after another.
+            let relay = Relay::new(self.out.clone(), stages.len());
+            let runs: Vec<Run> = (0..stages.len())
+                .map(|k| self.with_output(relay.output(k)))
+                .collect();
+            let results = join_all(
+                stages
+                    .iter()
+                    .zip(&runs)
+                    .enumerate()
+                    .map(|(k, (&si, run))| {
+                        let relay = relay.clone();
+                        let (done, n) = (&done[..si], first[si]);
+                        async move {
+                            let r = run.stage(si, n, total, done).await;
+                            relay.finish(k);
+                            r
+                        }
+                    })
+                    .collect(),
+            )
+            .await;
+            let mut errors = Vec::new();
+            for (si, r) in stages.iter().zip(results) {
+                match r {
+                    Ok(st) => done[*si] = Some(st),
+                    Err(e) => errors.push(e),
                 }
             }
-            let mut st = self.base(&from.image, &done, df)?;
-            self.say(format!(
-                " ---> {}\n",
-                short(&st.id().map_err(BuildError::Step)?)
-            ));
-            let triggers = st
-                .image
-                .config
-                .as_mut()
-                .and_then(|c| c.on_build.take())
-                .unwrap_or_default();
-            if !triggers.is_empty() {
-                self.say(format!("# Executing {} build triggers\n", triggers.len()));
+            if !errors.is_empty() {
+                let first_real = errors
+                    .iter()
+                    .position(|e| !matches!(e, BuildError::Step(m) if m == SIBLING_FAILED))
+                    .unwrap_or(0);
+                return Err(errors.swap_remove(first_real));
             }
-            for t in triggers {
-                let instruction = instructions::parse(&t, &[], self.escape).map_err(|e| {
-                    BuildError::Step(format!("the base image's ONBUILD trigger {t:?}: {e}"))
-                })?;
-                let step = Step {
-                    line: 0,
-                    end_line: 0,
-                    text: t.clone(),
-                    instruction,
-                };
-                self.step(&mut st, &step, &done).await?;
-            }
-            for step in &stage.steps {
-                n += 1;
-                self.say(format!("Step {n}/{total} : {}\n", step.text));
-                self.step(&mut st, step, &done).await?;
-                self.say(format!(
-                    " ---> {}\n",
-                    short(&st.id().map_err(BuildError::Step)?)
-                ));
-            }
-            done.push(st);
         }
         let unused: Vec<&String> = self
             .req
             .build_args
             .keys()
-            .filter(|k| !self.used_args.contains(*k) && !PREDEFINED_ARGS.contains(&k.as_str()))
+            .filter(|k| {
+                !self.used_args.lock().unwrap().contains(*k)
+                    && !PREDEFINED_ARGS.contains(&k.as_str())
+            })
             .collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
@@ -298,7 +469,9 @@ impl Run<'_> {
                 names.join(" ")
             ));
         }
-        let mut fin = done.swap_remove(last);
+        let Some(mut fin) = done.swap_remove(last) else {
+            unreachable!("the target stage is built");
+        };
         if !self.req.labels.is_empty() {
             let cfg = fin.image.config.get_or_insert_with(Default::default);
             let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
@@ -315,7 +488,109 @@ impl Run<'_> {
         self.finish(fin)
     }
 
-    fn finish(&mut self, fin: State) -> Result<Built, BuildError> {
+    /// One stage: its FROM, the base's ONBUILD triggers, its steps. `done` holds the
+    /// stages before it (`None`: not built, because the stage does not need it).
+    async fn stage(
+        &self,
+        si: usize,
+        mut n: usize,
+        total: usize,
+        done: &[Option<State>],
+    ) -> Result<State, BuildError> {
+        let result = self.stage_steps(si, &mut n, total, done).await;
+        if result.is_err() && self.failed.swap(true, Ordering::SeqCst) {
+            // Another stage failed first: its error is the build's.
+            return Err(BuildError::Step(SIBLING_FAILED.into()));
+        }
+        result
+    }
+
+    async fn stage_steps(
+        &self,
+        si: usize,
+        n: &mut usize,
+        total: usize,
+        done: &[Option<State>],
+    ) -> Result<State, BuildError> {
+        let df = &self.req.dockerfile;
+        let stage = &df.stages[si];
+        *n += 1;
+        self.say(format!("Step {n}/{total} : {}\n", stage.from.text));
+        let Instruction::From(from) = expand(&stage.from.instruction, self.escape, &self.meta)
+            .map_err(shell_err(&stage.from))?
+        else {
+            unreachable!("a stage starts with FROM");
+        };
+        if let Some(p) = &from.platform {
+            let host = format!("linux/{}", host_arch());
+            if p != &host && p != "linux" {
+                return Err(BuildError::Step(format!(
+                    "platform {p:?} is not supported: berth builds for {host}"
+                )));
+            }
+        }
+        let stage_name = from.image.to_ascii_lowercase();
+        let is_stage = df.stages[..si]
+            .iter()
+            .any(|s| s.name() == Some(stage_name.as_str()));
+        if let Some(pull) = self
+            .req
+            .pull
+            .as_ref()
+            .filter(|_| !is_stage && from.image != "scratch")
+        {
+            self.say(format!("Pulling {}\n", from.image));
+            pull(from.image.clone()).await.map_err(BuildError::Step)?;
+        }
+        let mut st = self.base(&from.image, done, df)?;
+        self.say(format!(
+            " ---> {}\n",
+            short(&st.id().map_err(BuildError::Step)?)
+        ));
+        let triggers = st
+            .image
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            self.say(format!("# Executing {} build triggers\n", triggers.len()));
+        }
+        for t in triggers {
+            let instruction = instructions::parse(&t, &[], self.escape).map_err(|e| {
+                BuildError::Step(format!("the base image's ONBUILD trigger {t:?}: {e}"))
+            })?;
+            let step = Step {
+                line: 0,
+                end_line: 0,
+                text: t.clone(),
+                instruction,
+            };
+            self.step(&mut st, &step, done).await?;
+        }
+        for step in &stage.steps {
+            if self.failed.load(Ordering::SeqCst) {
+                return Err(BuildError::Step(SIBLING_FAILED.into()));
+            }
+            *n += 1;
+            self.say(format!("Step {n}/{total} : {}\n", step.text));
+            let began = std::time::Instant::now();
+            self.step(&mut st, step, done).await?;
+            self.say(format!(
+                " ---> {}\n",
+                short(&st.id().map_err(BuildError::Step)?)
+            ));
+            if self.req.timings {
+                self.say(format!(
+                    " ---> Step {n}/{total} done in {:.3}s\n",
+                    began.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        Ok(st)
+    }
+
+    fn finish(&self, fin: State) -> Result<Built, BuildError> {
         let images = &self.engine.images;
         let names: Vec<String> = if self.req.tags.is_empty() {
             vec![String::new()]
@@ -327,7 +602,7 @@ impl Run<'_> {
             let (rec, old) = layers::write_image(images, &fin.image, &fin.layers, name)
                 .map_err(BuildError::Step)?;
             id = rec.config_digest.to_string();
-            self.intermediates.retain(|n| n != &id);
+            self.intermediates.lock().unwrap().retain(|n| n != &id);
             if let Some(old) = old.filter(|o| o.config_digest != rec.config_digest) {
                 let _ = images.keep_dangling(Some(old));
             }
@@ -345,9 +620,9 @@ impl Run<'_> {
 
     /// The value a declared ARG takes: the build's, else its default, else a meta
     /// ARG's of that name.
-    fn arg_value(&mut self, name: &str, default: Option<String>) -> Option<String> {
+    fn arg_value(&self, name: &str, default: Option<String>) -> Option<String> {
         if let Some(v) = self.req.build_args.get(name) {
-            self.used_args.insert(name.to_string());
+            self.used_args.lock().unwrap().insert(name.to_string());
             return Some(v.clone());
         }
         default.or_else(|| {
@@ -359,13 +634,18 @@ impl Run<'_> {
         })
     }
 
-    fn base(&self, image: &str, done: &[State], df: &Dockerfile) -> Result<State, BuildError> {
+    fn base(
+        &self,
+        image: &str,
+        done: &[Option<State>],
+        df: &Dockerfile,
+    ) -> Result<State, BuildError> {
         let lower = image.to_ascii_lowercase();
         if let Some(i) = df.stages[..done.len()]
             .iter()
             .position(|s| s.name() == Some(lower.as_str()))
         {
-            let mut st = done[i].clone();
+            let mut st = built(done, i)?.clone();
             st.args.clear();
             st.cmd_set = false;
             st.key = cache::key(&st.key, "stage");
@@ -411,10 +691,10 @@ impl Run<'_> {
     }
 
     async fn execute(
-        &mut self,
+        &self,
         st: &mut State,
         step: &Step,
-        done: &[State],
+        done: &[Option<State>],
     ) -> Result<(), BuildError> {
         let fail = |m: String| BuildError::Step(m);
         match &step.instruction {
@@ -424,7 +704,7 @@ impl Run<'_> {
                 let cfg = st.cfg();
                 st.history(config::nop_created_by(&step.text, &cfg), true);
             }
-            Instruction::Run(r) => self.run(st, step, r).await?,
+            Instruction::Run(r) => self.run(st, step, r, done).await?,
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let expanded =
                     expand(&step.instruction, self.escape, &st.vars()).map_err(shell_err(step))?;
@@ -441,22 +721,156 @@ impl Run<'_> {
     }
 
     async fn run(
-        &mut self,
+        &self,
         st: &mut State,
         step: &Step,
         r: &instructions::Run,
+        done: &[Option<State>],
     ) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::Step(
-                "RUN --mount is not supported by berth's builder yet".into(),
-            ));
+        let mut views = Vec::new();
+        let result = self.run_mounted(st, step, r, done, &mut views).await;
+        for v in views {
+            let _ = v.unmount();
         }
+        result
+    }
+
+    /// A `RUN --mount` as a mount of the step's container; read-only views of stages
+    /// or images it binds go into `views` (unmounted by the caller).
+    fn run_mount<'v>(
+        &self,
+        m: &RunMount,
+        workdir: &str,
+        done: &[Option<State>],
+        views: &mut Vec<layers::View<'v>>,
+    ) -> Result<Option<berth_engine::config::Mount>, BuildError>
+    where
+        'a: 'v,
+    {
+        let fail = BuildError::Step;
+        let target = m.target.clone().unwrap_or_default();
+        let bind = |source: PathBuf, read_only: bool| berth_engine::config::MountKind::Bind {
+            source: source.display().to_string(),
+            read_only,
+            recursive: false,
+            propagation: Default::default(),
+            create_source: false,
+        };
+        let kind = match m.kind {
+            MountType::Bind => {
+                if !m.read_only {
+                    return Err(fail(
+                        "RUN --mount=type=bind,rw is not supported by berth's builder: its writes would reach the source".into(),
+                    ));
+                }
+                let source = m.source.clone().unwrap_or_else(|| ".".into());
+                let root = match &m.from {
+                    None => self.req.context.clone(),
+                    Some(from) => {
+                        let layers = self.source_layers(from, done)?;
+                        let engine: &'a Arc<Engine> = self.engine;
+                        let view = layers::View::mount(&engine.images, &layers).map_err(fail)?;
+                        let p = view.path().to_path_buf();
+                        views.push(view);
+                        p
+                    }
+                };
+                let found = copy::sources(
+                    "RUN --mount",
+                    &root,
+                    std::slice::from_ref(&source),
+                    m.from.is_some(),
+                )
+                .map_err(fail)?;
+                let Some((_, host)) = found.into_iter().next() else {
+                    return Err(fail(format!("RUN --mount: {source}: not found")));
+                };
+                bind(host, true)
+            }
+            MountType::Cache => {
+                if m.from.is_some() {
+                    return Err(fail(
+                        "RUN --mount=type=cache,from= is not supported by berth's builder".into(),
+                    ));
+                }
+                if matches!(m.sharing, Some(Sharing::Private) | Some(Sharing::Locked)) {
+                    return Err(fail("RUN --mount=type=cache: only sharing=shared is supported by berth's builder".into()));
+                }
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let dir = self
+                    .engine
+                    .root()
+                    .join("build-cache-mounts")
+                    .join(cache::key("cache-mount", &id));
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = m.mode.unwrap_or(0o755);
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                    std::os::unix::fs::chown(
+                        &dir,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    )
+                    .map_err(|e| fail(format!("the cache mount {id}: {e}")))?;
+                }
+                bind(dir, m.read_only)
+            }
+            MountType::Tmpfs => {
+                let mut options = vec!["exec".to_string(), "suid".to_string(), "dev".to_string()];
+                if let Some(size) = &m.size {
+                    options.push(format!("size={size}"));
+                }
+                berth_engine::config::MountKind::Tmpfs { options }
+            }
+            MountType::Secret => {
+                if m.required {
+                    return Err(fail(format!(
+                        "secret {} not found: berth's builder has no build secrets yet",
+                        m.id.as_deref().unwrap_or(&target)
+                    )));
+                }
+                // Not required and none given: no mount, as BuildKit does.
+                return Ok(None);
+            }
+            MountType::Ssh => {
+                return Err(fail(
+                    "RUN --mount=type=ssh is not supported by berth's builder".into(),
+                ))
+            }
+        };
+        let destination = if target.starts_with('/') {
+            target
+        } else {
+            config::clean(&format!("{}/{target}", workdir.trim_end_matches('/')))
+        };
+        Ok(Some(berth_engine::config::Mount { destination, kind }))
+    }
+
+    async fn run_mounted<'v>(
+        &self,
+        st: &mut State,
+        step: &Step,
+        r: &instructions::Run,
+        done: &[Option<State>],
+        views: &mut Vec<layers::View<'v>>,
+    ) -> Result<(), BuildError>
+    where
+        'a: 'v,
+    {
         if let Some(s) = &r.security {
             return Err(BuildError::Step(format!(
                 "RUN --security={s} is not supported by berth's builder"
             )));
         }
         let cfg = st.cfg();
+        let workdir = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            mounts.extend(self.run_mount(m, &workdir, done, views)?);
+        }
         let args = match &r.command {
             CommandForm::Exec(v) => v.clone(),
             CommandForm::Shell(_) => {
@@ -470,8 +884,11 @@ impl Run<'_> {
         let (rec, _) =
             layers::write_image(images, &st.image, &st.layers, "").map_err(BuildError::Step)?;
         let parent = rec.name.clone();
-        if !self.intermediates.contains(&parent) {
-            self.intermediates.push(parent.clone());
+        {
+            let mut intermediates = self.intermediates.lock().unwrap();
+            if !intermediates.contains(&parent) {
+                intermediates.push(parent.clone());
+            }
         }
         let mut env = cfg.env.clone().unwrap_or_default();
         for (k, v) in &st.args {
@@ -497,13 +914,14 @@ impl Run<'_> {
                 }
                 Some(NetworkMode::Host) => berth_engine::config::NetworkMode::Host,
             },
+            mounts,
         };
         let layer = run::run(
             self.engine,
             spec,
             &st.image.rootfs.diff_ids,
-            self.out,
-            self.req.cancelled.clone(),
+            &self.out,
+            Some(self.stop.clone()),
             self.req.keep_containers,
         )
         .await
@@ -521,10 +939,10 @@ impl Run<'_> {
     }
 
     fn copy(
-        &mut self,
+        &self,
         st: &mut State,
         ins: &Instruction,
-        done: &[State],
+        done: &[Option<State>],
     ) -> Result<(), BuildError> {
         let (c, keyword) = match ins {
             Instruction::Copy(c) => (c, "COPY"),
@@ -635,10 +1053,10 @@ impl Run<'_> {
 }
 
 impl Run<'_> {
-    /// Which stages up to `last` the target needs: itself and, transitively, the
-    /// stages its FROM and `COPY --from` name (a `--from` with a variable in it
+    /// Which stages up to `last` the target needs, and each stage's dependencies: itself and, transitively, the
+    /// stages its FROM, `COPY --from` and `RUN --mount=from=` name (a `--from` with a variable in it
     /// counts as needing every earlier stage).
-    fn needed_stages(&self, last: usize) -> Vec<bool> {
+    fn needed_stages(&self, last: usize) -> (Vec<bool>, Vec<Vec<usize>>) {
         let df = &self.req.dockerfile;
         let index_of = |name: &str, before: usize| -> Option<usize> {
             let lower = name.to_ascii_lowercase();
@@ -663,11 +1081,18 @@ impl Run<'_> {
                     );
                 }
                 for step in &stage.steps {
-                    if let Instruction::Copy(c) = &step.instruction {
-                        match c.from.as_deref() {
-                            Some(f) if f.contains('$') => d.extend(0..i),
-                            Some(f) => d.extend(index_of(f, i)),
-                            None => {}
+                    let froms: Vec<&str> = match &step.instruction {
+                        Instruction::Copy(c) => c.from.as_deref().into_iter().collect(),
+                        Instruction::Run(r) => {
+                            r.mounts.iter().filter_map(|m| m.from.as_deref()).collect()
+                        }
+                        _ => vec![],
+                    };
+                    for f in froms {
+                        if f.contains('$') {
+                            d.extend(0..i);
+                        } else {
+                            d.extend(index_of(f, i));
                         }
                     }
                 }
@@ -682,17 +1107,17 @@ impl Run<'_> {
                 todo.extend(deps[i].iter().copied());
             }
         }
-        needed
+        (needed, deps)
     }
 
     /// One step: its cache key from the state's and what the step is; the cached
     /// result when there is one (and `--no-cache` was not asked), else the step run
     /// and its result cached.
     async fn step(
-        &mut self,
+        &self,
         st: &mut State,
         step: &Step,
-        done: &[State],
+        done: &[Option<State>],
     ) -> Result<(), BuildError> {
         let vars = st.vars();
         let desc = match &step.instruction {
@@ -711,7 +1136,28 @@ impl Run<'_> {
                 }
                 format!("{:?}|{:?}", step.instruction, st.args)
             }
-            Instruction::Run(_) => format!("{:?}|{:?}", step.instruction, st.args),
+            Instruction::Run(r) => {
+                // What a bind mount shows is part of the step, as a COPY's files are.
+                let mut what = String::new();
+                for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+                    match &m.from {
+                        Some(from) => {
+                            what.push_str(&format!("|from:{}", self.source_key(from, done)?))
+                        }
+                        None => {
+                            let src = m.source.clone().unwrap_or_else(|| ".".into());
+                            let ctx = &self.req.context;
+                            let srcs = copy::sources("RUN --mount", ctx, &[src], false)
+                                .map_err(BuildError::Step)?;
+                            let sum = cache::checksum(ctx, &srcs)
+                                .map_err(|e| BuildError::Step(format!("RUN --mount: {e}")))?;
+                            what.push('|');
+                            what.push_str(&sum);
+                        }
+                    }
+                }
+                format!("{:?}|{:?}{what}", step.instruction, st.args)
+            }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let expanded =
                     expand(&step.instruction, self.escape, &vars).map_err(shell_err(step))?;
@@ -761,7 +1207,7 @@ impl Run<'_> {
     }
 
     /// The cache key of what `COPY --from=` names.
-    fn source_key(&self, from: &str, done: &[State]) -> Result<String, BuildError> {
+    fn source_key(&self, from: &str, done: &[Option<State>]) -> Result<String, BuildError> {
         let df = &self.req.dockerfile;
         let lower = from.to_ascii_lowercase();
         let by_name = df.stages[..done.len()]
@@ -769,14 +1215,14 @@ impl Run<'_> {
             .position(|s| s.name() == Some(lower.as_str()));
         let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
         if let Some(i) = by_name.or(by_index) {
-            return Ok(done[i].key.clone());
+            return Ok(built(done, i)?.key.clone());
         }
         let diff_ids = self.source_layers(from, done)?;
         Ok(format!("{diff_ids:?}"))
     }
 
     /// The layers `COPY --from=` names: an earlier stage (by name or index) or an image.
-    fn source_layers(&self, from: &str, done: &[State]) -> Result<Vec<Digest>, BuildError> {
+    fn source_layers(&self, from: &str, done: &[Option<State>]) -> Result<Vec<Digest>, BuildError> {
         let df = &self.req.dockerfile;
         let lower = from.to_ascii_lowercase();
         let by_name = df.stages[..done.len()]
@@ -784,7 +1230,7 @@ impl Run<'_> {
             .position(|s| s.name() == Some(lower.as_str()));
         let by_index = from.parse::<usize>().ok().filter(|i| *i < done.len());
         if let Some(i) = by_name.or(by_index) {
-            return Ok(done[i].image.rootfs.diff_ids.clone());
+            return Ok(built(done, i)?.image.rootfs.diff_ids.clone());
         }
         if from.parse::<usize>().is_ok()
             || df.stages.iter().any(|s| s.name() == Some(lower.as_str()))

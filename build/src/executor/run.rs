@@ -22,6 +22,8 @@ pub struct RunSpec {
     pub user: String,
     pub working_dir: String,
     pub network: NetworkMode,
+    /// `RUN --mount`s.
+    pub mounts: Vec<berth_engine::config::Mount>,
 }
 
 /// Runs the step; on success returns the layer of its changes (`None` for a RUN on
@@ -45,6 +47,7 @@ pub async fn run(
             working_dir: spec.working_dir,
             ..Default::default()
         },
+        mounts: spec.mounts,
         network: berth_engine::config::NetworkAttachment {
             mode: spec.network,
             ..Default::default()

@@ -55,6 +55,10 @@ pub struct BuildArgs {
     /// Always attempt to pull a newer version of the image.
     #[arg(long)]
     pub pull: bool,
+    /// Type of progress output: `auto`, `tty` (the steps as they come) or `plain`
+    /// (also each step's time).
+    #[arg(long, value_parser = ["auto", "plain", "tty"])]
+    pub progress: Option<String>,
 }
 
 /// A context file Docker's CLI would not send.
@@ -297,6 +301,9 @@ pub async fn build(host: &str, args: &BuildArgs) -> Result<Output> {
     }
     if args.pull {
         path.push_str("&pull=1");
+    }
+    if let Some(p) = &args.progress {
+        path.push_str(&format!("&progress={}", q(p)));
     }
     if args.quiet {
         path.push_str("&q=1");

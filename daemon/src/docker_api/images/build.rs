@@ -60,6 +60,7 @@ const APPLIED: &[&str] = &[
     "forcerm",
     "pull",
     "squash",
+    "progress",
 ];
 
 fn bad(m: String) -> ApiError {
@@ -143,7 +144,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         }
     };
     let quiet = req.query_bool("q")?;
-    for (name, flag) in [("pull", "--pull"), ("squash", "--squash")] {
+    for (name, flag) in [("squash", "--squash")] {
         if req.query_bool(name)? {
             return Err(bad(format!(
                 "the build parameter {name} ({flag}) is not supported by berth's builder"
@@ -183,6 +184,16 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         no_cache,
         cancelled: None,
         keep_containers,
+        pull: None,
+        timings: match req.query("progress").unwrap_or("") {
+            "" | "auto" | "tty" => false,
+            "plain" => true,
+            other => {
+                return Err(bad(format!(
+                    "invalid progress mode {other:?}: use auto, plain or tty"
+                )))
+            }
+        },
     };
     Ok((r, quiet, dockerfile))
 }
@@ -226,10 +237,37 @@ fn remove_ignored_build_files(dir: &std::path::Path, dockerfile: &str) -> Result
     Ok(())
 }
 
-pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
-    let (mut build, quiet, dockerfile_name) = options(&req)?;
+/// `--pull`: the image pulled anonymously (the build already holds the GC lock).
+async fn pull_for_build(daemon: &Arc<Daemon>, image: &str) -> Result<(), String> {
+    let r = super::pull::reference(image, None).map_err(|e| e.to_string())?;
+    let client = super::registry_auth::client(daemon, &r.registry, &Default::default())
+        .map_err(|e| e.to_string())?;
+    let name = r.to_string();
     let images = &daemon.engine.images;
+    let old = images.store.get(&name).ok().flatten();
+    let puller = berth_image::Puller::new(
+        client,
+        images.content.clone(),
+        images.snapshots.clone(),
+        images.store.clone(),
+    );
+    let rec = puller
+        .pull(&name, &Default::default())
+        .await
+        .map_err(|e| format!("pulling {image}: {e}"))?;
+    if let Some(old) = old.filter(|o| o.config_digest != rec.config_digest) {
+        let _ = images.keep_dangling(Some(old));
+    }
+    Ok(())
+}
+
+pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, ApiError> {
+    let options = options(&req);
+    let images = &daemon.engine.images;
+    // The body is read before a bad parameter is answered: a client still sending
+    // its context would otherwise see a broken pipe instead of the error.
     let spooled = spool_body(&mut req, &images.uploads).await?;
+    let (mut build, quiet, dockerfile_name) = options?;
     let dir = tempfile::Builder::new()
         .prefix("build-context-")
         .tempdir_in(&images.uploads)
@@ -256,6 +294,13 @@ pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, 
         .target(build.target.as_deref())
         .map_err(|e| bad(e.to_string()))?;
     build.context = dir.path().to_path_buf();
+    if req.query_bool("pull")? {
+        let d = daemon.clone();
+        build.pull = Some(Arc::new(move |image: String| {
+            let d = d.clone();
+            Box::pin(async move { pull_for_build(&d, &image).await })
+        }));
+    }
 
     let (msgs, reply) = Messages::new();
     let watch = msgs.clone();
