@@ -120,9 +120,7 @@ fn unset(path: &str, v: &Value) -> Result<(), String> {
         return Ok(());
     }
     let yet = " yet";
-    let hints = [
-        ("HostConfig.VolumeDriver", yet),
-    ];
+    let hints = [("HostConfig.VolumeDriver", yet)];
     let hint = hints
         .iter()
         .find(|(field, _)| {
