@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::image_http::path_name;
 use super::Output;
@@ -38,34 +38,11 @@ pub struct HistoryArgs {
 }
 
 pub async fn inspect(client: &Client, args: &InspectArgs) -> Result<Output> {
-    let mut found = Vec::new();
-    let mut error = None;
-    for name in &args.images {
-        match client
-            .get_json(&format!("/images/{}/json", path_name(name)))
-            .await
-        {
-            Ok(v) => found.push(v),
-            Err(e) => error = Some(anyhow::anyhow!("{e}")),
-        }
-    }
-    let text = match &args.format {
-        Some(f) => {
-            let t = Template::parse(f)?;
-            let mut out = String::new();
-            for v in &found {
-                out.push_str(&t.render(v)?);
-                out.push('\n');
-            }
-            out
-        }
-        None => format!("{}\n", serde_json::to_string_pretty(&Value::Array(found))?),
-    };
-    let out = Output::text(text);
-    Ok(match error {
-        Some(e) => out.failing(e),
-        None => out,
-    })
+    let paths = args
+        .images
+        .iter()
+        .map(|n| format!("/images/{}/json", path_name(n)));
+    super::inspect::objects(client, paths, args.format.as_deref()).await
 }
 
 pub async fn history(client: &Client, args: &HistoryArgs) -> Result<Output> {

@@ -14,6 +14,7 @@ pub mod image_http;
 pub mod image_inspect;
 pub mod images;
 pub mod info;
+pub mod inspect;
 pub mod login;
 pub mod network;
 pub mod ps;

@@ -275,32 +275,8 @@ fn row(v: &Value, id: String) -> Value {
 }
 
 async fn inspect(client: &Client, args: &InspectArgs) -> Result<Output> {
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.networks {
-        match client.get_json(&format!("/networks/{}", q(name))).await {
-            Ok(v) => found.push(v),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let text = match &args.format {
-        Some(f) => {
-            let t = Template::parse(f)?;
-            let mut out = String::new();
-            for v in &found {
-                out.push_str(&t.render(v)?);
-                out.push('\n');
-            }
-            out
-        }
-        None => format!("{}\n", serde_json::to_string_pretty(&Value::Array(found))?),
-    };
-    let out = Output::text(text);
-    Ok(if errors.is_empty() {
-        out
-    } else {
-        out.failing(anyhow::anyhow!(errors.join("\n")))
-    })
+    let paths = args.networks.iter().map(|n| format!("/networks/{}", q(n)));
+    super::inspect::objects(client, paths, args.format.as_deref()).await
 }
 
 async fn rm(client: &Client, args: &RmArgs) -> Result<Output> {
