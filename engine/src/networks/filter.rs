@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::NetworkRecord;
+use crate::volumes::filter::has_label;
 
 /// Every non-empty part must match; within a part, any value.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -64,13 +65,6 @@ impl NetworkFilter {
             builtin: r.builtin,
             in_use,
         })
-    }
-}
-
-fn has_label(labels: &BTreeMap<String, String>, wanted: &str) -> bool {
-    match wanted.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-        None => labels.contains_key(wanted),
     }
 }
 

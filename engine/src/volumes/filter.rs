@@ -34,7 +34,9 @@ impl VolumeFilter {
     }
 }
 
-fn has_label(labels: &BTreeMap<String, String>, wanted: &str) -> bool {
+/// Whether `labels` has the label a `label=` filter names: `key` (any value) or
+/// `key=value`. Volume and network filters share it.
+pub(crate) fn has_label(labels: &BTreeMap<String, String>, wanted: &str) -> bool {
     match wanted.split_once('=') {
         Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
         None => labels.contains_key(wanted),

@@ -8,7 +8,7 @@
 
 mod attach;
 mod copy_up;
-mod filter;
+pub(crate) mod filter;
 pub mod local_opts;
 pub mod name;
 
