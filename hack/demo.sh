@@ -29,7 +29,7 @@ cleanup() {
     fi
     grep " $work/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$work"
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
 }
 trap cleanup EXIT
 

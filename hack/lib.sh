@@ -22,6 +22,11 @@ start_berthd() {
     local bin=$1 dir=$2
     mkdir -p "$dir"
     export DOCKER_HOST="unix://$dir/state/docker.sock"
+    # What remove_berth_leftovers needs: this berthd's root (its nft table is named
+    # after it) and whether the default bridge was there before it.
+    BERTH_ROOT_DIR="$dir/root"
+    BERTH_BR0_BEFORE=1
+    ip link show berth-br0 >/dev/null 2>&1 || BERTH_BR0_BEFORE=0
     "$bin/berthd" --root "$dir/root" --state "$dir/state" >"$dir/berthd.log" 2>&1 &
     BERTHD_PID=$!
     for _ in $(seq 200); do
@@ -45,6 +50,27 @@ remove_berth_cgroup_parent() {
     for d in /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth; do
         if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || true; fi
     done
+}
+
+# remove_berth_leftovers: what a private berthd leaves on the host once it has gone:
+# the /berth parent cgroups (once empty), and the default bridge (berth-br0) and the
+# engine's nft table if this script's berthd made them (as dockerd leaves docker0, a
+# berthd keeps its bridge when it stops). For the cleanup of scripts that start one.
+remove_berth_leftovers() {
+    remove_berth_cgroup_parent
+    [ -n "${BERTH_ROOT_DIR:-}" ] || return 0
+    if [ "${BERTH_BR0_BEFORE:-1}" = 0 ]; then
+        ip link del berth-br0 2>/dev/null || true
+    fi
+    local table
+    # The name engine/src/networks/firewall.rs gives it: FNV-1a of the root path.
+    table=$(python3 -c '
+import sys
+h = 0xcbf29ce484222325
+for b in sys.argv[1].encode():
+    h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+print("berth_%012x" % (h & 0xFFFFFFFFFFFF))' "$BERTH_ROOT_DIR")
+    nft delete table inet "$table" 2>/dev/null || true
 }
 
 # A private podman for the benchmarks: root, runroot, configs and CNI config all under

@@ -35,7 +35,7 @@ cleanup() {
         buildah --root "$WORK/buildah" --runroot "$WORK/buildah-run" rm --all >/dev/null 2>&1
     fi
     grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
     # The cgroups dockerd's BuildKit made (/docker/buildkit), once empty.
     local d
     for d in /sys/fs/cgroup/*/docker/buildkit /sys/fs/cgroup/docker/buildkit \

@@ -29,7 +29,7 @@ cleanup() {
     fi
     grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK"
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
 }
 trap cleanup EXIT
 

@@ -40,7 +40,7 @@ cleanup() {
     fi
     podman_cleanup
     rm -rf "/run/berth/runtime/$CTR_NS"
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
 }
 trap cleanup EXIT
 

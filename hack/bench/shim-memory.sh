@@ -39,7 +39,7 @@ cleanup() {
     for p in $(pgrep -f -- "-address $WORK/c.sock"); do kill -9 "$p" 2>/dev/null; done
     grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
     rm -rf "$WORK" "/run/berth/runtime/$NS"
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
 }
 trap cleanup EXIT
 

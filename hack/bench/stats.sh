@@ -32,7 +32,7 @@ cleanup() {
         wait "$BERTHD_PID" 2>/dev/null
     fi
     podman_cleanup
-    remove_berth_cgroup_parent
+    remove_berth_leftovers
 }
 trap cleanup EXIT
 
