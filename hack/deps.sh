@@ -16,6 +16,9 @@ packages=(
     # reference runtimes and engines for differential and compatibility tests;
     # docker.io brings Debian's docker 20.10 CLI, a real Docker Engine API client
     runc containerd podman docker.io
+    # buildah: the reference for the build differential (test/e2e/tests/build_buildah_diff.rs)
+    # and hack/bench/build.sh
+    buildah
     # a real grpc-go CRI client, built offline in GOPATH mode by test/e2e/go/build.sh
     golang-1.19-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go-1-3 protoc-gen-go-grpc
     # the SPDY library kubelet's and crictl's streaming client uses, for the CRI
@@ -26,6 +29,9 @@ packages=(
     # raw archive uploads (curl over the socket, tars made by python3's tarfile) in
     # test/e2e/tests/docker_cp_hostile.rs
     curl python3
+    # setfattr/getfattr: extended attributes kept by cp, export and commit
+    # (test/e2e/tests/docker_cp_xattr.rs)
+    attr
 )
 
 missing=()

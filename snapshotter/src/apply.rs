@@ -75,7 +75,10 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats, ApplyError> {
-    let mut archive = Archive::new(&mut *reader);
+    // The tap reads the entries' xattrs (binary values included) as they pass.
+    let tap = crate::xattrs::XattrTap::new(&mut *reader);
+    let found = tap.found();
+    let mut archive = Archive::new(tap);
     let mut resolver = Resolver::new(dest);
     let mut stats = ApplyStats::default();
     let mut dir_times: Vec<(PathBuf, (i64, i64))> = Vec::new();
@@ -96,7 +99,11 @@ pub fn apply_layer<R: Read>(
         }
         let rel = clean(&raw_name)?;
         stats.entries += 1;
-        let meta = read_meta(&mut entry, &name)?;
+        let mut meta = read_meta(&mut entry, &name)?;
+        meta.xattrs = crate::xattrs::take(&found, entry.raw_header_position())
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v))
+            .collect();
         let Some(file_name) = rel.file_name().map(|f| f.as_bytes().to_vec()) else {
             // The root itself ("./"): keep the snapshot directory as created.
             continue;
@@ -209,7 +216,7 @@ pub fn apply_layer<R: Read>(
     for (dir, time) in dir_times.iter().rev() {
         set_times(dir, *time, false).map_err(io_at(&dir.display().to_string(), "utimensat"))?;
     }
-    let reader = archive.into_inner();
+    let mut reader = archive.into_inner();
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
@@ -240,13 +247,13 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta,
     };
     if let Some(exts) = entry.pax_extensions().map_err(ApplyError::Tar)? {
         for ext in exts {
-            let ext = ext.map_err(ApplyError::Tar)?;
+            // A record the tar crate cannot split is an xattr's binary value holding
+            // a newline: the xattrs come from the tap under the reader instead.
+            let Ok(ext) = ext else { continue };
             let key = ext.key_bytes();
             let value = ext.value_bytes();
             let text = std::str::from_utf8(value).unwrap_or("");
-            if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
-                meta.xattrs.push((attr.to_vec(), value.to_vec()));
-            } else if key == b"uid" {
+            if key == b"uid" {
                 meta.uid = text.parse().map_err(|_| bad_pax(name, "uid"))?;
             } else if key == b"gid" {
                 meta.gid = text.parse().map_err(|_| bad_pax(name, "gid"))?;

@@ -2,7 +2,9 @@
 //! name order, overlay's whiteouts (a 0:0 character device) written as `.wh.<name>`
 //! and opaque directories (`trusted.overlay.opaque=y`) as `<dir>/.wh..wh..opq`, the
 //! OCI layer form `apply` reads back. Owners, modes, mtimes, symlinks, hard links
-//! (within the layer), fifos and device nodes are kept; nothing is followed.
+//! (within the layer), fifos and device nodes are kept; nothing is followed. Files'
+//! and directories' `user.*` and `security.capability` attributes go in PAX
+//! `SCHILY.xattr.` records, as Docker writes them ([`crate::xattrs`]).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -50,6 +52,29 @@ struct Walk<W: Write> {
 }
 
 impl<W: Write> Walk<W> {
+    /// The PAX header carrying a directory's attributes, when it has any.
+    fn xattrs(&mut self, abs: &Path) -> io::Result<()> {
+        let x = crate::xattrs::read_path(abs)?;
+        self.pax(&x)
+    }
+
+    fn xattrs_fd(&mut self, f: &fs::File) -> io::Result<()> {
+        let x = crate::xattrs::read_fd(std::os::fd::AsFd::as_fd(f))?;
+        self.pax(&x)
+    }
+
+    fn pax(&mut self, x: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if x.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(String, &[u8])> = x
+            .iter()
+            .map(|(k, v)| (format!("{}{k}", crate::xattrs::PAX_PREFIX), v.as_slice()))
+            .collect();
+        self.out
+            .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+
     fn dir(&mut self, abs: &Path, rel: &str) -> io::Result<()> {
         let mut names: Vec<_> = fs::read_dir(abs)?
             .map(|e| e.map(|e| e.file_name()))
@@ -80,6 +105,7 @@ impl<W: Write> Walk<W> {
             return Ok(());
         }
         if ft.is_dir() {
+            self.xattrs(abs)?;
             let mut h = header(&meta, EntryType::Directory, 0);
             self.out
                 .append_data(&mut h, format!("{rel}/"), io::empty())?;
@@ -110,6 +136,7 @@ impl<W: Write> Walk<W> {
         if ft.is_file() {
             let mut h = header(&meta, EntryType::Regular, meta.len());
             let f = fs::File::open(abs)?;
+            self.xattrs_fd(&f)?;
             self.out.append_data(&mut h, rel, f)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {

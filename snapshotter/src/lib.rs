@@ -11,6 +11,7 @@
 //! - [`snapshots`]: overlay snapshots keyed by chain ID (`prepare`, `view`, `commit`,
 //!   `remove`, `usage`, `diff_size`, `list`) and the mounts that give containers their root
 //!   filesystems, including images with more layers than one page of mount options holds.
+//! - [`xattrs`]: the extended attributes tars carry (`SCHILY.xattr.` PAX records).
 
 pub mod apply;
 pub mod changes;
@@ -20,6 +21,7 @@ pub mod digest;
 pub mod mount;
 mod safepath;
 pub mod snapshots;
+pub mod xattrs;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyStats};
 pub use content::{BlobInfo, ContentError, ContentStore, Ingest};

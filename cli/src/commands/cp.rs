@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
+use super::cp_xattrs;
 use super::image_http::{check, q, send, send_body, Call, ChannelBody};
 use super::Output;
 
@@ -287,8 +288,12 @@ fn unpack(
     rename: Option<(String, String)>,
     keep_owner: bool,
 ) -> Result<()> {
+    use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
-    let mut ar = tar::Archive::new(file);
+    // The tap under the reader finds each entry's extended attributes.
+    let tap = berth_snapshotter::xattrs::XattrTap::new(file);
+    let found = tap.found();
+    let mut ar = tar::Archive::new(tap);
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_preserve_ownerships(keep_owner);
@@ -310,48 +315,92 @@ fn unpack(
                 rel.display().to_string()
             );
         }
-        Ok(into.join(rel))
+        // Components only: no trailing `/` (an lstat of `file/` fails) nor `./`.
+        Ok(into.join(rel.components().collect::<PathBuf>()))
     };
-    // One buffer for every file's data; directories' times are set at the end
-    // (writing their children would change them).
+    // Regular files are written by a pool of threads (file creation is where the
+    // time goes: the filesystem's inode allocation, not the data); this thread
+    // reads the tar, makes directories and links, and hands each file's data over.
+    // Directories' times are set at the end (writing their children changes them).
+    let mut pool = WriterPool::start(keep_owner);
     let mut buf = vec![0u8; COPY_BUF];
     let mut dir_times = Vec::new();
-    for entry in ar.entries()? {
-        let mut entry = entry?;
-        let dest = place(entry.path_bytes().into_owned())?;
-        let kind = entry.header().entry_type();
-        if kind == tar::EntryType::Regular {
-            // Created with O_EXCL first: a name already there (the usual case is
-            // none) is replaced and the creation tried once more.
-            let res = match write_file(&mut entry, &dest, keep_owner, &mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    replace(&dest, kind)?;
-                    write_file(&mut entry, &dest, keep_owner, &mut buf)
+    let res = (|| -> Result<()> {
+        for entry in ar.entries()? {
+            let mut entry = entry?;
+            let dest = place(entry.path_bytes().into_owned())?;
+            let kind = entry.header().entry_type();
+            let xattrs: Vec<_> =
+                berth_snapshotter::xattrs::take(&found, entry.raw_header_position())
+                    .into_iter()
+                    .filter(|(n, _)| berth_snapshotter::xattrs::carried(n.as_bytes()))
+                    .collect();
+            // A name a pending file has, or an entry that changes what later names
+            // mean (links), waits until every handed-over file is written.
+            if pool.pending(&dest)
+                || !matches!(kind, tar::EntryType::Regular | tar::EntryType::Directory)
+            {
+                pool.drain()?;
+            }
+            if kind == tar::EntryType::Regular {
+                let size = entry.header().size().unwrap_or(0);
+                if size <= POOL_MAX_FILE {
+                    let mut data = Vec::with_capacity(size as usize);
+                    entry
+                        .read_to_end(&mut data)
+                        .with_context(|| format!("reading {} from the archive", dest.display()))?;
+                    let h = entry.header();
+                    pool.submit(FileJob {
+                        dest,
+                        data,
+                        mode: h.mode().unwrap_or(0o644) & 0o7777,
+                        mtime: h.mtime().unwrap_or(0),
+                        uid: h.uid().unwrap_or(0) as u32,
+                        gid: h.gid().unwrap_or(0) as u32,
+                        xattrs,
+                    })?;
+                    continue;
                 }
-                r => r,
-            };
-            res.with_context(|| format!("extracting {}", dest.display()))?;
-            continue;
-        }
-        replace(&dest, kind)?;
-        if kind == tar::EntryType::Link {
-            let link = entry
-                .link_name_bytes()
-                .map(|l| l.into_owned())
-                .unwrap_or_default();
-            let from = place(link)?;
-            std::fs::hard_link(&from, &dest).with_context(|| format!("link {}", dest.display()))?;
-            continue;
-        }
-        if kind == tar::EntryType::Directory {
-            if let Ok(mtime) = entry.header().mtime() {
-                dir_times.push((dest.clone(), mtime));
+                // Created with O_EXCL first: a name already there (the usual case is
+                // none) is replaced and the creation tried once more.
+                let res = match write_file(&mut entry, &dest, keep_owner, &xattrs, &mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        replace(&dest, kind)?;
+                        write_file(&mut entry, &dest, keep_owner, &xattrs, &mut buf)
+                    }
+                    r => r,
+                };
+                res.with_context(|| format!("extracting {}", dest.display()))?;
+                continue;
+            }
+            replace(&dest, kind)?;
+            if kind == tar::EntryType::Link {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                let from = place(link)?;
+                std::fs::hard_link(&from, &dest)
+                    .with_context(|| format!("link {}", dest.display()))?;
+                continue;
+            }
+            if kind == tar::EntryType::Directory {
+                if let Ok(mtime) = entry.header().mtime() {
+                    dir_times.push((dest.clone(), mtime));
+                }
+            }
+            entry
+                .unpack(&dest)
+                .with_context(|| format!("extracting {}", dest.display()))?;
+            if kind == tar::EntryType::Directory {
+                cp_xattrs::set(&dest, &xattrs)?;
             }
         }
-        entry
-            .unpack(&dest)
-            .with_context(|| format!("extracting {}", dest.display()))?;
-    }
+        Ok(())
+    })();
+    let written = pool.finish();
+    res?;
+    written?;
     // Deepest first, so setting a parent's times comes after its children's.
     for (dir, mtime) in dir_times.iter().rev() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*mtime);
@@ -360,6 +409,168 @@ fn unpack(
             let _ = d.set_times(times);
         }
     }
+    Ok(())
+}
+
+/// Files up to this size go to the writer pool with their data in memory; larger
+/// ones are written by the reading thread as they stream.
+const POOL_MAX_FILE: u64 = 8 << 20;
+
+/// Threads writing files (4: creation is mostly kernel time, which overlaps).
+const POOL_THREADS: usize = 4;
+
+struct FileJob {
+    dest: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+    uid: u32,
+    gid: u32,
+    /// `user.*` and `security.capability` attributes, set after the data (a
+    /// write clears file capabilities) and the owner.
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Files handed over and not yet written.
+    in_flight: usize,
+    /// The first failure of a writer.
+    error: Option<anyhow::Error>,
+}
+
+/// A pool of threads writing regular files handed over by the unpacking thread.
+struct WriterPool {
+    tx: Option<std::sync::mpsc::SyncSender<FileJob>>,
+    state: std::sync::Arc<(std::sync::Mutex<PoolState>, std::sync::Condvar)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Names handed over since the last drain.
+    names: std::collections::HashSet<PathBuf>,
+    keep_owner: bool,
+}
+
+impl WriterPool {
+    fn start(keep_owner: bool) -> WriterPool {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(64);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new(PoolState::default()),
+            std::sync::Condvar::new(),
+        ));
+        let threads = (0..POOL_THREADS)
+            .filter_map(|i| {
+                let rx = rx.clone();
+                let state = state.clone();
+                std::thread::Builder::new()
+                    .name(format!("cp-writer-{i}"))
+                    .spawn(move || loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let r = write_job(&job, keep_owner)
+                            .with_context(|| format!("extracting {}", job.dest.display()));
+                        let (m, cv) = &*state;
+                        let Ok(mut s) = m.lock() else { return };
+                        s.in_flight -= 1;
+                        if let Err(e) = r {
+                            s.error.get_or_insert(e);
+                        }
+                        cv.notify_all();
+                    })
+                    .ok()
+            })
+            .collect();
+        WriterPool {
+            tx: Some(tx),
+            state,
+            threads,
+            names: Default::default(),
+            keep_owner,
+        }
+    }
+
+    fn pending(&self, dest: &Path) -> bool {
+        self.names.contains(dest)
+    }
+
+    fn submit(&mut self, job: FileJob) -> Result<()> {
+        if self.threads.is_empty() {
+            // No thread could be started: write it here.
+            return write_job(&job, self.keep_owner)
+                .with_context(|| format!("extracting {}", job.dest.display()));
+        }
+        self.names.insert(job.dest.clone());
+        {
+            let (m, _) = &*self.state;
+            let mut s = m
+                .lock()
+                .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
+            if let Some(e) = s.error.take() {
+                return Err(e);
+            }
+            s.in_flight += 1;
+        }
+        let tx = self.tx.as_ref().context("the file writers are gone")?;
+        tx.send(job)
+            .map_err(|_| anyhow::anyhow!("the file writers are gone"))
+    }
+
+    /// Waits until every file handed over is written; the first writer's error.
+    fn drain(&mut self) -> Result<()> {
+        self.names.clear();
+        let (m, cv) = &*self.state;
+        let mut s = m
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
+        while s.in_flight > 0 {
+            s = cv
+                .wait(s)
+                .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
+        }
+        match s.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let r = self.drain();
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        r
+    }
+}
+
+/// One file of the pool: created with O_EXCL (a name already there is replaced and
+/// the creation tried once more), its data in one write, then mode, owner (with
+/// `-a`) and mtime on the open fd.
+fn write_job(job: &FileJob, keep_owner: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&job.dest)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            replace(&job.dest, tar::EntryType::Regular).map_err(std::io::Error::other)?;
+            open()?
+        }
+        r => r?,
+    };
+    f.write_all(&job.data)?;
+    if keep_owner {
+        std::os::unix::fs::fchown(&f, Some(job.uid), Some(job.gid))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(job.mode))?;
+    cp_xattrs::set(&job.dest, &job.xattrs)?;
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(job.mtime))?;
     Ok(())
 }
 
@@ -389,6 +600,7 @@ fn write_file(
     entry: &mut tar::Entry<impl std::io::Read>,
     dest: &Path,
     keep_owner: bool,
+    xattrs: &[(String, Vec<u8>)],
     buf: &mut [u8],
 ) -> std::io::Result<()> {
     use std::io::Read;
@@ -425,6 +637,7 @@ fn write_file(
         std::os::unix::fs::fchown(&f, Some(uid as u32), Some(gid as u32))?;
     }
     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    cp_xattrs::set(dest, xattrs)?;
     f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))?;
     Ok(())
 }
@@ -596,31 +809,69 @@ fn parent_str(path: &str) -> String {
 }
 
 /// A tar of `src` whose entries start with `prefix` (`prefix/…`), or of its
-/// children at the top when `prefix` is empty; links are archived as links.
+/// children at the top when `prefix` is empty; links are archived as links, a file
+/// linked more than once as a hard link after its first name, and files' and
+/// directories' `user.*` and `security.capability` attributes as PAX records.
 fn build_tar(src: &Path, prefix: &str, out: impl Write) -> Result<()> {
-    let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
-    b.mode(tar::HeaderMode::Complete);
+    let mut t = TarWalk {
+        b: tar::Builder::new(out),
+        links: std::collections::HashMap::new(),
+    };
+    t.b.follow_symlinks(false);
+    t.b.mode(tar::HeaderMode::Complete);
     let meta = std::fs::symlink_metadata(src)?;
-    if meta.is_dir() {
-        if prefix.is_empty() {
-            for e in std::fs::read_dir(src)? {
-                let e = e?;
-                let name = e.file_name();
-                if e.file_type()?.is_dir() {
-                    b.append_dir_all(&name, e.path())?;
-                } else {
-                    b.append_path_with_name(e.path(), &name)?;
-                }
-            }
-        } else {
-            b.append_dir_all(prefix, src)?;
+    if meta.is_dir() && prefix.is_empty() {
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            t.add(&e.path(), Path::new(&e.file_name()))?;
         }
     } else {
-        b.append_path_with_name(src, prefix)?;
+        t.add(src, Path::new(prefix))?;
     }
-    b.finish()?;
+    t.b.finish()?;
     Ok(())
+}
+
+struct TarWalk<W: Write> {
+    b: tar::Builder<W>,
+    /// (dev, ino) of files with more than one link → the name archived first.
+    links: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> TarWalk<W> {
+    fn add(&mut self, path: &Path, name: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
+        if !meta.is_dir() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                let first = first.clone();
+                self.b.append_link(&mut h, name, first)?;
+                return Ok(());
+            }
+            self.links.insert(key, name.to_path_buf());
+        }
+        if meta.is_dir() || meta.is_file() {
+            let x = cp_xattrs::pax_of(path).with_context(|| format!("{}", path.display()))?;
+            if !x.is_empty() {
+                self.b
+                    .append_pax_extensions(x.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+            }
+        }
+        self.b.append_path_with_name(path, name)?;
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path)? {
+                let e = e?;
+                self.add(&e.path(), &name.join(e.file_name()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -634,6 +885,115 @@ mod tests {
         assert_eq!(split_arg("./c1:x"), (None, "./c1:x"));
         assert_eq!(split_arg("file"), (None, "file"));
         assert_eq!(split_arg("-"), (None, "-"));
+    }
+
+    /// A tar as the daemon sends one, unpacked through the writer pool: files (many,
+    /// some large enough to stream), their modes and mtimes, a symlink, a hard link
+    /// to a file handed to the pool just before, a name given twice (the last wins)
+    /// and a file replaced by a directory.
+    #[test]
+    fn unpack_writes_every_entry_in_order() -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add =
+            |kind: tar::EntryType, name: &str, mode: u32, data: &[u8], link: Option<&str>| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(kind);
+                h.set_mode(mode);
+                h.set_mtime(1_000_000 + mode as u64);
+                h.set_size(data.len() as u64);
+                if let Some(l) = link {
+                    h.set_link_name(l).unwrap();
+                }
+                h.set_path(name).unwrap();
+                h.set_cksum();
+                b.append(&h, data).unwrap();
+            };
+        add(tar::EntryType::Directory, "tree/", 0o750, b"", None);
+        add(tar::EntryType::Directory, "tree/small/", 0o755, b"", None);
+        for i in 0..300 {
+            let body = format!("file {i}");
+            add(
+                tar::EntryType::Regular,
+                &format!("tree/small/s{i}"),
+                0o600 + (i % 8) as u32,
+                body.as_bytes(),
+                None,
+            );
+        }
+        let big = vec![7u8; (POOL_MAX_FILE + 4096) as usize];
+        add(tar::EntryType::Regular, "tree/big", 0o640, &big, None);
+        add(tar::EntryType::Regular, "tree/dup", 0o644, b"first", None);
+        add(tar::EntryType::Regular, "tree/dup", 0o644, b"second", None);
+        add(
+            tar::EntryType::Regular,
+            "tree/target",
+            0o604,
+            b"linked",
+            None,
+        );
+        add(
+            tar::EntryType::Link,
+            "tree/hard",
+            0o604,
+            b"",
+            Some("tree/target"),
+        );
+        add(
+            tar::EntryType::Symlink,
+            "tree/sym",
+            0o777,
+            b"",
+            Some("small/s1"),
+        );
+        add(
+            tar::EntryType::Regular,
+            "tree/becomes-dir",
+            0o644,
+            b"x",
+            None,
+        );
+        add(
+            tar::EntryType::Directory,
+            "tree/becomes-dir/",
+            0o700,
+            b"",
+            None,
+        );
+        let data = b.into_inner()?;
+        let tmp = tempfile::tempdir()?;
+        unpack(
+            data.as_slice(),
+            tmp.path(),
+            Some(("tree".into(), "copy".into())),
+            false,
+        )?;
+        let root = tmp.path().join("copy");
+        for i in 0..300 {
+            let p = root.join(format!("small/s{i}"));
+            assert_eq!(std::fs::read_to_string(&p)?, format!("file {i}"));
+            let m = std::fs::metadata(&p)?;
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600 + (i % 8) as u32);
+            assert_eq!(m.mtime(), 1_000_000 + 0o600 + (i % 8) as i64);
+        }
+        assert_eq!(std::fs::read(root.join("big"))?, big);
+        assert_eq!(std::fs::read_to_string(root.join("dup"))?, "second");
+        assert_eq!(std::fs::read_to_string(root.join("hard"))?, "linked");
+        assert_eq!(
+            std::fs::metadata(root.join("hard"))?.ino(),
+            std::fs::metadata(root.join("target"))?.ino()
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("sym"))?,
+            PathBuf::from("small/s1")
+        );
+        assert!(std::fs::symlink_metadata(root.join("becomes-dir"))?.is_dir());
+        let top = std::fs::metadata(&root)?;
+        assert_eq!(
+            (top.permissions().mode() & 0o7777, top.mtime()),
+            (0o750, 1_000_000 + 0o750)
+        );
+        Ok(())
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod export;
 mod fsutil;
+mod pool;
 mod tar_in;
 mod tar_out;
 mod user;

@@ -5,15 +5,22 @@
 //! only. Every parent is resolved with `openat2(RESOLVE_IN_ROOT)`; every entry is
 //! made with one `*at` call on one name relative to its parent's fd, and its owner,
 //! mode and times are set through that fd or with `AT_SYMLINK_NOFOLLOW`, so a link
-//! swapped in by the container is never followed.
+//! swapped in by the container is never followed. Regular files are written by a
+//! pool of threads ([`super::pool`]) with that same one-`openat` discipline.
+//! `user.*` and `security.capability` attributes from PAX `SCHILY.xattr.` records
+//! are set on files and directories.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_snapshotter::xattrs::{self, Found, XattrTap};
 
 use super::fsutil::{check, cstring, lstat_at, open_at, open_in_root, remove_all_at};
+use super::pool::{self, FileJob, Pool};
 use super::view::View;
 use super::ArchiveError;
 
@@ -76,8 +83,12 @@ pub fn extract(
         parents: HashMap::new(),
         dir_times: Vec::new(),
         buf: vec![0; COPY_BUF],
+        pool: Pool::start(),
+        found: Found::default(),
     };
-    let mut archive = tar::Archive::new(reader);
+    let tap = XattrTap::new(reader);
+    x.found = tap.found();
+    let mut archive = tar::Archive::new(tap);
     let entries = archive
         .entries()
         .map_err(|e| ArchiveError::Invalid(format!("reading the tar: {e}")))?;
@@ -85,6 +96,7 @@ pub fn extract(
         let entry = entry.map_err(|e| ArchiveError::Invalid(format!("reading the tar: {e}")))?;
         x.entry(entry)?;
     }
+    x.pool.drain()?;
     // Directories' times last: filling them changed them.
     for (parent, name, mtime) in x.dir_times.iter().rev() {
         set_times(parent.as_fd(), name, *mtime);
@@ -109,10 +121,14 @@ struct Extractor<'v> {
     opts: ExtractOptions,
     owner: Option<(u32, u32)>,
     /// Parent directories resolved so far, by their path under `dest`.
-    parents: HashMap<PathBuf, OwnedFd>,
-    dir_times: Vec<(OwnedFd, std::ffi::CString, u64)>,
-    /// Files' data goes through this, in writes of up to its size.
+    parents: HashMap<PathBuf, Arc<OwnedFd>>,
+    dir_times: Vec<(Arc<OwnedFd>, std::ffi::CString, u64)>,
+    /// Large files' data goes through this, in writes of up to its size.
     buf: Vec<u8>,
+    /// Writes the other regular files.
+    pool: Pool,
+    /// The entries' extended attributes, as the tap under the tar reader found them.
+    found: Found,
 }
 
 /// The size of [`Extractor::buf`] (`io::copy` would write 8 KiB at a time).
@@ -185,6 +201,12 @@ impl Extractor<'_> {
             // The target directory itself (`./`): it exists already.
             return Ok(());
         };
+        let is_file = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
+        // The same name again, or an entry that changes what names mean (a link,
+        // a node), waits for every file handed to the pool.
+        if self.pool.pending(&rel) || !(is_file || kind == tar::EntryType::Directory) {
+            self.pool.drain()?;
+        }
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let parent = self.parent(&parent_rel)?;
         let cname = super::fsutil::cname(&name).map_err(|e| self.io("name", &rel, e))?;
@@ -205,6 +227,7 @@ impl Extractor<'_> {
                     )));
                 }
                 if !(there_dir && is_dir) {
+                    self.pool.drain()?;
                     remove_all_at(parent.as_fd(), &cname)
                         .map_err(|e| self.io("remove", &rel, e))?;
                     self.parents.clear();
@@ -213,7 +236,12 @@ impl Extractor<'_> {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(self.io("lstat", &rel, e)),
         }
+        let xattrs: Vec<_> = xattrs::take(&self.found, entry.raw_header_position())
+            .into_iter()
+            .filter(|(n, _)| xattrs::carried(n.as_bytes()))
+            .collect();
         let h = entry.header();
+        let size = h.size().unwrap_or(0);
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let mtime = h.mtime().unwrap_or(0);
         let (uid, gid) = match self.owner {
@@ -221,6 +249,10 @@ impl Extractor<'_> {
             None => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
         };
         let p = parent.as_fd();
+        if !xattrs.is_empty() && !is_file && !is_dir {
+            // The kernel takes user.* attributes on files and directories only.
+            tracing::warn!(entry = %shown, "extended attributes of a {kind:?} entry not set");
+        }
         match kind {
             tar::EntryType::Directory => {
                 // SAFETY: valid fd and C string.
@@ -233,13 +265,27 @@ impl Extractor<'_> {
                 }
                 let fd = open_at(p, &cname, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                     .map_err(|e| self.io("open", &rel, e))?;
-                fchown_fchmod(fd.as_fd(), uid, gid, mode)
-                    .map_err(|e| self.io("chown/chmod", &rel, e))?;
-                self.dir_times.push((
-                    parent.try_clone().map_err(|e| self.io("dup", &rel, e))?,
-                    cname,
+                pool::finish_file(fd.as_fd(), &self.dest.join(&rel), (uid, gid), mode, &xattrs)?;
+                self.dir_times.push((parent.clone(), cname, mtime));
+                return Ok(());
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous if size <= pool::MAX_FILE => {
+                let mut data = Vec::with_capacity(size as usize);
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| self.invalid(format!("reading the tar: {e}")))?;
+                self.pool.submit(FileJob {
+                    shown: self.dest.join(&rel),
+                    parent: parent.clone(),
+                    name: cname,
+                    rel,
+                    data,
+                    uid,
+                    gid,
+                    mode,
                     mtime,
-                ));
+                    xattrs,
+                })?;
                 return Ok(());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -253,8 +299,13 @@ impl Extractor<'_> {
                 let mut file = std::fs::File::from(fd);
                 copy_large(&mut entry, &mut file, &mut self.buf)
                     .map_err(|e| self.io("write", &rel, e))?;
-                fchown_fchmod(file.as_fd(), uid, gid, mode)
-                    .map_err(|e| self.io("chown/chmod", &rel, e))?;
+                pool::finish_file(
+                    file.as_fd(),
+                    &self.dest.join(&rel),
+                    (uid, gid),
+                    mode,
+                    &xattrs,
+                )?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -321,6 +372,7 @@ impl Extractor<'_> {
                     tar::EntryType::Block => (libc::S_IFBLK, true),
                     _ => (libc::S_IFIFO, false),
                 };
+                let h = entry.header();
                 let rdev = if dev {
                     libc::makedev(
                         h.device_major().ok().flatten().unwrap_or(0),
@@ -349,10 +401,13 @@ impl Extractor<'_> {
 
     /// The fd of a directory under the target (`rel` relative to it), made with its
     /// missing parents (mode 0755) when absent.
-    fn parent(&mut self, rel: &Path) -> Result<OwnedFd, ArchiveError> {
+    fn parent(&mut self, rel: &Path) -> Result<Arc<OwnedFd>, ArchiveError> {
         if let Some(fd) = self.parents.get(rel) {
-            return fd.try_clone().map_err(|e| self.io("dup", rel, e));
+            return Ok(fd.clone());
         }
+        // A file still pending could be this directory's name or one above it:
+        // the lookup sees what the tar's order says is there.
+        self.pool.drain()?;
         let full = self.dest.join(rel);
         let fd = match open_in_root(self.view.root(), &full, libc::O_PATH | libc::O_DIRECTORY) {
             Ok(fd) => fd,
@@ -379,17 +434,10 @@ impl Extractor<'_> {
             }
             Err(e) => return Err(self.io("open", rel, e)),
         };
-        let copy = fd.try_clone().map_err(|e| self.io("dup", rel, e))?;
-        self.parents.insert(rel.to_path_buf(), copy);
+        let fd = Arc::new(fd);
+        self.parents.insert(rel.to_path_buf(), fd.clone());
         Ok(fd)
     }
-}
-
-fn fchown_fchmod(fd: BorrowedFd, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-    // SAFETY: valid fd. Owner first: chown clears set-id bits.
-    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
-    // SAFETY: valid fd.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })
 }
 
 fn lchown(dir: BorrowedFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {

@@ -1,7 +1,9 @@
 //! Writes the tar of one object of the container: a file, a link, or a directory
 //! with everything under it. Directories are walked through fds (`openat` of one
 //! name with `O_NOFOLLOW`), so a link swapped in during the walk is archived as a
-//! link, never followed.
+//! link, never followed. Files' and directories' `user.*` and
+//! `security.capability` attributes go before their entries in PAX `SCHILY.xattr.`
+//! records, as Docker writes them.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -157,6 +159,7 @@ impl<W: Write> Writer<W> {
         if !name.ends_with(b"/") {
             name.push(b'/');
         }
+        self.xattrs(dir.as_fd())?;
         let mut h = header(st, tar::EntryType::Directory);
         self.append(&mut h, &name, None, io::empty())?;
         for child in list_dir(dir.try_clone()?)? {
@@ -203,6 +206,7 @@ impl<W: Write> Writer<W> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return self.entry(parent, name, &st, tar_name);
         }
+        self.xattrs(fd.as_fd())?;
         let file = std::fs::File::from(fd);
         let mut h = header(&st, tar::EntryType::Regular);
         let size = st.st_size.max(0) as u64;
@@ -210,6 +214,24 @@ impl<W: Write> Writer<W> {
         // header's size is what the reader of the tar counts on.
         let body = file.take(size).chain(io::repeat(0)).take(size);
         self.append(&mut h, tar_name, None, body)
+    }
+
+    /// A PAX extended header with the carried attributes of `fd`, when it has any
+    /// (the next entry is the one they belong to).
+    fn xattrs(&mut self, fd: BorrowedFd) -> io::Result<()> {
+        let x = berth_snapshotter::xattrs::read_fd(fd)?;
+        if x.is_empty() {
+            return Ok(());
+        }
+        let body = berth_snapshotter::xattrs::pax_body(&x);
+        let mut h = tar::Header::new_ustar();
+        let name = b"././@PaxHeader";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        self.raw(&h, body.len() as u64, body.as_slice())
     }
 
     /// Appends an entry, with GNU long-name records for names over 100 bytes.

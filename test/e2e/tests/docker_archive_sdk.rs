@@ -2,10 +2,8 @@
 //! against a private berthd: `put_archive` of a tar built in Python, `get_archive`
 //! with its path stat, `export()`, `diff()`, and `commit()` whose image is then run.
 
-use std::process::Command;
-
-use anyhow::{Context, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
+use anyhow::Result;
+use berth_e2e::{require_root, Berthd};
 
 const SCENARIO: &str = r##"
 import io, sys, tarfile, time, docker
@@ -103,9 +101,9 @@ img = box.commit(repository="sdk-committed", tag="v1", message="from python",
                           'CMD ["sh", "-c", "cat hello.txt; echo $COMMITTED"]'])
 img.reload()
 assert "sdk-committed:v1" in img.tags, img.tags
-# The message is the new layer's history comment (berth leaves the image's own
-# top-level Comment empty, which dockerd also sets).
+# The message is the new layer's history comment and the image's own Comment.
 assert img.history()[0]["Comment"] == "from python", img.history()[0]
+assert img.attrs["Comment"] == "from python", img.attrs["Comment"]
 assert img.attrs["Author"] == "Py Thon <py@example.org>", img.attrs["Author"]
 assert "COMMITTED=yes" in img.attrs["Config"]["Env"], img.attrs["Config"]
 assert img.attrs["Config"]["WorkingDir"] == "/tmp/up", img.attrs["Config"]
@@ -125,11 +123,7 @@ fn python_sdk_put_get_archive_export_diff_commit() -> Result<()> {
     require_root();
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("scenario.py");
-    std::fs::write(&path, SCENARIO)?;
-    let out = run_ok(Command::new("python3").arg(&path).arg(berthd.docker_host()))
-        .with_context(|| format!("berthd's log:\n{}", berthd.log()))?;
+    let out = berthd.python_sdk(SCENARIO)?;
     assert_eq!(out.trim(), "sdk archive ok");
     Ok(())
 }
