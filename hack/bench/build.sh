@@ -87,8 +87,10 @@ dk import "$WORK/busybox.tar" busybox:latest >/dev/null
 BH=""
 if command -v buildah >/dev/null; then
     BH="buildah --root $WORK/buildah --runroot $WORK/buildah-run --storage-driver overlay"
-    $BH pull "docker-archive:/dev/null" >/dev/null 2>&1 || true
-    $BH import "$WORK/busybox.tar" busybox:latest >/dev/null 2>&1 \
+    # buildah has no import: a scratch container with the rootfs tar added (ADD
+    # semantics extract it), committed under the name the Dockerfile's FROM resolves to.
+    { c=$($BH from scratch) && $BH add "$c" "$WORK/busybox.tar" / \
+        && $BH commit -q "$c" localhost/busybox:latest && $BH rm "$c"; } >/dev/null 2>&1 \
         || { echo "buildah cannot import the base; leaving buildah out" >&2; BH=""; }
 else
     echo "buildah is not installed: berth vs BuildKit only" >&2
@@ -103,7 +105,8 @@ us() {
 }
 berth_build() { DOCKER_HOST=$BERTH_HOST us "$BIN/berth" build --network none -t bench "$@" "$CTX"; }
 kit_build() { us dk build --network none -t bench "$@" "$CTX"; }
-buildah_build() { us $BH bud --isolation chroot --network none -t bench "$@" "$CTX"; }
+# chroot isolation allows only the host's network (its RUN steps need no network).
+buildah_build() { us $BH bud --isolation chroot --network host --pull=never -t bench "$@" "$CTX"; }
 
 echo "warm-up..." >&2
 berth_build >/dev/null; kit_build >/dev/null

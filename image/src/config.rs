@@ -19,6 +19,9 @@ pub struct ImageConfig {
     /// `MAINTAINER`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// `commit -m`: the message, as Docker keeps it at the top level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
     pub rootfs: RootFs,

@@ -78,6 +78,7 @@ pub fn import(
         os: platform.os.clone(),
         variant: platform.variant.clone(),
         author: None,
+        comment: None,
         config: config.or_else(|| Some(ContainerConfig::default())),
         rootfs: RootFs {
             kind: "layers".into(),

@@ -23,6 +23,15 @@ pub struct Entry {
     pub cmd_set: bool,
 }
 
+/// One entry as [`Cache::list`] finds it.
+pub struct Listed {
+    pub key: String,
+    pub file_bytes: u64,
+    pub created: Option<std::time::SystemTime>,
+    pub last_used: Option<std::time::SystemTime>,
+    pub entry: Entry,
+}
+
 #[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
@@ -70,6 +79,37 @@ impl Cache {
         if let Err(e) = write() {
             tracing::warn!(error = %e, "cannot store a build cache entry");
         }
+    }
+
+    /// Every entry with its key, the bytes its file takes and the file's modification
+    /// and access times (written when stored, read when used).
+    pub fn list(&self) -> Vec<Listed> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".json").filter(|k| !k.starts_with('.')) else {
+                continue;
+            };
+            let Ok(meta) = e.metadata() else { continue };
+            let Some(entry) = fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+            else {
+                continue;
+            };
+            out.push(Listed {
+                key: key.to_string(),
+                file_bytes: meta.len(),
+                created: meta.modified().ok(),
+                last_used: meta.accessed().ok(),
+                entry,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.key.cmp(&b.key)));
+        out
     }
 
     /// Removes every entry (`builder prune`); returns their keys and the bytes the

@@ -131,6 +131,8 @@ pub async fn commit(engine: &Arc<Engine>, req: CommitRequest) -> Result<String, 
     if !req.author.is_empty() {
         cfg.author = Some(req.author.clone());
     }
+    // The message is the image's own comment (not the parent's), as dockerd sets it.
+    cfg.comment = (!req.comment.is_empty()).then(|| req.comment.clone());
     let mut command = vec![record.path.clone()];
     command.extend(record.args.clone());
     cfg.history.push(History {

@@ -431,7 +431,8 @@ pub fn write<W: Write>(
         chmod: step.chmod,
     };
     // Missing parents of the destination (and the destination directory itself), as
-    // root-owned 0755 directories, the destination with the requested owner.
+    // 0755 directories owned by the `--chown` owner (root without it), as Docker's
+    // builders make them; `--chmod` applies to the destination only.
     let parent_of_targets = if into_dir {
         dest.clone()
     } else {
@@ -444,14 +445,11 @@ pub fn write<W: Write>(
     for part in parent_of_targets.split('/').filter(|p| !p.is_empty()) {
         cur = format!("{cur}/{part}");
         if !rootfs.is_dir(&cur) {
-            let owner = w.owner;
             let chmod = w.chmod;
             if cur != dest {
-                w.owner = (0, 0);
                 w.chmod = None;
             }
             w.dir(None, &cur).map_err(io_err)?;
-            w.owner = owner;
             w.chmod = chmod;
         }
     }
@@ -538,6 +536,105 @@ pub fn owner(spec: &str, rootfs: &dyn Rootfs) -> Result<(u32, u32), String> {
         None => uid,
     };
     Ok((uid, gid))
+}
+
+/// The owner `USER user[:group]` gives a file: `owner`'s ids, and without a group the
+/// user's primary group from the image's passwd (0 when the user is not listed).
+pub fn user_owner(spec: &str, rootfs: &dyn Rootfs) -> Result<(u32, u32), String> {
+    let (uid, gid) = owner(spec, rootfs)?;
+    if spec.contains(':') {
+        return Ok((uid, gid));
+    }
+    let passwd = rootfs.read("/etc/passwd").unwrap_or_default();
+    let primary = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && (f[0] == spec || f[2] == uid.to_string()))
+            .then(|| f[3].parse::<u32>().ok())
+            .flatten()
+    });
+    Ok((uid, primary.unwrap_or(0)))
+}
+
+/// The directories WORKDIR makes for `path` in `rootfs`, parents first, at their paths
+/// in the image: a symlink on the way is followed inside the image (as the step's
+/// container would see it), so a link to a directory stays a link. A component that
+/// exists as anything else (a regular file, a device) fails the step naming it, with
+/// the classic builder's wording (BuildKit's is `mkdir <path>: not a directory`);
+/// both refuse it rather than replace it. Empty when nothing is missing.
+pub fn workdir_dirs(path: &str, rootfs: &dyn Rootfs) -> Result<Vec<String>, String> {
+    let mut todo: std::collections::VecDeque<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    // The walk so far ("" is the root) and what is missing of it.
+    let mut cur = String::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                if missing.last() == Some(&cur) {
+                    missing.pop();
+                }
+                cur.truncate(cur.rfind('/').unwrap_or(0));
+                continue;
+            }
+            _ => {}
+        }
+        let next = format!("{cur}/{part}");
+        if !missing.is_empty() {
+            missing.push(next.clone());
+            cur = next;
+            continue;
+        }
+        let found = rootfs
+            .find(&next)
+            .and_then(|p| fs::symlink_metadata(&p).ok().map(|m| (p, m)));
+        match found {
+            None => missing.push(next.clone()),
+            Some((_, m)) if m.is_dir() => {}
+            Some((host, m)) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(format!(
+                        "Cannot mkdir: {path}: too many levels of symbolic links"
+                    ));
+                }
+                let target = fs::read_link(&host)
+                    .map_err(|e| format!("WORKDIR failed: reading the link {next}: {e}"))?;
+                let target = target.to_string_lossy().into_owned();
+                for t in target.split('/').filter(|p| !p.is_empty()).rev() {
+                    todo.push_front(t.to_string());
+                }
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                continue;
+            }
+            Some(_) => return Err(format!("Cannot mkdir: {next} is not a directory")),
+        }
+        cur = next;
+    }
+    Ok(missing)
+}
+
+/// WORKDIR's layer: `dirs` (from [`workdir_dirs`]) as 0755 directories owned by
+/// `owner`.
+pub fn workdir<W: Write>(dirs: &[String], owner: (u32, u32), out: W) -> Result<W, String> {
+    let io_err = |e: io::Error| format!("WORKDIR failed: {e}");
+    let mut builder = Builder::new(out);
+    builder.mode(tar::HeaderMode::Complete);
+    let mut w = Writer {
+        out: &mut builder,
+        owner,
+        chmod: None,
+    };
+    for d in dirs {
+        w.dir(None, d).map_err(io_err)?;
+    }
+    builder.into_inner().map_err(io_err)
 }
 
 /// `--chmod=0755`: octal only.
@@ -634,6 +731,73 @@ mod tests {
         let e = entries(&out);
         assert_eq!(e[0], ("d/".into(), 0o700, 1000, 1001));
         assert_eq!(e[1], ("d/a.txt".into(), 0o700, 1000, 1001));
+        // Missing parents of a file destination take the owner, not the mode.
+        let out = write(
+            &step(&["src/a.txt"], "/p/q/f"),
+            t.path(),
+            &Empty,
+            Vec::new(),
+        );
+        let e = entries(&out.unwrap());
+        assert_eq!(e[0], ("p/".into(), 0o755, 0, 0));
+        let mut s = step(&["src/a.txt"], "/p/q/f");
+        s.owner = (33, 100);
+        s.chmod = Some(0o600);
+        let e = entries(&write(&s, t.path(), &Empty, Vec::new()).unwrap());
+        assert_eq!(e[0], ("p/".into(), 0o755, 33, 100));
+        assert_eq!(e[1], ("p/q/".into(), 0o755, 33, 100));
+        assert_eq!(e[2], ("p/q/f".into(), 0o600, 33, 100));
+    }
+
+    #[test]
+    fn workdir_makes_missing_dirs_for_the_user() {
+        let t = tempfile::tempdir().unwrap();
+        let dirs = workdir_dirs("/w/x", &Empty).unwrap();
+        assert_eq!(dirs, vec!["/w".to_string(), "/w/x".to_string()]);
+        let e = entries(&workdir(&dirs, (1000, 100), Vec::new()).unwrap());
+        assert_eq!(
+            e,
+            vec![
+                ("w/".into(), 0o755, 1000, 100),
+                ("w/x/".into(), 0o755, 1000, 100)
+            ]
+        );
+        fs::create_dir(t.path().join("etc")).unwrap();
+        fs::write(
+            t.path().join("etc/passwd"),
+            "app:x:1000:100::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        let l = Layers(vec![t.path().to_path_buf()]);
+        assert!(workdir_dirs("/etc", &l).unwrap().is_empty());
+        assert_eq!(user_owner("app", &l).unwrap(), (1000, 100));
+        assert_eq!(user_owner("1000", &l).unwrap(), (1000, 100));
+        assert_eq!(user_owner("7", &l).unwrap(), (7, 0));
+        assert_eq!(user_owner("7:8", &l).unwrap(), (7, 8));
+    }
+
+    #[test]
+    fn workdir_refuses_a_file_and_follows_links_in_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        fs::create_dir_all(lower.join("d/sub")).unwrap();
+        fs::create_dir_all(lower.join("run")).unwrap();
+        fs::create_dir_all(upper.join("var")).unwrap();
+        fs::write(lower.join("app"), "file").unwrap();
+        fs::write(lower.join("d/f"), "file").unwrap();
+        symlink("../run", upper.join("var/run")).unwrap();
+        symlink("/app", lower.join("tofile")).unwrap();
+        let l = Layers(vec![upper, lower]);
+        let e = workdir_dirs("/app", &l).unwrap_err();
+        assert_eq!(e, "Cannot mkdir: /app is not a directory");
+        let e = workdir_dirs("/d/f/g", &l).unwrap_err();
+        assert_eq!(e, "Cannot mkdir: /d/f is not a directory");
+        let e = workdir_dirs("/tofile/x", &l).unwrap_err();
+        assert_eq!(e, "Cannot mkdir: /app is not a directory");
+        // A link to a directory is followed, not replaced by one.
+        assert_eq!(workdir_dirs("/var/run/x", &l).unwrap(), vec!["/run/x"]);
+        assert!(workdir_dirs("/var/run", &l).unwrap().is_empty());
+        assert_eq!(workdir_dirs("/d/sub/n", &l).unwrap(), vec!["/d/sub/n"]);
     }
 
     #[test]

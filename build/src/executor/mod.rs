@@ -11,8 +11,10 @@ pub mod cache;
 pub mod commit;
 pub mod config;
 pub mod copy;
+pub mod fetch;
 pub mod layers;
 pub mod run;
+pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -68,6 +70,8 @@ pub struct BuildRequest {
     pub timings: bool,
     /// `--pull`: each FROM image (not a stage, not `scratch`) pulled before use.
     pub pull: Option<Pull>,
+    /// `--secret`s by id: shown to the RUN steps that mount them, nowhere else.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 const CANCELLED: &str = "the build was cancelled: the client went away";
@@ -695,6 +699,7 @@ impl<'a> Run<'a> {
         st: &mut State,
         step: &Step,
         done: &[Option<State>],
+        fetched: Option<&fetch::Fetched>,
     ) -> Result<(), BuildError> {
         let fail = |m: String| BuildError::Step(m);
         match &step.instruction {
@@ -708,13 +713,17 @@ impl<'a> Run<'a> {
             Instruction::Copy(_) | Instruction::Add(_) => {
                 let expanded =
                     expand(&step.instruction, self.escape, &st.vars()).map_err(shell_err(step))?;
-                self.copy(st, &expanded, done)?;
+                self.copy(st, &expanded, done, fetched)?;
             }
             other => {
                 let expanded = expand(other, self.escape, &st.vars()).map_err(shell_err(step))?;
                 config::apply(&mut st.image, &expanded, &mut st.cmd_set).map_err(fail)?;
+                let made = match expanded {
+                    Instruction::Workdir(_) => self.make_workdir(st)?,
+                    _ => false,
+                };
                 let cfg = st.cfg();
-                st.history(config::nop_created_by(&step.text, &cfg), true);
+                st.history(config::nop_created_by(&step.text, &cfg), !made);
             }
         }
         Ok(())
@@ -825,16 +834,7 @@ impl<'a> Run<'a> {
                 }
                 berth_engine::config::MountKind::Tmpfs { options }
             }
-            MountType::Secret => {
-                if m.required {
-                    return Err(fail(format!(
-                        "secret {} not found: berth's builder has no build secrets yet",
-                        m.id.as_deref().unwrap_or(&target)
-                    )));
-                }
-                // Not required and none given: no mount, as BuildKit does.
-                return Ok(None);
-            }
+            MountType::Secret => unreachable!("secret mounts are made by run_mounted"),
             MountType::Ssh => {
                 return Err(fail(
                     "RUN --mount=type=ssh is not supported by berth's builder".into(),
@@ -868,8 +868,41 @@ impl<'a> Run<'a> {
         let cfg = st.cfg();
         let workdir = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
         let mut mounts = Vec::new();
+        let mut secret_env = Vec::new();
+        let mut had_secret = false;
+        // Removed (with the files in it) when the step ends, whatever happens; under
+        // the uploads dir, which the next start empties should berthd die meanwhile.
+        let mut step_secrets = secrets::StepSecrets::new(&self.engine.images.uploads);
         for m in &r.mounts {
-            mounts.extend(self.run_mount(m, &workdir, done, views)?);
+            if m.kind != MountType::Secret {
+                mounts.extend(self.run_mount(m, &workdir, done, views)?);
+                continue;
+            }
+            let Some(given) = step_secrets
+                .give(m, &self.req.secrets)
+                .map_err(BuildError::Step)?
+            else {
+                continue;
+            };
+            had_secret = true;
+            secret_env.extend(given.env);
+            if let Some((source, target)) = given.file {
+                let destination = if target.starts_with('/') {
+                    target
+                } else {
+                    config::clean(&format!("{}/{target}", workdir.trim_end_matches('/')))
+                };
+                mounts.push(berth_engine::config::Mount {
+                    destination,
+                    kind: berth_engine::config::MountKind::Bind {
+                        source: source.display().to_string(),
+                        read_only: true,
+                        recursive: false,
+                        propagation: Default::default(),
+                        create_source: false,
+                    },
+                });
+            }
         }
         let args = match &r.command {
             CommandForm::Exec(v) => v.clone(),
@@ -899,6 +932,11 @@ impl<'a> Run<'a> {
                 env.push(format!("{k}={v}"));
             }
         }
+        for e in secret_env {
+            let name = e.split('=').next().unwrap_or_default().to_string();
+            env.retain(|x| x.split('=').next() != Some(name.as_str()));
+            env.push(e);
+        }
         let spec = run::RunSpec {
             image: parent,
             args: args.clone(),
@@ -922,7 +960,9 @@ impl<'a> Run<'a> {
             &st.image.rootfs.diff_ids,
             &self.out,
             Some(self.stop.clone()),
-            self.req.keep_containers,
+            // A container that saw a secret is not kept (rm=false): its config
+            // would hold an env= secret.
+            self.req.keep_containers && !had_secret,
         )
         .await
         .map_err(BuildError::Step)?;
@@ -938,11 +978,44 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// WORKDIR creates its directory when the image lacks it (Docker: "created even if
+    /// it's not used in any subsequent Dockerfile instruction"), 0755 and owned by the
+    /// current USER as BuildKit and buildah make it: a layer, only when something was
+    /// missing.
+    fn make_workdir(&self, st: &mut State) -> Result<bool, BuildError> {
+        let fail = BuildError::Step;
+        let cfg = st.cfg();
+        let Some(dir) = cfg.working_dir.clone().filter(|d| d != "/") else {
+            return Ok(false);
+        };
+        let images = &self.engine.images;
+        let rootfs = copy::Layers(layers::layer_dirs(images, &st.image.rootfs.diff_ids));
+        // A file where the directory should be fails the build, as in Docker.
+        let dirs = copy::workdir_dirs(&dir, &rootfs).map_err(fail)?;
+        if dirs.is_empty() {
+            return Ok(false);
+        }
+        let user = cfg.user.clone().unwrap_or_default();
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            copy::user_owner(&user, &rootfs).map_err(fail)?
+        };
+        let layer = layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
+            copy::workdir(&dirs, owner, w).map(|_| ())
+        })
+        .map_err(fail)?;
+        st.image.rootfs.diff_ids.push(layer.digest.clone());
+        st.layers.push(layer);
+        Ok(true)
+    }
+
     fn copy(
         &self,
         st: &mut State,
         ins: &Instruction,
         done: &[Option<State>],
+        fetched: Option<&fetch::Fetched>,
     ) -> Result<(), BuildError> {
         let (c, keyword) = match ins {
             Instruction::Copy(c) => (c, "COPY"),
@@ -950,9 +1023,9 @@ impl<'a> Run<'a> {
             _ => unreachable!("COPY or ADD"),
         };
         let fail = BuildError::Step;
-        if c.checksum.is_some() {
+        if c.checksum.is_some() && fetched.is_none() {
             return Err(fail(
-                "ADD --checksum applies only to URLs, which berth's builder does not fetch".into(),
+                "ADD --checksum applies only to URL sources (http:// or https://)".into(),
             ));
         }
         if c.parents || !c.exclude.is_empty() || c.keep_git_dir {
@@ -961,12 +1034,13 @@ impl<'a> Run<'a> {
             )));
         }
         if keyword == "ADD"
+            && fetched.is_none()
             && c.sources
                 .iter()
                 .any(|s| s.contains("://") || s.starts_with("git@"))
         {
             return Err(fail(
-                "ADD from a URL is not supported by berth's builder yet".into(),
+                "ADD from a git repository or a URL other than http(s) is not supported by berth's builder".into(),
             ));
         }
         let images = &self.engine.images;
@@ -1000,7 +1074,10 @@ impl<'a> Run<'a> {
         };
         let step = copy::CopyStep {
             keyword,
-            sources: c.sources.clone(),
+            sources: match fetched {
+                Some(f) => f.names.clone(),
+                None => c.sources.clone(),
+            },
             heredocs: c
                 .heredocs
                 .iter()
@@ -1009,12 +1086,16 @@ impl<'a> Run<'a> {
             dest: dest.clone(),
             owner,
             chmod,
-            extract: keyword == "ADD",
+            // Docker does not extract an archive ADD downloaded.
+            extract: keyword == "ADD" && fetched.is_none(),
             scoped: false,
         };
         let layer = match &c.from {
             None => {
-                let ctx = self.req.context.clone();
+                let ctx = match fetched {
+                    Some(f) => f.dir.clone(),
+                    None => self.req.context.clone(),
+                };
                 layers::store_layer(images, &st.image.rootfs.diff_ids, |w| {
                     copy::write(&step, &ctx, &rootfs, w).map(|_| ())
                 })
@@ -1120,6 +1201,8 @@ impl Run<'_> {
         done: &[Option<State>],
     ) -> Result<(), BuildError> {
         let vars = st.vars();
+        // An ADD's downloads, removed when the step ends.
+        let mut fetched: Option<fetch::Fetched> = None;
         let desc = match &step.instruction {
             Instruction::Arg(decls) => {
                 for d in decls {
@@ -1165,17 +1248,44 @@ impl Run<'_> {
                     Instruction::Copy(c) | Instruction::Add(c) => c,
                     _ => unreachable!("COPY or ADD"),
                 };
-                let what = match &c.from {
-                    Some(from) => format!("from:{}", self.source_key(from, done)?),
-                    None => {
-                        let kw = step.instruction.keyword();
-                        let srcs = copy::sources(kw, &self.req.context, &c.sources, false)
-                            .map_err(BuildError::Step)?;
-                        cache::checksum(&self.req.context, &srcs)
-                            .map_err(|e| BuildError::Step(format!("{kw} failed: {e}")))?
+                let urls = step.instruction.keyword() == "ADD"
+                    && c.from.is_none()
+                    && c.sources.iter().any(|s| fetch::is_url(s));
+                if urls {
+                    if !c.sources.iter().all(|s| fetch::is_url(s)) {
+                        return Err(BuildError::Step(
+                            "ADD of URLs and local files in one instruction is not supported by berth's builder: use one ADD for each".into(),
+                        ));
                     }
-                };
-                format!("{expanded:?}|{what}")
+                    let f = fetch::fetch(
+                        // Emptied at the next start, should berthd die meanwhile.
+                        &self.engine.images.uploads.join("build-downloads"),
+                        &c.sources,
+                        &c.dest,
+                        c.checksum.as_deref(),
+                    )
+                    .await
+                    .map_err(BuildError::Step)?;
+                    let srcs =
+                        copy::sources("ADD", &f.dir, &f.names, false).map_err(BuildError::Step)?;
+                    let sum = cache::checksum(&f.dir, &srcs)
+                        .map_err(|e| BuildError::Step(format!("ADD failed: {e}")))?;
+                    fetched = Some(f);
+                    // The URLs stay in the key: the file names come from them.
+                    format!("{expanded:?}|fetched:{sum}")
+                } else {
+                    let what = match &c.from {
+                        Some(from) => format!("from:{}", self.source_key(from, done)?),
+                        None => {
+                            let kw = step.instruction.keyword();
+                            let srcs = copy::sources(kw, &self.req.context, &c.sources, false)
+                                .map_err(BuildError::Step)?;
+                            cache::checksum(&self.req.context, &srcs)
+                                .map_err(|e| BuildError::Step(format!("{kw} failed: {e}")))?
+                        }
+                    };
+                    format!("{expanded:?}|{what}")
+                }
             }
             other => format!(
                 "{:?}",
@@ -1193,7 +1303,7 @@ impl Run<'_> {
                 return Ok(());
             }
         }
-        self.execute(st, step, done).await?;
+        self.execute(st, step, done, fetched.as_ref()).await?;
         self.cache.put(
             &key,
             &cache::Entry {

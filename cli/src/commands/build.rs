@@ -59,6 +59,90 @@ pub struct BuildArgs {
     /// (also each step's time).
     #[arg(long, value_parser = ["auto", "plain", "tty"])]
     pub progress: Option<String>,
+    /// Secret to expose to the build's `RUN --mount=type=secret` steps
+    /// (`id=mysecret[,src=/local/secret]`, `type=env,id=ID[,env=VAR]`).
+    #[arg(long)]
+    pub secret: Vec<String>,
+}
+
+/// The most secret content one build may carry: the secrets travel in request
+/// headers, which berthd reads into a buffer of about 400 KiB.
+const SECRETS_MAX: usize = 256 << 10;
+
+/// One `--secret` as docker buildx reads it: `type=file` (the default) takes `src`
+/// (`source`), `type=env` (or an `env=` field) takes the variable `env` names, else
+/// `src`, else the id; a file secret without `src` reads the variable named by its id
+/// if set, else fails.
+fn secret(spec: &str) -> Result<(String, Vec<u8>)> {
+    let (mut kind, mut id, mut src, mut env) = ("file".to_string(), None, None, None);
+    for field in spec.split(',') {
+        let Some((k, v)) = field.split_once('=') else {
+            bail!("invalid field '{field}' must be a key=value pair");
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "type" => {
+                if v != "file" && v != "env" {
+                    bail!("unsupported secret type {v:?}");
+                }
+                kind = v.to_string();
+            }
+            "id" => id = Some(v.to_string()),
+            "source" | "src" => src = Some(v.to_string()),
+            "env" => {
+                env = Some(v.to_string());
+                kind = "env".into();
+            }
+            other => bail!("unexpected key '{other}' in '{field}'"),
+        }
+    }
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        bail!("--secret {spec:?}: an id is required (id=NAME)");
+    };
+    if kind == "env" {
+        let var = env.or(src).unwrap_or_else(|| id.clone());
+        let Ok(v) = std::env::var(&var) else {
+            bail!("--secret id={id}: the environment variable {var} is not set");
+        };
+        return Ok((id, v.into_bytes()));
+    }
+    match src {
+        Some(path) => {
+            let content =
+                fs::read(&path).with_context(|| format!("--secret id={id}: reading src {path}"))?;
+            Ok((id, content))
+        }
+        None => match std::env::var(&id) {
+            Ok(v) => Ok((id, v.into_bytes())),
+            Err(_) => bail!("--secret id={id}: no src given and no environment variable {id}"),
+        },
+    }
+}
+
+/// The `--secret`s as headers (see docs/build.md): `base64(id):base64(content)`.
+fn secret_headers(specs: &[String]) -> Result<Vec<(&'static str, String)>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut total = 0;
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for spec in specs {
+        let (id, content) = secret(spec)?;
+        if !seen.insert(id.clone()) {
+            bail!("--secret id={id} is given twice");
+        }
+        total += content.len();
+        if total > SECRETS_MAX {
+            bail!(
+                "--secret id={id}: the build's secrets pass {} KiB, the most berth carries",
+                SECRETS_MAX >> 10
+            );
+        }
+        out.push((
+            "x-berth-build-secret",
+            format!("{}:{}", b64.encode(id.as_bytes()), b64.encode(&content)),
+        ));
+    }
+    Ok(out)
 }
 
 /// A context file Docker's CLI would not send.
@@ -274,6 +358,7 @@ fn pairs(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String
 }
 
 pub async fn build(host: &str, args: &BuildArgs) -> Result<Output> {
+    let headers = secret_headers(&args.secret)?;
     let (tar, dockerfile) = context(args)?;
     let mut path = format!("/build?dockerfile={}", q(&dockerfile));
     for t in &args.tag {
@@ -313,7 +398,7 @@ pub async fn build(host: &str, args: &BuildArgs) -> Result<Output> {
         Call {
             method: Method::POST,
             path,
-            headers: vec![],
+            headers,
             body: Some(("application/x-tar", Bytes::from(tar))),
         },
     )

@@ -2,7 +2,7 @@
 //! builder protocol, `DOCKER_BUILDKIT=0`): a Dockerfile using each instruction berth's
 //! builder carries out, checked by running the built image and inspecting it; a failing
 //! RUN leaves no image, container or mount; a syntax error names the line; COPY of a
-//! path leading out of the context is refused.
+//! path leading out of the context is refused; WORKDIR onto a file fails naming it.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -254,6 +254,42 @@ fn bad_dockerfiles_and_paths_are_refused() -> Result<()> {
         stderr.contains("forbidden path outside the build context"),
         "{stderr}"
     );
+    // WORKDIR where the image has a file fails the build naming it (Docker's classic
+    // builder: "Cannot mkdir: /app is not a directory"; BuildKit: "mkdir …/app: not a
+    // directory"), whether the file is the base image's or an earlier step's, the
+    // directory itself or one of its parents; no image is tagged.
+    write(ctx.path(), "f", "a file\n")?;
+    for (lines, path) in [
+        ("WORKDIR /etc/passwd\n", "/etc/passwd"),
+        ("COPY f /app\nWORKDIR /app\n", "/app"),
+        ("COPY f /app\nWORKDIR /app/sub\nRUN true\n", "/app"),
+        ("RUN ln -s /etc/passwd /pw\nWORKDIR /pw/x\n", "/etc/passwd"),
+    ] {
+        write(ctx.path(), "Dockerfile", &format!("FROM busybox\n{lines}"))?;
+        let (code, _, stderr) = run(docker_build(&berthd).args(["-t", "wd"]).arg(ctx.path()))?;
+        assert_ne!(code, 0, "{lines}");
+        let want = format!("Cannot mkdir: {path} is not a directory");
+        assert!(stderr.contains(&want), "{lines}: want {want:?} in {stderr}");
+        let (code, _, _) = run(berthd.docker().args(["image", "inspect", "wd"]))?;
+        assert_ne!(code, 0, "{lines}: an image was tagged");
+    }
+    // A symlink to a directory is followed inside the image, not replaced.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir /real && ln -s /real /link\nWORKDIR /link/x\nRUN touch here\n",
+    )?;
+    run_ok(docker_build(&berthd).args(["-t", "wd"]).arg(ctx.path()))?;
+    let out = run_ok(berthd.docker().args([
+        "run",
+        "--rm",
+        "wd",
+        "sh",
+        "-c",
+        "test -L /link && test -f /real/x/here && echo followed",
+    ]))?;
+    assert_eq!(out, "followed\n");
+    run_ok(berthd.docker().args(["rmi", "wd"]))?;
     // A parameter berth does not apply is refused by name.
     write(ctx.path(), "Dockerfile", "FROM busybox\n")?;
     let (code, _, stderr) = run(docker_build(&berthd)
@@ -624,6 +660,30 @@ fn docker_commit_pauses_a_running_container_by_default() -> Result<()> {
         matches!((pause, unpause), (Some(p), Some(u)) if p < u),
         "events around a default commit: {seen:?}"
     );
+    // docker's `commit` event: the container's, naming the new image.
+    assert!(
+        seen.iter().any(|a| a == "commit"),
+        "no commit event of the container: {seen:?}"
+    );
+    let image_id = run_ok(
+        berthd
+            .docker()
+            .args(["inspect", "-f", "{{.Id}}", "live:paused"]),
+    )?;
+    let commit_image = run_ok(berthd.docker().args([
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &now(),
+        "--filter",
+        "container=live",
+        "--filter",
+        "event=commit",
+        "--format",
+        "{{index .Actor.Attributes \"imageID\"}}",
+    ]))?;
+    assert_eq!(commit_image.trim(), image_id.trim());
     assert_eq!(
         run_ok(
             berthd

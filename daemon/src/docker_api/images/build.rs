@@ -89,6 +89,33 @@ fn host_platform() -> String {
     format!("linux/{arch}")
 }
 
+/// berth's CLI sends each `--secret` as a header of its own, never in the context
+/// tar (see docs/build.md): `X-Berth-Build-Secret: <base64 id>:<base64 content>`.
+pub const SECRET_HEADER: &str = "x-berth-build-secret";
+
+fn secrets(req: &ApiRequest) -> Result<BTreeMap<String, Vec<u8>>, ApiError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = BTreeMap::new();
+    for v in req.headers.get_all(SECRET_HEADER) {
+        let parsed = v.to_str().ok().and_then(|v| {
+            let (id, content) = v.split_once(':')?;
+            let id = String::from_utf8(b64.decode(id.trim()).ok()?).ok()?;
+            Some((id, b64.decode(content.trim()).ok()?))
+        });
+        // The value is not echoed back: it holds a secret.
+        let Some((id, content)) = parsed.filter(|(id, _)| !id.is_empty()) else {
+            return Err(bad(format!(
+                "invalid {SECRET_HEADER} header: want base64(id):base64(content)"
+            )));
+        };
+        if out.insert(id.clone(), content).is_some() {
+            return Err(bad(format!("the build secret {id} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
 /// Reads and checks the query: what the build takes, or the refusal.
 fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
     for (k, v) in &req.query {
@@ -185,6 +212,7 @@ fn options(req: &ApiRequest) -> Result<(BuildRequest, bool, String), ApiError> {
         cancelled: None,
         keep_containers,
         pull: None,
+        secrets: secrets(req)?,
         timings: match req.query("progress").unwrap_or("") {
             "" | "auto" | "tty" => false,
             "plain" => true,

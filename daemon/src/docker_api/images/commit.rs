@@ -58,21 +58,33 @@ pub async fn handle(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Reply, 
         .filter(|(k, _)| k == "changes")
         .map(|(_, v)| v.clone())
         .collect();
+    let comment = req.query("comment").unwrap_or("").to_string();
     let id = commit(
         &daemon.engine,
         CommitRequest {
             container: container.to_string(),
             reference: reference.clone(),
-            comment: req.query("comment").unwrap_or("").to_string(),
+            comment: comment.clone(),
             author: req.query("author").unwrap_or("").to_string(),
             changes,
             pause,
         },
     )
     .await?;
-    daemon
-        .engine
-        .events_log
-        .image("commit", &id, reference.as_deref());
+    // dockerd's event: the container's, with the comment and the new image.
+    if let Ok(record) = berth_engine::find(&daemon.engine, container) {
+        daemon.engine.events_log.container(
+            &record,
+            "commit",
+            [
+                ("comment".to_string(), comment),
+                ("imageID".to_string(), id.clone()),
+                (
+                    "imageRef".to_string(),
+                    reference.clone().unwrap_or_default(),
+                ),
+            ],
+        );
+    }
     Ok(Reply::json(&json!({ "Id": id })).with_status(StatusCode::CREATED))
 }
