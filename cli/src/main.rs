@@ -203,6 +203,10 @@ enum ContainerCommand {
         /// Show logs since a timestamp or relative time (e.g. 42m).
         #[arg(long)]
         since: Option<String>,
+        /// Show logs before a timestamp or relative time (e.g. 42m); with -f, stop
+        /// following then.
+        #[arg(long)]
+        until: Option<String>,
         /// Show timestamps.
         #[arg(short = 't', long)]
         timestamps: bool,
@@ -592,6 +596,7 @@ async fn container_command(
             follow,
             tail,
             since,
+            until,
             timestamps,
             container,
         } => {
@@ -600,7 +605,7 @@ async fn container_command(
                 container,
                 *follow,
                 tail.as_deref(),
-                since.as_deref(),
+                (since.as_deref(), until.as_deref()),
                 *timestamps,
             )
             .await

@@ -48,7 +48,6 @@ pub struct Config {
     /// The handler used when a request names none.
     pub default_runtime: String,
     pub cgroup_driver: CgroupDriver,
-    pub logs: LogConfig,
     /// The log driver of Docker-API containers whose create names none (daemon.json's
     /// `log-driver`): `json-file`, `local` or `none`.
     pub log_driver: String,
@@ -76,7 +75,6 @@ impl Default for Config {
             runtimes: BTreeMap::new(),
             default_runtime: "berth".to_string(),
             cgroup_driver: CgroupDriver::Cgroupfs,
-            logs: LogConfig::default(),
             log_driver: crate::logs::drivers::DEFAULT_DRIVER.to_string(),
             log_opts: BTreeMap::new(),
             metrics_address: None,
@@ -250,23 +248,6 @@ pub struct RuntimeHandler {
 pub enum CgroupDriver {
     Cgroupfs,
     Systemd,
-}
-
-/// Container log rotation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    pub max_size_bytes: u64,
-    pub max_files: u32,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            max_size_bytes: 10 * 1024 * 1024,
-            max_files: 5,
-        }
-    }
 }
 
 impl Config {
@@ -460,9 +441,6 @@ mod tests {
             [log_opts]
             max-size = "1m"
             max-file = "2"
-            [logs]
-            max_size_bytes = 1024
-            max_files = 2
             "#,
         );
         let config = match config {
@@ -479,7 +457,6 @@ mod tests {
             config.runtimes["runc"].path.as_deref(),
             Some(Path::new("/usr/sbin/runc"))
         );
-        assert_eq!(config.logs.max_files, 2);
         assert_eq!(config.log_driver, "local");
         assert_eq!(config.log_opts["max-size"], "1m");
         assert_eq!(config.metrics_address.map(|a| a.port()), Some(9323));
@@ -493,6 +470,8 @@ mod tests {
     fn bad_configs_name_the_problem() {
         let cases = [
             ("roots = \"/x\"", "unknown field `roots`"),
+            // The old rotation table: rotation is log_driver/log_opts now.
+            ("[logs]\nmax_files = 2", "unknown field `logs`"),
             ("cgroup_driver = \"systemd\"", "not supported yet"),
             ("log_level = \"loud\"", "log_level \"loud\""),
             ("root = \"relative\"", "must be an absolute path"),

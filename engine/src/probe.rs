@@ -31,6 +31,10 @@ pub(crate) struct Probe {
     /// check opens no file on berthd's side.
     output_file: Arc<std::fs::File>,
     shim: Option<Arc<Shim>>,
+    /// The last check's exec, exited and not deleted yet: the next check's batch
+    /// deletes it first (one round trip to the shim per check instead of two), and
+    /// the probe's drop deletes the last one.
+    left: Option<String>,
 }
 
 /// Why a check gave no exit code.
@@ -77,15 +81,16 @@ impl Probe {
             output,
             output_file: Arc::new(output_file),
             shim: None,
+            left: None,
         })
     }
 
     /// Runs the check once: its exit code and up to `max_output` bytes of its output
     /// (stdout and stderr as written); past `timeout` it is killed.
     ///
-    /// One blocking job does the whole exec (empty the output file, exec, start, wait,
-    /// delete, read the output): a check costs one hand-off to the blocking pool, not
-    /// one per call.
+    /// One blocking job does the whole exec (empty the output file, delete the last
+    /// check's exec, exec, start, wait, read the output): a check costs one hand-off
+    /// to the blocking pool, not one per call.
     pub(crate) async fn run(
         &mut self,
         record: &Arc<ContainerRecord>,
@@ -116,6 +121,7 @@ impl Probe {
             );
             let (spec, output) = (Arc::clone(&self.spec), self.output.clone());
             let file = Arc::clone(&self.output_file);
+            let left = self.left.take();
             tokio::task::spawn_blocking(move || -> Result<(u32, Vec<u8>), String> {
                 // The last check's output goes: the same inode, emptied (if it is not
                 // empty already: a quiet check costs no truncate).
@@ -128,11 +134,14 @@ impl Probe {
                     stderr: Some(output.clone()),
                     ..Default::default()
                 };
-                let waited = shim.run_exec(&cid, &eid, &spec, &io, || {
+                let waited = shim.run_exec(&cid, &eid, &spec, &io, left.as_deref(), || {
                     exec_event(&engine, &record, "exec_start", &args, &eid, None);
                 });
-                let _ = shim.delete_exec(&cid, &eid);
-                let code = waited.map_err(|e| EngineError::from(e).to_string())?;
+                // An exec that failed goes now; one that ran, with the next check.
+                let code = waited.map_err(|e| {
+                    let _ = shim.delete_exec(&cid, &eid);
+                    EngineError::from(e).to_string()
+                })?;
                 let mut out = Vec::new();
                 read_head(&file, max_output, &mut out);
                 Ok((code, out))
@@ -150,14 +159,17 @@ impl Probe {
                     shim.kill_exec(&cid, &eid, libc::SIGKILL as u32)
                 })
                 .await;
-                // The job sees the kill as the exit, deletes the exec and ends.
+                // The job sees the kill as the exit and ends; the exec goes with the
+                // next check (or now, if the job failed).
                 let _ = job.await;
+                self.left = Some(exec_id.clone());
                 exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(137));
                 return Err(ProbeFailure::Timeout);
             }
         };
         match joined {
             Ok(Ok((code, out))) => {
+                self.left = Some(exec_id.clone());
                 let code = code as i32;
                 exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(code));
                 Ok((code, out))
@@ -168,6 +180,21 @@ impl Probe {
                 Err(ProbeFailure::Error(message))
             }
             Err(e) => Err(ProbeFailure::Error(e.to_string())),
+        }
+    }
+}
+
+impl Drop for Probe {
+    /// The last check's exec is deleted (on the blocking pool, if a runtime runs).
+    fn drop(&mut self) {
+        let (Some(shim), Some(eid)) = (self.shim.take(), self.left.take()) else {
+            return;
+        };
+        let cid = std::mem::take(&mut self.container_id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn_blocking(move || {
+                let _ = shim.delete_exec(&cid, &eid);
+            });
         }
     }
 }

@@ -296,13 +296,17 @@ impl Shim {
     /// Registers, starts and waits for an exec in one batch of calls
     /// (`Conns::call_batch`: one write, the shim woken once to read the three):
     /// `started` is called when the start is answered. The exec's exit status; a failed
-    /// start deletes the exec again.
+    /// start deletes the exec again. `delete_first`: an exited exec of the same
+    /// container deleted at the head of the batch (a health check's previous one), so
+    /// its Delete costs no round trip of its own; its answer is not looked at (an exec
+    /// already gone is gone).
     pub fn run_exec(
         &self,
         id: &str,
         exec_id: &str,
         spec: &[u8],
         io: &ExecIo,
+        delete_first: Option<&str>,
         mut started: impl FnMut(),
     ) -> Result<u32, ShimError> {
         use containerd_shim_protos::ttrpc::proto::Codec;
@@ -331,16 +335,30 @@ impl Shim {
                 ..Default::default()
             }),
         )?;
-        let calls = [("Exec", exec), ("Start", start), ("Wait", wait)];
+        let mut calls = Vec::with_capacity(4);
+        if let Some(old) = delete_first {
+            let delete = encode(
+                "delete exec",
+                Codec::encode(&api::DeleteRequest {
+                    id: id.to_string(),
+                    exec_id: old.to_string(),
+                    ..Default::default()
+                }),
+            )?;
+            calls.push(("Delete", delete));
+        }
+        let first = calls.len();
+        calls.extend([("Exec", exec), ("Start", start), ("Wait", wait)]);
         let mut answers = self
             .conns
             .call_batch(&calls, |i, answer| {
-                if i == 1 && answer.is_ok() {
+                if i == first + 1 && answer.is_ok() {
                     started();
                 }
             })
             .map_err(call_err("exec"))?
-            .into_iter();
+            .into_iter()
+            .skip(first);
         let (exec, start, wait) = match (answers.next(), answers.next(), answers.next()) {
             (Some(e), Some(s), Some(w)) => (e, s, w),
             _ => {

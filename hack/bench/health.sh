@@ -42,6 +42,9 @@ HZ=$(getconf CLK_TCK)
 
 busybox_rootfs_tar "$WORK/rootfs" "$WORK/busybox.tar"
 start_berthd "$BIN" "$WORK/berth" || exit 1
+# Every container here is --network none: this berthd makes no bridge, so a berth-br0
+# that appears meanwhile is another berthd's, and the cleanup leaves it.
+BERTH_BR0_BEFORE=1
 "$BIN/berth" import --change 'CMD ["/bin/sh"]' - busybox:latest <"$WORK/busybox.tar" >/dev/null
 
 # Clock ticks used by berthd ("berthd") or by every shim of this run ("shims"; their

@@ -73,6 +73,27 @@ fn create_start_exec_pause_kill_delete() {
     // The exit code of an exec'd process is exec's.
     let (code, _, _) = b.cmd(&["exec", &b.id, "sh", "-c", "exit 5"]);
     assert_eq!(code, 5);
+    // The exec'd process is in the init's pid namespace (the runtime's thread joins it
+    // before fork), and sees itself there, not as the host pid.
+    let init_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).expect("init's pid ns");
+    let (code, out, err) = b.cmd(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/pid; echo $$",
+    ]);
+    assert_eq!(code, 0, "exec: {err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), init_ns.to_str(), "{out}");
+    let inner: i64 = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a pid");
+    assert!(
+        inner > 1 && inner < 1000,
+        "pid in the container's namespace: {inner}"
+    );
 
     let (code, _, err) = b.cmd(&["pause", &b.id]);
     assert_eq!(code, 0, "pause: {err}");

@@ -105,6 +105,19 @@ pub fn summary(df: &Value) -> Vec<Value> {
         .filter(|v| !in_use(v))
         .map(|v| u(&v["UsageData"]["Size"]))
         .sum();
+    // As docker's CLI: shared records are not counted, records in use not reclaimable.
+    let cache = list("BuildCache");
+    let shared = |c: &Value| c["Shared"].as_bool() == Some(true);
+    let cache_size: u64 = cache
+        .iter()
+        .filter(|c| !shared(c))
+        .map(|c| u(&c["Size"]))
+        .sum();
+    let cache_idle: u64 = cache
+        .iter()
+        .filter(|c| !shared(c) && c["InUse"].as_bool() != Some(true))
+        .map(|c| u(&c["Size"]))
+        .sum();
     vec![
         json!({"Type": "Images", "TotalCount": images.len(),
             "Active": images.iter().filter(|i| u(&i["Containers"]) > 0).count(),
@@ -115,8 +128,9 @@ pub fn summary(df: &Value) -> Vec<Value> {
         json!({"Type": "Local Volumes", "TotalCount": volumes.len(),
             "Active": volumes.iter().filter(|v| in_use(v)).count(),
             "Size": size(vol_size), "Reclaimable": with_percent(vol_idle, vol_size)}),
-        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0,
-            "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "TotalCount": cache.len(),
+            "Active": cache.iter().filter(|c| c["InUse"].as_bool() == Some(true)).count(),
+            "Size": size(cache_size), "Reclaimable": size(cache_idle)}),
     ]
 }
 
@@ -207,7 +221,31 @@ fn verbose(df: &Value) -> String {
         ));
     }
     out.push_str(&align(&rows));
-    out.push_str("\nBuild cache usage: 0B\n");
+    let cache = list("BuildCache");
+    let total: u64 = cache.iter().map(|c| u(&c["Size"])).sum();
+    out.push_str(&format!("\nBuild cache usage: {}\n\n", size(total)));
+    let mut rows =
+        vec!["CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED".to_string()];
+    let ago = |v: &Value| {
+        v.as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map(|d| format!("{} ago", crate::units::human_duration(d)))
+            .unwrap_or_default()
+    };
+    for c in cache {
+        rows.push(format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            c["ID"].as_str().unwrap_or(""),
+            c["Type"].as_str().unwrap_or(""),
+            size(u(&c["Size"])),
+            ago(&c["CreatedAt"]),
+            ago(&c["LastUsedAt"]),
+            u(&c["UsageCount"]),
+            c["Shared"].as_bool().unwrap_or(false),
+        ));
+    }
+    out.push_str(&align(&rows));
     out
 }
 

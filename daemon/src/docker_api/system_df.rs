@@ -1,7 +1,8 @@
 //! `GET /system/df`: what images, containers, volumes and the build cache take on
 //! disk, as dockerd answers it (the docker CLI's `system df [-v]` reads it). Sizes are
 //! the bytes of the files: images' unpacked layers, containers' writable layers,
-//! volumes' data directories. berth has no build cache yet: `BuildCache` is empty.
+//! volumes' data directories. `BuildCache`: each build cache entry (see
+//! [`build_cache`]).
 
 use std::sync::Arc;
 
@@ -41,6 +42,77 @@ fn usage(daemon: &Daemon) -> Result<Value, ApiError> {
         "Images": images.images,
         "Containers": containers,
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": build_cache(daemon),
     }))
+}
+
+/// The build cache's entries as dockerd lists its records. An entry's `Size` is the
+/// bytes of its file plus the layers it lists that no image holds and that are still
+/// stored (an image's removal collects its layers, cache or not), each layer counted
+/// once (for the oldest entry listing it as its last layer, else the oldest listing
+/// it): the sum is what `builder prune` frees (the entry files, then the layers only
+/// the cache kept). `Shared` is false: what an image holds is not counted.
+pub fn build_cache(daemon: &Daemon) -> Vec<Value> {
+    use std::collections::{HashMap, HashSet};
+    let images = &daemon.engine.images;
+    let held: HashSet<String> = images
+        .store
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.layers.iter().map(|l| l.digest.to_string()))
+        .collect();
+    let listed = berth_build::executor::cache::Cache::open(daemon.engine.root()).list();
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, l) in listed.iter().enumerate() {
+        if let Some(last) = l.entry.layers.last() {
+            owner.entry(last.digest.to_string()).or_insert(i);
+        }
+    }
+    for (i, l) in listed.iter().enumerate() {
+        for d in &l.entry.layers {
+            owner.entry(d.digest.to_string()).or_insert(i);
+        }
+    }
+    let rfc3339 = |t: Option<std::time::SystemTime>| -> Value {
+        t.map(|t| json!(humantime::format_rfc3339_nanos(t).to_string()))
+            .unwrap_or(Value::Null)
+    };
+    listed
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut size = l.file_bytes;
+            let mut seen = HashSet::new();
+            for d in &l.entry.layers {
+                let key = d.digest.to_string();
+                if owner.get(&key) == Some(&i)
+                    && !held.contains(&key)
+                    && images.content.contains(&d.digest)
+                    && seen.insert(key)
+                {
+                    size += d.size;
+                }
+            }
+            let description = l
+                .entry
+                .image
+                .history
+                .last()
+                .and_then(|h| h.created_by.clone())
+                .unwrap_or_default();
+            json!({
+                "ID": &l.key[..l.key.len().min(25)],
+                "Parent": "",
+                "Type": "regular",
+                "Description": description,
+                "InUse": false,
+                "Shared": false,
+                "Size": size,
+                "CreatedAt": rfc3339(l.created),
+                "LastUsedAt": rfc3339(l.last_used),
+                "UsageCount": 1,
+            })
+        })
+        .collect()
 }

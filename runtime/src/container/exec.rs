@@ -1,11 +1,12 @@
 //! `exec`: a new process in a running container's namespaces and cgroup.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::Process;
@@ -32,6 +33,11 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub stdio: Option<[RawFd; 3]>,
     pub preserve_fds: u32,
+    /// The caller supervises the container and knows its init runs, not paused (the
+    /// shim refuses an exec otherwise): while this runtime has the container's exec
+    /// base, state.json and the init's /proc status are not read again; the init is
+    /// checked alive through a pidfd and config.json unchanged by its stamp.
+    pub init_running: bool,
 }
 
 /// What every exec into one run of a container shares, derived from its state and
@@ -44,8 +50,44 @@ pub(crate) struct ExecBase {
     key: (i32, u64, FileStamp),
     process: Option<Process>,
     filter: Option<seccomp::Filter>,
+    /// The namespaces the child joins, the pid namespace excepted: the forking thread
+    /// joins that one (`pid_ns`) so that its child is born there, which saves the
+    /// second fork an init needs to enter a pid namespace.
     ns: NsPlan,
+    pid_ns: Option<OwnedFd>,
     cgroup_files: Vec<OwnedFd>,
+    /// The state it was made from, and a pidfd of its init (`None` where the
+    /// kernel has no pidfd_open): what an exec with `init_running` uses instead of
+    /// reading them again.
+    saved: state::Saved,
+    init: Option<OwnedFd>,
+}
+
+impl ExecBase {
+    /// Whether the init this base was made from still runs: its pidfd is not
+    /// readable (a pidfd polls readable once the process exited).
+    fn init_alive(&self) -> bool {
+        let Some(fd) = &self.init else {
+            return false;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n == 0
+    }
+}
+
+/// A pidfd of `pid`, if the kernel has pidfd_open (5.3).
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new descriptor pidfd_open returned, owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 type FileStamp = (u64, u64, i64, i64);
@@ -81,15 +123,38 @@ impl ExecBases {
             Some(s) => Some(seccomp::build(s)?),
             None => None,
         };
+        let mut ns = NsPlan::join_process(saved.pid)?;
+        let pid_ns = ns
+            .joins
+            .iter()
+            .position(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+            .map(|i| ns.joins.remove(i).1);
+        ns.pid = false;
+        let init = pidfd(saved.pid);
+        // The pidfd is of the init the state names only if it was still that process
+        // once the pidfd was open (a pid reused since is another start time).
+        let init = init.filter(|_| state::proc_start_time(saved.pid) == Some(saved.pid_start));
         let base = Arc::new(ExecBase {
             key,
             process: spec.process().clone(),
             filter,
-            ns: NsPlan::join_process(saved.pid)?,
+            ns,
+            pid_ns,
             cgroup_files: saved.cgroup.open_self_join()?,
+            saved: saved.clone(),
+            init,
         });
         self.lock().insert(saved.id.clone(), Arc::clone(&base));
         Ok(base)
+    }
+
+    /// The base of `id` while its init runs and config.json is unchanged, without
+    /// reading the state: for a caller that knows the init runs.
+    fn cached(&self, id: &str) -> Option<Arc<ExecBase>> {
+        let base = Arc::clone(self.lock().get(id)?);
+        let config = base.saved.bundle.join("config.json");
+        let same = stamp(&config).ok() == Some(base.key.2) && base.init_alive();
+        same.then_some(base)
     }
 
     pub(crate) fn forget(&self, id: &str) {
@@ -98,6 +163,39 @@ impl ExecBases {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecBase>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The calling thread's pid namespace for children set to a container's, and put
+/// back to its own on drop. Entering one's own active pid namespace is always allowed.
+struct PidNsGuard;
+
+fn own_pid_ns() -> Result<&'static OwnedFd> {
+    static OWN: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = OWN.get() {
+        return Ok(fd);
+    }
+    let path = std::path::Path::new("/proc/self/ns/pid");
+    let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    Ok(OWN.get_or_init(|| f.into()))
+}
+
+impl PidNsGuard {
+    fn enter(fd: &OwnedFd) -> Result<Self> {
+        own_pid_ns()?;
+        setns(fd.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::sys("joining the pid namespace", e))?;
+        Ok(PidNsGuard)
+    }
+}
+
+impl Drop for PidNsGuard {
+    fn drop(&mut self) {
+        if let Ok(own) = own_pid_ns() {
+            if let Err(e) = setns(own.as_fd(), CloneFlags::CLONE_NEWPID) {
+                tracing::error!("putting back the pid namespace of this thread: {e}");
+            }
+        }
     }
 }
 
@@ -117,16 +215,27 @@ impl Exec {
 impl Runtime {
     /// Starts a process in the container; returns once it has exec'd.
     pub fn exec(&self, id: &str, o: &ExecOptions) -> Result<Exec> {
-        let saved = state::load(&self.root, id)?;
-        let st = state::status(&self.root, &saved);
-        if st != Status::Running && st != Status::Created {
-            return Err(Error::BadStatus {
-                id: id.into(),
-                status: st.to_string(),
-                wanted: "exec needs a running container",
-            });
-        }
-        let base = self.execs.get(&saved)?;
+        let cached = if o.init_running {
+            self.execs.cached(id)
+        } else {
+            None
+        };
+        let base = match cached {
+            Some(base) => base,
+            None => {
+                let saved = state::load(&self.root, id)?;
+                let st = state::status(&self.root, &saved);
+                if st != Status::Running && st != Status::Created {
+                    return Err(Error::BadStatus {
+                        id: id.into(),
+                        status: st.to_string(),
+                        wanted: "exec needs a running container",
+                    });
+                }
+                self.execs.get(&saved)?
+            }
+        };
+        let saved = &base.saved;
         let process = match &o.process {
             Some(p) => p.clone(),
             None => base
@@ -152,8 +261,18 @@ impl Runtime {
         }
         let cgroup_fds: Vec<RawFd> = base.cgroup_files.iter().map(|f| f.as_raw_fd()).collect();
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("socketpair", e))?;
+        // This thread's children are born in the container's pid namespace until the
+        // guard puts it back.
+        let in_pid_ns = match &base.pid_ns {
+            Some(fd) => Some(PidNsGuard::enter(fd)?),
+            None => None,
+        };
         // SAFETY: the child only joins the container and ends in execve or _exit.
-        let fork = unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))?;
+        let fork = unsafe { nix::unistd::fork() };
+        if matches!(fork, Ok(ForkResult::Parent { .. }) | Err(_)) {
+            drop(in_pid_ns);
+        }
+        let fork = fork.map_err(|e| Error::sys("fork", e))?;
         let first = match fork {
             ForkResult::Child => {
                 drop(ours);
@@ -172,6 +291,9 @@ impl Runtime {
         let result = loop {
             match ours.recv() {
                 Ok(Some(Msg::Pid(p))) => {
+                    // Born in the pid namespace, the child is the process; the pid it
+                    // sends is the one it has there.
+                    let p = if base.pid_ns.is_some() { first } else { p };
                     pid = p;
                     if p != first {
                         let _ = waitpid(Pid::from_raw(first), None);

@@ -18,6 +18,10 @@ pub struct BuiltIn {
     reaper: Arc<Reaper>,
     /// Created containers, kept until Start to learn whether the init exec'd.
     created: Mutex<HashMap<String, Created>>,
+    /// Each container's last exec process, as JSON and parsed: a health check sends
+    /// the same process every interval, and parsing it (oci-spec goes through
+    /// serde_json values) was the shim's largest cost of its own per check.
+    parsed: Mutex<HashMap<String, (Vec<u8>, oci_spec::runtime::Process)>>,
 }
 
 /// The name Create options (`BinaryName`) use for the built-in runtime.
@@ -29,7 +33,22 @@ impl BuiltIn {
             runtime: berth_runtime::Runtime::new(root),
             reaper,
             created: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The exec process `json` of container `id`, parsed (or as parsed last time).
+    fn process(&self, id: &str, json: &[u8]) -> Result<oci_spec::runtime::Process, RuntimeError> {
+        let lock = || self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((last, p)) = lock().get(id) {
+            if last.as_slice() == json {
+                return Ok(p.clone());
+            }
+        }
+        let p: oci_spec::runtime::Process =
+            serde_json::from_slice(json).map_err(|e| self.err("exec", id, e))?;
+        lock().insert(id.to_string(), (json.to_vec(), p.clone()));
+        Ok(p)
     }
 
     fn err(&self, op: &'static str, id: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -119,14 +138,15 @@ impl Runtime for BuiltIn {
         spawn: Spawn<'_>,
     ) -> Result<i32, RuntimeError> {
         let id = spawn.id;
-        let proc: oci_spec::runtime::Process =
-            serde_json::from_slice(process).map_err(|e| self.err("exec", id, e))?;
+        let proc = self.process(id, process)?;
         let fds = stdio_fds(spawn.stdio).map_err(|e| self.err("exec", id, e))?;
         let opts = ExecOptions {
             process: Some(proc),
             console_socket: spawn.console_socket.map(Path::to_path_buf),
             pid_file: None,
             stdio: Some([fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()]),
+            // The supervisor starts an exec only while the init runs unpaused.
+            init_running: true,
             ..ExecOptions::default()
         };
         let exec = {
@@ -150,6 +170,10 @@ impl Runtime for BuiltIn {
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.parsed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);

@@ -1,7 +1,8 @@
 //! `GET /containers/{id}/logs`: the container's log (CRI or json-file format, its
 //! rotated files first, gzipped or not), filtered and framed as Docker sends it; with
 //! `follow`, new lines as they are written, across rotations, until the container
-//! stops.
+//! stops or, with `until`, until that time passes (Docker's rule: the stream ends
+//! then even while the container still writes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,9 @@ pub async fn handle(
         let q = LogsQuery { tail: None, ..q };
         let mut follower = Some(follower);
         loop {
+            // Past `until`, this read is the last: what was written before it is in
+            // the file by now, and what comes later is after it.
+            let past_until = q.until_nanos.is_some_and(|u| now_nanos() >= u);
             let running = match engine::get(&daemon.engine, &id) {
                 Ok(r) => r.state.status.has_task() || r.state.status == Status::Restarting,
                 Err(_) => false,
@@ -112,6 +116,9 @@ pub async fn handle(
             };
             let read = tokio::task::spawn_blocking(move || {
                 let mut entries = f.read_entries();
+                if past_until && running {
+                    return (None, entries);
+                }
                 if !running {
                     // Read once more after the container stopped: its last lines,
                     // a last unfinished one included, are in.
@@ -137,8 +144,22 @@ pub async fn handle(
             if follower.is_none() {
                 return;
             }
-            let _ = engine::wait_exit(&daemon.engine, &id, Some(Duration::from_millis(100))).await;
+            let mut wait = Duration::from_millis(100);
+            if let Some(u) = q.until_nanos {
+                let left = u.saturating_sub(now_nanos()).max(0);
+                wait = wait.min(Duration::from_nanos(
+                    u64::try_from(left).unwrap_or(u64::MAX),
+                ));
+            }
+            let _ = engine::wait_exit(&daemon.engine, &id, Some(wait)).await;
         }
     });
     Ok(reply)
+}
+
+/// Now, in nanoseconds since the epoch (as log entries and `until` count time).
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
