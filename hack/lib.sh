@@ -96,6 +96,25 @@ podman_copy() {
         sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
 }
 
+# podman_net_ ARGS: podman_ for containers on Podman's default network. Its CNI
+# backend keeps its result cache and host-local leases under /var/lib/cni, which no
+# option moves: each call runs in a private mount namespace with a tmpfs there (podman's
+# cleanup of the container, a child of this call, runs in it too). Sets
+# PODMAN_BRIDGE_BEFORE on first use so podman_cleanup removes the bridge (cni-podman0)
+# only when podman made it here.
+podman_net_() {
+    if [ -z "${PODMAN_BRIDGE_BEFORE:-}" ]; then
+        PODMAN_BRIDGE_BEFORE=1
+        ip link show cni-podman0 >/dev/null 2>&1 || PODMAN_BRIDGE_BEFORE=0
+    fi
+    unshare --mount --propagation private -- env \
+        CONTAINERS_CONF="$WORK/podman/containers.conf" \
+        CONTAINERS_STORAGE_CONF="$WORK/podman/storage.conf" \
+        CONTAINERS_REGISTRIES_CONF="$WORK/podman/registries.conf" \
+        sh -c 'mkdir -p /var/lib/cni && mount -t tmpfs tmpfs /var/lib/cni && exec podman "$@"' \
+        sh --root "$WORK/podman/root" --runroot "$WORK/podman/runroot" "$@"
+}
+
 # podman_setup TAR: writes the private podman's configs (cgroupfs, runc, file locks and
 # events, no network) and imports TAR as localhost/busybox:latest.
 podman_setup() {
@@ -136,6 +155,9 @@ TOML
 podman_cleanup() {
     if [ -f "$WORK/podman/containers.conf" ]; then
         podman_ rm -af -t 0 >/dev/null 2>&1
+    fi
+    if [ "${PODMAN_BRIDGE_BEFORE:-1}" = 0 ]; then
+        ip link del cni-podman0 2>/dev/null || true
     fi
     for _ in 1 2 3; do
         grep " $WORK/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l

@@ -72,7 +72,7 @@ impl Cni {
         );
         self.cache.store(&entry)?;
         let mut prev: Option<Value> = None;
-        for p in &net.plugins {
+        for (i, p) in net.plugins.iter().enumerate() {
             let stdin = plugin_conf(&net, &p.raw, &entry.runtime_config, prev.as_ref());
             let inv = self.invocation("ADD", &entry, &entry.netns);
             let outcome = self
@@ -94,7 +94,17 @@ impl Cni {
                 v => Ok(v),
             });
             match outcome {
-                Ok(v) => prev = Some(v),
+                Ok(v) => {
+                    prev = Some(v);
+                    // The first plugin's result (the interface and its addresses) is
+                    // kept before the rest run: if the process dies part-way, a later
+                    // DEL hands it to the plugins that need it to find what they made
+                    // (the firewall plugin's per-address rules).
+                    if i == 0 && net.plugins.len() > 1 {
+                        entry.result = prev.clone();
+                        self.cache.store(&entry)?;
+                    }
+                }
                 Err(add_err) => {
                     entry.result = prev;
                     return Err(self.rollback(&entry, add_err));

@@ -249,6 +249,8 @@ pub struct NetworkAttachment {
     pub network: String,
     /// The IPv4 address asked for on it (`--ip`); empty: any.
     pub ip: String,
+    /// The IPv6 address asked for on it (`--ip6`, a network with IPv6); empty: any.
+    pub ip6: String,
     /// More names on it (`--network-alias`), kept for name resolution.
     pub aliases: Vec<String>,
     /// `--dns`: the container's nameservers (on a user network, the embedded

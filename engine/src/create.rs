@@ -127,6 +127,8 @@ pub async fn create(engine: &Arc<Engine>, new: NewContainer) -> Result<String, E
             undo.snapshot = Some(snapshot.clone());
             if networked {
                 crate::networks::attach::add_files(&d, &id, &mut config)?;
+            } else {
+                crate::networks::attach::add_extra_hosts_file(&d, &id, &mut config)?;
             }
             let rootfs = dir.join("rootfs");
             std::fs::create_dir(&rootfs).map_err(EngineError::internal(format!(

@@ -156,6 +156,9 @@ pub struct Engine {
     networks_lock: Mutex<()>,
     /// The embedded DNS servers of user networks (`networks/dns/`).
     pub dns: networks::dns::Dns,
+    /// The last script `networks::firewall` applied (empty: no table), to skip a
+    /// sync that would change nothing.
+    firewall_applied: Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -198,6 +201,7 @@ impl Engine {
             volumes_pending: Mutex::new(HashMap::new()),
             networks_lock: Mutex::new(()),
             dns: Default::default(),
+            firewall_applied: Mutex::new(None),
         })
     }
 

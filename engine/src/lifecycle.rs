@@ -64,7 +64,8 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
         Some(sources) => sources.clone(),
         None => legacy_bind_sources(&record),
     };
-    if !record.networks.is_empty() {
+    if record.network_container.is_none() {
+        // (setup does nothing for host and none modes.)
         let d = Arc::clone(engine);
         let mut attaching = record.clone();
         record = blocking(move || {
@@ -147,10 +148,13 @@ pub async fn start_locked(engine: &Arc<Engine>, id: &str) -> Result<StartOutcome
                 Ok(())
             })
             .await;
-            if !record.networks.is_empty() {
+            if record.network_container.is_none() {
                 let d = Arc::clone(engine);
                 let mut detaching = record.clone();
                 record = blocking(move || {
+                    if !crate::networks::attach::has_own_netns(&d, &detaching) {
+                        return Ok(detaching);
+                    }
                     if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
                         tracing::warn!("undoing a failed start's network attachment: {e}");
                     }
@@ -439,7 +443,7 @@ pub async fn remove_locked(engine: &Arc<Engine>, id: &str, force: bool) -> Resul
     blocking(move || {
         // Nothing of its networks stays (a stop already detached it; this is for a
         // crash between).
-        if !detached.networks.is_empty() {
+        if crate::networks::attach::has_own_netns(&d, &detached) {
             crate::networks::attach::teardown(&d, &mut detached)?;
         }
         let dir = d.dir(&cid);

@@ -4,10 +4,17 @@
 # installed, `ctr run --rm` (containerd 1.6, loopback-only netns) with its runc-v2 shim
 # and with berth-shim as `io.containerd.berth.v1` (same client, only the shim and
 # runtime differ).
+# Then `berth run --rm busybox true` on berth's default bridge network vs `podman run
+# --rm --network bridge` on Podman's default network (podman 4.3's CNI backend: bridge
+# cni-podman0, host-local, portmap, firewall, tuning from /usr/lib/cni; its CNI cache
+# and leases on a tmpfs in a private mount namespace, see podman_net_ in hack/lib.sh;
+# nothing leaves the host).
 # Same busybox image everywhere (built from the host's /bin/busybox, present before the
 # first run); one warm-up run each, then interleaved timed runs; medians and ratios.
 #
 # Usage: hack/bench/run.sh [RUNS]   (root; default 20)
+#   BERTH_BENCH_BIN=DIR: time the berthd, berth-shim and berth in DIR instead of
+#   building this checkout's.
 # Everything (berthd, containerd, podman's root/runroot/config) lives in a temp dir and
 # is removed on exit; nothing global is configured.
 set -euo pipefail
@@ -40,13 +47,21 @@ cleanup() {
     fi
     podman_cleanup
     rm -rf "/run/berth/runtime/$CTR_NS"
+    # containerd puts its containers' cgroups under /<namespace>/ in every hierarchy.
+    find /sys/fs/cgroup -maxdepth 2 -type d -name "$CTR_NS" 2>/dev/null |
+        while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     remove_berth_leftovers
 }
 trap cleanup EXIT
 
-echo "building berthd, berth-shim and berth (release)..." >&2
-(cd "$ROOT" && cargo build --release -q --locked -p berth-daemon -p berth-shim -p berth-cli)
-BIN=$CARGO_TARGET_DIR/release
+if [ -n "${BERTH_BENCH_BIN:-}" ]; then
+    # Binaries built elsewhere (e.g. an older commit's, for a before/after figure).
+    BIN=$BERTH_BENCH_BIN
+else
+    echo "building berthd, berth-shim and berth (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q --locked -p berth-daemon -p berth-shim -p berth-cli)
+    BIN=$CARGO_TARGET_DIR/release
+fi
 
 # The image: the host's static busybox with its applets, as one tar.
 busybox_rootfs_tar "$WORK/rootfs" "$WORK/busybox.tar"
@@ -95,21 +110,27 @@ us() {
 run_berth() { us "$BIN/berth" run --rm --network none busybox true; }
 run_podman() { us podman_ run --rm --network none localhost/busybox:latest true; }
 run_ctr() { us ctr_ run --rm --runtime io.containerd.runc.v2 "$CTR" "bench-r-$1" true; }
+run_berth_br() { us "$BIN/berth" run --rm busybox true; }
+run_podman_br() { us podman_net_ run --rm --network bridge localhost/busybox:latest true; }
 run_ctr_berth() { us ctr_ run --rm --runtime io.containerd.berth.v1 "$CTR" "bench-b-$1" true; }
 
 echo "warm-up..." >&2
 run_berth >/dev/null
 run_podman >/dev/null
+run_berth_br >/dev/null
+run_podman_br >/dev/null
 if [ -n "$CTR" ]; then
     run_ctr warmup >/dev/null
     run_ctr_berth warmup >/dev/null
 fi
 
-berth_t=() podman_t=() ctr_t=() ctr_berth_t=()
+berth_t=() podman_t=() ctr_t=() ctr_berth_t=() berth_br_t=() podman_br_t=()
 echo "timing $N interleaved runs..." >&2
 for i in $(seq "$N"); do
     berth_t+=("$(run_berth)")
     podman_t+=("$(run_podman)")
+    berth_br_t+=("$(run_berth_br)")
+    podman_br_t+=("$(run_podman_br)")
     if [ -n "$CTR" ]; then
         ctr_t+=("$(run_ctr "$i")")
         ctr_berth_t+=("$(run_ctr_berth "$i")")
@@ -120,6 +141,8 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a
 ms() { printf '%d.%01d ms' $(($1 / 1000)) $((($1 % 1000) / 100)); }
 b=$(median "${berth_t[@]}")
 p=$(median "${podman_t[@]}")
+bb=$(median "${berth_br_t[@]}")
+pb=$(median "${podman_br_t[@]}")
 printf 'runs: %d interleaved (after one warm-up each)\n' "$N"
 printf '%-58s median %s\n' "berth run --rm --network none busybox true" "$(ms "$b")"
 printf '%-58s median %s\n' "podman run --rm --network none busybox true" "$(ms "$p")"
@@ -129,7 +152,10 @@ if [ -n "$CTR" ]; then
     printf '%-58s median %s\n' "ctr run --rm busybox true (runc-v2 shim, runc)" "$(ms "$c")"
     printf '%-58s median %s\n' "ctr run --rm busybox true (berth-shim, built-in runtime)" "$(ms "$cb")"
 fi
+printf '%-58s median %s\n' "berth run --rm busybox true (default bridge)" "$(ms "$bb")"
+printf '%-58s median %s\n' "podman run --rm --network bridge (CNI, cni-podman0)" "$(ms "$pb")"
 awk -v b="$b" -v p="$p" 'BEGIN { printf "ratio berth/podman: %.2f (goal <= 0.50)\n", b / p }'
+awk -v b="$bb" -v p="$pb" 'BEGIN { printf "ratio berth/podman on the bridge: %.2f (goal <= 0.50)\n", b / p }'
 if [ -n "$CTR" ]; then
     awk -v b="$b" -v c="$c" 'BEGIN { printf "ratio berth/ctr:    %.2f\n", b / c }'
     awk -v cb="$cb" -v c="$c" 'BEGIN { printf "ratio ctr with berth-shim / with runc-v2: %.2f\n", cb / c }'

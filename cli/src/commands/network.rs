@@ -280,23 +280,12 @@ async fn inspect(client: &Client, args: &InspectArgs) -> Result<Output> {
 }
 
 async fn rm(client: &Client, args: &RmArgs) -> Result<Output> {
-    let mut out = String::new();
-    let mut errors = Vec::new();
-    for name in &args.networks {
-        match client
-            .call(Method::DELETE, &format!("/networks/{}", q(name)), None)
-            .await
-        {
-            Ok(_) => out.push_str(&format!("{name}\n")),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let output = Output::text(out);
-    Ok(if errors.is_empty() {
-        output
-    } else {
-        output.failing(anyhow::anyhow!(errors.join("\n")))
+    super::each(&args.networks, |name| async move {
+        let path = format!("/networks/{}", q(&name));
+        client.call(Method::DELETE, &path, None).await?;
+        Ok(Some(name))
     })
+    .await
 }
 
 async fn prune(client: &Client, args: &PruneArgs) -> Result<Output> {
@@ -308,15 +297,10 @@ async fn prune(client: &Client, args: &PruneArgs) -> Result<Output> {
         path.push_str(&format!("?filters={}", q(&f)));
     }
     let v = client.post_json(&path, None).await?;
-    let names = v["NetworksDeleted"].as_array().cloned().unwrap_or_default();
-    let mut out = String::new();
-    if !names.is_empty() {
-        out.push_str("Deleted Networks:\n");
-        for n in &names {
-            out.push_str(&format!("{}\n", n.as_str().unwrap_or("")));
-        }
-    }
-    Ok(Output::text(out))
+    Ok(Output::text(super::deleted_list(
+        "Deleted Networks",
+        &v["NetworksDeleted"],
+    )))
 }
 
 #[cfg(test)]

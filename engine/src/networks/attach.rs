@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use berth_cni::{Cni, CniOptions, Netns, PodNetwork};
 
-use super::ipam::Ipv4Net;
+use super::ipam::{Ipv4Net, Ipv6Net};
 use super::{find_by_id, firewall, Endpoint, NetworkRecord};
 use crate::config::{ContainerConfig, Mount, MountKind, NetworkMode};
 use crate::record::ContainerRecord;
@@ -56,11 +56,31 @@ pub fn conflist(engine: &Engine, net: &NetworkRecord) -> serde_json::Value {
         range["rangeStart"] = r.first_host().to_string().into();
         range["rangeEnd"] = r.last_host().to_string().into();
     }
-    let routes = if net.internal {
+    let mut ranges = vec![serde_json::json!([range])];
+    let mut routes = if net.internal {
         serde_json::json!([])
     } else {
         serde_json::json!([{"dst": "0.0.0.0/0"}])
     };
+    if net.enable_ipv6 && !net.subnet6.is_empty() {
+        // Dual stack as the pods' CNI networks do it: a second range set for
+        // host-local; the bridge plugin puts both gateways on the bridge.
+        let mut range6 = serde_json::json!({"subnet": net.subnet6, "gateway": net.gateway6});
+        if let Some(r) = net
+            .ip_range6
+            .as_deref()
+            .and_then(|r| Ipv6Net::parse(r).ok())
+        {
+            range6["rangeStart"] = r.first_host().to_string().into();
+            range6["rangeEnd"] = r.last_host().to_string().into();
+        }
+        ranges.push(serde_json::json!([range6]));
+        if !net.internal {
+            if let Some(r) = routes.as_array_mut() {
+                r.push(serde_json::json!({"dst": "::/0"}));
+            }
+        }
+    }
     serde_json::json!({
         "cniVersion": "1.0.0",
         // CNI names the cache entries and masquerade chains by it: unique per network.
@@ -70,13 +90,15 @@ pub fn conflist(engine: &Engine, net: &NetworkRecord) -> serde_json::Value {
                 "type": "bridge",
                 "bridge": net.bridge,
                 "isGateway": true,
-                "ipMasq": !net.internal,
+                // Masquerading is one rule per network in berth's nft table
+                // (firewall.rs), not a chain per container.
+                "ipMasq": false,
                 "hairpinMode": true,
                 // `--ip`: host-local takes the requested address from runtimeConfig.
                 "capabilities": {"ips": true},
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[range]],
+                    "ranges": ranges,
                     "routes": routes,
                     "dataDir": dir(engine).join("ipam").display().to_string(),
                 },
@@ -95,18 +117,13 @@ pub fn endpoints_for(
 ) -> Result<Vec<Endpoint>, EngineError> {
     let n = &config.network;
     if !n.extra_hosts.is_empty() {
-        if matches!(n.mode, NetworkMode::Host | NetworkMode::None) {
-            return Err(EngineError::Invalid(
-                "--add-host (ExtraHosts) is applied on bridge networks only".into(),
-            ));
-        }
         extra_hosts(engine, &n.extra_hosts)?;
     }
     if n.mode == NetworkMode::Default {
         return default_endpoint(engine, config);
     }
     if n.mode != NetworkMode::Bridge {
-        if !n.ip.is_empty() {
+        if !n.ip.is_empty() || !n.ip6.is_empty() {
             return Err(EngineError::Invalid(
                 "user specified IP address is supported on user defined networks only".into(),
             ));
@@ -143,13 +160,40 @@ pub fn endpoints_for(
     if !n.ip.is_empty() {
         check_ip(&net, &n.ip)?;
     }
+    if !n.ip6.is_empty() {
+        check_ip6(&net, &n.ip6)?;
+    }
     Ok(vec![Endpoint {
         network_id: net.id,
         network_name: net.name,
         requested_ip: n.ip.clone(),
+        requested_ip6: n.ip6.clone(),
         aliases: n.aliases.clone(),
+        endpoint_id: crate::create::random_id(),
         ..Default::default()
     }])
+}
+
+/// `--ip6` needs a network with an IPv6 subnet (dockerd's words otherwise) and must
+/// be a host address of it, not its gateway.
+pub fn check_ip6(net: &NetworkRecord, ip: &str) -> Result<(), EngineError> {
+    let addr: std::net::Ipv6Addr = ip
+        .parse()
+        .map_err(|_| EngineError::Invalid(format!("invalid IPv6 address: {ip}")))?;
+    if !net.enable_ipv6 || net.subnet6.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "user specified IP address is supported only when connecting to networks with user configured subnets (--ip6 {ip}: network {} has no IPv6 subnet)",
+            net.name
+        )));
+    }
+    let subnet = Ipv6Net::parse(&net.subnet6).map_err(EngineError::Invalid)?;
+    let gateway: Option<std::net::Ipv6Addr> = net.gateway6.parse().ok();
+    if !subnet.is_host(addr) || gateway == Some(addr) {
+        return Err(EngineError::Invalid(format!(
+            "Invalid address {ip}: It does not belong to any of this network's subnets"
+        )));
+    }
+    Ok(())
 }
 
 /// `--ip` must be a host address of the network's subnet, not its gateway.
@@ -174,7 +218,7 @@ fn default_endpoint(
     config: &ContainerConfig,
 ) -> Result<Vec<Endpoint>, EngineError> {
     let n = &config.network;
-    if !n.ip.is_empty() {
+    if !n.ip.is_empty() || !n.ip6.is_empty() {
         return Err(EngineError::Invalid(
             "user specified IP address is supported on user defined networks only".into(),
         ));
@@ -192,6 +236,7 @@ fn default_endpoint(
     Ok(vec![Endpoint {
         network_id: net.id,
         network_name: net.name,
+        endpoint_id: crate::create::random_id(),
         ..Default::default()
     }])
 }
@@ -257,7 +302,9 @@ pub fn container_mode(
         return conflict("custom host-to-IP mapping");
     }
     if !n.published_ports.is_empty() || n.publish_all {
-        return conflict("port publishing");
+        return Err(EngineError::Invalid(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
     }
     if !n.ip.is_empty() {
         return Err(EngineError::Invalid(
@@ -364,7 +411,7 @@ pub fn add_files(
     let extra = extra_hosts(engine, &config.network.extra_hosts)?;
     write(
         &bundle.join("hosts"),
-        &hosts(&hostname, &config.domainname, &extra, None),
+        &hosts(&hostname, &config.domainname, &extra, &[]),
     )?;
     write(&bundle.join("resolv.conf"), &resolv_for(engine, config)?)?;
     for name in ["hostname", "hosts", "resolv.conf"] {
@@ -386,21 +433,55 @@ pub fn add_files(
     Ok(())
 }
 
+/// `--add-host` with `--network host` or `none`: the bundle's hosts file as dockerd
+/// 20.10 builds it there (its loopback and IPv6 lines, then the entries; no address
+/// of the container's own) bound at /etc/hosts unless a mount covers it. Without
+/// entries nothing is written (host mode then sees the image's file, as before).
+pub fn add_extra_hosts_file(
+    engine: &Engine,
+    id: &str,
+    config: &mut ContainerConfig,
+) -> Result<(), EngineError> {
+    let n = &config.network;
+    if n.extra_hosts.is_empty() || !matches!(n.mode, NetworkMode::Host | NetworkMode::None) {
+        return Ok(());
+    }
+    let extra = extra_hosts(engine, &n.extra_hosts)?;
+    let path = engine.dir(id).join("hosts");
+    write(
+        &path,
+        &hosts(&hostname_of(config, id), &config.domainname, &extra, &[]),
+    )?;
+    if !config.mounts.iter().any(|m| m.destination == "/etc/hosts") {
+        config.mounts.push(Mount {
+            destination: "/etc/hosts".into(),
+            kind: MountKind::Bind {
+                source: path.display().to_string(),
+                read_only: false,
+                recursive: false,
+                propagation: Default::default(),
+                create_source: false,
+            },
+        });
+    }
+    Ok(())
+}
+
 fn write(path: &std::path::Path, text: &str) -> Result<(), EngineError> {
     std::fs::write(path, text).map_err(EngineError::internal(format!("writing {}", path.display())))
 }
 
 /// dockerd's /etc/hosts: loopback and IPv6 names, the `--add-host` entries, then the
-/// container's address with its hostname (and `hostname.domain` first when a domain
-/// is set).
-pub fn hosts(hostname: &str, domain: &str, extra: &[(String, String)], ip: Option<&str>) -> String {
+/// container's addresses (IPv4, then IPv6 on a network with IPv6) with its hostname
+/// (and `hostname.domain` first when a domain is set).
+pub fn hosts(hostname: &str, domain: &str, extra: &[(String, String)], ips: &[&str]) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
     for (addr, name) in extra {
         s.push_str(&format!("{addr}\t{name}\n"));
     }
-    if let Some(ip) = ip {
+    for ip in ips {
         if domain.is_empty() {
             s.push_str(&format!("{ip}\t{hostname}\n"));
         } else {
@@ -488,17 +569,54 @@ fn filter_resolv(host: &str) -> String {
         .collect()
 }
 
+/// Whether the container's spec joins a network namespace of berth's own at
+/// `netns_path` (a bridge-mode container, also one disconnected from all its
+/// networks), so that its start pins one and its stop removes it; host, none and
+/// `container:` modes do not.
+pub fn has_own_netns(engine: &Engine, record: &ContainerRecord) -> bool {
+    if !record.networks.is_empty() {
+        return true;
+    }
+    let want = netns_path(engine, &record.id);
+    if Netns::at(&want).is_pinned() {
+        return true;
+    }
+    let Ok(bytes) = std::fs::read(engine.dir(&record.id).join("config.json")) else {
+        return false;
+    };
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let want = want.to_string_lossy();
+    spec["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|ns| ns["type"] == "network" && ns["path"].as_str() == Some(want.as_ref()))
+}
+
 /// Attaches a starting container to its networks; on failure nothing stays attached.
 /// Fills the endpoints' addresses in `record` (the caller stores it).
 pub fn setup(engine: &Engine, record: &mut ContainerRecord) -> Result<(), EngineError> {
-    if record.networks.is_empty() {
+    if !has_own_netns(engine, record) {
         return Ok(());
+    }
+    let path = netns_path(engine, &record.id);
+    let ns = Netns::at(&path);
+    if record.networks.is_empty() {
+        // Disconnected from every network before it started: loopback only, as
+        // Docker runs such a container (its spec joins the pin all the same).
+        if !ns.is_pinned() {
+            Netns::create(path.parent().unwrap_or(&path), &record.id).map_err(
+                EngineError::internal("creating the container's network namespace"),
+            )?;
+        }
+        return ns.set_loopback_up().map_err(|e| {
+            let _ = ns.remove();
+            EngineError::internal("bringing up the container's loopback")(e)
+        });
     }
     // Host ports first: a refusal leaves nothing made.
     let others = crate::list(engine)?;
     super::ports::assign(record, &others)?;
-    let path = netns_path(engine, &record.id);
-    let ns = Netns::at(&path);
     if !ns.is_pinned() {
         Netns::create(path.parent().unwrap_or(&path), &record.id).map_err(
             EngineError::internal("creating the container's network namespace"),
@@ -515,7 +633,7 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
     let hostname = std::fs::read_to_string(engine.dir(&record.id).join("hostname"))
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut first_ip = None;
+    let mut first_ips: Option<Vec<String>> = None;
     let mappings = super::ports::mappings(record);
     let (id, name) = (record.id.clone(), record.name.clone());
     for (i, ep) in record.networks.iter_mut().enumerate() {
@@ -523,8 +641,12 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
         // through the container's first endpoint.
         let ports = if i == 0 { mappings.clone() } else { Vec::new() };
         attach_one(engine, &id, &name, i, ep, ports)?;
-        if first_ip.is_none() {
-            first_ip = Some(ep.ip_address.clone());
+        if first_ips.is_none() {
+            let mut ips = vec![ep.ip_address.clone()];
+            if !ep.ip6_address.is_empty() {
+                ips.push(ep.ip6_address.clone());
+            }
+            first_ips = Some(ips);
         }
     }
     let domain = record.request["Domainname"]
@@ -539,14 +661,25 @@ fn setup_all(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Engine
         .collect();
     let extra = extra_hosts(engine, &entries)?;
     let hosts_path = engine.dir(&record.id).join("hosts");
+    let ips: Vec<&str> = first_ips.iter().flatten().map(String::as_str).collect();
     if hosts_is_ours(&hosts_path) {
-        write(
-            &hosts_path,
-            &hosts(&hostname, &domain, &extra, first_ip.as_deref()),
-        )?;
+        write(&hosts_path, &hosts(&hostname, &domain, &extra, &ips))?;
     }
     firewall::sync(engine)?;
+    if !on_user_network(record) {
+        // The default bridge has no name resolution: nothing for the DNS servers.
+        return Ok(());
+    }
     super::dns::sync(engine, Some(record))
+}
+
+/// Whether any of the container's endpoints is on a user network (the only ones
+/// with an embedded DNS server; no user network can be named `bridge`).
+fn on_user_network(record: &ContainerRecord) -> bool {
+    record
+        .networks
+        .iter()
+        .any(|e| e.network_name != super::DEFAULT_NETWORK)
 }
 
 /// The interface of the endpoint at `index`.
@@ -576,18 +709,18 @@ pub fn attach_one(
         name: name.to_string(),
         netns: netns_path(engine, id),
         port_mappings,
-        ips: if ep.requested_ip.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!("{}/{prefix}", ep.requested_ip)]
-        },
+        ips: requested_ips(&net, ep, prefix),
         ..Default::default()
     };
     let attached = cni.setup(&pod).map_err(|e| EngineError::Internal {
         context: format!("attaching to network {}", net.name),
         source: e.into(),
     })?;
-    let ipc = attached.result.ips.first();
+    let ipc = attached
+        .result
+        .ips
+        .iter()
+        .find(|c| c.ip().is_some_and(|ip| ip.is_ipv4()));
     ep.ip_address = ipc
         .and_then(|c| c.ip())
         .map(|ip| ip.to_string())
@@ -599,6 +732,21 @@ pub fn attach_one(
     )
     .unwrap_or(prefix);
     ep.gateway = net.gateway.clone();
+    let ipc6 = attached
+        .result
+        .ips
+        .iter()
+        .find(|c| c.ip().is_some_and(|ip| ip.is_ipv6()));
+    if let Some(c) = ipc6 {
+        ep.ip6_address = c.ip().map(|ip| ip.to_string()).unwrap_or_default();
+        ep.prefix6_len = c
+            .address
+            .split('/')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(64);
+        ep.gateway6 = net.gateway6.clone();
+    }
     ep.mac_address = attached
         .result
         .interfaces
@@ -608,6 +756,20 @@ pub fn attach_one(
         .unwrap_or_default();
     ep.network_name = net.name.clone();
     Ok(())
+}
+
+/// The addresses asked for (`--ip`, `--ip6`) as host-local's `ips` capability wants
+/// them (with the subnets' prefix lengths).
+fn requested_ips(net: &NetworkRecord, ep: &Endpoint, prefix: u8) -> Vec<String> {
+    let mut ips = Vec::new();
+    if !ep.requested_ip.is_empty() {
+        ips.push(format!("{}/{prefix}", ep.requested_ip));
+    }
+    if !ep.requested_ip6.is_empty() {
+        let p6 = Ipv6Net::parse(&net.subnet6).map(|n| n.prefix).unwrap_or(64);
+        ips.push(format!("{}/{p6}", ep.requested_ip6));
+    }
+    ips
 }
 
 /// DEL of container `id`'s attachment through interface `if_name` (one network).
@@ -649,12 +811,17 @@ pub fn teardown(engine: &Engine, record: &mut ContainerRecord) -> Result<(), Eng
         ep.mac_address.clear();
         ep.gateway.clear();
         ep.prefix_len = 0;
+        ep.ip6_address.clear();
+        ep.gateway6.clear();
+        ep.prefix6_len = 0;
     }
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
     }
-    if let Err(e) = super::dns::sync(engine, Some(record)) {
-        tracing::warn!(error = %e, "updating the networks' DNS servers");
+    if on_user_network(record) {
+        if let Err(e) = super::dns::sync(engine, Some(record)) {
+            tracing::warn!(error = %e, "updating the networks' DNS servers");
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -727,6 +894,22 @@ pub fn reconcile(engine: &Engine, running: &std::collections::HashSet<String>) {
             tracing::warn!(id = %id, "detaching: {e}");
         }
     }
+    // A cache write cut short by the crash leaves its temporary file (`.<entry>.tmp<pid>`).
+    let results = dir(engine).join("cni").join("results");
+    for e in std::fs::read_dir(&results).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp") {
+            tracing::info!(file = %name, "removing a CNI cache write the crash cut short");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    // An ADD cut short by the crash left its lease but no cache entry to DEL.
+    for lease in stale_leases(&dir(engine).join("ipam"), running) {
+        tracing::info!(lease = %lease.display(), "releasing the address lease of a container that is not running");
+        if let Err(e) = std::fs::remove_file(&lease) {
+            tracing::warn!(lease = %lease.display(), "releasing an address lease: {e}");
+        }
+    }
     if let Err(e) = firewall::sync(engine) {
         tracing::warn!(error = %e, "updating berth's network isolation rules");
     }
@@ -735,20 +918,69 @@ pub fn reconcile(engine: &Engine, running: &std::collections::HashSet<String>) {
     }
 }
 
+/// host-local's lease files under `ipam` (`<network>/<address>`, the holder's
+/// container id on the first line) whose holder is not in `running`.
+fn stale_leases(
+    ipam: &std::path::Path,
+    running: &std::collections::HashSet<String>,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for net in std::fs::read_dir(ipam).into_iter().flatten().flatten() {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            // Besides leases, host-local keeps a lock and `last_reserved_ip.*`.
+            let name = lease.file_name().to_string_lossy().into_owned();
+            if name.parse::<std::net::IpAddr>().is_err() {
+                continue;
+            }
+            let holder = std::fs::read_to_string(lease.path()).unwrap_or_default();
+            let holder = holder.lines().next().unwrap_or("").trim();
+            if !running.contains(holder) {
+                out.push(lease.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn leases_of_containers_not_running_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("berth-0123456789ab");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(net.join("10.1.0.2"), "live\r\neth0").unwrap();
+        std::fs::write(net.join("10.1.0.3"), "gone\r\neth0").unwrap();
+        std::fs::write(net.join("10.1.0.4"), "").unwrap();
+        std::fs::write(net.join("last_reserved_ip.0"), "10.1.0.4").unwrap();
+        std::fs::write(net.join("lock"), "").unwrap();
+        let running: std::collections::HashSet<String> = ["live".to_string()].into();
+        assert_eq!(
+            stale_leases(dir.path(), &running),
+            vec![net.join("10.1.0.3"), net.join("10.1.0.4")]
+        );
+        assert!(stale_leases(&dir.path().join("missing"), &running).is_empty());
+    }
+
+    #[test]
     fn hosts_and_resolv_as_dockerd_writes_them() {
-        let h = hosts("web", "", &[], Some("10.1.0.2"));
+        let h = hosts("web", "", &[], &["10.1.0.2"]);
         assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
         assert!(h.ends_with("ff02::2\tip6-allrouters\n10.1.0.2\tweb\n"));
-        assert!(hosts("web", "example.org", &[], Some("10.1.0.2"))
+        assert!(hosts("web", "example.org", &[], &["10.1.0.2"])
             .ends_with("10.1.0.2\tweb.example.org web\n"));
-        assert!(!hosts("web", "", &[], None).contains("web"));
+        assert!(!hosts("web", "", &[], &[]).contains("web"));
+        assert!(hosts("web", "", &[], &["10.1.0.2", "fd00::2"])
+            .ends_with("10.1.0.2\tweb\nfd00::2\tweb\n"));
         let extra = [("192.0.2.9".to_string(), "db".to_string())];
-        assert!(hosts("web", "", &extra, Some("10.1.0.2"))
+        assert!(hosts("web", "", &extra, &["10.1.0.2"])
             .ends_with("ff02::2\tip6-allrouters\n192.0.2.9\tdb\n10.1.0.2\tweb\n"));
         assert_eq!(
             filter_resolv("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\n"),

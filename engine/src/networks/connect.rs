@@ -1,4 +1,4 @@
-//! `network connect` and `disconnect`: an endpoint added to or removed from a
+//! `network connect` and `disconnect` (user networks and the default bridge): an endpoint added to or removed from a
 //! container's record, and while it runs, an interface added to or removed from its
 //! network namespace through the network's CNI chain; the isolation rules and the DNS
 //! servers follow.
@@ -16,6 +16,8 @@ pub struct Connect {
     pub network: String,
     /// `--ip`; empty: any.
     pub ip: String,
+    /// `--ip6`; empty: any (on a network with IPv6).
+    pub ip6: String,
     /// `--alias`.
     pub aliases: Vec<String>,
 }
@@ -41,17 +43,25 @@ fn connect_locked(engine: &Engine, id: &str, req: &Connect) -> Result<(), Engine
                 .into(),
         ));
     }
-    if net.builtin {
-        return Err(EngineError::Forbidden(format!(
-            "berth does not connect containers to the default {} network",
-            net.name
-        )));
+    if net.builtin && (!req.ip.is_empty() || !req.ip6.is_empty()) {
+        // The default bridge: addresses and aliases refused in dockerd's words.
+        return Err(EngineError::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
     }
-    if record.networks.is_empty() {
-        return Err(EngineError::Forbidden(format!(
-            "container {} has no bridge network: berth connects only containers created on one",
-            record.name.trim_start_matches('/')
-        )));
+    if net.builtin && !req.aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    if record.networks.is_empty() && !super::attach::has_own_netns(engine, &record) {
+        // Docker's words for a host, none or container: mode container.
+        let none = record.request["HostConfig"]["NetworkMode"].as_str() == Some("none");
+        return Err(EngineError::Forbidden(if none {
+            "container cannot be connected to multiple networks with one of the networks in private (none) mode".into()
+        } else {
+            "container sharing network namespace with another container or host cannot be connected to any other network".into()
+        }));
     }
     if record.networks.iter().any(|e| e.network_id == net.id) {
         return Err(EngineError::Forbidden(format!(
@@ -62,6 +72,9 @@ fn connect_locked(engine: &Engine, id: &str, req: &Connect) -> Result<(), Engine
     }
     if !req.ip.is_empty() {
         super::attach::check_ip(&net, &req.ip)?;
+    }
+    if !req.ip6.is_empty() {
+        super::attach::check_ip6(&net, &req.ip6)?;
     }
     let taken: Vec<String> = record
         .networks
@@ -77,8 +90,10 @@ fn connect_locked(engine: &Engine, id: &str, req: &Connect) -> Result<(), Engine
         network_id: net.id.clone(),
         network_name: net.name.clone(),
         requested_ip: req.ip.clone(),
+        requested_ip6: req.ip6.clone(),
         aliases: req.aliases.clone(),
         if_name,
+        endpoint_id: crate::create::random_id(),
         ..Default::default()
     };
     if running(&record) {

@@ -25,6 +25,8 @@ pub struct NetworkFilter {
     pub scopes: Vec<String>,
     /// `builtin` (bridge, host, none) or `custom`.
     pub types: Vec<String>,
+    /// Created at or before this time (seconds since the epoch; prune's `until`).
+    pub until: Option<i64>,
 }
 
 /// What a filter looks at.
@@ -57,6 +59,15 @@ impl NetworkFilter {
     }
 
     pub fn matches_record(&self, r: &NetworkRecord, in_use: bool) -> bool {
+        if let Some(until) = self.until {
+            let created = humantime::parse_rfc3339_weak(&r.created)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            if created > until {
+                return false;
+            }
+        }
         self.matches(Candidate {
             id: &r.id,
             name: &r.name,
@@ -71,6 +82,30 @@ impl NetworkFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_keeps_what_was_created_after_it() {
+        let mut r: NetworkRecord = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "abc", "name": "n", "driver": "bridge", "subnet": "10.9.0.0/24",
+            "gateway": "10.9.0.1", "bridge": "br-abc", "created": "2026-12-05T01:00:00Z",
+        }))
+        .expect("a network record");
+        let at = |s: &str| {
+            humantime::parse_rfc3339(s).map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64)
+            })
+        };
+        let until = |u: &str| NetworkFilter {
+            until: at(u).ok(),
+            ..Default::default()
+        };
+        assert!(until("2026-12-05T01:00:00Z").matches_record(&r, false));
+        assert!(until("2026-12-05T02:00:00Z").matches_record(&r, false));
+        assert!(!until("2026-12-05T00:59:59Z").matches_record(&r, false));
+        r.created = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        assert!(!until("2026-12-05T00:00:00Z").matches_record(&r, false));
+    }
 
     #[test]
     fn every_part_must_match() {

@@ -2,8 +2,19 @@
 //! daemons on one host never touch each other's rules nor anyone else's: a forward
 //! chain at priority -1 that drops traffic between two berth networks' bridges (each
 //! network is isolated from the others, as Docker isolates its bridges) and any
-//! traffic leaving or entering an `--internal` network. It holds rules only for the
-//! networks whose bridge exists, and goes when there are none.
+//! traffic leaving or entering an `--internal` network, and a postrouting nat chain
+//! that masquerades what each non-internal network (the default bridge too) sends
+//! outside its subnet (and its IPv6 subnet; the interface rules of the inet table
+//! cover both families): one rule per network instead of the CNI bridge plugin's
+//! per-container chain (`ipMasq`), whose `iptables` runs cost every container start and
+//! stop tens of milliseconds. It holds rules only for the networks whose bridge exists,
+//! and goes when there are none. The last script applied is remembered, so a sync
+//! that changes nothing (every container start and stop on an existing network) runs
+//! no `nft` at all; it only asks the kernel over netlink (`probe.rs`) whether the
+//! table is still there with its rules, and applies the script again when someone
+//! deleted or flushed it.
+
+mod probe;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -32,18 +43,46 @@ pub fn sync(engine: &Engine) -> Result<(), EngineError> {
 pub fn sync_locked(engine: &Engine) -> Result<(), EngineError> {
     let live: Vec<NetworkRecord> = super::records(engine)?
         .into_iter()
-        .filter(|r| !r.builtin && bridge_exists(&r.bridge))
+        .filter(|r| r.driver == "bridge" && bridge_exists(&r.bridge))
         .collect();
     let name = table(engine);
     let script = if live.is_empty() {
-        if !table_exists(&name) {
-            return Ok(());
-        }
-        format!("delete table inet {name}\n")
+        String::new()
     } else {
         ruleset(&name, &live)
     };
-    nft(&script)
+    let mut applied = engine
+        .firewall_applied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if applied.as_deref() == Some(script.as_str()) {
+        if script.is_empty() {
+            return Ok(());
+        }
+        // Unchanged since the last sync: still in the kernel as it was applied?
+        let want = rule_count(&script);
+        match probe::inet_table_rules(&name) {
+            Ok(Some(n)) if n == want => return Ok(()),
+            Ok(found) => tracing::warn!(
+                table = %name,
+                rules = ?found,
+                want,
+                "berth's nft table was deleted or changed outside berth; applying it again"
+            ),
+            Err(e) => {
+                tracing::debug!(table = %name, "asking the kernel for the nft table: {e}; applying it again")
+            }
+        }
+    }
+    if script.is_empty() {
+        if table_exists(&name) {
+            nft(&format!("delete table inet {name}\n"))?;
+        }
+    } else {
+        nft(&script)?;
+    }
+    *applied = Some(script);
+    Ok(())
 }
 
 pub fn bridge_exists(bridge: &str) -> bool {
@@ -59,11 +98,35 @@ fn table_exists(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// How many rules `ruleset`'s script holds (its lines in a chain other than the
+/// chain's `type` line).
+fn rule_count(script: &str) -> usize {
+    script
+        .lines()
+        .filter(|l| l.starts_with("    ") && !l.trim_start().starts_with("type "))
+        .count()
+}
+
 /// The whole table, replaced in one transaction.
 fn ruleset(name: &str, live: &[NetworkRecord]) -> String {
     let mut rules = Vec::new();
-    for n in live {
-        let others: Vec<String> = live
+    let mut masq = Vec::new();
+    for n in live.iter().filter(|n| !n.internal && !n.subnet.is_empty()) {
+        masq.push(format!(
+            "ip saddr {s} ip daddr != {s} ip daddr != 224.0.0.0/4 masquerade",
+            s = n.subnet
+        ));
+        if !n.subnet6.is_empty() {
+            masq.push(format!(
+                "ip6 saddr {s} ip6 daddr != {s} ip6 daddr != ff00::/8 ip6 daddr != fe80::/10 masquerade",
+                s = n.subnet6
+            ));
+        }
+    }
+    // Isolation between user networks (the default bridge is not isolated, as before).
+    let user: Vec<&NetworkRecord> = live.iter().filter(|n| !n.builtin).collect();
+    for n in &user {
+        let others: Vec<String> = user
             .iter()
             .filter(|o| o.bridge != n.bridge)
             .map(|o| format!("\"{}\"", o.bridge))
@@ -91,6 +154,13 @@ fn ruleset(name: &str, live: &[NetworkRecord]) -> String {
         "table inet {name} {{\n  chain forward {{\n    type filter hook forward priority -1; policy accept;\n"
     ));
     for r in rules {
+        s.push_str(&format!("    {r}\n"));
+    }
+    s.push_str("  }\n");
+    s.push_str(
+        "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    for r in masq {
         s.push_str(&format!("    {r}\n"));
     }
     s.push_str("  }\n}\n");
@@ -141,17 +211,41 @@ mod tests {
             labels: Default::default(),
             options: Default::default(),
             builtin: false,
+            ..Default::default()
         }
     }
 
     #[test]
     fn bridges_isolated_and_internal_closed() {
-        let s = ruleset("berth_t", &[net("b1", false), net("b2", true)]);
+        let mut b1 = net("b1", false);
+        b1.subnet = "10.1.0.0/16".into();
+        b1.subnet6 = "fd00:1::/64".into();
+        let mut b2 = net("b2", true);
+        b2.subnet = "10.2.0.0/16".into();
+        b2.subnet6 = "fd00:2::/64".into();
+        let mut default = net("berth-br0", false);
+        default.builtin = true;
+        default.subnet = "172.17.0.0/16".into();
+        let s = ruleset("berth_t", &[b1, b2, default]);
         assert!(s.starts_with("table inet berth_t {}\ndelete table inet berth_t\n"));
         assert!(s.contains("iifname \"b1\" oifname { \"b2\" } drop"));
         assert!(s.contains("iifname \"b2\" oifname { \"b1\" } drop"));
         assert!(s.contains("iifname \"b2\" oifname != \"b2\" drop"));
         assert!(s.contains("oifname \"b2\" iifname != \"b2\" drop"));
         assert!(!s.contains("oifname != \"b1\""));
+        // The default bridge is masqueraded but not isolated; an internal one is not
+        // masqueraded.
+        assert!(!s.contains("\"berth-br0\""));
+        assert!(s.contains(
+            "ip saddr 10.1.0.0/16 ip daddr != 10.1.0.0/16 ip daddr != 224.0.0.0/4 masquerade"
+        ));
+        assert!(s.contains("ip saddr 172.17.0.0/16 ip daddr != 172.17.0.0/16"));
+        assert!(!s.contains("ip saddr 10.2.0.0/16"));
+        // IPv6 subnets alike; the interface rules above cover both families.
+        assert!(s.contains("ip6 saddr fd00:1::/64 ip6 daddr != fd00:1::/64"));
+        assert!(!s.contains("fd00:2::"));
+        // Four isolation rules and three masquerades (b1's IPv4 and IPv6, the default
+        // bridge's).
+        assert_eq!(rule_count(&s), 7);
     }
 }

@@ -1,9 +1,10 @@
-//! IPv4 subnets of bridge networks: parsing, overlap, the gateway and the pool free
+//! Subnets of bridge networks: IPv4 parsing, overlap, the gateway and the pool free
 //! subnets are taken from (Docker's default pool order), and the host's routes a
-//! default subnet must not cover.
+//! default subnet must not cover; IPv6 subnets (`--ipv6`), which are always given
+//! (Docker's default pools are IPv4 only).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 network in CIDR notation, with the host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ impl Ipv4Net {
             .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| {
             if addr.contains(':') {
-                format!("{s}: IPv6 subnets are not supported by berth yet")
+                format!("{s}: an IPv6 subnet where an IPv4 one is expected")
             } else {
                 format!("invalid CIDR address: {s}")
             }
@@ -90,6 +91,133 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+/// An IPv6 network in CIDR notation, with the host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Net {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Ipv6Net {
+    /// `x::/n`; the address must be the network's, as Docker checks it.
+    pub fn parse(s: &str) -> Result<Ipv6Net, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+        let addr: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 128)
+            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+        let net = Ipv6Net::new(addr, prefix);
+        if net.addr != addr {
+            return Err(format!("invalid subnet {s}: it should be {net}"));
+        }
+        Ok(net)
+    }
+
+    pub fn new(addr: Ipv6Addr, prefix: u8) -> Ipv6Net {
+        Ipv6Net {
+            addr: Ipv6Addr::from(u128::from(addr) & mask6(prefix)),
+            prefix,
+        }
+    }
+
+    fn first(self) -> u128 {
+        u128::from(self.addr)
+    }
+
+    fn last(self) -> u128 {
+        self.first() | !mask6(self.prefix)
+    }
+
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & mask6(self.prefix) == self.first()
+    }
+
+    pub fn overlaps(self, other: Ipv6Net) -> bool {
+        self.first() <= other.last() && other.first() <= self.last()
+    }
+
+    pub fn covers(self, other: Ipv6Net) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
+    /// The first address after the network's own (the subnet-router anycast one),
+    /// Docker's default IPv6 gateway.
+    pub fn first_host(self) -> Ipv6Addr {
+        Ipv6Addr::from(self.first() + u128::from(self.prefix < 127))
+    }
+
+    /// The last address of the network (IPv6 has no broadcast).
+    pub fn last_host(self) -> Ipv6Addr {
+        Ipv6Addr::from(self.last())
+    }
+
+    /// An address a container or the gateway may have: inside, not the network's own.
+    pub fn is_host(self, ip: Ipv6Addr) -> bool {
+        self.contains(ip) && (self.prefix >= 127 || u128::from(ip) != self.first())
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// What checking a network's gateway and range asks of its subnet, either family.
+pub trait Subnet: Copy + fmt::Display + Sized {
+    type Addr: std::str::FromStr + Copy;
+    fn parse_net(s: &str) -> Result<Self, String>;
+    fn covers_net(self, other: Self) -> bool;
+    fn first_host_addr(self) -> Self::Addr;
+    fn is_host_addr(self, ip: Self::Addr) -> bool;
+}
+
+impl Subnet for Ipv4Net {
+    type Addr = Ipv4Addr;
+    fn parse_net(s: &str) -> Result<Self, String> {
+        Ipv4Net::parse(s)
+    }
+    fn covers_net(self, other: Self) -> bool {
+        self.covers(other)
+    }
+    fn first_host_addr(self) -> Ipv4Addr {
+        self.first_host()
+    }
+    fn is_host_addr(self, ip: Ipv4Addr) -> bool {
+        self.is_host(ip)
+    }
+}
+
+impl Subnet for Ipv6Net {
+    type Addr = Ipv6Addr;
+    fn parse_net(s: &str) -> Result<Self, String> {
+        Ipv6Net::parse(s)
+    }
+    fn covers_net(self, other: Self) -> bool {
+        self.covers(other)
+    }
+    fn first_host_addr(self) -> Ipv6Addr {
+        self.first_host()
+    }
+    fn is_host_addr(self, ip: Ipv6Addr) -> bool {
+        self.is_host(ip)
+    }
+}
+
+fn mask6(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
 fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0
@@ -149,6 +277,30 @@ mod tests {
         assert!(Ipv4Net::parse("10.1.0.0").is_err());
         assert!(Ipv4Net::parse("10.1.0.0/33").is_err());
         assert!(Ipv4Net::parse("fd00::/64").unwrap_err().contains("IPv6"));
+    }
+
+    #[test]
+    fn ipv6_subnets() {
+        let n = Ipv6Net::parse("fd00:db8:1::/64").unwrap();
+        assert_eq!(n.to_string(), "fd00:db8:1::/64");
+        assert_eq!(n.first_host().to_string(), "fd00:db8:1::1");
+        assert_eq!(
+            Ipv6Net::parse("fd00:db8:1::5/64").unwrap_err(),
+            "invalid subnet fd00:db8:1::5/64: it should be fd00:db8:1::/64"
+        );
+        assert!(Ipv6Net::parse("10.0.0.0/8").is_err());
+        assert!(Ipv6Net::parse("fd00::/129").is_err());
+        let wide = Ipv6Net::parse("fd00:db8::/32").unwrap();
+        let other = Ipv6Net::parse("fd00:db9::/64").unwrap();
+        assert!(wide.overlaps(n) && n.overlaps(wide) && !wide.overlaps(other));
+        assert!(wide.covers(n) && !n.covers(wide));
+        assert!(n.is_host("fd00:db8:1::2".parse().unwrap()));
+        assert!(!n.is_host("fd00:db8:1::".parse().unwrap()));
+        assert!(!n.is_host("fd00:db8:2::2".parse().unwrap()));
+        assert_eq!(
+            n.last_host().to_string(),
+            "fd00:db8:1:0:ffff:ffff:ffff:ffff"
+        );
     }
 
     #[test]

@@ -20,12 +20,11 @@ pub mod ipam;
 pub mod ports;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
 pub use filter::NetworkFilter;
-use ipam::Ipv4Net;
+use ipam::{Ipv4Net, Ipv6Net};
 
 use crate::record::ContainerRecord;
 use crate::store::Kind;
@@ -48,7 +47,7 @@ pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 pub const PREDEFINED: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 
 /// A network as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkRecord {
     pub version: u32,
     pub id: String,
@@ -77,6 +76,16 @@ pub struct NetworkRecord {
     /// Made by berthd (`bridge`, `host`, `none`): never removed.
     #[serde(default)]
     pub builtin: bool,
+    /// `--ipv6`: containers get an address of `subnet6` as well (dual stack).
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    /// IPv6 CIDR, its gateway (on the bridge) and the part addresses are given from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet6: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<String>,
 }
 
 /// A container's place on a network, kept in its record.
@@ -104,6 +113,45 @@ pub struct Endpoint {
     /// the endpoint's position.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub if_name: String,
+    /// Docker's `EndpointID`: 64 hex, made when the endpoint is, kept across restarts
+    /// (older records: derived from the container's and the network's ids).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint_id: String,
+    /// `--ip6`; empty: any (on a network with IPv6).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_ip6: String,
+    /// While attached, on an IPv6 network: the IPv6 address, its prefix length and
+    /// the network's IPv6 gateway.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip6_address: String,
+    #[serde(default)]
+    pub prefix6_len: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
+}
+
+impl Endpoint {
+    /// The endpoint id to show: the stored one, or for records made before endpoint
+    /// ids were stored, one derived from the container's and the network's ids
+    /// (stable, 64 hex).
+    pub fn id_for(&self, container_id: &str) -> String {
+        if !self.endpoint_id.is_empty() {
+            return self.endpoint_id.clone();
+        }
+        // Four FNV-1a hashes of the pair, each seeded differently: not a secret,
+        // only a stable id.
+        let text = format!("{container_id}/{}", self.network_id);
+        (0u64..4)
+            .map(|seed| {
+                let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+                for b in text.bytes() {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+                format!("{h:016x}")
+            })
+            .collect()
+    }
 }
 
 /// A network with what is known about it now.
@@ -132,6 +180,10 @@ pub struct NewNetwork {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
+    /// The IPv6 IPAM config (with `enable_ipv6`).
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
+    pub ip_range6: Option<String>,
     pub internal: bool,
     pub enable_ipv6: bool,
     pub attachable: bool,
@@ -180,6 +232,7 @@ pub fn ensure_default(engine: &Engine, def: &DefaultBridge) -> Result<Network, E
                 labels: BTreeMap::new(),
                 options: BTreeMap::new(),
                 builtin: true,
+                ..Default::default()
             };
             engine
                 .store
@@ -214,6 +267,7 @@ pub fn ensure_default(engine: &Engine, def: &DefaultBridge) -> Result<Network, E
         labels: BTreeMap::new(),
         options: BTreeMap::new(),
         builtin: true,
+        ..Default::default()
     };
     engine
         .store
@@ -248,11 +302,6 @@ pub fn create(engine: &Engine, new: NewNetwork) -> Result<Network, EngineError> 
             )))
         }
     }
-    if new.enable_ipv6 {
-        return Err(EngineError::Invalid(
-            "EnableIPv6 (--ipv6) is not supported by berth yet".into(),
-        ));
-    }
     let mut bridge = None;
     for (key, value) in &new.options {
         match key.as_str() {
@@ -282,32 +331,9 @@ pub fn create(engine: &Engine, new: NewNetwork) -> Result<Network, EngineError> 
             free_subnet(engine)?
         }
     };
-    let gateway = match &new.gateway {
-        Some(g) => {
-            let ip: Ipv4Addr = g
-                .parse()
-                .map_err(|_| EngineError::Invalid(format!("invalid gateway address {g:?}")))?;
-            if !subnet.is_host(ip) {
-                return Err(EngineError::Invalid(format!(
-                    "no matching subnet for gateway {g}: it is not a host address of {subnet}"
-                )));
-            }
-            ip
-        }
-        None => subnet.first_host(),
-    };
-    let ip_range = match &new.ip_range {
-        Some(r) => {
-            let range = Ipv4Net::parse(r).map_err(EngineError::Invalid)?;
-            if !subnet.covers(range) {
-                return Err(EngineError::Invalid(format!(
-                    "no matching subnet for range {r}: it is not inside {subnet}"
-                )));
-            }
-            Some(range.to_string())
-        }
-        None => None,
-    };
+    let (gateway, ip_range) =
+        gateway_and_range(subnet, new.gateway.as_deref(), new.ip_range.as_deref())?;
+    let v6 = ipv6_config(engine, &new)?;
     let id = crate::create::random_id();
     let bridge = match bridge {
         Some(b) => b,
@@ -335,6 +361,10 @@ pub fn create(engine: &Engine, new: NewNetwork) -> Result<Network, EngineError> 
         labels: new.labels,
         options: new.options,
         builtin: false,
+        enable_ipv6: new.enable_ipv6,
+        subnet6: v6.as_ref().map(|v| v.0.to_string()).unwrap_or_default(),
+        gateway6: v6.as_ref().map(|v| v.1.to_string()).unwrap_or_default(),
+        ip_range6: v6.and_then(|v| v.2),
     };
     engine
         .store
@@ -477,6 +507,46 @@ fn check_overlap(engine: &Engine, subnet: Ipv4Net) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The IPv6 subnet, gateway and range of a new network with `--ipv6`; none without.
+/// Docker's default pools are IPv4 only, so `--ipv6` needs a subnet (dockerd's
+/// words when it has none); an IPv6 subnet without `--ipv6` is refused rather than
+/// kept unused.
+fn ipv6_config(
+    engine: &Engine,
+    new: &NewNetwork,
+) -> Result<Option<(Ipv6Net, std::net::Ipv6Addr, Option<String>)>, EngineError> {
+    let Some(s) = &new.subnet6 else {
+        if new.enable_ipv6 {
+            return Err(EngineError::Invalid(
+                "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network (--ipv6 needs an IPv6 --subnet)".into(),
+            ));
+        }
+        if new.gateway6.is_some() || new.ip_range6.is_some() {
+            return Err(EngineError::Invalid(
+                "an IPv6 gateway or IP range needs an IPv6 subnet (--subnet)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !new.enable_ipv6 {
+        return Err(EngineError::Invalid(format!(
+            "IPv6 subnet {s} given without --ipv6 (EnableIPv6): enable IPv6 on the network to use it"
+        )));
+    }
+    let subnet = Ipv6Net::parse(s).map_err(EngineError::Invalid)?;
+    for r in records(engine)? {
+        if Ipv6Net::parse(&r.subnet6).is_ok_and(|other| other.overlaps(subnet)) {
+            return Err(EngineError::Forbidden(format!(
+                "Pool overlaps with other one on this address space (network {} has {})",
+                r.name, r.subnet6
+            )));
+        }
+    }
+    let (gateway, range) =
+        gateway_and_range(subnet, new.gateway6.as_deref(), new.ip_range6.as_deref())?;
+    Ok(Some((subnet, gateway, range)))
+}
+
 /// The first subnet of Docker's pools that no network and no host route overlaps.
 fn free_subnet(engine: &Engine) -> Result<Ipv4Net, EngineError> {
     let mut taken = ipam::host_routes();
@@ -566,6 +636,42 @@ fn users(engine: &Engine) -> Result<BTreeMap<String, Vec<Attached>>, EngineError
 fn with_containers(engine: &Engine, record: NetworkRecord) -> Result<Network, EngineError> {
     let containers = users(engine)?.remove(&record.id).unwrap_or_default();
     Ok(Network { record, containers })
+}
+
+/// A network's gateway (given: a host address of `subnet`; else its first host) and
+/// its `--ip-range` (inside `subnet`), in Docker's words when they are not.
+fn gateway_and_range<N: ipam::Subnet>(
+    subnet: N,
+    gateway: Option<&str>,
+    range: Option<&str>,
+) -> Result<(N::Addr, Option<String>), EngineError> {
+    let gateway = match gateway {
+        Some(g) => {
+            let ip: N::Addr = g
+                .parse()
+                .map_err(|_| EngineError::Invalid(format!("invalid gateway address {g:?}")))?;
+            if !subnet.is_host_addr(ip) {
+                return Err(EngineError::Invalid(format!(
+                    "no matching subnet for gateway {g}: it is not a host address of {subnet}"
+                )));
+            }
+            ip
+        }
+        None => subnet.first_host_addr(),
+    };
+    let range = match range {
+        Some(r) => {
+            let range = N::parse_net(r).map_err(EngineError::Invalid)?;
+            if !subnet.covers_net(range) {
+                return Err(EngineError::Invalid(format!(
+                    "no matching subnet for range {r}: it is not inside {subnet}"
+                )));
+            }
+            Some(range.to_string())
+        }
+        None => None,
+    };
+    Ok((gateway, range))
 }
 
 #[cfg(test)]

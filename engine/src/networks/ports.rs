@@ -56,6 +56,12 @@ pub fn requested(
                 p.container_port
             )));
         }
+        if p.host_ip.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(EngineError::Invalid(format!(
+                "publishing port {} on the IPv6 host address [{}] is not supported by berth yet (IPv4 host addresses only)",
+                p.container_port, p.host_ip
+            )));
+        }
         if !p.host_ip.is_empty() && p.host_ip.parse::<Ipv4Addr>().is_err() {
             return Err(EngineError::Invalid(format!(
                 "invalid IP address in port binding {}: {:?} (IPv4 only)",
@@ -232,7 +238,7 @@ mod tests {
         for (bad, want) in [
             (p("80/sctp", "", ""), "SCTP"),
             (p("x/tcp", "", ""), "invalid port"),
-            (p("80/tcp", "::1", ""), "IPv4 only"),
+            (p("80/tcp", "::1", ""), "IPv6 host address [::1]"),
             (p("80/tcp", "", "9-1"), "invalid hostPort"),
         ] {
             let n = NetworkAttachment {

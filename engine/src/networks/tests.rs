@@ -142,7 +142,23 @@ fn create_checks_everything_first() -> TestResult {
             enable_ipv6: true,
             ..net("v6", None)
         },
-        "EnableIPv6",
+        "non-overlapping IPv6 address pool",
+    );
+    refused(
+        NewNetwork {
+            subnet6: Some("fd00:77::/64".into()),
+            ..net("v6b", None)
+        },
+        "without --ipv6",
+    );
+    refused(
+        NewNetwork {
+            enable_ipv6: true,
+            subnet6: Some("fd00:77::/64".into()),
+            gateway6: Some("fd00:78::1".into()),
+            ..net("v6c", None)
+        },
+        "no matching subnet for gateway fd00:78::1",
     );
     let mut opt = net("opt", None);
     opt.options
@@ -218,4 +234,66 @@ fn pool_subnets_lookup_remove_prune() -> TestResult {
     remove(&engine, &a.record.id)?;
     assert!(list(&engine, &NetworkFilter::default())?.is_empty());
     Ok(())
+}
+
+#[test]
+fn ipv6_networks_keep_their_subnet_and_refuse_overlaps() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let engine = open(dir.path())?;
+    let mut new = net("six", Some("10.210.0.0/24"));
+    new.enable_ipv6 = true;
+    new.subnet6 = Some("fd00:210::/64".into());
+    new.ip_range6 = Some("fd00:210::/80".into());
+    let six = create(&engine, new)?;
+    assert!(six.record.enable_ipv6);
+    assert_eq!(six.record.subnet6, "fd00:210::/64");
+    assert_eq!(six.record.gateway6, "fd00:210::1");
+    assert_eq!(six.record.ip_range6.as_deref(), Some("fd00:210::/80"));
+    let conf = attach::conflist(&engine, &six.record);
+    let ranges = &conf["plugins"][0]["ipam"]["ranges"];
+    assert_eq!(ranges[1][0]["subnet"], "fd00:210::/64");
+    assert_eq!(ranges[1][0]["gateway"], "fd00:210::1");
+    assert_eq!(conf["plugins"][0]["ipam"]["routes"][1]["dst"], "::/0");
+
+    let mut other = net("seven", Some("10.211.0.0/24"));
+    other.enable_ipv6 = true;
+    other.subnet6 = Some("fd00:210::/48".into());
+    let e = create(&engine, other).unwrap_err().to_string();
+    assert!(
+        e.contains("Pool overlaps with other one on this address space"),
+        "{e}"
+    );
+    // `--ip6` is checked against the IPv6 subnet; a v4-only network has none.
+    assert!(attach::check_ip6(&six.record, "fd00:210::9").is_ok());
+    let e = attach::check_ip6(&six.record, "fd00:999::9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("It does not belong to any of this network's subnets"),
+        "{e}"
+    );
+    let v4 = create(&engine, net("four", Some("10.212.0.0/24")))?;
+    let e = attach::check_ip6(&v4.record, "fd00:210::9")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("networks with user configured subnets"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn endpoint_ids_are_stable_64_hex() {
+    let ep = Endpoint {
+        network_id: "n".repeat(64),
+        ..Default::default()
+    };
+    let id = ep.id_for("c1");
+    assert_eq!(id.len(), 64);
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(id, ep.id_for("c1"));
+    assert_ne!(id, ep.id_for("c2"));
+    let stored = Endpoint {
+        endpoint_id: "e".repeat(64),
+        ..ep
+    };
+    assert_eq!(stored.id_for("c1"), "e".repeat(64));
 }

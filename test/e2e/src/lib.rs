@@ -105,17 +105,36 @@ impl NetSlot {
             .args(["link", "del", &self.bridge()])
             .stderr(Stdio::null())
             .status();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in root.as_os_str().as_encoded_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        let table = format!("berth_{:012x}", h & 0xffff_ffff_ffff);
+        let table = nft_table_of(root);
         let _ = Command::new("nft")
             .args(["delete", "table", "inet", &table])
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The name of the nft table (family `inet`) of a berthd whose root is `root`:
+/// `engine::networks::firewall::table`'s FNV-1a of the root path.
+pub fn nft_table_of(root: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in root.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("berth_{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Whether something listens on `ip`:53 over UDP and over TCP (from /proc/net, which
+/// gives the local address as host-order hex, then the port).
+pub fn listening_on_dns(ip: std::net::Ipv4Addr) -> (bool, bool) {
+    let want = format!("{:08X}:0035", u32::from_le_bytes(ip.octets()));
+    let has = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+    };
+    (has("/proc/net/udp"), has("/proc/net/tcp"))
 }
 
 impl Drop for NetSlot {
@@ -209,7 +228,13 @@ impl Berthd {
             .arg("debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("berthd.log"))?)
+            // Appended: after a restart the log still says what the killed berthd did.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("berthd.log"))?,
+            )
             .spawn()
             .context("starting berthd")?;
         self.child = Some(child);
@@ -337,6 +362,17 @@ impl Berthd {
         cmd.env("DOCKER_HOST", self.docker_host())
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
         cmd
+    }
+
+    /// Runs the Python `script` with python3 (the Docker SDK installed by hack/deps.sh)
+    /// and this daemon's `DOCKER_HOST` as its first argument; returns its stdout, or
+    /// an error with its output and berthd's log.
+    pub fn python_sdk(&self, script: &str) -> Result<String> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("scenario.py");
+        std::fs::write(&path, script)?;
+        run_ok(Command::new("python3").arg(&path).arg(self.docker_host()))
+            .with_context(|| format!("berthd's log:\n{}", self.log()))
     }
 
     /// Imports the host's busybox (with its applet links and /etc/passwd) as image

@@ -2,7 +2,8 @@
 //! networks, user bridge networks created, listed with filters, inspected, removed
 //! and pruned; bad input (an overlapping subnet, an unknown driver or network, a
 //! builtin network removed) refused with nothing made; records kept across a
-//! berthd `kill -9`.
+//! berthd `kill -9`; berth's nft table restored at the next network event after
+//! someone deletes or flushes it.
 
 use anyhow::Result;
 use berth_e2e::{require_root, run, run_ok, Berthd};
@@ -115,6 +116,22 @@ fn builtin_and_user_networks() -> Result<()> {
 
     let out = run_ok(berthd.docker().args(["network", "rm", "backend"]))?;
     assert_eq!(out.trim(), "backend");
+    // `until`: only networks created before; `front` is a second old, not an hour.
+    let out = run_ok(
+        berthd
+            .docker()
+            .args(["network", "prune", "-f", "--filter", "until=1h"]),
+    )?;
+    assert_eq!(out.trim(), "", "{out}");
+    assert!(names(&berthd, &[])?.contains(&"front".to_string()));
+    let (code, _, err) =
+        run(berthd
+            .docker()
+            .args(["network", "prune", "-f", "--filter", "until=soon"]))?;
+    assert!(
+        code != 0 && err.contains("invalid filter 'until=soon'"),
+        "{err}"
+    );
     let out = run_ok(berthd.berth()?.args(["network", "prune", "-f"]))?;
     assert_eq!(out, "Deleted Networks:\nfront\n");
     assert_eq!(names(&berthd, &[])?, ["bridge", "host", "none"]);
@@ -151,7 +168,10 @@ fn bad_input_is_refused_with_nothing_made() -> Result<()> {
         &["create", "-d", "overlay", "ov"],
         "\"overlay\" is not supported",
     )?;
-    refused(&["create", "--ipv6", "six"], "EnableIPv6")?;
+    refused(
+        &["create", "--ipv6", "six"],
+        "non-overlapping IPv6 address pool",
+    )?;
     refused(
         &["create", "-o", "com.docker.network.driver.mtu=1400", "mtu"],
         "com.docker.network.driver.mtu",
@@ -232,12 +252,7 @@ fn traces(berthd: &Berthd, bridges: &[&str], prefixes: &[&str]) -> Result<Vec<St
 }
 
 fn table_name(berthd: &Berthd) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in berthd.root().as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("table inet berth_{:012x}", h & 0xffff_ffff_ffff)
+    format!("table inet {}", berth_e2e::nft_table_of(&berthd.root()))
 }
 
 /// This daemon's nft table in a `nft list tables` listing: berth names it after an
@@ -999,12 +1014,17 @@ fn containers_without_network_join_the_default_bridge() -> Result<()> {
         run_ok(berthd.docker().args(["port", "web"]))?.trim(),
         format!("80/tcp -> 127.0.0.1:{port}")
     );
-    // Outbound through masquerading: the bridge plugin's rule for the address.
-    let nat = run_ok(std::process::Command::new("iptables-save").args(["-t", "nat"]))?;
+    // Outbound through masquerading: the network's rule in berth's nft table (one
+    // per network, not a chain per container).
+    let table = table_name(&berthd);
+    let table = table.trim_start_matches("table inet ");
+    let nat = run_ok(std::process::Command::new("nft").args(["list", "table", "inet", table]))?;
+    let subnet = berthd.default_subnet();
     assert!(
         nat.lines()
-            .any(|l| l.starts_with("-A POSTROUTING") && l.contains(&ip)),
-        "no masquerade rule for {ip}: {nat}"
+            .any(|l| l.contains(&format!("ip saddr {subnet} "))
+                && l.trim_end().ends_with("masquerade")),
+        "no masquerade rule for {subnet} ({ip}): {nat}"
     );
 
     // A --rm run gets an address too and leaves nothing.
@@ -1099,19 +1119,17 @@ fn add_host_hostname_and_domainname_in_etc_files() -> Result<()> {
     );
     assert!(rest.starts_with("web\nweb\n"), "{rest}");
 
-    // Bad entries are refused by name, and --add-host is not dropped off a bridge.
+    // Bad entries are refused by name.
     let (code, _, err) = run(berthd.docker().args([
         "run",
         "--rm",
-        "--network",
-        "none",
         "--add-host",
-        "db:192.0.2.9",
+        "db:not-an-ip",
         "busybox",
         "true",
     ]))?;
     assert_ne!(code, 0);
-    assert!(err.contains("--add-host"), "{err}");
+    assert!(err.contains("add-host"), "{err}");
     Ok(())
 }
 
@@ -1251,5 +1269,84 @@ fn network_container_shares_the_namespace() -> Result<()> {
     assert!(!none.contains(&host_ns.display().to_string()), "{none}");
     assert!(none.ends_with("]\nlo\n"), "{none}");
     run_ok(berthd.docker().args(["rm", "-f", "side", "web", "stopped"]))?;
+    Ok(())
+}
+
+/// The rules of this daemon's nft table, or None when the table is gone.
+fn table_rules(berthd: &Berthd) -> Option<String> {
+    let table = table_name(berthd);
+    let name = table.trim_start_matches("table inet ");
+    std::process::Command::new("nft")
+        .args(["list", "table", "inet", name])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn an_externally_deleted_or_flushed_table_comes_back() -> Result<()> {
+    require_root();
+    let berthd = berthd()?;
+    berthd.import_busybox("busybox")?;
+    let _cleanup = HostCleanup {
+        bridges: vec![],
+        table: table_name(&berthd),
+    };
+    let masq = format!("ip saddr {} ", berthd.default_subnet());
+    let has_masq = |rules: &Option<String>| {
+        rules.as_deref().is_some_and(|r| {
+            r.lines()
+                .any(|l| l.contains(&masq) && l.trim_end().ends_with("masquerade"))
+        })
+    };
+    run_ok(
+        berthd
+            .docker()
+            .args(["run", "-d", "--name", "c1", "busybox", "sleep", "600"]),
+    )?;
+    assert!(
+        has_masq(&table_rules(&berthd)),
+        "{:?}",
+        table_rules(&berthd)
+    );
+
+    // Deleted behind berth's back: the next start (one publishing a port) brings it
+    // back, and the port answers through portmap's DNAT.
+    let table = table_name(&berthd);
+    let name = table.trim_start_matches("table inet ").to_string();
+    run_ok(std::process::Command::new("nft").args(["delete", "table", "inet", &name]))?;
+    assert_eq!(table_rules(&berthd), None);
+    let port = free_port()?;
+    let mut cmd = berthd.docker();
+    cmd.args(["run", "-d", "--name", "web", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .args(["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    run_ok(&mut cmd)?;
+    let rules = table_rules(&berthd);
+    assert!(has_masq(&rules), "not restored at the start: {rules:?}");
+    let web_ip = setting(&berthd, "web", "IPAddress")?;
+    let live = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    assert!(
+        live.lines().any(|l| l.starts_with("-A")
+            && l.contains("DNAT")
+            && l.contains(&web_ip)
+            && l.contains(&port.to_string())),
+        "no DNAT rule for {web_ip} on port {port}: {live}"
+    );
+    let web_host = run_ok(berthd.docker().args(["exec", "web", "hostname"]))?;
+    let body = http_get(&format!("127.0.0.1:{port}"));
+    assert!(
+        body.as_deref().is_some_and(|b| b.ends_with(&web_host)),
+        "{body:?}"
+    );
+
+    // Flushed (chains kept, rules gone): a stop brings the rules back.
+    run_ok(std::process::Command::new("nft").args(["flush", "table", "inet", &name]))?;
+    assert!(!has_masq(&table_rules(&berthd)));
+    run_ok(berthd.docker().args(["stop", "-t", "1", "c1"]))?;
+    let rules = table_rules(&berthd);
+    assert!(has_masq(&rules), "not restored at the stop: {rules:?}");
+    run_ok(berthd.docker().args(["rm", "-f", "c1", "web"]))?;
     Ok(())
 }

@@ -62,19 +62,6 @@ fn fake_upstream() -> Result<(u16, Arc<AtomicUsize>)> {
     Ok((port, seen))
 }
 
-/// Whether something listens on `ip`:53 over UDP and over TCP (from /proc/net).
-fn listening_on(ip: Ipv4Addr) -> (bool, bool) {
-    // /proc/net/{udp,tcp} give the local address as host-order hex, then the port.
-    let want = format!("{:08X}:0035", u32::from_le_bytes(ip.octets()));
-    let has = |file: &str| {
-        std::fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
-    };
-    (has("/proc/net/udp"), has("/proc/net/tcp"))
-}
-
 fn ip_of(berthd: &Berthd, name: &str, network: &str) -> Result<String> {
     let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
     Ok(
@@ -148,7 +135,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     }
     let gw_x = Ipv4Addr::new(10, 221, 0, 1);
     assert_eq!(
-        listening_on(gw_x),
+        berth_e2e::listening_on_dns(gw_x),
         (false, false),
         "a listener before any container"
     );
@@ -178,7 +165,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
         ],
     )?;
     assert_eq!(
-        listening_on(gw_x),
+        berth_e2e::listening_on_dns(gw_x),
         (true, true),
         "no listener on dnsx's gateway"
     );
@@ -334,7 +321,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     // A berthd crash: the server comes back from the records.
     berthd.kill9()?;
     assert_eq!(
-        listening_on(gw_x),
+        berth_e2e::listening_on_dns(gw_x),
         (false, false),
         "listener outlived berthd"
     );
@@ -346,12 +333,12 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     assert_eq!(lookup(&berthd, "x2", "x1")?, None);
     run_ok(berthd.docker().args(["rm", "-f", "x1", "x2", "y1", "y2"]))?;
     assert_eq!(
-        listening_on(gw_x),
+        berth_e2e::listening_on_dns(gw_x),
         (false, false),
         "listener left on dnsx's gateway"
     );
     assert_eq!(
-        listening_on(Ipv4Addr::new(10, 222, 0, 1)),
+        berth_e2e::listening_on_dns(Ipv4Addr::new(10, 222, 0, 1)),
         (false, false),
         "listener left on dnsy's gateway"
     );

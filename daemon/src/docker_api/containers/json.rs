@@ -141,10 +141,17 @@ fn networks(r: &ContainerRecord) -> Value {
         .networks
         .iter()
         .map(|e| {
-            let ipam = if e.requested_ip.is_empty() {
+            let ipam = if e.requested_ip.is_empty() && e.requested_ip6.is_empty() {
                 Value::Null
             } else {
-                json!({"IPv4Address": e.requested_ip})
+                let mut m = serde_json::Map::new();
+                if !e.requested_ip.is_empty() {
+                    m.insert("IPv4Address".into(), json!(e.requested_ip));
+                }
+                if !e.requested_ip6.is_empty() {
+                    m.insert("IPv6Address".into(), json!(e.requested_ip6));
+                }
+                Value::Object(m)
             };
             let mut aliases = e.aliases.clone();
             // The default bridge has no names (Docker's endpoints there have none).
@@ -160,13 +167,13 @@ fn networks(r: &ContainerRecord) -> Value {
                     "Links": null,
                     "Aliases": if aliases.is_empty() { Value::Null } else { json!(aliases) },
                     "NetworkID": e.network_id,
-                    "EndpointID": "",
+                    "EndpointID": e.id_for(&r.id),
                     "Gateway": e.gateway,
                     "IPAddress": e.ip_address,
                     "IPPrefixLen": e.prefix_len,
-                    "IPv6Gateway": "",
-                    "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0,
+                    "IPv6Gateway": e.gateway6,
+                    "GlobalIPv6Address": e.ip6_address,
+                    "GlobalIPv6PrefixLen": e.prefix6_len,
                     "MacAddress": e.mac_address,
                     "DriverOpts": null,
                 }),
@@ -190,12 +197,13 @@ fn network_settings(r: &ContainerRecord) -> Value {
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
         "Ports": network_ports(r),
         "SandboxKey": "", "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-        "EndpointID": "",
+        "EndpointID": default.map(|e| e.id_for(&r.id)).unwrap_or_default(),
         "Gateway": field(|e| e.gateway.clone()),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": field(|e| e.ip6_address.clone()),
+        "GlobalIPv6PrefixLen": default.map(|e| e.prefix6_len).unwrap_or(0),
         "IPAddress": field(|e| e.ip_address.clone()),
         "IPPrefixLen": default.map(|e| e.prefix_len).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": field(|e| e.gateway6.clone()),
         "MacAddress": field(|e| e.mac_address.clone()),
         "Networks": networks(r),
     })

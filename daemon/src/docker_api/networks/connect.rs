@@ -1,5 +1,5 @@
 //! `POST /networks/{id}/connect`: `{"Container", "EndpointConfig": {"IPAMConfig":
-//! {"IPv4Address"}, "Aliases"}}`; other endpoint settings refused by name when set.
+//! {"IPv4Address", "IPv6Address"}, "Aliases"}}`; other endpoint settings refused by name when set.
 
 use std::sync::Arc;
 
@@ -28,12 +28,10 @@ pub async fn handle(
     network: String,
 ) -> Result<Reply, ApiError> {
     let body: Value = req.json().await?;
-    let container = body["Container"].as_str().unwrap_or_default().to_string();
-    if container.is_empty() {
-        return Err(ApiError::BadRequest("Container is required".into()));
-    }
+    let container = super::container_of(&body)?;
     let ep = &body["EndpointConfig"];
     let mut ip = String::new();
+    let mut ip6 = String::new();
     let mut aliases = Vec::new();
     if let Some(fields) = ep.as_object() {
         for (k, v) in fields {
@@ -42,6 +40,8 @@ pub async fn handle(
                     for (ik, iv) in v.as_object().into_iter().flatten() {
                         if ik == "IPv4Address" {
                             ip = iv.as_str().unwrap_or_default().to_string();
+                        } else if ik == "IPv6Address" {
+                            ip6 = iv.as_str().unwrap_or_default().to_string();
                         } else if !is_unset(iv) {
                             return Err(ApiError::BadRequest(format!(
                                 "EndpointConfig.IPAMConfig.{ik} is not supported by berth"
@@ -81,6 +81,7 @@ pub async fn handle(
             container,
             network,
             ip,
+            ip6,
             aliases,
         },
     )

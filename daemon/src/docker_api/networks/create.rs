@@ -1,6 +1,7 @@
-//! `POST /networks/create`: `Name`, `Driver` (bridge only), `IPAM.Config` (one IPv4
-//! `Subnet` with `Gateway` and `IPRange`), `Internal`, `Attachable`, `EnableIPv6`
-//! (refused until IPv6 subnets are handled), `Options`
+//! `POST /networks/create`: `Name`, `Driver` (bridge only), `IPAM.Config` (at most one
+//! IPv4 and one IPv6 `Subnet`, each with `Gateway` and `IPRange`), `Internal`,
+//! `Attachable`, `EnableIPv6` (an IPv6 subnet required, as dockerd 20.10's IPv4-only
+//! default pools require it), `Options`
 //! (`com.docker.network.bridge.name`), `Labels`, `CheckDuplicate` (names are always
 //! unique in berth); swarm's `Ingress`, `ConfigOnly`, `ConfigFrom`, a `Scope` other
 //! than local, other IPAM drivers, IPAM options and auxiliary addresses are refused by
@@ -20,25 +21,25 @@ use crate::Daemon;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct CreateBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     name: String,
     #[serde(default)]
     check_duplicate: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     driver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     scope: String,
-    #[serde(default, rename = "EnableIPv6")]
+    #[serde(default, rename = "EnableIPv6", deserialize_with = "null_is_zero")]
     enable_ipv6: bool,
     #[serde(default, rename = "IPAM")]
     ipam: Option<Ipam>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     internal: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     attachable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     ingress: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     config_only: bool,
     #[serde(default)]
     config_from: Option<Value>,
@@ -51,7 +52,7 @@ struct CreateBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Ipam {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     driver: String,
     #[serde(default)]
     config: Option<Vec<IpamConfig>>,
@@ -62,14 +63,25 @@ struct Ipam {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct IpamConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     subnet: String,
-    #[serde(default, rename = "IPRange")]
+    #[serde(default, rename = "IPRange", deserialize_with = "null_is_zero")]
     ip_range: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_zero")]
     gateway: String,
     #[serde(default)]
     auxiliary_addresses: Option<BTreeMap<String, String>>,
+}
+
+/// A field the client sent as `null` reads as its zero value, as Go's JSON decoder
+/// (dockerd's) reads it: docker-py sends `IPRange`, `Gateway` and such as `null`
+/// when not given.
+fn null_is_zero<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 pub async fn handle(daemon: &Arc<Daemon>, req: &mut ApiRequest) -> Result<Reply, ApiError> {
@@ -125,9 +137,18 @@ fn to_new(body: CreateBody) -> Result<NewNetwork, ApiError> {
         )));
     }
     let configs = ipam.config.unwrap_or_default();
-    if configs.len() > 1 {
+    // One IPv4 and one IPv6 config; an IPv6 one is told by its subnet (or, without
+    // one, by its gateway or range).
+    let is_v6 = |c: &IpamConfig| {
+        [&c.subnet, &c.gateway, &c.ip_range]
+            .iter()
+            .find(|s| !s.is_empty())
+            .is_some_and(|s| s.contains(':'))
+    };
+    let (v6, v4): (Vec<IpamConfig>, Vec<IpamConfig>) = configs.into_iter().partition(is_v6);
+    if v4.len() > 1 || v6.len() > 1 {
         return Err(ApiError::BadRequest(
-            "more than one IPAM config (subnet) per network is not supported by berth yet".into(),
+            "more than one IPv4 or more than one IPv6 IPAM config (subnet) per network is not supported by berth yet".into(),
         ));
     }
     let mut new = NewNetwork {
@@ -140,16 +161,26 @@ fn to_new(body: CreateBody) -> Result<NewNetwork, ApiError> {
         options: body.options.unwrap_or_default(),
         ..Default::default()
     };
-    if let Some(c) = configs.into_iter().next() {
-        if c.auxiliary_addresses.is_some_and(|a| !a.is_empty()) {
+    let set = |s: String| (!s.is_empty()).then_some(s);
+    for c in v4.iter().chain(&v6) {
+        if c.auxiliary_addresses
+            .as_ref()
+            .is_some_and(|a| !a.is_empty())
+        {
             return Err(ApiError::BadRequest(
                 "IPAM AuxiliaryAddresses (--aux-address) are not supported by berth yet".into(),
             ));
         }
-        let set = |s: String| (!s.is_empty()).then_some(s);
+    }
+    if let Some(c) = v4.into_iter().next() {
         new.subnet = set(c.subnet);
         new.gateway = set(c.gateway);
         new.ip_range = set(c.ip_range);
+    }
+    if let Some(c) = v6.into_iter().next() {
+        new.subnet6 = set(c.subnet);
+        new.gateway6 = set(c.gateway);
+        new.ip_range6 = set(c.ip_range);
     }
     Ok(new)
 }
@@ -185,6 +216,42 @@ mod tests {
     }
 
     #[test]
+    fn python_sdk_body_with_nulls_translates() {
+        // What docker-py 7's `networks.create("n", ipam=IPAMConfig(pool_configs=
+        // [IPAMPool(subnet=…)]))` sends: the pool's unset fields as null.
+        let new = to_new(body(json!({
+            "Name": "n", "Driver": null, "Options": null, "CheckDuplicate": null,
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": "10.9.0.0/16",
+                "IPRange": null, "Gateway": null, "AuxiliaryAddresses": null}]},
+        })))
+        .unwrap();
+        assert_eq!(new.subnet.as_deref(), Some("10.9.0.0/16"));
+        assert_eq!(new.gateway, None);
+        assert_eq!(new.ip_range, None);
+        assert_eq!(new.driver, "");
+        let new = to_new(body(json!({"Name": "n", "IPAM": null, "Internal": null}))).unwrap();
+        assert!(!new.internal && new.subnet.is_none());
+    }
+
+    #[test]
+    fn ipv6_config_goes_beside_the_ipv4_one() {
+        // docker 20.10's `network create --ipv6 --subnet fd00:db8:1::/64 --gateway
+        // fd00:db8:1::1 --subnet 10.9.0.0/24 n` (the CLI pairs gateways by family).
+        let new = to_new(body(json!({
+            "Name": "n", "EnableIPv6": true,
+            "IPAM": {"Driver": "default", "Config": [
+                {"Subnet": "fd00:db8:1::/64", "Gateway": "fd00:db8:1::1"},
+                {"Subnet": "10.9.0.0/24"}]},
+        })))
+        .unwrap();
+        assert!(new.enable_ipv6);
+        assert_eq!(new.subnet.as_deref(), Some("10.9.0.0/24"));
+        assert_eq!(new.subnet6.as_deref(), Some("fd00:db8:1::/64"));
+        assert_eq!(new.gateway6.as_deref(), Some("fd00:db8:1::1"));
+        assert_eq!(new.gateway, None);
+    }
+
+    #[test]
     fn swarm_and_unknown_ipam_refused_by_name() {
         for (v, want) in [
             (json!({"Name": "n", "Ingress": true}), "Ingress"),
@@ -200,13 +267,14 @@ mod tests {
             ),
             (
                 json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0/16"}, {"Subnet": "10.2.0.0/16"}]}}),
-                "more than one IPAM config",
+                "more than one IPv4",
             ),
             (
                 json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.1.0.0/16", "AuxiliaryAddresses": {"a": "10.1.0.5"}}]}}),
                 "AuxiliaryAddresses",
             ),
             (json!({"Name": ""}), "name is required"),
+            (json!({"Name": null}), "name is required"),
         ] {
             let e = to_new(body(v)).unwrap_err().to_string();
             assert!(e.contains(want), "{e:?} should name {want:?}");

@@ -15,10 +15,7 @@ pub async fn handle(
     network: String,
 ) -> Result<Reply, ApiError> {
     let body: Value = req.json().await?;
-    let container = body["Container"].as_str().unwrap_or_default().to_string();
-    if container.is_empty() {
-        return Err(ApiError::BadRequest("Container is required".into()));
-    }
+    let container = super::container_of(&body)?;
     let force = body["Force"].as_bool().unwrap_or(false);
     connect::disconnect(&daemon.engine, &container, &network, force).await?;
     Ok(Reply::empty(StatusCode::OK))

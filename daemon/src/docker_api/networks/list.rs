@@ -46,5 +46,6 @@ pub fn filter_of(f: &Filters) -> Result<NetworkFilter, ApiError> {
         names: values("name"),
         scopes: values("scope"),
         types,
+        until: None,
     })
 }

@@ -45,3 +45,11 @@ pub async fn route(daemon: &Arc<Daemon>, mut req: ApiRequest) -> Result<Routed, 
     };
     Ok(Routed::Done(reply))
 }
+
+/// The `Container` of a connect or disconnect body, required as dockerd requires it.
+fn container_of(body: &serde_json::Value) -> Result<String, ApiError> {
+    match body["Container"].as_str().unwrap_or_default() {
+        "" => Err(ApiError::BadRequest("Container is required".into())),
+        c => Ok(c.to_string()),
+    }
+}

@@ -1,5 +1,5 @@
 //! `POST /networks/prune`: the user networks no container uses, filtered by `label`,
-//! `label!` and `until` (refused: berth does not filter by age yet).
+//! `label!` and `until` (created before: a timestamp or a duration back from now).
 
 use std::sync::Arc;
 
@@ -12,16 +12,16 @@ use crate::Daemon;
 
 pub async fn handle(daemon: &Arc<Daemon>, req: &ApiRequest) -> Result<Reply, ApiError> {
     let f = filters::parse(req.query("filters"))?;
-    if f.contains_key("until") {
-        return Err(ApiError::BadRequest(
-            "the until filter of network prune is not supported by berth yet".into(),
-        ));
-    }
-    filters::only(&f, &["label", "label!"])?;
+    filters::only(&f, &["label", "label!", "until"])?;
+    let until = match f.get("until").and_then(|v| v.last()) {
+        Some(u) => Some(super::super::images::prune::until_secs(u)?),
+        None => None,
+    };
     let values = |k: &str| f.get(k).cloned().unwrap_or_default();
     let filter = NetworkFilter {
         labels: values("label"),
         not_labels: values("label!"),
+        until,
         ..Default::default()
     };
     let engine = Arc::clone(&daemon.engine);

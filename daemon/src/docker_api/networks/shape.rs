@@ -17,6 +17,15 @@ pub fn network(n: &Network, containers: bool) -> Value {
         c.insert("Gateway".into(), json!(r.gateway));
         ipam_config.push(Value::Object(c));
     }
+    if !r.subnet6.is_empty() {
+        let mut c = Map::new();
+        c.insert("Subnet".into(), json!(r.subnet6));
+        if let Some(range) = &r.ip_range6 {
+            c.insert("IPRange".into(), json!(range));
+        }
+        c.insert("Gateway".into(), json!(r.gateway6));
+        ipam_config.push(Value::Object(c));
+    }
     let mut options = r.options.clone();
     if r.driver == BRIDGE_DRIVER && r.builtin {
         options.insert(OPT_BRIDGE_NAME.into(), r.bridge.clone());
@@ -35,14 +44,19 @@ pub fn network(n: &Network, containers: bool) -> Value {
                 } else {
                     format!("{}/{}", e.ip_address, e.prefix_len)
                 };
+                let ip6 = if e.ip6_address.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", e.ip6_address, e.prefix6_len)
+                };
                 (
                     c.id.clone(),
                     json!({
                         "Name": c.name,
-                        "EndpointID": "",
+                        "EndpointID": e.id_for(&c.id),
                         "MacAddress": e.mac_address,
                         "IPv4Address": ip,
-                        "IPv6Address": "",
+                        "IPv6Address": ip6,
                     }),
                 )
             })
@@ -56,7 +70,7 @@ pub fn network(n: &Network, containers: bool) -> Value {
         "Created": r.created,
         "Scope": "local",
         "Driver": r.driver,
-        "EnableIPv6": false,
+        "EnableIPv6": r.enable_ipv6,
         "IPAM": {
             "Driver": "default",
             "Options": if r.builtin { Value::Null } else { json!({}) },

@@ -1,8 +1,8 @@
 //! The few parts of the DNS message format (RFC 1035) the embedded server needs: the
-//! header and first question of a query, and an answer with A records. Everything
+//! header and first question of a query, and an answer with A or AAAA records. Everything
 //! else of a query passes through to the upstream resolvers untouched.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Response codes.
 pub const NOERROR: u8 = 0;
@@ -13,6 +13,7 @@ pub const REFUSED: u8 = 5;
 
 /// Query types.
 pub const TYPE_A: u16 = 1;
+pub const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 
 /// A query's header fields and its first question.
@@ -81,9 +82,9 @@ impl Query {
     }
 }
 
-/// An answer to `q` with `rcode` and, for NOERROR, A records of `addrs` (none: the
-/// name exists, but not with this type).
-pub fn answer(q: &Query, rcode: u8, addrs: &[Ipv4Addr], ttl: u32) -> Vec<u8> {
+/// An answer to `q` with `rcode` and, for NOERROR, A records of the IPv4 `addrs` and
+/// AAAA records of the IPv6 ones (none: the name exists, but not with this type).
+pub fn answer(q: &Query, rcode: u8, addrs: &[IpAddr], ttl: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + q.question.len() + addrs.len() * 16);
     out.extend_from_slice(&q.id.to_be_bytes());
     // QR, the query's opcode and RD, AA (berth is the authority for its names), RA.
@@ -97,11 +98,15 @@ pub fn answer(q: &Query, rcode: u8, addrs: &[Ipv4Addr], ttl: u32) -> Vec<u8> {
     for a in addrs.iter().take(usize::from(ancount)) {
         // The name: a pointer to the question's, at offset 12.
         out.extend_from_slice(&[0xc0, 0x0c]);
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        let (rtype, data) = match a {
+            IpAddr::V4(v4) => (TYPE_A, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (TYPE_AAAA, v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&a.octets());
+        out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(4).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -137,6 +142,19 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 
 /// The rcode and A addresses of an answer (tests).
 pub fn read_answer(msg: &[u8]) -> Option<(u8, Vec<Ipv4Addr>)> {
+    let (rcode, all) = read_answer_all(msg)?;
+    let v4 = all
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    Some((rcode, v4))
+}
+
+/// The rcode and the A and AAAA addresses of an answer (tests).
+pub fn read_answer_all(msg: &[u8]) -> Option<(u8, Vec<IpAddr>)> {
     let q = parse_query_header_skipping(msg)?;
     let rcode = msg[3] & 0x0f;
     let ancount = u16::from_be_bytes([msg[6], msg[7]]);
@@ -160,7 +178,11 @@ pub fn read_answer(msg: &[u8]) -> Option<(u8, Vec<Ipv4Addr>)> {
         let rdlen = usize::from(u16::from_be_bytes([rr[8], rr[9]]));
         let data = msg.get(pos + 10..pos + 10 + rdlen)?;
         if rtype == TYPE_A && rdlen == 4 {
-            addrs.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+            addrs.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]).into());
+        } else if rtype == TYPE_AAAA && rdlen == 16 {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(data);
+            addrs.push(Ipv6Addr::from(b).into());
         }
         pos += 10 + rdlen;
     }
@@ -196,13 +218,17 @@ mod tests {
         assert_eq!(q.qtype, TYPE_A);
         assert!(q.is_internet());
         let ip = Ipv4Addr::new(10, 1, 0, 2);
-        let a = answer(&q, NOERROR, &[ip], 600);
+        let a = answer(&q, NOERROR, &[ip.into()], 600);
         assert_eq!(&a[..2], &[0x12, 0x34]);
         assert!(a[2] & 0x80 != 0, "QR set");
         assert!(a[2] & 0x01 != 0, "RD echoed");
         assert_eq!(read_answer(&a), Some((NOERROR, vec![ip])));
         let nx = answer(&q, NXDOMAIN, &[], 600);
         assert_eq!(read_answer(&nx), Some((NXDOMAIN, vec![])));
+        let q6 = parse_query(&query(9, "web", TYPE_AAAA)).unwrap();
+        let ip6: IpAddr = "fd00:db8::2".parse().unwrap();
+        let a6 = answer(&q6, NOERROR, &[ip6], 600);
+        assert_eq!(read_answer_all(&a6), Some((NOERROR, vec![ip6])));
     }
 
     #[test]

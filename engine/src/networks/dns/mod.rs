@@ -1,6 +1,7 @@
 //! berth's embedded DNS server for user networks: one listener pair (UDP and TCP port
 //! 53) on each user network's gateway address while the network has running
-//! containers. It answers A queries for the names of the containers on that network
+//! containers. It answers A (and, on networks with IPv6, AAAA) queries for the names
+//! of the containers on that network
 //! (name, `--network-alias` aliases, hostname, short id) to clients of that network
 //! only, and forwards other names to the container's `--dns` servers or berthd's
 //! upstreams (`[networks] dns_upstreams`, else the host's /etc/resolv.conf). The
@@ -158,6 +159,10 @@ fn names_of(engine: &Engine, record: &ContainerRecord) -> Vec<String> {
     names
 }
 
+/// A running container on a network: its names there and its addresses (IPv4, and
+/// IPv6 on a network with IPv6).
+type Member = (Vec<String>, Vec<IpAddr>);
+
 /// Brings the listeners and their tables in line with the container records
 /// (`changed` stands in for its stored record: the one being attached or detached).
 /// A listener that cannot bind is logged and skipped: name resolution is not worth
@@ -177,7 +182,7 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             .collect()
     });
     // Each network's members: (names, address) per running container on it.
-    let mut members: BTreeMap<String, Vec<(Vec<String>, Ipv4Addr)>> = BTreeMap::new();
+    let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     let mut gateways: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
     let mut networks: HashMap<String, Option<super::NetworkRecord>> = HashMap::new();
     // Each client: its addresses' networks and its own upstreams.
@@ -199,7 +204,14 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
             names.sort();
             names.dedup();
-            members.entry(net.id.clone()).or_default().push((names, ip));
+            let mut addrs = vec![IpAddr::V4(ip)];
+            if let Ok(ip6) = ep.ip6_address.parse::<std::net::Ipv6Addr>() {
+                addrs.push(ip6.into());
+            }
+            members
+                .entry(net.id.clone())
+                .or_default()
+                .push((names, addrs));
             on.push((ip, net.id.clone()));
         }
         let own = dns_servers_of(r);
@@ -218,11 +230,13 @@ pub fn sync(engine: &Engine, changed: Option<&ContainerRecord>) -> Result<(), En
             ..Default::default()
         };
         for n in &nets {
-            for (names, addr) in members.get(n).into_iter().flatten() {
+            for (names, own) in members.get(n).into_iter().flatten() {
                 for name in names {
                     let addrs = c.names.entry(name.clone()).or_default();
-                    if !addrs.contains(addr) {
-                        addrs.push(*addr);
+                    for addr in own {
+                        if !addrs.contains(addr) {
+                            addrs.push(*addr);
+                        }
                     }
                 }
             }

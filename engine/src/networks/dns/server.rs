@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -32,8 +32,9 @@ pub struct Table {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Client {
     /// Lowercase names (container names, aliases, hostnames, short ids) of the
-    /// containers on its networks, and their addresses on those networks.
-    pub names: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// containers on its networks, and their addresses on those networks (IPv6 ones
+    /// too, on networks with IPv6: AAAA answers).
+    pub names: BTreeMap<String, Vec<IpAddr>>,
     /// Its `--dns` servers: its upstreams instead of the table's.
     pub upstreams: Vec<SocketAddr>,
 }
@@ -59,8 +60,16 @@ pub fn resolve(table: &Table, client: Ipv4Addr, msg: &[u8]) -> Outcome {
     };
     if q.is_internet() {
         if let Some(addrs) = client.names.get(&q.name) {
-            let addrs: &[Ipv4Addr] = if q.qtype == codec::TYPE_A { addrs } else { &[] };
-            return Outcome::Reply(codec::answer(&q, codec::NOERROR, addrs, TTL));
+            let addrs: Vec<IpAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| match q.qtype {
+                    codec::TYPE_A => a.is_ipv4(),
+                    codec::TYPE_AAAA => a.is_ipv6(),
+                    _ => false,
+                })
+                .collect();
+            return Outcome::Reply(codec::answer(&q, codec::NOERROR, &addrs, TTL));
         }
         // A single label is a container's name or nothing: never sent out.
         if !q.name.contains('.') {
@@ -256,8 +265,15 @@ mod tests {
 
     fn table() -> Table {
         let mut c = Client::default();
+        c.names.insert(
+            "web".into(),
+            vec![
+                Ipv4Addr::new(10, 9, 0, 2).into(),
+                "fd00:9::2".parse().unwrap(),
+            ],
+        );
         c.names
-            .insert("web".into(), vec![Ipv4Addr::new(10, 9, 0, 2)]);
+            .insert("v4only".into(), vec![Ipv4Addr::new(10, 9, 0, 3).into()]);
         let mut t = Table::default();
         t.clients.insert(Ipv4Addr::LOCALHOST, c);
         t
@@ -275,8 +291,17 @@ mod tests {
             codec::read_answer(&r),
             Some((codec::NOERROR, vec![Ipv4Addr::new(10, 9, 0, 2)]))
         );
-        // AAAA of a known name: no data, not NXDOMAIN.
-        let Outcome::Reply(r) = resolve(&t, local, &codec::query(7, "web", 28)) else {
+        // AAAA of a name with an IPv6 address: that address only.
+        let Outcome::Reply(r) = resolve(&t, local, &codec::query(7, "web", codec::TYPE_AAAA))
+        else {
+            panic!("not answered")
+        };
+        assert_eq!(
+            codec::read_answer_all(&r),
+            Some((codec::NOERROR, vec!["fd00:9::2".parse().unwrap()]))
+        );
+        // AAAA of a known name without one: no data, not NXDOMAIN.
+        let Outcome::Reply(r) = resolve(&t, local, &codec::query(7, "v4only", 28)) else {
             panic!("not answered")
         };
         assert_eq!(codec::read_answer(&r), Some((codec::NOERROR, vec![])));
@@ -305,7 +330,7 @@ mod tests {
             let mut buf = [0u8; 512];
             while let Ok((n, from)) = up.recv_from(&mut buf) {
                 let q = codec::parse_query(&buf[..n]).unwrap();
-                let a = codec::answer(&q, codec::NOERROR, &[Ipv4Addr::new(192, 0, 2, 7)], 5);
+                let a = codec::answer(&q, codec::NOERROR, &[Ipv4Addr::new(192, 0, 2, 7).into()], 5);
                 let _ = up.send_to(&a, from);
             }
         });

@@ -151,8 +151,8 @@ pub fn check(body: &Value) -> Result<(), String> {
 }
 
 /// `NetworkingConfig`: one endpoint, the container's network mode's, with only its
-/// `IPAMConfig.IPv4Address` and `Aliases` set (applied by `request.rs`; links,
-/// IPv6 and link-local addresses and driver options are refused by name).
+/// `IPAMConfig.IPv4Address`, `IPAMConfig.IPv6Address` and `Aliases` set (applied by
+/// `request.rs`; links, link-local addresses and driver options are refused by name).
 fn networking(body: &Value) -> Result<(), String> {
     let Some(nc) = body.get("NetworkingConfig").and_then(Value::as_object) else {
         return Ok(());
@@ -181,6 +181,7 @@ fn networking(body: &Value) -> Result<(), String> {
                 obj.remove("Aliases");
                 if let Some(ipam) = obj.get_mut("IPAMConfig").and_then(Value::as_object_mut) {
                     ipam.remove("IPv4Address");
+                    ipam.remove("IPv6Address");
                 }
             }
             unset(&format!("NetworkingConfig.EndpointsConfig.{name}"), &rest)?;

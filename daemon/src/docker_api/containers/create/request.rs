@@ -308,6 +308,10 @@ impl CreateRequest {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let ip6 = endpoint["IPAMConfig"]["IPv6Address"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let aliases: Vec<String> = endpoint["Aliases"]
             .as_array()
             .into_iter()
@@ -348,6 +352,7 @@ impl CreateRequest {
             publish_all: hc.publish_all_ports,
             extra_hosts: hc.extra_hosts.clone().unwrap_or_default(),
             ip,
+            ip6,
             aliases,
             dns: hc.dns.clone().unwrap_or_default(),
             dns_search: hc.dns_search.clone().unwrap_or_default(),
