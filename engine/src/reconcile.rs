@@ -57,11 +57,23 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
                     }
                 }
             }
-        } else if record.state.status == Status::Exited
-            && record
-                .restart_policy
-                .restarts_on_daemon_start(record.state.stopped_by_user)
-        {
+        } else {
+            if matches!(record.state.status, Status::Created | Status::Exited) {
+                let d = Arc::clone(engine);
+                let (i, own_shim) = (id.clone(), record.cri.is_none());
+                blocking(move || {
+                    end_stray_task(&d, &i, own_shim);
+                    Ok(())
+                })
+                .await?;
+            }
+            if record.state.status != Status::Exited
+                || !record
+                    .restart_policy
+                    .restarts_on_daemon_start(record.state.stopped_by_user)
+            {
+                continue;
+            }
             if let Err(e) = lifecycle::start(engine, &id).await {
                 tracing::warn!(id = %id, "restarting on engine start: {e}");
             }
@@ -80,6 +92,42 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<(), EngineError> {
     })
     .await?;
     Ok(())
+}
+
+/// A start cut short by the crash (berthd died after the shim made or started the
+/// task, before the record said `running`): the record says created or exited, but
+/// its shim still holds a task — a process in the container's cgroup and namespaces
+/// that no watcher, stop or removal would ever reach. It is killed and deleted, and
+/// the shim let go when it holds nothing else (a pod's shim stays for its others).
+/// `own_shim`: the shim is the container's alone (not a CRI pod's).
+fn end_stray_task(engine: &Engine, id: &str, own_shim: bool) {
+    let Ok(address) = std::fs::read_to_string(engine.dir(id).join("address")) else {
+        return;
+    };
+    let Ok(shim) = Shim::connect(address.trim()) else {
+        return;
+    };
+    if shim.state(id).is_err() {
+        // No such task: an exited container's idle shim, or a launch cut short
+        // before Create.
+        if own_shim {
+            shim.shutdown(id);
+        }
+        return;
+    }
+    tracing::info!(id, "ending a task whose start berthd did not finish");
+    if let Err(e) = shim.kill(id, nix::sys::signal::Signal::SIGKILL as u32, true) {
+        tracing::debug!(id, "killing the stray task: {e}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while shim.state(id).is_ok_and(|(s, _)| s != "stopped") && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if let Err(e) = shim.delete(id) {
+        tracing::warn!(id, "deleting a task whose start berthd did not finish: {e}");
+    }
+    shim.shutdown(id);
 }
 
 /// Container directories and snapshots no record owns: a create cut short by a crash.

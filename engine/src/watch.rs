@@ -85,6 +85,12 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
             Err(e) => {
                 // The shim is gone: its durable exit record says how the container ended.
                 tracing::warn!(id = %cid, "lost the shim: {e}");
+                // Or the shim lives on without the task: a stop or removal cut short
+                // by a crash after it deleted the task. Let it go (a shim holding
+                // other tasks stays), or nothing ever would.
+                if let Ok(s) = Shim::connect(&address) {
+                    s.shutdown(&cid);
+                }
                 shim::delete_dead(&d.shim_binary, &d.shim_address, &cid, &dir);
                 match ExitRecord::read(&dir).ok().flatten() {
                     Some(r) => {
@@ -116,10 +122,13 @@ async fn collect(engine: &Arc<Engine>, id: &str, address: String) -> Result<(), 
     };
     unmount(Some(id.to_string())).await?;
     let mut record = record;
-    if !record.networks.is_empty() {
+    if record.network_container.is_none() {
         let d = Arc::clone(engine);
         let mut detaching = record.clone();
         record = blocking(move || {
+            if !crate::networks::attach::has_own_netns(&d, &detaching) {
+                return Ok(detaching);
+            }
             if let Err(e) = crate::networks::attach::teardown(&d, &mut detaching) {
                 // Left in the CNI cache: the next start, the removal or berthd's
                 // reconcile finishes it.

@@ -5,7 +5,10 @@
 //! - a pod whose runtime handler is `runc` (a `[runtimes]` entry) runs its containers
 //!   under Debian's runc, which knows them in its state dir; an unknown handler is
 //!   refused naming the configured ones; Status lists the handlers;
-//! - the Docker API's `--runtime` picks a handler the same way.
+//! - the Docker API's `--runtime` picks a handler the same way;
+//! - a pod's exited containers keep their state, exit code and times across berthd
+//!   restarts (kill -9 and SIGTERM), whether they exited before or while berthd was
+//!   down, until the kubelet removes them.
 
 mod cri_common;
 
@@ -251,5 +254,110 @@ fn a_pod_shares_one_shim_and_runtime_handlers_pick_the_runtime() -> Result<()> {
         stderr.contains("unknown or invalid runtime name: nope"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// The status fields the kubelet reads of an exited container (what `crictl inspect`
+/// shows as status.state, exitCode, reason, startedAt, finishedAt).
+fn exit_view(st: &cri::ContainerStatus) -> (i32, i32, String, i64, i64) {
+    (
+        st.state,
+        st.exit_code,
+        st.reason.clone(),
+        st.started_at,
+        st.finished_at,
+    )
+}
+
+#[test]
+fn exited_containers_keep_their_status_across_restarts() -> Result<()> {
+    require_root();
+    let mut s = setup_base("exitkept/busybox", "")?;
+    let image = s.base();
+    let client = Client::new(&s.berthd.cri_socket())?;
+    let pod = host_pod("exitkept", &s.work);
+    let (sandbox, _pod_guard) = s.start_pod(&pod)?;
+    let sleeper = "trap 'exit 0' TERM; while :; do sleep 1; done";
+    // One exits before berthd goes, one while it is down, one runs throughout (the
+    // pod's shim serves all three).
+    let early = client.create_and_start(
+        &sandbox,
+        &pod,
+        container("early", &image, "exit 3", "early.log"),
+    )?;
+    let late = client.create_and_start(
+        &sandbox,
+        &pod,
+        container("late", &image, "sleep 2; exit 4", "late.log"),
+    )?;
+    let keeper = client.create_and_start(
+        &sandbox,
+        &pod,
+        container("keeper", &image, sleeper, "k.log"),
+    )?;
+    let late_pid = container_pid(&client, &late)?;
+    let st = client.wait_state(&early, cri::ContainerState::ContainerExited)?;
+    let early_view = exit_view(&st);
+    assert_eq!(
+        (early_view.1, early_view.2.as_str()),
+        (3, "Error"),
+        "{st:?}"
+    );
+    assert!(early_view.4 >= early_view.3 && early_view.3 > 0, "{st:?}");
+
+    s.berthd.kill9()?;
+    wait_gone(late_pid).context("the late container did not exit while berthd was down")?;
+    s.berthd.restart()?;
+    let client = Client::new(&s.berthd.cri_socket())?;
+    let exited = cri::ContainerState::ContainerExited as i32;
+    let st = client.status(&early)?;
+    assert_eq!(
+        exit_view(&st),
+        early_view,
+        "after kill -9: {}",
+        s.berthd.log()
+    );
+    let st = client.status(&late)?;
+    let late_view = exit_view(&st);
+    assert_eq!(
+        (late_view.0, late_view.1, late_view.2.as_str()),
+        (exited, 4, "Error"),
+        "{st:?}"
+    );
+    assert!(late_view.4 > late_view.3, "{st:?}");
+    exec_says(&client, &keeper, "kept")?;
+
+    // A second start finds both exited in their records: they stay as they are.
+    s.berthd.restart()?;
+    let client = Client::new(&s.berthd.cri_socket())?;
+    for (id, want) in [(&early, &early_view), (&late, &late_view)] {
+        let st = client.status(id)?;
+        assert_eq!(
+            &exit_view(&st),
+            want,
+            "{id} after a restart: {}",
+            s.berthd.log()
+        );
+    }
+    assert_eq!(
+        client
+            .list(cri::ContainerFilter {
+                pod_sandbox_id: sandbox.clone(),
+                state: Some(cri::ContainerStateValue { state: exited }),
+                ..Default::default()
+            })?
+            .len(),
+        2
+    );
+    exec_says(&client, &keeper, "still-kept")?;
+    // The kubelet removes them when it is done with them.
+    let mut rt = client.runtime()?;
+    for id in [&early, &late] {
+        client.block_on(rt.remove_container(cri::RemoveContainerRequest {
+            container_id: id.to_string(),
+        }))?;
+        assert!(client.status(id).is_err(), "{id} is still there");
+    }
+    exec_says(&client, &keeper, "last")?;
     Ok(())
 }

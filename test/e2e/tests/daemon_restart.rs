@@ -139,3 +139,55 @@ fn sigterm_stops_berthd_and_leaves_containers_running() -> Result<()> {
     run_ok(berthd.berth()?.args(["stop", "-t", "5", "stays"]))?;
     Ok(())
 }
+
+/// A stop cut short by a crash after the shim deleted the task and before berthd let
+/// the shim go and recorded the exit: the restarted berthd finds a live shim without
+/// the task. It records the exit, and the idle shim goes (it would be left forever).
+#[test]
+fn an_idle_shim_left_by_a_crash_mid_stop_goes_at_restart() -> Result<()> {
+    require_root();
+    let mut berthd = Berthd::start()?;
+    berthd.import_busybox("busybox")?;
+    let id = run_ok(
+        berthd
+            .berth()?
+            .args(["run", "-d", "--name", "cut", "busybox", "sleep", "600"]),
+    )?
+    .trim()
+    .to_string();
+    let address =
+        std::fs::read_to_string(berthd.root().join("containers").join(&id).join("address"))?;
+    berthd.kill9()?;
+    // What the stop had done when berthd died: the task killed and deleted.
+    let shim = berth_engine::shim::Shim::connect(address.trim())?;
+    shim.kill(&id, nix::sys::signal::Signal::SIGKILL as u32, true)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shim.state(&id).is_ok_and(|(s, _)| s != "stopped") {
+        if Instant::now() > deadline {
+            bail!("the task did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shim.delete(&id)?;
+    drop(shim);
+    let shims = || berth_e2e::processes_with(&format!("-id {id}"));
+    assert_eq!(shims().len(), 1, "the shim lives on without its task");
+
+    berthd.restart()?;
+    let state = run_ok(berthd.berth()?.args([
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "cut",
+    ]))?;
+    assert_eq!(state.trim(), "exited 137", "{}", berthd.log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shims().is_empty() {
+        if Instant::now() > deadline {
+            bail!("shim left: {:?}\n{}", shims(), berthd.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_ok(berthd.berth()?.args(["rm", "cut"]))?;
+    Ok(())
+}
