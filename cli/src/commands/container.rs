@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::Value;
 
+use super::each;
 use super::stream::copy_logs;
 use super::Output;
 use crate::client::Client;
@@ -24,32 +25,6 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
-}
-
-/// Runs `one` for each container, printing each name that worked.
-async fn each<F, Fut>(names: &[String], mut one: F) -> anyhow::Result<Output>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
-{
-    let mut out = String::new();
-    let mut errors = Vec::new();
-    for n in names {
-        match one(n.clone()).await {
-            Ok(Some(line)) => {
-                out.push_str(&line);
-                out.push('\n');
-            }
-            Ok(None) => {}
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    let output = Output::text(out);
-    Ok(if errors.is_empty() {
-        output
-    } else {
-        output.failing(anyhow!(errors.join("\n")))
-    })
 }
 
 pub async fn start(client: &Client, names: &[String]) -> anyhow::Result<Output> {
@@ -186,13 +161,14 @@ pub async fn rename(client: &Client, old: &str, new: &str) -> anyhow::Result<Out
     Ok(Output::text(String::new()))
 }
 
-/// `logs`: printed as they come (`-f` follows until the container stops).
+/// `logs`: printed as they come (`-f` follows until the container stops, or until
+/// the `--until` time passes). `window`: `--since` and `--until`.
 pub async fn logs(
     client: &Client,
     name: &str,
     follow: bool,
     tail: Option<&str>,
-    since: Option<&str>,
+    window: (Option<&str>, Option<&str>),
     timestamps: bool,
 ) -> anyhow::Result<Output> {
     let info = client
@@ -206,8 +182,13 @@ pub async fn logs(
     if let Some(t) = tail {
         q.push_str(&format!("&tail={}", enc(t)));
     }
+    let (since, until) = window;
     if let Some(s) = since {
         q.push_str(&format!("&since={}", enc(&since_to_unix(s)?)));
+    }
+    if let Some(u) = until {
+        let unix = since_to_unix(u).map_err(|_| anyhow!("invalid value for --until: {u:?}"))?;
+        q.push_str(&format!("&until={}", enc(&unix)));
     }
     let body = client
         .stream(
@@ -339,12 +320,7 @@ pub async fn inspect(
         }
         None => serde_json::to_string_pretty(&Value::Array(values))? + "\n",
     };
-    let output = Output::text(out);
-    Ok(if errors.is_empty() {
-        output
-    } else {
-        output.failing(anyhow!(errors.join("\n")))
-    })
+    Ok(Output::text(out).failing_with(errors))
 }
 
 /// `port`: the container's published ports from inspect's `NetworkSettings.Ports`,

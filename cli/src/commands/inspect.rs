@@ -35,10 +35,5 @@ pub async fn objects(
         }
         None => format!("{}\n", serde_json::to_string_pretty(&Value::Array(found))?),
     };
-    let out = Output::text(text);
-    Ok(if errors.is_empty() {
-        out
-    } else {
-        out.failing(anyhow::anyhow!(errors.join("\n")))
-    })
+    Ok(Output::text(text).failing_with(errors))
 }

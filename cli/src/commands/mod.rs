@@ -5,6 +5,7 @@ pub mod attach;
 pub mod build;
 pub mod container;
 pub mod cp;
+mod cp_xattrs;
 pub mod credentials;
 pub mod events;
 pub mod exec;
@@ -54,5 +55,79 @@ impl Output {
     pub fn with_code(mut self, code: u8) -> Output {
         self.code = Some(code);
         self
+    }
+
+    /// Fails with `errors`, one per line, after printing; unchanged when there are none
+    /// (commands that act on several objects go on past one that fails, as docker's).
+    pub fn failing_with(self, errors: Vec<String>) -> Output {
+        if errors.is_empty() {
+            self
+        } else {
+            self.failing(anyhow::anyhow!(errors.join("\n")))
+        }
+    }
+}
+
+/// Runs `one` for each name, printing the line each one that worked returns.
+pub async fn each<F, Fut>(names: &[String], mut one: F) -> anyhow::Result<Output>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
+{
+    let mut out = String::new();
+    let mut errors = Vec::new();
+    for n in names {
+        match one(n.clone()).await {
+            Ok(Some(line)) => {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    Ok(Output::text(out).failing_with(errors))
+}
+
+/// A prune's list of what it removed, as docker prints it: `title` and one name per
+/// line, nothing when `names` (a JSON array or null) is empty.
+pub fn deleted_list(title: &str, names: &serde_json::Value) -> String {
+    let names = names.as_array().map(Vec::as_slice).unwrap_or_default();
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{title}:\n");
+    for n in names {
+        out.push_str(n.as_str().unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_lists_and_errors_read_as_dockers() {
+        assert_eq!(
+            deleted_list("Deleted Volumes", &serde_json::json!(null)),
+            ""
+        );
+        assert_eq!(deleted_list("Deleted Volumes", &serde_json::json!([])), "");
+        assert_eq!(
+            deleted_list("Deleted Networks", &serde_json::json!(["a", "b"])),
+            "Deleted Networks:\na\nb\n"
+        );
+        assert!(Output::text("x\n".into())
+            .failing_with(vec![])
+            .error
+            .is_none());
+        let out = Output::text("x\n".into()).failing_with(vec!["one".into(), "two".into()]);
+        assert_eq!(out.stdout, "x\n");
+        assert_eq!(
+            out.error.map(|e| e.to_string()).as_deref(),
+            Some("one\ntwo")
+        );
     }
 }

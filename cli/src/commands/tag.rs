@@ -101,12 +101,7 @@ pub async fn rmi(host: &str, args: &RmiArgs) -> Result<Output> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let output = Output::text(out);
-    Ok(if errors.is_empty() {
-        output
-    } else {
-        output.failing(anyhow::anyhow!(errors.join("\n")))
-    })
+    Ok(Output::text(out).failing_with(errors))
 }
 
 pub async fn prune(host: &str, args: &PruneArgs) -> Result<Output> {

@@ -186,21 +186,12 @@ async fn inspect(client: &Client, args: &InspectArgs) -> Result<Output> {
 }
 
 async fn rm(client: &Client, args: &RmArgs) -> Result<Output> {
-    let mut out = String::new();
-    let mut errors = Vec::new();
-    for name in &args.volumes {
-        let path = format!("/volumes/{}?force={}", q(name), args.force as u8);
-        match client.call(Method::DELETE, &path, None).await {
-            Ok(_) => out.push_str(&format!("{name}\n")),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let output = Output::text(out);
-    Ok(if errors.is_empty() {
-        output
-    } else {
-        output.failing(anyhow::anyhow!(errors.join("\n")))
+    super::each(&args.volumes, |name| async move {
+        let path = format!("/volumes/{}?force={}", q(&name), args.force as u8);
+        client.call(Method::DELETE, &path, None).await?;
+        Ok(Some(name))
     })
+    .await
 }
 
 async fn prune(client: &Client, args: &PruneArgs) -> Result<Output> {
@@ -212,13 +203,8 @@ async fn prune(client: &Client, args: &PruneArgs) -> Result<Output> {
         path.push_str(&format!("?filters={}", q(&f)));
     }
     let v = client.post_json(&path, None).await?;
-    let mut out = String::new();
-    let names = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
-    if !names.is_empty() {
-        out.push_str("Deleted Volumes:\n");
-        for n in &names {
-            out.push_str(&format!("{}\n", n.as_str().unwrap_or("")));
-        }
+    let mut out = super::deleted_list("Deleted Volumes", &v["VolumesDeleted"]);
+    if !out.is_empty() {
         out.push('\n');
     }
     let reclaimed = v["SpaceReclaimed"].as_f64().unwrap_or(0.0);

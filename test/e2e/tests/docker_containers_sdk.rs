@@ -4,10 +4,8 @@
 //! remove, prune; a restart policy; and the SDK's error classes. What a container
 //! sees is checked from inside it, through its logs.
 
-use std::process::Command;
-
-use anyhow::{Context, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
+use anyhow::Result;
+use berth_e2e::{require_root, Berthd};
 
 /// Shared by every script: the client and a polling helper.
 const PRELUDE: &str = r#"
@@ -26,11 +24,7 @@ def eventually(what, f, secs=20):
 
 /// Runs `script` (after the prelude) with python3 against `berthd`; returns stdout.
 fn sdk(berthd: &Berthd, script: &str) -> Result<String> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("scenario.py");
-    std::fs::write(&path, format!("{PRELUDE}\n{script}"))?;
-    run_ok(Command::new("python3").arg(&path).arg(berthd.docker_host()))
-        .with_context(|| format!("berthd's log:\n{}", berthd.log()))
+    berthd.python_sdk(&format!("{PRELUDE}\n{script}"))
 }
 
 const RUN_INSPECT_LIST_LOGS: &str = r#"

@@ -3,10 +3,8 @@
 //! `demux`, env/workdir/user, a TTY, a missing command) and `attach_socket` (stdin in,
 //! stdcopy frames out, the container running on after the socket closes).
 
-use std::process::Command;
-
-use anyhow::{Context, Result};
-use berth_e2e::{require_root, run_ok, Berthd};
+use anyhow::Result;
+use berth_e2e::{require_root, Berthd};
 
 const SCRIPT: &str = r#"
 import sys, time, docker
@@ -62,11 +60,7 @@ fn python_sdk_runs_execs_and_attaches() -> Result<()> {
     require_root();
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("scenario.py");
-    std::fs::write(&path, SCRIPT)?;
-    let out = run_ok(Command::new("python3").arg(&path).arg(berthd.docker_host()))
-        .with_context(|| format!("berthd's log:\n{}", berthd.log()))?;
+    let out = berthd.python_sdk(SCRIPT)?;
     assert_eq!(out.trim(), "sdk interactive ok");
     Ok(())
 }
