@@ -244,8 +244,11 @@ if cmd == "VERSION":
     sys.exit(0)
 conf = json.load(sys.stdin)
 env = {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}}
-with open(os.path.join({record:?}, cmd + ".json"), "w") as f:
+# Written whole, then renamed: a test that waits for the file reads it complete.
+path = os.path.join({record:?}, cmd + ".json")
+with open(path + ".part", "w") as f:
     json.dump({{"conf": conf, "env": env, "pid": os.getpid()}}, f)
+os.replace(path + ".part", path)
 if cmd == "STATUS" and os.path.exists(os.path.join({record:?}, "status-fail")):
     print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": 50, "msg": "pool exhausted", "details": ""}}))
     sys.exit(1)

@@ -113,6 +113,23 @@ impl NetSlot {
     }
 }
 
+/// Bridges a test names for its networks, removed when it ends early (berth removes
+/// them on a passing run): `let _bridges = BridgeGuard(&["bt-x-a", "bt-x-b"]);`.
+pub struct BridgeGuard<'a>(pub &'a [&'a str]);
+
+impl Drop for BridgeGuard<'_> {
+    fn drop(&mut self) {
+        for b in self.0 {
+            if Path::new("/sys/class/net").join(b).exists() {
+                let _ = Command::new("ip")
+                    .args(["link", "del", b])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 /// The name of the nft table (family `inet`) of a berthd whose root is `root`:
 /// `engine::networks::firewall::table`'s FNV-1a of the root path.
 pub fn nft_table_of(root: &Path) -> String {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use berth_e2e::{require_root, run, run_ok, Berthd};
+use berth_e2e::{require_root, run, run_ok, Berthd, BridgeGuard};
 
 /// The name, type and id of a DNS query, and an answer to it with `addr` (none:
 /// NXDOMAIN), enough for the fake upstream.
@@ -95,21 +95,6 @@ fn lookup(berthd: &Berthd, from: &str, name: &str) -> Result<Option<Vec<String>>
     Ok(Some(addrs))
 }
 
-/// Removes the test's bridges when it ends early (a passing test removed them).
-struct Bridges(&'static [&'static str]);
-
-impl Drop for Bridges {
-    fn drop(&mut self) {
-        for b in self.0 {
-            if std::path::Path::new("/sys/class/net").join(b).exists() {
-                let _ = std::process::Command::new("ip")
-                    .args(["link", "del", b])
-                    .status();
-            }
-        }
-    }
-}
-
 #[test]
 fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     require_root();
@@ -117,7 +102,7 @@ fn containers_resolve_each_other_on_their_networks_only() -> Result<()> {
     let mut berthd = Berthd::start_with_config(&format!(
         "[networks]\ndefault_bridge = \"bt-dns-def\"\ndefault_subnet = \"10.223.0.0/24\"\ndns_upstreams = [\"127.0.0.1:{port}\"]\n"
     ))?;
-    let _bridges = Bridges(&["bt-dns-x", "bt-dns-y"]);
+    let _bridges = BridgeGuard(&["bt-dns-x", "bt-dns-y"]);
     berthd.import_busybox("busybox")?;
     for (name, subnet, bridge) in [
         ("dnsx", "10.221.0.0/24", "bt-dns-x"),

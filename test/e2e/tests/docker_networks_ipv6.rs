@@ -11,23 +11,10 @@
 use std::process::Command;
 
 use anyhow::Result;
-use berth_e2e::{require_root, run, run_ok, Berthd};
+use berth_e2e::{require_root, run, run_ok, Berthd, BridgeGuard};
 use serde_json::Value;
 
 const BRIDGES: [&str; 4] = ["bt-v6-a", "bt-v6-int", "bt-v6-sdk", "bt-v6-u"];
-
-/// Removes the test's bridges if a test failed before berth removed them.
-struct Bridges;
-
-impl Drop for Bridges {
-    fn drop(&mut self) {
-        for b in BRIDGES {
-            if std::path::Path::new("/sys/class/net").join(b).exists() {
-                let _ = Command::new("ip").args(["link", "del", b]).status();
-            }
-        }
-    }
-}
 
 /// Why this host cannot run the IPv6 cases, if it cannot.
 fn no_ipv6() -> Option<String> {
@@ -87,7 +74,7 @@ fn ipv6_networks_with_the_docker_cli() -> Result<()> {
         eprintln!("skipped: IPv6 networks ({why})");
         return Ok(());
     }
-    let _bridges = Bridges;
+    let _bridges = BridgeGuard(&BRIDGES);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let d = |args: &[&str]| run_ok(berthd.docker().args(args));
@@ -424,7 +411,7 @@ fn ipv6_network_with_the_python_sdk() -> Result<()> {
         eprintln!("skipped: IPv6 networks through the SDK ({why})");
         return Ok(());
     }
-    let _bridges = Bridges;
+    let _bridges = BridgeGuard(&BRIDGES);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let out = berthd.python_sdk(SDK)?;
@@ -438,7 +425,7 @@ fn ipv6_network_with_the_python_sdk() -> Result<()> {
 #[test]
 fn default_bridge_connect_endpoint_ids_and_add_host_on_host_and_none() -> Result<()> {
     require_root();
-    let _bridges = Bridges;
+    let _bridges = BridgeGuard(&BRIDGES);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let d = |args: &[&str]| run_ok(berthd.docker().args(args));

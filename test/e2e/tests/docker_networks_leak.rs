@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use berth_e2e::{processes_with, require_root, run, run_ok, Berthd};
+use berth_e2e::{processes_with, require_root, run, run_ok, Berthd, BridgeGuard};
 
 /// The user networks: (name, subnet, bridge, internal).
 const NETWORKS: [(&str, &str, &str, bool); 3] = [
@@ -200,19 +200,6 @@ fn listening_on(ip: std::net::Ipv4Addr) -> bool {
     udp || tcp
 }
 
-/// Removes the test's bridges when it ends early (a passing test removed them).
-struct Bridges;
-
-impl Drop for Bridges {
-    fn drop(&mut self) {
-        for (_, _, b, _) in NETWORKS {
-            if Path::new("/sys/class/net").join(b).exists() {
-                let _ = Command::new("ip").args(["link", "del", b]).status();
-            }
-        }
-    }
-}
-
 /// `nslookup NAME` in container `from`: the addresses berth's DNS answered, or None
 /// (NXDOMAIN).
 fn lookup(docker: &Docker, from: &str, name: &str) -> Result<Option<Vec<String>>> {
@@ -292,7 +279,8 @@ fn hundred_containers_over_three_networks_and_a_kill9_leave_nothing() -> Result<
     let mut berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let docker = Docker::of(&berthd);
-    let _bridges = Bridges;
+    let names: Vec<&str> = NETWORKS.iter().map(|n| n.2).collect();
+    let _bridges = BridgeGuard(&names);
     for (name, subnet, bridge, internal) in NETWORKS {
         let opt = format!("com.docker.network.bridge.name={bridge}");
         let mut args = vec!["network", "create", "--subnet", subnet, "-o", &opt];

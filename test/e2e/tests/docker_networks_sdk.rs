@@ -10,7 +10,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-use berth_e2e::{require_root, run_ok, Berthd};
+use berth_e2e::{require_root, run_ok, Berthd, BridgeGuard};
 
 const SCENARIO: &str = r##"
 import http.client, socket, sys, time, docker
@@ -272,24 +272,10 @@ print("sdk networks ok")
 
 const BRIDGES: [&str; 3] = ["bt-sdk-a", "bt-sdk-b", "bt-sdk-c"];
 
-/// Removes the test's bridges if the scenario failed before berth removed them (the
-/// harness removes the daemon's default bridge and nft table).
-struct Bridges;
-
-impl Drop for Bridges {
-    fn drop(&mut self) {
-        for b in BRIDGES {
-            if std::path::Path::new("/sys/class/net").join(b).exists() {
-                let _ = Command::new("ip").args(["link", "del", b]).status();
-            }
-        }
-    }
-}
-
 #[test]
 fn python_sdk_networks_names_ports_connect_internal_prune() -> Result<()> {
     require_root();
-    let _bridges = Bridges;
+    let _bridges = BridgeGuard(&BRIDGES);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let out = berthd.python_sdk(SCENARIO)?;

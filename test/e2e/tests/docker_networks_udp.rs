@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_e2e::{require_root, run, run_ok, Berthd};
+use berth_e2e::{require_root, run, run_ok, Berthd, BridgeGuard};
 
 /// The echo server run in the container: every datagram back with `echo:` before it.
 const ECHO: &str = r#"
@@ -100,17 +100,6 @@ fn rules_naming(port: u16) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Removes the test's bridge if the test failed before berth removed it.
-struct Bridge(&'static str);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        if Path::new("/sys/class/net").join(self.0).exists() {
-            let _ = Command::new("ip").args(["link", "del", self.0]).status();
-        }
-    }
-}
-
 fn scripts() -> Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("echo.py"), ECHO)?;
@@ -124,7 +113,7 @@ fn docker_cli_publishes_udp() -> Result<()> {
     let Some(mounts) = python_mounts() else {
         return Ok(());
     };
-    let _bridge = Bridge("bt-udp-a");
+    let _bridge = BridgeGuard(&["bt-udp-a"]);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let dir = scripts()?;
@@ -254,7 +243,7 @@ fn python_sdk_publishes_udp() -> Result<()> {
     if python_mounts().is_none() {
         return Ok(());
     }
-    let _bridge = Bridge("bt-udp-b");
+    let _bridge = BridgeGuard(&["bt-udp-b"]);
     let berthd = Berthd::start()?;
     berthd.import_busybox("busybox")?;
     let dir = scripts()?;
