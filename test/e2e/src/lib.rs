@@ -222,13 +222,16 @@ impl Berthd {
 
     fn spawn(&mut self) -> Result<()> {
         // Every start (a test may rewrite the config before a restart) gets this
-        // daemon's own default bridge unless the config sets `[networks]` itself.
+        // daemon's own default bridge unless the config sets `[networks]` itself, and
+        // its embedded DNS forwards to a closed port on loopback, never to the host's
+        // resolvers (a test sends no traffic off the host; a forwarded query gets
+        // SERVFAIL at once).
         let config = std::fs::read_to_string(self.config_path())?;
         if !config.contains("[networks]") {
             std::fs::write(
                 self.config_path(),
                 format!(
-                    "{config}\n[networks]\ndefault_bridge = \"{}\"\ndefault_subnet = \"{}\"\n",
+                    "{config}\n[networks]\ndefault_bridge = \"{}\"\ndefault_subnet = \"{}\"\ndns_upstreams = [\"127.0.0.1:9\"]\n",
                     self.net.bridge(),
                     self.net.subnet()
                 ),

@@ -60,7 +60,13 @@ fn exec_until(berthd: &Berthd, ct: &str, cmd: &[&str]) -> Result<String> {
         last = format!("{out}{err}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    anyhow::bail!("{cmd:?} in {ct} kept failing: {last}")
+    let rules = run(Command::new("nft").args(["list", "ruleset"]))
+        .map(|(_, out, err)| format!("{out}{err}"))
+        .unwrap_or_default();
+    anyhow::bail!(
+        "{cmd:?} in {ct} kept failing: {last}\nnft ruleset:\n{rules}\nberthd's log:\n{}",
+        berthd.log()
+    )
 }
 
 fn is_hex64(s: &str) -> bool {
