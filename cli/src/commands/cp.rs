@@ -416,8 +416,19 @@ fn unpack(
 /// ones are written by the reading thread as they stream.
 const POOL_MAX_FILE: u64 = 8 << 20;
 
-/// Threads writing files (4: creation is mostly kernel time, which overlaps).
+/// Threads writing files. Each directory's files go to one of them, in the tar's
+/// order: a file's creation holds its directory's inode lock, so writers sharing a
+/// directory only wait on each other (the kernel spins on that lock), while writers in
+/// different directories create in parallel.
 const POOL_THREADS: usize = 4;
+
+/// File data handed over and not written yet, at most (a file larger than what is
+/// left waits until the writers have caught up, unless none is in flight).
+const POOL_BUDGET: usize = 64 << 20;
+
+/// Files queued per writer, at most: enough for the reading thread to run ahead
+/// through a directory of small files into the next directory.
+const POOL_QUEUE: usize = 4096;
 
 struct FileJob {
     dest: PathBuf,
@@ -435,14 +446,19 @@ struct FileJob {
 struct PoolState {
     /// Files handed over and not yet written.
     in_flight: usize,
+    /// Their data's bytes.
+    bytes: usize,
     /// The first failure of a writer.
     error: Option<anyhow::Error>,
 }
 
+type Shared = std::sync::Arc<(std::sync::Mutex<PoolState>, std::sync::Condvar)>;
+
 /// A pool of threads writing regular files handed over by the unpacking thread.
 struct WriterPool {
-    tx: Option<std::sync::mpsc::SyncSender<FileJob>>,
-    state: std::sync::Arc<(std::sync::Mutex<PoolState>, std::sync::Condvar)>,
+    /// One queue per writer thread.
+    queues: Vec<std::sync::mpsc::SyncSender<FileJob>>,
+    state: Shared,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Names handed over since the last drain.
     names: std::collections::HashSet<PathBuf>,
@@ -451,39 +467,35 @@ struct WriterPool {
 
 impl WriterPool {
     fn start(keep_owner: bool) -> WriterPool {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(64);
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        let state = std::sync::Arc::new((
-            std::sync::Mutex::new(PoolState::default()),
-            std::sync::Condvar::new(),
-        ));
-        let threads = (0..POOL_THREADS)
-            .filter_map(|i| {
-                let rx = rx.clone();
-                let state = state.clone();
-                std::thread::Builder::new()
-                    .name(format!("cp-writer-{i}"))
-                    .spawn(move || loop {
-                        let job = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
+        let state: Shared = Default::default();
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..POOL_THREADS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(POOL_QUEUE);
+            let state = state.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cp-writer-{i}"))
+                .spawn(move || {
+                    for job in rx {
                         let r = write_job(&job, keep_owner)
                             .with_context(|| format!("extracting {}", job.dest.display()));
                         let (m, cv) = &*state;
                         let Ok(mut s) = m.lock() else { return };
                         s.in_flight -= 1;
+                        s.bytes -= job.data.len();
                         if let Err(e) = r {
                             s.error.get_or_insert(e);
                         }
                         cv.notify_all();
-                    })
-                    .ok()
-            })
-            .collect();
+                    }
+                });
+            if let Ok(t) = spawned {
+                queues.push(tx);
+                threads.push(t);
+            }
+        }
         WriterPool {
-            tx: Some(tx),
+            queues,
             state,
             threads,
             names: Default::default(),
@@ -496,24 +508,32 @@ impl WriterPool {
     }
 
     fn submit(&mut self, job: FileJob) -> Result<()> {
-        if self.threads.is_empty() {
+        if self.queues.is_empty() {
             // No thread could be started: write it here.
             return write_job(&job, self.keep_owner)
                 .with_context(|| format!("extracting {}", job.dest.display()));
         }
         self.names.insert(job.dest.clone());
         {
-            let (m, _) = &*self.state;
-            let mut s = m
-                .lock()
-                .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
+            let (m, cv) = &*self.state;
+            let failed = || anyhow::anyhow!("a file writer failed");
+            let mut s = m.lock().map_err(|_| failed())?;
+            while s.in_flight > 0 && s.bytes + job.data.len() > POOL_BUDGET && s.error.is_none() {
+                s = cv.wait(s).map_err(|_| failed())?;
+            }
             if let Some(e) = s.error.take() {
                 return Err(e);
             }
             s.in_flight += 1;
+            s.bytes += job.data.len();
         }
-        let tx = self.tx.as_ref().context("the file writers are gone")?;
-        tx.send(job)
+        // The writer of the file's directory.
+        let dir = job.dest.parent().unwrap_or(Path::new(""));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(dir, &mut h);
+        let i = (std::hash::Hasher::finish(&h) % self.queues.len() as u64) as usize;
+        self.queues[i]
+            .send(job)
             .map_err(|_| anyhow::anyhow!("the file writers are gone"))
     }
 
@@ -537,7 +557,7 @@ impl WriterPool {
 
     fn finish(mut self) -> Result<()> {
         let r = self.drain();
-        self.tx = None;
+        self.queues.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
