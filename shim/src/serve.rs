@@ -61,7 +61,16 @@ pub fn serve(flags: &Flags) -> Result<()> {
     block_sigchld().context("blocking SIGCHLD")?;
 
     let (exit_tx, exit_rx) = channel();
+    // Set once the supervisor exists (it needs the reaper): exits of execs without
+    // output copiers are applied on the reaper's thread, the rest on the exit thread.
+    let inline: Arc<std::sync::OnceLock<Arc<Supervisor>>> = Arc::default();
+    let inline_sup = Arc::clone(&inline);
     let reaper = Reaper::start(Box::new(move |pid, code, at| {
+        if let Some(sup) = inline_sup.get() {
+            if sup.on_exec_exit_inline(pid, code, at) {
+                return;
+            }
+        }
         let _ = exit_tx.send((pid, code, at));
     }))
     .context("starting the reaper")?;
@@ -73,6 +82,7 @@ pub fn serve(flags: &Flags) -> Result<()> {
     )
     .context("starting the event publisher")?;
     let supervisor = Arc::new(Supervisor::new(publisher, PathBuf::from(SOCKET_DIR)));
+    let _ = inline.set(Arc::clone(&supervisor));
 
     let sup = Arc::clone(&supervisor);
     std::thread::Builder::new()

@@ -30,7 +30,18 @@ pub struct Dispatch {
     pub answer: Box<dyn Fn(&Request) -> Response + Send + Sync>,
     /// Methods that may block indefinitely, each served on a thread of its own.
     pub blocking: &'static [&'static str],
+    /// Answers a blocking call without a thread where it can: given the request and
+    /// where its answer goes, it keeps `reply` for whoever sees the awaited event (or
+    /// calls it now) and returns None; it hands `reply` back for a call it does not
+    /// serve so, which then goes to a thread of its own.
+    pub deferred: Option<Defer>,
 }
+
+/// See [`Dispatch::deferred`].
+pub type Defer = Box<dyn Fn(&Request, Reply) -> Option<Reply> + Send + Sync>;
+
+/// Sends the answer of one call on its connection (from any thread, once).
+pub type Reply = Box<dyn FnOnce(Response) + Send>;
 
 /// Accepts connections on `listener` and serves each on its own thread, for ever.
 pub fn serve(listener: UnixListener, dispatch: Arc<Dispatch>) {
@@ -110,6 +121,15 @@ pub fn serve_connection(stream: UnixStream, dispatch: &Arc<Dispatch>) {
         };
         let id = header.stream_id;
         if dispatch.blocking.contains(&request.method.as_str()) {
+            if let Some(defer) = &dispatch.deferred {
+                let w = Arc::clone(&writer);
+                let reply: Reply = Box::new(move |response| {
+                    let _ = respond(&w, id, response);
+                });
+                if defer(&request, reply).is_none() {
+                    continue;
+                }
+            }
             let (d, w) = (Arc::clone(dispatch), Arc::clone(&writer));
             let spawned = blocking_pool().run(Box::new(move || {
                 let _ = respond(&w, id, (d.answer)(&request));
@@ -287,6 +307,7 @@ mod tests {
                 r
             }),
             blocking: &["Wait"],
+            deferred: None,
         });
         let (client, server) = UnixStream::pair().unwrap();
         std::thread::spawn(move || serve_connection(server, &dispatch));
@@ -312,6 +333,48 @@ mod tests {
         tx.send(()).unwrap();
         let (id, r) = read_response(&mut c);
         assert_eq!((id, r.payload.as_slice()), (1, &b"w"[..]));
+    }
+
+    #[test]
+    fn a_deferred_call_is_answered_when_its_reply_is_called_and_others_go_on() {
+        type Kept = Arc<Mutex<Option<Reply>>>;
+        let kept: Kept = Arc::default();
+        let keep = Arc::clone(&kept);
+        let dispatch = Arc::new(Dispatch {
+            answer: Box::new(|req| {
+                let mut r = Response::init_status(ttrpc::get_status(Code::OK, ""));
+                ResponseInit::set_payload(&mut r, req.payload.clone());
+                r
+            }),
+            blocking: &["Wait"],
+            // "later" is kept; anything else is handed back to the threaded path.
+            deferred: Some(Box::new(move |req, reply| {
+                if req.payload != b"later" {
+                    return Some(reply);
+                }
+                *keep.lock().unwrap() = Some(reply);
+                None
+            })),
+        });
+        let (mut c, server) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || serve_connection(server, &dispatch));
+        frame::write_frame(&mut c, 1, frame::REQUEST, &request("Wait", b"later")).unwrap();
+        frame::write_frame(&mut c, 3, frame::REQUEST, &request("Wait", b"now")).unwrap();
+        frame::write_frame(&mut c, 5, frame::REQUEST, &request("Echo", b"e")).unwrap();
+        let mut got = [read_response(&mut c), read_response(&mut c)];
+        got.sort_by_key(|(id, _)| *id);
+        assert_eq!((got[0].0, got[0].1.payload.as_slice()), (3, &b"now"[..]));
+        assert_eq!((got[1].0, got[1].1.payload.as_slice()), (5, &b"e"[..]));
+        let reply = kept
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the deferred call's reply");
+        let mut r = Response::init_status(ttrpc::get_status(Code::OK, ""));
+        ResponseInit::set_payload(&mut r, b"done".to_vec());
+        reply(r);
+        let (id, r) = read_response(&mut c);
+        assert_eq!((id, r.payload.as_slice()), (1, &b"done"[..]));
     }
 
     #[test]

@@ -260,6 +260,11 @@ impl Runtime {
             ));
         }
         let cgroup_fds: Vec<RawFd> = base.cgroup_files.iter().map(|f| f.as_raw_fd()).collect();
+        // The pid handshake is needed only when the child's pid is not the one fork
+        // returns (no pid namespace joined by this thread) or the runtime writes it
+        // into a v2 cgroup; otherwise the child joins its v1 cgroups itself and sends
+        // nothing unless it fails: one wake-up of this thread per exec fewer.
+        let handshake = base.pid_ns.is_none() || saved.cgroup.unified.is_some();
         let (ours, theirs) = sync::pair().map_err(|e| Error::sys("socketpair", e))?;
         // This thread's children are born in the container's pid namespace until the
         // guard puts it back.
@@ -281,13 +286,20 @@ impl Runtime {
                         let _ = nix::unistd::dup2(*fd, t as RawFd);
                     }
                 }
-                exec_main(ns, &cgroup_fds, &pplan, console_fd, o.preserve_fds, &theirs)
+                exec_main(
+                    ns,
+                    &cgroup_fds,
+                    &pplan,
+                    (console_fd, o.preserve_fds),
+                    &theirs,
+                    handshake,
+                )
             }
             ForkResult::Parent { child } => child.as_raw(),
         };
         drop(theirs);
         drop(console);
-        let mut pid = 0;
+        let mut pid = if handshake { 0 } else { first };
         let result = loop {
             match ours.recv() {
                 Ok(Some(Msg::Pid(p))) => {

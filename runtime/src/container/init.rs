@@ -47,9 +47,15 @@ fn clone_sibling() -> Result<i32> {
     Ok(r as i32)
 }
 
-/// Namespaces, the extra fork into a pid namespace, and the cgroup handshake.
-/// Returns in the process that will become the container process.
-fn enter_namespaces(ns: &NsPlan, chan: &Channel, cgroup_fds: &[RawFd]) -> Result<()> {
+/// Namespaces, the extra fork into a pid namespace, and the cgroup handshake (skipped
+/// when `handshake` is false: the runtime knows the pid and has no cgroup to write it
+/// into). Returns in the process that will become the container process.
+fn enter_namespaces(
+    ns: &NsPlan,
+    chan: &Channel,
+    cgroup_fds: &[RawFd],
+    handshake: bool,
+) -> Result<()> {
     let ask = || -> Result<()> {
         chan.send(&Msg::WriteMaps)
             .map_err(|e| Error::sys("sync (maps)", e))?;
@@ -57,7 +63,10 @@ fn enter_namespaces(ns: &NsPlan, chan: &Channel, cgroup_fds: &[RawFd]) -> Result
             .map_err(|e| Error::sys("waiting for the uid/gid maps", e))
     };
     ns.enter(&ask)?;
-    if ns.pid {
+    if !handshake {
+        // (An exec born in the pid namespace, on v1 cgroups: its own pid is the
+        // one the runtime's fork returned.)
+    } else if ns.pid {
         let child = clone_sibling()?;
         if child > 0 {
             let _ = chan.send(&Msg::Pid(child));
@@ -68,8 +77,10 @@ fn enter_namespaces(ns: &NsPlan, chan: &Channel, cgroup_fds: &[RawFd]) -> Result
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))
             .map_err(|e| Error::sys("sync (pid)", e))?;
     }
-    chan.expect_ok()
-        .map_err(|e| Error::sys("waiting for the cgroup", e))?;
+    if handshake {
+        chan.expect_ok()
+            .map_err(|e| Error::sys("waiting for the cgroup", e))?;
+    }
     for &fd in cgroup_fds {
         // SAFETY: fds opened by the runtime before fork and kept open for us.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -120,7 +131,7 @@ fn init_steps(plan: &InitPlan, chan: &Channel) -> Result<Error> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::sys(format!("opening {}", plan.fifo.display()), e))?;
-    enter_namespaces(&plan.ns, chan, &plan.cgroup_fds)?;
+    enter_namespaces(&plan.ns, chan, &plan.cgroup_fds, true)?;
     let state = if plan.create_container_hooks.is_empty() && plan.start_container_hooks.is_empty() {
         Vec::new()
     } else {
@@ -188,18 +199,19 @@ fn prepare_process(p: &ProcPlan, preserve_fds: u32) -> Result<CString> {
     p.resolve_exec()
 }
 
-/// The exec'd process: joins the container and execs. Never returns.
+/// The exec'd process: joins the container and execs. Never returns. Without
+/// `handshake` it sends nothing unless a step fails (see `enter_namespaces`).
 pub(crate) fn exec_main(
     ns: &NsPlan,
     cgroup_fds: &[RawFd],
     p: &ProcPlan,
-    console: Option<RawFd>,
-    preserve_fds: u32,
+    (console, preserve_fds): (Option<RawFd>, u32),
     chan: &Channel,
+    handshake: bool,
 ) -> ! {
     let run = || -> Result<Error> {
         reset_signals();
-        enter_namespaces(ns, chan, cgroup_fds)?;
+        enter_namespaces(ns, chan, cgroup_fds, handshake)?;
         if p.terminal {
             if let Some(c) = console {
                 tty::setup(c, p.console_size, false)?;

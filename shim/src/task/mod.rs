@@ -79,6 +79,18 @@ struct Table {
     /// Exits of pids not (yet) known: a process can exit before its creator
     /// learns its pid.
     early_exits: HashMap<i32, (u32, SystemTime)>,
+    /// Waits answered when their process exits or goes (see `Supervisor::wait_then`).
+    waiters: Vec<Waiter>,
+}
+
+/// The answer of a Wait: (status, time), or why there is none.
+pub type WaitResult = Result<(u32, SystemTime), TaskError>;
+
+/// A Wait whose process had not exited: its answer is sent by whoever sees it exit.
+struct Waiter {
+    id: String,
+    exec_id: String,
+    reply: Box<dyn FnOnce(WaitResult) + Send>,
 }
 
 /// What a Create request asks for.
@@ -206,6 +218,8 @@ impl Supervisor {
             }
             Err(e) => {
                 t.containers.remove(&req.id);
+                drop(t);
+                self.settle_waiters();
                 Err(e)
             }
         }
@@ -388,6 +402,29 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The exit of an exec that has no output copiers to wait for, applied at once;
+    /// false for any other pid (it goes to [`Supervisor::on_exit`] on the exit thread,
+    /// which may wait for copiers). Called by the reaper: a health check's exit then
+    /// wakes no other thread of the shim before its Wait is answered.
+    pub fn on_exec_exit_inline(&self, pid: i32, code: u32, at: SystemTime) -> bool {
+        let found = {
+            let t = self.lock();
+            t.containers.iter().find_map(|(id, c)| {
+                c.execs
+                    .iter()
+                    .find(|(_, p)| p.pid == pid && p.exit.is_none() && p.io.copiers.is_empty())
+                    .map(|(eid, _)| (id.clone(), eid.clone()))
+            })
+        };
+        match found {
+            Some((id, exec_id)) => {
+                self.apply_exit(&id, &exec_id, pid, code, at);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A child exited (from the reaper).
     pub fn on_exit(&self, pid: i32, code: u32, at: SystemTime) {
         let found = {
@@ -460,6 +497,7 @@ impl Supervisor {
             p.io.master.take();
         }
         self.changed.notify_all();
+        self.settle_waiters();
         let mut ev = TaskExit::new();
         ev.container_id = id.to_string();
         ev.id = if exec_id.is_empty() { id } else { exec_id }.to_string();
@@ -467,6 +505,61 @@ impl Supervisor {
         ev.exit_status = code;
         ev.exited_at = MessageField::some(timestamp(at));
         self.publisher.send(topics::TASK_EXIT_EVENT_TOPIC, &ev);
+    }
+
+    /// Calls `reply` with the process's exit once it has one (now, if it has), or with
+    /// the error that it is not there (now, or when it goes): a Wait answered by the
+    /// thread that sees the exit, with no thread of its own blocked meanwhile.
+    pub fn wait_then(&self, id: &str, exec_id: &str, reply: Box<dyn FnOnce(WaitResult) + Send>) {
+        let mut t = self.lock();
+        let now = match t.containers.get(id) {
+            None => Some(Err(TaskError::NotFound(format!("container {id}")))),
+            Some(c) => match c.proc(id, exec_id) {
+                Err(e) => Some(Err(e)),
+                Ok(p) => p.exit.map(Ok),
+            },
+        };
+        match now {
+            Some(result) => {
+                drop(t);
+                reply(result);
+            }
+            None => t.waiters.push(Waiter {
+                id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                reply,
+            }),
+        }
+    }
+
+    /// Answers the waiters whose process exited or went.
+    fn settle_waiters(&self) {
+        let ready = {
+            let mut t = self.lock();
+            if t.waiters.is_empty() {
+                return;
+            }
+            let mut ready = Vec::new();
+            let mut left = Vec::new();
+            for w in std::mem::take(&mut t.waiters) {
+                let result = match t.containers.get(&w.id) {
+                    None => Some(Err(TaskError::NotFound(format!("container {}", w.id)))),
+                    Some(c) => match c.proc(&w.id, &w.exec_id) {
+                        Err(e) => Some(Err(e)),
+                        Ok(p) => p.exit.map(Ok),
+                    },
+                };
+                match result {
+                    Some(r) => ready.push((w.reply, r)),
+                    None => left.push(w),
+                }
+            }
+            t.waiters = left;
+            ready
+        };
+        for (reply, result) in ready {
+            reply(result);
+        }
     }
 
     /// Blocks until the process exited; returns (status, time).
@@ -548,6 +641,7 @@ impl Supervisor {
                 .exec_leaves_files()
                 .then(|| [c.paths.pid_file(exec_id), c.paths.exec_spec(exec_id)]);
             drop(t);
+            self.settle_waiters();
             // The exec's files in the bundle go with it: kubelet's probes make an exec
             // every few seconds for the life of the container.
             for f in files.iter().flatten() {
@@ -582,6 +676,7 @@ impl Supervisor {
         let (code, at) = exit.unwrap_or((0, SystemTime::now()));
         self.lock().containers.remove(id);
         self.changed.notify_all();
+        self.settle_waiters();
         let mut ev = TaskDelete::new();
         ev.container_id = id.to_string();
         ev.id = id.to_string();

@@ -32,6 +32,7 @@ use crate::backend::Runtime;
 use crate::mount::MountSpec;
 use crate::reaper::Reaper;
 use crate::server::Dispatch;
+use crate::server::Reply;
 
 /// The runtime a container was created with, saved in its bundle so the `delete`
 /// subcommand can clean up after a dead shim.
@@ -387,6 +388,36 @@ impl TaskService {
         Ok(resp)
     }
 
+    /// Wait without a thread: answered by the thread that applies the exit (a
+    /// health check's Wait every second wakes no thread of its own). Other methods are
+    /// handed back.
+    fn wait_deferred(&self, req: &Request, reply: Reply) -> Option<Reply> {
+        if req.method != "Wait" || !SERVICES.contains(&req.service.as_str()) {
+            return Some(reply);
+        }
+        let w = match WaitRequest::parse_from_bytes(&req.payload) {
+            Ok(w) => w,
+            Err(_) => {
+                // The threaded path answers a request it cannot read.
+                return Some(reply);
+            }
+        };
+        self.supervisor.wait_then(
+            &w.id,
+            &w.exec_id,
+            Box::new(move |result| {
+                let payload = result.map_err(status).map(|(code, at)| {
+                    let mut resp = WaitResponse::new();
+                    resp.exit_status = code;
+                    resp.exited_at = MessageField::some(timestamp(at));
+                    resp
+                });
+                reply(response(payload));
+            }),
+        );
+        None
+    }
+
     fn connect(&self, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
         let mut resp = ConnectResponse::new();
         resp.shim_pid = std::process::id();
@@ -451,7 +482,12 @@ fn call<Req: Message, Resp: Message>(
             ))
         }
     };
-    match method(req).and_then(|resp| {
+    response(method(req))
+}
+
+/// The response frame's message for a method's result.
+fn response<Resp: Message>(result: ttrpc::Result<Resp>) -> Response {
+    match result.and_then(|resp| {
         resp.write_to_bytes()
             .map_err(|e| ttrpc::Error::Others(format!("Encoding response {e}")))
     }) {
@@ -510,8 +546,10 @@ fn does_not_exist(req: &Request) -> Response {
 /// The shim's ttrpc server's table: every method answered by `service`, Wait (which
 /// blocks until the process exits) on a thread of its own.
 pub fn dispatch(service: Arc<TaskService>) -> Dispatch {
+    let waits = Arc::clone(&service);
     Dispatch {
         answer: Box::new(move |req| service.answer(req)),
         blocking: &["Wait"],
+        deferred: Some(Box::new(move |req, reply| waits.wait_deferred(req, reply))),
     }
 }

@@ -60,11 +60,28 @@ fn exec_until(berthd: &Berthd, ct: &str, cmd: &[&str]) -> Result<String> {
         last = format!("{out}{err}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    let rules = run(Command::new("nft").args(["list", "ruleset"]))
-        .map(|(_, out, err)| format!("{out}{err}"))
-        .unwrap_or_default();
+    let shown = |c: &mut Command| {
+        run(c)
+            .map(|(_, out, err)| format!("{out}{err}"))
+            .unwrap_or_default()
+    };
+    let rules = shown(Command::new("nft").args(["list", "ruleset"]));
+    let mut seen = String::new();
+    for c in shown(berthd.docker().args(["ps", "--format", "{{.Names}}"])).lines() {
+        let addrs = shown(berthd.docker().args([
+            "exec",
+            c,
+            "sh",
+            "-c",
+            "ip -6 addr; ip -6 route; ip -6 neigh; cat /proc/sys/net/ipv6/conf/*/accept_dad",
+        ]));
+        seen.push_str(&format!("{c}:\n{addrs}\n"));
+    }
+    let links = shown(
+        Command::new("sh").args(["-c", "ip -6 addr show dev bt-v6-a; bridge link; bridge mdb"]),
+    );
     anyhow::bail!(
-        "{cmd:?} in {ct} kept failing: {last}\nnft ruleset:\n{rules}\nberthd's log:\n{}",
+        "{cmd:?} in {ct} kept failing: {last}\ncontainers:\n{seen}\nhost:\n{links}\nnft ruleset:\n{rules}\nberthd's log:\n{}",
         berthd.log()
     )
 }
