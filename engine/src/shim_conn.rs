@@ -263,6 +263,7 @@ mod tests {
         let dispatch = Arc::new(Dispatch {
             answer: Box::new(answer),
             blocking: &[],
+            deferred: None,
         });
         std::thread::spawn(move || berth_shim::server::serve(listener, dispatch));
         format!("unix://{}", path.display())
@@ -366,6 +367,7 @@ mod tests {
                 resp
             }),
             blocking: &["Wait"],
+            deferred: None,
         });
         std::thread::spawn(move || berth_shim::server::serve(listener, dispatch));
         let conns = Conns::connect(&format!("unix://{}", path.display())).unwrap();

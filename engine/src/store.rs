@@ -67,6 +67,9 @@ impl Kind {
 /// A handle on the metadata database, shared by every request handler.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Transactions committed so far: a reader that saw a value at one generation
+    /// knows it unchanged while the generation is the same.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -99,6 +102,7 @@ impl Store {
             })?;
         Ok(Store {
             conn: Mutex::new(conn),
+            generation: Default::default(),
         })
     }
 
@@ -115,7 +119,15 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&Txn { tx: &tx })?;
         tx.commit()?;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(value)
+    }
+
+    /// The number of transactions committed: read it before reading a value, and
+    /// the value is current for as long as this number stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stores one object in its own transaction.
@@ -284,6 +296,32 @@ mod tests {
             Ok(store) => store,
             Err(err) => panic!("open store: {err}"),
         }
+    }
+
+    #[test]
+    fn the_generation_moves_with_each_committed_write_only() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Open {
+            path: "tmp".into(),
+            source: rusqlite::Error::InvalidPath(e.to_string().into()),
+        })?;
+        let store = open(dir.path());
+        let rec = Rec {
+            seq: 1,
+            payload: "a".into(),
+        };
+        let g0 = store.generation();
+        store.put(Kind::Container, "c1", Some("one"), &rec)?;
+        let g1 = store.generation();
+        assert!(g1 > g0);
+        let _: Option<Rec> = store.get(Kind::Container, "c1")?;
+        let _ = store.get_fields(Kind::Container, "c1", ["$.payload", "$.payload"])?;
+        assert_eq!(store.generation(), g1, "reads move nothing");
+        // A failed write (the name is another's) commits nothing.
+        assert!(store.put(Kind::Container, "c2", Some("one"), &rec).is_err());
+        assert_eq!(store.generation(), g1);
+        assert!(store.delete(Kind::Container, "c1")?);
+        assert!(store.generation() > g1);
+        Ok(())
     }
 
     #[test]
