@@ -298,8 +298,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_generation_moves_with_each_committed_write_only() -> Result<(), StoreError> {
+    /// A store in a new temp dir (kept while the dir lives) and a record for it.
+    fn fresh() -> Result<(tempfile::TempDir, Store, Rec), StoreError> {
         let dir = tempfile::tempdir().map_err(|e| StoreError::Open {
             path: "tmp".into(),
             source: rusqlite::Error::InvalidPath(e.to_string().into()),
@@ -309,6 +309,12 @@ mod tests {
             seq: 1,
             payload: "a".into(),
         };
+        Ok((dir, store, rec))
+    }
+
+    #[test]
+    fn the_generation_moves_with_each_committed_write_only() -> Result<(), StoreError> {
+        let (_dir, store, rec) = fresh()?;
         let g0 = store.generation();
         store.put(Kind::Container, "c1", Some("one"), &rec)?;
         let g1 = store.generation();
@@ -326,15 +332,7 @@ mod tests {
 
     #[test]
     fn put_get_list_delete_and_names() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Open {
-            path: "tmp".into(),
-            source: rusqlite::Error::InvalidPath(e.to_string().into()),
-        })?;
-        let store = open(dir.path());
-        let rec = Rec {
-            seq: 1,
-            payload: "a".into(),
-        };
+        let (_dir, store, rec) = fresh()?;
         store.put(Kind::Container, "c1", Some("web"), &rec)?;
         assert_eq!(store.get::<Rec>(Kind::Container, "c1")?, Some(rec));
         assert_eq!(
