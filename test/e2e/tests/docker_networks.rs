@@ -1273,15 +1273,28 @@ fn network_container_shares_the_namespace() -> Result<()> {
 }
 
 /// The rules of this daemon's nft table, or None when the table is gone.
+/// berthd's nft table as `nft list` prints it; None when there is no such table. A
+/// listing that fails for another reason (nft's dump interrupted by the other tests'
+/// rule changes) is tried again.
 fn table_rules(berthd: &Berthd) -> Option<String> {
     let table = table_name(berthd);
     let name = table.trim_start_matches("table inet ");
-    std::process::Command::new("nft")
-        .args(["list", "table", "inet", name])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    for _ in 0..5 {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "inet", name])
+            .output()
+            .ok()?;
+        if out.status.success() {
+            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No such file or directory") {
+            return None;
+        }
+        eprintln!("nft list table inet {name}: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
 }
 
 #[test]
@@ -1345,8 +1358,20 @@ fn an_externally_deleted_or_flushed_table_comes_back() -> Result<()> {
     run_ok(std::process::Command::new("nft").args(["flush", "table", "inet", &name]))?;
     assert!(!has_masq(&table_rules(&berthd)));
     run_ok(berthd.docker().args(["stop", "-t", "1", "c1"]))?;
-    let rules = table_rules(&berthd);
-    assert!(has_masq(&rules), "not restored at the stop: {rules:?}");
+    // (The stop's network teardown, and its sync, may end just after the stop.)
+    let mut rules = table_rules(&berthd);
+    for _ in 0..25 {
+        if has_masq(&rules) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        rules = table_rules(&berthd);
+    }
+    assert!(
+        has_masq(&rules),
+        "not restored at the stop: {rules:?}\nberthd's log:\n{}",
+        berthd.log()
+    );
     run_ok(berthd.docker().args(["rm", "-f", "c1", "web"]))?;
     Ok(())
 }
