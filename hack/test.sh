@@ -51,6 +51,29 @@ if grep -q '^skipped: ' "$log"; then
     grep '^skipped: ' "$log" | sort -u | sed 's/^/  /'
 fi
 
+# Each failing test's own output again, at the end where a reader of a long log
+# looks first: its first 60 and last 60 lines (a berthd log in an error can be long).
+if grep -q '^---- .* stdout ----$' "$log" && grep -q '^failures:$' "$log"; then
+    echo
+    echo "== failing tests' output"
+    awk '
+        /^failures:$/ { flush(); infail = 1; next }
+        infail && /^---- .* stdout ----$/ { flush(); name = $0; n = 0; next }
+        infail && /^(successes:|test result:)/ { flush(); infail = 0; next }
+        infail && name != "" { lines[++n] = $0 }
+        function flush(   i) {
+            if (name == "") return
+            print name
+            for (i = 1; i <= n; i++) {
+                if (n > 120 && i == 61) { printf "  [... %d lines ...]\n", n - 120; i = n - 60 }
+                print "  " lines[i]
+            }
+            name = ""; n = 0
+        }
+        END { flush() }
+    ' "$log"
+fi
+
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
 if [ "$status" -eq 0 ] && [ "$leaks" -ne 0 ]; then
