@@ -89,13 +89,18 @@ pub fn bridge_exists(bridge: &str) -> bool {
     !bridge.is_empty() && std::path::Path::new("/sys/class/net").join(bridge).exists()
 }
 
+/// Whether the kernel holds table `inet <name>` (asked over netlink; `nft list`
+/// when that fails).
 fn table_exists(name: &str) -> bool {
-    Command::new("nft")
-        .args(["list", "table", "inet", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    match probe::inet_table_rules(name) {
+        Ok(found) => found.is_some(),
+        Err(_) => Command::new("nft")
+            .args(["list", "table", "inet", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+    }
 }
 
 /// How many rules `ruleset`'s script holds (its lines in a chain other than the
@@ -167,6 +172,8 @@ fn ruleset(name: &str, live: &[NetworkRecord]) -> String {
     s
 }
 
+/// Applies `script` in one `nft -f` transaction. One that fails for a reason that
+/// passes (the kernel busy with another process's transaction) is tried again twice.
 fn nft(script: &str) -> Result<(), EngineError> {
     let run = || -> std::io::Result<std::process::Output> {
         let mut child = Command::new("nft")
@@ -180,14 +187,26 @@ fn nft(script: &str) -> Result<(), EngineError> {
         }
         child.wait_with_output()
     };
-    let out = run().map_err(EngineError::internal("running nft"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(EngineError::broken(
-            "updating berth's nftables table",
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+    let mut attempt = 0;
+    loop {
+        let out = run().map_err(EngineError::internal("running nft"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let passing = [
+            "Interrupted system call",
+            "Device or resource busy",
+            "Resource temporarily unavailable",
+        ]
+        .iter()
+        .any(|m| err.contains(m));
+        attempt += 1;
+        if !passing || attempt == 3 {
+            return Err(EngineError::broken("updating berth's nftables table", err));
+        }
+        tracing::debug!("nft failed, trying again: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

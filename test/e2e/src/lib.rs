@@ -141,6 +141,30 @@ pub fn nft_table_of(root: &Path) -> String {
     format!("berth_{:012x}", h & 0xffff_ffff_ffff)
 }
 
+/// A listing of the host's firewall (`nft list …`, `iptables-save`): its output, or
+/// `None` when nft says the listed object does not exist. Other tests' daemons change
+/// the ruleset meanwhile, so a listing that fails otherwise is tried again for up to
+/// five seconds before its error is returned.
+pub fn firewall_listing(program: &str, args: &[&str]) -> Result<Option<String>> {
+    let mut last = String::new();
+    for _ in 0..25 {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program} {args:?}"))?;
+        if out.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        if program == "nft" && last.contains("No such file or directory") {
+            return Ok(None);
+        }
+        eprintln!("{program} {args:?} failed, trying again: {}", last.trim());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("{program} {args:?} kept failing: {}", last.trim())
+}
+
 /// Whether something listens on `ip`:53 over UDP and over TCP (from /proc/net, which
 /// gives the local address as host-order hex, then the port).
 pub fn listening_on_dns(ip: std::net::Ipv4Addr) -> (bool, bool) {

@@ -6,7 +6,7 @@
 //! someone deletes or flushes it.
 
 use anyhow::Result;
-use berth_e2e::{require_root, run, run_ok, Berthd};
+use berth_e2e::{firewall_listing, require_root, run, run_ok, Berthd};
 use serde_json::Value;
 
 /// berthd with a default bridge of its own (the harness gives each daemon one),
@@ -238,14 +238,14 @@ fn traces(berthd: &Berthd, bridges: &[&str], prefixes: &[&str]) -> Result<Vec<St
         }
     }
     // The CNI plugins' per-container rules (masquerade, firewall) name its address.
-    let rules = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    let rules = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     found.extend(
         rules
             .lines()
             .filter(|l| l.starts_with("-A") && prefixes.iter().any(|p| l.contains(p)))
             .map(|l| format!("iptables: {l}")),
     );
-    let tables = run_ok(std::process::Command::new("nft").args(["list", "tables"]))?;
+    let tables = firewall_listing("nft", &["list", "tables"])?.unwrap_or_default();
     let ours = tables_of(berthd, &tables);
     found.extend(ours.into_iter().map(|t| format!("nft: {t}")));
     Ok(found)
@@ -300,12 +300,33 @@ fn ip_of(berthd: &Berthd, name: &str, network: &str) -> Result<String> {
     )
 }
 
+/// `docker exec <container> <cmd>`'s output, run up to three times until `done` says
+/// it is what was expected (the last output either way).
+fn exec_until(
+    berthd: &Berthd,
+    container: &str,
+    cmd: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let mut out = String::new();
+    for attempt in 0..3 {
+        let (_, stdout, stderr) = run(berthd.docker().arg("exec").arg(container).args(cmd))?;
+        out = stdout;
+        if done(&out) {
+            break;
+        }
+        eprintln!("exec {container} {cmd:?} (attempt {attempt}): {out:?} {stderr:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Ok(out)
+}
+
 #[test]
 fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
     require_root();
     let mut berthd = berthd()?;
     berthd.import_busybox("busybox")?;
-    let tables_before = run_ok(std::process::Command::new("nft").args(["list", "tables"]))?;
+    let tables_before = firewall_listing("nft", &["list", "tables"])?.unwrap_or_default();
     let ours_before = tables_of(&berthd, &tables_before);
     let _cleanup = HostCleanup {
         bridges: vec!["bt-e2e-a", "bt-e2e-b"],
@@ -394,17 +415,17 @@ fn containers_on_user_networks_reach_each_other_only() -> Result<()> {
         "{alias}"
     );
 
-    // Same network: reached by address (ping and HTTP).
-    let out = run_ok(
-        berthd
-            .docker()
-            .args(["exec", "a2", "ping", "-c", "1", "-W", "3", &a1]),
-    )?;
+    // Same network: reached by address (ping and HTTP; a lost packet is sent again).
+    let out = exec_until(&berthd, "a2", &["ping", "-c", "1", "-W", "3", &a1], |o| {
+        o.contains("1 packets received")
+    })?;
     assert!(out.contains("1 packets received"), "{out}");
     // (Debian's static busybox wget crashes in its resolver; nc speaks HTTP here.)
     let get = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {a1} 80");
-    let out = run_ok(berthd.docker().args(["exec", "a2", "sh", "-c", &get]))?;
     let a1_hostname = run_ok(berthd.docker().args(["exec", "a1", "hostname"]))?;
+    let out = exec_until(&berthd, "a2", &["sh", "-c", &get], |o| {
+        o.starts_with("HTTP/1.")
+    })?;
     assert!(
         out.starts_with("HTTP/1.") && out.ends_with(&a1_hostname),
         "{out:?}"
@@ -644,7 +665,7 @@ fn published_ports_answer_from_the_host() -> Result<()> {
     let netns = std::fs::read_dir(berthd.state().join("networks/netns"))?.count();
     assert_eq!(netns, 2, "the refused start left a namespace");
 
-    let live = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    let live = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     assert!(
         live.lines().any(|l| l.starts_with("-A")
             && l.contains("10.220.0.")
@@ -656,7 +677,7 @@ fn published_ports_answer_from_the_host() -> Result<()> {
         http_get(&format!("127.0.0.1:{port}")).is_none(),
         "still published"
     );
-    let rules = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    let rules = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     assert!(
         !rules
             .lines()
@@ -1018,7 +1039,7 @@ fn containers_without_network_join_the_default_bridge() -> Result<()> {
     // per network, not a chain per container).
     let table = table_name(&berthd);
     let table = table.trim_start_matches("table inet ");
-    let nat = run_ok(std::process::Command::new("nft").args(["list", "table", "inet", table]))?;
+    let nat = firewall_listing("nft", &["list", "table", "inet", table])?.unwrap_or_default();
     let subnet = berthd.default_subnet();
     assert!(
         nat.lines()
@@ -1272,29 +1293,11 @@ fn network_container_shares_the_namespace() -> Result<()> {
     Ok(())
 }
 
-/// The rules of this daemon's nft table, or None when the table is gone.
-/// berthd's nft table as `nft list` prints it; None when there is no such table. A
-/// listing that fails for another reason (nft's dump interrupted by the other tests'
-/// rule changes) is tried again.
-fn table_rules(berthd: &Berthd) -> Option<String> {
+/// berthd's nft table as `nft list` prints it; None when there is no such table.
+fn table_rules(berthd: &Berthd) -> Result<Option<String>> {
     let table = table_name(berthd);
     let name = table.trim_start_matches("table inet ");
-    for _ in 0..5 {
-        let out = std::process::Command::new("nft")
-            .args(["list", "table", "inet", name])
-            .output()
-            .ok()?;
-        if out.status.success() {
-            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No such file or directory") {
-            return None;
-        }
-        eprintln!("nft list table inet {name}: {err}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    None
+    firewall_listing("nft", &["list", "table", "inet", name])
 }
 
 #[test]
@@ -1318,28 +1321,25 @@ fn an_externally_deleted_or_flushed_table_comes_back() -> Result<()> {
             .docker()
             .args(["run", "-d", "--name", "c1", "busybox", "sleep", "600"]),
     )?;
-    assert!(
-        has_masq(&table_rules(&berthd)),
-        "{:?}",
-        table_rules(&berthd)
-    );
+    let rules = table_rules(&berthd)?;
+    assert!(has_masq(&rules), "{rules:?}");
 
     // Deleted behind berth's back: the next start (one publishing a port) brings it
     // back, and the port answers through portmap's DNAT.
     let table = table_name(&berthd);
     let name = table.trim_start_matches("table inet ").to_string();
     run_ok(std::process::Command::new("nft").args(["delete", "table", "inet", &name]))?;
-    assert_eq!(table_rules(&berthd), None);
+    assert_eq!(table_rules(&berthd)?, None);
     let port = free_port()?;
     let mut cmd = berthd.docker();
     cmd.args(["run", "-d", "--name", "web", "-p"])
         .arg(format!("127.0.0.1:{port}:80"))
         .args(["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
     run_ok(&mut cmd)?;
-    let rules = table_rules(&berthd);
+    let rules = table_rules(&berthd)?;
     assert!(has_masq(&rules), "not restored at the start: {rules:?}");
     let web_ip = setting(&berthd, "web", "IPAddress")?;
-    let live = run_ok(&mut std::process::Command::new("iptables-save"))?;
+    let live = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     assert!(
         live.lines().any(|l| l.starts_with("-A")
             && l.contains("DNAT")
@@ -1356,16 +1356,16 @@ fn an_externally_deleted_or_flushed_table_comes_back() -> Result<()> {
 
     // Flushed (chains kept, rules gone): a stop brings the rules back.
     run_ok(std::process::Command::new("nft").args(["flush", "table", "inet", &name]))?;
-    assert!(!has_masq(&table_rules(&berthd)));
+    assert!(!has_masq(&table_rules(&berthd)?));
     run_ok(berthd.docker().args(["stop", "-t", "1", "c1"]))?;
     // (The stop's network teardown, and its sync, may end just after the stop.)
-    let mut rules = table_rules(&berthd);
+    let mut rules = table_rules(&berthd)?;
     for _ in 0..25 {
         if has_masq(&rules) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
-        rules = table_rules(&berthd);
+        rules = table_rules(&berthd)?;
     }
     assert!(
         has_masq(&rules),

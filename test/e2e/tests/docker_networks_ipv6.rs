@@ -11,7 +11,7 @@
 use std::process::Command;
 
 use anyhow::Result;
-use berth_e2e::{require_root, run, run_ok, Berthd, BridgeGuard};
+use berth_e2e::{firewall_listing, require_root, run, run_ok, Berthd, BridgeGuard};
 use serde_json::Value;
 
 const BRIDGES: [&str; 4] = ["bt-v6-a", "bt-v6-int", "bt-v6-sdk", "bt-v6-u"];
@@ -373,7 +373,7 @@ fn ipv6_networks_with_the_docker_cli() -> Result<()> {
 
     // While it runs, berth's nft table masquerades the IPv6 subnet.
     let table = berth_e2e::nft_table_of(&berthd.root());
-    let rules = run_ok(Command::new("nft").args(["list", "table", "inet", &table]))?;
+    let rules = firewall_listing("nft", &["list", "table", "inet", &table])?.unwrap_or_default();
     assert!(rules.contains("fd00:db8:71::/64"), "{rules}");
     assert!(!rules.contains("fd00:db8:74::/64"), "internal: {rules}");
 
@@ -397,7 +397,7 @@ fn ipv6_networks_with_the_docker_cli() -> Result<()> {
         .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
         .collect();
     assert!(leases.is_empty(), "leases left: {leases:?}");
-    let ruleset = run_ok(Command::new("nft").args(["list", "ruleset"]))?;
+    let ruleset = firewall_listing("nft", &["list", "ruleset"])?.unwrap_or_default();
     assert!(!ruleset.contains("fd00:db8:7"), "{ruleset}");
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use berth_e2e::{processes_with, require_root, run, run_ok, Berthd, BridgeGuard};
+use berth_e2e::{firewall_listing, processes_with, require_root, run, run_ok, Berthd, BridgeGuard};
 
 /// The user networks: (name, subnet, bridge, internal).
 const NETWORKS: [(&str, &str, &str, bool); 3] = [
@@ -152,7 +152,7 @@ fn traces(berthd: &Berthd, bridges: &[String], prefixes: &[String]) -> Result<Ve
             }
         }
     }
-    let rules = run_ok(&mut Command::new("iptables-save"))?;
+    let rules = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     found.extend(
         rules
             .lines()
@@ -162,8 +162,7 @@ fn traces(berthd: &Berthd, bridges: &[String], prefixes: &[String]) -> Result<Ve
     // berth's table stays while the default bridge exists (its masquerade rule); what
     // must go are the rules naming a user network's bridge or subnet.
     let table = berth_e2e::nft_table_of(&berthd.root());
-    let listing =
-        run_ok(Command::new("nft").args(["list", "table", "inet", &table])).unwrap_or_default();
+    let listing = firewall_listing("nft", &["list", "table", "inet", &table])?.unwrap_or_default();
     let marks: Vec<&str> = NETWORKS.iter().flat_map(|n| [n.1, n.2]).collect();
     found.extend(
         listing

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_e2e::{require_root, run, run_ok, Berthd, BridgeGuard};
+use berth_e2e::{firewall_listing, require_root, run, run_ok, Berthd, BridgeGuard};
 
 /// The echo server run in the container: every datagram back with `echo:` before it.
 const ECHO: &str = r#"
@@ -91,7 +91,7 @@ fn udp_ask(port: u16, msg: &str, tries: u32) -> Result<Option<String>> {
 
 /// iptables rules naming `port` (the CNI portmap plugin's DNAT rules).
 fn rules_naming(port: u16) -> Result<Vec<String>> {
-    let rules = run_ok(&mut Command::new("iptables-save"))?;
+    let rules = firewall_listing("iptables-save", &[])?.unwrap_or_default();
     let needle = format!("--dport {port} ");
     Ok(rules
         .lines()
