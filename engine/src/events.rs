@@ -3,7 +3,7 @@
 //! the latest for readers asking for the past (`since`); a broadcast carries the rest.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::record::ContainerRecord;
 
@@ -39,10 +39,11 @@ pub struct Event {
     pub time_nano: i64,
 }
 
-/// The ring of past events and the broadcast of new ones.
+/// The ring of past events and the broadcast of new ones. Both hold the one copy of
+/// each event (a health check every second per container makes three).
 pub struct EventLog {
-    ring: Mutex<VecDeque<Event>>,
-    tx: tokio::sync::broadcast::Sender<Event>,
+    ring: Mutex<VecDeque<Arc<Event>>>,
+    tx: tokio::sync::broadcast::Sender<Arc<Event>>,
 }
 
 impl Default for EventLog {
@@ -65,16 +66,22 @@ impl EventLog {
         );
         // Under the ring's lock, so that a subscriber sees each event once: either in
         // its copy of the ring or on its receiver.
+        let event = Arc::new(event);
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         if ring.len() == RING {
             ring.pop_front();
         }
-        ring.push_back(event.clone());
+        ring.push_back(Arc::clone(&event));
         let _ = self.tx.send(event);
     }
 
     /// The past events still in the ring, and a receiver of every later one.
-    pub fn subscribe(&self) -> (Vec<Event>, tokio::sync::broadcast::Receiver<Event>) {
+    pub fn subscribe(
+        &self,
+    ) -> (
+        Vec<Arc<Event>>,
+        tokio::sync::broadcast::Receiver<Arc<Event>>,
+    ) {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         (ring.iter().cloned().collect(), self.tx.subscribe())
     }

@@ -88,9 +88,11 @@ impl Probe {
     /// Runs the check once: its exit code and up to `max_output` bytes of its output
     /// (stdout and stderr as written); past `timeout` it is killed.
     ///
-    /// One blocking job does the whole exec (empty the output file, delete the last
-    /// check's exec, exec, start, wait, read the output): a check costs one hand-off
-    /// to the blocking pool, not one per call.
+    /// The whole exec (empty the output file, delete the last check's exec, exec,
+    /// start, wait, read the output) runs on the async runtime: the calls go to the
+    /// shim in one batch on a connection the runtime polls, and the file is touched
+    /// with a few small system calls on an inode berthd holds open (no thread of the
+    /// blocking pool is handed a check).
     pub(crate) async fn run(
         &mut self,
         record: &Arc<ContainerRecord>,
@@ -111,63 +113,39 @@ impl Probe {
         let exec_id = crate::create::random_id();
         let engine = &self.engine;
         exec_event(engine, record, "exec_create", &self.args, &exec_id, None);
-        let mut job = {
-            let (engine, record, shim) =
-                (Arc::clone(engine), Arc::clone(record), Arc::clone(&shim));
-            let (cid, eid, args) = (
-                self.container_id.clone(),
-                exec_id.clone(),
-                self.args.clone(),
-            );
-            let (spec, output) = (Arc::clone(&self.spec), self.output.clone());
-            let file = Arc::clone(&self.output_file);
-            let left = self.left.take();
-            tokio::task::spawn_blocking(move || -> Result<(u32, Vec<u8>), String> {
-                // The last check's output goes: the same inode, emptied (if it is not
-                // empty already: a quiet check costs no truncate).
-                let emptied =
-                    file.metadata()
-                        .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
-                emptied.map_err(|e| format!("emptying {}: {e}", output.display()))?;
-                let io = ExecIo {
-                    stdout: Some(output.clone()),
-                    stderr: Some(output.clone()),
-                    ..Default::default()
-                };
-                let waited = shim.run_exec(&cid, &eid, &spec, &io, left.as_deref(), || {
-                    exec_event(&engine, &record, "exec_start", &args, &eid, None);
-                });
-                // An exec that failed goes now; one that ran, with the next check.
-                let code = waited.map_err(|e| {
-                    let _ = shim.delete_exec(&cid, &eid);
-                    EngineError::from(e).to_string()
-                })?;
-                let mut out = Vec::new();
-                read_head(&file, max_output, &mut out);
-                Ok((code, out))
-            })
-        };
-        let joined = match tokio::time::timeout(timeout, &mut job).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                let (shim, cid, eid) = (
-                    Arc::clone(&shim),
-                    self.container_id.clone(),
-                    exec_id.clone(),
-                );
-                let _ = tokio::task::spawn_blocking(move || {
-                    shim.kill_exec(&cid, &eid, libc::SIGKILL as u32)
-                })
+        let left = self.left.take();
+        let job = async {
+            // The last check's output goes: the same inode, emptied (if it is not
+            // empty already: a quiet check costs no truncate).
+            let file = &self.output_file;
+            let emptied =
+                file.metadata()
+                    .and_then(|m| if m.len() > 0 { file.set_len(0) } else { Ok(()) });
+            emptied.map_err(|e| format!("emptying {}: {e}", self.output.display()))?;
+            let io = ExecIo {
+                stdout: Some(self.output.clone()),
+                stderr: Some(self.output.clone()),
+                ..Default::default()
+            };
+            let waited = shim
+                .run_exec(
+                    &self.container_id,
+                    &exec_id,
+                    &self.spec,
+                    &io,
+                    left.as_deref(),
+                    || exec_event(engine, record, "exec_start", &self.args, &exec_id, None),
+                )
                 .await;
-                // The job sees the kill as the exit and ends; the exec goes with the
-                // next check (or now, if the job failed).
-                let _ = job.await;
-                self.left = Some(exec_id.clone());
-                exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(137));
-                return Err(ProbeFailure::Timeout);
-            }
+            let code = waited.map_err(|e| EngineError::from(e).to_string())?;
+            let mut out = Vec::new();
+            read_head(file, max_output, &mut out);
+            Ok::<_, String>((code, out))
         };
-        match joined {
+        let outcome = tokio::time::timeout(timeout, job).await;
+        // A check that ran, or was killed past the timeout, is deleted with the next
+        // check (by then it has exited); one that failed to run, now.
+        match outcome {
             Ok(Ok((code, out))) => {
                 self.left = Some(exec_id.clone());
                 let code = code as i32;
@@ -175,11 +153,24 @@ impl Probe {
                 Ok((code, out))
             }
             Ok(Err(message)) => {
+                let cid = self.container_id.clone();
+                let _ = tokio::task::spawn_blocking(move || shim.delete_exec(&cid, &exec_id)).await;
                 // A broken connection is made again at the next check.
                 self.shim = None;
                 Err(ProbeFailure::Error(message))
             }
-            Err(e) => Err(ProbeFailure::Error(e.to_string())),
+            Err(_) => {
+                // The batch's connection went with the dropped job: the kill goes on
+                // another.
+                let (cid, eid) = (self.container_id.clone(), exec_id.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    shim.kill_exec(&cid, &eid, libc::SIGKILL as u32)
+                })
+                .await;
+                self.left = Some(exec_id.clone());
+                exec_event(engine, record, "exec_die", &self.args, &exec_id, Some(137));
+                Err(ProbeFailure::Timeout)
+            }
         }
     }
 }

@@ -293,14 +293,14 @@ impl Shim {
         Ok(())
     }
 
-    /// Registers, starts and waits for an exec in one batch of calls
-    /// (`Conns::call_batch`: one write, the shim woken once to read the three):
-    /// `started` is called when the start is answered. The exec's exit status; a failed
-    /// start deletes the exec again. `delete_first`: an exited exec of the same
+    /// Registers, starts and waits for an exec in one batch of calls, on the async
+    /// runtime (`Conns::call_batch`: one write, the shim woken once to read the three):
+    /// `started` is called when the start is answered. The exec's exit status; an exec
+    /// that failed is left for the caller to delete. `delete_first`: an exited exec of the same
     /// container deleted at the head of the batch (a health check's previous one), so
     /// its Delete costs no round trip of its own; its answer is not looked at (an exec
     /// already gone is gone).
-    pub fn run_exec(
+    pub async fn run_exec(
         &self,
         id: &str,
         exec_id: &str,
@@ -356,6 +356,7 @@ impl Shim {
                     started();
                 }
             })
+            .await
             .map_err(call_err("exec"))?
             .into_iter()
             .skip(first);
@@ -369,10 +370,7 @@ impl Shim {
             }
         };
         exec.map_err(call_err("exec"))?;
-        if let Err(e) = start {
-            let _ = self.delete_exec(id, exec_id);
-            return Err(call_err("start exec")(e));
-        }
+        start.map_err(call_err("start exec"))?;
         let wait = wait.map_err(call_err("wait exec"))?;
         let resp: api::WaitResponse = Codec::decode(&wait).map_err(|e| ShimError::Call {
             call: "wait exec",

@@ -1,4 +1,5 @@
-//! berthd's side of ttrpc to a shim: unary calls over plain blocking Unix sockets.
+//! berthd's side of ttrpc to a shim: unary calls over plain blocking Unix sockets,
+//! and batches of calls (a health check's exec, start and wait) on the async runtime.
 //!
 //! The ttrpc crate's synchronous client starts two threads per connection and wakes
 //! one of them every 10 ms to poll its socket, for as long as the connection lives.
@@ -74,78 +75,179 @@ impl Conns {
         <Resp as Codec>::E: std::fmt::Display,
     {
         let body = request_body(method, req)?;
-        let pooled = self.idle().pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.open()?,
-        };
+        let mut conn = self.pooled()?;
         let response = conn.round_trip(&body)?;
         let response =
             Response::decode(&response).map_err(|e| socket_err("decoding the response", e))?;
-        // The connection is in step again (a whole response read): keep it.
-        {
-            let mut idle = self.idle();
-            if idle.len() < IDLE_MAX {
-                idle.push(conn);
-            }
-        }
+        self.keep(conn);
         Resp::decode(&payload_of(&response)?).map_err(|e| socket_err("decoding the response", e))
     }
 
-    /// Calls written in one go and answered on one connection: the shim's server
-    /// reads them in order and answers each as it is done (a blocking one, `Wait`,
-    /// when it is), so a sequence such as exec, start, wait costs the shim one wake-up
-    /// to read it instead of one per call. `answered(i, result)` is called as each
-    /// answer comes (in the order they come); the answers (payloads, or the call's error)
-    /// are returned in the calls' order. An error of the connection itself fails all.
-    pub(crate) fn call_batch(
+    /// Calls written in one go and answered on one connection, on berthd's async
+    /// runtime: the shim's server reads them in order and answers each as it is done
+    /// (a blocking one, `Wait`, when it is), so a sequence such as exec, start, wait
+    /// costs the shim one wake-up to read it instead of one per call, and berthd no
+    /// thread of its blocking pool (a health check every second per container paid
+    /// two thread hand-offs per check for one). `answered(i, result)` is called as
+    /// each answer comes (in the order they come); the answers (payloads, or the
+    /// call's error) are returned in the calls' order. An error of the connection
+    /// itself fails all. The connection goes back to the pool as a blocking one when
+    /// every answer is in.
+    pub(crate) async fn call_batch(
         &self,
         calls: &[(&str, Vec<u8>)],
         mut answered: impl FnMut(usize, &Result<Vec<u8>, ttrpc::Error>),
     ) -> Result<Vec<Result<Vec<u8>, ttrpc::Error>>, ttrpc::Error> {
-        let mut frames = Vec::new();
-        let pooled = self.idle().pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.open()?,
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = self.pooled()?;
+        let (frames, ids) = conn.batch_frames(calls)?;
+        let Conn {
+            stream,
+            next_stream,
+        } = conn;
+        let nonblocking = |s: &UnixStream, on: bool| {
+            s.set_nonblocking(on)
+                .map_err(|e| socket_err("setting up the connection", e))
         };
-        let mut ids = Vec::with_capacity(calls.len());
-        for (method, payload) in calls {
-            let body = encoded_request(method, payload.clone())?;
-            let id = conn.next_stream;
-            conn.next_stream = conn.next_stream.wrapping_add(2);
-            frame::write_frame(&mut frames, id, frame::REQUEST, &body)
-                .map_err(|e| socket_err("framing the request", e))?;
-            ids.push(id);
-        }
-        std::io::Write::write_all(&mut conn.stream, &frames)
+        nonblocking(&stream, true)?;
+        let mut stream = tokio::net::UnixStream::from_std(stream)
+            .map_err(|e| socket_err("setting up the connection", e))?;
+        stream
+            .write_all(&frames)
+            .await
             .map_err(|e| socket_err("sending to the shim", e))?;
-        let mut results: Vec<Option<Result<Vec<u8>, ttrpc::Error>>> =
-            (0..calls.len()).map(|_| None).collect();
-        for _ in 0..calls.len() {
-            let (id, body) = conn.read_response()?;
-            let Some(i) = ids.iter().position(|x| *x == id) else {
-                return Err(ttrpc::Error::Others(format!(
-                    "the shim answered stream {id}, which was not asked"
-                )));
-            };
-            let result = Response::decode(&body)
-                .map_err(|e| socket_err("decoding the response", e))
-                .and_then(|r| payload_of(&r));
-            answered(i, &result);
-            results[i] = Some(result);
-        }
-        {
-            let mut idle = self.idle();
-            if idle.len() < IDLE_MAX {
-                idle.push(conn);
+        let mut results = Answers::new(ids);
+        let mut buf = Vec::with_capacity(4096);
+        while !results.complete() {
+            match next_frame(&mut buf)? {
+                Some((id, body)) => results.take(id, &body, &mut answered)?,
+                None => {
+                    let n = stream
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| socket_err("reading from the shim", e))?;
+                    if n == 0 {
+                        return Err(socket_err(
+                            "reading from the shim",
+                            std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                        ));
+                    }
+                }
             }
         }
-        Ok(results
+        // Every asked answer read, nothing else is due on the connection.
+        if buf.is_empty() {
+            if let Ok(stream) = stream.into_std() {
+                if nonblocking(&stream, false).is_ok() {
+                    self.keep(Conn {
+                        stream,
+                        next_stream,
+                    });
+                }
+            }
+        }
+        Ok(results.into_results())
+    }
+
+    /// An idle connection, or a new one.
+    fn pooled(&self) -> Result<Conn, ttrpc::Error> {
+        let pooled = self.idle().pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.open(),
+        }
+    }
+
+    /// Keeps `conn`, in step again (every response read), for the next call.
+    fn keep(&self, conn: Conn) {
+        let mut idle = self.idle();
+        if idle.len() < IDLE_MAX {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The answers of a batch, placed in the calls' order as they come.
+struct Answers {
+    ids: Vec<u32>,
+    results: Vec<Option<Result<Vec<u8>, ttrpc::Error>>>,
+    left: usize,
+}
+
+impl Answers {
+    fn new(ids: Vec<u32>) -> Answers {
+        let left = ids.len();
+        Answers {
+            results: (0..left).map(|_| None).collect(),
+            ids,
+            left,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The response frame `body` of stream `id`.
+    fn take(
+        &mut self,
+        id: u32,
+        body: &[u8],
+        answered: &mut impl FnMut(usize, &Result<Vec<u8>, ttrpc::Error>),
+    ) -> Result<(), ttrpc::Error> {
+        let Some(i) = self.ids.iter().position(|x| *x == id) else {
+            return Err(ttrpc::Error::Others(format!(
+                "the shim answered stream {id}, which was not asked"
+            )));
+        };
+        if self.results[i].is_some() {
+            return Err(ttrpc::Error::Others(format!(
+                "the shim answered stream {id} twice"
+            )));
+        }
+        let result = Response::decode(body)
+            .map_err(|e| socket_err("decoding the response", e))
+            .and_then(|r| payload_of(&r));
+        answered(i, &result);
+        self.results[i] = Some(result);
+        self.left -= 1;
+        Ok(())
+    }
+
+    fn into_results(self) -> Vec<Result<Vec<u8>, ttrpc::Error>> {
+        self.results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ttrpc::Error::Others("no answer".into()))))
-            .collect())
+            .collect()
     }
+}
+
+/// The first whole response frame in `buf` (taken out of it): its stream id and body;
+/// `None` until one has arrived whole.
+fn next_frame(buf: &mut Vec<u8>) -> Result<Option<(u32, Vec<u8>)>, ttrpc::Error> {
+    let Some(head) = buf.first_chunk::<{ frame::HEADER_LEN }>() else {
+        return Ok(None);
+    };
+    let header = frame::Header::parse(head);
+    check_response_header(&header)?;
+    let end = frame::HEADER_LEN + header.length as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let body = buf[frame::HEADER_LEN..end].to_vec();
+    buf.drain(..end);
+    Ok(Some((header.stream_id, body)))
+}
+
+/// A response frame's header from the shim: its type, and a length within ttrpc's limit.
+fn check_response_header(header: &frame::Header) -> Result<(), ttrpc::Error> {
+    if header.kind != frame::RESPONSE || header.length as usize > frame::LENGTH_MAX {
+        return Err(ttrpc::Error::Others(format!(
+            "the shim answered stream {} with a frame of type {} and {} bytes",
+            header.stream_id, header.kind, header.length
+        )));
+    }
+    Ok(())
 }
 
 /// A request frame's body: `req` for `method` of the Task service.
@@ -191,6 +293,24 @@ fn payload_of(response: &Response) -> Result<Vec<u8>, ttrpc::Error> {
 }
 
 impl Conn {
+    /// The request frames of `calls`, written in one go, and their stream ids.
+    fn batch_frames(
+        &mut self,
+        calls: &[(&str, Vec<u8>)],
+    ) -> Result<(Vec<u8>, Vec<u32>), ttrpc::Error> {
+        let mut frames = Vec::new();
+        let mut ids = Vec::with_capacity(calls.len());
+        for (method, payload) in calls {
+            let body = encoded_request(method, payload.clone())?;
+            let id = self.next_stream;
+            self.next_stream = self.next_stream.wrapping_add(2);
+            frame::write_frame(&mut frames, id, frame::REQUEST, &body)
+                .map_err(|e| socket_err("framing the request", e))?;
+            ids.push(id);
+        }
+        Ok((frames, ids))
+    }
+
     /// Sends one request frame and reads its response frame.
     fn round_trip(&mut self, body: &[u8]) -> Result<Vec<u8>, ttrpc::Error> {
         let id = self.next_stream;
@@ -211,12 +331,7 @@ impl Conn {
         let header = frame::read_header(&mut self.stream)
             .and_then(|h| h.ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))
             .map_err(|e| socket_err("reading from the shim", e))?;
-        if header.kind != frame::RESPONSE || header.length as usize > frame::LENGTH_MAX {
-            return Err(ttrpc::Error::Others(format!(
-                "the shim answered stream {} with a frame of type {} and {} bytes",
-                header.stream_id, header.kind, header.length
-            )));
-        }
+        check_response_header(&header)?;
         let body = frame::read_body(&mut self.stream, header.length)
             .map_err(|e| socket_err("reading from the shim", e))?;
         Ok((header.stream_id, body))
@@ -332,10 +447,10 @@ mod tests {
         assert!(err.to_string().contains("the shim"), "{err}");
     }
 
-    #[test]
-    fn a_batch_is_answered_per_call_in_the_calls_order_with_a_blocking_call_last() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shim.sock");
+    /// A stand-in shim that answers Start with pid 42, Wait with status 3 once the
+    /// returned sender says the "process" exited, and anything else NotFound.
+    fn exiting_shim(dir: &std::path::Path) -> (Conns, std::sync::mpsc::Sender<()>) {
+        let path = dir.join("shim.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let (exited, exit) = std::sync::mpsc::channel::<()>();
         let exit = std::sync::Mutex::new(exit);
@@ -352,7 +467,7 @@ mod tests {
                     }
                     // Answered once the test lets the "process" exit.
                     "Wait" => {
-                        exit.lock().unwrap().recv().unwrap();
+                        let _ = exit.lock().unwrap().recv();
                         let out = api::WaitResponse {
                             exit_status: 3,
                             ..Default::default()
@@ -371,21 +486,32 @@ mod tests {
         });
         std::thread::spawn(move || berth_shim::server::serve(listener, dispatch));
         let conns = Conns::connect(&format!("unix://{}", path.display())).unwrap();
+        (conns, exited)
+    }
+
+    #[test]
+    fn a_batch_is_answered_per_call_in_the_calls_order_with_a_blocking_call_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conns, exited) = exiting_shim(dir.path());
         let calls = [
             ("Wait", api::WaitRequest::default().encode().unwrap()),
             ("Start", api::StartRequest::default().encode().unwrap()),
             ("Pause", api::PauseRequest::default().encode().unwrap()),
         ];
         let mut order = Vec::new();
-        let answers = conns
-            .call_batch(&calls, |i, answer| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answers = rt
+            .block_on(conns.call_batch(&calls, |i, answer| {
                 // The Wait (blocked in the shim) comes last: release it when the
                 // others are in.
                 if order.len() == 1 {
                     exited.send(()).unwrap();
                 }
                 order.push((i, answer.is_ok()));
-            })
+            }))
             .unwrap();
         assert_eq!(order, [(1, true), (2, false), (0, true)]);
         let wait = api::WaitResponse::decode(answers[0].as_ref().unwrap()).unwrap();
@@ -400,5 +526,38 @@ mod tests {
         assert_eq!(conns.idle().len(), 1);
         let resp: api::StartResponse = conns.call("Start", &api::StartRequest::default()).unwrap();
         assert_eq!(resp.pid, 42);
+    }
+
+    #[test]
+    fn a_batch_given_up_midway_leaves_no_connection_out_of_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conns, exited) = exiting_shim(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls = [
+            ("Start", api::StartRequest::default().encode().unwrap()),
+            ("Wait", api::WaitRequest::default().encode().unwrap()),
+        ];
+        let mut answered = 0;
+        let batch = conns.call_batch(&calls, |_, _| answered += 1);
+        let outcome = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(200), batch).await
+        });
+        assert!(outcome.is_err(), "the Wait was answered before the exit");
+        assert_eq!(answered, 1);
+        // The connection still owing the Wait's answer is not kept: the next call is
+        // answered on another one, with its own answer.
+        exited.send(()).unwrap();
+        assert!(conns.idle().is_empty());
+        let resp: api::StartResponse = conns.call("Start", &api::StartRequest::default()).unwrap();
+        assert_eq!(resp.pid, 42);
+        let answers = rt
+            .block_on(conns.call_batch(&calls[..1], |_, _| {}))
+            .unwrap();
+        let start = api::StartResponse::decode(answers[0].as_ref().unwrap()).unwrap();
+        assert_eq!(start.pid, 42);
+        assert_eq!(conns.idle().len(), 1);
     }
 }

@@ -22,7 +22,8 @@ pub struct Header {
 }
 
 impl Header {
-    fn parse(b: &[u8; HEADER_LEN]) -> Header {
+    /// The header in its 10 bytes.
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Header {
         Header {
             length: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             stream_id: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
