@@ -171,7 +171,8 @@ impl From<EngineError> for CriError {
             e @ (EngineError::State { .. }
             | EngineError::VolumeInUse { .. }
             | EngineError::NetworkInUse { .. }
-            | EngineError::Forbidden(_)) => CriError::FailedPrecondition(e.to_string()),
+            | EngineError::Forbidden(_)
+            | EngineError::Conflict(_)) => CriError::FailedPrecondition(e.to_string()),
             EngineError::Invalid(m) => CriError::InvalidArgument(m),
             e @ EngineError::Internal { .. } => CriError::Internal(e.to_string()),
         }

@@ -101,6 +101,10 @@ pub enum EngineError {
     /// The request itself is wrong; the message names what.
     #[error("{0}")]
     Invalid(String),
+    /// The request is right but another object's state stands against it (a
+    /// `container:` network target that does not run); the message names it.
+    #[error("{0}")]
+    Conflict(String),
     /// Something underneath failed while the engine was doing `context`.
     #[error("{context}: {source}")]
     Internal { context: String, source: Source },

@@ -73,6 +73,7 @@ impl From<berth_engine::EngineError> for ApiError {
             e @ EngineError::NetworkInUse { .. } => ApiError::Forbidden(e.to_string()),
             e @ EngineError::NetworkNameInUse(_) => ApiError::Conflict(e.to_string()),
             EngineError::Forbidden(m) => ApiError::Forbidden(m),
+            EngineError::Conflict(m) => ApiError::Conflict(m),
             EngineError::VolumeInUse { name, containers } => ApiError::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 containers.join(", ")

@@ -355,7 +355,7 @@ pub fn join_container(engine: &Engine, id: &str, target: &str) -> Result<(), Eng
     let t = crate::get(engine, target)
         .map_err(|_| EngineError::Invalid(format!("No such container: {target}")))?;
     if t.state.status != crate::record::Status::Running || t.state.pid == 0 {
-        return Err(EngineError::Invalid(format!(
+        return Err(EngineError::Conflict(format!(
             "cannot join network of a non running container: {target}"
         )));
     }

@@ -1188,6 +1188,31 @@ fn network_container_shares_the_namespace() -> Result<()> {
         err.contains("cannot join network of a non running container"),
         "{err}"
     );
+    // As dockerd answers it: a conflict (409), not a bad request.
+    run_ok(berthd.docker().args([
+        "create",
+        "--name",
+        "joiner",
+        "--network",
+        "container:stopped",
+        "busybox",
+        "true",
+    ]))?;
+    let sock = berthd.docker_socket();
+    let (_, status, _) = run(std::process::Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--unix-socket",
+        &sock.to_string_lossy(),
+        "-X",
+        "POST",
+        "http://localhost/v1.41/containers/joiner/start",
+    ]))?;
+    assert_eq!(status, "409");
+    run_ok(berthd.docker().args(["rm", "joiner"]))?;
     let (code, _, err) = run(berthd.docker().args([
         "run",
         "--rm",
