@@ -21,6 +21,7 @@ pub mod digest;
 pub mod mount;
 mod safepath;
 pub mod snapshots;
+pub mod writers;
 pub mod xattrs;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyStats};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
+use berth_snapshotter::writers::{Limits, WriteJob, Writers};
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::BodyExt;
@@ -322,7 +323,7 @@ fn unpack(
     // time goes: the filesystem's inode allocation, not the data); this thread
     // reads the tar, makes directories and links, and hands each file's data over.
     // Directories' times are set at the end (writing their children changes them).
-    let mut pool = WriterPool::start(keep_owner);
+    let mut pool = writer_pool(keep_owner);
     let mut buf = vec![0u8; COPY_BUF];
     let mut dir_times = Vec::new();
     let res = (|| -> Result<()> {
@@ -416,19 +417,15 @@ fn unpack(
 /// ones are written by the reading thread as they stream.
 const POOL_MAX_FILE: u64 = 8 << 20;
 
-/// Threads writing files. Each directory's files go to one of them, in the tar's
-/// order: a file's creation holds its directory's inode lock, so writers sharing a
-/// directory only wait on each other (the kernel spins on that lock), while writers in
-/// different directories create in parallel.
-const POOL_THREADS: usize = 4;
-
-/// File data handed over and not written yet, at most (a file larger than what is
-/// left waits until the writers have caught up, unless none is in flight).
-const POOL_BUDGET: usize = 64 << 20;
-
-/// Files queued per writer, at most: enough for the reading thread to run ahead
-/// through a directory of small files into the next directory.
-const POOL_QUEUE: usize = 4096;
+/// The writer pool's bounds (`berth_snapshotter::writers`: each directory's files go
+/// to one writer, in the tar's order). Files queued per writer: enough for the
+/// reading thread to run ahead through a directory of small files into the next; file
+/// data handed over and not written yet: 64 MiB at most.
+const POOL_LIMITS: Limits = Limits {
+    threads: 4,
+    queue: 4096,
+    budget: 64 << 20,
+};
 
 struct FileJob {
     dest: PathBuf,
@@ -442,127 +439,26 @@ struct FileJob {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
-#[derive(Default)]
-struct PoolState {
-    /// Files handed over and not yet written.
-    in_flight: usize,
-    /// Their data's bytes.
-    bytes: usize,
-    /// The first failure of a writer.
-    error: Option<anyhow::Error>,
+impl WriteJob for FileJob {
+    fn path(&self) -> &Path {
+        &self.dest
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
 }
 
-type Shared = std::sync::Arc<(std::sync::Mutex<PoolState>, std::sync::Condvar)>;
-
-/// A pool of threads writing regular files handed over by the unpacking thread.
-struct WriterPool {
-    /// One queue per writer thread.
-    queues: Vec<std::sync::mpsc::SyncSender<FileJob>>,
-    state: Shared,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    /// Names handed over since the last drain.
-    names: std::collections::HashSet<PathBuf>,
-    keep_owner: bool,
-}
-
-impl WriterPool {
-    fn start(keep_owner: bool) -> WriterPool {
-        let state: Shared = Default::default();
-        let mut queues = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..POOL_THREADS {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(POOL_QUEUE);
-            let state = state.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("cp-writer-{i}"))
-                .spawn(move || {
-                    for job in rx {
-                        let r = write_job(&job, keep_owner)
-                            .with_context(|| format!("extracting {}", job.dest.display()));
-                        let (m, cv) = &*state;
-                        let Ok(mut s) = m.lock() else { return };
-                        s.in_flight -= 1;
-                        s.bytes -= job.data.len();
-                        if let Err(e) = r {
-                            s.error.get_or_insert(e);
-                        }
-                        cv.notify_all();
-                    }
-                });
-            if let Ok(t) = spawned {
-                queues.push(tx);
-                threads.push(t);
-            }
-        }
-        WriterPool {
-            queues,
-            state,
-            threads,
-            names: Default::default(),
-            keep_owner,
-        }
-    }
-
-    fn pending(&self, dest: &Path) -> bool {
-        self.names.contains(dest)
-    }
-
-    fn submit(&mut self, job: FileJob) -> Result<()> {
-        if self.queues.is_empty() {
-            // No thread could be started: write it here.
-            return write_job(&job, self.keep_owner)
-                .with_context(|| format!("extracting {}", job.dest.display()));
-        }
-        self.names.insert(job.dest.clone());
-        {
-            let (m, cv) = &*self.state;
-            let failed = || anyhow::anyhow!("a file writer failed");
-            let mut s = m.lock().map_err(|_| failed())?;
-            while s.in_flight > 0 && s.bytes + job.data.len() > POOL_BUDGET && s.error.is_none() {
-                s = cv.wait(s).map_err(|_| failed())?;
-            }
-            if let Some(e) = s.error.take() {
-                return Err(e);
-            }
-            s.in_flight += 1;
-            s.bytes += job.data.len();
-        }
-        // The writer of the file's directory.
-        let dir = job.dest.parent().unwrap_or(Path::new(""));
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(dir, &mut h);
-        let i = (std::hash::Hasher::finish(&h) % self.queues.len() as u64) as usize;
-        self.queues[i]
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("the file writers are gone"))
-    }
-
-    /// Waits until every file handed over is written; the first writer's error.
-    fn drain(&mut self) -> Result<()> {
-        self.names.clear();
-        let (m, cv) = &*self.state;
-        let mut s = m
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
-        while s.in_flight > 0 {
-            s = cv
-                .wait(s)
-                .map_err(|_| anyhow::anyhow!("a file writer failed"))?;
-        }
-        match s.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn finish(mut self) -> Result<()> {
-        let r = self.drain();
-        self.queues.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        r
-    }
+/// The writers of one `cp` out: `-a` keeps the archive's owners.
+fn writer_pool(keep_owner: bool) -> Writers<FileJob, anyhow::Error> {
+    Writers::start(
+        "cp-writer",
+        POOL_LIMITS,
+        move |job: &FileJob| {
+            write_job(job, keep_owner).with_context(|| format!("extracting {}", job.dest.display()))
+        },
+        |m| anyhow::anyhow!(m),
+    )
 }
 
 /// One file of the pool: created with O_EXCL (a name already there is replaced and

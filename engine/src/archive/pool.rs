@@ -1,27 +1,22 @@
-//! Threads writing an upload's regular files (`PUT /archive`, `cp SRC C:DEST`).
+//! Threads writing an upload's regular files (`PUT /archive`, `cp SRC C:DEST`):
+//! `berth_snapshotter::writers` (each directory's files to one writer, a byte budget).
 //!
-//! Creating a file is where extraction spends its time (the filesystem's inode
-//! allocation, not the data), and it overlaps well across threads. The extracting
-//! thread reads the tar, resolves each file's parent (`openat2(RESOLVE_IN_ROOT)`) and
-//! hands the file over with its data in memory; a writer makes it with one
-//! `openat(parent, name, O_CREAT | O_EXCL | O_NOFOLLOW)`, exactly as the extracting
-//! thread would, and sets its owner, mode, attributes and times on the open fd.
-//! The extracting thread waits for every handed-over file ([`Pool::drain`]) before
-//! an entry that could change what a pending name means (a link, a removal, the
-//! same name again), so the tar's order is kept where it matters.
-//!
-//! The writers are spawned by the extracting thread, so they share its private
-//! mount namespace and its umask (`CLONE_FS`); they touch files through the fds
-//! they are given only, and all of them are joined before the view is torn down.
+//! The extracting thread reads the tar, resolves each file's parent
+//! (`openat2(RESOLVE_IN_ROOT)`) and hands the file over with its data in memory; a
+//! writer makes it with one `openat(parent, name, O_CREAT | O_EXCL | O_NOFOLLOW)`,
+//! exactly as the extracting thread would, and sets its owner, mode, attributes and
+//! times on the open fd. The writers are spawned by the extracting thread, so they
+//! share its private mount namespace and its umask (`CLONE_FS`); they touch files
+//! through the fds they are given only, and all of them are joined before the view is
+//! torn down.
 
-use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_snapshotter::writers::{Limits, WriteJob, Writers};
 
 use super::fsutil::{check, open_at};
 use super::ArchiveError;
@@ -31,11 +26,13 @@ use super::ArchiveError;
 pub const MAX_FILE: u64 = 2 << 20;
 
 /// Writer threads: creation is mostly kernel time waiting on inode tables, which
-/// overlaps even on a machine with few cores.
-const THREADS: usize = 4;
-
-/// Files queued beyond those being written (at most `MAX_FILE` each).
-const QUEUE: usize = 16;
+/// overlaps even on a machine with few cores. Up to 32 MiB of file data in berthd's
+/// memory per upload.
+const LIMITS: Limits = Limits {
+    threads: 4,
+    queue: 4096,
+    budget: 32 << 20,
+};
 
 pub struct FileJob {
     pub parent: Arc<OwnedFd>,
@@ -52,110 +49,22 @@ pub struct FileJob {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-#[derive(Default)]
-struct State {
-    in_flight: usize,
-    error: Option<ArchiveError>,
-}
-
-pub struct Pool {
-    tx: Option<SyncSender<FileJob>>,
-    state: Arc<(Mutex<State>, Condvar)>,
-    threads: Vec<JoinHandle<()>>,
-    /// Names handed over since the last drain.
-    names: HashSet<PathBuf>,
-}
-
-impl Pool {
-    pub fn start() -> Pool {
-        let (tx, rx) = sync_channel::<FileJob>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
-        let threads = (0..THREADS)
-            .filter_map(|i| {
-                let rx = rx.clone();
-                let state = state.clone();
-                std::thread::Builder::new()
-                    .name(format!("cp-in-{i}"))
-                    .spawn(move || loop {
-                        let job = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        let r = write(&job);
-                        let (m, cv) = &*state;
-                        let Ok(mut s) = m.lock() else { return };
-                        s.in_flight -= 1;
-                        if let Err(e) = r {
-                            s.error.get_or_insert(e);
-                        }
-                        cv.notify_all();
-                    })
-                    .ok()
-            })
-            .collect();
-        Pool {
-            tx: Some(tx),
-            state,
-            threads,
-            names: HashSet::new(),
-        }
+impl WriteJob for FileJob {
+    fn path(&self) -> &Path {
+        &self.rel
     }
 
-    /// Whether a file of this name (under the target) was handed over since the
-    /// last drain.
-    pub fn pending(&self, rel: &std::path::Path) -> bool {
-        self.names.contains(rel)
-    }
-
-    /// Hands a file over; the first error of a writer, if one failed meanwhile.
-    pub fn submit(&mut self, job: FileJob) -> Result<(), ArchiveError> {
-        let gone = || ArchiveError::Internal("the file writers are gone".into());
-        let Some(tx) = self.tx.as_ref().filter(|_| !self.threads.is_empty()) else {
-            // No thread could be started: write it here.
-            return write(&job);
-        };
-        {
-            let (m, _) = &*self.state;
-            let mut s = m.lock().map_err(|_| gone())?;
-            if let Some(e) = s.error.take() {
-                return Err(e);
-            }
-            s.in_flight += 1;
-        }
-        self.names.insert(job.rel.clone());
-        if tx.send(job).is_err() {
-            return Err(gone());
-        }
-        Ok(())
-    }
-
-    /// Waits until every file handed over is written; the first writer's error.
-    pub fn drain(&mut self) -> Result<(), ArchiveError> {
-        self.names.clear();
-        let gone = || ArchiveError::Internal("a file writer failed".into());
-        let (m, cv) = &*self.state;
-        let mut s = m.lock().map_err(|_| gone())?;
-        while s.in_flight > 0 {
-            s = cv.wait(s).map_err(|_| gone())?;
-        }
-        match s.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+    fn bytes(&self) -> usize {
+        self.data.len()
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // Closing the channel ends each writer once the queue is empty; joining
-        // them here means no writer outlives the extraction (nor the view).
-        self.tx = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+pub type Pool = Writers<FileJob, ArchiveError>;
+
+/// The writers of one upload, started on (and sharing the namespaces of) the
+/// extracting thread.
+pub fn start() -> Pool {
+    Writers::start("cp-in", LIMITS, write, |m| ArchiveError::Internal(m.into()))
 }
 
 /// One file: created with `O_EXCL | O_NOFOLLOW` under its parent's fd, its data in

@@ -83,7 +83,7 @@ pub fn extract(
         parents: HashMap::new(),
         dir_times: Vec::new(),
         buf: vec![0; COPY_BUF],
-        pool: Pool::start(),
+        pool: pool::start(),
         found: Found::default(),
     };
     let tap = XattrTap::new(reader);
