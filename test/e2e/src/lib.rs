@@ -46,9 +46,12 @@ pub struct Berthd {
     net: NetSlot,
 }
 
-/// Where test daemons claim their default bridge slots: one file per slot holding
-/// the claiming process's id, so that concurrent test processes (and the threads of
-/// one) never share a bridge or a subnet; a dead process's claim is taken over.
+/// Where test daemons claim their default bridge slots: one file per slot, claimed by
+/// holding an exclusive `flock` on it for as long as the daemon's [`Berthd`] lives, so
+/// that concurrent test processes and the threads of one never share a bridge or a
+/// subnet. The kernel drops a dead process's locks, so nothing is ever stale; the
+/// files stay (removing one could let two claimants lock two different files of the
+/// same name).
 const NET_SLOTS: &str = "/run/berth-e2e-nets";
 
 /// A default bridge of a test berthd's own: `bte2e-<n>` on `172.30.<n>.0/24`, written
@@ -56,35 +59,23 @@ const NET_SLOTS: &str = "/run/berth-e2e-nets";
 /// and removed (with the daemon's nft table) when the [`Berthd`] goes.
 struct NetSlot {
     n: u8,
+    /// The slot's file, locked: the claim.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl NetSlot {
     fn claim() -> Result<NetSlot> {
         std::fs::create_dir_all(NET_SLOTS)?;
-        let me = std::process::id().to_string();
-        for _round in 0..2 {
-            for n in 0..=254u8 {
-                let path = Path::new(NET_SLOTS).join(n.to_string());
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                {
-                    Ok(mut f) => {
-                        use std::io::Write;
-                        f.write_all(me.as_bytes())?;
-                        return Ok(NetSlot { n });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                        let alive =
-                            !owner.is_empty() && Path::new("/proc").join(owner.trim()).exists();
-                        if !alive {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+        for n in 0..=254u8 {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(Path::new(NET_SLOTS).join(n.to_string()))?;
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(NetSlot { n, _lock: lock }),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
+                Err((_, e)) => return Err(e.into()),
             }
         }
         bail!("no free default bridge slot under {NET_SLOTS}")
@@ -176,12 +167,6 @@ pub fn listening_on_dns(ip: std::net::Ipv4Addr) -> (bool, bool) {
             .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
     };
     (has("/proc/net/udp"), has("/proc/net/tcp"))
-}
-
-impl Drop for NetSlot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(Path::new(NET_SLOTS).join(self.n.to_string()));
-    }
 }
 
 /// The cgroup berthd puts containers under (`/berth/<id>`), in every hierarchy.
@@ -524,4 +509,34 @@ pub fn run_ok(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads claiming slots at once never get the same one, and a slot let go is
+    /// claimed again (the old claim, a file written after it was made, let a thread
+    /// read it empty, take it for stale and remove it while its owner went on).
+    #[test]
+    fn concurrent_claims_get_distinct_slots() {
+        require_root();
+        for _ in 0..20 {
+            let claims: Vec<NetSlot> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(NetSlot::claim)).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            let mut slots: Vec<u8> = claims.iter().map(|c| c.n).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            assert_eq!(slots.len(), claims.len(), "{slots:?}");
+            let lowest = slots[0];
+            drop(claims);
+            let again = NetSlot::claim().unwrap();
+            assert!(again.n <= lowest, "{} after {lowest} was let go", again.n);
+        }
+    }
 }
