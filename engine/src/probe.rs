@@ -153,8 +153,15 @@ impl Probe {
                 Ok((code, out))
             }
             Ok(Err(message)) => {
+                // The batch may have failed before its delete of the last check's
+                // exec was read: that one goes too (deleting it twice is harmless).
                 let cid = self.container_id.clone();
-                let _ = tokio::task::spawn_blocking(move || shim.delete_exec(&cid, &exec_id)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    for eid in left.iter().chain([&exec_id]) {
+                        let _ = shim.delete_exec(&cid, eid);
+                    }
+                })
+                .await;
                 // A broken connection is made again at the next check.
                 self.shim = None;
                 Err(ProbeFailure::Error(message))
